@@ -1,1 +1,50 @@
-fn main() {}
+//! `cove`: the command line. Parses Docker-compatible verbs and flags, joins the rootless
+//! user namespace, and calls the engine. The only crate that uses `anyhow`.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match cmd::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 125 } else { 0 });
+                }
+                _ => {
+                    // One line, as Docker: the error itself, then where to look.
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+                    eprintln!("cove: error: {first}");
+                    eprintln!("See 'cove --help'.");
+                    return ExitCode::from(125);
+                }
+            }
+        }
+    };
+    init_tracing(cli.log_level.as_deref());
+    match cmd::dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let code = e.downcast_ref::<cove_engine::Error>().map(|e| e.exit_code()).unwrap_or(125);
+            let msg = format!("{e:#}");
+            eprintln!("cove: error: {msg}");
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+    }
+}
+
+fn init_tracing(level: Option<&str>) {
+    let filter = level
+        .map(String::from)
+        .or_else(|| std::env::var("COVE_LOG").ok())
+        .unwrap_or_else(|| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().init();
+}

@@ -1,1 +1,70 @@
+//! The engine: cove's state and the verbs built on it.
+//!
+//! Owns the state store (SQLite in WAL mode: images, tags, containers), the per-user
+//! directories, turning a `run` request plus an image config into an OCI runtime spec
+//! (Docker's semantics for Entrypoint/Cmd/Env/User/WorkingDir, mounts, capabilities,
+//! seccomp), and driving the runtime. It must not parse command lines (the CLI does) and
+//! contains no `unsafe` (that is the sys crate's).
 #![forbid(unsafe_code)]
+
+pub mod db;
+pub mod dirs;
+pub mod images;
+pub mod info;
+pub mod run;
+pub mod spec;
+pub mod tty;
+pub mod userdb;
+pub mod volumes;
+
+pub use dirs::Dirs;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] cove_image::Error),
+    #[error(transparent)]
+    Runtime(#[from] cove_runtime::Error),
+    #[error(transparent)]
+    Oci(#[from] cove_oci::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Docker's exit code for this failure: 125 when cove itself fails, 126/127 when the
+    /// command cannot be invoked or found.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Runtime(cove_runtime::Error::Child { exit_code, .. }) => *exit_code,
+            _ => 125,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { what: what(), source })
+    }
+}

@@ -1,1 +1,315 @@
-//! unsafe lives here
+//! The only crate of cove that contains `unsafe` code.
+//!
+//! It owns thin, safe wrappers over the few system calls that `nix`/`std` expose only as
+//! `unsafe` (or not at all): `fork`/`clone` with namespace flags, `close_range`, terminal
+//! ioctls, passing file descriptors over `SCM_RIGHTS`, and `_exit`. Every `unsafe` block
+//! carries a `// SAFETY:` comment. It must not contain policy: no container logic, no paths.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+pub use nix;
+
+/// Errors of the sys crate: a syscall name and its errno.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{call}: {source}")]
+    Sys {
+        call: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn errno(call: &'static str) -> Error {
+    Error::Sys { call, source: nix::Error::last() }
+}
+
+impl Error {
+    /// The errno behind this error, when there is one.
+    pub fn errno(&self) -> Option<nix::Error> {
+        match self {
+            Error::Sys { source, .. } => Some(*source),
+            Error::Other(_) => None,
+        }
+    }
+}
+
+/// `fork(2)`. Returns `None` in the child and the child's pid in the parent.
+///
+/// Callers must be single-threaded (cove's CLI, monitor and runtime are): after a fork in a
+/// multi-threaded process only async-signal-safe calls are allowed in the child.
+pub fn fork() -> Result<Option<nix::unistd::Pid>> {
+    // SAFETY: cove forks only from single-threaded processes (documented contract above), so
+    // the child inherits no lock held by another thread and may run ordinary Rust code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child)),
+        Ok(nix::unistd::ForkResult::Child) => Ok(None),
+        Err(source) => Err(Error::Sys { call: "fork", source }),
+    }
+}
+
+/// `clone(2)` with fork-like semantics (no new stack, SIGCHLD on exit) plus namespace flags,
+/// so the child is born in new namespaces (PID 1 of a new pid namespace, with no extra fork).
+/// Returns `None` in the child.
+pub fn clone_fork(flags: nix::sched::CloneFlags) -> Result<Option<nix::unistd::Pid>> {
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: raw clone with a NULL stack duplicates the address space copy-on-write exactly
+    // like fork(2); no CLONE_VM/CLONE_THREAD flags can be passed (CloneFlags here are only the
+    // namespace flags callers choose). The caller is single-threaded (see `fork`). glibc no
+    // longer caches the pid, so getpid() stays correct in the child.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(errno("clone")),
+        0 => Ok(None),
+        pid => Ok(Some(nix::unistd::Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `_exit(2)`: leaves a forked child without running atexit handlers or flushing buffers the
+/// parent also owns.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every descriptor from `first` upward close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`), so nothing of cove leaks into the container process
+/// (the CVE-2024-21626 class). Falls back to walking /proc/self/fd on kernels before 5.11.
+pub fn cloexec_from(first: RawFd) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes descriptor flags; arguments are plain integers.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC)
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Error::Other(format!("read /proc/self/fd: {e}")))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // F_SETFD on a descriptor that was closed meanwhile (the read_dir fd) fails harmlessly.
+        let _ = nix::fcntl::fcntl(
+            // SAFETY: the fd number comes from /proc/self/fd; borrowing it for one fcntl call
+            // cannot outlive it, and EBADF is ignored.
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    Ok(())
+}
+
+/// Borrows a raw descriptor number that the caller knows is open (for example 0, 1, 2).
+pub fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: callers pass only descriptors that stay open for the process lifetime (stdio)
+    // or for the duration of the borrow; a wrong number yields EBADF from the next syscall,
+    // not memory unsafety.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// `dup2(fd, target)` for an arbitrary target number (stdio redirection in a child).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<()> {
+    // SAFETY: dup2 with integer descriptors; it atomically replaces `target`.
+    let ret = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    if ret < 0 {
+        return Err(errno("dup2"));
+    }
+    Ok(())
+}
+
+/// Terminal window size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WinSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// `TIOCGWINSZ`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<WinSize> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` into the pointer we pass, which points
+    // to a live, properly aligned local.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    if ret < 0 {
+        return Err(errno("ioctl(TIOCGWINSZ)"));
+    }
+    Ok(WinSize { rows: ws.ws_row, cols: ws.ws_col })
+}
+
+/// `TIOCSWINSZ`.
+pub fn set_winsize(fd: BorrowedFd<'_>, size: WinSize) -> Result<()> {
+    let ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` from a live local.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws as *const libc::winsize) };
+    if ret < 0 {
+        return Err(errno("ioctl(TIOCSWINSZ)"));
+    }
+    Ok(())
+}
+
+/// `TIOCSCTTY`: makes the terminal the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal from another session).
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) };
+    if ret < 0 {
+        return Err(errno("ioctl(TIOCSCTTY)"));
+    }
+    Ok(())
+}
+
+/// `TIOCGPTPEER`: opens the slave side of a pty master (works across mount namespaces).
+pub fn open_pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new descriptor.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER as _, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno("ioctl(TIOCGPTPEER)"));
+    }
+    // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one descriptor (plus a one-byte payload) over a unix socket with `SCM_RIGHTS`.
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let iov = [io::IoSlice::new(b"F")];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|source| Error::Sys { call: "sendmsg(SCM_RIGHTS)", source })?;
+    Ok(())
+}
+
+/// Receives up to `buf.len()` bytes and at most one descriptor sent with them by
+/// [`send_fd`]. Returns the byte count (0 on EOF) and the descriptor, if one came.
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r.map_err(|source| Error::Sys { call: "recvmsg", source })?,
+        }
+    };
+    let mut got = None;
+    for c in msg.cmsgs().map_err(|source| Error::Sys { call: "recvmsg", source })? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel installed these descriptors in our table for us alone.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, got))
+}
+
+/// Receives one descriptor sent by [`send_fd`]. Returns `None` on EOF.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<Option<OwnedFd>> {
+    let mut buf = [0u8; 1];
+    let (n, fd) = recv_with_fd(sock, &mut buf)?;
+    if n == 0 && fd.is_none() {
+        return Ok(None);
+    }
+    fd.map(Some).ok_or_else(|| Error::Other("recvmsg: no descriptor in message".into()))
+}
+
+/// Brings the loopback interface of the current network namespace up
+/// (`SIOCGIFFLAGS`/`SIOCSIFFLAGS` on "lo"), without netlink or an external `ip`.
+pub fn loopback_up() -> Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let s = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|source| Error::Sys { call: "socket", source })?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the live, zeroed ifreq.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(errno("ioctl(SIOCGIFFLAGS lo)"));
+    }
+    // SAFETY: ifru_flags is the active union member after SIOCGIFFLAGS.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req as *const libc::ifreq) } < 0 {
+        return Err(errno("ioctl(SIOCSIFFLAGS lo)"));
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`: other processes (a container's) can no longer open
+/// /proc/<pid>/exe or ptrace us while we sit in its namespaces (CVE-2019-5736 class).
+pub fn set_not_dumpable() -> Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    if ret < 0 {
+        return Err(errno("prctl(PR_SET_DUMPABLE)"));
+    }
+    Ok(())
+}
+
+/// Wraps a descriptor returned by a syscall wrapper that gives raw numbers.
+pub fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass descriptors freshly returned by a syscall and owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// True when `fd` refers to a terminal.
+pub fn is_tty<F: AsFd>(fd: F) -> bool {
+    nix::unistd::isatty(fd).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_passing_roundtrip() {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        send_fd(a.as_fd(), w.as_fd()).unwrap();
+        let got = recv_fd(b.as_fd()).unwrap().unwrap();
+        nix::unistd::write(&got, b"x").unwrap();
+        let mut buf = [0u8; 1];
+        nix::unistd::read(&r, &mut buf).unwrap();
+        assert_eq!(&buf, b"x");
+        drop(a);
+        assert!(recv_fd(b.as_fd()).unwrap().is_none());
+    }
+
+    #[test]
+    fn cloexec_marks_descriptors() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        cloexec_from(3).unwrap();
+        let flags = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
+    }
+}

@@ -1,0 +1,615 @@
+//! Verbs and flags (clap derive), Docker-compatible.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use cove_engine::run::Engine;
+use cove_engine::spec::RunRequest;
+use cove_engine::{images, Dirs};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "cove", version, about = "A daemonless, rootless-first container engine", disable_help_subcommand = true)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace); also COVE_LOG.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a new container
+    Run(RunArgs),
+    /// Import a rootfs tarball as an image (like `docker import`)
+    Import {
+        /// Tarball path, or - for stdin
+        file: String,
+        /// Name for the image (REPOSITORY[:TAG])
+        reference: Option<String>,
+        /// Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE)
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// Print only the image id
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Load images from a docker-archive, oci-archive or OCI layout directory
+    Load {
+        /// Input file or directory (default: stdin)
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images
+    Images(ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Display low-level information on images or containers
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Only look for this kind of object (image, container)
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// List containers
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove one or more containers
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display system-wide information (rootless mode, id mapping, storage, cgroups)
+    Info {
+        /// Output format: text (default) or json
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// System maintenance
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Stop the per-user keeper process (it restarts on the next command)
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// List images
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    /// Display detailed information on images
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove images
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Tag an image
+    Tag { source: String, target: String },
+    /// Import a rootfs tarball
+    Import {
+        file: String,
+        reference: Option<String>,
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+    },
+    /// Load images from an archive
+    Load {
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Only show image ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show full ids
+    #[arg(long)]
+    no_trunc: bool,
+    /// Output format: table (default) or json
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background (not in this version)
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Bind mount a volume (SRC:DST[:ro])
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,...)
+    #[arg(long = "mount")]
+    mount: Vec<String>,
+    /// Mount a tmpfs directory (PATH[:OPTS])
+    #[arg(long = "tmpfs")]
+    tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Give all capabilities of the user namespace, no seccomp, no masked paths
+    #[arg(long)]
+    privileged: bool,
+    /// Security options (seccomp=unconfined|FILE, no-new-privileges[=false])
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Memory limit (e.g. 64m)
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap, -1 for unlimited
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Network mode: none (default in this version) or host
+    #[arg(long = "network", alias = "net")]
+    network: Option<String>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long = "ulimit")]
+    ulimit: Vec<String>,
+    /// Set metadata on a container
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Sysctl options
+    #[arg(long = "sysctl")]
+    sysctl: Vec<String>,
+    /// Image to run
+    image: String,
+    /// Command and arguments
+    #[arg(allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl RunArgs {
+    fn into_request(self) -> RunRequest {
+        RunRequest {
+            image: self.image,
+            name: self.name,
+            cmd: self.command,
+            entrypoint: self.entrypoint,
+            env: self.env,
+            env_files: self.env_file,
+            workdir: self.workdir,
+            user: self.user,
+            volumes: self.volume,
+            mounts: self.mount,
+            tmpfs: self.tmpfs,
+            read_only: self.read_only,
+            hostname: self.hostname,
+            rm: self.rm,
+            tty: self.tty,
+            interactive: self.interactive,
+            detach: self.detach,
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            privileged: self.privileged,
+            security_opt: self.security_opt,
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            network: self.network,
+            ulimits: self.ulimit,
+            labels: self.label,
+            sysctls: self.sysctl,
+        }
+    }
+}
+
+/// Prepares the process: directories, then (rootless) the user namespace, then the engine.
+fn open_engine(dirs: Dirs) -> Result<(Engine, Option<cove_runtime::userns::IdMapping>)> {
+    let mapping = enter_userns(&dirs)?;
+    let eng = Engine::open(dirs)?;
+    Ok((eng, mapping))
+}
+
+fn enter_userns(dirs: &Dirs) -> Result<Option<cove_runtime::userns::IdMapping>> {
+    if !dirs.rootless {
+        return Ok(None);
+    }
+    let mapping = cove_runtime::userns::plan_mapping(nix::unistd::Uid::from_raw(dirs.uid), nix::unistd::Gid::from_raw(dirs.gid), &dirs.user_name);
+    cove_runtime::userns::join_keeper(&dirs.run, &mapping).context("cannot enter the rootless user namespace")?;
+    Ok(Some(mapping))
+}
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    // Commands that must not start anything.
+    if let Command::System(SystemCmd::Migrate) = &cli.command {
+        let dirs = Dirs::for_current_user()?;
+        cove_runtime::userns::stop_keeper(&dirs.run);
+        return Ok(0);
+    }
+    let dirs = Dirs::for_current_user()?;
+    let (mut eng, mapping) = open_engine(dirs)?;
+    match cli.command {
+        Command::Run(args) => {
+            let req = args.into_request();
+            Ok(cove_engine::run::run(&mut eng, &req)?)
+        }
+        Command::Import { file, reference, change, quiet: _ } | Command::Image(ImageCmd::Import { file, reference, change }) => {
+            let opts = eng.unpack_options();
+            let id = if file == "-" {
+                images::import(&mut eng.db, &eng.store, std::io::stdin().lock(), reference.as_deref(), &change, &opts)?
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("open {file}"))?;
+                images::import(&mut eng.db, &eng.store, std::io::BufReader::new(f), reference.as_deref(), &change, &opts)?
+            };
+            println!("{id}");
+            Ok(0)
+        }
+        Command::Load { input, quiet } => load(&mut eng, input, quiet),
+        Command::Image(ImageCmd::Load { input }) => load(&mut eng, input, false),
+        Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => list_images(&eng, &a),
+        Command::Image(ImageCmd::Inspect { images: names }) => inspect(&eng, &names, Some("image")),
+        Command::Inspect { names, kind } => inspect(&eng, &names, kind.as_deref()),
+        Command::Tag { source, target } | Command::Image(ImageCmd::Tag { source, target }) => {
+            images::tag(&mut eng.db, &source, &target)?;
+            Ok(0)
+        }
+        Command::Rmi { force, images: names } | Command::Image(ImageCmd::Rm { force, images: names }) => {
+            let mut failed = false;
+            for n in &names {
+                match images::remove(&mut eng.db, &eng.store, n, force) {
+                    Ok(r) => {
+                        for u in r.untagged {
+                            println!("Untagged: {u}");
+                        }
+                        for d in r.deleted {
+                            println!("Deleted: {d}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("cove: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Ps { all, quiet } => ps(&eng, all, quiet),
+        Command::Rm { force, containers } => rm(&mut eng, &containers, force),
+        Command::Info { format } => {
+            let v = cove_engine::info::report(&eng.dirs, mapping.as_ref());
+            if format.as_deref() == Some("json") || format.as_deref() == Some("{{json .}}") {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_info(&v);
+            }
+            Ok(0)
+        }
+        Command::System(_) => Ok(0),
+    }
+}
+
+fn load(eng: &mut Engine, input: Option<PathBuf>, quiet: bool) -> Result<i32> {
+    let opts = eng.unpack_options();
+    // `load` without -i reads stdin: spool it to a file (archives need random access).
+    let (path, _tmp) = match input {
+        Some(p) => (p, None),
+        None => {
+            let tmp = tempfile_in(&eng.dirs.storage())?;
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read image archive from stdin")?;
+            (tmp.clone(), Some(TempPath(tmp)))
+        }
+    };
+    let loaded = images::load(&mut eng.db, &eng.store, &path, &opts)?;
+    if loaded.is_empty() {
+        bail!("no images found in {}", path.display());
+    }
+    if !quiet {
+        for (id, tags) in loaded {
+            if tags.is_empty() {
+                println!("Loaded image ID: {id}");
+            }
+            for t in tags {
+                println!("Loaded image: {}", cove_oci::normalize_image_name(&t).unwrap_or(t));
+            }
+        }
+    }
+    Ok(0)
+}
+
+struct TempPath(PathBuf);
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> Result<PathBuf> {
+    let d = dir.join("tmp");
+    std::fs::create_dir_all(&d)?;
+    Ok(d.join(format!("stdin-{}.tar", cove_oci::new_id()?)))
+}
+
+fn human_size(n: i64) -> String {
+    let n = n as f64;
+    for (unit, div) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
+        if n >= div {
+            return format!("{:.3}{unit}", n / div).replace(".000", "");
+        }
+    }
+    format!("{n}B")
+}
+
+fn ago(ts: &str) -> String {
+    let Some(t) = cove_engine::db::parse_rfc3339(ts) else { return "N/A".into() };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let s = (now - t).max(0);
+    match s {
+        0..=1 => "Less than a second ago".into(),
+        2..=59 => format!("{s} seconds ago"),
+        60..=3599 => format!("{} minutes ago", s / 60),
+        3600..=86399 => format!("{} hours ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
+}
+
+fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
+    let imgs = eng.db.images()?;
+    let tags = eng.db.tags()?;
+    let mut out = std::io::stdout().lock();
+    if a.format.as_deref() == Some("json") {
+        let mut v = vec![];
+        for i in &imgs {
+            v.push(images::inspect_json(&eng.db, i)?);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(0);
+    }
+    if !a.quiet {
+        writeln!(out, "{:<40} {:<10} {:<15} {:<20} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
+    }
+    for i in &imgs {
+        let id = if a.no_trunc { i.id.clone() } else { cove_oci::short_id(&i.id).to_string() };
+        if a.quiet {
+            writeln!(out, "{id}")?;
+            continue;
+        }
+        let mine: Vec<&String> = tags.iter().filter(|(_, t)| *t == i.id).map(|(n, _)| n).collect();
+        let rows: Vec<(String, String)> = if mine.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            mine.iter().map(|n| n.rsplit_once(':').map(|(r, t)| (r.to_string(), t.to_string())).unwrap_or(((*n).clone(), "latest".into()))).collect()
+        };
+        for (repo, tag) in rows {
+            writeln!(out, "{repo:<40} {tag:<10} {id:<15} {:<20} {}", ago(&i.created), human_size(i.size))?;
+        }
+    }
+    Ok(0)
+}
+
+fn container_json(c: &cove_engine::db::ContainerRow) -> serde_json::Value {
+    let req: serde_json::Value = serde_json::from_str(&c.config).unwrap_or_default();
+    serde_json::json!({
+        "Id": c.id,
+        "Name": format!("/{}", c.name),
+        "Created": c.created,
+        "Image": c.image_id,
+        "State": {
+            "Status": c.state,
+            "Running": c.state == "running",
+            "Pid": c.pid.unwrap_or(0),
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "StartedAt": c.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "FinishedAt": c.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        },
+        "Config": {
+            "Image": c.image,
+            "Cmd": req.get("cmd"),
+            "Env": req.get("env"),
+            "User": req.get("user").cloned().unwrap_or_default(),
+            "WorkingDir": req.get("workdir").cloned().unwrap_or_default(),
+            "Tty": req.get("tty"),
+        },
+        "HostConfig": {
+            "AutoRemove": req.get("rm"),
+            "ReadonlyRootfs": req.get("read_only"),
+            "Binds": req.get("volumes"),
+            "Privileged": req.get("privileged"),
+            "CapAdd": req.get("cap_add"),
+            "CapDrop": req.get("cap_drop"),
+            "NetworkMode": req.get("network").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| "none".into()),
+        },
+    })
+}
+
+fn inspect(eng: &Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
+    let mut out = vec![];
+    let mut failed = false;
+    for n in names {
+        let found = match kind {
+            Some("image") => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(anyhow::Error::from),
+            Some("container") => eng.db.find_container(n).map(|c| container_json(&c)).map_err(anyhow::Error::from),
+            None => match eng.db.find_container(n) {
+                Ok(c) => Ok(container_json(&c)),
+                Err(_) => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(|_| anyhow!("no such object: {n}")),
+            },
+            Some(other) => bail!("unknown --type {other:?} (image or container)"),
+        };
+        match found {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("cove: error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn ps(eng: &Engine, all: bool, quiet: bool) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    if !quiet {
+        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")?;
+    }
+    for c in eng.db.containers()? {
+        if !all && c.state != "running" {
+            continue;
+        }
+        if quiet {
+            writeln!(out, "{}", cove_oci::short_id(&c.id))?;
+            continue;
+        }
+        let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+        let mut cmd = req.cmd.join(" ");
+        if cmd.len() > 20 {
+            cmd.truncate(17);
+            cmd.push_str("...");
+        }
+        let status = match c.state.as_str() {
+            "exited" => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(ago).unwrap_or_default()),
+            "running" => format!("Up {}", c.started_at.as_deref().map(ago).unwrap_or_default().trim_end_matches(" ago")),
+            s => s.to_string(),
+        };
+        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", cove_oci::short_id(&c.id), c.image, format!("\"{cmd}\""), ago(&c.created), status, c.name)?;
+    }
+    Ok(0)
+}
+
+fn rm(eng: &mut Engine, names: &[String], force: bool) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        let r = (|| -> Result<()> {
+            let c = eng.db.find_container(n)?;
+            if c.state == "running" {
+                let alive = c.pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+                if alive && !force {
+                    bail!("cannot remove container {:?}: container is running: stop the container before removing or force remove", c.name);
+                }
+                if let Some(p) = c.pid.filter(|_| alive) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            cove_engine::run::remove_container_files(&eng.dirs.container(&c.id))?;
+            eng.db.write(|tx| {
+                tx.execute("DELETE FROM containers WHERE id = ?1", [&c.id])?;
+                Ok(())
+            })?;
+            println!("{n}");
+            Ok(())
+        })();
+        if let Err(e) = r {
+            eprintln!("cove: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn print_info(v: &serde_json::Value) {
+    let s = |p: &str| v.pointer(p).map(|x| match x {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        o => o.to_string(),
+    }).unwrap_or_else(|| "-".into());
+    println!("Rootless: {}", s("/Rootless"));
+    println!("User: {} (uid {}, gid {})", s("/User/Name"), s("/User/Uid"), s("/User/Gid"));
+    if v.pointer("/IdMapping").is_some_and(|m| !m.is_null()) {
+        println!("ID mapping: {}", s("/IdMapping/Kind"));
+        println!("  uid map: {}", s("/IdMapping/UidMap"));
+        println!("  gid map: {}", s("/IdMapping/GidMap"));
+        if v.pointer("/IdMapping/Why").is_some_and(|w| !w.is_null()) {
+            println!("  why: {}", s("/IdMapping/Why"));
+        }
+    }
+    println!("Kernel: {}", s("/Kernel"));
+    println!("Storage driver: {}", s("/Storage/Driver"));
+    println!("  why: {}", s("/Storage/Why"));
+    println!("  root: {}", s("/Storage/Root"));
+    println!("Cgroups: {} hierarchy, limits {}", s("/Cgroups/Hierarchy"), if v.pointer("/Cgroups/Usable") == Some(&serde_json::Value::Bool(true)) { "applied" } else { "not applied" });
+    if v.pointer("/Cgroups/Why").is_some_and(|w| !w.is_null()) {
+        println!("  why: {}", s("/Cgroups/Why"));
+    }
+    println!("Seccomp: {}", s("/Seccomp"));
+    println!("Data root: {}", s("/DataRoot"));
+    println!("Run root: {}", s("/RunRoot"));
+    println!("Keeper pid: {}", s("/KeeperPid"));
+    println!("Tools:");
+    if let Some(serde_json::Value::Object(t)) = v.pointer("/Tools") {
+        for (k, val) in t {
+            println!("  {k}: {}", val.as_str().unwrap_or("not installed"));
+        }
+    }
+    println!("Devices:");
+    if let Some(serde_json::Value::Object(t)) = v.pointer("/Devices") {
+        for (k, val) in t {
+            println!("  {k}: {}", val.as_str().unwrap_or("-"));
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The state store: one SQLite database per user, in WAL mode, so concurrent cove commands
+//! never corrupt state. Writers take the lock up front (`BEGIN IMMEDIATE`) and wait up to
+//! `BUSY_TIMEOUT` for each other; uniqueness (container names, tags) is enforced by the schema.
+
+use crate::Result;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const SCHEMA_VERSION: i64 = 1;
+
+pub struct Db {
+    pub conn: Connection,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImageRow {
+    pub id: String,
+    pub config: String,
+    pub diff_ids: Vec<String>,
+    pub size: i64,
+    pub created: String,
+    pub added: String,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerRow {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub image: String,
+    pub created: String,
+    pub config: String,
+    pub state: String,
+    pub pid: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS images (
+                    id TEXT PRIMARY KEY, config TEXT NOT NULL, diff_ids TEXT NOT NULL,
+                    size INTEGER NOT NULL, created TEXT NOT NULL, added TEXT NOT NULL, digest TEXT);
+                 CREATE TABLE IF NOT EXISTS tags (
+                    name TEXT PRIMARY KEY, image_id TEXT NOT NULL REFERENCES images(id));
+                 CREATE TABLE IF NOT EXISTS containers (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, image_id TEXT NOT NULL,
+                    image TEXT NOT NULL, created TEXT NOT NULL, config TEXT NOT NULL,
+                    state TEXT NOT NULL, pid INTEGER, exit_code INTEGER,
+                    started_at TEXT, finished_at TEXT);
+                 PRAGMA user_version = 1;",
+            )?;
+            tx.commit()?;
+        }
+        Ok(Db { conn })
+    }
+
+    /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks).
+    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn image(&self, id: &str) -> Result<Option<ImageRow>> {
+        Ok(self
+            .conn
+            .query_row("SELECT id, config, diff_ids, size, created, added, digest FROM images WHERE id = ?1", [id], image_row)
+            .optional()?)
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self.conn.prepare("SELECT id, config, diff_ids, size, created, added, digest FROM images ORDER BY added DESC")?;
+        let rows = st.query_map([], image_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn tags(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT name, image_id FROM tags ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn tag_target(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT image_id FROM tags WHERE name = ?1", [name], |r| r.get(0)).optional()?)
+    }
+
+    pub fn container(&self, id: &str) -> Result<Option<ContainerRow>> {
+        Ok(self.conn.query_row(&format!("{CONTAINER_SELECT} WHERE id = ?1"), [id], container_row).optional()?)
+    }
+
+    pub fn containers(&self) -> Result<Vec<ContainerRow>> {
+        let mut st = self.conn.prepare(&format!("{CONTAINER_SELECT} ORDER BY created DESC"))?;
+        let rows = st.query_map([], container_row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Resolves a container name, full id or unique id prefix.
+    pub fn find_container(&self, key: &str) -> Result<ContainerRow> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        if let Some(c) = self.conn.query_row(&format!("{CONTAINER_SELECT} WHERE name = ?1 OR id = ?1"), [key], container_row).optional()? {
+            return Ok(c);
+        }
+        if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut st = self.conn.prepare(&format!("{CONTAINER_SELECT} WHERE id LIKE ?1 || '%' LIMIT 2"))?;
+            let rows = st.query_map([key], container_row)?.collect::<Result<Vec<_>, _>>()?;
+            match rows.len() {
+                1 => return Ok(rows.into_iter().next().expect("one row")),
+                2 => return Err(crate::Error::Conflict(format!("multiple containers match id prefix {key:?}"))),
+                _ => {}
+            }
+        }
+        Err(crate::Error::NotFound(format!("no such container: {key}")))
+    }
+
+    pub fn set_container_state(&mut self, id: &str, state: &str, pid: Option<i64>, exit_code: Option<i64>) -> Result<()> {
+        let now = now_rfc3339();
+        self.write(|tx| {
+            match state {
+                "running" => tx.execute("UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1", params![id, state, pid, now])?,
+                "exited" => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1", params![id, state, exit_code, now])?,
+                _ => tx.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
+            };
+            Ok(())
+        })
+    }
+}
+
+const CONTAINER_SELECT: &str = "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    let diff: String = r.get(2)?;
+    Ok(ImageRow {
+        id: r.get(0)?,
+        config: r.get(1)?,
+        diff_ids: serde_json::from_str(&diff).unwrap_or_default(),
+        size: r.get(3)?,
+        created: r.get(4)?,
+        added: r.get(5)?,
+        digest: r.get(6)?,
+    })
+}
+
+fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
+    Ok(ContainerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image_id: r.get(2)?,
+        image: r.get(3)?,
+        created: r.get(4)?,
+        config: r.get(5)?,
+        state: r.get(6)?,
+        pid: r.get(7)?,
+        exit_code: r.get(8)?,
+        started_at: r.get(9)?,
+        finished_at: r.get(10)?,
+    })
+}
+
+/// Current UTC time as RFC 3339 with nanoseconds (Docker's timestamp format).
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Formats seconds since the epoch (UTC) as RFC 3339.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Parses the seconds part of an RFC 3339 UTC timestamp written by [`rfc3339`].
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, d) = (dp.next()?.ok()?, dp.next()?.ok()?, dp.next()?.ok()?);
+    let mut tp = time.get(0..8)?.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (tp.next()?.ok()?, tp.next()?.ok()?, tp.next()?.ok()?);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.000000005Z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339(&rfc3339(951_782_400, 0)), Some(951_782_400)); // 2000-02-29
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn schema_and_names_unique() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&d.path().join("s.db")).unwrap();
+        let ins = |db: &mut Db, id: &str, name: &str| {
+            db.write(|tx| {
+                tx.execute(
+                    "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, 'i', 'img', 'now', '{}', 'created')",
+                    params![id, name],
+                )?;
+                Ok(())
+            })
+        };
+        ins(&mut db, "abc123", "web").unwrap();
+        assert!(ins(&mut db, "abd456", "web").is_err());
+        ins(&mut db, "abd456", "db").unwrap();
+        assert_eq!(db.find_container("web").unwrap().id, "abc123");
+        assert_eq!(db.find_container("abc").unwrap().id, "abc123");
+        assert!(matches!(db.find_container("ab1"), Err(crate::Error::NotFound(_))));
+        assert!(matches!(db.find_container("ab"), Err(crate::Error::NotFound(_))));
+        db.conn.execute("INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES ('abc999', 'x2', 'i', 'img', 'now', '{}', 'created')", []).unwrap();
+        assert!(matches!(db.find_container("abc"), Err(crate::Error::Conflict(_))));
+    }
+}

@@ -1,0 +1,283 @@
+//! Image verbs over the store and the database: import, load, list, tag, remove, inspect.
+
+use crate::db::{now_rfc3339, Db, ImageRow};
+use crate::{Error, Result};
+use cove_image::{LoadedImage, Store, UnpackOptions};
+use rusqlite::params;
+use serde_json::json;
+
+/// Finds an image by name (`bb`, `bb:v1`, `docker.io/library/bb`), full id or unique id
+/// prefix (with or without `sha256:`).
+pub fn resolve(db: &Db, name: &str) -> Result<ImageRow> {
+    if let Ok(n) = cove_oci::normalize_image_name(name) {
+        if let Some(id) = db.tag_target(&n)? {
+            return db.image(&id)?.ok_or_else(|| Error::NotFound(format!("image {name:?} not found")));
+        }
+    }
+    let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
+    if hexpart.len() >= 3 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut st = db.conn.prepare("SELECT id FROM images WHERE id LIKE ?1 || '%' LIMIT 2")?;
+        let ids: Vec<String> = st.query_map([format!("sha256:{hexpart}")], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        match ids.len() {
+            1 => return db.image(&ids[0])?.ok_or_else(|| Error::NotFound(format!("image {name:?} not found"))),
+            2 => return Err(Error::Conflict(format!("image id prefix {name:?} is ambiguous"))),
+            _ => {}
+        }
+    }
+    Err(Error::NotFound(format!("image {name:?} not found")))
+}
+
+/// Records a loaded image and its tags (moving a tag that pointed elsewhere, as Docker does).
+pub fn record(db: &mut Db, img: &LoadedImage, extra_tags: &[String]) -> Result<()> {
+    let config = serde_json::to_string(&img.config).map_err(|e| Error::Other(format!("encode image config: {e}")))?;
+    let created = img.config.created().clone().unwrap_or_else(now_rfc3339);
+    let diff = serde_json::to_string(&img.diff_ids).unwrap_or_else(|_| "[]".into());
+    let mut tags: Vec<String> = vec![];
+    for t in img.repo_tags.iter().chain(extra_tags) {
+        tags.push(cove_oci::normalize_image_name(t)?);
+    }
+    db.write(|tx| {
+        tx.execute(
+            "INSERT INTO images (id, config, diff_ids, size, created, added, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(id) DO NOTHING",
+            params![img.id, config, diff, img.size as i64, created, now_rfc3339(), img.manifest_digest],
+        )?;
+        for t in &tags {
+            tx.execute("INSERT INTO tags (name, image_id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id", params![t, img.id])?;
+        }
+        Ok(())
+    })
+}
+
+/// Applies `docker import --change` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
+/// LABEL, EXPOSE, STOPSIGNAL) to an image config.
+pub fn apply_changes(cfg: &mut oci_spec::image::Config, changes: &[String]) -> Result<()> {
+    for ch in changes {
+        let ch = ch.trim();
+        let (instr, rest) = ch.split_once(char::is_whitespace).unwrap_or((ch, ""));
+        let rest = rest.trim();
+        let list = |s: &str| -> Result<Vec<String>> {
+            if s.starts_with('[') {
+                serde_json::from_str::<Vec<String>>(s).map_err(|e| Error::Invalid(format!("--change {ch:?}: bad JSON array: {e}")))
+            } else {
+                Ok(vec!["/bin/sh".into(), "-c".into(), s.to_string()])
+            }
+        };
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => cfg.set_cmd(Some(list(rest)?)),
+            "ENTRYPOINT" => cfg.set_entrypoint(Some(list(rest)?)),
+            "WORKDIR" => cfg.set_working_dir(Some(rest.to_string())),
+            "USER" => cfg.set_user(Some(rest.to_string())),
+            "STOPSIGNAL" => cfg.set_stop_signal(Some(rest.to_string())),
+            "ENV" => {
+                let mut env = cfg.env().clone().unwrap_or_default();
+                let kv = match rest.split_once('=') {
+                    Some(_) => rest.to_string(),
+                    None => match rest.split_once(char::is_whitespace) {
+                        Some((k, v)) => format!("{k}={}", v.trim()),
+                        None => return Err(Error::Invalid(format!("--change {ch:?}: ENV needs a value"))),
+                    },
+                };
+                let key = kv.split('=').next().unwrap_or("").to_string();
+                env.retain(|e| e.split('=').next() != Some(&key));
+                env.push(kv);
+                cfg.set_env(Some(env));
+            }
+            "LABEL" => {
+                let (k, v) = rest.split_once('=').ok_or_else(|| Error::Invalid(format!("--change {ch:?}: LABEL needs key=value")))?;
+                let mut l = cfg.labels().clone().unwrap_or_default();
+                l.insert(k.trim_matches('"').to_string(), v.trim_matches('"').to_string());
+                cfg.set_labels(Some(l));
+            }
+            "EXPOSE" => {
+                let mut p = cfg.exposed_ports().clone().unwrap_or_default();
+                for port in rest.split_whitespace() {
+                    p.push(if port.contains('/') { port.to_string() } else { format!("{port}/tcp") });
+                }
+                cfg.set_exposed_ports(Some(p));
+            }
+            other => return Err(Error::Invalid(format!("--change: unsupported instruction {other:?}"))),
+        }
+    }
+    Ok(())
+}
+
+/// `cove import FILE|- [REF]`.
+pub fn import(db: &mut Db, store: &Store, reader: impl std::io::Read, reference: Option<&str>, changes: &[String], opts: &UnpackOptions) -> Result<String> {
+    let tag = reference.map(cove_oci::normalize_image_name).transpose()?;
+    let mut cfg = oci_spec::image::Config::default();
+    apply_changes(&mut cfg, changes)?;
+    let img = store.import_rootfs(reader, cfg, opts)?;
+    record(db, &img, tag.as_slice())?;
+    Ok(img.id)
+}
+
+/// `cove load -i FILE`: returns `(id, tags)` of every image loaded.
+pub fn load(db: &mut Db, store: &Store, path: &std::path::Path, opts: &UnpackOptions) -> Result<Vec<(String, Vec<String>)>> {
+    let imgs = store.load(path, opts)?;
+    let mut out = vec![];
+    for img in &imgs {
+        record(db, img, &[])?;
+        out.push((img.id.clone(), img.repo_tags.clone()));
+    }
+    Ok(out)
+}
+
+/// `cove tag SRC NEW`.
+pub fn tag(db: &mut Db, src: &str, new: &str) -> Result<()> {
+    let img = resolve(db, src)?;
+    let n = cove_oci::normalize_image_name(new)?;
+    db.write(|tx| {
+        tx.execute("INSERT INTO tags (name, image_id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id", params![n, img.id])?;
+        Ok(())
+    })
+}
+
+/// What `rmi` did, in Docker's words.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub untagged: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// `cove rmi [-f] NAME`: untags; deletes the image when no tag and no container is left.
+pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Removed> {
+    let img = resolve(db, name)?;
+    let by_name = cove_oci::normalize_image_name(name).ok().filter(|n| db.tag_target(n).ok().flatten().as_deref() == Some(img.id.as_str()));
+    let tags: Vec<String> = db.tags()?.into_iter().filter(|(_, id)| *id == img.id).map(|(n, _)| n).collect();
+    let mut out = Removed::default();
+    let users: Vec<String> = db.containers()?.into_iter().filter(|c| c.image_id == img.id).map(|c| c.name).collect();
+    // Untag by name when the image has other tags; otherwise the image itself goes.
+    if let Some(n) = &by_name {
+        if tags.len() > 1 {
+            db.write(|tx| {
+                tx.execute("DELETE FROM tags WHERE name = ?1", [n])?;
+                Ok(())
+            })?;
+            out.untagged.push(n.clone());
+            return Ok(out);
+        }
+    } else if tags.len() > 1 && !force {
+        return Err(Error::Conflict(format!(
+            "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            cove_oci::short_id(&img.id)
+        )));
+    }
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "unable to remove image {name:?}: it is used by container(s) {} (remove them first)",
+            users.join(", ")
+        )));
+    }
+    let other_layers: std::collections::HashSet<String> =
+        db.images()?.into_iter().filter(|i| i.id != img.id).flat_map(|i| i.diff_ids).collect();
+    db.write(|tx| {
+        tx.execute("DELETE FROM tags WHERE image_id = ?1", [&img.id])?;
+        tx.execute("DELETE FROM images WHERE id = ?1", [&img.id])?;
+        Ok(())
+    })?;
+    out.untagged.extend(tags);
+    // Content goes after the rows: a crash in between leaves unreferenced files (garbage),
+    // never rows that point at missing content.
+    for d in img.diff_ids.iter().filter(|d| !other_layers.contains(*d)) {
+        if let Err(e) = store.remove_layer(d) {
+            tracing::warn!("remove layer {d}: {e}");
+        }
+    }
+    if let Err(e) = store.remove_blob(&img.id) {
+        tracing::debug!("remove config blob {}: {e}", img.id);
+    }
+    out.deleted.push(img.id);
+    Ok(out)
+}
+
+/// `docker image inspect`-shaped JSON.
+pub fn inspect_json(db: &Db, img: &ImageRow) -> Result<serde_json::Value> {
+    let cfg: serde_json::Value = serde_json::from_str(&img.config).unwrap_or(json!({}));
+    let tags: Vec<String> = db.tags()?.into_iter().filter(|(_, id)| *id == img.id).map(|(n, _)| n).collect();
+    let digests: Vec<String> = img
+        .digest
+        .iter()
+        .flat_map(|d| tags.iter().map(move |t| format!("{}@{d}", t.rsplit_once(':').map(|x| x.0).unwrap_or(t))))
+        .collect();
+    Ok(json!({
+        "Id": img.id,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Created": img.created,
+        "Size": img.size,
+        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("amd64")),
+        "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
+        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+        "Config": docker_config(cfg.get("config")),
+        "RootFS": { "Type": "layers", "Layers": img.diff_ids },
+        "Metadata": { "LastTagTime": img.added },
+    }))
+}
+
+/// Docker spells image config keys in PascalCase, as the OCI config does: pass through.
+fn docker_config(c: Option<&serde_json::Value>) -> serde_json::Value {
+    let c = c.cloned().unwrap_or(json!({}));
+    json!({
+        "User": c.get("User").cloned().unwrap_or(json!("")),
+        "ExposedPorts": c.get("ExposedPorts").cloned().unwrap_or(serde_json::Value::Null),
+        "Env": c.get("Env").cloned().unwrap_or(json!([])),
+        "Entrypoint": c.get("Entrypoint").cloned().unwrap_or(serde_json::Value::Null),
+        "Cmd": c.get("Cmd").cloned().unwrap_or(serde_json::Value::Null),
+        "Volumes": c.get("Volumes").cloned().unwrap_or(serde_json::Value::Null),
+        "WorkingDir": c.get("WorkingDir").cloned().unwrap_or(json!("")),
+        "Labels": c.get("Labels").cloned().unwrap_or(serde_json::Value::Null),
+        "StopSignal": c.get("StopSignal").cloned().unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Reads a file from an image's layers, top-most first, stopping at whiteouts.
+pub fn read_image_file(store: &Store, img: &ImageRow, path: &str) -> Option<String> {
+    let rel = path.trim_start_matches('/');
+    for d in img.diff_ids.iter().rev() {
+        let layer = store.layer_dir(d);
+        let p = layer.join(rel);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok().filter(|s| s.len() < 16 << 20),
+            Ok(m) => {
+                use std::os::unix::fs::FileTypeExt;
+                if m.file_type().is_char_device() {
+                    return None; // overlay whiteout
+                }
+                if m.file_type().is_symlink() {
+                    // Resolve one level inside the image (e.g. /etc/passwd -> ../usr/lib/passwd).
+                    let target = std::fs::read_link(&p).ok()?;
+                    let base = std::path::Path::new(path).parent().unwrap_or(std::path::Path::new("/"));
+                    let t = if target.is_absolute() { target } else { base.join(target) };
+                    return read_image_file(store, img, &t.to_string_lossy());
+                }
+                return None;
+            }
+            Err(_) => {
+                let wh = p.parent().map(|pp| pp.join(format!(".wh.{}", p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())));
+                if wh.is_some_and(|w| w.exists()) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes() {
+        let mut c = oci_spec::image::Config::default();
+        apply_changes(&mut c, &["CMD [\"sh\",\"-c\",\"x\"]".into(), "ENV A=1".into(), "ENV B 2".into(), "WORKDIR /w".into(), "ENTRYPOINT echo hi".into(), "EXPOSE 80 53/udp".into()]).unwrap();
+        assert_eq!(c.cmd().as_ref().unwrap(), &["sh", "-c", "x"]);
+        assert_eq!(c.entrypoint().as_ref().unwrap(), &["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.env().as_ref().unwrap(), &["A=1", "B=2"]);
+        assert_eq!(c.working_dir().as_deref(), Some("/w"));
+        assert_eq!(c.exposed_ports().as_ref().unwrap(), &["80/tcp", "53/udp"]);
+        assert!(apply_changes(&mut c, &["RUN x".into()]).is_err());
+        assert!(apply_changes(&mut c, &["CMD [bad".into()]).is_err());
+    }
+}

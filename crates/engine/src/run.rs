@@ -1,0 +1,285 @@
+//! `cove run` (foreground): create the container record and files, build the spec, hand it to
+//! the runtime, relay I/O until PID 1 exits, record the exit, clean up with `--rm`.
+
+use crate::db::{now_rfc3339, Db};
+use crate::info::Driver;
+use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
+use crate::{images, userdb, Dirs, Error, IoContext, Result};
+use cove_image::Store;
+use cove_runtime::{CreateOptions, Rootfs, Stdio};
+use rusqlite::params;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// An open engine: directories, database, image store and the storage driver in use.
+pub struct Engine {
+    pub dirs: Dirs,
+    pub db: Db,
+    pub store: Store,
+    pub driver: Driver,
+}
+
+impl Engine {
+    /// Opens state. Rootless callers must already be inside the user namespace.
+    pub fn open(dirs: Dirs) -> Result<Engine> {
+        let db = Db::open(&dirs.db_path())?;
+        let store = Store::open(&dirs.storage())?;
+        let driver = crate::info::storage_driver(&dirs);
+        std::fs::create_dir_all(dirs.containers()).ctx(|| "create containers dir".into())?;
+        Ok(Engine { dirs, db, store, driver })
+    }
+
+    pub fn unpack_options(&self) -> cove_image::UnpackOptions {
+        crate::info::unpack_options(&self.dirs)
+    }
+}
+
+const ADJECTIVES: &[&str] = &["brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet", "sharp", "swift", "tender", "vivid", "witty", "zen"];
+const NAMES: &[&str] = &["babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "knuth", "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "yalow", "zuse", "hamilton"];
+
+fn generated_name(id: &str) -> String {
+    let b = u64::from_str_radix(&id[..12.min(id.len())], 16).unwrap_or(0);
+    format!("{}_{}", ADJECTIVES[(b % 20) as usize], NAMES[((b / 20) % 20) as usize])
+}
+
+/// Files cove generates for every container and bind-mounts over the image's.
+fn write_etc_files(dir: &Path, hostname: &str, net: NetMode) -> Result<Vec<(String, PathBuf)>> {
+    let hostname_file = dir.join("hostname");
+    std::fs::write(&hostname_file, format!("{hostname}\n")).ctx(|| "write hostname".into())?;
+    let hosts = match net {
+        NetMode::Host => {
+            let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            h.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            h
+        }
+        NetMode::None => format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    };
+    std::fs::write(dir.join("hosts"), hosts).ctx(|| "write hosts".into())?;
+    // The host's resolver configuration, as Docker copies it.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(dir.join("resolv.conf"), resolv).ctx(|| "write resolv.conf".into())?;
+    Ok(vec![
+        ("/etc/hostname".into(), hostname_file),
+        ("/etc/hosts".into(), dir.join("hosts")),
+        ("/etc/resolv.conf".into(), dir.join("resolv.conf")),
+    ])
+}
+
+/// A prepared (created) container.
+pub struct Prepared {
+    pub id: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub spec: oci_spec::runtime::Spec,
+    pub rootfs: Rootfs,
+    pub limits: cove_cgroups::Limits,
+}
+
+/// Creates the container record, its directory, files and spec (Docker's `create`).
+pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
+    let img = images::resolve(&eng.db, &req.image)?;
+    let cfg: oci_spec::image::ImageConfiguration =
+        serde_json::from_str(&img.config).map_err(|e| Error::Other(format!("image {} has a bad config: {e}", req.image)))?;
+    let defaults = ImageDefaults::from_config(&cfg);
+    let args = spec::command(req, &defaults)?;
+    spec::net_mode(req)?;
+    let id = cove_oci::new_id()?;
+    let name = match &req.name {
+        Some(n) => {
+            cove_oci::validate_name(n)?;
+            n.trim_start_matches('/').to_string()
+        }
+        None => generated_name(&id),
+    };
+    let user_spec = req.user.clone().or(defaults.user.clone()).unwrap_or_else(|| "0".into());
+    let passwd = images::read_image_file(&eng.store, &img, "/etc/passwd").unwrap_or_default();
+    let group = images::read_image_file(&eng.store, &img, "/etc/group").unwrap_or_default();
+    let user = userdb::resolve(&user_spec, &passwd, &group)?;
+    let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let home = user.entry.as_ref().map(|e| e.home.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| if user.uid == 0 { "/root".into() } else { "/".into() });
+    let env = spec::environment(req, &defaults, &hostname, &home)?;
+    let cwd = req.workdir.clone().or(defaults.workdir.clone()).unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::Invalid(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
+    }
+    let user_mounts = spec::user_mounts(req, &eng.dirs.volumes())?;
+    let resources = spec::resources(req)?;
+
+    let config = serde_json::to_string(req).map_err(|e| Error::Other(e.to_string()))?;
+    let image_name = req.image.clone();
+    let created = now_rfc3339();
+    eng.db
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created')",
+                params![id, name, img.id, image_name, created, config],
+            )?;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let other = eng.db.find_container(&name).map(|c| c.id).unwrap_or_default();
+                Error::Conflict(format!(
+                    "the container name \"/{name}\" is already in use by container \"{other}\"; remove (or rename) that container to reuse the name"
+                ))
+            }
+            e => e,
+        })?;
+    // From here on, failures remove the record again so nothing is left half-created.
+    let dir = eng.dirs.container(&id);
+    let result = (|| -> Result<Prepared> {
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let etc = write_etc_files(&dir, &hostname, spec::net_mode(req)?)?;
+        let rootfs_dir = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs_dir).ctx(|| "create rootfs dir".into())?;
+        let rootfs = match eng.driver {
+            Driver::Overlay => {
+                let upper = dir.join("upper");
+                let work = dir.join("work");
+                std::fs::create_dir_all(&upper).ctx(|| "create upper dir".into())?;
+                std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
+                let lower: Vec<PathBuf> = img.diff_ids.iter().rev().map(|d| eng.store.layer_dir(d)).collect();
+                if lower.is_empty() {
+                    return Err(Error::Invalid(format!("image {} has no layers", req.image)));
+                }
+                Rootfs::Overlay { lower, upper, work, userxattr: eng.dirs.rootless }
+            }
+            Driver::Copy => {
+                eng.store.flatten_into(&img.diff_ids, &rootfs_dir, &eng.unpack_options())?;
+                Rootfs::Directory
+            }
+        };
+        let spec = spec::build(spec::SpecInputs {
+            req,
+            args,
+            env,
+            cwd,
+            user: &user,
+            hostname,
+            rootfs: rootfs_dir,
+            etc_files: etc,
+            rootless: eng.dirs.rootless,
+            user_mounts,
+        })?;
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
+        let limits = resources.as_ref().map(cove_cgroups::Limits::from_oci).unwrap_or_default();
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, limits })
+    })();
+    if result.is_err() {
+        let _ = remove_container_files(&dir);
+        let _ = eng.db.write(|tx| {
+            tx.execute("DELETE FROM containers WHERE id = ?1", [&id])?;
+            Ok(())
+        });
+    }
+    result
+}
+
+/// Removes a container's directory (upper layer, generated files).
+pub fn remove_container_files(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io { what: format!("remove {}", dir.display()), source: e }),
+    }
+}
+
+/// Sets up cgroups for the limits, warning (not failing) where the host cannot apply them.
+fn cgroup_for(p: &Prepared, rootless: bool) -> Option<cove_cgroups::Cgroup> {
+    if p.limits.is_empty() {
+        return None;
+    }
+    let support = cove_cgroups::detect(rootless);
+    if let Some(w) = support.unmet(&p.limits) {
+        eprintln!("cove: warning: {w}; the container runs without these limits");
+    }
+    if !support.usable {
+        return None;
+    }
+    match cove_cgroups::Cgroup::create(&p.id, &p.limits, &support) {
+        Ok(cg) => {
+            for w in cg.warnings() {
+                eprintln!("cove: warning: {w}");
+            }
+            Some(cg)
+        }
+        Err(e) => {
+            eprintln!("cove: warning: resource limits not applied: {e}");
+            None
+        }
+    }
+}
+
+/// `cove run` in the foreground. Returns the container's exit code.
+pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
+    if req.detach {
+        return Err(Error::Invalid("detached containers (-d) are not supported yet".into()));
+    }
+    let p = prepare(eng, req)?;
+    let result = run_prepared(eng, &p, req);
+    let code = match &result {
+        Ok(c) => Some(*c as i64),
+        Err(e) => Some(e.exit_code() as i64),
+    };
+    if req.rm {
+        let _ = remove_container_files(&p.dir);
+        let _ = eng.db.write(|tx| {
+            tx.execute("DELETE FROM containers WHERE id = ?1", [&p.id])?;
+            Ok(())
+        });
+    } else {
+        let _ = eng.db.set_container_state(&p.id, "exited", None, code);
+    }
+    result
+}
+
+fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32> {
+    let stdio = if req.tty {
+        Stdio::Pty
+    } else {
+        let stdin: OwnedFd = if req.interactive {
+            cove_sys::borrow_raw(0).try_clone_to_owned().ctx(|| "dup stdin".into())?
+        } else {
+            std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into()
+        };
+        let out = cove_sys::borrow_raw(1).try_clone_to_owned().ctx(|| "dup stdout".into())?;
+        let err = cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup stderr".into())?;
+        Stdio::Fds(stdin, out, err)
+    };
+    let cg = cgroup_for(p, eng.dirs.rootless);
+    let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
+        if let Some(cg) = &cg {
+            cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
+        }
+        Ok(())
+    };
+    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add) });
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(cg) = &cg {
+                let _ = cg.remove();
+            }
+            return Err(e.into());
+        }
+    };
+    let pid = created.pid;
+    let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
+    eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
+    let sfd = crate::tty::block_signals()?;
+    let started = created.start();
+    let code = match started {
+        Ok(_) => crate::tty::wait_foreground(pid, sfd, master, req.interactive),
+        Err(e) => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(e.into())
+        }
+    };
+    if let Some(cg) = &cg {
+        if let Err(e) = cg.remove() {
+            tracing::debug!("remove cgroup: {e}");
+        }
+    }
+    code
+}

@@ -1,0 +1,130 @@
+//! The error type of the image crate.
+
+use std::io;
+
+/// Errors of the image store and the layer unpacker.
+///
+/// Every variant carries enough context to be printed on one line, e.g.
+/// `layer sha256:ab12cd34ef56…: entry "../x": path escapes the layer`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file system or read error, with what we were doing.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A digest that is not `sha256:` followed by 64 lowercase hex digits.
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
+    InvalidDigest(String),
+    /// Content whose sha256 is not the one it was announced with.
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// Content whose length is not the one its descriptor announced.
+    #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// A layer entry that was refused or could not be written.
+    #[error("layer {layer}: entry {entry:?}: {kind}")]
+    Entry {
+        layer: String,
+        entry: String,
+        kind: EntryError,
+    },
+    /// A malformed archive, manifest, index or layer stream.
+    #[error("{context}: {reason}")]
+    Format { context: String, reason: String },
+    /// JSON metadata that does not parse.
+    #[error("{context}: {source}")]
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Metadata larger than [`crate::METADATA_LIMIT`].
+    #[error("{what}: larger than the {limit}-byte limit")]
+    TooLarge { what: String, limit: u64 },
+    /// A blob, layer or archive member that does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A valid input we do not handle (zstd layers, foreign layers, ...).
+    #[error("{0} is not supported")]
+    Unsupported(String),
+}
+
+/// Result type of the image crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why one layer entry was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    #[error("path escapes the layer")]
+    Escapes,
+    #[error("path has more than {0} components")]
+    TooDeep(usize),
+    #[error("name contains a NUL byte")]
+    InvalidName,
+    #[error("parent {0:?} is a symlink; refusing to follow it")]
+    ParentSymlink(String),
+    #[error("parent {0:?} is not a directory")]
+    ParentNotDir(String),
+    #[error("parent {0:?} does not exist")]
+    ParentMissing(String),
+    #[error("the layer root must be a directory")]
+    RootNotDir,
+    #[error("hard link target {0:?} escapes the layer")]
+    LinkEscapes(String),
+    #[error("hard link target {0:?} does not exist in the layer")]
+    LinkTargetMissing(String),
+    #[error("hard link target {0:?} is a directory")]
+    LinkToDir(String),
+    #[error("hard link target {target:?}: parent {parent:?} is a symlink; refusing to follow it")]
+    LinkThroughSymlink { target: String, parent: String },
+    #[error("symlink without a target")]
+    SymlinkWithoutTarget,
+    #[error("invalid whiteout name")]
+    InvalidWhiteout,
+    #[error("file data truncated: expected {expected} bytes, got {actual}")]
+    Truncated { expected: u64, actual: u64 },
+    #[error("bad header: {0}")]
+    Header(io::Error),
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl EntryError {
+    pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
+        EntryError::Io {
+            op,
+            source: source.into(),
+        }
+    }
+}
+
+/// Shorthand for building [`Error::Io`] in `map_err`.
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// Shorthand for building [`Error::Format`].
+pub(crate) fn format_err(context: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Format {
+        context: context.into(),
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,357 @@
+//! The container's filesystem view: rootfs, spec mounts, /dev, pivot_root, masked and
+//! read-only paths. Runs inside the container's new mount namespace, before `execve`.
+
+use crate::paths::secure_join;
+use crate::{Context, Error, Result, Rootfs};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+use oci_spec::runtime::{Mount, Spec};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mount flags and data parsed from OCI mount options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountOpts {
+    pub flags: MsFlags,
+    pub clear: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+/// Parses OCI/`mount(8)` options (`ro`, `nosuid`, `rbind`, `mode=755`, ...).
+pub fn parse_options(options: &[String]) -> MountOpts {
+    let mut o = MountOpts { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![], bind: false, recursive: false };
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                let mut p = match opt.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                if opt.starts_with('r') && opt != "rw" {
+                    p |= MsFlags::MS_REC;
+                }
+                o.propagation = p;
+                continue;
+            }
+            "defaults" | "" => continue,
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags |= set;
+        o.flags &= !clear;
+        o.clear |= clear;
+    }
+    o
+}
+
+fn mnt(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    mount(src, dst, fstype, flags, data).map_err(|source| Error::Mount {
+        src: src.map(|p| p.display().to_string()).or(fstype.map(String::from)).unwrap_or_default(),
+        dst: dst.to_path_buf(),
+        source,
+    })
+}
+
+/// Flags of the mount at `path` that a user namespace may not clear (MNT_LOCK_*): a
+/// read-only or nosuid bind remount must repeat them or the kernel refuses with EPERM.
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else { return MsFlags::empty() };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut m = MsFlags::empty();
+    for (a, b) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(a) {
+            m |= b;
+        }
+    }
+    m
+}
+
+/// Remounts a bind mount with `flags`, keeping the flags that are locked on it.
+pub fn bind_remount(path: &Path, flags: MsFlags, clear: MsFlags) -> Result<()> {
+    let keep = locked_flags(path) & !clear;
+    let want = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep;
+    match mnt(None, path, None, want, None) {
+        Ok(()) => Ok(()),
+        // Atime flags are the usual culprit when a remount is refused: retry without touching them.
+        Err(_) => mnt(None, path, None, want & !(MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_STRICTATIME) | (locked_flags(path) & (MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)), None),
+    }
+}
+
+fn ensure_dir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).ctx(|| format!("mkdir {}", p.display()))
+}
+
+fn ensure_file(p: &Path) -> Result<()> {
+    if let Some(parent) = p.parent() {
+        ensure_dir(parent)?;
+    }
+    if std::fs::symlink_metadata(p).is_ok() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(p).ctx(|| format!("create {}", p.display()))?;
+    Ok(())
+}
+
+/// Mounts the root filesystem on `root` (overlay of image layers, or a bind of a directory),
+/// making it a mount point as pivot_root requires.
+pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
+    ensure_dir(root)?;
+    match rootfs {
+        Rootfs::Directory => {
+            mnt(Some(root), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        }
+        Rootfs::Overlay { lower, upper, work, userxattr } => {
+            // lowerdir lists the top-most layer first. mount(2) data is limited to one page, so
+            // when the layers share a parent directory, mount from inside it with short names.
+            let common = lower.first().and_then(|l| l.parent()).filter(|p| lower.iter().all(|l| l.parent() == Some(*p)));
+            let names: Vec<String> = match common {
+                Some(_) => lower.iter().map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
+                None => lower.iter().map(|l| l.display().to_string()).collect(),
+            };
+            let mut data = format!("lowerdir={},upperdir={},workdir={}", names.join(":"), upper.display(), work.display());
+            if *userxattr {
+                data.push_str(",userxattr");
+            }
+            let cwd = std::env::current_dir().ok();
+            if let Some(dir) = common {
+                std::env::set_current_dir(dir).ctx(|| format!("chdir {}", dir.display()))?;
+            }
+            let r = mnt(Some(Path::new("overlay")), root, Some("overlay"), MsFlags::empty(), Some(&data));
+            if let Some(c) = cwd {
+                let _ = std::env::set_current_dir(c);
+            }
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Performs the spec's mounts under `root` (before pivot_root).
+pub fn mount_all(spec: &Spec, root: &Path, rootless: bool, new_netns: bool) -> Result<()> {
+    let empty = vec![];
+    let mounts: &Vec<Mount> = spec.mounts().as_ref().unwrap_or(&empty);
+    for m in mounts {
+        do_mount(m, root, rootless, new_netns)?;
+    }
+    Ok(())
+}
+
+fn do_mount(m: &Mount, root: &Path, rootless: bool, new_netns: bool) -> Result<()> {
+    let dst = secure_join(root, m.destination());
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("");
+    let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
+    if opts.bind || typ == "bind" {
+        let src = m.source().as_ref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", m.destination().display())))?;
+        let meta = std::fs::metadata(src).ctx(|| format!("bind mount source {}", src.display()))?;
+        if meta.is_dir() {
+            ensure_dir(&dst)?;
+        } else {
+            ensure_file(&dst)?;
+        }
+        let mut f = MsFlags::MS_BIND;
+        if opts.recursive {
+            f |= MsFlags::MS_REC;
+        }
+        mnt(Some(src), &dst, None, f, None)?;
+        if !(opts.flags & !MsFlags::MS_REC).is_empty() || !opts.clear.is_empty() {
+            bind_remount(&dst, opts.flags, opts.clear)?;
+        }
+    } else {
+        ensure_dir(&dst)?;
+        let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+        let r = mnt(Some(&src), &dst, Some(typ), opts.flags, data.as_deref());
+        match (r, typ) {
+            (Ok(()), _) => {}
+            // Without a network namespace of our own (rootless --network host) sysfs cannot be
+            // mounted: bind the host's instead, read-only, as Podman does.
+            (Err(_), "sysfs") if rootless || !new_netns => {
+                mnt(Some(Path::new("/sys")), &dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                let _ = bind_remount(&dst, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty());
+            }
+            // A cgroup namespace on a v1 or hybrid host may refuse cgroup mounts; containers
+            // work without /sys/fs/cgroup, so this is not fatal.
+            (Err(e), "cgroup" | "cgroup2") => tracing::debug!("skipping cgroup mount: {e}"),
+            // devpts options like gid=5 fail when gid 5 is not mapped (single-id user namespace).
+            (Err(_), "devpts") => {
+                let d: Vec<&str> = opts.data.iter().map(|s| s.as_str()).filter(|s| !s.starts_with("gid=")).collect();
+                mnt(Some(&src), &dst, Some(typ), opts.flags, Some(&d.join(",")))?;
+            }
+            // mqueue needs an IPC namespace owned by our user namespace; fall back to nothing.
+            (Err(e), "mqueue") if rootless => tracing::debug!("skipping mqueue mount: {e}"),
+            (Err(e), _) => return Err(e),
+        }
+    }
+    if !opts.propagation.is_empty() {
+        let _ = mnt(None, &dst, None, opts.propagation, None);
+    }
+    Ok(())
+}
+
+/// Creates the device nodes of the spec (plus the OCI defaults) under `root/dev`. Rootless,
+/// mknod is refused, so the host's nodes are bind-mounted instead.
+pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
+    let dev = root.join("dev");
+    let mut wanted: Vec<(PathBuf, SFlag, u64, u64, u32)> = ["null:1:3", "zero:1:5", "full:1:7", "random:1:8", "urandom:1:9", "tty:5:0"]
+        .iter()
+        .map(|s| {
+            let v: Vec<&str> = s.split(':').collect();
+            (PathBuf::from("/dev").join(v[0]), SFlag::S_IFCHR, v[1].parse().unwrap_or(0), v[2].parse().unwrap_or(0), 0o666)
+        })
+        .collect();
+    if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
+        for d in devs {
+            let kind = match d.typ() {
+                oci_spec::runtime::LinuxDeviceType::B => SFlag::S_IFBLK,
+                oci_spec::runtime::LinuxDeviceType::P => SFlag::S_IFIFO,
+                _ => SFlag::S_IFCHR,
+            };
+            wanted.retain(|w| w.0 != *d.path());
+            wanted.push((d.path().clone(), kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666)));
+        }
+    }
+    for (path, kind, major, minor, mode) in wanted {
+        let dst = secure_join(root, &path);
+        if !dst.starts_with(&dev) {
+            return Err(Error::Spec(format!("device {} is not under /dev", path.display())));
+        }
+        let _ = std::fs::remove_file(&dst);
+        let made = !rootless
+            && nix::sys::stat::mknod(&dst, kind, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor)).is_ok();
+        if made {
+            let _ = std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(mode));
+            continue;
+        }
+        if !Path::new(&path).exists() {
+            tracing::debug!("host has no {}, skipping", path.display());
+            continue;
+        }
+        ensure_file(&dst)?;
+        mnt(Some(&path), &dst, None, MsFlags::MS_BIND, None)?;
+    }
+    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
+        let p = dev.join(link);
+        if std::fs::symlink_metadata(&p).is_err() {
+            let _ = std::os::unix::fs::symlink(target, &p);
+        }
+    }
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts/ptmx").exists() {
+        let _ = std::fs::remove_file(&ptmx);
+        std::os::unix::fs::symlink("pts/ptmx", &ptmx).ctx(|| "symlink /dev/ptmx".into())?;
+    }
+    Ok(())
+}
+
+/// `pivot_root` into `root` and detach the old root.
+pub fn pivot(root: &Path) -> Result<()> {
+    std::env::set_current_dir(root).ctx(|| format!("chdir {}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", root.display()))?;
+    // The old root is now stacked under "."; make it private so the detach does not propagate.
+    let _ = mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>);
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
+    std::env::set_current_dir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// Masks paths (after pivot_root): directories get an empty read-only tmpfs, files /dev/null.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let path = Path::new(p);
+        let Ok(meta) = std::fs::metadata(path) else { continue };
+        if meta.is_dir() {
+            mnt(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))?;
+        } else {
+            mnt(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes paths read-only (after pivot_root).
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let path = Path::new(p);
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        mnt(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        bind_remount(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// Remounts `/` read-only (`--read-only`).
+pub fn readonly_root() -> Result<()> {
+    bind_remount(Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())
+}
+
+/// Creates the working directory if the image lacks it (as Docker does).
+pub fn ensure_cwd(root: &Path, cwd: &Path, uid: u32, gid: u32) -> Result<()> {
+    let p = secure_join(root, cwd);
+    if std::fs::symlink_metadata(&p).is_err() {
+        ensure_dir(&p)?;
+        if uid != 0 || gid != 0 {
+            let _ = std::os::unix::fs::chown(&p, Some(uid), Some(gid));
+        }
+    } else if let Ok(m) = std::fs::metadata(&p) {
+        let _ = m.ino();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let o = parse_options(&["rbind".into(), "ro".into(), "nosuid".into(), "mode=755".into(), "size=65536k".into(), "rprivate".into()]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        let o = parse_options(&["ro".into(), "rw".into()]);
+        assert!(o.flags.is_empty());
+        assert_eq!(o.clear, MsFlags::MS_RDONLY);
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (as root: it installs packages and creates test users):
+#   L0 unit tests, L2 root tests and L3 end-to-end tests as root;
+#   L0/L1 tests and L3 end-to-end tests again as `covetest` (subuid range) and `covenosub` (none).
+# End-to-end suites must not skip (COVE_REQUIRE_ALL=1): a skip there fails the run.
+# The last line is "N passed, M failed, K skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "tests/run-all.sh: run as root (sudo bash tests/run-all.sh)" >&2; exit 1; }
+export PATH="$HOME/.cargo/bin:/root/.cargo/bin:/usr/local/cargo/bin:$PATH"
+bash scripts/setup-host.sh
+
+work=/tmp/cove-tests
+rm -rf "$work"; mkdir -p "$work/bin" "$work/tmp"; chmod 755 "$work" "$work/bin"; chmod 1777 "$work/tmp"
+log=$work/log; : > "$log"
+scripts/make-rootfs.sh "$work/rootfs.tar" >/dev/null
+chmod 644 "$work/rootfs.tar"
+
+echo "== build"
+cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+cargo test --workspace --no-run --locked --message-format=json 2>/dev/null \
+  | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m.get("profile", {}).get("test"):
+        print(m["target"]["name"], m["executable"])
+' > "$work/tests.list"
+while read -r name exe; do
+  cp "$exe" "$work/bin/$name"
+done < "$work/tests.list"
+cp target/debug/cove "$work/bin/cove"
+chmod 755 "$work/bin"/*
+
+export COVE_BIN=$work/bin/cove COVE_TEST_ROOTFS=$work/rootfs.tar COVE_TEST_TMP=$work/tmp
+status=0
+run_suite() { # label, user (root|name), require_all, binary...
+  local label=$1 user=$2 require=$3; shift 3
+  for b in "$@"; do
+    echo "== $label: $b"
+    local envs=(COVE_BIN="$COVE_BIN" COVE_TEST_ROOTFS="$COVE_TEST_ROOTFS" COVE_TEST_TMP="$COVE_TEST_TMP" COVE_REQUIRE_ALL="$require" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+    local rc=0
+    if [ "$user" = root ]; then
+      (cd "$work" && env "${envs[@]}" HOME=/root "$work/bin/$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
+    else
+      (cd "$work" && runuser -u "$user" -- env -i "${envs[@]}" HOME="/home/$user" USER="$user" LOGNAME="$user" "$work/bin/$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
+    fi
+    grep -E '^test result:|^SKIP:|panicked|FAILED|^failures:|^    [a-z_:]+$' "$work/out" | sed 's/^/   /' || true
+    cat "$work/out" >> "$log"
+    if [ $rc -ne 0 ]; then
+      echo "   -> FAILED ($label $b, exit $rc); last lines:"; tail -n 40 "$work/out" | sed 's/^/   | /'
+      status=1
+    fi
+  done
+}
+
+units=$(awk '$1 != "e2e" {print $1}' "$work/tests.list" | sort -u)
+run_suite "root" root 0 $units
+run_suite "root e2e" root 1 e2e
+run_suite "user with subuid range (covetest)" covetest 0 $units
+run_suite "user with subuid range (covetest) e2e" covetest 1 e2e
+run_suite "user without subuid range (covenosub) e2e" covenosub 1 e2e
+
+passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")
+failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log")
+skipped=$(grep -cE '^SKIP:' "$log" || true)
+echo "== summary"
+grep -E '^SKIP:' "$log" | sort | uniq -c | sed 's/^/   /' || true
+[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
+echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+exit $status
