@@ -17,8 +17,8 @@ scripts/make-rootfs.sh "$work/rootfs.tar" >/dev/null
 chmod 644 "$work/rootfs.tar"
 
 echo "== build"
-cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
-cargo test --workspace --no-run --locked --message-format=json 2>/dev/null \
+cargo build --workspace --all-targets 2>&1 | tail -n 3
+cargo test --workspace --no-run --message-format=json 2>/dev/null \
   | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -143,8 +143,11 @@ pub struct ImagesArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(trailing_var_arg = true)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Assign a name to the container
     #[arg(long)]
     name: Option<String>,
@@ -611,5 +614,14 @@ fn print_info(v: &serde_json::Value) {
         for (k, val) in t {
             println!("  {k}: {}", val.as_str().unwrap_or("-"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cove_sys::default_sigpipe();
     let cli = match cmd::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -113,7 +113,7 @@ fn run_prints_and_reports_identity() {
 fn exit_codes_follow_docker() {
     let Some(w) = World::new() else { return };
     assert_eq!(w.run_sh(&[], "exit 3").status.code(), Some(3));
-    assert_eq!(w.run_sh(&[], "kill -9 $$").status.code(), Some(137));
+    assert_eq!(w.run_sh(&[], "sh -c 'kill -9 $$'; exit $?").status.code(), Some(137));
     let o = w.cove(&["run", "--rm", "bb", "no-such-command"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
@@ -148,7 +148,7 @@ fn env_workdir_hostname_entrypoint() {
 #[test]
 fn volumes_tmpfs_and_read_only() {
     let Some(w) = World::new() else { return };
-    let data = w.path().join("data");
+    let data = w.path().join("hostdata");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("in.txt"), "host data\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -171,18 +171,24 @@ fn volumes_tmpfs_and_read_only() {
 #[test]
 fn users_from_image_and_numeric() {
     let Some(w) = World::new() else { return };
-    assert_eq!(w.sh_ok(&["-u", "app"], "id").trim(), "uid=1000(app) gid=1000(app) groups=1000(app),10(wheel)");
     let o = w.run_sh(&["-u", "nosuchuser"], "id");
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("unable to find user nosuchuser"), "{}", stderr(&o));
     let single = !is_root() && w.ok(&["info", "--format", "json"]).contains("\"single id\"");
     if single {
-        // A single-id map holds only uid 0 until user synthesis lands (issue 4): refuse clearly.
-        let o = w.run_sh(&["-u", "1000"], "id");
-        assert_eq!(o.status.code(), Some(125));
-        assert!(stderr(&o).contains("mapped"), "{}", stderr(&o));
+        // A single-id map holds only uid 0 until user synthesis lands (issue 4): a clear
+        // one-line error that says why, no panic, nothing left behind.
+        for u in ["app", "1000:1000"] {
+            let o = w.run_sh(&["-u", u], "id");
+            assert_eq!(o.status.code(), Some(125));
+            assert!(stderr(&o).contains("not mapped"), "{}", stderr(&o));
+            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        }
+        assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
     } else {
+        assert_eq!(w.sh_ok(&["-u", "app"], "id").trim(), "uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)");
         assert_eq!(w.sh_ok(&["-u", "1000:1000"], "id -u; id -g").trim(), "1000\n1000");
+        assert_eq!(w.sh_ok(&["-u", "app"], "touch /home/app/x && echo HOME-WRITABLE").trim(), "HOME-WRITABLE");
     }
 }
 
@@ -204,7 +210,9 @@ fn privileges_are_dockers() {
     let o = w.run_sh(&[], "unshare -U true");
     assert_ne!(o.status.code(), Some(0));
     // Masked and read-only paths.
-    assert_eq!(w.sh_ok(&[], "wc -c < /proc/kcore").trim(), "0");
+    // Masked: files read as empty (/dev/null over them), directories as empty tmpfs.
+    assert_eq!(w.sh_ok(&[], "cat /proc/timer_list /proc/keys /proc/interrupts | wc -c").trim(), "0");
+    assert_eq!(w.sh_ok(&[], "ls /proc/acpi | wc -l").trim(), "0");
     assert_eq!(w.sh_ok(&[], "echo x > /proc/sys/kernel/domainname 2>/dev/null && echo W || echo RO").trim(), "RO");
     let s = w.sh_ok(&["--ulimit", "nofile=100:200"], "ulimit -n; ulimit -Hn");
     assert_eq!(s, "100\n200\n");

@@ -64,11 +64,21 @@ pub fn apply_changes(cfg: &mut oci_spec::image::Config, changes: &[String]) -> R
             }
         };
         match instr.to_ascii_uppercase().as_str() {
-            "CMD" => cfg.set_cmd(Some(list(rest)?)),
-            "ENTRYPOINT" => cfg.set_entrypoint(Some(list(rest)?)),
-            "WORKDIR" => cfg.set_working_dir(Some(rest.to_string())),
-            "USER" => cfg.set_user(Some(rest.to_string())),
-            "STOPSIGNAL" => cfg.set_stop_signal(Some(rest.to_string())),
+            "CMD" => {
+                cfg.set_cmd(Some(list(rest)?));
+            }
+            "ENTRYPOINT" => {
+                cfg.set_entrypoint(Some(list(rest)?));
+            }
+            "WORKDIR" => {
+                cfg.set_working_dir(Some(rest.to_string()));
+            }
+            "USER" => {
+                cfg.set_user(Some(rest.to_string()));
+            }
+            "STOPSIGNAL" => {
+                cfg.set_stop_signal(Some(rest.to_string()));
+            }
             "ENV" => {
                 let mut env = cfg.env().clone().unwrap_or_default();
                 let kv = match rest.split_once('=') {
@@ -107,7 +117,7 @@ pub fn import(db: &mut Db, store: &Store, reader: impl std::io::Read, reference:
     let tag = reference.map(cove_oci::normalize_image_name).transpose()?;
     let mut cfg = oci_spec::image::Config::default();
     apply_changes(&mut cfg, changes)?;
-    let img = store.import_rootfs(reader, cfg, opts)?;
+    let img = store.import_rootfs(reader, cove_image::import_config(cfg, "imported by cove"), opts)?;
     record(db, &img, tag.as_slice())?;
     Ok(img.id)
 }
@@ -235,7 +245,7 @@ fn docker_config(c: Option<&serde_json::Value>) -> serde_json::Value {
 pub fn read_image_file(store: &Store, img: &ImageRow, path: &str) -> Option<String> {
     let rel = path.trim_start_matches('/');
     for d in img.diff_ids.iter().rev() {
-        let layer = store.layer_dir(d);
+        let layer = store.layer_dir(d).ok()?;
         let p = layer.join(rel);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok().filter(|s| s.len() < 16 << 20),

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dirs;
 pub mod images;
 pub mod info;
+pub mod logs;
 pub mod run;
 pub mod spec;
 pub mod tty;

@@ -138,7 +138,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 let work = dir.join("work");
                 std::fs::create_dir_all(&upper).ctx(|| "create upper dir".into())?;
                 std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
-                let lower: Vec<PathBuf> = img.diff_ids.iter().rev().map(|d| eng.store.layer_dir(d)).collect();
+                let lower: Vec<PathBuf> = img.diff_ids.iter().rev().map(|d| eng.store.layer_dir(d)).collect::<Result<_, _>>()?;
                 if lower.is_empty() {
                     return Err(Error::Invalid(format!("image {} has no layers", req.image)));
                 }

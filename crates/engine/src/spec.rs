@@ -371,11 +371,7 @@ pub fn rlimit(s: &str) -> Result<rt::PosixRlimit> {
     }
     let typ: rt::PosixRlimitType = serde_json::from_value(serde_json::Value::String(format!("RLIMIT_{}", name.to_ascii_uppercase())))
         .map_err(|_| Error::Invalid(format!("invalid ulimit name {name:?}")))?;
-    let mut r = rt::PosixRlimit::default();
-    r.set_typ(typ);
-    r.set_soft(soft);
-    r.set_hard(hard);
-    Ok(r)
+    rt::PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().map_err(|e| Error::Invalid(format!("invalid ulimit {s:?}: {e}")))
 }
 
 /// Network mode of a container in this version.

@@ -96,10 +96,12 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Resolved> {
         },
         _ => entry.as_ref().map(|e| e.gid).unwrap_or(0),
     };
-    let mut additional: Vec<u32> = match (&entry, g) {
-        (Some(e), None) => groups.iter().filter(|gr| gr.members.contains(&e.name) && gr.gid != gid).map(|gr| gr.gid).collect(),
-        _ => vec![],
-    };
+    // The primary group first, then the groups that list the user (what `id` shows after a
+    // login, and what Docker sets).
+    let mut additional: Vec<u32> = vec![gid];
+    if let (Some(e), None) = (&entry, g) {
+        additional.extend(groups.iter().filter(|gr| gr.members.contains(&e.name) && gr.gid != gid).map(|gr| gr.gid));
+    }
     additional.dedup();
     Ok(Resolved { uid, gid, additional_gids: additional, entry })
 }
@@ -114,7 +116,7 @@ mod tests {
     #[test]
     fn users() {
         let r = resolve("app", PW, GR).unwrap();
-        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (1000, 1000, vec![10]));
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (1000, 1000, vec![1000, 10]));
         assert_eq!(r.entry.unwrap().home, "/home/app");
         let r = resolve("10000", PW, GR).unwrap();
         assert_eq!((r.uid, r.gid, r.entry), (10000, 0, None));

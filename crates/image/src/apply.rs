@@ -192,7 +192,7 @@ fn key(comps: &[OsString]) -> Vec<u8> {
     k
 }
 
-pub(crate) fn display(comps: &[OsString]) -> String {
+pub(crate) fn path_string(comps: &[OsString]) -> String {
     String::from_utf8_lossy(&key(comps)).into_owned()
 }
 
@@ -251,10 +251,6 @@ impl Applier {
 
     pub(crate) fn layer(&self) -> &str {
         &self.layer
-    }
-
-    pub(crate) fn report(&self) -> &UnpackReport {
-        &self.report
     }
 
     pub(crate) fn skipped(&mut self) {
@@ -465,7 +461,7 @@ impl Applier {
         path: &[OsString],
         target: &[OsString],
     ) -> Result<bool, EntryError> {
-        let shown = display(target);
+        let shown = path_string(target);
         let Some((tname, tparents)) = target.split_last() else {
             return Err(EntryError::LinkToDir(shown));
         };
@@ -507,7 +503,7 @@ impl Applier {
             Ok(()) => {}
             Err(Errno::EPERM | Errno::EACCES) if kind != SFlag::S_IFIFO => {
                 self.report.devices_skipped += 1;
-                tracing::debug!(layer = %self.layer, entry = %display(&n.path), "mknod refused; device node skipped");
+                tracing::debug!(layer = %self.layer, entry = %path_string(&n.path), "mknod refused; device node skipped");
                 return Ok(false);
             }
             Err(e) => return Err(EntryError::io("mknod", e)),
@@ -660,7 +656,7 @@ impl Applier {
         dirs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
         for (path, (mode, mtime)) in dirs {
             self.finish_dir(&path, mode, mtime)
-                .map_err(|kind| self.err(display(&path), kind))?;
+                .map_err(|kind| self.err(path_string(&path), kind))?;
         }
         Ok(self.report)
     }
@@ -717,7 +713,7 @@ mod tests {
 
     #[test]
     fn normalize_paths() {
-        let n = |s: &str| normalize(s.as_bytes()).map(|v| display(&v));
+        let n = |s: &str| normalize(s.as_bytes()).map(|v| path_string(&v));
         assert_eq!(n("./a/b/").unwrap(), "a/b");
         assert_eq!(n("/etc/x").unwrap(), "etc/x");
         assert_eq!(n("a//./b").unwrap(), "a/b");

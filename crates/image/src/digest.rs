@@ -65,10 +65,6 @@ impl<'a, R: Read> Hashing<'a, R> {
         h
     }
 
-    pub(crate) fn count(&self) -> u64 {
-        self.count
-    }
-
     pub(crate) fn trailing_zeros(&self) -> u64 {
         self.trailing_zeros
     }

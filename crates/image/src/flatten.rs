@@ -15,7 +15,7 @@ use std::path::Path;
 use nix::sys::stat::{major, minor};
 use nix::unistd::geteuid;
 
-use crate::apply::{display, Applier, Node, NodeKind};
+use crate::apply::{path_string, Applier, Node, NodeKind};
 use crate::error::{Error, Result};
 
 /// Applies the layer directory `src` to the applier's target.
@@ -76,7 +76,7 @@ fn visit(
 ) -> Result<()> {
     let meta = path.symlink_metadata().map_err(io_ctx(path, "stat"))?;
     let ft = meta.file_type();
-    let shown = display(rel);
+    let shown = path_string(rel);
     let mut node = Node {
         path: rel.to_vec(),
         kind: NodeKind::Dir,

@@ -72,8 +72,17 @@ pub fn set_user(user: &User) -> Result<()> {
     } else if !groups.is_empty() {
         tracing::debug!("setgroups denied in this user namespace; additional groups ignored");
     }
-    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("setgid {gid} (is it mapped in the user namespace?)"))?;
-    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("setuid {uid} (is it mapped in the user namespace?)"))?;
+    let unmapped = |what: &'static str, id: u32| {
+        move |e: nix::Error| match e {
+            nix::errno::Errno::EINVAL => Error::UserNs(format!(
+                "{what} {id} is not mapped in the user namespace (the id map has {} ids; add a range for your user in /etc/subuid and /etc/subgid)",
+                crate::userns::current_uid_map().iter().map(|r| r.size as u64).sum::<u64>()
+            )),
+            e => Error::Sys { what: format!("set{what} {id}"), source: e },
+        }
+    };
+    nix::unistd::setresgid(gid, gid, gid).map_err(unmapped("gid", gid.as_raw()))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(unmapped("uid", uid.as_raw()))?;
     nix::sys::prctl::set_keepcaps(false).ctx(|| "prctl(PR_SET_KEEPCAPS)".into())?;
     Ok(())
 }

@@ -270,6 +270,16 @@ pub fn set_not_dumpable() -> Result<()> {
     Ok(())
 }
 
+/// Restores the default disposition of SIGPIPE. The Rust runtime ignores SIGPIPE, and an
+/// ignored signal stays ignored across `execve`: without this, every container process would
+/// start with SIGPIPE ignored, and `cove ... | head` would panic on EPIPE instead of exiting.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL involves no handler code; called at startup.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Wraps a descriptor returned by a syscall wrapper that gives raw numbers.
 pub fn own_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass descriptors freshly returned by a syscall and owned by nobody else.
