@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use cove_engine::run::Engine;
 use cove_engine::spec::RunRequest;
-use cove_engine::{images, Dirs};
+use cove_engine::{images, lifecycle, Dirs};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -65,13 +65,66 @@ pub enum Command {
         #[arg(long = "type")]
         kind: Option<String>,
     },
-    /// List containers
-    Ps {
+    /// Create a new container (without starting it)
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start {
+        /// Attach: follow the output and return the container's exit code
         #[arg(short, long)]
-        all: bool,
-        #[arg(short, long)]
-        quiet: bool,
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
+    /// Stop one or more running containers (StopSignal, then SIGKILL after the timeout)
+    Stop {
+        /// Seconds to wait before killing
+        #[arg(short = 't', long = "time", alias = "timeout", allow_hyphen_values = true)]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        #[arg(short = 't', long = "time", alias = "timeout")]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to one or more running containers
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Block until containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Fetch the logs of a container
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end (or "all")
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        /// Show logs since a timestamp (RFC 3339, Unix seconds) or relative (10m)
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// Show timestamps
+        #[arg(short, long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Display the running processes of a container
+    Top { container: String },
+    /// List containers
+    Ps(PsArgs),
     /// Remove one or more containers
     Rm {
         #[arg(short, long)]
@@ -79,6 +132,9 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
     /// Display system-wide information (rootless mode, id mapping, storage, cgroups)
     Info {
         /// Output format: text (default) or json
@@ -88,6 +144,58 @@ pub enum Command {
     /// System maintenance
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Remove all stopped containers
+    Prune {
+        /// Do not prompt (cove never prompts)
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Only display container ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter output (name=, id=, status=, ancestor=, label=)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Output format: table (default) or json
+    #[arg(long)]
+    format: Option<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    #[arg(short = 't', long)]
+    tty: bool,
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(required = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +337,18 @@ pub struct RunArgs {
     /// Sysctl options
     #[arg(long = "sysctl")]
     sysctl: Vec<String>,
+    /// Restart policy (no, always, unless-stopped, on-failure[:N])
+    #[arg(long)]
+    restart: Option<String>,
+    /// Log driver options (max-size=10m, max-file=3)
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<i64>,
     /// Image to run
     image: String,
     /// Command and arguments
@@ -268,6 +388,10 @@ impl RunArgs {
             ulimits: self.ulimit,
             labels: self.label,
             sysctls: self.sysctl,
+            restart: self.restart,
+            log_opts: self.log_opt,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
         }
     }
 }
@@ -300,8 +424,98 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => {
             let req = args.into_request();
+            if req.detach {
+                let id = lifecycle::run_detached(&mut eng, &req)?;
+                println!("{id}");
+                return Ok(0);
+            }
             Ok(cove_engine::run::run(&mut eng, &req)?)
         }
+        Command::Create(args) => {
+            let req = args.into_request();
+            println!("{}", lifecycle::create(&mut eng, &req)?);
+            Ok(0)
+        }
+        Command::Start { attach, containers } => {
+            let mut failed = false;
+            for c in &containers {
+                match lifecycle::start(&mut eng, c) {
+                    Ok(_) if attach && containers.len() == 1 => {
+                        let o = lifecycle::LogsOptions { follow: true, ..Default::default() };
+                        lifecycle::logs(&mut eng, c, &o, &mut std::io::stdout(), &mut std::io::stderr())?;
+                        return Ok(lifecycle::wait(&mut eng, c)? as i32);
+                    }
+                    Ok(_) => println!("{c}"),
+                    Err(e) => {
+                        eprintln!("cove: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Stop { time, containers } => each(&containers, |c| lifecycle::stop(&mut eng, c, time)),
+        Command::Restart { time, containers } => each(&containers, |c| {
+            lifecycle::stop(&mut eng, c, time)?;
+            lifecycle::start(&mut eng, c).map(|_| ())
+        }),
+        Command::Kill { signal, containers } => {
+            let sig = lifecycle::parse_signal(&signal)?;
+            each(&containers, |c| lifecycle::kill(&mut eng, c, sig).map(|_| ()))
+        }
+        Command::Wait { containers } => {
+            let mut failed = false;
+            for c in &containers {
+                match lifecycle::wait(&mut eng, c) {
+                    Ok(code) => println!("{code}"),
+                    Err(e) => {
+                        eprintln!("cove: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Logs { follow, tail, since, until, timestamps, container } => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            let tail = match tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(n.parse::<usize>().map_err(|_| anyhow!("invalid --tail {n:?}: a number or \"all\""))?),
+            };
+            let o = lifecycle::LogsOptions {
+                follow,
+                tail,
+                since: since.as_deref().map(|s| cove_engine::logs::parse_time(s, now)).transpose()?,
+                until: until.as_deref().map(|s| cove_engine::logs::parse_time(s, now)).transpose()?,
+                timestamps,
+            };
+            lifecycle::logs(&mut eng, &container, &o, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+            Ok(0)
+        }
+        Command::Exec(a) => {
+            let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
+            Ok(lifecycle::exec(&mut eng, &a.container, &o)?)
+        }
+        Command::Top { container } => {
+            let rows = lifecycle::top(&mut eng, &container)?;
+            println!("{:<10} {:<10} {:<10} CMD", "PID", "UID", "TIME");
+            for r in rows {
+                println!("{:<10} {:<10} {:<10} {}", r[0], r[1], r[2], r[3]);
+            }
+            Ok(0)
+        }
+        Command::Container(ContainerCmd::Prune { force: _ }) => {
+            let removed = lifecycle::prune(&mut eng)?;
+            if !removed.is_empty() {
+                println!("Deleted Containers:");
+                for id in &removed {
+                    println!("{id}");
+                }
+            }
+            println!("Total reclaimed containers: {}", removed.len());
+            Ok(0)
+        }
+        Command::Container(ContainerCmd::Ls(a)) => ps(&mut eng, &a),
         Command::Import { file, reference, change, quiet: _ } | Command::Image(ImageCmd::Import { file, reference, change }) => {
             let opts = eng.unpack_options();
             let id = if file == "-" {
@@ -316,8 +530,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Load { input, quiet } => load(&mut eng, input, quiet),
         Command::Image(ImageCmd::Load { input }) => load(&mut eng, input, false),
         Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => list_images(&eng, &a),
-        Command::Image(ImageCmd::Inspect { images: names }) => inspect(&eng, &names, Some("image")),
-        Command::Inspect { names, kind } => inspect(&eng, &names, kind.as_deref()),
+        Command::Image(ImageCmd::Inspect { images: names }) => inspect(&mut eng, &names, Some("image")),
+        Command::Inspect { names, kind } => inspect(&mut eng, &names, kind.as_deref()),
         Command::Tag { source, target } | Command::Image(ImageCmd::Tag { source, target }) => {
             images::tag(&mut eng.db, &source, &target)?;
             Ok(0)
@@ -342,8 +556,20 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(if failed { 1 } else { 0 })
         }
-        Command::Ps { all, quiet } => ps(&eng, all, quiet),
-        Command::Rm { force, containers } => rm(&mut eng, &containers, force),
+        Command::Ps(a) => ps(&mut eng, &a),
+        Command::Rm { force, containers } => {
+            let mut failed = false;
+            for c in &containers {
+                match lifecycle::remove(&mut eng, c, force) {
+                    Ok(_) => println!("{c}"),
+                    Err(e) => {
+                        eprintln!("cove: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
         Command::Info { format } => {
             let v = cove_engine::info::report(&eng.dirs, mapping.as_ref());
             if format.as_deref() == Some("json") || format.as_deref() == Some("{{json .}}") {
@@ -491,7 +717,8 @@ fn container_json(c: &cove_engine::db::ContainerRow) -> serde_json::Value {
     })
 }
 
-fn inspect(eng: &Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
+fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
+    lifecycle::reconcile(eng)?;
     let mut out = vec![];
     let mut failed = false;
     for n in names {
@@ -516,63 +743,84 @@ fn inspect(eng: &Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn ps(eng: &Engine, all: bool, quiet: bool) -> Result<i32> {
+/// Runs `f` for each name; prints the name on success, one error line per failure.
+fn each(names: &[String], mut f: impl FnMut(&str) -> cove_engine::Result<()>) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("cove: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
+    lifecycle::reconcile(eng)?;
+    let mut filters: Vec<(String, String)> = vec![];
+    for f in &a.filter {
+        let (k, v) = f.split_once('=').ok_or_else(|| anyhow!("invalid filter {f:?}: expected key=value"))?;
+        if !["name", "id", "status", "ancestor", "label", "exited"].contains(&k) {
+            bail!("invalid filter {k:?} (name, id, status, ancestor, label, exited)");
+        }
+        filters.push((k.to_string(), v.to_string()));
+    }
+    let show_all = a.all || filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let rows: Vec<_> = eng
+        .db
+        .containers()?
+        .into_iter()
+        .filter(|c| show_all || c.state == "running")
+        .filter(|c| {
+            let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+            filters.iter().all(|(k, v)| match k.as_str() {
+                "name" => c.name.contains(v.as_str()),
+                "id" => c.id.starts_with(v.as_str()),
+                "status" => c.state == *v,
+                "ancestor" => c.image == *v || c.image_id.contains(v.as_str()),
+                "exited" => c.state == "exited" && c.exit_code.map(|x| x.to_string()) == Some(v.clone()),
+                "label" => req.labels.iter().any(|l| l == v || l.split('=').next() == Some(v.as_str())),
+                _ => true,
+            })
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
-    if !quiet {
+    if a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}") {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|c| {
+                let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+                serde_json::json!({
+                    "ID": c.id, "Names": c.name, "Image": c.image, "Command": req.cmd.join(" "),
+                    "CreatedAt": c.created, "State": c.state, "Status": lifecycle::status_text(c, ago),
+                    "ExitCode": c.exit_code, "Pid": c.pid,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        return Ok(0);
+    }
+    if !a.quiet {
         writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")?;
     }
-    for c in eng.db.containers()? {
-        if !all && c.state != "running" {
-            continue;
-        }
-        if quiet {
-            writeln!(out, "{}", cove_oci::short_id(&c.id))?;
+    for c in rows {
+        let id = if a.no_trunc { c.id.clone() } else { cove_oci::short_id(&c.id).to_string() };
+        if a.quiet {
+            writeln!(out, "{id}")?;
             continue;
         }
         let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
         let mut cmd = req.cmd.join(" ");
-        if cmd.len() > 20 {
+        if cmd.len() > 20 && !a.no_trunc {
             cmd.truncate(17);
             cmd.push_str("...");
         }
-        let status = match c.state.as_str() {
-            "exited" => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(ago).unwrap_or_default()),
-            "running" => format!("Up {}", c.started_at.as_deref().map(ago).unwrap_or_default().trim_end_matches(" ago")),
-            s => s.to_string(),
-        };
-        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", cove_oci::short_id(&c.id), c.image, format!("\"{cmd}\""), ago(&c.created), status, c.name)?;
+        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", id, c.image, format!("\"{cmd}\""), ago(&c.created), lifecycle::status_text(&c, ago), c.name)?;
     }
     Ok(0)
-}
-
-fn rm(eng: &mut Engine, names: &[String], force: bool) -> Result<i32> {
-    let mut failed = false;
-    for n in names {
-        let r = (|| -> Result<()> {
-            let c = eng.db.find_container(n)?;
-            if c.state == "running" {
-                let alive = c.pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-                if alive && !force {
-                    bail!("cannot remove container {:?}: container is running: stop the container before removing or force remove", c.name);
-                }
-                if let Some(p) = c.pid.filter(|_| alive) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-            cove_engine::run::remove_container_files(&eng.dirs.container(&c.id))?;
-            eng.db.write(|tx| {
-                tx.execute("DELETE FROM containers WHERE id = ?1", [&c.id])?;
-                Ok(())
-            })?;
-            println!("{n}");
-            Ok(())
-        })();
-        if let Err(e) = r {
-            eprintln!("cove: error: {e:#}");
-            failed = true;
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
 }
 
 fn print_info(v: &serde_json::Value) {

@@ -9,6 +9,14 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     cove_sys::default_sigpipe();
+    // The per-container monitor: `cove __monitor DIR RUNDIR FD`, kept off clap's path so the
+    // long-lived process stays small.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(5).collect();
+    if args.len() == 5 && args[1] == "__monitor" {
+        init_tracing(None);
+        let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
+        cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd);
+    }
     let cli = match cmd::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

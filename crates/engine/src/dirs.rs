@@ -67,6 +67,10 @@ impl Dirs {
     pub fn container(&self, id: &str) -> PathBuf {
         self.containers().join(id)
     }
+    /// Runtime files of one container (monitor and container pid files, exit status).
+    pub fn container_run(&self, id: &str) -> PathBuf {
+        self.run.join("containers").join(id)
+    }
     pub fn volumes(&self) -> PathBuf {
         self.data.join("volumes")
     }

@@ -72,7 +72,6 @@ pub struct Prepared {
     pub dir: PathBuf,
     pub spec: oci_spec::runtime::Spec,
     pub rootfs: Rootfs,
-    pub limits: cove_cgroups::Limits,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -103,9 +102,15 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         return Err(Error::Invalid(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
     }
     let user_mounts = spec::user_mounts(req, &eng.dirs.volumes())?;
-    let resources = spec::resources(req)?;
+    spec::resources(req)?;
 
-    let config = serde_json::to_string(req).map_err(|e| Error::Other(e.to_string()))?;
+    let mut stored = req.clone();
+    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone());
+    if let Some(r) = &req.restart {
+        crate::monitor::Restart::parse(r)?;
+    }
+    crate::logs::LogOpts::parse(&req.log_opts)?;
+    let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
     let image_name = req.image.clone();
     let created = now_rfc3339();
     eng.db
@@ -163,8 +168,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        let limits = resources.as_ref().map(cove_cgroups::Limits::from_oci).unwrap_or_default();
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, limits })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
@@ -185,19 +189,21 @@ pub fn remove_container_files(dir: &Path) -> Result<()> {
     }
 }
 
-/// Sets up cgroups for the limits, warning (not failing) where the host cannot apply them.
-fn cgroup_for(p: &Prepared, rootless: bool) -> Option<cove_cgroups::Cgroup> {
-    if p.limits.is_empty() {
+/// Sets up cgroups for the spec's resources, warning (not failing) where the host cannot
+/// apply them.
+pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: bool) -> Option<cove_cgroups::Cgroup> {
+    let limits = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).map(cove_cgroups::Limits::from_oci).unwrap_or_default();
+    if limits.is_empty() {
         return None;
     }
     let support = cove_cgroups::detect(rootless);
-    if let Some(w) = support.unmet(&p.limits) {
+    if let Some(w) = support.unmet(&limits) {
         eprintln!("cove: warning: {w}; the container runs without these limits");
     }
     if !support.usable {
         return None;
     }
-    match cove_cgroups::Cgroup::create(&p.id, &p.limits, &support) {
+    match cove_cgroups::Cgroup::create(id, &limits, &support) {
         Ok(cg) => {
             for w in cg.warnings() {
                 eprintln!("cove: warning: {w}");
@@ -213,15 +219,13 @@ fn cgroup_for(p: &Prepared, rootless: bool) -> Option<cove_cgroups::Cgroup> {
 
 /// `cove run` in the foreground. Returns the container's exit code.
 pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
-    if req.detach {
-        return Err(Error::Invalid("detached containers (-d) are not supported yet".into()));
-    }
     let p = prepare(eng, req)?;
     let result = run_prepared(eng, &p, req);
     let code = match &result {
         Ok(c) => Some(*c as i64),
         Err(e) => Some(e.exit_code() as i64),
     };
+    let _ = std::fs::remove_dir_all(eng.dirs.container_run(&p.id));
     if req.rm {
         let _ = remove_container_files(&p.dir);
         let _ = eng.db.write(|tx| {
@@ -247,7 +251,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         let err = cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup stderr".into())?;
         Stdio::Fds(stdin, out, err)
     };
-    let cg = cgroup_for(p, eng.dirs.rootless);
+    let cg = cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
@@ -267,6 +271,9 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let pid = created.pid;
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
+    // So other cove commands can tell whether this foreground container still runs.
+    let rd = eng.dirs.container_run(&p.id);
+    let _ = std::fs::create_dir_all(&rd).and_then(|_| crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw()).map_err(std::io::Error::other));
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
     let code = match started {

@@ -40,6 +40,10 @@ pub struct RunRequest {
     pub ulimits: Vec<String>,
     pub labels: Vec<String>,
     pub sysctls: Vec<String>,
+    pub restart: Option<String>,
+    pub log_opts: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
 }
 
 /// The parts of the image config that shape the process.
@@ -50,6 +54,7 @@ pub struct ImageDefaults {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    pub stop_signal: Option<String>,
 }
 
 impl ImageDefaults {
@@ -61,6 +66,7 @@ impl ImageDefaults {
             env: cfg.env().clone().unwrap_or_default(),
             workdir: cfg.working_dir().clone().filter(|w| !w.is_empty()),
             user: cfg.user().clone().filter(|u| !u.is_empty()),
+            stop_signal: cfg.stop_signal().clone().filter(|u| !u.is_empty()),
         }
     }
 }

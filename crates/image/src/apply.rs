@@ -50,8 +50,12 @@ pub enum WhiteoutMode {
 /// Options for unpacking layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackOptions {
-    /// How whiteouts are written. [`Store::flatten_into`](crate::Store::flatten_into)
-    /// always applies them.
+    /// How whiteouts are written. Layers in the store are always overlay lowerdirs:
+    /// `Apply` given to [`Store::import_rootfs`](crate::Store::import_rootfs) or
+    /// [`Store::load`](crate::Store::load) means `Overlay { userxattr: !root }`, and
+    /// [`Store::flatten_into`](crate::Store::flatten_into) always applies. Use the same
+    /// `userxattr` for a store's whole life: it is baked into the unpacked layers and
+    /// must match how overlayfs is mounted.
     pub whiteouts: WhiteoutMode,
     /// Apply the owners recorded in the archive (`lchown`). An owner the kernel refuses
     /// (`EINVAL`: not mapped in our user namespace; `EPERM`: we are not privileged) is
@@ -147,11 +151,19 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NodeKind {
     Dir,
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     Symlink(OsString),
     Hardlink(Vec<OsString>),
-    Char { major: u64, minor: u64 },
-    Block { major: u64, minor: u64 },
+    Char {
+        major: u64,
+        minor: u64,
+    },
+    Block {
+        major: u64,
+        minor: u64,
+    },
     Fifo,
     /// `path` is deleted (the NAME of `.wh.NAME`).
     Whiteout,
@@ -226,7 +238,12 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn new(target: &Path, whiteouts: WhiteoutMode, chown: bool, layer: String) -> Result<Applier> {
+    pub(crate) fn new(
+        target: &Path,
+        whiteouts: WhiteoutMode,
+        chown: bool,
+        layer: String,
+    ) -> Result<Applier> {
         let root = open_root(target).map_err(|e| Error::Io {
             context: format!("open target directory {}", target.display()),
             source: e.into(),
@@ -267,7 +284,8 @@ impl Applier {
 
     /// Applies one entry; `shown` names it in errors; `content` is read for files.
     pub(crate) fn apply(&mut self, n: &Node, shown: &str, content: &mut dyn Read) -> Result<()> {
-        self.apply_inner(n, content).map_err(|kind| self.err(shown, kind))?;
+        self.apply_inner(n, content)
+            .map_err(|kind| self.err(shown, kind))?;
         self.report.entries += 1;
         Ok(())
     }
@@ -310,7 +328,10 @@ impl Applier {
     /// Apply mode a non-directory left by an earlier layer is replaced by a directory
     /// (what overlayfs shows when an upper directory covers a lower file or symlink).
     fn walk(&mut self, comps: &[OsString], create: bool) -> Result<OwnedFd, EntryError> {
-        let mut cur = self.root.try_clone().map_err(|e| EntryError::io("dup", e))?;
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(|e| EntryError::io("dup", e))?;
         let mut k: Vec<u8> = Vec::new();
         for c in comps {
             if !k.is_empty() {
@@ -340,15 +361,22 @@ impl Applier {
                                 EntryError::ParentNotDir(lossy(&k))
                             })
                         }
-                        Some(_) => remove_at(&cur, c).map_err(|e| EntryError::io("remove existing entry", e))?,
+                        Some(_) => remove_at(&cur, c)
+                            .map_err(|e| EntryError::io("remove existing entry", e))?,
                     }
                 }
                 Err(e) => return Err(EntryError::io("open directory", e)),
             }
-            mkdirat(&cur, c, Mode::from_bits_truncate(0o755)).map_err(|e| EntryError::io("mkdir", e))?;
+            mkdirat(&cur, c, Mode::from_bits_truncate(0o755))
+                .map_err(|e| EntryError::io("mkdir", e))?;
             // Just created, so not a symlink; set the mode explicitly (umask).
-            fchmodat(&cur, c, Mode::from_bits_truncate(0o755), FchmodatFlags::FollowSymlink)
-                .map_err(|e| EntryError::io("chmod", e))?;
+            fchmodat(
+                &cur,
+                c,
+                Mode::from_bits_truncate(0o755),
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| EntryError::io("chmod", e))?;
             self.created.insert(k.clone());
             cur = open_dir_path(&cur, c).map_err(|e| EntryError::io("open directory", e))?;
         }
@@ -369,14 +397,22 @@ impl Applier {
     }
 
     fn root_dir(&mut self, n: &Node) -> Result<(), EntryError> {
-        let root = self.root.try_clone().map_err(|e| EntryError::io("dup", e))?;
+        let root = self
+            .root
+            .try_clone()
+            .map_err(|e| EntryError::io("dup", e))?;
         let dot = OsStr::new(".");
         self.chown_with(n.uid, n.gid, |u, g| {
             fchownat(&root, dot, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
         })?;
         if !n.xattrs.is_empty() {
-            let fd = openat(&root, dot, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| EntryError::io("open directory", e))?;
+            let fd = openat(
+                &root,
+                dot,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| EntryError::io("open directory", e))?;
             self.xattrs_fd(&File::from(fd), &n.xattrs)?;
         }
         self.deferred.insert(Vec::new(), (n.mode, n.mtime));
@@ -385,7 +421,8 @@ impl Applier {
 
     fn dir(&mut self, parent: &OwnedFd, name: &OsStr, n: &Node) -> Result<bool, EntryError> {
         if !self.clear(parent, name, true)? {
-            mkdirat(parent, name, Mode::from_bits_truncate(0o700)).map_err(|e| EntryError::io("mkdir", e))?;
+            mkdirat(parent, name, Mode::from_bits_truncate(0o700))
+                .map_err(|e| EntryError::io("mkdir", e))?;
         }
         self.chown_with(n.uid, n.gid, |u, g| {
             fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
@@ -438,7 +475,13 @@ impl Applier {
         Ok(true)
     }
 
-    fn symlink(&mut self, parent: &OwnedFd, name: &OsStr, n: &Node, target: &OsStr) -> Result<bool, EntryError> {
+    fn symlink(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        n: &Node,
+        target: &OsStr,
+    ) -> Result<bool, EntryError> {
         if target.is_empty() {
             return Err(EntryError::SymlinkWithoutTarget);
         }
@@ -449,8 +492,14 @@ impl Applier {
             fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
         })?;
         self.xattrs_nofollow(&n.path, &n.xattrs)?;
-        utimensat(parent, name, &ts(n.mtime), &ts(n.mtime), UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| EntryError::io("set times", e))?;
+        utimensat(
+            parent,
+            name,
+            &ts(n.mtime),
+            &ts(n.mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| EntryError::io("set times", e))?;
         Ok(true)
     }
 
@@ -471,7 +520,10 @@ impl Applier {
         let tdir = match self.walk(tparents, false) {
             Ok(fd) => fd,
             Err(EntryError::ParentSymlink(parent)) => {
-                return Err(EntryError::LinkThroughSymlink { target: shown, parent })
+                return Err(EntryError::LinkThroughSymlink {
+                    target: shown,
+                    parent,
+                })
             }
             Err(EntryError::ParentMissing(_) | EntryError::ParentNotDir(_)) => {
                 return Err(EntryError::LinkTargetMissing(shown))
@@ -513,9 +565,16 @@ impl Applier {
         })?;
         self.xattrs_nofollow(&n.path, &n.xattrs)?;
         // Just created by mknod, so not a symlink.
-        fchmodat(parent, name, perm(n.mode), FchmodatFlags::FollowSymlink).map_err(|e| EntryError::io("chmod", e))?;
-        utimensat(parent, name, &ts(n.mtime), &ts(n.mtime), UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| EntryError::io("set times", e))?;
+        fchmodat(parent, name, perm(n.mode), FchmodatFlags::FollowSymlink)
+            .map_err(|e| EntryError::io("chmod", e))?;
+        utimensat(
+            parent,
+            name,
+            &ts(n.mtime),
+            &ts(n.mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| EntryError::io("set times", e))?;
         Ok(true)
     }
 
@@ -532,7 +591,8 @@ impl Applier {
                 self.created.insert(key(path));
             }
             WhiteoutMode::Apply => {
-                remove_at(&parent, name).map_err(|e| EntryError::io("remove whited-out entry", e))?;
+                remove_at(&parent, name)
+                    .map_err(|e| EntryError::io("remove whited-out entry", e))?;
             }
         }
         self.report.whiteouts += 1;
@@ -543,15 +603,21 @@ impl Applier {
         let fd = self.walk(dir, true)?;
         match self.whiteouts {
             WhiteoutMode::Overlay { userxattr } => {
-                let file = openat(&fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map(File::from)
-                    .map_err(|e| EntryError::io("open directory", e))?;
+                let file = openat(
+                    &fd,
+                    ".",
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(File::from)
+                .map_err(|e| EntryError::io("open directory", e))?;
                 let (xattr, op) = if userxattr {
                     (OPAQUE_USER, "set user.overlay.opaque")
                 } else {
                     (OPAQUE_TRUSTED, "set trusted.overlay.opaque")
                 };
-                file.set_xattr(xattr, b"y").map_err(|e| EntryError::io(op, e))?;
+                file.set_xattr(xattr, b"y")
+                    .map_err(|e| EntryError::io(op, e))?;
             }
             WhiteoutMode::Apply => {
                 let prefix = key(dir);
@@ -562,8 +628,9 @@ impl Applier {
                     }
                     k.extend_from_slice(&child);
                     if !self.created.contains(&k) {
-                        remove_at(&fd, OsStr::from_bytes(&child))
-                            .map_err(|e| EntryError::io("remove entry hidden by opaque directory", e))?;
+                        remove_at(&fd, OsStr::from_bytes(&child)).map_err(|e| {
+                            EntryError::io("remove entry hidden by opaque directory", e)
+                        })?;
                     }
                 }
             }
@@ -609,7 +676,12 @@ impl Applier {
     fn xattr_result(&mut self, name: &OsStr, r: io::Result<()>) -> Result<(), EntryError> {
         match r {
             Ok(()) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP | libc::EACCES)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM | libc::ENOTSUP | libc::EACCES)
+                ) =>
+            {
                 self.report.xattrs_skipped += 1;
                 tracing::debug!(layer = %self.layer, xattr = %name.to_string_lossy(), error = %e, "xattr skipped");
                 Ok(())
@@ -632,7 +704,11 @@ impl Applier {
 
     /// xattrs on a symlink or device node (`lsetxattr` by path: the parents were just
     /// checked by [`Self::walk`] and the name is not followed).
-    fn xattrs_nofollow(&mut self, path: &[OsString], xattrs: &[(OsString, Vec<u8>)]) -> Result<(), EntryError> {
+    fn xattrs_nofollow(
+        &mut self,
+        path: &[OsString],
+        xattrs: &[(OsString, Vec<u8>)],
+    ) -> Result<(), EntryError> {
         if xattrs.is_empty() {
             return Ok(());
         }
@@ -653,7 +729,7 @@ impl Applier {
     /// report.
     pub(crate) fn finish(mut self) -> Result<UnpackReport> {
         let mut dirs: Vec<_> = self.deferred.drain().collect();
-        dirs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
         for (path, (mode, mtime)) in dirs {
             self.finish_dir(&path, mode, mtime)
                 .map_err(|kind| self.err(path_string(&path), kind))?;
@@ -661,15 +737,27 @@ impl Applier {
         Ok(self.report)
     }
 
-    fn finish_dir(&mut self, path: &[OsString], mode: u32, mtime: (i64, i64)) -> Result<(), EntryError> {
+    fn finish_dir(
+        &mut self,
+        path: &[OsString],
+        mode: u32,
+        mtime: (i64, i64),
+    ) -> Result<(), EntryError> {
         let (dir, name) = match path.split_last() {
-            None => (self.root.try_clone().map_err(|e| EntryError::io("dup", e))?, OsStr::new(".")),
+            None => (
+                self.root
+                    .try_clone()
+                    .map_err(|e| EntryError::io("dup", e))?,
+                OsStr::new("."),
+            ),
             Some((name, parents)) => match self.walk(parents, false) {
                 Ok(fd) => (fd, name.as_os_str()),
                 // Replaced or removed by a later entry: nothing to do.
-                Err(EntryError::ParentMissing(_) | EntryError::ParentNotDir(_) | EntryError::ParentSymlink(_)) => {
-                    return Ok(())
-                }
+                Err(
+                    EntryError::ParentMissing(_)
+                    | EntryError::ParentNotDir(_)
+                    | EntryError::ParentSymlink(_),
+                ) => return Ok(()),
                 Err(e) => return Err(e),
             },
         };
@@ -678,9 +766,16 @@ impl Applier {
             _ => return Ok(()),
         }
         // `name` is a directory (just checked), so following is moot.
-        fchmodat(&dir, name, perm(mode), FchmodatFlags::FollowSymlink).map_err(|e| EntryError::io("chmod", e))?;
-        utimensat(&dir, name, &ts(mtime), &ts(mtime), UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| EntryError::io("set times", e))?;
+        fchmodat(&dir, name, perm(mode), FchmodatFlags::FollowSymlink)
+            .map_err(|e| EntryError::io("chmod", e))?;
+        utimensat(
+            &dir,
+            name,
+            &ts(mtime),
+            &ts(mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| EntryError::io("set times", e))?;
         Ok(())
     }
 }
@@ -694,14 +789,17 @@ fn copy_exact(from: &mut dyn Read, to: &mut File, size: u64) -> Result<u64, Entr
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
     while done < size {
-        let want = usize::try_from(size - done).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(size - done)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = match from.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(EntryError::io("read file data", e)),
         };
-        to.write_all(&buf[..n]).map_err(|e| EntryError::io("write file data", e))?;
+        to.write_all(&buf[..n])
+            .map_err(|e| EntryError::io("write file data", e))?;
         done += n as u64;
     }
     Ok(done)

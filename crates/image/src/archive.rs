@@ -108,7 +108,9 @@ impl TarSource {
                         Member::File { offset, size }
                     }
                     tar::EntryType::Symlink => {
-                        let Some(target) = entry.link_name_bytes() else { continue };
+                        let Some(target) = entry.link_name_bytes() else {
+                            continue;
+                        };
                         let target = String::from_utf8_lossy(&target).into_owned();
                         let base = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                         match clean(&format!("{base}/{target}")) {
@@ -117,7 +119,9 @@ impl TarSource {
                         }
                     }
                     tar::EntryType::Link => {
-                        let Some(target) = entry.link_name_bytes() else { continue };
+                        let Some(target) = entry.link_name_bytes() else {
+                            continue;
+                        };
                         match clean(&String::from_utf8_lossy(&target)) {
                             Some(t) => Member::Hardlink(t),
                             None => continue,
@@ -136,7 +140,8 @@ impl TarSource {
     }
 
     fn resolve(&self, name: &str) -> Result<(u64, u64)> {
-        let mut cur = clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
+        let mut cur =
+            clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
         for _ in 0..16 {
             match self.members.get(&cur) {
                 Some(Member::File { offset, size }) => return Ok((*offset, *size)),
@@ -183,7 +188,10 @@ impl Read for Region<'_> {
         }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "archive member is truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive member is truncated",
+            ));
         }
         self.pos += n as u64;
         Ok(n)

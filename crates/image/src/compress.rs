@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn detects_by_magic() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"BZh9"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Compression::Xz);
         assert_eq!(Compression::detect(b"etc/"), Compression::None);
@@ -89,7 +92,10 @@ mod tests {
         let gz = enc.finish().unwrap();
         let mut src = &gz[..];
         let mut out = String::new();
-        decompress(&mut src, "t").unwrap().read_to_string(&mut out).unwrap();
+        decompress(&mut src, "t")
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, "payload");
 
         let mut z = &[0x28u8, 0xb5, 0x2f, 0xfd, 0, 0][..];

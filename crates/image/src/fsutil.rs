@@ -138,7 +138,8 @@ pub(crate) fn tree_size(path: &Path) -> io::Result<u64> {
             let meta = entry.path().symlink_metadata()?;
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
+            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino())))
+            {
                 total += meta.len();
             }
         }

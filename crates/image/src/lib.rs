@@ -55,6 +55,13 @@
 //!   end-of-archive block, so a truncated plain tar is an error.
 //! - Metadata (manifest.json, index.json, manifests, configs) is capped at
 //!   [`METADATA_LIMIT`].
+//!
+//! # Not handled here
+//!
+//! zstd/xz/bzip2 layers (refused with a clear error), docker archives older than
+//! Docker 1.10 (no manifest.json), foreign layers missing from an archive, and fsync
+//! (a layer renamed into place is not flushed; after a power loss the engine should
+//! verify or re-import).
 #![forbid(unsafe_code)]
 
 mod apply;
@@ -82,7 +89,11 @@ pub use store::{import_config, LoadedImage, Store, METADATA_LIMIT};
 /// Unpacks one layer stream (plain or gzip tar) directly into `target`, which must
 /// exist, with `opts.whiteouts` deciding how whiteouts are written. Unlike the store,
 /// this writes in place: on error `target` is left partly written.
-pub fn unpack_layer(reader: impl Read, target: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
+pub fn unpack_layer(
+    reader: impl Read,
+    target: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackReport> {
     let mut reader = reader;
     let mut applier = apply::Applier::new(target, opts.whiteouts, opts.chown, "stream".into())?;
     tarlayer::unpack_stream(&mut reader, &mut applier)?;

@@ -135,7 +135,8 @@ impl Store {
                 let mut tmp = NamedTempFile::with_prefix_in("archive-", self.tmp_dir())
                     .map_err(io_err("create temporary file"))?;
                 let mut decoded = decompress(&mut buffered, &shown)?;
-                io::copy(&mut decoded, tmp.as_file_mut()).map_err(io_err(format!("decompress {shown}")))?;
+                io::copy(&mut decoded, tmp.as_file_mut())
+                    .map_err(io_err(format!("decompress {shown}")))?;
                 let source = TarSource::open(tmp.path(), shown.clone())?;
                 _decompressed = Some(tmp);
                 Box::new(source)
@@ -158,8 +159,10 @@ impl Store {
 
     fn load_docker(&self, src: &dyn Source, opts: &UnpackOptions) -> Result<Vec<LoadedImage>> {
         let what = format!("{}: manifest.json", src.describe());
-        let entries: Vec<DockerManifestEntry> =
-            parse(&read_limited(src, "manifest.json", METADATA_LIMIT)?, what.clone())?;
+        let entries: Vec<DockerManifestEntry> = parse(
+            &read_limited(src, "manifest.json", METADATA_LIMIT)?,
+            what.clone(),
+        )?;
         if entries.is_empty() {
             return Err(format_err(what, "lists no images"));
         }
@@ -219,12 +222,16 @@ impl Store {
             }
         }
         if found.is_empty() {
-            return Err(format_err(format!("{shown}: index.json"), "lists no image manifest"));
+            return Err(format_err(
+                format!("{shown}: index.json"),
+                "lists no image manifest",
+            ));
         }
         let mut images = Vec::new();
         for (desc, tags) in found {
             let bytes = read_desc(src, &desc)?;
-            let manifest: Manifest = parse(&bytes, format!("{shown}: manifest {}", short(&desc.digest)))?;
+            let manifest: Manifest =
+                parse(&bytes, format!("{shown}: manifest {}", short(&desc.digest)))?;
             let config = read_desc(src, &manifest.config)?;
             let mut layers = Vec::new();
             for l in &manifest.layers {
@@ -245,7 +252,14 @@ impl Store {
                     size: l.size,
                 });
             }
-            images.push(self.assemble(src, config, layers, tags, Some((desc.digest, bytes)), opts)?);
+            images.push(self.assemble(
+                src,
+                config,
+                layers,
+                tags,
+                Some((desc.digest, bytes)),
+                opts,
+            )?);
         }
         Ok(images)
     }
@@ -268,7 +282,11 @@ impl Store {
         if diff_ids.len() != layers.len() {
             return Err(format_err(
                 what,
-                format!("lists {} diff_ids but the manifest has {} layers", diff_ids.len(), layers.len()),
+                format!(
+                    "lists {} diff_ids but the manifest has {} layers",
+                    diff_ids.len(),
+                    layers.len()
+                ),
             ));
         }
         for d in &diff_ids {
@@ -360,7 +378,10 @@ fn resolve_manifest(src: &dyn Source, desc: &Descriptor, depth: u32) -> Result<O
             return Ok(None);
         }
         None => {
-            let value: serde_json::Value = parse(&read_desc(src, desc)?, format!("{}: blob {}", src.describe(), short(&desc.digest)))?;
+            let value: serde_json::Value = parse(
+                &read_desc(src, desc)?,
+                format!("{}: blob {}", src.describe(), short(&desc.digest)),
+            )?;
             if value.get("manifests").is_some() {
                 Kind::Index
             } else if value.get("layers").is_some() && value.get("config").is_some() {
@@ -385,20 +406,25 @@ fn resolve_manifest(src: &dyn Source, desc: &Descriptor, depth: u32) -> Result<O
 fn choose_platform<'a>(manifests: &'a [Descriptor], what: &str) -> Result<&'a Descriptor> {
     let os = Os::default().to_string();
     let arch = Arch::default().to_string();
-    let host = manifests
-        .iter()
-        .find(|m| m.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch));
+    let host = manifests.iter().find(|m| {
+        m.platform
+            .as_ref()
+            .is_some_and(|p| p.os == os && p.architecture == arch)
+    });
     if let Some(m) = host {
         return Ok(m);
     }
     // Buildx attestation manifests say unknown/unknown.
     let images: Vec<_> = manifests
         .iter()
-        .filter(|m| !m.platform.as_ref().is_some_and(|p| p.os == "unknown"))
+        .filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown"))
         .collect();
     match images.as_slice() {
         [only] => {
-            tracing::warn!(index = what, "no manifest for {os}/{arch}; loading the only one");
+            tracing::warn!(
+                index = what,
+                "no manifest for {os}/{arch}; loading the only one"
+            );
             Ok(only)
         }
         _ => Err(format_err(what, format!("no manifest for {os}/{arch}"))),
@@ -438,7 +464,8 @@ fn merge_by_id(images: Vec<LoadedImage>) -> Vec<LoadedImage> {
                         existing.blobs.push(blob);
                     }
                 }
-                existing.manifest_digest = existing.manifest_digest.take().or(image.manifest_digest);
+                existing.manifest_digest =
+                    existing.manifest_digest.take().or(image.manifest_digest);
             }
             None => out.push(image),
         }

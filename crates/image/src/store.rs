@@ -150,8 +150,9 @@ impl Store {
             digest_hex(e)?;
         }
         let what = expected.map(short).unwrap_or_else(|| "blob".into());
-        let mut tmp = NamedTempFile::with_prefix_in("blob-", &self.tmp)
-            .map_err(io_err(format!("create temporary file in {}", self.tmp.display())))?;
+        let mut tmp = NamedTempFile::with_prefix_in("blob-", &self.tmp).map_err(io_err(
+            format!("create temporary file in {}", self.tmp.display()),
+        ))?;
         let (digest, size) = {
             let mut h = Hashing::with_tee(reader, Some(tmp.as_file_mut()));
             h.drain().map_err(io_err(format!("write {what}")))?;
@@ -172,7 +173,9 @@ impl Store {
 
     fn persist_blob(&self, tmp: NamedTempFile, digest: &str) -> Result<()> {
         let dest = self.blob_path(digest)?;
-        let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o444));
+        let _ = tmp
+            .as_file()
+            .set_permissions(fs::Permissions::from_mode(0o444));
         // Another writer may have stored the same bytes; replacing them is harmless.
         tmp.persist(&dest)
             .map_err(|e| e.error)
@@ -233,7 +236,8 @@ impl Store {
     /// visible at its path. A missing layer is not an error.
     pub fn remove_layer(&self, diff_id: &str) -> Result<()> {
         let dir = self.layer_dir(diff_id)?;
-        let trash = TmpTree::new(&self.tmp, "rm-").map_err(io_err(format!("create trash in {}", self.tmp.display())))?;
+        let trash = TmpTree::new(&self.tmp, "rm-")
+            .map_err(io_err(format!("create trash in {}", self.tmp.display())))?;
         match fs::rename(&dir, trash.path().join("layer")) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -256,7 +260,8 @@ impl Store {
     /// imports running right now are younger than any sensible `age` (an hour or more).
     pub fn clean_tmp(&self, age: Duration) -> Result<()> {
         let now = SystemTime::now();
-        let entries = fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
+        let entries =
+            fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
         for entry in entries.flatten() {
             let old = entry
                 .metadata()
@@ -346,14 +351,19 @@ impl Store {
             });
         }
 
-        let tmp_err = io_err(format!("create staging directory in {}", self.tmp.display()));
+        let tmp_err = io_err(format!(
+            "create staging directory in {}",
+            self.tmp.display()
+        ));
         let staging = TmpTree::new(&self.tmp, "layer-").map_err(tmp_err)?;
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err(format!("chmod {}", staging.path().display())))?;
         let mut blob_tmp = match opts.keep_layer_blobs {
             true => Some(
-                NamedTempFile::with_prefix_in("blob-", &self.tmp)
-                    .map_err(io_err(format!("create temporary file in {}", self.tmp.display())))?,
+                NamedTempFile::with_prefix_in("blob-", &self.tmp).map_err(io_err(format!(
+                    "create temporary file in {}",
+                    self.tmp.display()
+                )))?,
             ),
             false => None,
         };
@@ -364,32 +374,40 @@ impl Store {
             .unwrap_or(spec.label);
         let whiteouts = match opts.whiteouts {
             WhiteoutMode::Overlay { .. } => opts.whiteouts,
-            // A stored layer is always an overlay lowerdir.
-            WhiteoutMode::Apply => WhiteoutMode::Overlay { userxattr: false },
+            // A stored layer is always an overlay lowerdir; only root may set trusted.*.
+            WhiteoutMode::Apply => WhiteoutMode::Overlay {
+                userxattr: !nix::unistd::geteuid().is_root(),
+            },
         };
         let mut applier = Applier::new(staging.path(), whiteouts, opts.chown, label.clone())?;
 
-        let limit = spec.blob.and_then(|b| b.1).map_or(u64::MAX, |s| s.saturating_add(1));
+        let limit = spec
+            .blob
+            .and_then(|b| b.1)
+            .map_or(u64::MAX, |s| s.saturating_add(1));
         let source = open()?;
-        let tee = blob_tmp.as_mut().map(|t| t.as_file_mut() as &mut dyn io::Write);
+        let tee = blob_tmp
+            .as_mut()
+            .map(|t| t.as_file_mut() as &mut dyn io::Write);
         let mut raw = Hashing::with_tee(source.take(limit), tee);
         let (diff_id, _) = unpack_stream(&mut raw, &mut applier)?;
-        raw.drain().map_err(io_err(format!("layer {label}: read")))?;
+        raw.drain()
+            .map_err(io_err(format!("layer {label}: read")))?;
         let (blob_digest, blob_size) = raw.finish();
 
         if let Some((expected, size)) = spec.blob {
-            if let Some(size) = size.filter(|s| *s != blob_size) {
-                return Err(Error::SizeMismatch {
-                    what: format!("layer {label}"),
-                    expected: size,
-                    actual: blob_size,
-                });
-            }
             if expected != blob_digest {
                 return Err(Error::DigestMismatch {
                     what: format!("layer {label}"),
                     expected: expected.to_owned(),
                     actual: blob_digest,
+                });
+            }
+            if let Some(size) = size.filter(|s| *s != blob_size) {
+                return Err(Error::SizeMismatch {
+                    what: format!("layer {label}"),
+                    expected: size,
+                    actual: blob_size,
                 });
             }
         }
@@ -437,7 +455,12 @@ impl Store {
     /// `diff_ids` (bottom first) into `target`, honouring whiteouts and opaque
     /// directories by deletion. `opts.whiteouts` is ignored (always applied).
     /// On error `target` is left partly written; the caller removes it.
-    pub fn flatten_into(&self, diff_ids: &[String], target: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
+    pub fn flatten_into(
+        &self,
+        diff_ids: &[String],
+        target: &Path,
+        opts: &UnpackOptions,
+    ) -> Result<UnpackReport> {
         fs::create_dir_all(target).map_err(io_err(format!("create {}", target.display())))?;
         let mut applier = Applier::new(target, WhiteoutMode::Apply, opts.chown, String::new())?;
         for diff_id in diff_ids {

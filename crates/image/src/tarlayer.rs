@@ -57,7 +57,10 @@ pub(crate) fn apply_tar(reader: &mut dyn Read, applier: &mut Applier) -> Result<
     Ok(())
 }
 
-fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Option<Node>, EntryError> {
+fn node_from_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    raw: &[u8],
+) -> Result<Option<Node>, EntryError> {
     let header = entry.header();
     let ty = header.entry_type();
     if ty.is_pax_global_extensions() {
@@ -83,13 +86,18 @@ fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result
         }
         tar::EntryType::Directory => NodeKind::Dir,
         tar::EntryType::Symlink => {
-            let target = entry.link_name_bytes().ok_or(EntryError::SymlinkWithoutTarget)?;
+            let target = entry
+                .link_name_bytes()
+                .ok_or(EntryError::SymlinkWithoutTarget)?;
             NodeKind::Symlink(OsString::from_vec(target.into_owned()))
         }
         tar::EntryType::Link => {
-            let target = entry.link_name_bytes().ok_or(EntryError::LinkTargetMissing(String::new()))?;
-            let comps = normalize(&target)
-                .map_err(|_| EntryError::LinkEscapes(String::from_utf8_lossy(&target).into_owned()))?;
+            let target = entry
+                .link_name_bytes()
+                .ok_or(EntryError::LinkTargetMissing(String::new()))?;
+            let comps = normalize(&target).map_err(|_| {
+                EntryError::LinkEscapes(String::from_utf8_lossy(&target).into_owned())
+            })?;
             NodeKind::Hardlink(comps)
         }
         tar::EntryType::Char => {
@@ -136,7 +144,10 @@ fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result
             let ext = ext.map_err(EntryError::Header)?;
             let key = ext.key_bytes();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((OsString::from_vec(name.to_vec()), ext.value_bytes().to_vec()));
+                xattrs.push((
+                    OsString::from_vec(name.to_vec()),
+                    ext.value_bytes().to_vec(),
+                ));
             } else if key == b"mtime" {
                 if let Some(t) = parse_pax_time(ext.value_bytes()) {
                     mtime = t;
@@ -180,7 +191,10 @@ mod tests {
     #[test]
     fn pax_time() {
         assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));
-        assert_eq!(parse_pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(
+            parse_pax_time(b"1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
         assert_eq!(parse_pax_time(b"12.123456789123"), Some((12, 123_456_789)));
         assert_eq!(parse_pax_time(b"x"), None);
     }

@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 /// How the root filesystem is assembled (inside the container's mount namespace).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Rootfs {
     /// `spec.root.path` is a ready directory: bind it onto itself.
     Directory,
@@ -273,11 +273,19 @@ fn setup(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, P
         }
     }
     caps::set_user(user)?;
+    // A credential change clears the parent-death signal: set it again, so the container
+    // never outlives the process that started it (the monitor, or the foreground CLI).
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     caps::apply_sets(&caps_spec)?;
     if nnp {
         nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
     }
     Ok(())
+}
+
+/// Connects the process's stdio as asked (shared with `exec`).
+pub(crate) fn setup_stdio_pub(stdio: &Stdio, sock: &mut UnixStream) -> Result<()> {
+    setup_stdio(stdio, sock)
 }
 
 fn setup_stdio(stdio: &Stdio, sock: &mut UnixStream) -> Result<()> {

@@ -12,6 +12,7 @@
 pub mod caps;
 pub mod container;
 pub mod exec;
+pub mod join;
 pub mod mounts;
 pub mod paths;
 pub mod userns;

@@ -61,7 +61,15 @@ impl Tb {
     }
 
     pub(crate) fn dir_mode(&mut self, name: &str, mode: u32) -> &mut Tb {
-        self.raw(name, tar::EntryType::Directory, b"", "", mode, me().0, me().1)
+        self.raw(
+            name,
+            tar::EntryType::Directory,
+            b"",
+            "",
+            mode,
+            me().0,
+            me().1,
+        )
     }
 
     pub(crate) fn file(&mut self, name: &str, data: &[u8]) -> &mut Tb {
@@ -69,18 +77,48 @@ impl Tb {
     }
 
     pub(crate) fn file_mode(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Tb {
-        self.raw(name, tar::EntryType::Regular, data, "", mode, me().0, me().1)
+        self.raw(
+            name,
+            tar::EntryType::Regular,
+            data,
+            "",
+            mode,
+            me().0,
+            me().1,
+        )
     }
 
     pub(crate) fn symlink(&mut self, name: &str, target: &str) -> &mut Tb {
-        self.raw(name, tar::EntryType::Symlink, b"", target, 0o777, me().0, me().1)
+        self.raw(
+            name,
+            tar::EntryType::Symlink,
+            b"",
+            target,
+            0o777,
+            me().0,
+            me().1,
+        )
     }
 
     pub(crate) fn hardlink(&mut self, name: &str, target: &str) -> &mut Tb {
-        self.raw(name, tar::EntryType::Link, b"", target, 0o644, me().0, me().1)
+        self.raw(
+            name,
+            tar::EntryType::Link,
+            b"",
+            target,
+            0o644,
+            me().0,
+            me().1,
+        )
     }
 
-    pub(crate) fn device(&mut self, name: &str, ty: tar::EntryType, major: u32, minor: u32) -> &mut Tb {
+    pub(crate) fn device(
+        &mut self,
+        name: &str,
+        ty: tar::EntryType,
+        major: u32,
+        minor: u32,
+    ) -> &mut Tb {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).unwrap();
         h.set_entry_type(ty);
@@ -98,7 +136,9 @@ impl Tb {
 
     /// PAX records for the next entry.
     pub(crate) fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tb {
-        self.0.append_pax_extensions(records.iter().copied()).unwrap();
+        self.0
+            .append_pax_extensions(records.iter().copied())
+            .unwrap();
         self
     }
 
