@@ -28,7 +28,7 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])
 ' > "$work/tests.list"
 while read -r name exe; do
-  cp "$exe" "$work/bin/$name"
+  cp "$exe" "$work/bin/test-$name"
 done < "$work/tests.list"
 cp target/debug/cove "$work/bin/cove"
 chmod 755 "$work/bin"/*
@@ -42,9 +42,9 @@ run_suite() { # label, user (root|name), require_all, binary...
     local envs=(COVE_BIN="$COVE_BIN" COVE_TEST_ROOTFS="$COVE_TEST_ROOTFS" COVE_TEST_TMP="$COVE_TEST_TMP" COVE_REQUIRE_ALL="$require" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
     local rc=0
     if [ "$user" = root ]; then
-      (cd "$work" && env "${envs[@]}" HOME=/root "$work/bin/$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
+      (cd "$work" && env "${envs[@]}" HOME=/root "$work/bin/test-$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
     else
-      (cd "$work" && runuser -u "$user" -- env -i "${envs[@]}" HOME="/home/$user" USER="$user" LOGNAME="$user" "$work/bin/$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
+      (cd "$work" && runuser -u "$user" -- env -i "${envs[@]}" HOME="/home/$user" USER="$user" LOGNAME="$user" "$work/bin/test-$b" --test-threads=2 --nocapture) >"$work/out" 2>&1 || rc=$?
     fi
     grep -E '^test result:|^SKIP:|panicked|FAILED|^failures:|^    [a-z_:]+$' "$work/out" | sed 's/^/   /' || true
     cat "$work/out" >> "$log"
@@ -56,9 +56,9 @@ run_suite() { # label, user (root|name), require_all, binary...
 }
 
 units=$(awk '$1 != "e2e" {print $1}' "$work/tests.list" | sort -u)
-run_suite "root" root 0 $units
+run_suite "root" root 1 $units
 run_suite "root e2e" root 1 e2e
-run_suite "user with subuid range (covetest)" covetest 0 $units
+run_suite "user with subuid range (covetest)" covetest 1 $units
 run_suite "user with subuid range (covetest) e2e" covetest 1 e2e
 run_suite "user without subuid range (covenosub) e2e" covenosub 1 e2e
 

@@ -374,6 +374,139 @@ fn resource_limits_apply_or_warn() {
     assert_eq!(o.status.code(), Some(125));
 }
 
+
+fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn detached_containers_logs_exec_stop() {
+    let Some(w) = World::new() else { return };
+    let id = w.ok(&["run", "-d", "--name", "web", "bb", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo started; echo oops >&2; while true; do sleep 0.1; done"]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(wait_until(|| w.ok(&["logs", "web"]).contains("started"), 5));
+    let ps = w.ok(&["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up"), "{ps}");
+    // stdout and stderr keep their streams; timestamps on request; tail.
+    let o = w.cove(&["logs", "-t", "--tail", "1", &id[..12]]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Z oops"), "{}", stderr(&o));
+    // exec joins the container: same pid namespace, the command's exit code comes back.
+    let out = w.ok(&["exec", "web", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$"]);
+    assert!(out.starts_with("sh -c trap"), "{out}");
+    assert_ne!(out.lines().nth(1), Some("1"));
+    assert_eq!(w.cove(&["exec", "web", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(w.cove(&["exec", "web", "nosuchcmd"]).status.code(), Some(127));
+    assert_eq!(w.ok(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X $(pwd)"]), "1 /tmp\n");
+    let s = w.ok(&["exec", "web", "grep", "-E", "^(CapEff|NoNewPrivs|Seccomp):", "/proc/self/status"]);
+    assert!(s.contains("a80425fb") && s.contains("NoNewPrivs:\t1") && s.contains("Seccomp:\t2"), "{s}");
+    assert!(w.ok(&["top", "web"]).contains("sleep"));
+    // Removing a running container needs -f.
+    let o = w.cove(&["rm", "web"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is running"), "{}", stderr(&o));
+    let t0 = std::time::Instant::now();
+    w.ok(&["stop", "web"]);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the TERM trap should end it quickly");
+    assert!(w.ok(&["logs", "web"]).contains("got-term"));
+    assert!(w.ok(&["ps", "-a"]).contains("Exited (0)"));
+    assert_eq!(w.ok(&["wait", "web"]).trim(), "0");
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "web"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert_eq!(v[0]["Id"], id);
+    // Stopping a stopped container succeeds; unknown containers are one-line errors.
+    w.ok(&["stop", "web"]);
+    let o = w.cove(&["stop", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), "cove: error: no such container: nosuch");
+    // Start again, kill, remove.
+    w.ok(&["start", "web"]);
+    assert!(w.ok(&["ps"]).contains("web"));
+    w.ok(&["kill", "-s", "KILL", "web"]);
+    assert_eq!(w.ok(&["wait", "web"]).trim(), "137");
+    w.ok(&["rm", "web"]);
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn pid1_that_ignores_sigterm_is_killed_after_the_timeout() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["run", "-d", "--name", "stubborn", "bb", "sleep", "1000"]);
+    let t0 = std::time::Instant::now();
+    w.ok(&["stop", "-t", "1", "stubborn"]);
+    let dt = t0.elapsed();
+    assert!(dt >= std::time::Duration::from_millis(900) && dt < std::time::Duration::from_secs(6), "{dt:?}");
+    assert_eq!(w.ok(&["wait", "stubborn"]).trim(), "137");
+    w.ok(&["rm", "stubborn"]);
+}
+
+#[test]
+fn create_start_attach_and_restart_policy() {
+    let Some(w) = World::new() else { return };
+    let id = w.ok(&["create", "--name", "job", "bb", "sh", "-c", "echo job-ran; exit 4"]);
+    assert!(w.ok(&["ps", "-a"]).contains("Created"));
+    let o = w.cove(&["start", "-a", id.trim()]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("job-ran"));
+    w.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb", "sh", "-c", "echo attempt; exit 3"]);
+    assert!(wait_until(|| w.ok(&["ps", "-a", "--filter", "name=flaky"]).contains("Exited (3)"), 15));
+    assert_eq!(w.ok(&["logs", "flaky"]).matches("attempt").count(), 3, "first run + 2 restarts");
+    let o = w.cove(&["run", "-d", "--restart", "sometimes", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    w.ok(&["container", "prune", "-f"]);
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn killed_monitor_is_noticed() {
+    let Some(w) = World::new() else { return };
+    let id = w.ok(&["run", "-d", "--name", "orphan", "bb", "sleep", "1000"]);
+    let rd = w.path().join("run/containers").join(id.trim());
+    let mon: i32 = std::fs::read_to_string(rd.join("monitor.pid")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_until(|| !w.ok(&["ps", "-a"]).contains("Up"), 5), "still reported running");
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "orphan"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    w.ok(&["rm", "-f", "orphan"]);
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn twenty_parallel_run_d_and_rm_f() {
+    let Some(w) = World::new() else { return };
+    let spawn_all = |args: &dyn Fn(usize) -> Vec<String>| {
+        let kids: Vec<_> = (0..20)
+            .map(|i| {
+                let a = args(i);
+                let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+                w.cmd(&refs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        kids.into_iter().map(|k| k.wait_with_output().unwrap()).collect::<Vec<_>>()
+    };
+    let outs = spawn_all(&|i| vec!["run".into(), "-d".into(), "--name".into(), format!("p{i}"), "bb".into(), "sleep".into(), "1000".into()]);
+    for o in &outs {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    assert_eq!(w.ok(&["ps", "-q"]).lines().count(), 20);
+    let outs = spawn_all(&|i| vec!["rm".into(), "-f".into(), format!("p{i}")]);
+    for o in &outs {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
+    assert_eq!(std::fs::read_dir(w.path().join("data/containers")).unwrap().count(), 0);
+    let runs = w.path().join("run/containers");
+    assert_eq!(std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0), 0, "no monitor state left");
+}
+
 #[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they

@@ -58,11 +58,12 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
         if live_pid(&rd.join("monitor.pid")).is_some() {
             continue; // between restarts
         }
+        // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
+        // Never write into the run dir here: a concurrent `rm` may be deleting it.
         eng.db.write(|tx| {
-            tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = 255, finished_at = ?2 WHERE id = ?1", params![c.id, crate::db::now_rfc3339()])?;
+            tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = 255, finished_at = ?2 WHERE id = ?1 AND state IN ('running','restarting')", params![c.id, crate::db::now_rfc3339()])?;
             Ok(())
         })?;
-        let _ = std::fs::write(rd.join("error"), "the container's monitor exited without recording an exit status\n");
     }
     Ok(())
 }

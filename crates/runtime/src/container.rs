@@ -187,6 +187,9 @@ fn fail(code: i32) -> impl Fn(Error) -> ExecFailure {
 fn child_main(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<std::convert::Infallible, ExecFailure> {
     let f = fail(125);
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // The parent (monitor or CLI) may have signals blocked for its signalfd; a blocked mask
+    // survives execve, so clear it or the container would never see SIGTERM.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
     let mut b = [0u8; 1];
     match sock.read(&mut b) {
         Ok(1) if b[0] == b'C' => {}

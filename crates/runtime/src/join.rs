@@ -127,6 +127,8 @@ fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Optio
 
 fn inner(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
     let r = (|| -> Result<()> {
+        // The caller blocks signals for its signalfd; the mask survives execve.
+        let _ = nix::sys::signal::SigSet::all().thread_unblock();
         // No parent-death signal here: our parent is the short-lived helper.
         crate::container::setup_stdio_pub(stdio, sock)?;
         std::env::set_current_dir(process.cwd()).ctx(|| format!("chdir to {}", process.cwd().display()))?;

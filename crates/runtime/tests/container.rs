@@ -105,21 +105,9 @@ fn run_container(args: &[&str]) -> (i32, String) {
     (code, out)
 }
 
-/// Puts this process into a new user namespace mapped onto the caller (single id), like the
-/// keeper does, unless it runs as root in the initial namespace.
+/// The child already runs in a user namespace (see `in_child`) unless we are root.
 fn enter_userns_if_needed() -> bool {
-    if nix::unistd::getuid().is_root() {
-        return true;
-    }
-    let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
-    if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_err() {
-        return false;
-    }
-    std::fs::write("/proc/self/setgroups", "deny").unwrap();
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).unwrap();
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).unwrap();
-    true
+    nix::unistd::getuid().is_root()
 }
 
 /// Re-executes this test binary for `name` in child mode (unshare needs a single thread).
@@ -128,7 +116,18 @@ fn in_child(name: &str) {
         skip("busybox-static not installed");
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // Unprivileged: run the child under `unshare --user --map-root-user` (a single-id map,
+    // what the keeper sets up without a subuid range). unshare(2) from inside the test would
+    // fail: libtest runs tests on threads, and a threaded process cannot enter a user namespace.
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if nix::unistd::getuid().is_root() {
+        std::process::Command::new(&exe)
+    } else {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--user", "--map-root-user"]).arg(&exe);
+        c
+    };
+    let out = cmd
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env("COVE_RT_CHILD", name)
         .output()
