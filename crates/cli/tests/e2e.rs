@@ -507,6 +507,96 @@ fn twenty_parallel_run_d_and_rm_f() {
     assert_eq!(std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0), 0, "no monitor state left");
 }
 
+/// Builds a docker-archive (`docker save` layout) around the test rootfs.
+fn docker_archive(path: &Path, rootfs: &Path, tag: &str) {
+    use sha2::Digest;
+    let layer = std::fs::read(rootfs).unwrap();
+    let diff = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh", "-c", "echo loaded-image-cmd"], "Env": ["PATH=/bin", "FROM_IMAGE=yes"], "WorkingDir": "/tmp"},
+        "rootfs": {"type": "layers", "diff_ids": [diff]},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config)));
+    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer1/layer.tar"]}])).unwrap();
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(&config_name, &config);
+    add("layer1/layer.tar", &layer);
+    add("manifest.json", &manifest);
+    b.finish().unwrap();
+}
+
+#[test]
+fn load_docker_archive_and_run_it() {
+    let Some(w) = World::new() else { return };
+    let archive = w.path().join("saved.tar");
+    docker_archive(&archive, &rootfs().unwrap(), "loaded/app:1.0");
+    let out = w.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: loaded/app:1.0");
+    assert_eq!(w.ok(&["run", "--rm", "loaded/app:1.0"]), "loaded-image-cmd\n");
+    assert_eq!(w.ok(&["run", "--rm", "loaded/app:1.0", "sh", "-c", "echo $FROM_IMAGE $(pwd)"]), "yes /tmp\n");
+    // The same layer as the imported image is stored once.
+    let layers = std::fs::read_dir(w.path().join("data/storage/layers")).unwrap().count();
+    assert_eq!(layers, 1);
+    // From stdin too.
+    let mut c = w.cmd(&["load"]);
+    c.stdin(std::fs::File::open(&archive).unwrap());
+    assert!(c.output().unwrap().status.success());
+    // A damaged archive: clear error, no image.
+    let bad = w.path().join("bad.tar");
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    let before = w.ok(&["images", "-q"]);
+    let o = w.cove(&["load", "-i", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert_eq!(w.ok(&["images", "-q"]), before);
+}
+
+#[test]
+fn interactive_tty_with_script() {
+    let Some(w) = World::new() else { return };
+    if !Path::new("/usr/bin/script").exists() {
+        skip("script(1) from bsdutils not installed");
+        return;
+    }
+    // script(1) gives cove a real terminal on stdin; the container sees a pty with the same
+    // window size, and input typed at the terminal reaches the shell.
+    let cmd = format!("stty cols 123 rows 45; {} run --rm -it bb sh", bin().display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("COVE_ROOT", w.path())
+        .env("COVE_KEEPER_IDLE_SECS", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo in-container $((6*7)); stty size; exit 3\n").unwrap();
+        // Keep our end open until the container is done; script(1) ends when its child does.
+        let o = child.wait_with_output().unwrap();
+        drop(stdin);
+        check_script(o);
+    }
+}
+
+fn check_script(o: Output) {
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("in-container 42"), "{out:?}");
+    assert!(out.contains("45 123"), "{out:?}");
+    assert_eq!(o.status.code(), Some(3), "{out:?}");
+}
+
 #[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
