@@ -349,6 +349,12 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout")]
     stop_timeout: Option<i64>,
+    /// Run cove's init as PID 1 (reaps zombies, forwards signals); --init=false to disable
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    init: Option<bool>,
+    /// Where HOME lives in the container for the user (a private, writable directory)
+    #[arg(long = "user-home")]
+    user_home: Option<String>,
     /// Image to run
     image: String,
     /// Command and arguments
@@ -392,6 +398,8 @@ impl RunArgs {
             log_opts: self.log_opt,
             stop_signal: self.stop_signal,
             stop_timeout: self.stop_timeout,
+            init: self.init,
+            user_home: self.user_home,
         }
     }
 }
@@ -420,8 +428,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     let dirs = Dirs::for_current_user()?;
-    let (mut eng, mapping) = open_engine(dirs)?;
-    match cli.command {
+    let (eng, mapping) = open_engine(dirs)?;
+    // The process exits right after this command: skip the database's close-time WAL
+    // checkpoint (two fsyncs and an unlink on every command); the WAL stays valid and the
+    // next command reuses it. SQLite checkpoints on its own as the WAL grows.
+    let mut eng = std::mem::ManuallyDrop::new(eng);
+    let eng = &mut *eng;
+    run_command(cli.command, eng, mapping)
+}
+
+fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime::userns::IdMapping>) -> Result<i32> {
+    let mut eng = eng;
+    match command {
         Command::Run(args) => {
             let req = args.into_request();
             if req.detach {

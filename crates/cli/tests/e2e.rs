@@ -174,22 +174,13 @@ fn users_from_image_and_numeric() {
     let o = w.run_sh(&["-u", "nosuchuser"], "id");
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("unable to find user nosuchuser"), "{}", stderr(&o));
+    // With a single-id map, the container's own namespace holds only the user's ids: the
+    // supplementary group wheel cannot exist there.
     let single = !is_root() && w.ok(&["info", "--format", "json"]).contains("\"single id\"");
-    if single {
-        // A single-id map holds only uid 0 until user synthesis lands (issue 4): a clear
-        // one-line error that says why, no panic, nothing left behind.
-        for u in ["app", "1000:1000"] {
-            let o = w.run_sh(&["-u", u], "id");
-            assert_eq!(o.status.code(), Some(125));
-            assert!(stderr(&o).contains("not mapped"), "{}", stderr(&o));
-            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
-        }
-        assert_eq!(w.ok(&["ps", "-aq"]).trim(), "");
-    } else {
-        assert_eq!(w.sh_ok(&["-u", "app"], "id").trim(), "uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)");
-        assert_eq!(w.sh_ok(&["-u", "1000:1000"], "id -u; id -g").trim(), "1000\n1000");
-        assert_eq!(w.sh_ok(&["-u", "app"], "touch /home/app/x && echo HOME-WRITABLE").trim(), "HOME-WRITABLE");
-    }
+    let groups = if single { "groups=1000(app)" } else { "groups=10(wheel),1000(app)" };
+    assert_eq!(w.sh_ok(&["-u", "app"], "id").trim(), format!("uid=1000(app) gid=1000(app) {groups}"));
+    assert_eq!(w.sh_ok(&["-u", "1000:1000"], "id -u; id -g").trim(), "1000\n1000");
+    assert_eq!(w.sh_ok(&["-u", "app"], "touch /home/app/x && echo HOME-WRITABLE").trim(), "HOME-WRITABLE");
 }
 
 #[test]
@@ -595,6 +586,79 @@ fn check_script(o: Output) {
     assert!(out.contains("in-container 42"), "{out:?}");
     assert!(out.contains("45 123"), "{out:?}");
     assert_eq!(o.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
+fn any_uid_gets_an_identity() {
+    let Some(w) = World::new() else { return };
+    // OpenShift-style random UIDs, with and without a group, a read-only root filesystem, and
+    // an id beyond any subuid range: whoami, id, getpwuid (busybox `id -un`), a writable HOME.
+    for (user, extra) in [("10000", vec![]), ("1000660000:0", vec!["--read-only"]), ("70000", vec![])] {
+        let uid = user.split(':').next().unwrap();
+        let mut args: Vec<&str> = vec!["-u", user];
+        args.extend(extra.iter());
+        let out = w.sh_ok(&args, "whoami; id -u; id -g; id -un; echo $HOME $USER $LOGNAME; touch $HOME/x && echo HOME-WRITABLE; grep \"^user$(id -u):\" /etc/passwd | cut -d: -f6");
+        let name = format!("user{uid}");
+        assert_eq!(out, format!("{name}\n{uid}\n0\n{name}\n/home/{name} {name} {name}\nHOME-WRITABLE\n/home/{name}\n"), "user {user}");
+    }
+    // The user picks where HOME lives; -e wins over the defaults.
+    assert_eq!(w.sh_ok(&["-u", "4242", "--user-home", "/work"], "echo $HOME; touch /work/f && echo OK"), "/work\nOK\n");
+    assert_eq!(w.sh_ok(&["-u", "4242", "-e", "USER=custom"], "echo $USER"), "custom\n");
+    // Image users keep theirs; unknown names are a clear error.
+    assert_eq!(w.sh_ok(&["-u", "app"], "whoami; echo $HOME"), "app\n/home/app\n");
+    let o = w.run_sh(&["-u", "nosuch"], "true");
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(stderr(&o).trim(), "cove: error: unable to find user nosuch: no matching entries in passwd file");
+    // The image is untouched: another container sees no such user.
+    assert_eq!(w.sh_ok(&[], "grep -c user10000 /etc/passwd || true").trim(), "0");
+    // exec sessions get the same identity.
+    w.ok(&["run", "-d", "--name", "idweb", "-u", "10000", "bb", "sleep", "1000"]);
+    assert_eq!(w.ok(&["exec", "idweb", "whoami"]), "user10000\n");
+    assert_eq!(w.ok(&["exec", "-u", "10000", "idweb", "sh", "-c", "whoami; echo $HOME"]), "user10000\n/home/user10000\n");
+    w.ok(&["rm", "-f", "idweb"]);
+}
+
+#[test]
+fn init_reaps_forwards_and_exits_like_the_child() {
+    let Some(w) = World::new() else { return };
+    // An orphan of an orphan is reaped: no zombie left behind.
+    let out = w.sh_ok(&["--init"], "(sh -c 'sleep 0.2 &' &); sleep 1; ps -o stat,comm | grep -c '^Z' || true");
+    assert_eq!(out.trim(), "0", "zombies: {out}");
+    // The command is not PID 1; PID 1 is init.
+    assert_eq!(w.sh_ok(&["--init"], "echo $$; cat /proc/1/comm"), "2\ninit\n");
+    // Exit codes: the child's, 128+N when killed.
+    assert_eq!(w.run_sh(&["--init"], "exit 3").status.code(), Some(3));
+    assert_eq!(w.run_sh(&["--init"], "kill -9 $$").status.code(), Some(137));
+    // A command that ignores SIGTERM as PID 1 would (sleep) stops at once under init, and the
+    // signal reaches its whole process group (background children too).
+    w.ok(&["run", "-d", "--init", "--name", "fast", "bb", "sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    w.ok(&["stop", "fast"]);
+    assert!(t0.elapsed() < std::time::Duration::from_millis(1000), "{:?}", t0.elapsed());
+    assert_eq!(w.ok(&["wait", "fast"]).trim(), "143");
+    w.ok(&["rm", "fast"]);
+    // Per-user default in the config file, and --init=false overriding it.
+    let conf = w.path().join("cove.conf");
+    std::fs::write(&conf, "init = true\n").unwrap();
+    let o = w.cmd(&["run", "--rm", "bb", "sh", "-c", "echo $$"]).env("COVE_CONFIG", &conf).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n");
+    let o = w.cmd(&["run", "--rm", "--init=false", "bb", "sh", "-c", "echo $$"]).env("COVE_CONFIG", &conf).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n");
+    std::fs::write(&conf, "init = perhaps\n").unwrap();
+    let o = w.cmd(&["run", "--rm", "bb", "true"]).env("COVE_CONFIG", &conf).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("cove.conf:1: init must be true or false"), "{}", stderr(&o));
+}
+
+#[test]
+fn without_init_stop_still_ends_a_stubborn_pid1() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["run", "-d", "--name", "stub", "--stop-timeout", "1", "bb", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+    let t0 = std::time::Instant::now();
+    w.ok(&["stop", "stub"]);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(w.ok(&["wait", "stub"]).trim(), "137");
 }
 
 #[test]

@@ -9,6 +9,8 @@
 
 pub mod db;
 pub mod dirs;
+pub mod config;
+pub mod identity;
 pub mod images;
 pub mod info;
 pub mod lifecycle;

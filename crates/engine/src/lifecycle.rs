@@ -69,7 +69,7 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
 }
 
 /// The monitor's configuration, written next to config.json.
-fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_runtime::Rootfs) -> Result<()> {
+fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_runtime::Rootfs, userns: Option<cove_runtime::NestedMaps>) -> Result<()> {
     let lo = crate::logs::LogOpts::parse(&req.log_opts)?;
     let cfg = MonitorConfig {
         id: id.to_string(),
@@ -79,6 +79,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
         restart: req.restart.as_deref().map(Restart::parse).transpose()?.unwrap_or_default(),
         log: (lo.max_size, lo.max_file),
         log_path: eng.dirs.container(id).join("container.log"),
+        userns,
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())
@@ -87,7 +88,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
 /// `cove create`: the container exists, nothing runs.
 pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     let p = prepare(eng, req)?;
-    if let Err(e) = write_monitor_config(eng, &p.id, req, &p.rootfs) {
+    if let Err(e) = write_monitor_config(eng, &p.id, req, &p.rootfs, p.userns.clone()) {
         let _ = remove(eng, &p.id, true);
         return Err(e);
     }
@@ -404,17 +405,45 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     }
     if let Some(u) = &o.user {
         let img = eng.db.image(&c.image_id)?.ok_or_else(|| Error::NotFound(format!("image of container {} is gone", c.name)))?;
-        let passwd = crate::images::read_image_file(&eng.store, &img, "/etc/passwd").unwrap_or_default();
-        let group = crate::images::read_image_file(&eng.store, &img, "/etc/group").unwrap_or_default();
+        // The container's generated passwd/group (when its user was synthesized) are what it
+        // sees; else the image's.
+        let dir = eng.dirs.container(&c.id);
+        let generated = dir.join("passwd").exists();
+        let read = |name: &str, path: &str| -> String {
+            if generated {
+                std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+            } else {
+                crate::images::read_image_file(&eng.store, &img, path).unwrap_or_default()
+            }
+        };
+        let (passwd, group) = (read("passwd", "/etc/passwd"), read("group", "/etc/group"));
         let r = crate::userdb::resolve(u, &passwd, &group)?;
         let mut user = oci_spec::runtime::User::default();
         user.set_uid(r.uid);
         user.set_gid(r.gid);
         user.set_additional_gids(Some(r.additional_gids.clone()));
         process.set_user(user);
-        if let Some(e) = &r.entry {
-            env.retain(|x| !x.starts_with("HOME="));
-            env.push(format!("HOME={}", e.home));
+        let (name, home) = match &r.entry {
+            Some(e) => (e.name.clone(), e.home.clone()),
+            None if r.uid == 0 => ("root".to_string(), "/root".to_string()),
+            None => {
+                // A new id for this exec: give it an entry in the container's generated passwd
+                // (bind-mounted, so appending in place is visible inside). Its HOME is /tmp: no
+                // new mount can be added to a running container.
+                let name = crate::identity::synthesized_name(r.uid);
+                if generated {
+                    use std::io::Write;
+                    let line = format!("{name}:x:{}:{}:{name}:/tmp:/bin/sh\n", r.uid, r.gid);
+                    std::fs::OpenOptions::new().append(true).open(dir.join("passwd")).and_then(|mut f| f.write_all(line.as_bytes())).ctx(|| "update the container's passwd".into())?;
+                }
+                (name, "/tmp".to_string())
+            }
+        };
+        for (k, v) in [("HOME", home), ("USER", name.clone()), ("LOGNAME", name)] {
+            if !o.env.iter().any(|e| e.split('=').next() == Some(k)) {
+                env.retain(|x| x.split('=').next() != Some(k));
+                env.push(format!("{k}={v}"));
+            }
         }
         if r.uid != 0 {
             if let Some(mut caps) = process.capabilities().clone() {

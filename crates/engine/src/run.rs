@@ -72,6 +72,7 @@ pub struct Prepared {
     pub dir: PathBuf,
     pub spec: oci_spec::runtime::Spec,
     pub rootfs: Rootfs,
+    pub userns: Option<cove_runtime::NestedMaps>,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -95,14 +96,21 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let group = images::read_image_file(&eng.store, &img, "/etc/group").unwrap_or_default();
     let user = userdb::resolve(&user_spec, &passwd, &group)?;
     let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-    let home = user.entry.as_ref().map(|e| e.home.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| if user.uid == 0 { "/root".into() } else { "/".into() });
-    let env = spec::environment(req, &defaults, &hostname, &home)?;
+    if let Some(h) = &req.user_home {
+        if !h.starts_with('/') || h == "/" {
+            return Err(Error::Invalid(format!("invalid --user-home {h:?}: it must be an absolute path other than /")));
+        }
+    }
     let cwd = req.workdir.clone().or(defaults.workdir.clone()).unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         return Err(Error::Invalid(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
     }
     let user_mounts = spec::user_mounts(req, &eng.dirs.volumes())?;
     spec::resources(req)?;
+    let init = match req.init {
+        Some(b) => b,
+        None => crate::config::load(eng.dirs.rootless)?.init,
+    };
 
     let mut stored = req.clone();
     stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone());
@@ -134,7 +142,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let dir = eng.dirs.container(&id);
     let result = (|| -> Result<Prepared> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-        let etc = write_etc_files(&dir, &hostname, spec::net_mode(req)?)?;
+        let mut etc = write_etc_files(&dir, &hostname, spec::net_mode(req)?)?;
+        let (um, gm) = (cove_runtime::userns::current_uid_map(), cove_runtime::userns::current_gid_map());
+        let maps = eng.dirs.rootless.then_some((&um[..], &gm[..]));
+        let ident = crate::identity::build(&dir, user.clone(), &passwd, &group, req.user_home.as_deref(), maps)?;
+        etc.extend(ident.mounts.iter().cloned());
+        let env = spec::environment(req, &defaults, &hostname, &ident.env)?;
         let rootfs_dir = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs_dir).ctx(|| "create rootfs dir".into())?;
         let rootfs = match eng.driver {
@@ -159,16 +172,17 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
             args,
             env,
             cwd,
-            user: &user,
+            user: &ident.resolved,
             hostname,
             rootfs: rootfs_dir,
             etc_files: etc,
             rootless: eng.dirs.rootless,
             user_mounts,
+            init,
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
@@ -258,7 +272,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         }
         Ok(())
     };
-    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add) });
+    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone() });
     let created = match created {
         Ok(c) => c,
         Err(e) => {

@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub log_opts: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    pub init: Option<bool>,
+    pub user_home: Option<String>,
 }
 
 /// The parts of the image config that shape the process.
@@ -122,9 +124,9 @@ pub fn parse_env_file(text: &str, host: &dyn Fn(&str) -> Option<String>) -> Resu
     Ok(out)
 }
 
-/// The container's environment: image Env, then env files, then `-e`, then HOSTNAME/HOME/TERM
-/// unless set, as Docker does.
-pub fn environment(req: &RunRequest, img: &ImageDefaults, hostname: &str, home: &str) -> Result<Vec<String>> {
+/// The container's environment: image Env, then env files, then `-e`, then HOSTNAME, TERM and
+/// the identity's defaults (HOME, USER, LOGNAME) unless set, as Docker does.
+pub fn environment(req: &RunRequest, img: &ImageDefaults, hostname: &str, identity: &[String]) -> Result<Vec<String>> {
     let host = |k: &str| std::env::var(k).ok();
     let mut env: Vec<String> = vec![];
     for e in &img.env {
@@ -154,8 +156,11 @@ pub fn environment(req: &RunRequest, img: &ImageDefaults, hostname: &str, home: 
     if !has(&env, "HOSTNAME") {
         env.push(format!("HOSTNAME={hostname}"));
     }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={home}"));
+    for kv in identity {
+        let k = kv.split('=').next().unwrap_or("");
+        if !has(&env, k) {
+            env.push(kv.clone());
+        }
     }
     if req.tty && !has(&env, "TERM") {
         env.push("TERM=xterm".into());
@@ -410,6 +415,8 @@ pub struct SpecInputs<'a> {
     pub etc_files: Vec<(String, PathBuf)>,
     pub rootless: bool,
     pub user_mounts: Vec<rt::Mount>,
+    /// cove's init as PID 1.
+    pub init: bool,
 }
 
 /// Builds the OCI runtime spec.
@@ -533,7 +540,11 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     spec.set_root(Some(root));
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
-    spec.set_annotations(None);
+    let mut ann = HashMap::new();
+    if i.init {
+        ann.insert(cove_runtime::INIT_ANNOTATION.to_string(), "true".to_string());
+    }
+    spec.set_annotations((!ann.is_empty()).then_some(ann));
     Ok(spec)
 }
 
@@ -604,7 +615,7 @@ mod tests {
     fn env_rules() {
         let r = RunRequest { env: vec!["A=1".into(), "B=2".into(), "A=3".into(), "COVE_SURELY_UNSET_VAR".into()], tty: true, ..Default::default() };
         let i = ImageDefaults { env: vec!["B=img".into(), "C=img".into()], ..Default::default() };
-        let env = environment(&r, &i, "h1", "/root").unwrap();
+        let env = environment(&r, &i, "h1", &["HOME=/root".to_string()]).unwrap();
         assert!(env.contains(&"A=3".to_string()) && !env.contains(&"A=1".to_string()));
         assert!(env.contains(&"B=2".to_string()) && env.contains(&"C=img".to_string()));
         assert!(env.iter().any(|e| e.starts_with("PATH=")));

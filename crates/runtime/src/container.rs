@@ -53,6 +53,51 @@ pub struct CreateOptions<'a> {
     pub stdio: Stdio,
     /// Called with the child's pid before it starts setting up (join cgroups here).
     pub on_pid: Option<&'a dyn Fn(Pid) -> std::result::Result<(), String>>,
+    /// A user namespace of the container's own, with these uid and gid maps (ids of the
+    /// caller's namespace): used when the container's user is outside the caller's map.
+    pub userns: Option<NestedMaps>,
+}
+
+/// uid and gid maps for a container's own user namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NestedMaps {
+    pub uids: Vec<crate::userns::IdRange>,
+    pub gids: Vec<crate::userns::IdRange>,
+}
+
+impl NestedMaps {
+    /// Maps for running as `uid`/`gid` given the caller's own uid and gid maps: `None` when
+    /// both ids exist in the caller's namespace; else identity over the caller's ids (one line
+    /// per line of the caller's map: the kernel wants every line inside one parent extent),
+    /// with the requested id taking the caller's last id (or its only one).
+    pub fn for_ids(uid: u32, gid: u32, uid_map: &[crate::userns::IdRange], gid_map: &[crate::userns::IdRange]) -> Option<NestedMaps> {
+        let fits = |id: u32, m: &[crate::userns::IdRange]| m.iter().any(|r| id >= r.container && id - r.container < r.size);
+        if fits(uid, uid_map) && fits(gid, gid_map) {
+            return None;
+        }
+        Some(NestedMaps { uids: nested(uid_map, uid), gids: nested(gid_map, gid) })
+    }
+
+    /// The id of the caller's namespace that `id` (a container id) lands on.
+    pub fn outer(ranges: &[crate::userns::IdRange], id: u32) -> Option<u32> {
+        ranges.iter().find(|r| id >= r.container && (id - r.container) < r.size).map(|r| r.host + (id - r.container))
+    }
+}
+
+fn nested(parent: &[crate::userns::IdRange], want: u32) -> Vec<crate::userns::IdRange> {
+    use crate::userns::IdRange;
+    let mut lines: Vec<IdRange> = parent.iter().map(|r| IdRange { container: r.container, host: r.container, size: r.size }).collect();
+    lines.sort_by_key(|r| r.container);
+    if lines.iter().any(|r| want >= r.container && want - r.container < r.size) {
+        return lines;
+    }
+    let Some(last) = lines.pop() else { return vec![] };
+    let last_id = last.container + last.size - 1;
+    if last.size > 1 {
+        lines.push(IdRange { size: last.size - 1, ..last });
+    }
+    lines.push(IdRange { container: want, host: last_id, size: 1 });
+    lines
 }
 
 /// A container process that has finished its setup and waits for [`Created::start`].
@@ -121,7 +166,10 @@ fn plan_namespaces(spec: &Spec) -> Result<(CloneFlags, Vec<(CloneFlags, PathBuf)
 pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
     let spec = opts.spec;
     let (new_ns, join_ns) = plan_namespaces(spec)?;
-    let clone_flags = new_ns & !CloneFlags::CLONE_NEWCGROUP;
+    let mut clone_flags = new_ns & !CloneFlags::CLONE_NEWCGROUP;
+    if opts.userns.is_some() {
+        clone_flags |= CloneFlags::CLONE_NEWUSER;
+    }
     let (mut parent_sock, child_sock) = UnixStream::pair().ctx(|| "socketpair".into())?;
     match cove_sys::clone_fork(clone_flags)? {
         None => {
@@ -136,6 +184,12 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
         }
         Some(pid) => {
             drop(child_sock);
+            if let Some(maps) = &opts.userns {
+                if let Err(e) = write_nested_maps(pid, maps) {
+                    kill_and_reap(pid);
+                    return Err(e);
+                }
+            }
             if let Some(cb) = opts.on_pid {
                 if let Err(e) = cb(pid) {
                     kill_and_reap(pid);
@@ -168,6 +222,14 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
             Ok(Created { pid, pty_master, sync: parent_sock })
         }
     }
+}
+
+fn write_nested_maps(pid: Pid, maps: &NestedMaps) -> Result<()> {
+    let fmt = |rs: &[crate::userns::IdRange]| rs.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect::<String>();
+    // We are root of the namespace above (CAP_SETUID/CAP_SETGID there): no helper needed.
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&maps.uids)).ctx(|| format!("write uid_map of the container ({:?})", maps.uids))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&maps.gids)).ctx(|| format!("write gid_map of the container ({:?})", maps.gids))?;
+    Ok(())
 }
 
 fn kill_and_reap(pid: Pid) {
@@ -214,7 +276,25 @@ fn child_main(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFla
     cove_sys::cloexec_from(3).map_err(|e| ExecFailure { code: 125, message: e.to_string() })?;
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
+    if wants_init(spec) {
+        // Check the command before forking so "not found" comes back as usual.
+        if let Err(e) = crate::exec::lookup(args.first().map(|s| s.as_str()).unwrap_or(""), &env) {
+            return Err(e);
+        }
+        // Keep exactly one copy of the sync socket (init closes it after forking, the command
+        // at exec), so the parent sees EOF once the command runs.
+        let owned = sock.try_clone().map_err(|e| ExecFailure { code: 125, message: format!("init: {e}") })?;
+        let _ = nix::unistd::close(std::os::fd::AsRawFd::as_raw_fd(sock));
+        crate::init::run(&args, &env, owned);
+    }
     Err(crate::exec::exec(&args, &env))
+}
+
+/// Annotation that asks for cove's init as PID 1 (`--init`).
+pub const INIT_ANNOTATION: &str = "run.cove.init";
+
+fn wants_init(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true")
 }
 
 fn setup(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<()> {

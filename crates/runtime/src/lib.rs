@@ -12,12 +12,13 @@
 pub mod caps;
 pub mod container;
 pub mod exec;
+pub mod init;
 pub mod join;
 pub mod mounts;
 pub mod paths;
 pub mod userns;
 
-pub use container::{create, CreateOptions, Created, Rootfs, Stdio};
+pub use container::{create, CreateOptions, Created, NestedMaps, Rootfs, Stdio, INIT_ANNOTATION};
 
 use std::path::PathBuf;
 

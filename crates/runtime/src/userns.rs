@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One line of a uid/gid map: `container host size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdRange {
     pub container: u32,
     pub host: u32,
@@ -97,6 +97,11 @@ pub fn plan_mapping(uid: Uid, gid: Gid, user_name: &str) -> IdMapping {
 /// Reads the mapping of the current process (as seen from inside its namespace).
 pub fn current_uid_map() -> Vec<IdRange> {
     parse_map(&std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+}
+
+/// Reads the gid mapping of the current process.
+pub fn current_gid_map() -> Vec<IdRange> {
+    parse_map(&std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default())
 }
 
 fn parse_map(text: &str) -> Vec<IdRange> {
@@ -331,6 +336,27 @@ pub fn stop_keeper(run_dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_maps() {
+        use crate::NestedMaps;
+        let single = [IdRange { container: 0, host: 1000, size: 1 }];
+        let ranged = [IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }];
+        assert_eq!(NestedMaps::for_ids(0, 0, &single, &single), None);
+        assert_eq!(NestedMaps::for_ids(1000, 1000, &ranged, &ranged), None);
+        let m = NestedMaps::for_ids(10000, 0, &single, &single).unwrap();
+        assert_eq!(m.uids, vec![IdRange { container: 10000, host: 0, size: 1 }]);
+        assert_eq!(m.gids, vec![IdRange { container: 0, host: 0, size: 1 }]);
+        let m = NestedMaps::for_ids(70000, 0, &ranged, &ranged).unwrap();
+        assert_eq!(
+            m.uids,
+            vec![IdRange { container: 0, host: 0, size: 1 }, IdRange { container: 1, host: 1, size: 65535 }, IdRange { container: 70000, host: 65536, size: 1 }]
+        );
+        assert_eq!(m.gids, vec![IdRange { container: 0, host: 0, size: 1 }, IdRange { container: 1, host: 1, size: 65536 }]);
+        assert_eq!(NestedMaps::outer(&m.uids, 70000), Some(65536));
+        assert_eq!(NestedMaps::outer(&m.uids, 5), Some(5));
+        assert_eq!(NestedMaps::outer(&m.uids, 65536), None);
+    }
 
     #[test]
     fn subid_parsing() {

@@ -1,0 +1,59 @@
+//! cove's embedded DNS server: every cove network has one at its gateway.
+//!
+//! Owns: the records table ([`Records`], pure: built from the networks and their containers,
+//! answering container names, `--network-alias`es, `NAME.NETWORK`, short ids, A/AAAA/PTR and
+//! [`HOST_NAME`]); the wire-level handler over it ([`handle_query`], hickory-proto for the wire
+//! format); the serve loops ([`serve_udp`], [`serve_tcp`]) over sockets the caller has bound;
+//! forwarding of every other name to the caller's upstream resolvers ([`Upstream`]), and reading
+//! them from a resolv.conf text ([`upstreams_from_resolv_conf`]).
+//!
+//! Must not: bind or choose listening addresses, enter network namespaces, read files (only an
+//! interface index in sysfs; the caller reads `/etc/resolv.conf`), know any public resolver, or
+//! close a listening socket on reload: a reload is a new `Arc<Records>` sent on the `watch`
+//! channel the loops read.
+//! A query arriving for network X sees only network X's records.
+//!
+//! Decisions (see the items for details): records have TTL 0 ([`TTL`]); PTR answers one name,
+//! `NAME.NETWORK.`, as Docker does; an answer too big for UDP is sent with TC and no records;
+//! unknown names are forwarded, except under `containers.internal` (NXDOMAIN); `.local` names
+//! are marked [`Forward::Mdns`], the hook for cove's mDNS resolver, and forwarded for now.
+//! The UDP loop reads and answers datagrams in batches (`recvmmsg`/`sendmmsg` through nix's safe
+//! wrappers, Linux only): one system call per burst each way instead of one per datagram.
+#![forbid(unsafe_code)]
+
+mod handler;
+mod mmsg;
+mod records;
+mod server;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use handler::{handle_packet, handle_query, Handled, Transport, MAX_UDP_PAYLOAD};
+pub use hickory_proto;
+pub use records::{
+    Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL,
+};
+pub use server::{serve_tcp, serve_udp};
+pub use upstream::{upstreams_from_resolv_conf, Upstream, DEFAULT_TIMEOUT};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("no upstream resolver configured")]
+    NoUpstream,
+    #[error("upstream {server}: no answer within {after:?}")]
+    UpstreamTimeout { server: SocketAddr, after: Duration },
+    #[error("upstream {server}: {source}")]
+    Upstream {
+        server: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("query to forward is malformed: {0}")]
+    BadQuery(String),
+    #[error("no randomness for a query id: {0}")]
+    Random(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

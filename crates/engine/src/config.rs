@@ -1,0 +1,80 @@
+//! Per-user defaults: `$XDG_CONFIG_HOME/cove/cove.conf` (`~/.config/cove/cove.conf`;
+//! `/etc/cove/cove.conf` for root). One `key = value` per line, `#` comments:
+//!
+//! ```text
+//! init = true        # run cove's init as PID 1 unless --init=false
+//! ```
+//! An unknown key or a bad value is an error naming the file and line, never ignored.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserConfig {
+    pub init: bool,
+}
+
+/// Where the config file of the calling user lives.
+pub fn path(rootless: bool) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("COVE_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    if !rootless {
+        return Some(PathBuf::from("/etc/cove/cove.conf"));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("cove/cove.conf"))
+}
+
+pub fn parse(text: &str, file: &Path) -> Result<UserConfig> {
+    let mut c = UserConfig::default();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.split('#').next().unwrap_or("").trim();
+        if l.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| Error::Invalid(format!("{}:{}: {why}", file.display(), n + 1));
+        let (k, v) = l.split_once('=').ok_or_else(|| bad("expected key = value"))?;
+        let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        match k {
+            "init" => {
+                c.init = match v {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => return Err(bad(&format!("init must be true or false, not {v:?}"))),
+                }
+            }
+            _ => return Err(bad(&format!("unknown key {k:?}"))),
+        }
+    }
+    Ok(c)
+}
+
+/// Loads the user's config; a missing file means defaults.
+pub fn load(rootless: bool) -> Result<UserConfig> {
+    let Some(p) = path(rootless) else { return Ok(UserConfig::default()) };
+    match std::fs::read_to_string(&p) {
+        Ok(t) => parse(&t, &p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
+        Err(e) => Err(Error::Io { what: format!("read {}", p.display()), source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsing() {
+        let f = Path::new("cove.conf");
+        assert_eq!(parse("# c\n\ninit = true # yes\n", f).unwrap(), UserConfig { init: true });
+        assert_eq!(parse("", f).unwrap(), UserConfig::default());
+        assert_eq!(parse("init=false", f).unwrap().init, false);
+        assert_eq!(parse("init = maybe", f).unwrap_err().to_string(), "cove.conf:1: init must be true or false, not \"maybe\"");
+        assert!(parse("colour = blue", f).unwrap_err().to_string().contains("unknown key \"colour\""));
+        assert!(parse("just words", f).is_err());
+    }
+}

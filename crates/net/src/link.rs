@@ -1,0 +1,444 @@
+//! Links, addresses and routes over rtnetlink, synchronously.
+//!
+//! [`Netlink`] wraps one blocking `NETLINK_ROUTE` socket (netlink-sys, no async runtime) and
+//! speaks `netlink-packet-route` messages: one request, read until its ACK. A netlink socket
+//! acts on the network namespace it was created in, so [`Netlink::open_in`] enters the target
+//! namespace (through [`NetnsGuard`]) only for the socket(2) call; every request afterwards
+//! works from any thread without switching namespaces.
+//!
+//! Everything here works as uid 0 of a user namespace that owns the network namespaces
+//! involved (CAP_NET_ADMIN there): that is the rootless netns and the containers' netns.
+//!
+//! The higher-level [`attach_container`] wires one container to a bridge and undoes its
+//! own work if a step fails.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::netns::NetnsGuard;
+use crate::{Error, Result};
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Checks an interface name: 1..=15 bytes, no '/', ':', whitespace or control characters,
+/// not "." or "..".
+pub fn validate_ifname(name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidIfName { name: name.to_string(), reason });
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > IFNAME_MAX {
+        return bad("longer than 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("reserved name");
+    }
+    if name.bytes().any(|b| b == b'/' || b == b':' || b == b'"' || b.is_ascii_whitespace() || b.is_ascii_control() || b >= 0x80) {
+        return bad("contains '/', ':', '\"', whitespace or a non-ASCII byte");
+    }
+    Ok(())
+}
+
+/// A network namespace to move a link into.
+#[derive(Debug, Clone, Copy)]
+pub enum Netns<'a> {
+    /// An open handle on the namespace (`/proc/PID/ns/net`, a bind mount, or [`crate::netns::current`]).
+    Fd(BorrowedFd<'a>),
+    /// The namespace of a process.
+    Pid(i32),
+}
+
+/// An IP address with its prefix length, as put on an interface (`10.90.0.2/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl std::fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// A synchronous rtnetlink connection bound to one network namespace.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    /// A connection to the calling thread's network namespace.
+    pub fn open() -> Result<Self> {
+        let nl_err = |op: &str| {
+            let op = op.to_string();
+            move |source| Error::Netlink { op, source }
+        };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(nl_err("socket(NETLINK_ROUTE)"))?;
+        socket.bind_auto().map_err(nl_err("bind"))?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(nl_err("connect"))?;
+        // Extended ACKs give the kernel's reason ("Permission denied" alone is rarely enough),
+        // but older kernels may refuse the option; it is only a nicety.
+        let _ = socket.set_ext_ack(true);
+        Ok(Netlink { socket, seq: 0 })
+    }
+
+    /// A connection to the network namespace `netns`; the calling thread enters it only while
+    /// the socket is created.
+    pub fn open_in(netns: BorrowedFd<'_>) -> Result<Self> {
+        let _guard = NetnsGuard::enter(netns)?;
+        Netlink::open()
+    }
+
+    /// Sends one request and collects the replies until the kernel's ACK (or `Done`).
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, op: impl Fn() -> String) -> Result<Vec<RouteNetlinkMessage>> {
+        let nl_err = |source: io::Error| Error::Netlink { op: op(), source };
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags | NLM_F_REQUEST | NLM_F_ACK;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        loop {
+            match self.socket.send(&buf, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => {
+                    r.map_err(nl_err)?;
+                    break;
+                }
+            }
+        }
+
+        let mut replies = Vec::new();
+        loop {
+            let data = match self.socket.recv_from_full() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r.map_err(nl_err)?.0,
+            };
+            let mut offset = 0;
+            while offset < data.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+                    .map_err(|e| nl_err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+                let len = reply.header.length as usize;
+                if reply.header.sequence_number == self.seq {
+                    match reply.payload {
+                        NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
+                        NetlinkPayload::Error(e) => return Err(nl_err(e.to_io())),
+                        NetlinkPayload::Done(_) => return Ok(replies),
+                        NetlinkPayload::InnerMessage(m) => replies.push(m),
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+            }
+        }
+    }
+
+    fn new_link(&mut self, msg: LinkMessage, op: impl Fn() -> String) -> Result<()> {
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL, op).map(drop)
+    }
+
+    fn set_link(&mut self, msg: LinkMessage, op: impl Fn() -> String) -> Result<()> {
+        self.request(RouteNetlinkMessage::SetLink(msg), 0, op).map(drop)
+    }
+
+    /// The index of link `name`, or `None` when there is no such link.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        validate_ifname(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0, || format!("get link {name}")) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The index of link `name`; [`Error::LinkNotFound`] if it does not exist.
+    pub fn index_of(&mut self, name: &str) -> Result<u32> {
+        self.link_index(name)?.ok_or_else(|| Error::LinkNotFound(name.to_string()))
+    }
+
+    /// Creates a bridge (`ip link add NAME type bridge`), down, and returns its index.
+    pub fn create_bridge(&mut self, name: &str) -> Result<u32> {
+        validate_ifname(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        self.new_link(msg, || format!("create bridge {name}"))?;
+        self.index_of(name)
+    }
+
+    /// Creates a veth pair `name` <-> `peer` in this namespace and returns both indexes.
+    pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<(u32, u32)> {
+        validate_ifname(name)?;
+        validate_ifname(peer)?;
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.new_link(msg, || format!("create veth pair {name} <-> {peer}"))?;
+        Ok((self.index_of(name)?, self.index_of(peer)?))
+    }
+
+    fn link_msg(index: u32) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg
+    }
+
+    /// Sets a link up (`ip link set dev X up`).
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.header.flags |= LinkFlags::Up;
+        msg.header.change_mask |= LinkFlags::Up;
+        self.set_link(msg, || format!("set link {index} up"))
+    }
+
+    /// Sets a link down.
+    pub fn set_down(&mut self, index: u32) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.header.change_mask |= LinkFlags::Up;
+        self.set_link(msg, || format!("set link {index} down"))
+    }
+
+    /// Sets the MTU of a link.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.set_link(msg, || format!("set mtu {mtu} on link {index}"))
+    }
+
+    /// Renames a link (it must be down).
+    pub fn rename(&mut self, index: u32, new_name: &str) -> Result<()> {
+        validate_ifname(new_name)?;
+        let mut msg = Self::link_msg(index);
+        msg.attributes.push(LinkAttribute::IfName(new_name.to_string()));
+        self.set_link(msg, || format!("rename link {index} to {new_name}"))
+    }
+
+    /// Attaches a link to a bridge (`ip link set dev X master BR`).
+    pub fn set_master(&mut self, index: u32, bridge_index: u32) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.attributes.push(LinkAttribute::Controller(bridge_index));
+        self.set_link(msg, || format!("attach link {index} to bridge {bridge_index}"))
+    }
+
+    /// Moves a link into another network namespace (`ip link set dev X netns N`). It keeps its
+    /// name there (and goes down); its index here becomes invalid.
+    pub fn move_to_netns(&mut self, index: u32, netns: Netns<'_>) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.attributes.push(match netns {
+            Netns::Fd(fd) => LinkAttribute::NetNsFd(fd.as_raw_fd()),
+            Netns::Pid(pid) => LinkAttribute::NetNsPid(pid as u32),
+        });
+        self.set_link(msg, || format!("move link {index} to netns {netns:?}"))
+    }
+
+    /// Deletes a link (deleting one end of a veth pair deletes both).
+    pub fn delete_link(&mut self, index: u32) -> Result<()> {
+        let msg = Self::link_msg(index);
+        self.request(RouteNetlinkMessage::DelLink(msg), 0, || format!("delete link {index}")).map(drop)
+    }
+
+    /// Adds an address (`ip addr add ADDR/PREFIX dev X`), with the IPv4 broadcast set.
+    pub fn add_address(&mut self, index: u32, addr: IfAddr) -> Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.prefix_len = addr.prefix_len;
+        match addr.addr {
+            IpAddr::V4(a) => {
+                msg.header.family = AddressFamily::Inet;
+                if addr.prefix_len < 31 {
+                    let brd = u32::from(a) | (u32::MAX >> addr.prefix_len);
+                    msg.attributes.push(AddressAttribute::Broadcast(brd.into()));
+                }
+            }
+            IpAddr::V6(_) => {
+                msg.header.family = AddressFamily::Inet6;
+                // No duplicate address detection: the address is ours by IPAM, and DAD would
+                // hold it "tentative" (unusable) for a second or more after the link is up.
+                msg.header.flags |= netlink_packet_route::address::AddressHeaderFlags::Nodad;
+            }
+        }
+        msg.attributes.push(AddressAttribute::Local(addr.addr));
+        msg.attributes.push(AddressAttribute::Address(addr.addr));
+        self.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL, || format!("add address {addr} to link {index}"))
+            .map(drop)
+    }
+
+    /// Adds a default route via `gateway` (`ip route add default via GW`), optionally bound to
+    /// an output link.
+    pub fn add_default_route(&mut self, gateway: IpAddr, oif: Option<u32>) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = if gateway.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.destination_prefix_length = 0;
+        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+        if let Some(oif) = oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        self.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL, || format!("add default route via {gateway}"))
+            .map(drop)
+    }
+
+    /// Brings `lo` up.
+    pub fn loopback_up(&mut self) -> Result<()> {
+        let lo = self.index_of("lo")?;
+        self.set_up(lo)
+    }
+
+    /// Creates bridge `name` with `addrs` and sets it up; an existing bridge of that name is
+    /// reused (addresses already on it are kept). Returns its index.
+    pub fn ensure_bridge(&mut self, name: &str, addrs: &[IfAddr]) -> Result<u32> {
+        let index = match self.link_index(name)? {
+            Some(i) => i,
+            None => self.create_bridge(name)?,
+        };
+        for a in addrs {
+            match self.add_address(index, *a) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                r => r?,
+            }
+        }
+        self.set_up(index)?;
+        Ok(index)
+    }
+}
+
+/// What [`attach_container`] needs to wire one container to a bridge.
+#[derive(Debug, Clone)]
+pub struct AttachSpec<'a> {
+    /// The bridge in the rootless netns.
+    pub bridge: &'a str,
+    /// Name of the veth end that stays on the bridge (unique in the rootless netns).
+    pub host_ifname: &'a str,
+    /// Name of the end inside the container (`eth0`).
+    pub container_ifname: &'a str,
+    /// The container's addresses (from IPAM).
+    pub addrs: &'a [IfAddr],
+    /// Default routes via these gateways (one per family; usually the bridge's addresses).
+    pub gateways: &'a [IpAddr],
+    pub mtu: Option<u32>,
+}
+
+/// Creates a veth pair in the rootless netns (`rootless`), attaches one end to the bridge and
+/// moves the other into `container` (a netns handle), where it is renamed, addressed and set
+/// up, with `lo` up and default routes. On failure the veth pair is deleted again.
+pub fn attach_container(rootless: &mut Netlink, container: BorrowedFd<'_>, spec: &AttachSpec<'_>) -> Result<()> {
+    let bridge = rootless.index_of(spec.bridge)?;
+    // The peer gets a temporary name that is unique here; it is renamed inside.
+    let tmp = temp_peer_name(spec.host_ifname);
+    let (host, peer) = rootless.create_veth(spec.host_ifname, &tmp)?;
+    let r = (|| {
+        if let Some(mtu) = spec.mtu {
+            rootless.set_mtu(host, mtu)?;
+            rootless.set_mtu(peer, mtu)?;
+        }
+        rootless.set_master(host, bridge)?;
+        rootless.set_up(host)?;
+        rootless.move_to_netns(peer, Netns::Fd(container))?;
+        let mut inside = Netlink::open_in(container)?;
+        let peer = inside.index_of(&tmp)?;
+        inside.rename(peer, spec.container_ifname)?;
+        for a in spec.addrs {
+            inside.add_address(peer, *a)?;
+        }
+        inside.set_up(peer)?;
+        inside.loopback_up()?;
+        for gw in spec.gateways {
+            inside.add_default_route(*gw, Some(peer))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = &r {
+        tracing::debug!("attach {} to {} failed ({e}); deleting the veth pair", spec.host_ifname, spec.bridge);
+        // Deleting the host end removes the peer too, wherever it is.
+        if let Err(e2) = rootless.delete_link(host) {
+            tracing::warn!("cleanup: delete veth {}: {e2}", spec.host_ifname);
+        }
+    }
+    r
+}
+
+/// Deletes the container's veth pair by its host-side name; a missing link is not an error
+/// (the container's netns may be gone, which deletes the pair).
+pub fn detach_container(rootless: &mut Netlink, host_ifname: &str) -> Result<()> {
+    match rootless.link_index(host_ifname)? {
+        Some(i) => match rootless.delete_link(i) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        },
+        None => Ok(()),
+    }
+}
+
+fn temp_peer_name(host_ifname: &str) -> String {
+    // "vp" + up to 13 bytes of the host name stays within IFNAMSIZ and unique per host name.
+    let mut s = String::from("vp");
+    s.push_str(&host_ifname[host_ifname.len().saturating_sub(IFNAME_MAX - 2)..]);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifnames() {
+        validate_ifname("eth0").unwrap();
+        validate_ifname("cove-br0123456a").unwrap();
+        assert!(validate_ifname("").is_err());
+        assert!(validate_ifname("0123456789abcdef").is_err());
+        assert!(validate_ifname("a/b").is_err());
+        assert!(validate_ifname("a b").is_err());
+        assert!(validate_ifname("..").is_err());
+        assert!(validate_ifname("x\"y").is_err());
+        let e = validate_ifname("0123456789abcdef").unwrap_err().to_string();
+        assert_eq!(e, r#"invalid interface name "0123456789abcdef": longer than 15 bytes"#);
+    }
+
+    #[test]
+    fn temp_names_fit() {
+        assert_eq!(temp_peer_name("veth1"), "vpveth1");
+        let t = temp_peer_name("veth0123456789a");
+        assert_eq!(t.len(), IFNAME_MAX);
+        validate_ifname(&t).unwrap();
+    }
+
+    #[test]
+    fn open_in_own_namespace_works() {
+        // Any user may open a route socket and read links of its own namespace.
+        let mut nl = Netlink::open().unwrap();
+        assert!(nl.link_index("lo").unwrap().is_some());
+        assert_eq!(nl.link_index("no-such-link0").unwrap(), None);
+        let e = nl.index_of("no-such-link0").unwrap_err().to_string();
+        assert_eq!(e, r#"link "no-such-link0" not found"#);
+    }
+}
