@@ -890,7 +890,9 @@ async fn bursts_from_many_clients_are_all_answered_to_the_right_peer() {
                 } else {
                     "db"
                 };
-                let q = query(name, RecordType::A, None);
+                let mut q = query(name, RecordType::A, None);
+                // Unique ids per client: random ones can collide within a burst (birthday).
+                q.metadata.id = (round * 25 + i) as u16;
                 ids.push((q.metadata.id, name));
                 sock.send_to(&q.to_vec().unwrap(), srv.addr).await.unwrap();
             }
