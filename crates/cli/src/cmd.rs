@@ -407,7 +407,9 @@ impl RunArgs {
 /// Prepares the process: directories, then (rootless) the user namespace, then the engine.
 fn open_engine(dirs: Dirs) -> Result<(Engine, Option<cove_runtime::userns::IdMapping>)> {
     let mapping = enter_userns(&dirs)?;
+    tracing::debug!("in the user namespace");
     let eng = Engine::open(dirs)?;
+    tracing::debug!("engine open");
     Ok((eng, mapping))
 }
 

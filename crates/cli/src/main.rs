@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log_level.as_deref());
+    tracing::debug!("parsed arguments");
     match cmd::dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -55,5 +56,5 @@ fn init_tracing(level: Option<&str>) {
         .or_else(|| std::env::var("COVE_LOG").ok())
         .unwrap_or_else(|| "warn".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_timer(tracing_subscriber::fmt::time::uptime()).init();
 }

@@ -80,6 +80,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
         log: (lo.max_size, lo.max_file),
         log_path: eng.dirs.container(id).join("container.log"),
         userns,
+        seccomp_cache: Some(eng.dirs.run.clone()),
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())
@@ -472,7 +473,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         cove_runtime::Stdio::Fds(stdin, cove_sys::borrow_raw(1).try_clone_to_owned().ctx(|| "dup".into())?, cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup".into())?)
     };
     let sfd = crate::tty::block_signals()?;
-    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio)?;
+    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.run))?;
     crate::tty::wait_foreground(j.pid, sfd, j.pty_master, o.interactive)
 }
 

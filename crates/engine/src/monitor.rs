@@ -76,6 +76,8 @@ pub struct MonitorConfig {
     pub log_path: PathBuf,
     #[serde(default)]
     pub userns: Option<cove_runtime::NestedMaps>,
+    #[serde(default)]
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// Start time of a process (field 22 of /proc/PID/stat), to tell a pid from its reuse.
@@ -204,7 +206,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         Ok(())
     };
     if cfg.tty {
-        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone() })?;
+        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_cache.clone() })?;
         let master = c.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
         let pid = c.start()?;
         let master = master.ok_or_else(|| Error::Other("no pty from the container".into()))?;
@@ -212,7 +214,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
     }
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone() })?;
+    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_cache.clone() })?;
     let pid = c.start()?;
     Ok((pid, out_r, Some(err_r)))
 }

@@ -234,7 +234,9 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
 /// `cove run` in the foreground. Returns the container's exit code.
 pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     let p = prepare(eng, req)?;
+    tracing::debug!("prepared");
     let result = run_prepared(eng, &p, req);
+    tracing::debug!("container exited");
     let code = match &result {
         Ok(c) => Some(*c as i64),
         Err(e) => Some(e.exit_code() as i64),
@@ -249,6 +251,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     } else {
         let _ = eng.db.set_container_state(&p.id, "exited", None, code);
     }
+    tracing::debug!("cleaned up");
     result
 }
 
@@ -272,7 +275,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         }
         Ok(())
     };
-    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone() });
+    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.run.clone()) });
     let created = match created {
         Ok(c) => c,
         Err(e) => {
@@ -283,6 +286,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         }
     };
     let pid = created.pid;
+    tracing::debug!("created");
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
@@ -290,6 +294,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let _ = std::fs::create_dir_all(&rd).and_then(|_| crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw()).map_err(std::io::Error::other));
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
+    tracing::debug!("started");
     let code = match started {
         Ok(_) => crate::tty::wait_foreground(pid, sfd, master, req.interactive),
         Err(e) => {

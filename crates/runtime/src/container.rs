@@ -56,6 +56,8 @@ pub struct CreateOptions<'a> {
     /// A user namespace of the container's own, with these uid and gid maps (ids of the
     /// caller's namespace): used when the container's user is outside the caller's map.
     pub userns: Option<NestedMaps>,
+    /// Where compiled seccomp programs are cached (the user's runtime dir).
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// uid and gid maps for a container's own user namespace.
@@ -170,12 +172,16 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
     if opts.userns.is_some() {
         clone_flags |= CloneFlags::CLONE_NEWUSER;
     }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(crate::CompiledSeccomp::new(sc, opts.seccomp_cache.as_deref())?),
+        None => None,
+    };
     let (mut parent_sock, child_sock) = UnixStream::pair().ctx(|| "socketpair".into())?;
     match cove_sys::clone_fork(clone_flags)? {
         None => {
             drop(parent_sock);
             let mut sock = child_sock;
-            let failure = match child_main(&opts, new_ns, &join_ns, &mut sock) {
+            let failure = match child_main(&opts, seccomp.as_ref(), new_ns, &join_ns, &mut sock) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -246,7 +252,7 @@ fn fail(code: i32) -> impl Fn(Error) -> ExecFailure {
 }
 
 /// The container's PID 1 before exec. Returns only on failure.
-fn child_main(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<std::convert::Infallible, ExecFailure> {
+fn child_main(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<std::convert::Infallible, ExecFailure> {
     let f = fail(125);
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     // The parent (monitor or CLI) may have signals blocked for its signalfd; a blocked mask
@@ -257,7 +263,7 @@ fn child_main(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFla
         Ok(1) if b[0] == b'C' => {}
         _ => cove_sys::exit_now(125),
     }
-    setup(opts, new_ns, join_ns, sock).map_err(f)?;
+    setup(opts, seccomp, new_ns, join_ns, sock).map_err(f)?;
     sock.write_all(b"R").map_err(|e| ExecFailure { code: 125, message: format!("sync: {e}") })?;
     match sock.read(&mut b) {
         Ok(1) if b[0] == b'S' => {}
@@ -266,10 +272,8 @@ fn child_main(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFla
     let spec = opts.spec;
     let process = spec.process().as_ref().ok_or(ExecFailure { code: 125, message: "spec has no process".into() })?;
     let nnp = process.no_new_privileges().unwrap_or(false);
-    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        if nnp {
-            cove_seccomp::load(sc).map_err(|e| ExecFailure { code: 125, message: format!("seccomp: {e}") })?;
-        }
+    if let (true, Some(sc)) = (nnp, seccomp) {
+        sc.load().map_err(|e| ExecFailure { code: 125, message: format!("seccomp: {e}") })?;
     }
     // Nothing of ours may reach the container: every descriptor above stdio closes on exec,
     // the sync socket included (its EOF tells the parent that exec happened).
@@ -297,7 +301,7 @@ fn wants_init(spec: &Spec) -> bool {
     spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true")
 }
 
-fn setup(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<()> {
+fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<()> {
     let spec = opts.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::Spec("spec has no process".into()))?;
     let root_spec = spec.root().as_ref().ok_or_else(|| Error::Spec("spec has no root".into()))?;
@@ -351,8 +355,8 @@ fn setup(opts: &CreateOptions<'_>, new_ns: CloneFlags, join_ns: &[(CloneFlags, P
     caps::drop_bounding(&caps_spec)?;
     if !nnp {
         // Without no_new_privs, seccomp must be loaded while we still hold CAP_SYS_ADMIN.
-        if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            cove_seccomp::load(sc)?;
+        if let Some(sc) = seccomp {
+            sc.load()?;
         }
     }
     caps::set_user(user)?;

@@ -32,7 +32,9 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 ];
 
 /// Starts `process` inside the namespaces of `target` (the container's PID 1).
-pub fn spawn_in(target: Pid, process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: Stdio) -> Result<Joined> {
+pub fn spawn_in(target: Pid, process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: Stdio, seccomp_cache: Option<&std::path::Path>) -> Result<Joined> {
+    let compiled = seccomp.map(|sc| crate::CompiledSeccomp::new(sc, seccomp_cache)).transpose()?;
+    let seccomp = compiled.as_ref();
     // Open every namespace first, from our side, so a failure is reported before forking.
     let mut fds = vec![];
     let own_user = std::fs::read_link("/proc/self/ns/user").ok();
@@ -97,7 +99,7 @@ pub fn spawn_in(target: Pid, process: &Process, seccomp: Option<&LinuxSeccomp>, 
     }
 }
 
-fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
+fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Option<&crate::CompiledSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
     let fail = |e: Error| ExecFailure { code: 125, message: e.to_string() };
     // Nothing in the container may open our /proc/PID/exe while we sit in its namespaces.
     if let Err(e) = cove_sys::set_not_dumpable() {
@@ -125,7 +127,7 @@ fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Optio
     }
 }
 
-fn inner(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
+fn inner(process: &Process, seccomp: Option<&crate::CompiledSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
     let r = (|| -> Result<()> {
         // The caller blocks signals for its signalfd; the mask survives execve.
         let _ = nix::sys::signal::SigSet::all().thread_unblock();
@@ -139,14 +141,14 @@ fn inner(process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: &Stdio, sock:
         let caps_spec = process.capabilities().clone().unwrap_or_default();
         caps::drop_bounding(&caps_spec)?;
         if let (false, Some(sc)) = (nnp, seccomp) {
-            cove_seccomp::load(sc)?;
+            sc.load()?;
         }
         caps::set_user(process.user())?;
         caps::apply_sets(&caps_spec)?;
         if nnp {
             nix::sys::prctl::set_no_new_privs().ctx(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
             if let Some(sc) = seccomp {
-                cove_seccomp::load(sc)?;
+                sc.load()?;
             }
         }
         cove_sys::cloexec_from(3)?;

@@ -91,7 +91,7 @@ fn run_container(args: &[&str]) -> (i32, String) {
     let devnull: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
     let err: OwnedFd = std::fs::File::options().write(true).open("/dev/null").unwrap().into();
     let rootless = !cove_runtime::userns::in_initial_userns();
-    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless, stdio: Stdio::Fds(devnull, w, err), on_pid: None, userns: None }).expect("create");
+    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless, stdio: Stdio::Fds(devnull, w, err), on_pid: None, userns: None, seccomp_cache: None }).expect("create");
     let pid = c.pid;
     c.start().expect("start");
     let mut out = String::new();
@@ -175,7 +175,7 @@ fn exit_codes_and_exec_failures() {
     let root = d.path().join("rootfs");
     make_rootfs(&root, &bb);
     let s = spec(&root, &["no-such-binary"]);
-    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless: !cove_runtime::userns::in_initial_userns(), stdio: Stdio::Inherit, on_pid: None, userns: None }).unwrap();
+    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless: !cove_runtime::userns::in_initial_userns(), stdio: Stdio::Inherit, on_pid: None, userns: None, seccomp_cache: None }).unwrap();
     match c.start() {
         Err(cove_runtime::Error::Child { exit_code, message }) => {
             assert_eq!(exit_code, 127);

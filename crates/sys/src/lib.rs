@@ -280,6 +280,33 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Installs a compiled seccomp BPF program (`seccomp(SECCOMP_SET_MODE_FILTER)`), as exported by
+/// libseccomp: native-endian `struct sock_filter` records, 8 bytes each. The caller must have
+/// set no_new_privs or hold CAP_SYS_ADMIN.
+pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if program.is_empty() || program.len() % INSN != 0 || program.len() / INSN > u16::MAX as usize {
+        return Err(Error::Other(format!("invalid seccomp program of {} bytes", program.len())));
+    }
+    let mut insns: Vec<libc::sock_filter> = program
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
+    // SAFETY: `prog` points to `insns`, a live buffer of `len` instructions that outlives the
+    // call; the kernel copies the program before returning.
+    let ret = unsafe { libc::syscall(libc::SYS_seccomp, 1 as libc::c_uint /* SECCOMP_SET_MODE_FILTER */, flags, &prog as *const libc::sock_fprog) };
+    if ret < 0 {
+        return Err(errno("seccomp(SECCOMP_SET_MODE_FILTER)"));
+    }
+    Ok(())
+}
+
 /// Wraps a descriptor returned by a syscall wrapper that gives raw numbers.
 pub fn own_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass descriptors freshly returned by a syscall and owned by nobody else.
