@@ -123,6 +123,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Display the running processes of a container
     Top { container: String },
+    /// List port mappings of a container
+    Port { container: String },
     /// List containers
     Ps(PsArgs),
     /// Remove one or more containers
@@ -135,6 +137,9 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Display system-wide information (rootless mode, id mapping, storage, cgroups)
     Info {
         /// Output format: text (default) or json
@@ -144,6 +149,48 @@ pub enum Command {
     /// System maintenance
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a bridge network
+    Create {
+        /// Subnet in CIDR format (default: the next free /24 of 10.90.0.0/16)
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Gateway (default: the first address of the subnet)
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Restrict external access to the network
+        #[arg(long)]
+        internal: bool,
+        /// Driver (only bridge)
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        name: String,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on networks
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all networks without containers
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -355,6 +402,15 @@ pub struct RunArgs {
     /// Where HOME lives in the container for the user (a private, writable directory)
     #[arg(long = "user-home")]
     user_home: Option<String>,
+    /// Add a network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/udp])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random host ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Image to run
     image: String,
     /// Command and arguments
@@ -400,6 +456,9 @@ impl RunArgs {
             stop_timeout: self.stop_timeout,
             init: self.init,
             user_home: self.user_home,
+            network_aliases: self.network_alias,
+            publish: self.publish,
+            publish_all: self.publish_all,
         }
     }
 }
@@ -426,6 +485,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     // Commands that must not start anything.
     if let Command::System(SystemCmd::Migrate) = &cli.command {
         let dirs = Dirs::for_current_user()?;
+        cove_engine::netd::stop(&dirs.run);
         cove_runtime::userns::stop_keeper(&dirs.run);
         return Ok(0);
     }
@@ -516,6 +576,13 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
             Ok(lifecycle::exec(&mut eng, &a.container, &o)?)
         }
+        Command::Port { container } => {
+            let c = eng.db.find_container(&container)?;
+            for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {
+                println!("{}/{} -> {}:{}", p.container_port, p.proto, p.host_ip, p.host_port);
+            }
+            Ok(0)
+        }
         Command::Top { container } => {
             let rows = lifecycle::top(&mut eng, &container)?;
             println!("{:<10} {:<10} {:<10} CMD", "PID", "UID", "TIME");
@@ -536,6 +603,54 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Ls(a)) => ps(&mut eng, &a),
+        Command::Network(NetworkCmd::Create { subnet, gateway, internal, driver, name }) => {
+            if driver != "bridge" {
+                bail!("network driver {driver:?} is not supported (bridge)");
+            }
+            let o = cove_engine::network::CreateOptions { subnet, gateway, internal };
+            println!("{}", cove_engine::network::create(&mut eng, &name, &o)?.id);
+            Ok(0)
+        }
+        Command::Network(NetworkCmd::Ls { quiet }) => {
+            let rows = cove_engine::network::list(&eng)?;
+            if !quiet {
+                println!("{:<14} {:<20} {:<10} {:<18} {}", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY");
+            }
+            for n in rows {
+                if quiet {
+                    println!("{}", &n.id[..12]);
+                } else {
+                    println!("{:<14} {:<20} {:<10} {:<18} {}", &n.id[..12], n.name, "bridge", n.subnet, n.gateway);
+                }
+            }
+            Ok(0)
+        }
+        Command::Network(NetworkCmd::Inspect { networks }) => {
+            let mut out = vec![];
+            let mut failed = false;
+            for n in &networks {
+                match cove_engine::network::find(&eng, n).and_then(|r| cove_engine::network::inspect_json(&eng, &r)) {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        eprintln!("cove: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(&mut eng, n).map(|_| ())),
+        Command::Network(NetworkCmd::Prune { force: _ }) => {
+            let removed = cove_engine::network::prune(&mut eng)?;
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for n in removed {
+                    println!("{n}");
+                }
+            }
+            Ok(0)
+        }
         Command::Import { file, reference, change, quiet: _ } | Command::Image(ImageCmd::Import { file, reference, change }) => {
             let opts = eng.unpack_options();
             let id = if file == "-" {
@@ -702,7 +817,7 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn container_json(c: &cove_engine::db::ContainerRow) -> serde_json::Value {
+fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
     let req: serde_json::Value = serde_json::from_str(&c.config).unwrap_or_default();
     serde_json::json!({
         "Id": c.id,
@@ -725,6 +840,7 @@ fn container_json(c: &cove_engine::db::ContainerRow) -> serde_json::Value {
             "WorkingDir": req.get("workdir").cloned().unwrap_or_default(),
             "Tty": req.get("tty"),
         },
+        "NetworkSettings": network_settings(eng, c),
         "HostConfig": {
             "AutoRemove": req.get("rm"),
             "ReadonlyRootfs": req.get("read_only"),
@@ -737,6 +853,15 @@ fn container_json(c: &cove_engine::db::ContainerRow) -> serde_json::Value {
     })
 }
 
+fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
+    let eps = eng.db.container_endpoints(&c.id).unwrap_or_default();
+    let first = eps.first().map(|(_, ip)| ip.clone()).unwrap_or_default();
+    serde_json::json!({
+        "IPAddress": first,
+        "Networks": eps.iter().map(|(n, ip)| (n.clone(), serde_json::json!({ "IPAddress": ip }))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
 fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
     lifecycle::reconcile(eng)?;
     let mut out = vec![];
@@ -744,9 +869,9 @@ fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>) -> Result<i32
     for n in names {
         let found = match kind {
             Some("image") => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(anyhow::Error::from),
-            Some("container") => eng.db.find_container(n).map(|c| container_json(&c)).map_err(anyhow::Error::from),
+            Some("container") => eng.db.find_container(n).map(|c| container_json(eng, &c)).map_err(anyhow::Error::from),
             None => match eng.db.find_container(n) {
-                Ok(c) => Ok(container_json(&c)),
+                Ok(c) => Ok(container_json(eng, &c)),
                 Err(_) => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(|_| anyhow!("no such object: {n}")),
             },
             Some(other) => bail!("unknown --type {other:?} (image or container)"),

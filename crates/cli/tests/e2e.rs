@@ -56,7 +56,7 @@ impl World {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args).env("COVE_ROOT", self.root.path()).env("COVE_KEEPER_IDLE_SECS", "3").stdin(Stdio::null());
+        c.args(args).env("COVE_ROOT", self.root.path()).env("COVE_KEEPER_IDLE_SECS", "3").env("COVE_NETD_IDLE_SECS", "2").stdin(Stdio::null());
         c
     }
 
@@ -659,6 +659,163 @@ fn without_init_stop_still_ends_a_stubborn_pid1() {
     w.ok(&["stop", "stub"]);
     assert!(t0.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(w.ok(&["wait", "stub"]).trim(), "137");
+}
+
+const UDP_ECHO_C: &str = r#"
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0) return 1;
+    for (;;) {
+        char buf[512], out[600];
+        struct sockaddr_in peer;
+        socklen_t len = sizeof peer;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
+        if (n < 0) continue;
+        memcpy(out, "echo:", 5);
+        memcpy(out + 5, buf, n);
+        sendto(s, out, n + 5, 0, (struct sockaddr *)&peer, len);
+    }
+}
+"#;
+
+/// A free port on 127.0.0.1 (bound and released; good enough for a test on loopback).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn bridge_networks_connect_containers() {
+    let Some(w) = World::new() else { return };
+    let id = w.ok(&["network", "create", "--subnet", "10.91.7.0/24", "mynet"]);
+    assert_eq!(id.trim().len(), 64);
+    assert!(w.ok(&["network", "ls"]).contains("10.91.7.0/24"));
+    let o = w.cove(&["network", "create", "--subnet", "10.91.7.128/25", "overlap"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    let o = w.cove(&["network", "create", "mynet"]);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "--network-alias", "postgres", "bb", "sh", "-c", "while true; do nc -l -p 5000 -e echo pong-from-db; done"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "db"])).unwrap();
+    let ip = v[0]["NetworkSettings"]["Networks"]["mynet"]["IPAddress"].as_str().unwrap().to_string();
+    assert_eq!(ip, "10.91.7.2", "first address after the gateway");
+    assert!(w.ok(&["exec", "db", "cat", "/etc/hosts"]).contains("10.91.7.2\t"), "own address in /etc/hosts");
+    // Another container on the network reaches it by address: ICMP with default caps, and TCP.
+    let out = w.sh_ok(&["--network", "mynet"], &format!("ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default; ping -c1 -W2 {ip} >/dev/null && echo PING-OK; echo | nc {ip} 5000"));
+    assert_eq!(out, "inet 10.91.7.3/24\ndefault via 10.91.7.1 dev eth0 \nPING-OK\npong-from-db\n");
+    // exec joins the network namespace too.
+    assert!(w.ok(&["exec", "db", "ping", "-c1", "-W2", "10.91.7.1"]).contains("1 packets received"));
+    // A container on another network cannot reach it.
+    w.ok(&["network", "create", "--subnet", "10.91.8.0/24", "other"]);
+    let o = w.run_sh(&["--network", "other"], &format!("echo | nc -w 1 {ip} 5000"));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("pong"));
+    // Addresses are leased once and freed on rm; networks in use cannot be removed.
+    let o = w.cove(&["network", "rm", "mynet"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("active endpoints (db)"), "{}", stderr(&o));
+    w.ok(&["rm", "-f", "db"]);
+    w.ok(&["run", "-d", "--name", "db2", "--network", "mynet", "bb", "sleep", "1000"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "db2"])).unwrap();
+    assert_eq!(v[0]["NetworkSettings"]["IPAddress"], "10.91.7.2", "the freed address is reused");
+    w.ok(&["rm", "-f", "db2"]);
+    w.ok(&["network", "rm", "mynet", "other"]);
+    // Without --network a container is on the default network "cove".
+    let out = w.sh_ok(&[], "ip -4 -o addr show eth0 | grep -c inet");
+    assert_eq!(out.trim(), "1");
+    assert!(w.ok(&["network", "ls"]).contains("cove"));
+    let o = w.cove(&["run", "--rm", "--network", "nosuchnet", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(stderr(&o).trim(), "cove: error: network nosuchnet not found");
+    // The helper goes away when idle, taking its namespace and bridges with it.
+    w.ok(&["network", "prune"]);
+    let pidfile = w.path().join("run/netd.pid");
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !pidfile.exists()
+    });
+    assert!(gone, "network helper still running");
+}
+
+#[test]
+fn published_ports_tcp_and_udp() {
+    let Some(w) = World::new() else { return };
+    // busybox-static has no UDP server: build a tiny static UDP echo to mount in.
+    let src = w.path().join("udpecho.c");
+    std::fs::write(&src, UDP_ECHO_C).unwrap();
+    let udpecho = w.path().join("udpecho");
+    let cc = Command::new("cc").args(["-static", "-O2", "-o"]).arg(&udpecho).arg(&src).output();
+    if !cc.as_ref().is_ok_and(|o| o.status.success()) {
+        skip("no C compiler with static libc (apt-get install gcc libc6-dev) to build the UDP echo server");
+        return;
+    }
+    let (tp, up) = (free_port(), free_port());
+    let www = w.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello-web\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(www.join("index.html"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let vol = format!("{}:/www:ro", www.display());
+    let echo_vol = format!("{}:/udpecho:ro", udpecho.display());
+    w.ok(&[
+        "run", "-d", "--name", "web", "-p", &format!("127.0.0.1:{tp}:80"), "-p", &format!("127.0.0.1:{up}:53/udp"), "-v", &vol, "-v", &echo_vol,
+        "bb", "sh", "-c", "httpd -f -p 80 -h /www & exec /udpecho 53",
+    ]);
+    let ports = w.ok(&["port", "web"]);
+    assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{tp}")), "{ports}");
+    assert!(ports.contains(&format!("53/udp -> 127.0.0.1:{up}")), "{ports}");
+    // TCP from the host through the published port.
+    let body = (0..50)
+        .find_map(|_| {
+            let r = (|| -> std::io::Result<String> {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", tp))?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+                s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })();
+            match r {
+                Ok(b) if b.contains("hello-web") => Some(b),
+                _ => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    None
+                }
+            }
+        })
+        .expect("published TCP port answers");
+    assert!(body.starts_with("HTTP/1.") && body.contains(" 200 "), "{body}");
+    // UDP round trip.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(500))).unwrap();
+    let got = (0..20).find_map(|_| {
+        sock.send_to(b"ping\n", ("127.0.0.1", up)).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    assert_eq!(got.as_deref(), Some("echo:ping\n"));
+    // A port in use fails clearly and leaves nothing behind.
+    let o = w.cove(&["run", "--rm", "--name", "clash", "-p", &format!("127.0.0.1:{tp}:80"), "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("address already in use"), "{}", stderr(&o));
+    assert!(!w.ok(&["ps", "-a"]).contains("clash"));
+    if !is_root() {
+        let o = w.cove(&["run", "--rm", "-p", "80:80", "bb", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(stderr(&o).contains("net.ipv4.ip_unprivileged_port_start"), "{}", stderr(&o));
+    }
+    let o = w.cove(&["run", "--rm", "-p", "80", "--network", "none", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    // Removing the container closes the port.
+    w.ok(&["rm", "-f", "web"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", tp)).is_err(), "port still open after rm");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct Db {
     pub conn: Connection,
@@ -62,6 +62,21 @@ impl Db {
                     state TEXT NOT NULL, pid INTEGER, exit_code INTEGER,
                     started_at TEXT, finished_at TEXT);
                  PRAGMA user_version = 1;",
+            )?;
+            tx.commit()?;
+        }
+        if version < 2 {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS networks (
+                    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, subnet TEXT NOT NULL UNIQUE,
+                    gateway TEXT NOT NULL, bridge TEXT NOT NULL UNIQUE, internal INTEGER NOT NULL,
+                    created TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS endpoints (
+                    container_id TEXT NOT NULL, network TEXT NOT NULL REFERENCES networks(name),
+                    ip TEXT NOT NULL, ifname TEXT NOT NULL, aliases TEXT NOT NULL,
+                    PRIMARY KEY (container_id, network), UNIQUE (network, ip));
+                 PRAGMA user_version = 2;",
             )?;
             tx.commit()?;
         }
@@ -125,6 +140,13 @@ impl Db {
             }
         }
         Err(crate::Error::NotFound(format!("no such container: {key}")))
+    }
+
+    /// (network, ip) of every network the container is on.
+    pub fn container_endpoints(&self, id: &str) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT network, ip FROM endpoints WHERE container_id = ?1 ORDER BY network")?;
+        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     pub fn set_container_state(&mut self, id: &str, state: &str, pid: Option<i64>, exit_code: Option<i64>) -> Result<()> {

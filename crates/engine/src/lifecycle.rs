@@ -36,7 +36,26 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
     let rows: Vec<ContainerRow> = eng.db.containers()?.into_iter().filter(|c| c.state == "running" || c.state == "restarting").collect();
     for c in rows {
         let rd = eng.dirs.container_run(&c.id);
-        if let Ok(t) = std::fs::read_to_string(rd.join("exit")) {
+        let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
+        let exit = match read_exit() {
+            Some(t) => Some(t),
+            None if live_pid(&rd.join("pid")).is_some() => {
+                if let Some(pid) = live_pid(&rd.join("pid")) {
+                    if Some(pid as i64) != c.pid {
+                        eng.db.write(|tx| {
+                            tx.execute("UPDATE containers SET pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
+                            Ok(())
+                        })?;
+                    }
+                }
+                continue;
+            }
+            None if live_pid(&rd.join("monitor.pid")).is_some() => continue, // between restarts
+            // The monitor may have written its exit file and left between our checks: look
+            // once more before concluding that it died without one.
+            None => read_exit(),
+        };
+        if let Some(t) = exit {
             let mut it = t.split_whitespace();
             let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
             let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
@@ -45,18 +64,6 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
                 Ok(())
             })?;
             continue;
-        }
-        if let Some(pid) = live_pid(&rd.join("pid")) {
-            if Some(pid as i64) != c.pid {
-                eng.db.write(|tx| {
-                    tx.execute("UPDATE containers SET pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
-                    Ok(())
-                })?;
-            }
-            continue;
-        }
-        if live_pid(&rd.join("monitor.pid")).is_some() {
-            continue; // between restarts
         }
         // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
         // Never write into the run dir here: a concurrent `rm` may be deleting it.
@@ -69,7 +76,7 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
 }
 
 /// The monitor's configuration, written next to config.json.
-fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_runtime::Rootfs, userns: Option<cove_runtime::NestedMaps>) -> Result<()> {
+fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_runtime::Rootfs, userns: Option<cove_runtime::NestedMaps>, endpoints: Vec<crate::network::Endpoint>, exposed: Vec<String>) -> Result<()> {
     let lo = crate::logs::LogOpts::parse(&req.log_opts)?;
     let cfg = MonitorConfig {
         id: id.to_string(),
@@ -81,6 +88,10 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
         log_path: eng.dirs.container(id).join("container.log"),
         userns,
         seccomp_cache: Some(eng.dirs.run.clone()),
+        endpoints,
+        publish: req.publish.clone(),
+        publish_all: req.publish_all,
+        exposed,
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())
@@ -89,7 +100,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
 /// `cove create`: the container exists, nothing runs.
 pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     let p = prepare(eng, req)?;
-    if let Err(e) = write_monitor_config(eng, &p.id, req, &p.rootfs, p.userns.clone()) {
+    if let Err(e) = write_monitor_config(eng, &p.id, req, &p.rootfs, p.userns.clone(), p.endpoints.clone(), p.exposed.clone()) {
         let _ = remove(eng, &p.id, true);
         return Err(e);
     }
@@ -275,7 +286,9 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+    crate::ports::unregister(&eng.dirs.run, &c.id);
     eng.db.write(|tx| {
+        crate::network::release(tx, &c.id)?;
         tx.execute("DELETE FROM containers WHERE id = ?1", [&c.id])?;
         Ok(())
     })?;

@@ -78,6 +78,14 @@ pub struct MonitorConfig {
     pub userns: Option<cove_runtime::NestedMaps>,
     #[serde(default)]
     pub seccomp_cache: Option<PathBuf>,
+    #[serde(default)]
+    pub endpoints: Vec<crate::network::Endpoint>,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub publish_all: bool,
+    #[serde(default)]
+    pub exposed: Vec<String>,
 }
 
 /// Start time of a process (field 22 of /proc/PID/stat), to tell a pid from its reuse.
@@ -158,7 +166,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
     let mut restarts = 0u32;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let started = start_once(&spec, &cfg, cg.as_ref());
+        let started = start_once(&spec, &cfg, cg.as_ref(), run_dir);
         let (pid, out, err) = match started {
             Ok(x) => x,
             Err(e) => {
@@ -181,6 +189,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+    if let (Some(run), false) = (&cfg.seccomp_cache, cfg.publish.is_empty() && !cfg.publish_all) {
+        crate::ports::unregister(run, &cfg.id);
+    }
     if let Some(cg) = cg {
         let _ = cg.remove();
     }
@@ -197,13 +208,20 @@ fn write_exit(run_dir: &Path, code: i32, restarts: u32) {
 
 type Started = (Pid, OwnedFd, Option<OwnedFd>);
 
-fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&cove_cgroups::Cgroup>) -> Result<Started> {
+fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&cove_cgroups::Cgroup>, run_dir: &Path) -> Result<Started> {
+    let specs = crate::ports::specs(&cfg.publish, cfg.publish_all, &cfg.exposed)?;
     let null_in: OwnedFd = std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into();
     let add = |pid: Pid| -> std::result::Result<(), String> {
         if let Some(cg) = cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
-        Ok(())
+        match &cfg.seccomp_cache {
+            Some(run) => {
+                crate::network::attach(run, pid.as_raw(), &cfg.endpoints)?;
+                crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first().map(|e| e.ip))
+            }
+            None => Ok(()),
+        }
     };
     if cfg.tty {
         let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_cache.clone() })?;

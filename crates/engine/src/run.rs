@@ -43,7 +43,7 @@ fn generated_name(id: &str) -> String {
 }
 
 /// Files cove generates for every container and bind-mounts over the image's.
-fn write_etc_files(dir: &Path, hostname: &str, net: NetMode) -> Result<Vec<(String, PathBuf)>> {
+fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoints: &[crate::network::Endpoint]) -> Result<Vec<(String, PathBuf)>> {
     let hostname_file = dir.join("hostname");
     std::fs::write(&hostname_file, format!("{hostname}\n")).ctx(|| "write hostname".into())?;
     let hosts = match net {
@@ -53,6 +53,18 @@ fn write_etc_files(dir: &Path, hostname: &str, net: NetMode) -> Result<Vec<(Stri
             h
         }
         NetMode::None => format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        NetMode::Bridge(_) => {
+            let mut h = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+            for ep in endpoints {
+                let mut names = vec![hostname.to_string()];
+                if name != hostname {
+                    names.push(name.to_string());
+                }
+                names.extend(ep.aliases.iter().cloned());
+                h.push_str(&format!("{}\t{}\n", ep.ip, names.join(" ")));
+            }
+            h
+        }
     };
     std::fs::write(dir.join("hosts"), hosts).ctx(|| "write hosts".into())?;
     // The host's resolver configuration, as Docker copies it.
@@ -73,6 +85,9 @@ pub struct Prepared {
     pub spec: oci_spec::runtime::Spec,
     pub rootfs: Rootfs,
     pub userns: Option<cove_runtime::NestedMaps>,
+    pub endpoints: Vec<crate::network::Endpoint>,
+    /// Image ExposedPorts (for -P).
+    pub exposed: Vec<String>,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -82,7 +97,21 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         serde_json::from_str(&img.config).map_err(|e| Error::Other(format!("image {} has a bad config: {e}", req.image)))?;
     let defaults = ImageDefaults::from_config(&cfg);
     let args = spec::command(req, &defaults)?;
-    spec::net_mode(req)?;
+    let net = spec::net_mode(req)?;
+    let mut nets = vec![];
+    if let NetMode::Bridge(names) = &net {
+        for n in names {
+            let row = if n == crate::network::DEFAULT_NETWORK { crate::network::ensure_default(eng)? } else { crate::network::find(eng, n)? };
+            nets.push((row, req.network_aliases.clone()));
+        }
+    } else if !req.network_aliases.is_empty() {
+        return Err(Error::Invalid("--network-alias is only supported for user-defined networks".into()));
+    }
+    // Bad or privileged port specs fail here, before anything exists.
+    let port_specs = crate::ports::specs(&req.publish, req.publish_all, &defaults.exposed)?;
+    if !port_specs.is_empty() && !matches!(net, NetMode::Bridge(_)) {
+        return Err(Error::Invalid("published ports need a network: not with --network none or host".into()));
+    }
     let id = cove_oci::new_id()?;
     let name = match &req.name {
         Some(n) => {
@@ -121,13 +150,14 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
     let image_name = req.image.clone();
     let created = now_rfc3339();
-    eng.db
+    let endpoints = eng
+        .db
         .write(|tx| {
             tx.execute(
                 "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created')",
                 params![id, name, img.id, image_name, created, config],
             )?;
-            Ok(())
+            crate::network::lease(tx, &id, &nets)
         })
         .map_err(|e| match e {
             Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -142,7 +172,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let dir = eng.dirs.container(&id);
     let result = (|| -> Result<Prepared> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-        let mut etc = write_etc_files(&dir, &hostname, spec::net_mode(req)?)?;
+        let mut etc = write_etc_files(&dir, &hostname, &name, &net, &endpoints)?;
         let (um, gm) = (cove_runtime::userns::current_uid_map(), cove_runtime::userns::current_gid_map());
         let maps = eng.dirs.rootless.then_some((&um[..], &gm[..]));
         let ident = crate::identity::build(&dir, user.clone(), &passwd, &group, req.user_home.as_deref(), maps)?;
@@ -182,11 +212,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: defaults.exposed.clone() })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
         let _ = eng.db.write(|tx| {
+            crate::network::release(tx, &id)?;
             tx.execute("DELETE FROM containers WHERE id = ?1", [&id])?;
             Ok(())
         });
@@ -245,6 +276,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     if req.rm {
         let _ = remove_container_files(&p.dir);
         let _ = eng.db.write(|tx| {
+            crate::network::release(tx, &p.id)?;
             tx.execute("DELETE FROM containers WHERE id = ?1", [&p.id])?;
             Ok(())
         });
@@ -269,11 +301,15 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         Stdio::Fds(stdin, out, err)
     };
     let cg = cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
+    let run_dir = eng.dirs.run.clone();
+    let container_run = eng.dirs.container_run(&p.id);
+    let specs = crate::ports::specs(&req.publish, req.publish_all, &p.exposed)?;
     let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
-        Ok(())
+        crate::network::attach(&run_dir, pid.as_raw(), &p.endpoints)?;
+        crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first().map(|e| e.ip))
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.run.clone()) });
     let created = match created {
@@ -302,6 +338,9 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
             Err(e.into())
         }
     };
+    if !specs.is_empty() {
+        crate::ports::unregister(&run_dir, &p.id);
+    }
     if let Some(cg) = &cg {
         if let Err(e) = cg.remove() {
             tracing::debug!("remove cgroup: {e}");

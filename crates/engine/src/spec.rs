@@ -46,6 +46,9 @@ pub struct RunRequest {
     pub stop_timeout: Option<i64>,
     pub init: Option<bool>,
     pub user_home: Option<String>,
+    pub network_aliases: Vec<String>,
+    pub publish: Vec<String>,
+    pub publish_all: bool,
 }
 
 /// The parts of the image config that shape the process.
@@ -57,6 +60,7 @@ pub struct ImageDefaults {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub stop_signal: Option<String>,
+    pub exposed: Vec<String>,
 }
 
 impl ImageDefaults {
@@ -69,6 +73,7 @@ impl ImageDefaults {
             workdir: cfg.working_dir().clone().filter(|w| !w.is_empty()),
             user: cfg.user().clone().filter(|u| !u.is_empty()),
             stop_signal: cfg.stop_signal().clone().filter(|u| !u.is_empty()),
+            exposed: cfg.exposed_ports().clone().unwrap_or_default(),
         }
     }
 }
@@ -385,20 +390,40 @@ pub fn rlimit(s: &str) -> Result<rt::PosixRlimit> {
     rt::PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().map_err(|e| Error::Invalid(format!("invalid ulimit {s:?}: {e}")))
 }
 
-/// Network mode of a container in this version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Network mode of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMode {
     /// Its own network namespace with only loopback.
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace, attached to these cove networks (bridges).
+    Bridge(Vec<String>),
 }
 
+impl NetMode {
+    pub fn own_netns(&self) -> bool {
+        !matches!(self, NetMode::Host)
+    }
+}
+
+/// `--network`: none, host, or network names (comma-separated or repeated); the default
+/// network when nothing is given.
 pub fn net_mode(req: &RunRequest) -> Result<NetMode> {
     match req.network.as_deref() {
-        None | Some("none") | Some("") => Ok(NetMode::None),
+        Some("none") => Ok(NetMode::None),
         Some("host") => Ok(NetMode::Host),
-        Some(other) => Err(Error::Invalid(format!("network {other:?} not found (this version supports --network none and host)"))),
+        None | Some("") | Some("bridge") => Ok(NetMode::Bridge(vec![crate::network::DEFAULT_NETWORK.to_string()])),
+        Some(list) => {
+            let nets: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            if nets.iter().any(|n| n == "none" || n == "host") {
+                return Err(Error::Invalid(format!("--network {list:?}: none and host cannot be combined with other networks")));
+            }
+            if let Some(c) = nets.iter().find(|n| n.starts_with("container:")) {
+                return Err(Error::Invalid(format!("--network {c}: joining another container's network is not supported yet")));
+            }
+            Ok(NetMode::Bridge(nets))
+        }
     }
 }
 
@@ -497,7 +522,7 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
         ns.set_typ(t);
         namespaces.push(ns);
     }
-    if net == NetMode::None {
+    if net.own_netns() {
         let mut ns = rt::LinuxNamespace::default();
         ns.set_typ(rt::LinuxNamespaceType::Network);
         namespaces.push(ns);

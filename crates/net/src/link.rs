@@ -3,7 +3,7 @@
 //! [`Netlink`] wraps one blocking `NETLINK_ROUTE` socket (netlink-sys, no async runtime) and
 //! speaks `netlink-packet-route` messages: one request, read until its ACK. A netlink socket
 //! acts on the network namespace it was created in, so [`Netlink::open_in`] enters the target
-//! namespace (through [`NetnsGuard`]) only for the socket(2) call; every request afterwards
+//! namespace (on a short-lived thread) only for the socket(2) call; every request afterwards
 //! works from any thread without switching namespaces.
 //!
 //! Everything here works as uid 0 of a user namespace that owns the network namespaces
@@ -25,7 +25,6 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, Rou
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-use crate::netns::NetnsGuard;
 use crate::{Error, Result};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -94,11 +93,11 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0 })
     }
 
-    /// A connection to the network namespace `netns`; the calling thread enters it only while
-    /// the socket is created.
+    /// A connection to the network namespace `netns`: the socket is created by a short-lived
+    /// thread inside it (a netlink socket stays in the namespace it was created in), so the
+    /// calling thread never moves — which also works when it could not move back.
     pub fn open_in(netns: BorrowedFd<'_>) -> Result<Self> {
-        let _guard = NetnsGuard::enter(netns)?;
-        Netlink::open()
+        crate::netns::run_on_thread(netns, Netlink::open)?
     }
 
     /// Sends one request and collects the replies until the kernel's ACK (or `Done`).

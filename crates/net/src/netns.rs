@@ -72,6 +72,22 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// Runs `f` on a short-lived thread that enters `target` and never comes back (it exits
+/// after `f`). Unlike [`run_in`] this works where returning is impossible: a process in a user
+/// namespace may enter the namespaces that namespace owns, but not go back to the host's
+/// network namespace, which belongs to the initial user namespace.
+pub fn run_on_thread<T: Send>(target: BorrowedFd<'_>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<T> {
+                setns(target, CloneFlags::CLONE_NEWNET).map_err(sys_err("setns(CLONE_NEWNET) into target netns"))?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(crate::Error::Io { op: "run in netns".into(), source: std::io::Error::other("helper thread panicked") }))
+    })
+}
+
 /// Runs `f` inside `target` and returns its value; the thread is back afterwards, even if `f`
 /// panics (the guard is dropped while unwinding).
 pub fn run_in<T>(target: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {

@@ -199,7 +199,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
             if let Some(cb) = opts.on_pid {
                 if let Err(e) = cb(pid) {
                     kill_and_reap(pid);
-                    return Err(Error::Spec(e));
+                    return Err(Error::Setup(e));
                 }
             }
             parent_sock.write_all(b"C").ctx(|| "signal container".into())?;
@@ -330,14 +330,21 @@ fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new
     }
     mounts::pivot(&root)?;
     if let Some(linux) = spec.linux() {
+        // Sysctls first: /proc/sys becomes read-only below.
+        let sysctl = linux.sysctl().clone().unwrap_or_default();
+        if new_ns.contains(CloneFlags::CLONE_NEWNET) && !sysctl.contains_key("net.ipv4.ping_group_range") {
+            // As Docker does: unprivileged ICMP echo sockets for every group, so `ping` works
+            // for non-root users with default capabilities. The range must consist of gids
+            // that exist in our user namespace.
+            let max_gid = crate::userns::current_gid_map().iter().map(|r| r.container as u64 + r.size as u64 - 1).max().unwrap_or(0).min(2147483647);
+            let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {max_gid}"));
+        }
+        for (k, v) in &sysctl {
+            let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+            std::fs::write(&p, v).ctx(|| format!("sysctl {k}={v}"))?;
+        }
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or(&[]))?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or(&[]))?;
-        if let Some(sysctl) = linux.sysctl() {
-            for (k, v) in sysctl {
-                let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-                std::fs::write(&p, v).ctx(|| format!("sysctl {k}={v}"))?;
-            }
-        }
     }
     if root_spec.readonly() == Some(true) {
         mounts::readonly_root()?;

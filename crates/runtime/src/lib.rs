@@ -47,6 +47,9 @@ pub enum Error {
     UserNs(String),
     #[error("invalid spec: {0}")]
     Spec(String),
+    /// The caller's setup hook (cgroups, network) failed before the container started.
+    #[error("{0}")]
+    Setup(String),
     /// The container's process failed before `execve` (message from the child).
     #[error("{message}")]
     Child { message: String, exit_code: i32 },

@@ -1,0 +1,292 @@
+//! The per-user network helper (`cove __netd RUNDIR`): holds the network namespace in which
+//! cove's bridges live, started on demand by the first container that joins a network and
+//! gone once no container has been attached for `COVE_NETD_IDLE_SECS` (default 10): its
+//! namespace, bridges and all go with it, so nothing is left behind.
+//!
+//! It runs in the caller's user namespace (the keeper's when rootless) and in the host's
+//! network namespace; a thread of it sits inside the rootless namespace. Other cove processes
+//! reach that namespace through `/proc/<netd>/fd/<n>` (named in `netd.pid`).
+
+use crate::{Error, IoContext, Result};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn pid_file(run: &Path) -> PathBuf {
+    run.join("netd.pid")
+}
+
+/// The helper's pid and the descriptor number of its namespace, if it runs.
+fn live(run: &Path) -> Option<(i32, i32)> {
+    let t = std::fs::read_to_string(pid_file(run)).ok()?;
+    let v: Vec<i64> = t.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let (pid, st, fd) = (*v.first()? as i32, *v.get(1)? as u64, *v.get(2)? as i32);
+    (crate::monitor::start_time(pid) == Some(st)).then_some((pid, fd))
+}
+
+/// A handle on the rootless network namespace, starting the helper if needed.
+pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
+    let lock_path = run.join("netd.lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
+    let (pid, fd) = match live(run) {
+        Some(x) => x,
+        None => {
+            spawn(run)?;
+            live(run).ok_or_else(|| Error::Other("the network helper did not start".into()))?
+        }
+    };
+    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).ctx(|| format!("open the network namespace of the helper (pid {pid})"))?;
+    // Tell the helper it is in use, so it does not exit between now and the attach.
+    let _ = std::fs::write(run.join("netd.used"), "");
+    Ok(f.into())
+}
+
+fn spawn(run: &Path) -> Result<()> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the cove binary".into())?;
+    match cove_sys::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
+        None => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let Ok(fd) = nix::unistd::dup(&w) else { cove_sys::exit_now(125) };
+            if let Ok(Some(_)) = cove_sys::fork() {
+                cove_sys::exit_now(0);
+            }
+            let args: Vec<std::ffi::CString> = ["cove-netd", "__netd", &run.display().to_string(), &fd.as_raw_fd().to_string()]
+                .iter()
+                .filter_map(|s| std::ffi::CString::new(s.as_bytes()).ok())
+                .collect();
+            let env: Vec<std::ffi::CString> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("COVE_") || k == "PATH")
+                .filter_map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).ok())
+                .collect();
+            let Ok(path) = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()) else { cove_sys::exit_now(125) };
+            let _ = nix::unistd::execve(&path, &args, &env);
+            cove_sys::exit_now(125);
+        }
+        Some(child) => {
+            drop(w);
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+    }
+    let mut msg = String::new();
+    std::fs::File::from(r).read_to_string(&mut msg).ctx(|| "read from the network helper".into())?;
+    if msg.starts_with("OK") {
+        Ok(())
+    } else {
+        Err(Error::Other(format!("the network helper failed: {}", msg.trim_start_matches('E'))))
+    }
+}
+
+fn idle_limit() -> Duration {
+    Duration::from_secs(std::env::var("COVE_NETD_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10).max(1))
+}
+
+/// Number of container ends (`cv…`) on bridges in the namespace this thread is in.
+fn attached_here() -> usize {
+    std::fs::read_to_string("/proc/thread-self/net/dev")
+        .map(|t| t.lines().filter(|l| l.trim_start().starts_with("cv")).count())
+        .unwrap_or(0)
+}
+
+/// Entry point of `cove __netd RUNDIR FD`. Never returns.
+pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
+    let mut report = report.map(std::fs::File::from);
+    let fail = |report: &mut Option<std::fs::File>, msg: String| -> ! {
+        if let Some(r) = report.as_mut() {
+            let _ = r.write_all(format!("E{msg}").as_bytes());
+        }
+        cove_sys::exit_now(1)
+    };
+    let _ = std::env::set_current_dir("/");
+    // A monitor that started us had signals blocked for its signalfd; the mask survives exec.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
+    let netns = match cove_net::netns::create() {
+        Ok(n) => n,
+        Err(e) => fail(&mut report, format!("create the network namespace: {e}")),
+    };
+    // Inside: loopback up. IP forwarding stays off: containers talk within their bridge
+    // (switched, not routed), and nothing is routed between bridges, which is what isolates
+    // networks from each other until outbound access (and its nftables rules) is added.
+    let setup = cove_net::netns::run_on_thread(netns.as_fd(), || -> std::result::Result<(), String> {
+        let mut nl = cove_net::link::Netlink::open().map_err(|e| e.to_string())?;
+        nl.loopback_up().map_err(|e| e.to_string())?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|e| format!("disable forwarding: {e}"))?;
+        Ok(())
+    });
+    match setup {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => fail(&mut report, e),
+        Err(e) => fail(&mut report, e.to_string()),
+    }
+    let sock_path = run.join("netd.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let control = match std::os::unix::net::UnixListener::bind(&sock_path) {
+        Ok(l) => l,
+        Err(e) => fail(&mut report, format!("listen on {}: {e}", sock_path.display())),
+    };
+    let me = std::process::id() as i32;
+    let line = format!("{me} {} {}\n", crate::monitor::start_time(me).unwrap_or(0), netns.as_raw_fd());
+    let tmp = pid_file(run).with_extension("tmp");
+    if std::fs::write(&tmp, line).and_then(|_| std::fs::rename(&tmp, pid_file(run))).is_err() {
+        fail(&mut report, "write netd.pid".into());
+    }
+    if let Some(mut r) = report.take() {
+        let _ = r.write_all(b"OK");
+    }
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = cove_sys::dup_onto(null.as_fd(), fd);
+        }
+    }
+    // Watch for idleness from inside the namespace.
+    let limit = idle_limit();
+    let tick = Duration::from_millis(250);
+    let run_owned = run.to_path_buf();
+    let (jobs_tx, jobs) = std::sync::mpsc::channel::<Job>();
+    let watcher = std::thread::spawn(move || {
+        // This thread never leaves (rootless, it could not go back to the host's namespace).
+        if nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return;
+        }
+        let used_age = |run: &Path| {
+            std::fs::metadata(run.join("netd.used")).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX)
+        };
+        let mut last_busy = std::time::Instant::now();
+        let mut served: std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>> = Default::default();
+        loop {
+            match jobs.recv_timeout(tick) {
+                Ok(job) => {
+                    handle(job, &mut served);
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => cove_sys::exit_now(1),
+            }
+            if attached_here() > 0 {
+                last_busy = std::time::Instant::now();
+                continue;
+            }
+            if last_busy.elapsed() < limit || used_age(&run_owned) < limit {
+                continue;
+            }
+            // Decide under the lock the CLIs take to find us: none can be between finding
+            // us and attaching a container when we leave.
+            let Ok(lock) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(run_owned.join("netd.lock")) else { continue };
+            let Ok(_held) = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive) else { continue };
+            if attached_here() == 0 && used_age(&run_owned) >= limit {
+                if live(&run_owned).map(|(p, _)| p) == Some(me) {
+                    let _ = std::fs::remove_file(pid_file(&run_owned));
+                }
+                cove_sys::exit_now(0);
+            }
+        }
+    });
+    // The control socket: published ports come in as descriptors, leave by container id.
+    for conn in control.incoming() {
+        let Ok(conn) = conn else { continue };
+        serve_control(conn, &jobs_tx);
+        if watcher.is_finished() {
+            break;
+        }
+    }
+    let _ = watcher.join();
+    cove_sys::exit_now(0)
+}
+
+enum Job {
+    Add { id: String, udp: bool, target: std::net::SocketAddr, fd: OwnedFd },
+    Del { id: String },
+}
+
+/// Reads `ADD id proto ip port` lines (each with one descriptor) and `DEL id` until `END`.
+fn serve_control(conn: std::os::unix::net::UnixStream, jobs: &std::sync::mpsc::Sender<Job>) {
+    let mut pending_fd: Option<OwnedFd> = None;
+    let mut line = Vec::new();
+    let reply = |c: &std::os::unix::net::UnixStream, msg: &str| {
+        let mut c = c;
+        let _ = c.write_all(msg.as_bytes());
+    };
+    loop {
+        let mut b = [0u8; 1];
+        let (n, fd) = match cove_sys::recv_with_fd(conn.as_fd(), &mut b) {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        if fd.is_some() {
+            // The descriptor rides on a one-byte marker of its own, not part of a line.
+            pending_fd = fd;
+            continue;
+        }
+        if b[0] != b'\n' {
+            line.push(b[0]);
+            if line.len() > 512 {
+                return reply(&conn, "ERR line too long\n");
+            }
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        line.clear();
+        let f: Vec<&str> = text.split_whitespace().collect();
+        match f.as_slice() {
+            ["END"] => return reply(&conn, "OK\n"),
+            ["DEL", id] => {
+                let _ = jobs.send(Job::Del { id: id.to_string() });
+            }
+            ["ADD", id, proto, ip, port] => {
+                let (Some(fd), Ok(ip), Ok(port)) = (pending_fd.take(), ip.parse::<std::net::IpAddr>(), port.parse::<u16>()) else {
+                    return reply(&conn, "ERR bad ADD\n");
+                };
+                let _ = jobs.send(Job::Add { id: id.to_string(), udp: *proto == "udp", target: std::net::SocketAddr::new(ip, port), fd });
+            }
+            _ => return reply(&conn, "ERR unknown command\n"),
+        }
+    }
+}
+
+/// Runs on the thread inside the rootless namespace: threads it starts are inside too, so
+/// every socket they connect lives there.
+fn handle(job: Job, served: &mut std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>>) {
+    match job {
+        Job::Del { id } => {
+            for s in served.remove(&id).unwrap_or_default() {
+                s.trigger();
+            }
+        }
+        Job::Add { id, udp, target, fd } => {
+            let Ok(shutdown) = cove_net::forward::Shutdown::new() else { return };
+            let sd = shutdown.clone();
+            let r = std::thread::Builder::new().name(format!("port-{id:.8}")).spawn(move || {
+                if udp {
+                    let sock = std::net::UdpSocket::from(fd);
+                    let connect = move |_client: std::net::SocketAddr| -> std::io::Result<std::net::UdpSocket> {
+                        let bind: std::net::SocketAddr = if target.is_ipv4() { "0.0.0.0:0".parse().expect("addr") } else { "[::]:0".parse().expect("addr") };
+                        let s = std::net::UdpSocket::bind(bind)?;
+                        s.connect(target)?;
+                        Ok(s)
+                    };
+                    let _ = cove_net::forward::serve_udp(sock, connect, Default::default(), &sd);
+                } else {
+                    let listener = std::net::TcpListener::from(fd);
+                    let _ = cove_net::forward::serve_tcp(listener, move |_client| std::net::TcpStream::connect(target), &sd);
+                }
+            });
+            if r.is_ok() {
+                served.entry(id).or_default().push(shutdown);
+            }
+        }
+    }
+}
+
+/// Stops the helper (tests and `system migrate`).
+pub fn stop(run: &Path) {
+    if let Some((pid, _)) = live(run) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        let _ = std::fs::remove_file(pid_file(run));
+    }
+}

@@ -1,0 +1,261 @@
+//! User-defined bridge networks: records, IPAM leases, and wiring containers to bridges in the
+//! per-user network namespace held by the network helper ([`crate::netd`]).
+//!
+//! Every network is a Linux bridge inside the helper's namespace (never in the host's: as root
+//! too, so cove never touches the host's interfaces). A container joining gets a veth pair: one
+//! end on the bridge, the other moved into the container's own namespace as `eth0`, with an
+//! address leased in the state database (UNIQUE per network: never handed out twice) and a
+//! default route via the bridge. When the container's namespace goes away the kernel deletes
+//! the pair; leases go with `rm`; the helper exits when no container is attached any more.
+
+use crate::db::now_rfc3339;
+use crate::run::Engine;
+use crate::{Error, Result};
+use cove_net::ipam::{Subnet, SubnetPool};
+use cove_net::link::{AttachSpec, IfAddr, Netlink};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+/// The network containers join when no `--network` is given.
+pub const DEFAULT_NETWORK: &str = "cove";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub name: String,
+    pub id: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub bridge: String,
+    pub internal: bool,
+    pub created: String,
+}
+
+/// A container's place on one network (what the container process needs to be wired).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network: String,
+    pub bridge: String,
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+    pub gateway: IpAddr,
+    pub ifname: String,
+    pub aliases: Vec<String>,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
+    Ok(NetworkRow {
+        name: r.get(0)?,
+        id: r.get(1)?,
+        subnet: r.get(2)?,
+        gateway: r.get(3)?,
+        bridge: r.get(4)?,
+        internal: r.get::<_, i64>(5)? != 0,
+        created: r.get(6)?,
+    })
+}
+
+const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created FROM networks";
+
+pub fn list(eng: &Engine) -> Result<Vec<NetworkRow>> {
+    let mut st = eng.db.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
+    let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Finds a network by name, id or unique id prefix.
+pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
+    if let Some(r) = eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1 OR id = ?1"), [key], row).optional()? {
+        return Ok(r);
+    }
+    if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut st = eng.db.conn.prepare(&format!("{SELECT} WHERE id LIKE ?1 || '%' LIMIT 2"))?;
+        let rows = st.query_map([key], row)?.collect::<Result<Vec<_>, _>>()?;
+        if rows.len() == 1 {
+            return Ok(rows.into_iter().next().expect("one"));
+        }
+    }
+    Err(Error::NotFound(format!("network {key} not found")))
+}
+
+/// Options of `cove network create`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+}
+
+/// `cove network create`.
+pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<NetworkRow> {
+    if cove_oci::validate_name(name).is_err() || name == "none" || name == "host" || name.starts_with("container:") {
+        return Err(Error::Invalid(format!("invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (none and host are reserved)")));
+    }
+    let existing = list(eng)?;
+    if existing.iter().any(|n| n.name == name) {
+        return Err(Error::Conflict(format!("network with name {name} already exists")));
+    }
+    let taken: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
+    let subnet = match &o.subnet {
+        Some(s) => {
+            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
+            cove_net::ipam::ensure_no_overlap(&s, &taken).map_err(|e| Error::Conflict(e.to_string()))?;
+            s
+        }
+        None => {
+            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).collect();
+            SubnetPool::default_v4().pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
+        }
+    };
+    let ipam = match &o.gateway {
+        Some(g) => {
+            let g: IpAddr = g.parse().map_err(|_| Error::Invalid(format!("invalid gateway {g:?}")))?;
+            cove_net::ipam::Ipam::with_gateway(subnet, g).map_err(|e| Error::Invalid(e.to_string()))?
+        }
+        None => cove_net::ipam::Ipam::new(subnet),
+    };
+    let id = cove_oci::new_id()?;
+    let bridge = format!("cove-{}", &id[..8]);
+    let r = NetworkRow { name: name.to_string(), id, subnet: subnet.to_string(), gateway: ipam.gateway().to_string(), bridge, internal: o.internal, created: now_rfc3339() };
+    eng.db
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created],
+            )?;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Error::Conflict(format!("network with name {name} already exists (or its subnet is taken)"))
+            }
+            e => e,
+        })?;
+    Ok(r)
+}
+
+/// The default network, created on first use.
+pub fn ensure_default(eng: &mut Engine) -> Result<NetworkRow> {
+    match find(eng, DEFAULT_NETWORK) {
+        Ok(r) => Ok(r),
+        Err(Error::NotFound(_)) => match create(eng, DEFAULT_NETWORK, &CreateOptions::default()) {
+            Ok(r) => Ok(r),
+            // Another command created it at the same moment.
+            Err(Error::Conflict(_)) => find(eng, DEFAULT_NETWORK),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Containers attached to a network: (container id, ip).
+pub fn endpoints_of(eng: &Engine, network: &str) -> Result<Vec<(String, String)>> {
+    let mut st = eng.db.conn.prepare("SELECT container_id, ip FROM endpoints WHERE network = ?1 ORDER BY ip")?;
+    let rows = st.query_map([network], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// `cove network rm`: refused while containers are attached.
+pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
+    let n = find(eng, key)?;
+    let users = endpoints_of(eng, &n.name)?;
+    if !users.is_empty() {
+        let names: Vec<String> = users.iter().filter_map(|(id, _)| eng.db.container(id).ok().flatten().map(|c| c.name)).collect();
+        return Err(Error::Conflict(format!("network {} has active endpoints ({})", n.name, names.join(", "))));
+    }
+    eng.db.write(|tx| {
+        tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
+        Ok(())
+    })?;
+    Ok(n.name)
+}
+
+/// `cove network prune`: removes networks without containers (the default one included).
+pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
+    let mut out = vec![];
+    for n in list(eng)? {
+        if endpoints_of(eng, &n.name)?.is_empty() {
+            out.push(remove(eng, &n.name)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Leases an address on each network for a new container (inside the caller's transaction,
+/// so two containers can never get the same address).
+pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)]) -> Result<Vec<Endpoint>> {
+    let mut out = vec![];
+    for (i, (n, aliases)) in nets.iter().enumerate() {
+        let subnet: Subnet = n.subnet.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
+        let gateway: IpAddr = n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
+        let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
+        let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+        let ip = cove_net::ipam::Ipam::with_gateway(subnet, gateway)
+            .and_then(|ipam| ipam.allocate(&used, None))
+            .map_err(|e| Error::Conflict(format!("network {}: {e}", n.name)))?;
+        let ifname = format!("cv{}{}", &container_id[..10], i);
+        tx.execute(
+            "INSERT INTO endpoints (container_id, network, ip, ifname, aliases) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into())],
+        )?;
+        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone() });
+    }
+    Ok(out)
+}
+
+/// Releases every lease of a container.
+pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()> {
+    tx.execute("DELETE FROM endpoints WHERE container_id = ?1", [container_id])?;
+    Ok(())
+}
+
+/// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
+pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> std::result::Result<(), String> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let netns = crate::netd::rootless_netns(run_dir).map_err(|e| format!("network helper: {e}"))?;
+    let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| format!("netlink: {e}"))?;
+    let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
+    for ep in endpoints {
+        let gw = [IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
+        // Two containers may bring the same bridge up at the same moment: the loser of that
+        // race sees EEXIST and finds the bridge the other one made.
+        let mut tries = 0;
+        loop {
+            match nl.ensure_bridge(&ep.bridge, &gw) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(format!("bridge {} of network {}: {e}", ep.bridge, ep.network)),
+            }
+        }
+        let addrs = [IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
+        let gws = if endpoints.first() == Some(ep) { vec![ep.gateway] } else { vec![] };
+        let ifname = format!("eth{}", endpoints.iter().position(|e| e == ep).unwrap_or(0));
+        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
+        cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
+    }
+    Ok(())
+}
+
+/// Docker-shaped `network inspect`.
+pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
+    let mut containers = serde_json::Map::new();
+    for (cid, ip) in endpoints_of(eng, &n.name)? {
+        let name = eng.db.container(&cid)?.map(|c| c.name).unwrap_or_default();
+        let prefix = n.subnet.split('/').nth(1).unwrap_or("24");
+        containers.insert(cid, serde_json::json!({ "Name": name, "IPv4Address": format!("{ip}/{prefix}") }));
+    }
+    Ok(serde_json::json!({
+        "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
+        "Internal": n.internal, "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Config": [{ "Subnet": n.subnet, "Gateway": n.gateway }] },
+        "Options": { "com.docker.network.bridge.name": n.bridge },
+        "Containers": containers,
+    }))
+}

@@ -1,0 +1,180 @@
+//! Published ports (`-p`, `-P`): the host side listens as the user, the network helper moves
+//! the bytes into the container's address in its network namespace.
+//!
+//! The process starting the container (CLI or monitor) binds every host socket itself, in the
+//! host's network namespace, before the container runs — so a port in use or below
+//! `net.ipv4.ip_unprivileged_port_start` fails at once with a clear error and nothing is left
+//! half-started — then hands the sockets to the helper over its control socket (SCM_RIGHTS).
+//! The helper serves them from threads inside its namespace (splice for TCP, a flow table for
+//! UDP) until the container stops.
+
+use crate::{Error, IoContext, Result};
+use cove_net::portmap::{parse_publish, PortSpec, Protocol};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+/// One published port, as `cove port` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub proto: String,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// Parses `-p` values and, with `-P`, adds the image's exposed ports on random host ports.
+pub fn specs(publish: &[String], publish_all: bool, exposed: &[String]) -> Result<Vec<PortSpec>> {
+    let mut out = vec![];
+    for p in publish {
+        let s = parse_publish(p).map_err(|e| Error::Invalid(e.to_string()))?;
+        cove_net::portmap::check_host_ports(&s).map_err(|e| Error::Invalid(e.to_string()))?;
+        out.push(s);
+    }
+    if publish_all {
+        for e in exposed {
+            let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            let port: u16 = port.parse().map_err(|_| Error::Invalid(format!("image exposes an invalid port {e:?}")))?;
+            let proto = if proto == "udp" { Protocol::Udp } else { Protocol::Tcp };
+            out.push(PortSpec::random(port, proto));
+        }
+    }
+    Ok(out)
+}
+
+/// Binds the host sockets for `specs`. Errors name the port and why.
+pub fn bind(specs: &[PortSpec]) -> Result<Vec<(Published, OwnedFd)>> {
+    let mut out = vec![];
+    for s in specs {
+        let ip = s.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let proto = if s.protocol == Protocol::Udp { "udp" } else { "tcp" };
+        let mut pairs: Vec<(Option<u16>, u16)> = s.pairs();
+        let candidates = s.host_candidates();
+        for (host, cport) in pairs.drain(..) {
+            let tries: Vec<u16> = match host {
+                Some(h) => vec![h],
+                None if !candidates.is_empty() => candidates.clone(),
+                None => vec![0],
+            };
+            let mut last_err = None;
+            let mut bound = None;
+            for h in tries {
+                let addr = SocketAddr::new(ip, h);
+                let r: std::io::Result<OwnedFd> = if proto == "udp" {
+                    std::net::UdpSocket::bind(addr).map(OwnedFd::from)
+                } else {
+                    std::net::TcpListener::bind(addr).map(OwnedFd::from)
+                };
+                match r {
+                    Ok(fd) => {
+                        bound = Some(fd);
+                        break;
+                    }
+                    Err(e) => last_err = Some((h, e)),
+                }
+            }
+            let Some(fd) = bound else {
+                let (h, e) = last_err.expect("at least one try");
+                let why = match e.kind() {
+                    std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
+                    std::io::ErrorKind::PermissionDenied => "permission denied (ports below net.ipv4.ip_unprivileged_port_start need privileges)".to_string(),
+                    _ => e.to_string(),
+                };
+                return Err(Error::Conflict(format!("cannot publish {ip}:{h}/{proto}: {why}")));
+            };
+            let actual = local_port(&fd)?;
+            out.push((Published { proto: proto.into(), host_ip: ip, host_port: actual, container_port: cport }, fd));
+        }
+    }
+    Ok(out)
+}
+
+fn local_port(fd: &OwnedFd) -> Result<u16> {
+    let a: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(|e| Error::Other(format!("getsockname: {e}")))?;
+    a.as_sockaddr_in().map(|s| s.port()).or_else(|| a.as_sockaddr_in6().map(|s| s.port())).ok_or_else(|| Error::Other("published socket has no port".into()))
+}
+
+fn control(run: &Path) -> Result<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(run.join("netd.sock")).ctx(|| "connect to the network helper".into())
+}
+
+/// Hands the bound sockets to the helper (replacing what it served for this container).
+pub fn register(run: &Path, container_id: &str, target: IpAddr, bound: Vec<(Published, OwnedFd)>) -> Result<()> {
+    unregister(run, container_id);
+    if bound.is_empty() {
+        return Ok(());
+    }
+    let mut s = control(run)?;
+    for (p, fd) in &bound {
+        let line = format!("ADD {container_id} {} {} {}\n", p.proto, target, p.container_port);
+        cove_sys::send_fd(s.as_fd(), fd.as_fd()).map_err(|e| Error::Other(format!("pass a published port to the network helper: {e}")))?;
+        s.write_all(line.as_bytes()).ctx(|| "talk to the network helper".into())?;
+    }
+    s.write_all(b"END\n").ctx(|| "talk to the network helper".into())?;
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply).ctx(|| "read from the network helper".into())?;
+    if reply.trim() != "OK" {
+        return Err(Error::Other(format!("the network helper refused the ports: {}", reply.trim())));
+    }
+    Ok(())
+}
+
+/// Stops serving the container's ports (no-op when the helper is gone).
+pub fn unregister(run: &Path, container_id: &str) {
+    if let Ok(mut s) = control(run) {
+        let _ = s.write_all(format!("DEL {container_id}\nEND\n").as_bytes());
+        let mut reply = String::new();
+        let _ = BufReader::new(&s).read_line(&mut reply);
+    }
+}
+
+/// Saves what was published (for `cove port` and `inspect`).
+pub fn save(run_dir_of_container: &Path, ports: &[Published]) {
+    let _ = std::fs::create_dir_all(run_dir_of_container);
+    if let Ok(j) = serde_json::to_vec(ports) {
+        let _ = std::fs::write(run_dir_of_container.join("ports.json"), j);
+    }
+}
+
+pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
+    std::fs::read(run_dir_of_container.join("ports.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Binds, registers and records the ports of a container whose network is up.
+pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], target: Option<IpAddr>) -> std::result::Result<(), String> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let target = target.ok_or("published ports need a network (not --network none or host)")?;
+    let bound = bind(specs).map_err(|e| e.to_string())?;
+    let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
+    register(run, container_id, target, bound).map_err(|e| e.to_string())?;
+    save(container_run, &published);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_binding() {
+        let s = specs(&["127.0.0.1:0:80".into(), "127.0.0.1::53/udp".into()], true, &["8080/tcp".into()]).unwrap();
+        assert_eq!(s.len(), 3);
+        let bound = bind(&s[..2]).unwrap();
+        assert_eq!(bound[0].0.proto, "tcp");
+        assert_eq!(bound[1].0.proto, "udp");
+        assert!(bound[0].0.host_port > 0 && bound[0].0.container_port == 80);
+        // The same port again: a clear error.
+        let again = specs(&[format!("127.0.0.1:{}:80", bound[0].0.host_port)], false, &[]).unwrap();
+        let e = bind(&again).unwrap_err().to_string();
+        assert!(e.contains("address already in use"), "{e}");
+        assert!(specs(&["nonsense".into()], false, &[]).is_err());
+        if !nix::unistd::geteuid().is_root() {
+            let e = specs(&["80:80".into()], false, &[]).unwrap_err().to_string();
+            assert!(e.contains("ip_unprivileged_port_start"), "{e}");
+        }
+    }
+}
