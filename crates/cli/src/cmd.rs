@@ -125,6 +125,8 @@ pub enum Command {
     Top { container: String },
     /// List port mappings of a container
     Port { container: String },
+    /// Attach to a running container's output (and its terminal's input with -t)
+    Attach { container: String },
     /// List containers
     Ps(PsArgs),
     /// Remove one or more containers
@@ -576,6 +578,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
             Ok(lifecycle::exec(&mut eng, &a.container, &o)?)
         }
+        Command::Attach { container } => Ok(lifecycle::attach(&mut eng, &container)? as i32),
         Command::Port { container } => {
             let c = eng.db.find_container(&container)?;
             for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {

@@ -819,6 +819,44 @@ fn published_ports_tcp_and_udp() {
 }
 
 #[test]
+fn attach_streams_output_and_terminal_input() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["run", "-d", "--name", "ticker", "bb", "sh", "-c", "sleep 0.5; for i in 1 2 3; do echo tick $i; sleep 0.2; done; exit 4"]);
+    let o = w.cove(&["attach", "ticker"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tick 3"), "{}", String::from_utf8_lossy(&o.stdout));
+    // With a terminal: our input reaches the container's shell.
+    w.ok(&["run", "-d", "-t", "--name", "shell", "bb", "sh"]);
+    let mut child = w.cmd(&["attach", "shell"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(b"echo typed-$((3*3)); exit 6\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("typed-9"));
+    }
+    let o = w.cove(&["attach", "ticker"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("cannot attach to a stopped container"), "{}", stderr(&o));
+}
+
+#[test]
+fn copy_storage_driver_works_too() {
+    let Some(w) = World::new() else { return };
+    // Where overlayfs cannot be mounted, each container gets a copy of its image.
+    let o = w.cmd(&["run", "--rm", "bb", "sh", "-c", "echo copied > /etc/marker; cat /etc/marker; ls /bin/busybox"]).env("COVE_STORAGE_DRIVER", "copy").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "copied\n/bin/busybox\n");
+    let v: serde_json::Value = serde_json::from_slice(&w.cmd(&["info", "--format", "json"]).env("COVE_STORAGE_DRIVER", "copy").output().unwrap().stdout).unwrap();
+    assert_eq!(v["Storage"]["Driver"], "copy");
+    // The image is untouched.
+    assert_eq!(w.sh_ok(&[], "cat /etc/marker 2>/dev/null || echo absent"), "absent\n");
+}
+
+#[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
     // happen. CI counts "SKIP:" lines.

@@ -76,3 +76,16 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|source| Error::Io { what: what(), source })
     }
 }
+
+/// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
+/// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
+/// magic link to the directory, held open only for the call.
+pub(crate) fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
+    let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
+    let r = f(&p);
+    drop(d);
+    r
+}

@@ -535,3 +535,70 @@ pub fn stdin_fd() -> std::os::fd::BorrowedFd<'static> {
     let _ = fd.as_fd();
     fd
 }
+
+/// `cove attach`: streams the running container's output from now on and, when it has a
+/// terminal, sends our input to it (raw mode); returns the container's exit code.
+/// Signals (INT, TERM, ...) are forwarded to the container, as Docker's sig-proxy does.
+pub fn attach(eng: &mut Engine, key: &str) -> Result<i64> {
+    reconcile(eng)?;
+    let c = eng.db.find_container(key)?;
+    if c.state != "running" {
+        return Err(Error::Conflict(format!("you cannot attach to a stopped container, start it first ({})", c.name)));
+    }
+    let rd = eng.dirs.container_run(&c.id);
+    let sock = crate::with_short_path(&rd, "attach.sock", |p| std::os::unix::net::UnixStream::connect(p)).ctx(|| format!("attach to {}", c.name))?;
+    let tty = request(&c).tty;
+    let pid = live_pid(&rd.join("pid"));
+    let sfd = crate::tty::block_signals()?;
+    let stdin = cove_sys::borrow_raw(0);
+    let stdout = cove_sys::borrow_raw(1);
+    let _raw = (tty && cove_sys::is_tty(stdin)).then(|| crate::tty::RawMode::enter(stdin)).flatten();
+    let mut stdin_open = tty;
+    let mut buf = vec![0u8; 16 * 1024];
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if stdin_open {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Other(format!("poll: {e}"))),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        if ready[0] {
+            match nix::unistd::read(&sock, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = nix::unistd::write(stdout, &buf[..n]);
+                }
+            }
+        }
+        if ready[1] {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                if matches!(sig, Signal::SIGCHLD | Signal::SIGWINCH) {
+                    continue;
+                }
+                if let Some(p) = pid {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                }
+            }
+        }
+        if stdin_open && ready.get(2).copied().unwrap_or(false) {
+            match nix::unistd::read(stdin, &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    use std::io::Write;
+                    if (&sock).write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    drop(_raw);
+    wait(eng, &c.id)
+}

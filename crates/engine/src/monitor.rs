@@ -177,8 +177,16 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
             }
         };
         write_pid_file(&run_dir.join("pid"), pid.as_raw())?;
+        let attach_path = run_dir.join("attach.sock");
+        let _ = std::fs::remove_file(&attach_path);
+        let attach = crate::with_short_path(run_dir, "attach.sock", |p| std::os::unix::net::UnixListener::bind(p)).ok();
+        if let Some(l) = &attach {
+            let _ = l.set_nonblocking(true);
+        }
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
-        let code = pump(pid, &sfd, out, err, &mut log);
+        let code = pump(pid, &sfd, out, err, &mut log, attach.as_ref());
+        drop(attach);
+        let _ = std::fs::remove_file(&attach_path);
         let stopped = run_dir.join("stopped").exists() || !dir.exists();
         if !cfg.restart.again(code, restarts, stopped) {
             write_exit(run_dir, code, restarts);
@@ -238,15 +246,27 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
 }
 
 /// Copies output to the log until PID 1 exits and its pipes are drained; returns the exit code.
-fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter) -> i32 {
+fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter, attach: Option<&std::os::unix::net::UnixListener>) -> i32 {
     let mut open = [true, err.is_some()];
     let mut status: Option<i32> = None;
     let mut buf = vec![0u8; 16 * 1024];
+    // `cove attach` clients: they get the output as it comes; with a tty, their input goes to
+    // the terminal (without one, the container's stdin is /dev/null, as with `run -d`).
+    let mut clients: Vec<std::os::unix::net::UnixStream> = vec![];
+    let tty = err.is_none();
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let li = attach.map(|l| {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let first_client = fds.len();
+        for c in &clients {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
         let mut idx = [None, None];
         if open[0] {
             fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
@@ -266,6 +286,33 @@ fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut 
             Err(_) => break,
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        let mut gone = vec![];
+        for (k, c) in clients.iter_mut().enumerate() {
+            if !ready[first_client + k] {
+                continue;
+            }
+            use std::io::Read;
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => gone.push(k),
+                Ok(n) => {
+                    if tty {
+                        let _ = nix::unistd::write(&out, &buf[..n]);
+                    }
+                }
+            }
+        }
+        for k in gone.into_iter().rev() {
+            clients.remove(k);
+        }
+        if let (Some(i), Some(l)) = (li, attach) {
+            if ready[i] {
+                if let Ok((c, _)) = l.accept() {
+                    let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
+                    clients.push(c);
+                }
+            }
+        }
         if ready[0] {
             while let Ok(Some(info)) = sfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
@@ -293,6 +340,8 @@ fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut 
                 Ok(0) | Err(nix::errno::Errno::EIO) => open[k] = false,
                 Ok(n) => {
                     let _ = log.write(stream, &buf[..n]);
+                    // A slow or stuck client is dropped rather than allowed to stall the log.
+                    clients.retain_mut(|c| c.write_all(&buf[..n]).is_ok());
                 }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(_) => open[k] = false,

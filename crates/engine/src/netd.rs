@@ -123,7 +123,7 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     }
     let sock_path = run.join("netd.sock");
     let _ = std::fs::remove_file(&sock_path);
-    let control = match std::os::unix::net::UnixListener::bind(&sock_path) {
+    let control = match crate::with_short_path(run, "netd.sock", |p| std::os::unix::net::UnixListener::bind(p)) {
         Ok(l) => l,
         Err(e) => fail(&mut report, format!("listen on {}: {e}", sock_path.display())),
     };

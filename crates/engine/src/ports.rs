@@ -97,7 +97,7 @@ fn local_port(fd: &OwnedFd) -> Result<u16> {
 }
 
 fn control(run: &Path) -> Result<std::os::unix::net::UnixStream> {
-    std::os::unix::net::UnixStream::connect(run.join("netd.sock")).ctx(|| "connect to the network helper".into())
+    crate::with_short_path(run, "netd.sock", |p| std::os::unix::net::UnixStream::connect(p)).ctx(|| "connect to the network helper".into())
 }
 
 /// Hands the bound sockets to the helper (replacing what it served for this container).
