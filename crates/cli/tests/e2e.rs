@@ -91,7 +91,17 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Stop this world's keeper so no process outlives the test.
+        // A failed assertion may leave containers running: remove them all, then stop this
+        // world's keeper and network helper, so no process outlives the test.
+        if let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm".to_string(), "-f".to_string()];
+                args.extend(ids);
+                let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+                let _ = self.cmd(&refs).output();
+            }
+        }
         let _ = self.cmd(&["system", "migrate"]).output();
     }
 }
