@@ -217,8 +217,10 @@ pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> st
         return Ok(());
     }
     let netns = crate::netd::rootless_netns(run_dir).map_err(|e| format!("network helper: {e}"))?;
+    tracing::debug!("attach: have the network namespace");
     let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| format!("netlink: {e}"))?;
     let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
+    tracing::debug!("attach: netlink open");
     for ep in endpoints {
         let gw = [IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
         // Two containers may bring the same bridge up at the same moment: the loser of that
@@ -238,7 +240,9 @@ pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> st
         let gws = if endpoints.first() == Some(ep) { vec![ep.gateway] } else { vec![] };
         let ifname = format!("eth{}", endpoints.iter().position(|e| e == ep).unwrap_or(0));
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
+        tracing::debug!("attach: bridge ready");
         cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
+        tracing::debug!("attach: veth attached");
     }
     Ok(())
 }
