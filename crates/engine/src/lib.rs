@@ -89,3 +89,45 @@ pub(crate) fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOn
     drop(d);
     r
 }
+
+/// Starts `cove <verb> <args…> <report-fd>` detached from us (its own session, re-parented to
+/// init or the nearest subreaper; only COVE_*, PATH and HOME in its environment) and returns
+/// everything it writes on the report pipe before closing it. Used for the per-container
+/// monitor and the per-user network helper.
+pub(crate) fn spawn_helper(argv0: &str, verb: &str, args: &[String]) -> Result<String> {
+    use std::io::Read;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the cove binary".into())?;
+    match cove_sys::fork().map_err(|e| Error::Other(format!("fork {verb}: {e}")))? {
+        None => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            // The report pipe must survive the exec: a duplicate without close-on-exec.
+            let Ok(fd) = nix::unistd::dup(&w) else { cove_sys::exit_now(125) };
+            if let Ok(Some(_)) = cove_sys::fork() {
+                cove_sys::exit_now(0);
+            }
+            let fdno = std::os::fd::AsRawFd::as_raw_fd(&fd).to_string();
+            let all: Vec<std::ffi::CString> = [argv0, verb]
+                .into_iter()
+                .chain(args.iter().map(|s| s.as_str()))
+                .chain([fdno.as_str()])
+                .filter_map(|s| std::ffi::CString::new(s.as_bytes()).ok())
+                .collect();
+            let env: Vec<std::ffi::CString> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("COVE_") || k == "PATH" || k == "HOME")
+                .filter_map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).ok())
+                .collect();
+            let Ok(path) = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()) else { cove_sys::exit_now(125) };
+            let _ = nix::unistd::execve(&path, &all, &env);
+            cove_sys::exit_now(125);
+        }
+        Some(child) => {
+            drop(w);
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+    }
+    let mut msg = String::new();
+    std::fs::File::from(r).read_to_string(&mut msg).ctx(|| format!("read from {argv0}"))?;
+    Ok(msg)
+}

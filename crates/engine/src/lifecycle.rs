@@ -119,48 +119,7 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     let rd = eng.dirs.container_run(&c.id);
     let _ = std::fs::remove_dir_all(&rd);
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the cove binary".into())?;
-    // The monitor is a fresh exec of this binary; it inherits only the report pipe (made
-    // inheritable just for it) and our user namespace.
-    match cove_sys::fork().map_err(|e| Error::Other(format!("fork the monitor: {e}")))? {
-        None => {
-            drop(r);
-            let _ = nix::unistd::setsid();
-            let fd = match nix::unistd::dup(&w) {
-                Ok(fd) => fd,
-                Err(_) => cove_sys::exit_now(125),
-            };
-            let fdno = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            // Leave our process tree: the monitor is reparented to init (or a subreaper).
-            if let Ok(Some(_)) = cove_sys::fork() {
-                cove_sys::exit_now(0);
-            }
-            let args: Vec<std::ffi::CString> = [
-                "cove-monitor".to_string(),
-                "__monitor".to_string(),
-                dir.display().to_string(),
-                rd.display().to_string(),
-                fdno.to_string(),
-            ]
-            .iter()
-            .filter_map(|s| std::ffi::CString::new(s.as_bytes()).ok())
-            .collect();
-            let env: Vec<std::ffi::CString> = std::env::vars()
-                .filter(|(k, _)| k.starts_with("COVE_") || k == "PATH" || k == "HOME")
-                .filter_map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).ok())
-                .collect();
-            let Ok(path) = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()) else { cove_sys::exit_now(125) };
-            let _ = nix::unistd::execve(&path, &args, &env);
-            cove_sys::exit_now(125);
-        }
-        Some(child) => {
-            drop(w);
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
-    }
-    let mut msg = String::new();
-    std::fs::File::from(r).read_to_string(&mut msg).ctx(|| "read from the monitor".into())?;
+    let msg = crate::spawn_helper("cove-monitor", "__monitor", &[dir.display().to_string(), rd.display().to_string()])?;
     if let Some(pid) = msg.strip_prefix("OK ").and_then(|p| p.trim().parse::<i32>().ok()) {
         eng.db.set_container_state(&c.id, "running", Some(pid as i64), None)?;
         return Ok(pid);

@@ -8,7 +8,7 @@
 //! reach that namespace through `/proc/<netd>/fd/<n>` (named in `netd.pid`).
 
 use crate::{Error, IoContext, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,35 +44,7 @@ pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
 }
 
 fn spawn(run: &Path) -> Result<()> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the cove binary".into())?;
-    match cove_sys::fork().map_err(|e| Error::Other(format!("fork: {e}")))? {
-        None => {
-            drop(r);
-            let _ = nix::unistd::setsid();
-            let Ok(fd) = nix::unistd::dup(&w) else { cove_sys::exit_now(125) };
-            if let Ok(Some(_)) = cove_sys::fork() {
-                cove_sys::exit_now(0);
-            }
-            let args: Vec<std::ffi::CString> = ["cove-netd", "__netd", &run.display().to_string(), &fd.as_raw_fd().to_string()]
-                .iter()
-                .filter_map(|s| std::ffi::CString::new(s.as_bytes()).ok())
-                .collect();
-            let env: Vec<std::ffi::CString> = std::env::vars()
-                .filter(|(k, _)| k.starts_with("COVE_") || k == "PATH")
-                .filter_map(|(k, v)| std::ffi::CString::new(format!("{k}={v}")).ok())
-                .collect();
-            let Ok(path) = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()) else { cove_sys::exit_now(125) };
-            let _ = nix::unistd::execve(&path, &args, &env);
-            cove_sys::exit_now(125);
-        }
-        Some(child) => {
-            drop(w);
-            let _ = nix::sys::wait::waitpid(child, None);
-        }
-    }
-    let mut msg = String::new();
-    std::fs::File::from(r).read_to_string(&mut msg).ctx(|| "read from the network helper".into())?;
+    let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string()])?;
     if msg.starts_with("OK") {
         Ok(())
     } else {

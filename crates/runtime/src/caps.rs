@@ -6,23 +6,9 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, User};
 use std::str::FromStr;
 
-/// Docker's default capability set.
-pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// Docker's default capability set (one list for the whole project, kept with the seccomp
+/// profile whose capability-conditional rules depend on it).
+pub use cove_seccomp::DOCKER_DEFAULT_CAPS;
 
 /// Every capability this kernel knows (for `--privileged` and `--cap-add ALL`).
 pub fn all_caps() -> Vec<String> {
