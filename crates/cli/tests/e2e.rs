@@ -867,6 +867,27 @@ fn copy_storage_driver_works_too() {
 }
 
 #[test]
+fn fuse_overlayfs_driver_works_too() {
+    let Some(w) = World::new() else { return };
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
+        skip("fuse-overlayfs not installed (apt-get install fuse-overlayfs)");
+        return;
+    }
+    let run = |args: &[&str]| w.cmd(args).env("COVE_STORAGE_DRIVER", "fuse-overlayfs").output().unwrap();
+    let o = run(&["run", "--rm", "bb", "sh", "-c", "echo x > /etc/marker; cat /etc/marker; grep ' / ' /proc/mounts | cut -d' ' -f3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "x\nfuse.fuse-overlayfs\n");
+    let o = run(&["run", "--rm", "bb", "sh", "-c", "cat /etc/marker 2>/dev/null || echo clean"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "clean\n");
+    let single = !is_root() && w.ok(&["info", "--format", "json"]).contains("\"single id\"");
+    if !single {
+        // Layer ownership survives: the image user can write its home.
+        let o = run(&["run", "--rm", "-u", "app", "bb", "sh", "-c", "touch /home/app/f && echo app-ok"]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "app-ok\n", "{}", stderr(&o));
+    }
+}
+
+#[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
     // happen. CI counts "SKIP:" lines.

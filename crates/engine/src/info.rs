@@ -9,6 +9,8 @@ use std::path::Path;
 pub enum Driver {
     /// Kernel overlayfs (inside the user namespace rootless: Linux >= 5.11).
     Overlay,
+    /// fuse-overlayfs, where kernel overlayfs cannot be mounted (Linux < 5.11 rootless).
+    FuseOverlay,
     /// A private copy of the image per container (slow, always works).
     Copy,
 }
@@ -17,6 +19,7 @@ impl Driver {
     pub fn name(self) -> &'static str {
         match self {
             Driver::Overlay => "overlay",
+            Driver::FuseOverlay => "fuse-overlayfs",
             Driver::Copy => "copy",
         }
     }
@@ -33,6 +36,7 @@ pub fn storage_driver_reason(dirs: &Dirs) -> (Driver, String) {
     match std::env::var("COVE_STORAGE_DRIVER").as_deref() {
         Ok("copy") | Ok("vfs") => return (Driver::Copy, "chosen by COVE_STORAGE_DRIVER".into()),
         Ok("overlay") => return (Driver::Overlay, "chosen by COVE_STORAGE_DRIVER".into()),
+        Ok("fuse-overlayfs") => return (Driver::FuseOverlay, "chosen by COVE_STORAGE_DRIVER".into()),
         _ => {}
     }
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
@@ -40,13 +44,21 @@ pub fn storage_driver_reason(dirs: &Dirs) -> (Driver, String) {
     if let Ok(t) = std::fs::read_to_string(&cache) {
         let mut lines = t.lines();
         if lines.next() == Some(kernel.as_str()) {
-            let d = if lines.next() == Some("overlay") { Driver::Overlay } else { Driver::Copy };
+            let d = match lines.next() {
+                Some("overlay") => Driver::Overlay,
+                Some("fuse-overlayfs") => Driver::FuseOverlay,
+                _ => Driver::Copy,
+            };
             return (d, lines.next().unwrap_or("").to_string());
         }
     }
     let (d, why) = match probe_overlay(&dirs.run, dirs.rootless) {
         Ok(()) => (Driver::Overlay, format!("kernel overlayfs works here (Linux {kernel}{})", if dirs.rootless { ", in the user namespace with userxattr" } else { "" })),
-        Err(e) => (Driver::Copy, format!("kernel overlayfs unavailable ({e}); fuse-overlayfs is not used by this version; each container gets a copy of its image")),
+        Err(e) => match (tool("fuse-overlayfs"), nix::unistd::access("/dev/fuse", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK)) {
+            (Some(_), Ok(())) => (Driver::FuseOverlay, format!("kernel overlayfs unavailable ({e}); using fuse-overlayfs")),
+            (None, _) => (Driver::Copy, format!("kernel overlayfs unavailable ({e}) and fuse-overlayfs not installed (Debian package fuse-overlayfs); each container gets a copy of its image")),
+            (Some(_), Err(_)) => (Driver::Copy, format!("kernel overlayfs unavailable ({e}) and /dev/fuse not accessible (chmod 0666 /dev/fuse, as udev would); each container gets a copy of its image")),
+        },
     };
     let _ = std::fs::write(&cache, format!("{kernel}\n{}\n{why}\n", d.name()));
     (d, why)

@@ -181,7 +181,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         let rootfs_dir = dir.join("rootfs");
         std::fs::create_dir_all(&rootfs_dir).ctx(|| "create rootfs dir".into())?;
         let rootfs = match eng.driver {
-            Driver::Overlay => {
+            Driver::Overlay | Driver::FuseOverlay => {
                 let upper = dir.join("upper");
                 let work = dir.join("work");
                 std::fs::create_dir_all(&upper).ctx(|| "create upper dir".into())?;
@@ -190,7 +190,11 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 if lower.is_empty() {
                     return Err(Error::Invalid(format!("image {} has no layers", req.image)));
                 }
-                Rootfs::Overlay { lower, upper, work, userxattr: eng.dirs.rootless }
+                if eng.driver == Driver::FuseOverlay {
+                    Rootfs::FuseOverlay { lower, upper, work }
+                } else {
+                    Rootfs::Overlay { lower, upper, work, userxattr: eng.dirs.rootless }
+                }
             }
             Driver::Copy => {
                 eng.store.flatten_into(&img.diff_ids, &rootfs_dir, &eng.unpack_options())?;

@@ -31,6 +31,9 @@ pub enum Rootfs {
     /// Overlay of image layers (top-most first) with a per-container upper and work dir,
     /// mounted on `spec.root.path`.
     Overlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf, userxattr: bool },
+    /// The same, through fuse-overlayfs (kernels whose overlayfs cannot be mounted in a user
+    /// namespace); its daemon runs inside the container's namespaces and dies with them.
+    FuseOverlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
 }
 
 /// Where the container's standard streams go.

@@ -139,6 +139,23 @@ pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
         Rootfs::Directory => {
             mnt(Some(root), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
         }
+        Rootfs::FuseOverlay { lower, upper, work } => {
+            let lowers: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
+            let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+            // fuse-overlayfs mounts, then leaves a daemon behind and exits 0.
+            let out = std::process::Command::new("fuse-overlayfs")
+                .args(["-o", &opts])
+                .arg(root)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ctx(|| "run fuse-overlayfs (Debian package fuse-overlayfs)".into())?;
+            if !out.status.success() {
+                return Err(Error::Spec(format!(
+                    "fuse-overlayfs failed: {} (is /dev/fuse accessible? without udev it is 0600: chmod 0666 /dev/fuse)",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
         Rootfs::Overlay { lower, upper, work, userxattr } => {
             // lowerdir lists the top-most layer first. mount(2) data is limited to one page, so
             // when the layers share a parent directory, mount from inside it with short names.
