@@ -25,6 +25,12 @@ show cove run --rm -u app bb sh -c 'whoami; id'
 show cove run --rm bb sh -c 'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status'
 echo; echo "covetest\$ cove run --rm bb sh -c 'exit 3'; echo exit=\$?"
 as_user cove run --rm bb sh -c 'exit 3' || echo "exit=$?"
+show cove run -d --name web -p 127.0.0.1:18088:80 bb sh -c 'echo "hello from a published port" > /tmp/index.html; httpd -f -p 80 -h /tmp'
+sleep 0.5
+echo; echo "covetest\$ wget -qO- http://127.0.0.1:18088/"; as_user busybox wget -qO- http://127.0.0.1:18088/
+show cove exec web ps
+show cove logs web
+show cove rm -f web
 show cove info
 as_user cove system migrate
 echo; echo "demo done: cove is installed as /usr/local/bin/cove; try it as any user."
