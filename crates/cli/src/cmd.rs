@@ -188,6 +188,22 @@ pub enum NetworkCmd {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a running container to a network
+    Connect {
+        /// Add a network-scoped alias for the container
+        #[arg(long)]
+        alias: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network
+    Disconnect {
+        /// Accepted for compatibility (disconnect always proceeds)
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Remove all networks without containers
     Prune {
         #[arg(short, long)]
@@ -642,6 +658,14 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(if failed { 1 } else { 0 })
+        }
+        Command::Network(NetworkCmd::Connect { alias, network, container }) => {
+            cove_engine::network::connect(&mut eng, &network, &container, &alias)?;
+            Ok(0)
+        }
+        Command::Network(NetworkCmd::Disconnect { force: _, network, container }) => {
+            cove_engine::network::disconnect(&mut eng, &network, &container)?;
+            Ok(0)
         }
         Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(&mut eng, n).map(|_| ())),
         Command::Network(NetworkCmd::Prune { force: _ }) => {

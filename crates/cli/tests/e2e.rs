@@ -888,6 +888,31 @@ fn fuse_overlayfs_driver_works_too() {
 }
 
 #[test]
+fn network_connect_and_disconnect() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.92.1.0/24", "front"]);
+    w.ok(&["network", "create", "--subnet", "10.92.2.0/24", "back"]);
+    w.ok(&["run", "-d", "--name", "app", "--network", "front", "bb", "sh", "-c", "while true; do nc -l -p 7000 -e echo app-here; done"]);
+    w.ok(&["network", "connect", "--alias", "api", "back", "app"]);
+    let addrs = w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
+    assert_eq!(addrs, "inet 10.92.1.2/24\ninet 10.92.2.2/24\n");
+    assert!(w.ok(&["exec", "app", "cat", "/etc/hosts"]).contains("10.92.2.2\tapp api"));
+    assert_eq!(w.sh_ok(&["--network", "back"], "echo | nc 10.92.2.2 7000"), "app-here\n");
+    let o = w.cove(&["network", "connect", "back", "app"]);
+    assert!(stderr(&o).contains("already exists in network back"), "{}", stderr(&o));
+    w.ok(&["network", "disconnect", "back", "app"]);
+    assert_eq!(w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -c 'inet 10.92.2' || true"]).trim(), "0");
+    let o = w.run_sh(&["--network", "back"], "echo | nc -w 1 10.92.2.2 7000");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("app-here"));
+    let o = w.cove(&["network", "disconnect", "back", "app"]);
+    assert!(stderr(&o).contains("is not connected"), "{}", stderr(&o));
+    // The lease went back: the next container on back gets .2 again.
+    w.ok(&["run", "-d", "--name", "next", "--network", "back", "bb", "sleep", "100"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "next"])).unwrap();
+    assert_eq!(v[0]["NetworkSettings"]["IPAddress"], "10.92.2.2");
+}
+
+#[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
     // happen. CI counts "SKIP:" lines.

@@ -186,8 +186,14 @@ pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
 /// Leases an address on each network for a new container (inside the caller's transaction,
 /// so two containers can never get the same address).
 pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)]) -> Result<Vec<Endpoint>> {
+    lease_from(tx, container_id, nets, 0)
+}
+
+/// [`lease`], numbering the container's interfaces from `first` (eth<first>, ...).
+fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], first: usize) -> Result<Vec<Endpoint>> {
     let mut out = vec![];
-    for (i, (n, aliases)) in nets.iter().enumerate() {
+    for (k, (n, aliases)) in nets.iter().enumerate() {
+        let i = first + k;
         let subnet: Subnet = n.subnet.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
         let gateway: IpAddr = n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
         let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
@@ -237,8 +243,10 @@ pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> st
             }
         }
         let addrs = [IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
-        let gws = if endpoints.first() == Some(ep) { vec![ep.gateway] } else { vec![] };
-        let ifname = format!("eth{}", endpoints.iter().position(|e| e == ep).unwrap_or(0));
+        // eth<N>, N from the host end's name (cv + 10 id digits + N): stable across connects.
+        let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
+        // The default route goes through the first network only.
+        let gws = if ifname == "eth0" { vec![ep.gateway] } else { vec![] };
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
         tracing::debug!("attach: bridge ready");
         cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
@@ -262,4 +270,66 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
         "Options": { "com.docker.network.bridge.name": n.bridge },
         "Containers": containers,
     }))
+}
+
+/// `cove network connect`: attaches a running container to one more network.
+pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[String]) -> Result<()> {
+    crate::lifecycle::reconcile(eng)?;
+    let n = find(eng, network)?;
+    let c = eng.db.find_container(container)?;
+    let mine = eng.db.container_endpoints(&c.id)?;
+    if mine.iter().any(|(net, _)| *net == n.name) {
+        return Err(Error::Conflict(format!("endpoint with name {} already exists in network {}", c.name, n.name)));
+    }
+    let pid = (c.state == "running")
+        .then(|| crate::monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid")))
+        .flatten()
+        .ok_or_else(|| Error::Conflict(format!("container {} is not running (connect works on running containers)", c.name)))?;
+    let used: usize = {
+        let mut st = eng.db.conn.prepare("SELECT ifname FROM endpoints WHERE container_id = ?1")?;
+        let names: Vec<String> = st.query_map([&c.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        names.iter().filter_map(|i| i.get(12..)?.parse::<usize>().ok()).map(|i| i + 1).max().unwrap_or(0)
+    };
+    let nets = vec![(n.clone(), aliases.to_vec())];
+    let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used))?;
+    if let Err(e) = attach(&eng.dirs.run, pid, &eps) {
+        let _ = eng.db.write(|tx| {
+            tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
+            Ok(())
+        });
+        return Err(Error::Other(e));
+    }
+    // The container's /etc/hosts is a bind mount of this file: appending shows inside.
+    if let Some(ep) = eps.first() {
+        use std::io::Write;
+        let mut names = vec![c.name.clone()];
+        names.extend(aliases.iter().cloned());
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(eng.dirs.container(&c.id).join("hosts"))
+            .and_then(|mut f| f.write_all(format!("{}\t{}\n", ep.ip, names.join(" ")).as_bytes()));
+    }
+    Ok(())
+}
+
+/// `cove network disconnect`: takes a container off a network (its interface and lease).
+pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()> {
+    crate::lifecycle::reconcile(eng)?;
+    let n = find(eng, network)?;
+    let c = eng.db.find_container(container)?;
+    let ifname: Option<String> = eng
+        .db
+        .conn
+        .query_row("SELECT ifname FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name], |r| r.get(0))
+        .optional()?;
+    let ifname = ifname.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
+    if c.state == "running" {
+        let netns = crate::netd::rootless_netns(&eng.dirs.run)?;
+        let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
+        cove_net::link::detach_container(&mut nl, &ifname).map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
+    }
+    eng.db.write(|tx| {
+        tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
+        Ok(())
+    })
 }
