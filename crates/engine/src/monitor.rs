@@ -184,8 +184,8 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
             let _ = l.set_nonblocking(true);
         }
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
-        // Settled into the pump loop: give back the code pages only start-up needed.
-        cove_sys::release_code_pages();
+        // Settled into the pump loop: give back what only start-up needed.
+        cove_sys::release_startup_memory();
         let code = pump(pid, &sfd, out, err, &mut log, attach.as_ref());
         drop(attach);
         let _ = std::fs::remove_file(&attach_path);

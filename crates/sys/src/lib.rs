@@ -307,26 +307,55 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     Ok(())
 }
 
-/// Drops this process's page-table entries for its executable file mappings (`r-xp`): for a
-/// long-lived process that settled into a small loop, resident memory then holds only the code
-/// it still runs (pages fault back in from the page cache when used). Private writable or
-/// relocated mappings are never touched: their contents may differ from the file.
-pub fn release_code_pages() -> usize {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return 0 };
+/// Gives back memory a long-lived process no longer needs after start-up: the free heap
+/// (`malloc_trim`), and the page-table entries of file mappings whose pages all still equal the
+/// file (read-only or executable, private, with no anonymous — written or relocated — page:
+/// `Anonymous: 0 kB` in smaps). Those pages fault back in from the page cache when used, so
+/// resident memory ends up holding only what the process still runs. Returns bytes released.
+pub fn release_startup_memory() -> usize {
+    extern "C" {
+        fn malloc_trim(pad: libc::size_t) -> libc::c_int;
+    }
+    // SAFETY: glibc's malloc_trim only returns free heap memory to the kernel; it takes the
+    // allocator's own lock and has no other precondition.
+    unsafe {
+        malloc_trim(0);
+    }
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return 0 };
     let mut released = 0;
-    for line in maps.lines() {
+    let mut current: Option<(usize, usize, bool)> = None; // start, end, candidate
+    let mut flush = |m: Option<(usize, usize, bool)>, anon_zero: bool| {
+        if let Some((a, b, true)) = m {
+            if anon_zero {
+                // SAFETY: [a, b) is one of our private file mappings that is read-only or
+                // executable and holds no anonymous page, i.e. every resident page equals the
+                // file; MADV_DONTNEED only drops page-table entries and the same bytes fault
+                // back in from the page cache on the next access.
+                if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
+                    released += b - a;
+                }
+            }
+        }
+    };
+    for line in smaps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next()) else { continue };
-        if perms != "r-xp" || inode == "0" {
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-').filter(|(a, _)| a.bytes().all(|c| c.is_ascii_hexdigit())) {
+            let perms = f.next().unwrap_or("");
+            let _off = f.next();
+            let _dev = f.next();
+            let inode = f.next().unwrap_or("0");
+            let path = f.next().unwrap_or("");
+            let candidate = (perms == "r--p" || perms == "r-xp") && inode != "0" && path.starts_with('/');
+            current = match (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                (Ok(a), Ok(b)) => Some((a, b, candidate)),
+                _ => None,
+            };
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
-        // SAFETY: the range is a read-only, executable, file-backed private mapping of ours
-        // (never written, so its pages equal the file's); MADV_DONTNEED only drops the page
-        // table entries, and later accesses fault the same bytes back in from the page cache.
-        if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
-            released += b - a;
+        if first == "Anonymous:" {
+            let anon_zero = f.next() == Some("0");
+            flush(current.take(), anon_zero);
         }
     }
     released
