@@ -12,7 +12,6 @@ use nix::unistd::Pid;
 use rusqlite::params;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Parses `SIGTERM`, `TERM`, `term` or `15`.
@@ -39,14 +38,13 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
         let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
         let exit = match read_exit() {
             Some(t) => Some(t),
-            None if live_pid(&rd.join("pid")).is_some() => {
-                if let Some(pid) = live_pid(&rd.join("pid")) {
-                    if Some(pid as i64) != c.pid {
-                        eng.db.write(|tx| {
-                            tx.execute("UPDATE containers SET pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
-                            Ok(())
-                        })?;
-                    }
+            None if let Some(pid) = live_pid(&rd.join("pid")) => {
+                // Running; after a restart by the monitor its PID 1 is a new process.
+                if Some(pid as i64) != c.pid {
+                    eng.db.write(|tx| {
+                        tx.execute("UPDATE containers SET pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
+                        Ok(())
+                    })?;
                 }
                 continue;
             }
@@ -481,18 +479,6 @@ pub fn status_text(c: &ContainerRow, ago: impl Fn(&str) -> String) -> String {
         "created" => "Created".into(),
         s => s.to_string(),
     }
-}
-
-/// True when a path exists (used by callers that only hold a row).
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
-
-/// The descriptor of stdin, for callers that attach.
-pub fn stdin_fd() -> std::os::fd::BorrowedFd<'static> {
-    let fd = cove_sys::borrow_raw(0);
-    let _ = fd.as_fd();
-    fd
 }
 
 /// `cove attach`: streams the running container's output from now on and, when it has a

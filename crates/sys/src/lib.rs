@@ -59,11 +59,13 @@ pub fn fork() -> Result<Option<nix::unistd::Pid>> {
 /// so the child is born in new namespaces (PID 1 of a new pid namespace, with no extra fork).
 /// Returns `None` in the child.
 pub fn clone_fork(flags: nix::sched::CloneFlags) -> Result<Option<nix::unistd::Pid>> {
-    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: raw clone with a NULL stack duplicates the address space copy-on-write exactly
-    // like fork(2); no CLONE_VM/CLONE_THREAD flags can be passed (CloneFlags here are only the
-    // namespace flags callers choose). The caller is single-threaded (see `fork`). glibc no
-    // longer caches the pid, so getpid() stays correct in the child.
+    use nix::sched::CloneFlags as F;
+    // Only namespace flags pass: CLONE_VM, CLONE_THREAD & co. would break fork semantics.
+    let ns = F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC | F::CLONE_NEWPID | F::CLONE_NEWNET | F::CLONE_NEWCGROUP | F::CLONE_NEWUSER;
+    let flags = (flags & ns).bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // A NULL stack makes raw clone duplicate the address space copy-on-write like fork(2); glibc
+    // no longer caches the pid, so getpid() stays correct in the child.
+    // SAFETY: fork semantics (only namespace flags, masked above) from a single-threaded caller.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -327,10 +329,9 @@ pub fn release_startup_memory() -> usize {
     let mut flush = |m: Option<(usize, usize, bool)>, anon_zero: bool| {
         if let Some((a, b, true)) = m {
             if anon_zero {
-                // SAFETY: [a, b) is one of our private file mappings that is read-only or
-                // executable and holds no anonymous page, i.e. every resident page equals the
-                // file; MADV_DONTNEED only drops page-table entries and the same bytes fault
-                // back in from the page cache on the next access.
+                // [a, b) is a private read-only/executable file mapping of ours with no anonymous
+                // page: every resident page equals the file, and faults back in on access.
+                // SAFETY: MADV_DONTNEED on such a range only drops page-table entries.
                 if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
                     released += b - a;
                 }

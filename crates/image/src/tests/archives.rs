@@ -9,18 +9,6 @@ use serde_json::json;
 use super::*;
 use crate::{Error, LoadedImage, Store};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("storage")).unwrap();
-    (dir, store)
-}
-
-fn assert_clean(store: &Store, layers: usize, blobs: usize) {
-    assert!(names(&store.root().join("tmp")).is_empty(), "tmp not empty");
-    assert_eq!(store.list_layers().unwrap().len(), layers, "layers");
-    assert_eq!(store.list_blobs().unwrap().len(), blobs, "blobs");
-}
-
 fn layer1() -> Vec<u8> {
     let mut tb = Tb::new();
     tb.dir("bin")

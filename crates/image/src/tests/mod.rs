@@ -18,6 +18,20 @@ use crate::{UnpackOptions, WhiteoutMode};
 
 pub(crate) const MTIME: u64 = 1_600_000_000;
 
+/// A fresh store in a temporary directory.
+pub(crate) fn store() -> (tempfile::TempDir, crate::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::Store::open(&dir.path().join("storage")).unwrap();
+    (dir, store)
+}
+
+/// Nothing half-written anywhere: tmp/ is empty, and layers/blobs hold only what is expected.
+pub(crate) fn assert_clean(store: &crate::Store, layers: usize, blobs: usize) {
+    assert!(names(&store.root().join("tmp")).is_empty(), "tmp not empty");
+    assert_eq!(store.list_layers().unwrap().len(), layers, "layers");
+    assert_eq!(store.list_blobs().unwrap().len(), blobs, "blobs");
+}
+
 /// Builds tar streams, including ones the `tar` crate's safe API would refuse.
 pub(crate) struct Tb(tar::Builder<Vec<u8>>);
 

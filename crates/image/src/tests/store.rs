@@ -8,19 +8,6 @@ use super::*;
 use crate::store::LayerSpec;
 use crate::{import_config, Config, Error, Store};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("storage")).unwrap();
-    (dir, store)
-}
-
-/// Nothing half-written anywhere: tmp/ is empty, and layers/blobs hold only `expect`.
-fn assert_clean(store: &Store, layers: usize, blobs: usize) {
-    assert!(names(&store.root().join("tmp")).is_empty(), "tmp not empty");
-    assert_eq!(store.list_layers().unwrap().len(), layers, "layers");
-    assert_eq!(store.list_blobs().unwrap().len(), blobs, "blobs");
-}
-
 fn rootfs() -> Vec<u8> {
     let mut tb = Tb::new();
     tb.dir("bin")
