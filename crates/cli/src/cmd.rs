@@ -142,6 +142,9 @@ pub enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Query the embedded DNS of cove's networks (for debugging)
+    #[command(subcommand)]
+    Dns(DnsCmd),
     /// Display system-wide information (rootless mode, id mapping, storage, cgroups)
     Info {
         /// Output format: text (default) or json
@@ -151,6 +154,20 @@ pub enum Command {
     /// System maintenance
     #[command(subcommand)]
     System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnsCmd {
+    /// Resolve a name (or an address, by PTR) as a container on the network would
+    Resolve {
+        /// Record type (A, AAAA, PTR, ...)
+        #[arg(short = 't', long = "type", default_value = "A")]
+        qtype: String,
+        /// The network whose DNS server to ask (default: from the name, `db.mynet`, or each)
+        #[arg(long)]
+        network: Option<String>,
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -658,6 +675,22 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(if failed { 1 } else { 0 })
+        }
+        Command::Dns(DnsCmd::Resolve { qtype, network, name }) => {
+            match cove_engine::network::resolve(&eng, &name, &qtype, network.as_deref()) {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    Ok(0)
+                }
+                // Like `host`/`nslookup`: a name that does not resolve is exit 1, not an engine failure.
+                Err(e @ cove_engine::Error::NotFound(_)) => {
+                    eprintln!("cove: error: {e}");
+                    Ok(1)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Network(NetworkCmd::Connect { alias, network, container }) => {
             cove_engine::network::connect(&mut eng, &network, &container, &alias)?;

@@ -38,6 +38,7 @@ fn is_root() -> bool {
 /// One isolated cove world: its own state dir, the test image imported as `bb`.
 struct World {
     root: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl World {
@@ -48,7 +49,7 @@ impl World {
         };
         let base = std::env::var_os("COVE_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let root = tempfile::Builder::new().prefix("cove-e2e-").tempdir_in(base).expect("tempdir");
-        let w = World { root };
+        let w = World { root, env: vec![] };
         let out = w.cove(&["import", fs.to_str().unwrap(), "bb", "--change", "CMD [\"sh\"]"]);
         assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
         Some(w)
@@ -57,7 +58,16 @@ impl World {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.args(args).env("COVE_ROOT", self.root.path()).env("COVE_KEEPER_IDLE_SECS", "3").env("COVE_NETD_IDLE_SECS", "2").stdin(Stdio::null());
+        // Names the networks' DNS does not know go upstream: never to this machine's resolver
+        // from a test (nothing listens on port 1 of loopback: an upstream that refuses).
+        c.env("COVE_DNS_UPSTREAMS", "127.0.0.1:1");
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
+    }
+
+    fn with_env(mut self, k: &str, v: &str) -> World {
+        self.env.push((k.to_string(), v.to_string()));
+        self
     }
 
     fn cove(&self, args: &[&str]) -> Output {
@@ -910,6 +920,160 @@ fn network_connect_and_disconnect() {
     w.ok(&["run", "-d", "--name", "next", "--network", "back", "bb", "sleep", "100"]);
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "next"])).unwrap();
     assert_eq!(v[0]["NetworkSettings"]["IPAddress"], "10.92.2.2");
+}
+
+/// A resolver on the host's loopback: answers every question with one A record, 192.0.2.7, and
+/// counts the questions. Hand-made replies are fine here: it stands in for the host's resolver.
+fn fake_upstream() -> (u16, std::sync::Arc<AtomicUsize>) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else { return };
+            let q = &buf[..n];
+            let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else { continue };
+            if end > n {
+                continue;
+            }
+            c.fetch_add(1, Ordering::SeqCst);
+            let mut r = q[..2].to_vec();
+            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..end]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+    (port, count)
+}
+
+/// The address `cove dns resolve` gives for `name`.
+fn resolved(w: &World, name: &str) -> String {
+    let out = w.ok(&["dns", "resolve", name]);
+    out.split('\t').nth(2).unwrap_or("").trim().to_string()
+}
+
+#[test]
+fn dns_names_aliases_ptr_and_isolation() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.93.1.0/24", "mynet"]);
+    w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "--network-alias", "postgres", "bb", "sleep", "300"]);
+    w.ok(&["run", "-d", "--name", "other", "bb", "sleep", "300"]);
+    let db = resolved(&w, "db.mynet");
+    assert_eq!(db, "10.93.1.2");
+    let other = resolved(&w, "other");
+    assert!(other.starts_with("10."), "{other}");
+    // Inside a container of the network: the resolver is the gateway, names and aliases answer.
+    let out = w.sh_ok(&["--network", "mynet"], "cat /etc/resolv.conf; for n in db postgres db.mynet DB; do nslookup $n | grep -A1 '^Name:' | tail -n1; done; nslookup 10.93.1.2 | grep 'name ='");
+    assert!(out.contains("nameserver 10.93.1.1\n"), "{out}");
+    assert_eq!(out.matches("Address: 10.93.1.2").count(), 4, "{out}");
+    assert!(out.contains("name = db.mynet"), "{out}");
+    // Names of other networks' containers are not visible; the default network has DNS too.
+    let o = w.run_sh(&["--network", "mynet"], "nslookup other");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&other), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(w.sh_ok(&[], "nslookup other").contains(&format!("Address: {other}")));
+    assert!(!w.run_sh(&[], "nslookup db; true").stdout.windows(9).any(|x| x == b"10.93.1.2"));
+    // A container on two networks is found on both.
+    w.ok(&["network", "connect", "--alias", "second", "mynet", "other"]);
+    let out = w.sh_ok(&["--network", "mynet"], "nslookup other; nslookup second");
+    assert_eq!(out.matches("Address: 10.93.1.3").count(), 2, "{out}");
+    assert!(w.sh_ok(&[], "nslookup other").contains(&format!("Address: {other}")));
+    // Leaving a network or exiting takes the names away at once (`kill` only signals: the
+    // helper sees the container's interface go).
+    w.ok(&["network", "disconnect", "mynet", "other"]);
+    let o = w.cove(&["dns", "resolve", "second"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    w.ok(&["kill", "db"]);
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        w.cove(&["dns", "resolve", "db.mynet"]).status.code() == Some(1) && w.cove(&["dns", "resolve", "other"]).status.success()
+    });
+    assert!(gone, "db still resolves after it exited");
+    let o = w.cove(&["dns", "resolve", "--network", "mynet", "nosuch.containers.internal"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Non-Existent Domain"), "{}", stderr(&o));
+}
+
+#[test]
+fn dns_forwards_upstream_from_the_host_side() {
+    let (port, count) = fake_upstream();
+    let Some(w) = World::new() else { return };
+    let w = w.with_env("COVE_DNS_UPSTREAMS", &format!("127.0.0.1:{port}"));
+    // The upstream is on the host's loopback, which a container cannot reach: the helper
+    // forwards from the host's side.
+    let out = w.sh_ok(&[], "nslookup example.org");
+    assert!(out.contains("Address: 192.0.2.7"), "{out}");
+    assert!(count.load(Ordering::SeqCst) >= 1);
+    // An --internal network forwards nothing.
+    w.ok(&["network", "create", "--internal", "closed"]);
+    let before = count.load(Ordering::SeqCst);
+    let o = w.run_sh(&["--network", "closed"], "nslookup example.org");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("192.0.2.7"));
+    assert_eq!(count.load(Ordering::SeqCst), before, "an internal network forwarded a query");
+    // With an upstream that does not answer, clients get SERVFAIL quickly, not a timeout.
+    let dead = free_port();
+    let Some(w2) = World::new() else { return };
+    let w2 = w2.with_env("COVE_DNS_UPSTREAMS", &format!("127.0.0.1:{dead}"));
+    let t = std::time::Instant::now();
+    let o = w2.run_sh(&[], "nslookup example.org");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(out.contains("SERVFAIL"), "{out}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(4), "took {:?}", t.elapsed());
+}
+
+/// Runs dig in a container: the host's /usr (with dig and its libraries) mounted read-only
+/// over the busybox image's.
+fn dig(w: &World, net: &str, args: &str) -> String {
+    if !Path::new("/usr/bin/dig").exists() {
+        skip("dig not installed (apt-get install bind9-dnsutils)");
+        return String::new();
+    }
+    w.ok(&["run", "--rm", "--network", net, "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/bin/sh", "-c", &format!("dig {args}")])
+}
+
+#[test]
+fn dns_edns_tcp_and_truncation_with_dig() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.93.2.0/24", "mynet"]);
+    w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "bb", "sleep", "300"]);
+    for _ in 0..40 {
+        w.ok(&["run", "-d", "--network", "mynet", "--network-alias", "many", "bb", "sleep", "300"]);
+    }
+    assert_eq!(dig(&w, "mynet", "+short db"), "10.93.2.2\n");
+    // NODATA: the name exists, no AAAA.
+    let out = dig(&w, "mynet", "db AAAA");
+    assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0,"), "{out}");
+    let out = dig(&w, "mynet", "nosuch.containers.internal");
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    // 40 addresses do not fit 512 bytes: TC over plain UDP, all of them with EDNS0 or TCP.
+    let out = dig(&w, "mynet", "+noedns +ignore many");
+    assert!(out.contains(" tc ") || out.contains(" tc;"), "{out}");
+    assert!(dig(&w, "mynet", "many").contains("ANSWER: 40,"));
+    assert!(dig(&w, "mynet", "+tcp +noedns many").contains("ANSWER: 40,"));
+    let out = dig(&w, "mynet", "-x 10.93.2.2 +short");
+    assert_eq!(out, "db.mynet.\n");
+}
+
+#[test]
+fn dns_churn_loses_no_query() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.93.3.0/24", "mynet"]);
+    w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "bb", "sleep", "300"]);
+    w.ok(&["run", "-d", "--name", "asker", "--network", "mynet", "bb", "sh", "-c",
+        "i=0; while [ $i -lt 400 ]; do nslookup db >/dev/null 2>&1 || echo FAIL $i; i=$((i+1)); done; echo DONE"]);
+    // Containers join and leave the network while the lookups go on.
+    let mut n = 0;
+    while n < 30 && !w.ok(&["logs", "asker"]).contains("DONE") {
+        let id = w.ok(&["run", "-d", "--network", "mynet", "bb", "sleep", "300"]);
+        w.ok(&["rm", "-f", id.trim()]);
+        n += 1;
+    }
+    assert!(n >= 5, "the lookups ended before the churn did much ({n} rounds)");
+    assert!(wait_until(|| w.ok(&["logs", "asker"]).contains("DONE"), 120), "the lookups did not finish");
+    let logs = w.ok(&["logs", "asker"]);
+    assert!(!logs.contains("FAIL"), "{logs}");
 }
 
 #[test]

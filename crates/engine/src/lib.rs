@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod netd;
+mod netdns;
 pub mod network;
 pub mod ports;
 pub mod run;

@@ -90,6 +90,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
         publish: req.publish.clone(),
         publish_all: req.publish_all,
         exposed,
+        db: Some(eng.dirs.db_path()),
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())

@@ -78,6 +78,9 @@ pub struct MonitorConfig {
     pub userns: Option<cove_runtime::NestedMaps>,
     #[serde(default)]
     pub seccomp_cache: Option<PathBuf>,
+    /// The state database (the network helper reloads DNS records from it).
+    #[serde(default)]
+    pub db: Option<PathBuf>,
     #[serde(default)]
     pub endpoints: Vec<crate::network::Endpoint>,
     #[serde(default)]
@@ -227,7 +230,8 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         }
         match &cfg.seccomp_cache {
             Some(run) => {
-                crate::network::attach(run, pid.as_raw(), &cfg.endpoints)?;
+                let db = cfg.db.clone().unwrap_or_default();
+                crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints)?;
                 crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first().map(|e| e.ip))
             }
             None => Ok(()),

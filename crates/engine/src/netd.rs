@@ -105,13 +105,19 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     if std::fs::write(&tmp, line).and_then(|_| std::fs::rename(&tmp, pid_file(run))).is_err() {
         fail(&mut report, "write netd.pid".into());
     }
-    if let Some(mut r) = report.take() {
-        let _ = r.write_all(b"OK");
-    }
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
             let _ = cove_sys::dup_onto(null.as_fd(), fd);
         }
+    }
+    // The DNS runtime's thread is made here, in the host's namespace (see crate::netdns).
+    let rt = match crate::netdns::start_runtime() {
+        Ok(rt) => rt,
+        Err(e) => fail(&mut report, e),
+    };
+    let upstreams = crate::netdns::upstreams();
+    if let Some(mut r) = report.take() {
+        let _ = r.write_all(b"OK");
     }
     // Watch for idleness from inside the namespace.
     let limit = idle_limit();
@@ -126,10 +132,16 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         let used_age = |run: &Path| {
             std::fs::metadata(run.join("netd.used")).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX)
         };
+        let mut dns = crate::netdns::Dns::new(rt, upstreams);
+        let mut containers_seen = std::collections::BTreeSet::new();
         let mut last_busy = std::time::Instant::now();
         let mut served: std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>> = Default::default();
         loop {
             match jobs.recv_timeout(tick) {
+                Ok(Job::Sync { db, reply }) => {
+                    let _ = reply.send(dns.sync(Some(&db)));
+                    continue;
+                }
                 Ok(job) => {
                     handle(job, &mut served);
                     continue;
@@ -137,7 +149,15 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => cove_sys::exit_now(1),
             }
-            if attached_here() > 0 {
+            // A container that exits loses its veth pair: its names go at the next tick.
+            let containers: std::collections::BTreeSet<String> = crate::netdns::interfaces_here().into_iter().filter(|n| n.starts_with("cv")).collect();
+            if containers != containers_seen {
+                if let Err(e) = dns.sync(None) {
+                    tracing::warn!("dns reload: {e}");
+                }
+                containers_seen = containers;
+            }
+            if !containers_seen.is_empty() {
                 last_busy = std::time::Instant::now();
                 continue;
             }
@@ -169,6 +189,8 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
 }
 
 enum Job {
+    /// Reload the DNS records (and listeners) from this database; reply when done.
+    Sync { db: PathBuf, reply: std::sync::mpsc::Sender<std::result::Result<(), String>> },
     Add { id: String, udp: bool, target: std::net::SocketAddr, fd: OwnedFd },
     Del { id: String },
 }
@@ -204,6 +226,15 @@ fn serve_control(conn: std::os::unix::net::UnixStream, jobs: &std::sync::mpsc::S
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         line.clear();
+        if let Some(db) = text.strip_prefix("SYNC ") {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let _ = jobs.send(Job::Sync { db: PathBuf::from(db), reply: tx });
+            return match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(())) => reply(&conn, "OK\n"),
+                Ok(Err(e)) => reply(&conn, &format!("ERR {}\n", e.replace('\n', " "))),
+                Err(_) => reply(&conn, "ERR no answer from the network namespace thread\n"),
+            };
+        }
         let f: Vec<&str> = text.split_whitespace().collect();
         match f.as_slice() {
             ["END"] => return reply(&conn, "OK\n"),
@@ -225,6 +256,7 @@ fn serve_control(conn: std::os::unix::net::UnixStream, jobs: &std::sync::mpsc::S
 /// every socket they connect lives there.
 fn handle(job: Job, served: &mut std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>>) {
     match job {
+        Job::Sync { .. } => {}
         Job::Del { id } => {
             for s in served.remove(&id).unwrap_or_default() {
                 s.trigger();
@@ -253,6 +285,25 @@ fn handle(job: Job, served: &mut std::collections::HashMap<String, Vec<cove_net:
             }
         }
     }
+}
+
+/// Makes the helper reload its DNS records from the database at `db` (after a container joined
+/// or left a network). Nothing to do when the helper is not running.
+pub fn sync(run: &Path, db: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let Ok(mut s) = crate::with_short_path(run, "netd.sock", |p| std::os::unix::net::UnixStream::connect(p)) else { return Ok(()) };
+    s.write_all(format!("SYNC {}\n", db.display()).as_bytes()).ctx(|| "talk to the network helper".into())?;
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply).ctx(|| "read from the network helper".into())?;
+    match reply.trim() {
+        "OK" => Ok(()),
+        r => Err(Error::Other(format!("network helper: {}", r.trim_start_matches("ERR ")))),
+    }
+}
+
+/// Whether the helper runs (some container is, or was a moment ago, on a network).
+pub fn running(run: &Path) -> bool {
+    live(run).is_some()
 }
 
 /// Stops the helper (tests and `system migrate`).

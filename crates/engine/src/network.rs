@@ -218,7 +218,7 @@ pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()>
 }
 
 /// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
-pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> std::result::Result<(), String> {
+pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> std::result::Result<(), String> {
     if endpoints.is_empty() {
         return Ok(());
     }
@@ -252,7 +252,8 @@ pub fn attach(run_dir: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> st
         cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
         tracing::debug!("attach: veth attached");
     }
-    Ok(())
+    // The network's DNS answers for the container before it runs its first instruction.
+    crate::netd::sync(run_dir, db).map_err(|e| format!("DNS: {e}"))
 }
 
 /// Docker-shaped `network inspect`.
@@ -292,7 +293,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used))?;
-    if let Err(e) = attach(&eng.dirs.run, pid, &eps) {
+    if let Err(e) = attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
             Ok(())
@@ -331,5 +332,78 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
     eng.db.write(|tx| {
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
         Ok(())
-    })
+    })?;
+    crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())
+}
+
+/// `cove dns resolve`: asks the DNS server of a network, from inside the rootless namespace as
+/// a container would, and returns the answers as `NAME TYPE DATA` lines. An address asks PTR.
+/// The network is `network`, or the last label of `name` when it names a network
+/// (`db.mynet`), or else each network in turn until one answers.
+pub fn resolve(eng: &Engine, name: &str, qtype: &str, network: Option<&str>) -> Result<Vec<String>> {
+    use cove_dns::hickory_proto::op::{Message, Query, ResponseCode};
+    use cove_dns::hickory_proto::rr::{Name, RecordType};
+    let (qname, rtype) = match name.parse::<IpAddr>() {
+        Ok(ip) => (Name::from(ip), RecordType::PTR),
+        Err(_) => {
+            let n = Name::from_ascii(name).map_err(|e| Error::Invalid(format!("invalid name {name:?}: {e}")))?;
+            let t: RecordType = qtype.to_ascii_uppercase().parse().map_err(|_| Error::Invalid(format!("unknown record type {qtype:?}")))?;
+            (n, t)
+        }
+    };
+    let all = list(eng)?;
+    let chosen: Vec<&NetworkRow> = match network {
+        Some(n) => vec![all.iter().find(|r| r.name == n || r.id.starts_with(n)).ok_or_else(|| Error::NotFound(format!("network {n:?} not found")))?],
+        None => {
+            let last = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+            match all.iter().find(|r| r.name == last && name.contains('.')) {
+                Some(r) => vec![r],
+                None => {
+                    let mut v: Vec<&NetworkRow> = all.iter().collect();
+                    v.sort_by_key(|r| r.name != DEFAULT_NETWORK);
+                    v
+                }
+            }
+        }
+    };
+    if !crate::netd::running(&eng.dirs.run) {
+        return Err(Error::Other("no container is on a network: no DNS server is running".into()));
+    }
+    crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())?;
+    let netns = crate::netd::rootless_netns(&eng.dirs.run)?;
+    let mut msg = Message::query();
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(qname.clone(), rtype));
+    let query = msg.to_vec().map_err(|e| Error::Other(format!("encode the query: {e}")))?;
+    let mut last_err = None;
+    for n in chosen {
+        let Ok(gw) = n.gateway.parse::<IpAddr>() else { continue };
+        let q = query.clone();
+        let reply = cove_net::netns::run_on_thread(netns.as_fd(), move || -> std::io::Result<Vec<u8>> {
+            let s = std::net::UdpSocket::bind(if gw.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+            s.connect((gw, 53))?;
+            s.send(&q)?;
+            let mut buf = vec![0u8; 4096];
+            let k = s.recv(&mut buf)?;
+            buf.truncate(k);
+            Ok(buf)
+        })
+        .map_err(|e| Error::Other(format!("enter the network namespace: {e}")))?;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                last_err = Some(format!("network {} ({gw}): {e}", n.name));
+                continue;
+            }
+        };
+        let m = Message::from_vec(&reply).map_err(|e| Error::Other(format!("network {}: bad reply: {e}", n.name)))?;
+        match m.metadata.response_code {
+            ResponseCode::NoError => {
+                return Ok(m.answers.iter().map(|r| format!("{}\t{}\t{}", r.name, r.record_type(), r.data)).collect());
+            }
+            rc => last_err = Some(format!("network {}: {rc}", n.name)),
+        }
+    }
+    Err(Error::NotFound(format!("{name}: {}", last_err.unwrap_or_else(|| "no network to ask".into()))))
 }

@@ -1,0 +1,222 @@
+//! The embedded DNS of the network helper ([`crate::netd`]): one server per network, at the
+//! network's gateway, answering container names, `--network-alias`es, `NAME.NETWORK` and PTR
+//! from the state database, and forwarding every other name upstream.
+//!
+//! Dual-homed by threads (DESIGN.md): the listening sockets are bound by the helper's thread
+//! that lives inside the rootless network namespace (a socket stays in the namespace it was made
+//! in), and served by a single-threaded tokio runtime whose thread never left the host's
+//! namespace — so the upstream sockets it opens are the host's, and a resolver on the host's
+//! loopback (systemd-resolved's 127.0.0.53, dnsmasq) works as an upstream (podman#16369).
+//!
+//! A reload ([`Dns::sync`]) reads the endpoints table, keeps the containers whose interface is
+//! present in the namespace (a container that exited has lost its veth pair, so it drops out
+//! without any cove command running), and publishes a new records snapshot on a `watch`
+//! channel. Listening sockets are never closed by a reload (aardvark-dns#389); they are opened
+//! when a network's bridge first appears and closed when it is gone.
+//!
+//! Upstreams: `COVE_DNS_UPSTREAMS` (comma-separated `IP:PORT`, for tests and odd hosts) or the
+//! nameservers of the host's `/etc/resolv.conf`, read when the helper starts (it exits when idle,
+//! so a changed resolv.conf is seen by the next one). No public resolver is ever built in: with
+//! none configured, forwarded names get SERVFAIL. `--internal` networks forward nothing.
+
+use cove_dns::{Entry, NetworkRecords, Records, Upstream};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The DNS port: containers' resolvers know no other.
+const PORT: u16 = 53;
+
+struct Listener {
+    gateway: IpAddr,
+    internal: bool,
+    /// Dropping it ends both serve loops (and closes their sockets).
+    _stop: watch::Sender<()>,
+}
+
+pub(crate) struct Dns {
+    rt: tokio::runtime::Handle,
+    records: watch::Sender<Arc<Records>>,
+    listeners: HashMap<String, Listener>,
+    upstream: Arc<Upstream>,
+    db_path: Option<PathBuf>,
+    db: Option<rusqlite::Connection>,
+}
+
+/// Starts the runtime thread. Call it from a thread in the host's network namespace: the
+/// runtime's thread is created there and stays there.
+pub(crate) fn start_runtime() -> Result<tokio::runtime::Handle, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("dns".into())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => {
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(std::future::pending::<()>());
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("start the DNS runtime: {e}")));
+            }
+        })
+        .map_err(|e| format!("start the DNS thread: {e}"))?;
+    rx.recv().map_err(|_| "the DNS thread died".to_string())?
+}
+
+/// The upstream resolvers, as the module doc says.
+pub(crate) fn upstreams() -> Vec<SocketAddr> {
+    if let Ok(list) = std::env::var("COVE_DNS_UPSTREAMS") {
+        return list.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    }
+    cove_dns::upstreams_from_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+/// Names of the interfaces in the network namespace of the calling thread.
+pub(crate) fn interfaces_here() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/thread-self/net/dev")
+        .map(|t| t.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+struct NetRow {
+    name: String,
+    gateway: IpAddr,
+    bridge: String,
+    internal: bool,
+}
+
+struct EndpointRow {
+    network: String,
+    id: String,
+    name: String,
+    ip: IpAddr,
+    ifname: String,
+    aliases: Vec<String>,
+}
+
+impl Dns {
+    pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>) -> Dns {
+        let (records, _) = watch::channel(Arc::new(Records::new(&[])));
+        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), db_path: None, db: None }
+    }
+
+    /// Reloads from the database at `db` (remembered for later reloads without one). Must run
+    /// on the thread inside the rootless namespace. Errors are for the caller to report; the
+    /// previous snapshot stays in place then.
+    pub(crate) fn sync(&mut self, db: Option<&Path>) -> Result<(), String> {
+        if let Some(p) = db {
+            if self.db_path.as_deref() != Some(p) {
+                self.db_path = Some(p.to_path_buf());
+                self.db = None;
+            }
+        }
+        let Some(path) = self.db_path.clone() else { return Ok(()) };
+        if self.db.is_none() {
+            let c = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| format!("open {}: {e}", path.display()))?;
+            c.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            self.db = Some(c);
+        }
+        let (nets, eps) = match self.read() {
+            Ok(x) => x,
+            Err(e) => {
+                self.db = None;
+                return Err(format!("read {}: {e}", path.display()));
+            }
+        };
+        let here = interfaces_here();
+        let mut failures = vec![];
+        // Listeners follow the bridges.
+        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.internal == l.internal && here.contains(&n.bridge)));
+        for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
+            if !self.listeners.contains_key(&n.name) {
+                match self.listen(n) {
+                    Ok(l) => {
+                        self.listeners.insert(n.name.clone(), l);
+                    }
+                    Err(e) => failures.push(e),
+                }
+            }
+        }
+        let mut by_net: HashMap<&str, Vec<Entry>> = HashMap::new();
+        for e in eps.iter().filter(|e| here.contains(&e.ifname)) {
+            let mut entry = Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), ..Default::default() };
+            match e.ip {
+                IpAddr::V4(a) => entry.ipv4.push(a),
+                IpAddr::V6(a) => entry.ipv6.push(a),
+            }
+            by_net.entry(e.network.as_str()).or_default().push(entry);
+        }
+        let networks: Vec<NetworkRecords> = nets
+            .iter()
+            .map(|n| NetworkRecords { name: n.name.clone(), containers: by_net.remove(n.name.as_str()).unwrap_or_default(), host: vec![] })
+            .collect();
+        self.records.send_replace(Arc::new(Records::new(&networks)));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    fn read(&self) -> rusqlite::Result<(Vec<NetRow>, Vec<EndpointRow>)> {
+        let Some(db) = &self.db else { return Ok((vec![], vec![])) };
+        let tx = db.unchecked_transaction()?;
+        let nets = tx
+            .prepare("SELECT name, gateway, bridge, internal FROM networks")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))?
+            .filter_map(|r| r.ok())
+            .filter_map(|(name, gw, bridge, internal)| Some(NetRow { name, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
+            .collect();
+        let eps = tx
+            .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases FROM endpoints e JOIN containers c ON c.id = e.container_id")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?)))?
+            .filter_map(|r| r.ok())
+            .filter_map(|(network, id, name, ip, ifname, aliases)| {
+                Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
+            })
+            .collect();
+        Ok((nets, eps))
+    }
+
+    /// Binds UDP and TCP on the network's gateway (on this thread, so inside the namespace)
+    /// and hands both sockets to the runtime.
+    fn listen(&self, n: &NetRow) -> Result<Listener, String> {
+        let addr = SocketAddr::new(n.gateway, PORT);
+        let udp = std::net::UdpSocket::bind(addr).map_err(|e| format!("DNS of network {}: bind udp {addr}: {e}", n.name))?;
+        let tcp = std::net::TcpListener::bind(addr).map_err(|e| format!("DNS of network {}: bind tcp {addr}: {e}", n.name))?;
+        udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let (stop, _) = watch::channel(());
+        // Internal networks reach nothing outside: no forwarding (SERVFAIL for other names).
+        let upstream = if n.internal { Arc::new(Upstream::new(vec![])) } else { self.upstream.clone() };
+        let stopped = |mut rx: watch::Receiver<()>| async move {
+            // Completes when the sender is dropped.
+            while rx.changed().await.is_ok() {}
+        };
+        let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
+        self.rt.spawn(async move {
+            match tokio::net::UdpSocket::from_std(udp) {
+                Ok(s) => {
+                    if let Err(e) = cove_dns::serve_udp(s, name, records, up, stopped(rx)).await {
+                        tracing::warn!("dns udp: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("dns udp: {e}"),
+            }
+        });
+        let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream, stop.subscribe());
+        self.rt.spawn(async move {
+            match tokio::net::TcpListener::from_std(tcp) {
+                Ok(s) => {
+                    if let Err(e) = cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await {
+                        tracing::warn!("dns tcp: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("dns tcp: {e}"),
+            }
+        });
+        Ok(Listener { gateway: n.gateway, internal: n.internal, _stop: stop })
+    }
+}
