@@ -980,6 +980,8 @@ fn dns_names_aliases_ptr_and_isolation() {
     let out = w.sh_ok(&["--network", "mynet"], "nslookup other; nslookup second");
     assert_eq!(out.matches("Address: 10.93.1.3").count(), 2, "{out}");
     assert!(w.sh_ok(&[], "nslookup other").contains(&format!("Address: {other}")));
+    // ... and finds mynet's names through the one nameserver it has (the default network's).
+    assert!(w.ok(&["exec", "other", "nslookup", "db"]).contains("Address: 10.93.1.2"));
     // Leaving a network or exiting takes the names away at once (`kill` only signals: the
     // helper sees the container's interface go).
     w.ok(&["network", "disconnect", "mynet", "other"]);

@@ -49,6 +49,19 @@ pub fn handle_query(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Handled {
+    handle_query_from(packet, network, None, records, transport, out)
+}
+
+/// [`handle_query`] for a query from `client`: a container on several networks also finds
+/// the names of its other networks here.
+pub fn handle_query_from(
+    packet: &[u8],
+    network: &str,
+    client: Option<std::net::IpAddr>,
+    records: &Records,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Handled {
     out.clear();
     let query = match Message::from_vec(packet) {
         Ok(m) => m,
@@ -81,7 +94,7 @@ pub fn handle_query(
     if q.query_class() != DNSClass::IN {
         return Handled::Forward(Forward::Upstream);
     }
-    let found = match records.resolve(network, q.name(), q.query_type()) {
+    let found = match records.resolve_from(network, client, q.name(), q.query_type()) {
         Resolved::NotOurs(to) => return Handled::Forward(to),
         Resolved::NoData => None,
         Resolved::NxDomain => {

@@ -30,7 +30,7 @@ mod upstream;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use handler::{handle_packet, handle_query, Handled, Transport, MAX_UDP_PAYLOAD};
+pub use handler::{handle_packet, handle_query, handle_query_from, Handled, Transport, MAX_UDP_PAYLOAD};
 pub use hickory_proto;
 pub use records::{
     Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL,

@@ -94,6 +94,9 @@ struct NameData {
 struct Zone {
     /// Keyed by the lowercase name in presentation form without the trailing dot.
     names: HashMap<Box<[u8]>, NameData>,
+    /// For a container of this network that is on other networks too: its addresses here,
+    /// and those other networks (see [`Records::resolve_from`]).
+    others: HashMap<IpAddr, Vec<Box<str>>>,
 }
 
 /// A borrowed view of the records that answer a question, by type.
@@ -155,9 +158,25 @@ impl Records {
     /// be DNS names (empty, empty labels, too long) are skipped.
     pub fn new(networks: &[NetworkRecords]) -> Self {
         let mut zones: HashMap<Box<str>, Zone> = HashMap::with_capacity(networks.len());
+        let mut member_of: HashMap<&str, Vec<&str>> = HashMap::new();
         for net in networks {
             let zone = zones.entry(net.name.as_str().into()).or_default();
             zone.add_network(net);
+            for c in &net.containers {
+                member_of.entry(c.id.as_str()).or_default().push(net.name.as_str());
+            }
+        }
+        for net in networks {
+            let Some(zone) = zones.get_mut(net.name.as_str()) else { continue };
+            for c in &net.containers {
+                let others: Vec<Box<str>> = member_of.get(c.id.as_str()).into_iter().flatten().filter(|n| **n != net.name).map(|n| Box::from(*n)).collect();
+                if others.is_empty() {
+                    continue;
+                }
+                for ip in c.ipv4.iter().map(|a| IpAddr::V4(*a)).chain(c.ipv6.iter().map(|a| IpAddr::V6(*a))) {
+                    zone.others.insert(ip, others.clone());
+                }
+            }
         }
         Records { zones }
     }
@@ -175,6 +194,25 @@ impl Records {
             Resolved::NxDomain => Answer::NxDomain,
             Resolved::NotOurs(to) => Answer::NotOurs(to),
         }
+    }
+
+    /// [`Records::resolve`] for a question from `client` (its source address): a container on
+    /// several networks finds the names of all of them through any one of their servers —
+    /// the listener's network first, then its other networks in order. Clients put one
+    /// nameserver per network in resolv.conf, and glibc stops at the first one's NXDOMAIN.
+    pub(crate) fn resolve_from(&self, network: &str, client: Option<IpAddr>, qname: &Name, qtype: RecordType) -> Resolved<'_> {
+        let first = self.resolve(network, qname, qtype);
+        if !matches!(first, Resolved::NotOurs(Forward::Upstream)) {
+            return first;
+        }
+        let others = client.and_then(|c| self.zones.get(network)?.others.get(&c));
+        for other in others.into_iter().flatten() {
+            let r = self.resolve(other, qname, qtype);
+            if matches!(r, Resolved::Found(_) | Resolved::NoData) {
+                return r;
+            }
+        }
+        first
     }
 
     /// [`Records::lookup`] without building records: the server's allocation-free path.
@@ -707,5 +745,32 @@ mod tests {
             t.lookup("frontend", &tricky, RecordType::A),
             Answer::NotOurs(Forward::Upstream)
         );
+    }
+
+    #[test]
+    fn a_container_on_two_networks_sees_both_through_either_server() {
+        let t = Records::new(&[
+            NetworkRecords {
+                name: "front".into(),
+                containers: vec![entry("aa", "app", &[], &["10.1.0.2"], &[]), entry("bb", "web", &[], &["10.1.0.3"], &[])],
+                host: vec![],
+            },
+            NetworkRecords {
+                name: "back".into(),
+                containers: vec![entry("aa", "app", &[], &["10.2.0.2"], &[]), entry("cc", "db", &[], &["10.2.0.3"], &[])],
+                host: vec![],
+            },
+        ]);
+        let app_front: IpAddr = "10.1.0.2".parse().unwrap();
+        let web: IpAddr = "10.1.0.3".parse().unwrap();
+        // app asks front's server for db, which only back has: found.
+        assert!(matches!(t.resolve_from("front", Some(app_front), &name("db"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.2.0.3".parse::<Ipv4Addr>().unwrap()]));
+        // Its own network wins when both have the name.
+        assert!(matches!(t.resolve_from("front", Some(app_front), &name("app"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.1.0.2".parse::<Ipv4Addr>().unwrap()]));
+        // web is only on front: back's names stay hidden from it, and from unknown clients.
+        assert!(matches!(t.resolve_from("front", Some(web), &name("db"), RecordType::A), Resolved::NotOurs(Forward::Upstream)));
+        assert!(matches!(t.resolve_from("front", None, &name("db"), RecordType::A), Resolved::NotOurs(Forward::Upstream)));
+        // A client address that is app's on back, asking front's server, is not app.
+        assert!(matches!(t.resolve_from("front", Some("10.2.0.2".parse().unwrap()), &name("db"), RecordType::A), Resolved::NotOurs(_)));
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::handler::{error_reply, handle_query, Handled, Transport};
+use crate::handler::{error_reply, handle_query_from, Handled, Transport};
 use crate::mmsg;
 use crate::records::{Forward, Records};
 use crate::upstream::Upstream;
@@ -128,7 +128,7 @@ async fn udp_loop(
                     continue;
                 }
                 let packet = &rbuf[i * mmsg::SLOT..i * mmsg::SLOT + r.len];
-                match handle_query(packet, &network, records, Transport::Udp, &mut out) {
+                match handle_query_from(packet, &network, Some(peer.ip()), records, Transport::Udp, &mut out) {
                     Handled::Reply => {
                         let start = sbuf.len();
                         sbuf.extend_from_slice(&out);
@@ -289,12 +289,12 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if let Err(e) = self.serve(&mut stream).await {
+        if let Err(e) = self.serve(&mut stream, peer).await {
             tracing::trace!(%peer, error = %e, "tcp connection closed");
         }
     }
 
-    async fn serve(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+    async fn serve(&mut self, stream: &mut TcpStream, peer: SocketAddr) -> io::Result<()> {
         let _ = stream.set_nodelay(true);
         let mut query = Vec::with_capacity(512);
         let mut out = Vec::with_capacity(4096);
@@ -311,7 +311,7 @@ impl Connection {
                 Err(_) => return Ok(()),
             };
             let records = self.snapshot.get();
-            let reply = match handle_query(&query, &self.network, records, Transport::Tcp, &mut out)
+            let reply = match handle_query_from(&query, &self.network, Some(peer.ip()), records, Transport::Tcp, &mut out)
             {
                 Handled::Reply => std::mem::take(&mut out),
                 Handled::Forward(to) => {

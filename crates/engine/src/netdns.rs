@@ -166,13 +166,17 @@ impl Dns {
         let nets = tx
             .prepare("SELECT name, gateway, bridge, internal FROM networks")?
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))?
-            .filter_map(|r| r.ok())
+            // A row that fails to read fails the reload (the last snapshot stays): never
+            // publish a partial table, which would drop listeners and names.
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
             .filter_map(|(name, gw, bridge, internal)| Some(NetRow { name, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
             .collect();
         let eps = tx
             .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases FROM endpoints e JOIN containers c ON c.id = e.container_id")?
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?)))?
-            .filter_map(|r| r.ok())
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
             .filter_map(|(network, id, name, ip, ifname, aliases)| {
                 Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
             })

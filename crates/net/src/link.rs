@@ -182,6 +182,10 @@ impl Netlink {
         validate_ifname(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        // A fixed address: without one the bridge takes the lowest address of its ports, which
+        // changes as containers come and go — and every container's ARP entry for the gateway
+        // goes stale (DNS queries to the gateway were lost during churn that way).
+        msg.attributes.push(LinkAttribute::Address(bridge_mac(name).to_vec()));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         self.new_link(msg, || format!("create bridge {name}"))?;
         self.index_of(name)
@@ -348,6 +352,16 @@ impl Netlink {
         self.set_up(index)?;
         Ok(index)
     }
+}
+
+/// A locally administered unicast MAC address derived from the bridge's name (FNV-1a).
+pub fn bridge_mac(name: &str) -> [u8; 6] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// What [`attach_container`] needs to wire one container to a bridge.
