@@ -80,19 +80,16 @@ pub fn settings(registry: &str, rootless: bool, tls_verify: Option<bool>, creden
     Ok(Settings { insecure, credentials })
 }
 
-/// Counts bytes for progress, and stops early once another layer failed.
+/// Counts bytes for progress. Layers already downloading when another fails are finished,
+/// so that a retry reuses them.
 struct Counting<'a, R> {
     inner: R,
     digest: &'a str,
     progress: Progress<'a>,
-    abort: &'a AtomicBool,
 }
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.abort.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("aborted: another layer failed"));
-        }
         let n = self.inner.read(buf)?;
         (self.progress)(Event::Bytes { digest: self.digest.to_owned(), n: n as u64 });
         Ok(n)
@@ -171,7 +168,7 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
                 } else {
                     let open = || {
                         let body = client.blob(&r.repository, &layer.digest, Some(layer.size)).map_err(|e| cove_image::Error::Format { context: format!("layer {}", layer.digest), reason: e.to_string() })?;
-                        Ok(std::io::BufReader::with_capacity(256 * 1024, Counting { inner: body, digest: &layer.digest, progress, abort: &abort }))
+                        Ok(std::io::BufReader::with_capacity(256 * 1024, Counting { inner: body, digest: &layer.digest, progress }))
                     };
                     store.put_layer(open, &layer.digest, layer.size, diff_id, &unpack).map(|(n, _)| (n, false)).map_err(Error::from)
                 };
@@ -194,8 +191,7 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
         }
     });
     let mut errors = errors.into_inner().unwrap_or_default();
-    // The first layer that really failed, not one stopped because of it.
-    errors.sort_by_key(|(_, e)| e.to_string().contains("aborted: another layer failed"));
+    errors.sort_by_key(|(i, _)| *i);
     if let Some((_, e)) = errors.into_iter().next() {
         return Err(e);
     }
