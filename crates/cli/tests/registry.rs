@@ -457,7 +457,9 @@ fn registry_down_mid_pull_then_resume() {
     let tmp = w.path().join("cove/data/storage/tmp");
     let t = Instant::now();
     loop {
-        let partial = std::fs::read_dir(&tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("blob-") && e.metadata().is_ok_and(|m| m.len() > (1 << 20)))).unwrap_or(false);
+        // The three small layers are in place (a layer dir each) and the big one is under way.
+        let small_done = std::fs::read_dir(w.path().join("cove/data/storage/layers")).map(|rd| rd.count() >= 3).unwrap_or(false);
+        let partial = small_done && std::fs::read_dir(&tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("blob-") && e.metadata().is_ok_and(|m| m.len() > (1 << 20)))).unwrap_or(false);
         if partial {
             break;
         }
