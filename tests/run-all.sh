@@ -55,11 +55,13 @@ run_suite() { # label, user (root|name), require_all, binary...
   done
 }
 
-units=$(awk '$1 != "e2e" {print $1}' "$work/tests.list" | sort -u)
+units=$(awk '$1 != "e2e" && $1 != "registry" {print $1}' "$work/tests.list" | sort -u)
 run_suite "root" root 1 $units
 run_suite "root e2e" root 1 e2e
+run_suite "root registry" root 1 registry
 run_suite "user with subuid range (covetest)" covetest 1 $units
 run_suite "user with subuid range (covetest) e2e" covetest 1 e2e
+run_suite "user with subuid range (covetest) registry" covetest 1 registry
 run_suite "user without subuid range (covenosub) e2e" covenosub 1 e2e
 
 passed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log")

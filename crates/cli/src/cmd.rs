@@ -154,6 +154,16 @@ pub enum Command {
     /// System maintenance
     #[command(subcommand)]
     System(SystemCmd),
+    /// Download an image from a registry
+    Pull(crate::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::registry::PushArgs),
+    /// Log in to a registry (credentials go to containers' auth.json)
+    Login(crate::registry::LoginArgs),
+    /// Log out from a registry
+    Logout { registry: Option<String> },
+    /// Save images to a docker-archive or oci-archive
+    Save(crate::registry::SaveArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -284,6 +294,8 @@ pub struct ExecArgs {
 pub enum SystemCmd {
     /// Stop the per-user keeper process (it restarts on the next command)
     Migrate,
+    /// Show disk usage of images, containers and volumes
+    Df,
 }
 
 #[derive(Subcommand, Debug)]
@@ -317,6 +329,19 @@ pub enum ImageCmd {
         #[arg(short, long)]
         input: Option<PathBuf>,
     },
+    /// Download an image from a registry
+    Pull(crate::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::registry::PushArgs),
+    /// Save images to an archive
+    Save(crate::registry::SaveArgs),
+    /// Remove dangling images (-a: every image no container uses) and unreferenced content
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -330,6 +355,9 @@ pub struct ImagesArgs {
     /// Output format: table (default) or json
     #[arg(long)]
     format: Option<String>,
+    /// Show registry digests
+    #[arg(long)]
+    digests: bool,
 }
 
 #[derive(Args, Debug)]
@@ -446,6 +474,9 @@ pub struct RunArgs {
     /// Publish all exposed ports to random host ports
     #[arg(short = 'P', long = "publish-all")]
     publish_all: bool,
+    /// Pull the image: missing (default), always, never
+    #[arg(long, default_value = "missing")]
+    pull: String,
     /// Image to run
     image: String,
     /// Command and arguments
@@ -518,6 +549,12 @@ fn enter_userns(dirs: &Dirs) -> Result<Option<cove_runtime::userns::IdMapping>> 
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     // Commands that must not start anything.
+    if let Command::Login(a) = &cli.command {
+        return crate::registry::login(a, !nix::unistd::getuid().is_root());
+    }
+    if let Command::Logout { registry } = &cli.command {
+        return crate::registry::logout(registry.as_deref());
+    }
     if let Command::System(SystemCmd::Migrate) = &cli.command {
         let dirs = Dirs::for_current_user()?;
         cove_engine::netd::stop(&dirs.run);
@@ -538,6 +575,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
     let mut eng = eng;
     match command {
         Command::Run(args) => {
+            crate::registry::pull_for_run(eng, &args.image, &args.pull)?;
             let req = args.into_request();
             if req.detach {
                 let id = lifecycle::run_detached(&mut eng, &req)?;
@@ -547,6 +585,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(cove_engine::run::run(&mut eng, &req)?)
         }
         Command::Create(args) => {
+            crate::registry::pull_for_run(eng, &args.image, &args.pull)?;
             let req = args.into_request();
             println!("{}", lifecycle::create(&mut eng, &req)?);
             Ok(0)
@@ -774,7 +813,12 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             }
             Ok(0)
         }
-        Command::System(_) => Ok(0),
+        Command::Pull(a) | Command::Image(ImageCmd::Pull(a)) => crate::registry::pull(eng, &a),
+        Command::Push(a) | Command::Image(ImageCmd::Push(a)) => crate::registry::push(eng, &a),
+        Command::Save(a) | Command::Image(ImageCmd::Save(a)) => crate::registry::save(eng, &a),
+        Command::Image(ImageCmd::Prune { all, force: _ }) => crate::registry::prune(eng, all),
+        Command::System(SystemCmd::Df) => crate::registry::df(eng),
+        Command::System(_) | Command::Login(_) | Command::Logout { .. } => Ok(0),
     }
 }
 
@@ -820,7 +864,7 @@ fn tempfile_in(dir: &std::path::Path) -> Result<PathBuf> {
     Ok(d.join(format!("stdin-{}.tar", cove_oci::new_id()?)))
 }
 
-fn human_size(n: i64) -> String {
+pub(crate) fn human_size(n: i64) -> String {
     let n = n as f64;
     for (unit, div) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
         if n >= div {
@@ -856,7 +900,8 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
         return Ok(0);
     }
     if !a.quiet {
-        writeln!(out, "{:<40} {:<10} {:<15} {:<20} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
+        let digest = if a.digests { format!("{:<72}", "DIGEST") } else { String::new() };
+        writeln!(out, "{:<40} {:<10} {digest}{:<15} {:<20} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
     }
     for i in &imgs {
         let id = if a.no_trunc { i.id.clone() } else { cove_oci::short_id(&i.id).to_string() };
@@ -868,10 +913,16 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
         let rows: Vec<(String, String)> = if mine.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
-            mine.iter().map(|n| n.rsplit_once(':').map(|(r, t)| (r.to_string(), t.to_string())).unwrap_or(((*n).clone(), "latest".into()))).collect()
+            mine.iter()
+                .map(|n| match n.split_once('@') {
+                    Some((r, _)) => (r.to_string(), "<none>".to_string()),
+                    None => n.rsplit_once(':').map(|(r, t)| (r.to_string(), t.to_string())).unwrap_or(((*n).clone(), "latest".into())),
+                })
+                .collect()
         };
+        let digest = if a.digests { format!("{:<72}", i.digest.as_deref().unwrap_or("<none>")) } else { String::new() };
         for (repo, tag) in rows {
-            writeln!(out, "{repo:<40} {tag:<10} {id:<15} {:<20} {}", ago(&i.created), human_size(i.size))?;
+            writeln!(out, "{repo:<40} {tag:<10} {digest}{id:<15} {:<20} {}", ago(&i.created), human_size(i.size))?;
         }
     }
     Ok(0)

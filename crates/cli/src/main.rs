@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod registry;
 
 use clap::Parser;
 use std::process::ExitCode;

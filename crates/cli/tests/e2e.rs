@@ -139,7 +139,7 @@ fn exit_codes_follow_docker() {
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
     let o = w.cove(&["run", "--rm", "bb", "/etc/passwd"]);
     assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
-    let o = w.cove(&["run", "--rm", "nosuchimage", "true"]);
+    let o = w.cove(&["run", "--rm", "--pull=never", "nosuchimage", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(stderr(&o).trim(), "cove: error: image \"nosuchimage\" not found");
     let o = w.cove(&["run", "--bogus-flag", "bb", "true"]);

@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! init = true        # run cove's init as PID 1 unless --init=false
+//! default_registry = docker.io                       # where short names (alpine:3.20) are pulled from
+//! insecure_registries = 10.0.0.5:5000, reg.lan      # TLS unverified, plain HTTP if no TLS
 //! ```
+//! Loopback registries (localhost, 127.0.0.0/8, ::1) are insecure without being listed.
 //! An unknown key or a bad value is an error naming the file and line, never ignored.
 
 use crate::{Error, Result};
@@ -12,6 +15,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserConfig {
     pub init: bool,
+    /// Registry for names without a domain (`docker.io` when unset).
+    pub default_registry: Option<String>,
+    pub insecure_registries: Vec<String>,
 }
 
 /// Where the config file of the calling user lives.
@@ -47,6 +53,15 @@ pub fn parse(text: &str, file: &Path) -> Result<UserConfig> {
                     _ => return Err(bad(&format!("init must be true or false, not {v:?}"))),
                 }
             }
+            "default_registry" => {
+                if v.is_empty() || v.contains('/') || v.contains(char::is_whitespace) {
+                    return Err(bad(&format!("default_registry must be a host[:port], not {v:?}")));
+                }
+                c.default_registry = Some(v.to_string());
+            }
+            "insecure_registries" => {
+                c.insecure_registries = v.split(',').map(|r| r.trim().trim_matches('"').to_string()).filter(|r| !r.is_empty()).collect();
+            }
             _ => return Err(bad(&format!("unknown key {k:?}"))),
         }
     }
@@ -70,7 +85,10 @@ mod tests {
     #[test]
     fn parsing() {
         let f = Path::new("cove.conf");
-        assert_eq!(parse("# c\n\ninit = true # yes\n", f).unwrap(), UserConfig { init: true });
+        assert_eq!(parse("# c\n\ninit = true # yes\n", f).unwrap(), UserConfig { init: true, ..Default::default() });
+        let r = parse("default_registry = reg.example:5000\ninsecure_registries = a:5000, b\n", f).unwrap();
+        assert_eq!((r.default_registry.as_deref(), r.insecure_registries), (Some("reg.example:5000"), vec!["a:5000".to_string(), "b".to_string()]));
+        assert!(parse("default_registry = a/b", f).is_err());
         assert_eq!(parse("", f).unwrap(), UserConfig::default());
         assert_eq!(parse("init=false", f).unwrap().init, false);
         assert_eq!(parse("init = maybe", f).unwrap_err().to_string(), "cove.conf:1: init must be true or false, not \"maybe\"");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct Db {
     pub conn: Connection,
@@ -77,6 +77,17 @@ impl Db {
                     ip TEXT NOT NULL, ifname TEXT NOT NULL, aliases TEXT NOT NULL,
                     PRIMARY KEY (container_id, network), UNIQUE (network, ip));
                  PRAGMA user_version = 2;",
+            )?;
+            tx.commit()?;
+        }
+        if version < 3 {
+            // Which stored blob holds each layer of an image (push, save, blob GC).
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS layer_blobs (
+                    image_id TEXT NOT NULL, diff_id TEXT NOT NULL, blob TEXT NOT NULL,
+                    PRIMARY KEY (image_id, diff_id));
+                 PRAGMA user_version = 3;",
             )?;
             tx.commit()?;
         }

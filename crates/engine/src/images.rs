@@ -45,8 +45,38 @@ pub fn record(db: &mut Db, img: &LoadedImage, extra_tags: &[String]) -> Result<(
         for t in &tags {
             tx.execute("INSERT INTO tags (name, image_id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id", params![t, img.id])?;
         }
+        for (d, b) in img.diff_ids.iter().zip(&img.layer_blobs) {
+            if let Some(b) = b {
+                tx.execute("INSERT INTO layer_blobs (image_id, diff_id, blob) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET blob = excluded.blob", params![img.id, d, b])?;
+            }
+        }
         Ok(())
     })
+}
+
+/// Layer blobs are kept (for push and save) for everything imported, loaded or pulled.
+fn keeping_blobs(opts: &UnpackOptions) -> UnpackOptions {
+    UnpackOptions { keep_layer_blobs: true, ..opts.clone() }
+}
+
+/// What `save` and `push` need to know about an image: its layers' stored blobs.
+pub fn save_image(db: &Db, img: &ImageRow, names: Vec<String>) -> Result<cove_image::SaveImage> {
+    let mut st = db.conn.prepare("SELECT blob FROM layer_blobs WHERE image_id = ?1 AND diff_id = ?2")?;
+    let mut layer_blobs = vec![];
+    for d in &img.diff_ids {
+        layer_blobs.push(st.query_row(params![img.id, d], |r| r.get::<_, String>(0)).ok());
+    }
+    Ok(cove_image::SaveImage { id: img.id.clone(), diff_ids: img.diff_ids.clone(), layer_blobs, names })
+}
+
+/// Every blob some image still needs: configs and layer blobs.
+pub fn referenced_blobs(db: &Db) -> Result<std::collections::HashSet<String>> {
+    let mut set: std::collections::HashSet<String> = db.images()?.into_iter().map(|i| i.id).collect();
+    let mut st = db.conn.prepare("SELECT blob FROM layer_blobs")?;
+    for b in st.query_map([], |r| r.get::<_, String>(0))? {
+        set.insert(b?);
+    }
+    Ok(set)
 }
 
 /// Applies `docker import --change` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER,
@@ -117,14 +147,14 @@ pub fn import(db: &mut Db, store: &Store, reader: impl std::io::Read, reference:
     let tag = reference.map(cove_oci::normalize_image_name).transpose()?;
     let mut cfg = oci_spec::image::Config::default();
     apply_changes(&mut cfg, changes)?;
-    let img = store.import_rootfs(reader, cove_image::import_config(cfg, "imported by cove"), opts)?;
+    let img = store.import_rootfs(reader, cove_image::import_config(cfg, "imported by cove"), &keeping_blobs(opts))?;
     record(db, &img, tag.as_slice())?;
     Ok(img.id)
 }
 
 /// `cove load -i FILE`: returns `(id, tags)` of every image loaded.
 pub fn load(db: &mut Db, store: &Store, path: &std::path::Path, opts: &UnpackOptions) -> Result<Vec<(String, Vec<String>)>> {
-    let imgs = store.load(path, opts)?;
+    let imgs = store.load(path, &keeping_blobs(opts))?;
     let mut out = vec![];
     for img in &imgs {
         record(db, img, &[])?;
@@ -181,11 +211,19 @@ pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Rem
     }
     let other_layers: std::collections::HashSet<String> =
         db.images()?.into_iter().filter(|i| i.id != img.id).flat_map(|i| i.diff_ids).collect();
+    let blobs = save_image(db, &img, vec![])?.layer_blobs;
     db.write(|tx| {
         tx.execute("DELETE FROM tags WHERE image_id = ?1", [&img.id])?;
         tx.execute("DELETE FROM images WHERE id = ?1", [&img.id])?;
+        tx.execute("DELETE FROM layer_blobs WHERE image_id = ?1", [&img.id])?;
         Ok(())
     })?;
+    let still_used = referenced_blobs(db)?;
+    for b in blobs.iter().flatten().filter(|b| !still_used.contains(*b)) {
+        if let Err(e) = store.remove_blob(b) {
+            tracing::warn!("remove layer blob {b}: {e}");
+        }
+    }
     out.untagged.extend(tags);
     // Content goes after the rows: a crash in between leaves unreferenced files (garbage),
     // never rows that point at missing content.

@@ -9,6 +9,7 @@
 
 pub mod db;
 pub mod dirs;
+pub mod distribution;
 pub mod config;
 pub mod identity;
 pub mod images;

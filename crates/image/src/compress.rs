@@ -55,9 +55,25 @@ pub(crate) fn decompress<'a>(r: &'a mut dyn Read, what: &str) -> Result<Box<dyn 
     match kind {
         Compression::None => Ok(Box::new(buffered)),
         Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered))),
-        Compression::Zstd => Err(Error::Unsupported(format!("{what}: zstd compression"))),
+        Compression::Zstd => zstd::stream::read::Decoder::with_buffer(buffered)
+            .map(|d| Box::new(d) as Box<dyn Read + 'a>)
+            .map_err(|source| Error::Io {
+                context: format!("{what}: zstd"),
+                source,
+            }),
         Compression::Xz => Err(Error::Unsupported(format!("{what}: xz compression"))),
         Compression::Bzip2 => Err(Error::Unsupported(format!("{what}: bzip2 compression"))),
+    }
+}
+
+/// `"gzip"`, `"zstd"`, `"xz"`, `"bzip2"` or `"none"`, from the first bytes of a stream.
+pub fn compression_of(head: &[u8]) -> &'static str {
+    match Compression::detect(head) {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::Xz => "xz",
+        Compression::Bzip2 => "bzip2",
     }
 }
 
@@ -85,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn gzip_roundtrip_and_zstd_refused() {
+    fn gzip_and_zstd_roundtrip() {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(b"payload").unwrap();
@@ -98,8 +114,17 @@ mod tests {
             .unwrap();
         assert_eq!(out, "payload");
 
-        let mut z = &[0x28u8, 0xb5, 0x2f, 0xfd, 0, 0][..];
-        let err = decompress(&mut z, "layer x").err().unwrap().to_string();
-        assert_eq!(err, "layer x: zstd compression is not supported");
+        let z = zstd::stream::encode_all(&b"zstd payload"[..], 3).unwrap();
+        let mut src = &z[..];
+        let mut out = String::new();
+        decompress(&mut src, "t")
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "zstd payload");
+
+        let mut x = &b"\xfd7zXZ\0rest"[..];
+        let err = decompress(&mut x, "layer x").err().unwrap().to_string();
+        assert_eq!(err, "layer x: xz compression is not supported");
     }
 }

@@ -15,7 +15,8 @@
 //! It must not keep image metadata (names, tags, reference counts): it is DB-free, and
 //! the engine records what [`Store::import_rootfs`] and [`Store::load`] return and
 //! decides when to call [`Store::remove_layer`] and [`Store::remove_blob`]. It does not
-//! mount anything and does not talk to registries.
+//! mount anything and does not talk to registries (the engine streams registry blobs
+//! into [`Store::put_layer`]).
 //!
 //! # API
 //!
@@ -29,6 +30,9 @@
 //! Store::flatten_into(diff_ids, target, &UnpackOptions) -> Result<UnpackReport>
 //! Store::{write_blob, read_blob, blob_path, has_blob, has_layer, layer_size,
 //!         list_layers, list_blobs, clean_tmp}
+//! Store::put_layer(open, digest, size, diff_id, &UnpackOptions)   (pull: verified, blob kept)
+//! Store::put_blob(bytes, digest) / blob_compression(digest)
+//! Store::save(&[SaveImage], ArchiveFormat, writer) / build_manifest(&SaveImage)
 //! import_config(Config, comment) -> ImageConfiguration
 //! unpack_layer(reader, target, &UnpackOptions) -> Result<UnpackReport>
 //! ```
@@ -50,7 +54,7 @@
 //!   `trusted.overlay.*`/`user.overlay.*` xattrs from an archive are always dropped (a
 //!   layer must not forge overlay metadata). Counts come back in [`UnpackReport`] and
 //!   are logged as one warning per layer.
-//! - Compression is detected by magic bytes: plain tar and gzip are supported; zstd,
+//! - Compression is detected by magic bytes: plain tar, gzip and zstd are supported;
 //!   xz and bzip2 are recognised and refused. A tar stream must end with its
 //!   end-of-archive block, so a truncated plain tar is an error.
 //! - Metadata (manifest.json, index.json, manifests, configs) is capped at
@@ -58,7 +62,7 @@
 //!
 //! # Not handled here
 //!
-//! zstd/xz/bzip2 layers (refused with a clear error), docker archives older than
+//! xz/bzip2 layers (refused with a clear error), docker archives older than
 //! Docker 1.10 (no manifest.json), foreign layers missing from an archive, and fsync
 //! (a layer renamed into place is not flushed; after a power loss the engine should
 //! verify or re-import).
@@ -72,6 +76,7 @@ mod error;
 mod flatten;
 mod fsutil;
 mod load;
+mod save;
 mod store;
 mod tarlayer;
 
@@ -84,6 +89,7 @@ use std::path::Path;
 pub use apply::{UnpackOptions, UnpackReport, WhiteoutMode, MAX_DEPTH};
 pub use error::{EntryError, Error, Result};
 pub use oci_spec::image::{Config, ImageConfiguration};
+pub use save::{ArchiveFormat, BuiltManifest, LayerBlob, SaveImage};
 pub use store::{import_config, LoadedImage, Store, METADATA_LIMIT};
 
 /// Unpacks one layer stream (plain or gzip tar) directly into `target`, which must

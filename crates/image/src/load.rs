@@ -295,6 +295,7 @@ impl Store {
         let mut report = UnpackReport::default();
         let mut size = 0;
         let mut blobs = Vec::new();
+        let mut layer_blobs = Vec::new();
         for (layer, diff_id) in layers.iter().zip(&diff_ids) {
             let spec = LayerSpec {
                 label: short(diff_id),
@@ -304,7 +305,8 @@ impl Store {
             let done = self.ensure_layer(|| src.open(&layer.member), spec, opts)?;
             size += done.size;
             report.merge(&done.report);
-            blobs.extend(done.blob);
+            blobs.extend(done.blob.clone());
+            layer_blobs.push(done.blob);
         }
         self.put_bytes(&config_bytes)?;
         blobs.push(id.clone());
@@ -325,6 +327,7 @@ impl Store {
             size,
             manifest_digest,
             blobs,
+            layer_blobs,
             report,
         })
     }

@@ -42,6 +42,8 @@ pub struct LoadedImage {
     /// Every blob this image references in the store (config, manifest, kept layer
     /// blobs), for the engine's reference counting.
     pub blobs: Vec<String>,
+    /// The stored blob of each layer (aligned with `diff_ids`), where one was kept.
+    pub layer_blobs: Vec<Option<String>>,
     /// What unpacking the new layers had to leave out (owners, devices, xattrs).
     pub report: UnpackReport,
 }
@@ -301,7 +303,7 @@ impl Store {
         })?;
         let id = self.put_bytes(&bytes)?;
         let mut blobs = vec![id.clone()];
-        blobs.extend(layer.blob);
+        blobs.extend(layer.blob.clone());
         tracing::info!(image = %short(&id), layer = %short(&layer.diff_id), "rootfs imported");
         Ok(LoadedImage {
             id,
@@ -311,6 +313,7 @@ impl Store {
             size: layer.size,
             manifest_digest: None,
             blobs,
+            layer_blobs: vec![layer.blob.clone()],
             report: layer.report,
         })
     }
@@ -390,7 +393,26 @@ impl Store {
             .as_mut()
             .map(|t| t.as_file_mut() as &mut dyn io::Write);
         let mut raw = Hashing::with_tee(source.take(limit), tee);
-        let (diff_id, _) = unpack_stream(&mut raw, &mut applier)?;
+        let (diff_id, _) = match unpack_stream(&mut raw, &mut applier) {
+            Ok(v) => v,
+            Err(e) => {
+                // Content that does not match its digest says so, rather than how it broke
+                // the decompressor or the tar reader.
+                if let Some((expected, _)) = spec.blob {
+                    if raw.drain().is_ok() {
+                        let (actual, _) = raw.finish();
+                        if actual != expected {
+                            return Err(Error::DigestMismatch {
+                                what: format!("layer {label}"),
+                                expected: expected.to_owned(),
+                                actual,
+                            });
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
         raw.drain()
             .map_err(io_err(format!("layer {label}: read")))?;
         let (blob_digest, blob_size) = raw.finish();
@@ -449,6 +471,63 @@ impl Store {
             report,
             blob,
         })
+    }
+
+    /// Unpacks a layer blob read from `reader` (from a registry, or the stored blob itself)
+    /// into `layers/<diff_id>`, keeping the verified blob under `blobs/`. Digest, size and
+    /// diff_id are all checked before anything is placed; on error nothing is left behind.
+    /// When the layer is already unpacked only the blob is stored (if missing).
+    pub fn put_layer<R: Read>(
+        &self,
+        reader: impl FnOnce() -> Result<R>,
+        digest: &str,
+        size: u64,
+        diff_id: &str,
+        opts: &UnpackOptions,
+    ) -> Result<(u64, UnpackReport)> {
+        let spec = LayerSpec {
+            label: short(diff_id),
+            blob: Some((digest, Some(size))),
+            diff_id: Some(diff_id),
+        };
+        let opts = UnpackOptions {
+            keep_layer_blobs: true,
+            ..opts.clone()
+        };
+        let done = self.ensure_layer(reader, spec, &opts)?;
+        Ok((done.size, done.report))
+    }
+
+    /// Stores a small blob (a config or manifest) after checking it against `digest`.
+    pub fn put_blob(&self, bytes: &[u8], digest: &str) -> Result<()> {
+        let actual = sha256_of(bytes);
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("blob {}", short(digest)),
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        if !self.has_blob(digest) {
+            self.write_blob(bytes, Some(digest))?;
+        }
+        Ok(())
+    }
+
+    /// The compression of a stored blob: `"gzip"`, `"zstd"`, `"none"`, ...
+    pub fn blob_compression(&self, digest: &str) -> Result<&'static str> {
+        let path = self.blob_path(digest)?;
+        let mut head = [0u8; 6];
+        let mut f = fs::File::open(&path).map_err(io_err(format!("open blob {}", short(digest))))?;
+        let mut got = 0;
+        while got < head.len() {
+            match f.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return Err(io_err(format!("read blob {}", short(digest)))(e)),
+            }
+        }
+        Ok(crate::compress::compression_of(&head[..got]))
     }
 
     /// Copy fallback for when overlayfs is unavailable: applies the unpacked layers
