@@ -133,6 +133,13 @@ fn backoff(n: u32) -> Duration {
 fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: Option<Exited>) -> Result<()> {
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
+    // stdio of the monitor itself: nothing (the CLI that started us goes away; errors travel
+    // over the report pipe).
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = cove_sys::dup_onto(null.as_fd(), fd);
+        }
+    }
     let read = |name: &str| std::fs::read(dir.join(name)).ctx(|| format!("read {}", dir.join(name).display()));
     let parsed = (|| -> Result<(oci_spec::runtime::Spec, MonitorConfig)> {
         let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Other(format!("config.json: {e}")))?;
@@ -162,12 +169,6 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
         write_pid_file(&run_dir.join("monitor.pid"), std::process::id() as i32)?;
         let _ = std::fs::remove_file(run_dir.join("exit"));
-        // stdio of the monitor itself: nothing (the CLI that started us goes away).
-        if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-            for fd in 0..3 {
-                let _ = cove_sys::dup_onto(null.as_fd(), fd);
-            }
-        }
     }
     let mut log = LogWriter::open(&cfg.log_path, cfg.log.0, cfg.log.1)?;
     let mut set = SigSet::empty();
@@ -190,6 +191,10 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
             restarts += 1;
             let _ = log.write("stderr", format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes());
             std::thread::sleep(backoff(restarts));
+            if run_dir.join("stopped").exists() || !dir.exists() {
+                cove_monitor::write_exit(run_dir, code, restarts - 1);
+                break;
+            }
         }
         let (pid, out, err) = match start_once(&spec, &cfg, cg.as_ref(), run_dir) {
             Ok(x) => x,

@@ -21,6 +21,9 @@ pub fn exit_code(st: WaitStatus) -> Option<i32> {
     }
 }
 
+/// Quiet time after which the pump gives back memory (ms).
+const IDLE_MS: u16 = 1000;
+
 /// Copies output to the log until PID 1 exits and its pipes are drained; returns the exit code.
 pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter, attach: Option<&std::os::unix::net::UnixListener>) -> i32 {
     let mut open = [true, err.is_some()];
@@ -32,6 +35,7 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
     // the terminal (without one, the container's stdin is /dev/null, as with `run -d`).
     let mut clients: Vec<std::os::unix::net::UnixStream> = vec![];
     let tty = err.is_none();
+    let mut released = false;
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
@@ -55,11 +59,23 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
             idx[1] = Some(fds.len() - 1);
         }
         // After PID 1 is gone, output still held by escaped descendants (a pty or a pipe kept
-        // open) must not keep us forever: drain for a moment, then stop.
-        let timeout = if status.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
+        // open) must not keep us forever: drain for a moment, then stop. Before that, a quiet
+        // second means the container went idle: give back the code pages the last burst of
+        // output faulted in (most containers are idle most of the time; see the crate doc).
+        let timeout = match (status, released) {
+            (Some(_), _) => PollTimeout::from(200u16),
+            (None, false) => PollTimeout::from(IDLE_MS),
+            (None, true) => PollTimeout::NONE,
+        };
         match poll(&mut fds, timeout) {
-            Ok(0) => break,
-            Ok(_) => {}
+            Ok(0) if status.is_some() => break,
+            Ok(0) => {
+                drop(fds);
+                cove_sys::release_startup_memory();
+                released = true;
+                continue;
+            }
+            Ok(_) => released = false,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         }

@@ -309,20 +309,28 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     Ok(())
 }
 
-/// Gives back memory a long-lived process no longer needs after start-up: the free heap
-/// (`malloc_trim`), and the page-table entries of file mappings whose pages all still equal the
-/// file (read-only or executable, private, with no anonymous — written or relocated — page:
-/// `Anonymous: 0 kB` in smaps). Those pages fault back in from the page cache when used, so
-/// resident memory ends up holding only what the process still runs. Returns bytes released.
+/// Gives back memory a long-lived process does not need right now (after start-up, or when it
+/// went idle): the page-table entries of file mappings whose pages all still equal the file
+/// (read-only or executable, private, with no anonymous — written or relocated — page:
+/// `Anonymous: 0 kB` in smaps), and the free heap (`malloc_trim`). Those pages fault back in
+/// from the page cache when used (each fault maps up to 64 KiB around it: the kernel's
+/// fault-around), so resident memory ends up holding only what the process still runs.
+/// Returns bytes of mappings released.
 pub fn release_startup_memory() -> usize {
+    let released = release_clean_file_pages();
     extern "C" {
         fn malloc_trim(pad: libc::size_t) -> libc::c_int;
     }
+    // Last, so that the smaps text read above is given back too.
     // SAFETY: glibc's malloc_trim only returns free heap memory to the kernel; it takes the
     // allocator's own lock and has no other precondition.
     unsafe {
         malloc_trim(0);
     }
+    released
+}
+
+fn release_clean_file_pages() -> usize {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return 0 };
     let mut released = 0;
     let mut current: Option<(usize, usize, bool)> = None; // start, end, candidate
