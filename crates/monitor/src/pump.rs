@@ -35,7 +35,7 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
     // the terminal (without one, the container's stdin is /dev/null, as with `run -d`).
     let mut clients: Vec<std::os::unix::net::UnixStream> = vec![];
     let tty = err.is_none();
-    let mut released = false;
+    let (mut released, mut release_now) = (false, false);
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
@@ -62,6 +62,12 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
         // open) must not keep us forever: drain for a moment, then stop. Before that, a quiet
         // second means the container went idle: give back the code pages the last burst of
         // output faulted in (most containers are idle most of the time; see the crate doc).
+        if release_now {
+            // Here, with everything for this poll allocated: only the poll runs after it.
+            cove_sys::release_startup_memory();
+            release_now = false;
+            released = true;
+        }
         let timeout = match (status, released) {
             (Some(_), _) => PollTimeout::from(200u16),
             (None, false) => PollTimeout::from(IDLE_MS),
@@ -70,9 +76,7 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
         match poll(&mut fds, timeout) {
             Ok(0) if status.is_some() => break,
             Ok(0) => {
-                drop(fds);
-                cove_sys::release_startup_memory();
-                released = true;
+                release_now = true;
                 continue;
             }
             Ok(_) => released = false,
