@@ -26,6 +26,11 @@
 //! machinery, so the pump hands back to the cove binary (kept open as an `O_PATH` descriptor,
 //! so an upgrade of the file in between does not matter) instead of linking it.
 //!
+//! What stays resident is then mostly the kernel's fault-around (a fault on file-backed code
+//! maps up to 64 KiB around it): the pump drops clean file pages once settled and again after
+//! each quiet second, right before the `poll` that blocks ([`pump::pump`]), so an idle monitor
+//! keeps ~0.3 MiB RSS.
+//!
 //! This crate must stay small: no serde, no SQLite, no runtime; it must not create containers.
 #![forbid(unsafe_code)]
 
