@@ -218,7 +218,6 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
             tracing::warn!("{e}; the monitor pumps in its first image");
         }
         // Only when the pump binary cannot run: the same loop, in this bigger image.
-        cove_sys::release_startup_memory();
         let code = cove_monitor::pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref());
         drop(attach);
         let _ = std::fs::remove_file(&attach_path);

@@ -287,8 +287,6 @@ fn run(a: PumpArgs) -> i32 {
     })();
     let code = match setup {
         Ok((out, err, attach, mut log, sfd)) => {
-            // Settled: drop what start-up (the dynamic loader, relocations) touched.
-            cove_sys::release_startup_memory();
             let code = pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref());
             drop(attach);
             code

@@ -27,15 +27,19 @@ const IDLE_MS: u16 = 1000;
 /// Copies output to the log until PID 1 exits and its pipes are drained; returns the exit code.
 pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter, attach: Option<&std::os::unix::net::UnixListener>) -> i32 {
     let mut open = [true, err.is_some()];
-    // PID 1 may have exited before our signalfd existed (the monitor exec'd in between):
-    // the SIGCHLD stays pending across exec, and this first look settles it either way.
-    let mut status: Option<i32> = waitpid(pid, Some(WaitPidFlag::WNOHANG)).ok().and_then(exit_code);
+    // Signals that came while the monitor exec'd stay pending across exec: forward them, and
+    // look at PID 1 once (it may have exited already). Stale ones (a SIGCHLD of a helper cove
+    // started) would otherwise wake the first poll for nothing.
+    let mut status: Option<i32> = None;
+    signals(sfd, pid, &mut status);
     let mut buf = vec![0u8; 16 * 1024];
     // `cove attach` clients: they get the output as it comes; with a tty, their input goes to
     // the terminal (without one, the container's stdin is /dev/null, as with `run -d`).
     let mut clients: Vec<std::os::unix::net::UnixStream> = vec![];
     let tty = err.is_none();
-    let (mut released, mut release_now) = (false, false);
+    // Settled: the first poll is preceded by a release too (start-up, the loader, the
+    // relocations touched a lot).
+    let (mut released, mut release_now) = (false, true);
     loop {
         if status.is_some() && !open[0] && !open[1] {
             break;
@@ -112,21 +116,7 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
             }
         }
         if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => {}
-                    // `cove rm -f` or a shutdown: take the container down with us.
-                    Ok(s) => {
-                        let _ = nix::sys::signal::kill(pid, s);
-                    }
-                    Err(_) => {}
-                }
-            }
-            if status.is_none() {
-                if let Ok(st) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    status = exit_code(st);
-                }
-            }
+            signals(sfd, pid, &mut status);
         }
         for (k, stream) in [(0usize, "stdout"), (1, "stderr")] {
             let Some(i) = idx[k] else { continue };
@@ -149,5 +139,24 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
     match status {
         Some(c) => c,
         None => waitpid(pid, None).ok().and_then(exit_code).unwrap_or(255),
+    }
+}
+
+/// Forwards pending signals to PID 1 (SIGCHLD aside) and reaps it if it exited.
+fn signals(sfd: &SignalFd, pid: Pid, status: &mut Option<i32>) {
+    while let Ok(Some(info)) = sfd.read_signal() {
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGCHLD) => {}
+            // `cove rm -f` or a shutdown: take the container down with us.
+            Ok(s) => {
+                let _ = nix::sys::signal::kill(pid, s);
+            }
+            Err(_) => {}
+        }
+    }
+    if status.is_none() {
+        if let Ok(st) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            *status = exit_code(st);
+        }
     }
 }
