@@ -503,7 +503,18 @@ fn monitor_pumps_in_the_small_binary_and_needs_it() {
     let lone = w.path().join("lone");
     std::fs::create_dir(&lone).unwrap();
     std::fs::copy(bin(), lone.join("cove")).unwrap();
-    let o = Command::new(lone.join("cove")).args(["run", "-d", "bb", "true"]).env("COVE_ROOT", w.path()).env("COVE_KEEPER_IDLE_SECS", "3").stdin(Stdio::null()).output().unwrap();
+    // A process another test thread forks may hold the copy's write descriptor for a moment
+    // (until its exec): ETXTBSY then, so try again.
+    let run = || Command::new(lone.join("cove")).args(["run", "-d", "bb", "true"]).env("COVE_ROOT", w.path()).env("COVE_KEEPER_IDLE_SECS", "3").stdin(Stdio::null()).output();
+    let mut o = run();
+    for _ in 0..50 {
+        match &o {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => break,
+        }
+        o = run();
+    }
+    let o = o.unwrap();
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(stderr(&o).contains("cove-monitor not found"), "{}", stderr(&o));
     assert!(!w.ok(&["ps"]).contains("Up"));

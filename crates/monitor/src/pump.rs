@@ -62,16 +62,16 @@ pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &
             fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
             idx[1] = Some(fds.len() - 1);
         }
-        // After PID 1 is gone, output still held by escaped descendants (a pty or a pipe kept
-        // open) must not keep us forever: drain for a moment, then stop. Before that, a quiet
-        // second means the container went idle: give back the code pages the last burst of
-        // output faulted in (most containers are idle most of the time; see the crate doc).
+        // A quiet second means the container went idle: give back the code pages the last
+        // burst of output faulted in (most containers are idle most of the time; see the
+        // crate doc). Here, with everything for this poll allocated: only the poll runs after.
         if release_now {
-            // Here, with everything for this poll allocated: only the poll runs after it.
             cove_sys::release_startup_memory();
             release_now = false;
             released = true;
         }
+        // After PID 1 is gone, output still held by escaped descendants (a pty or a pipe kept
+        // open) must not keep us forever: drain for a moment, then stop.
         let timeout = match (status, released) {
             (Some(_), _) => PollTimeout::from(200u16),
             (None, false) => PollTimeout::from(IDLE_MS),
