@@ -9,7 +9,7 @@ export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
 bash scripts/setup-host.sh
 echo "== building cove (release)"
 cargo build --release -p cove 2>&1 | tail -n 1
-install -m 0755 target/release/cove /usr/local/bin/cove
+install -m 0755 target/release/cove target/release/cove-monitor /usr/local/bin/
 demo=/tmp/cove-demo; rm -rf "$demo"; mkdir -p "$demo"; chmod 755 "$demo"
 scripts/make-rootfs.sh "$demo/rootfs.tar" >/dev/null; chmod 644 "$demo/rootfs.tar"
 

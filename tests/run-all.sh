@@ -30,7 +30,7 @@ for line in sys.stdin:
 while read -r name exe; do
   cp "$exe" "$work/bin/test-$name"
 done < "$work/tests.list"
-cp target/debug/cove "$work/bin/cove"
+cp target/debug/cove target/debug/cove-monitor "$work/bin/"  # the monitor's pump lives next to cove
 chmod 755 "$work/bin"/*
 
 export COVE_BIN=$work/bin/cove COVE_TEST_ROOTFS=$work/rootfs.tar COVE_TEST_TMP=$work/tmp

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     cove_sys::default_sigpipe();
-    // The per-container monitor: `cove __monitor DIR RUNDIR FD`, kept off clap's path so the
-    // long-lived process stays small.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().take(5).collect();
+    // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]`, kept
+    // off clap's path (it execs the small `cove-monitor` once the container runs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(6).collect();
     if args.len() == 4 && args[1] == "__netd" {
         init_tracing(None);
         let fd = args[3].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
         cove_engine::netd::main(std::path::Path::new(&args[2]), fd);
     }
-    if args.len() == 5 && args[1] == "__monitor" {
+    if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
         init_tracing(None);
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
         // The report pipe came without close-on-exec (to survive our exec); anything we start
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         if let Some(f) = &fd {
             let _ = nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
-        cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd);
+        cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd, args.get(5).map(|s| s.as_os_str()));
     }
     let cli = match cmd::Cli::try_parse() {
         Ok(c) => c,

@@ -491,6 +491,46 @@ fn killed_monitor_is_noticed() {
 }
 
 #[test]
+fn monitor_pumps_in_the_small_binary_and_needs_it() {
+    let Some(w) = World::new() else { return };
+    // Runs until told to exit 3; the file stays in its rootfs, so the restarted run ends at once.
+    let id = w.ok(&["run", "-d", "--name", "again", "--restart", "on-failure:1", "bb", "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 3"]);
+    let rd = w.path().join("run/containers").join(id.trim());
+    let read_pid = |f: &str| -> i32 { std::fs::read_to_string(rd.join(f)).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let mon = read_pid("monitor.pid");
+    let exe = |p: i32| std::fs::read_link(format!("/proc/{p}/exe")).map(|e| e.file_name().unwrap().to_string_lossy().into_owned()).unwrap_or_default();
+    assert!(wait_until(|| exe(mon) == "cove-monitor", 5), "monitor image: {}", exe(mon));
+    let ppid = |p: i32| std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default().lines().find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse::<i32>().unwrap_or(0)));
+    let first = read_pid("pid");
+    assert_eq!(ppid(first), Some(mon), "PID 1 is the monitor's child");
+    // The restart goes through cove and back to the pump: a new PID 1, the same monitor.
+    w.ok(&["exec", "again", "touch", "/go"]);
+    assert_eq!(w.ok(&["wait", "again"]).trim(), "3");
+    assert_ne!(read_pid("pid"), first, "restarted once");
+    assert_eq!(w.ok(&["logs", "again"]), "");
+    w.ok(&["rm", "again"]);
+    // Without cove-monitor next to cove: a clear error, nothing left running.
+    let lone = w.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::copy(bin(), lone.join("cove")).unwrap();
+    // A process another test thread forks may hold the copy's write descriptor for a moment
+    // (until its exec): ETXTBSY then, so try again.
+    let run = || Command::new(lone.join("cove")).args(["run", "-d", "bb", "true"]).env("COVE_ROOT", w.path()).env("COVE_KEEPER_IDLE_SECS", "3").stdin(Stdio::null()).output();
+    let mut o = run();
+    for _ in 0..50 {
+        match &o {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => break,
+        }
+        o = run();
+    }
+    let o = o.unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cove-monitor not found"), "{}", stderr(&o));
+    assert!(!w.ok(&["ps"]).contains("Up"));
+}
+
+#[test]
 fn twenty_parallel_run_d_and_rm_f() {
     let Some(w) = World::new() else { return };
     let spawn_all = |args: &dyn Fn(usize) -> Vec<String>| {

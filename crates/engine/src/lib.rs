@@ -52,6 +52,8 @@ pub enum Error {
     Runtime(#[from] cove_runtime::Error),
     #[error(transparent)]
     Oci(#[from] cove_oci::Error),
+    #[error(transparent)]
+    Monitor(#[from] cove_monitor::Error),
     #[error("{0}")]
     Other(String),
 }

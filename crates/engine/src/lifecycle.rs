@@ -172,7 +172,14 @@ pub fn kill(eng: &mut Engine, key: &str, sig: Signal) -> Result<String> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let Some(pid) = (c.state == "running").then(|| live_pid(&rd.join("pid"))).flatten() else {
+    let pid = (c.state == "running").then(|| live_pid(&rd.join("pid"))).flatten();
+    let Some(pid) = pid else {
+        // Between two runs of a restart policy (PID 1 gone, its monitor waiting to start it
+        // again): marking it stopped ends it, as Docker's stop does.
+        if c.state == "running" && live_pid(&rd.join("monitor.pid")).is_some() {
+            let _ = std::fs::write(rd.join("stopped"), "");
+            return Ok(c.id);
+        }
         return Err(Error::Conflict(format!("container {} is not running", c.name)));
     };
     let _ = std::fs::write(rd.join("stopped"), "");

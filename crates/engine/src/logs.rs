@@ -3,10 +3,10 @@
 //! size-based rotation (`--log-opt max-size=10m,max-file=3`): `container.log`,
 //! `container.log.1`, ... (oldest has the highest number).
 
-use crate::db::{now_rfc3339, parse_rfc3339};
-use crate::{Error, IoContext, Result};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use crate::db::parse_rfc3339;
+use crate::{Error, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,79 +44,9 @@ impl LogOpts {
     }
 }
 
-/// Appends records to a container's log, rotating by size.
-pub struct LogWriter {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    opts: LogOpts,
-}
-
-/// Escapes a string as a JSON string body (no serde on the monitor's hot path).
-fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
-    let text = String::from_utf8_lossy(s);
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
-    }
-}
-
-impl LogWriter {
-    pub fn open(path: &Path, opts: LogOpts) -> Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("open log {}", path.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter { path: path.to_path_buf(), file, size, opts })
-    }
-
-    /// Writes `data` as one record per line (a trailing partial line is one record too, as
-    /// Docker does when a read returns no newline).
-    pub fn write(&mut self, stream: &str, data: &[u8]) -> Result<()> {
-        let time = now_rfc3339();
-        let mut buf = Vec::with_capacity(data.len() + 64);
-        for line in data.split_inclusive(|b| *b == b'\n') {
-            buf.extend_from_slice(b"{\"log\":\"");
-            json_escape(&mut buf, line);
-            buf.extend_from_slice(b"\",\"stream\":\"");
-            buf.extend_from_slice(stream.as_bytes());
-            buf.extend_from_slice(b"\",\"time\":\"");
-            buf.extend_from_slice(time.as_bytes());
-            buf.extend_from_slice(b"\"}\n");
-        }
-        if self.opts.max_size > 0 && self.size > 0 && self.size + buf.len() as u64 > self.opts.max_size {
-            self.rotate()?;
-        }
-        self.file.write_all(&buf).ctx(|| format!("write log {}", self.path.display()))?;
-        self.size += buf.len() as u64;
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> Result<()> {
-        let n = self.opts.max_file.max(1);
-        if n == 1 {
-            self.file.set_len(0).ctx(|| "truncate log".into())?;
-            self.size = 0;
-            return Ok(());
-        }
-        let name = |i: u32| -> PathBuf { if i == 0 { self.path.clone() } else { PathBuf::from(format!("{}.{i}", self.path.display())) } };
-        let _ = std::fs::remove_file(name(n - 1));
-        for i in (0..n - 1).rev() {
-            let _ = std::fs::rename(name(i), name(i + 1));
-        }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path).ctx(|| format!("open log {}", self.path.display()))?;
-        self.size = 0;
-        Ok(())
-    }
-}
+/// Appends records to a container's log, rotating by size (shared with the `cove-monitor`
+/// pump, which is what writes logs).
+pub use cove_monitor::LogWriter;
 
 /// One decoded log record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -195,7 +125,7 @@ mod tests {
     fn write_read_rotate() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.log");
-        let mut w = LogWriter::open(&p, LogOpts { max_size: 200, max_file: 2 }).unwrap();
+        let mut w = LogWriter::open(&p, 200, 2).unwrap();
         w.write("stdout", b"hello \"world\"\nsecond\tline\n").unwrap();
         w.write("stderr", b"partial").unwrap();
         let r = read_all(&p);

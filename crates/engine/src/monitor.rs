@@ -1,11 +1,17 @@
-//! The per-container monitor: a small process (Podman's conmon is the anchor) that is the
-//! parent of the container's PID 1 and outlives the CLI.
+//! The per-container monitor: the process (Podman's conmon is the anchor) that is the parent of
+//! the container's PID 1 and outlives the CLI.
 //!
-//! It is the cove binary re-executed as `cove __monitor DIR RUNDIR FD` (a fresh image, so
-//! nothing of the CLI's heap stays resident). It creates and starts the container, writes its
-//! stdout/stderr to the json-file log, waits for it, writes the exit status, and applies the
-//! restart policy. It never opens the state database: it leaves files in the container's run
-//! directory that the next cove command folds into the database ([`crate::lifecycle`]):
+//! This is its first image, the cove binary re-executed as `cove __monitor DIR RUNDIR FD`: it
+//! creates and starts the container and reports on FD, then execs the small `cove-monitor`
+//! binary (same process, still PID 1's parent) which pumps stdout/stderr to the json-file log
+//! and serves `attach` until PID 1 exits, and execs back into `cove __monitor DIR RUNDIR -
+//! exited=CODE:RESTARTS`, which applies the restart policy (creating the container again) or
+//! records the exit and cleans up. Why two images: see the `cove-monitor` crate (resident
+//! memory per container). If `cove-monitor` cannot be exec'd once the container runs, this
+//! process pumps itself (same loop, more memory) rather than lose the container.
+//!
+//! It never opens the state database: it leaves files in the container's run directory that
+//! the next cove command folds into the database ([`crate::lifecycle`]):
 //!
 //! ```text
 //! RUNDIR/monitor.pid   "<pid> <starttime>" of the monitor
@@ -15,13 +21,12 @@
 //! ```
 //! No async runtime, no threads: one `poll` loop.
 
-use crate::logs::{LogOpts, LogWriter};
+use crate::logs::LogWriter;
 use crate::{Error, IoContext, Result};
+use cove_monitor::{Exited, PumpArgs};
 use cove_runtime::{CreateOptions, Rootfs, Stdio};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -91,32 +96,12 @@ pub struct MonitorConfig {
     pub exposed: Vec<String>,
 }
 
-/// Start time of a process (field 22 of /proc/PID/stat), to tell a pid from its reuse.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
+pub use cove_monitor::{live_pid, start_time, write_pid_file};
 
-/// Writes "<pid> <starttime>" atomically.
-pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{pid} {}\n", start_time(pid).unwrap_or(0))).ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
-}
-
-/// Reads a pid file and returns the pid if that very process still runs.
-pub fn live_pid(path: &Path) -> Option<i32> {
-    let t = std::fs::read_to_string(path).ok()?;
-    let mut it = t.split_whitespace();
-    let pid: i32 = it.next()?.parse().ok()?;
-    let st: u64 = it.next()?.parse().ok()?;
-    (start_time(pid) == Some(st) && st != 0).then_some(pid)
-}
-
-/// Entry point of `cove __monitor DIR RUNDIR FD`. Never returns.
-pub fn main(dir: &Path, run_dir: &Path, report_fd: Option<OwnedFd>) -> ! {
-    let code = match monitor(dir, run_dir, report_fd) {
+/// Entry point of `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]` (the last argument
+/// when `cove-monitor` hands back after PID 1 exited; FD is then `-`). Never returns.
+pub fn main(dir: &Path, run_dir: &Path, report_fd: Option<OwnedFd>, state: Option<&std::ffi::OsStr>) -> ! {
+    let code = match state.map(Exited::parse).transpose().map_err(Error::from).and_then(|resumed| monitor(dir, run_dir, report_fd, resumed)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("monitor: {e}");
@@ -133,32 +118,62 @@ fn report(fd: &mut Option<OwnedFd>, msg: &str) {
     }
 }
 
-fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result<()> {
+/// The pump binary, next to the running cove binary.
+fn pump_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().ctx(|| "find the cove binary".into())?;
+    let bin = exe.with_file_name(cove_monitor::BINARY);
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    Err(Error::NotFound(format!("{} not found: it must be installed next to {}", bin.display(), exe.display())))
+}
+
+/// Pause before restart number `n` (1, 2, ...): 100 ms, doubling, at most 10 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << n.saturating_sub(1).min(7))).min(Duration::from_secs(10))
+}
+
+fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: Option<Exited>) -> Result<()> {
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
+    // stdio of the monitor itself: nothing (the CLI that started us goes away; errors travel
+    // over the report pipe).
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = cove_sys::dup_onto(null.as_fd(), fd);
+        }
+    }
     let read = |name: &str| std::fs::read(dir.join(name)).ctx(|| format!("read {}", dir.join(name).display()));
     let parsed = (|| -> Result<(oci_spec::runtime::Spec, MonitorConfig)> {
         let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Other(format!("config.json: {e}")))?;
         let cfg = serde_json::from_slice(&read("monitor.json")?).map_err(|e| Error::Other(format!("monitor.json: {e}")))?;
         Ok((spec, cfg))
     })();
+    let pump_bin = pump_binary();
+    // A first start needs the pump binary (a clear error now rather than a bigger monitor
+    // forever); after a restart, a vanished one only means pumping in this image.
+    let parsed = match (&pump_bin, resumed) {
+        (Err(e), None) => parsed.and(Err(Error::Other(e.to_string()))),
+        _ => parsed,
+    };
     let (spec, cfg) = match parsed {
         Ok(x) => x,
         Err(e) => {
             report(&mut report_fd, &format!("E125 {e}"));
+            if let Some(ex) = resumed {
+                // Gone while the container ran (`rm` of the container): record the end anyway.
+                cove_monitor::write_exit(run_dir, ex.code, ex.restarts);
+                let _ = std::fs::remove_file(run_dir.join("monitor.pid"));
+            }
             return Err(e);
         }
     };
-    std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
-    write_pid_file(&run_dir.join("monitor.pid"), std::process::id() as i32)?;
-    let _ = std::fs::remove_file(run_dir.join("exit"));
-    // stdio of the monitor itself: nothing (the CLI that started us goes away).
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            let _ = cove_sys::dup_onto(null.as_fd(), fd);
-        }
+    if resumed.is_none() {
+        std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
+        write_pid_file(&run_dir.join("monitor.pid"), std::process::id() as i32)?;
+        let _ = std::fs::remove_file(run_dir.join("exit"));
     }
-    let mut log = LogWriter::open(&cfg.log_path, LogOpts { max_size: cfg.log.0, max_file: cfg.log.1 })?;
+    let mut log = LogWriter::open(&cfg.log_path, cfg.log.0, cfg.log.1)?;
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
@@ -166,16 +181,30 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
     set.thread_block().map_err(|e| Error::Other(format!("sigprocmask: {e}")))?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| Error::Other(format!("signalfd: {e}")))?;
     let cg = crate::run::cgroup_for_limits(&cfg.id, &spec, cfg.rootless);
-    let mut restarts = 0u32;
-    let mut backoff = Duration::from_millis(100);
+    let mut restarts = resumed.map(|e| e.restarts).unwrap_or(0);
+    // Exit code of the run that just ended (given by the pump when it handed back to us).
+    let mut ended = resumed.map(|e| e.code);
     loop {
-        let started = start_once(&spec, &cfg, cg.as_ref(), run_dir);
-        let (pid, out, err) = match started {
+        if let Some(code) = ended {
+            let stopped = run_dir.join("stopped").exists() || !dir.exists();
+            if !cfg.restart.again(code, restarts, stopped) {
+                cove_monitor::write_exit(run_dir, code, restarts);
+                break;
+            }
+            restarts += 1;
+            let _ = log.write("stderr", format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes());
+            std::thread::sleep(backoff(restarts));
+            if run_dir.join("stopped").exists() || !dir.exists() {
+                cove_monitor::write_exit(run_dir, code, restarts - 1);
+                break;
+            }
+        }
+        let (pid, out, err) = match start_once(&spec, &cfg, cg.as_ref(), run_dir) {
             Ok(x) => x,
             Err(e) => {
                 let code = e.exit_code();
                 report(&mut report_fd, &format!("E{code} {e}"));
-                write_exit(run_dir, code, restarts);
+                cove_monitor::write_exit(run_dir, code, restarts);
                 return Err(e);
             }
         };
@@ -187,20 +216,15 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
             let _ = l.set_nonblocking(true);
         }
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
-        // Settled into the pump loop: give back what only start-up needed.
-        cove_sys::release_startup_memory();
-        let code = pump(pid, &sfd, out, err, &mut log, attach.as_ref());
+        if let Ok(bin) = &pump_bin {
+            let e = hand_to_pump(bin, pid, &out, err.as_ref(), attach.as_ref(), &cfg, dir, run_dir, restarts);
+            tracing::warn!("{e}; the monitor pumps in its first image");
+        }
+        // Only when the pump binary cannot run: the same loop, in this bigger image.
+        let code = cove_monitor::pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref());
         drop(attach);
         let _ = std::fs::remove_file(&attach_path);
-        let stopped = run_dir.join("stopped").exists() || !dir.exists();
-        if !cfg.restart.again(code, restarts, stopped) {
-            write_exit(run_dir, code, restarts);
-            break;
-        }
-        restarts += 1;
-        let _ = log.write("stderr", format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes());
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        ended = Some(code);
     }
     if let (Some(run), false) = (&cfg.seccomp_cache, cfg.publish.is_empty() && !cfg.publish_all) {
         crate::ports::unregister(run, &cfg.id);
@@ -212,11 +236,41 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>) -> Result
     Ok(())
 }
 
-fn write_exit(run_dir: &Path, code: i32, restarts: u32) {
-    let tmp = run_dir.join("exit.tmp");
-    if std::fs::write(&tmp, format!("{code} {} {restarts}\n", crate::db::now_rfc3339())).is_ok() {
-        let _ = std::fs::rename(&tmp, run_dir.join("exit"));
+/// Execs `cove-monitor` with the container's descriptors (made inheritable) and an `O_PATH`
+/// descriptor of this binary to come back through. Returns only on failure.
+#[allow(clippy::too_many_arguments)]
+fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, attach: Option<&std::os::unix::net::UnixListener>, cfg: &MonitorConfig, dir: &Path, run_dir: &Path, restarts: u32) -> Error {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+    use std::os::fd::AsRawFd;
+    let exe = match nix::fcntl::open("/proc/self/exe", OFlag::O_PATH, nix::sys::stat::Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => return Error::Other(format!("open /proc/self/exe: {e}")),
+    };
+    let inherit = |fd: std::os::fd::BorrowedFd<'_>| fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()));
+    for fd in [Some(out.as_fd()), err.map(|e| e.as_fd()), attach.map(|l| l.as_fd())].into_iter().flatten() {
+        if let Err(e) = inherit(fd) {
+            return Error::Other(format!("pass descriptors to {}: {e}", bin.display()));
+        }
     }
+    let args = PumpArgs {
+        pid: pid.as_raw(),
+        out: out.as_raw_fd(),
+        err: err.map(|e| e.as_raw_fd()),
+        attach: attach.map(|l| l.as_raw_fd()),
+        exe: exe.as_raw_fd(),
+        log: cfg.log_path.clone(),
+        max_size: cfg.log.0,
+        max_file: cfg.log.1,
+        restarts,
+        dir: dir.to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    let e = cove_monitor::exec_pump(bin, &args);
+    // Still here: keep them out of anything we start later.
+    for fd in [Some(out.as_fd()), err.map(|e| e.as_fd()), attach.map(|l| l.as_fd())].into_iter().flatten() {
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    e.into()
 }
 
 type Started = (Pid, OwnedFd, Option<OwnedFd>);
@@ -251,115 +305,6 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
     Ok((pid, out_r, Some(err_r)))
 }
 
-/// Copies output to the log until PID 1 exits and its pipes are drained; returns the exit code.
-fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter, attach: Option<&std::os::unix::net::UnixListener>) -> i32 {
-    let mut open = [true, err.is_some()];
-    let mut status: Option<i32> = None;
-    let mut buf = vec![0u8; 16 * 1024];
-    // `cove attach` clients: they get the output as it comes; with a tty, their input goes to
-    // the terminal (without one, the container's stdin is /dev/null, as with `run -d`).
-    let mut clients: Vec<std::os::unix::net::UnixStream> = vec![];
-    let tty = err.is_none();
-    loop {
-        if status.is_some() && !open[0] && !open[1] {
-            break;
-        }
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let li = attach.map(|l| {
-            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
-            fds.len() - 1
-        });
-        let first_client = fds.len();
-        for c in &clients {
-            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-        }
-        let mut idx = [None, None];
-        if open[0] {
-            fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
-            idx[0] = Some(fds.len() - 1);
-        }
-        if let (true, Some(e)) = (open[1], &err) {
-            fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
-            idx[1] = Some(fds.len() - 1);
-        }
-        // After PID 1 is gone, output still held by escaped descendants (a pty or a pipe kept
-        // open) must not keep us forever: drain for a moment, then stop.
-        let timeout = if status.is_some() { PollTimeout::from(200u16) } else { PollTimeout::NONE };
-        match poll(&mut fds, timeout) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
-        drop(fds);
-        let mut gone = vec![];
-        for (k, c) in clients.iter_mut().enumerate() {
-            if !ready[first_client + k] {
-                continue;
-            }
-            use std::io::Read;
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => gone.push(k),
-                Ok(n) => {
-                    if tty {
-                        let _ = nix::unistd::write(&out, &buf[..n]);
-                    }
-                }
-            }
-        }
-        for k in gone.into_iter().rev() {
-            clients.remove(k);
-        }
-        if let (Some(i), Some(l)) = (li, attach) {
-            if ready[i] {
-                if let Ok((c, _)) = l.accept() {
-                    let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
-                    clients.push(c);
-                }
-            }
-        }
-        if ready[0] {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => {}
-                    // `cove rm -f` or a shutdown: take the container down with us.
-                    Ok(s) => {
-                        let _ = nix::sys::signal::kill(pid, s);
-                    }
-                    Err(_) => {}
-                }
-            }
-            if status.is_none() {
-                if let Ok(st) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    status = crate::tty::exit_code(st);
-                }
-            }
-        }
-        for (k, stream) in [(0usize, "stdout"), (1, "stderr")] {
-            let Some(i) = idx[k] else { continue };
-            if !ready[i] {
-                continue;
-            }
-            let fd = if k == 0 { out.as_fd() } else { err.as_ref().map(|e| e.as_fd()).unwrap_or(out.as_fd()) };
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => open[k] = false,
-                Ok(n) => {
-                    let _ = log.write(stream, &buf[..n]);
-                    // A slow or stuck client is dropped rather than allowed to stall the log.
-                    clients.retain_mut(|c| c.write_all(&buf[..n]).is_ok());
-                }
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(_) => open[k] = false,
-            }
-        }
-    }
-    match status {
-        Some(c) => c,
-        None => waitpid(pid, None).ok().and_then(crate::tty::exit_code).unwrap_or(255),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,13 +323,11 @@ mod tests {
     }
 
     #[test]
-    fn pid_files() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("pid");
-        write_pid_file(&p, std::process::id() as i32).unwrap();
-        assert_eq!(live_pid(&p), Some(std::process::id() as i32));
-        std::fs::write(&p, format!("{} 1\n", std::process::id())).unwrap();
-        assert_eq!(live_pid(&p), None, "a reused pid with another start time is not ours");
-        assert!(start_time(1).is_some());
+    fn restart_backoff() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(7), Duration::from_millis(6400));
+        assert_eq!(backoff(8), Duration::from_secs(10));
+        assert_eq!(backoff(1000), Duration::from_secs(10));
     }
 }

@@ -6,7 +6,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -33,13 +33,7 @@ impl Drop for RawMode {
 }
 
 /// The exit code Docker reports for a wait status: the code, or 128 + signal.
-pub fn exit_code(st: WaitStatus) -> Option<i32> {
-    match st {
-        WaitStatus::Exited(_, c) => Some(c),
-        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
-        _ => None,
-    }
-}
+pub use cove_monitor::pump::exit_code;
 
 const FORWARDED: &[Signal] = &[
     Signal::SIGINT,

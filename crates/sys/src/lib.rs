@@ -309,12 +309,19 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     Ok(())
 }
 
-/// Gives back memory a long-lived process no longer needs after start-up: the free heap
-/// (`malloc_trim`), and the page-table entries of file mappings whose pages all still equal the
-/// file (read-only or executable, private, with no anonymous — written or relocated — page:
-/// `Anonymous: 0 kB` in smaps). Those pages fault back in from the page cache when used, so
-/// resident memory ends up holding only what the process still runs. Returns bytes released.
+/// Gives back memory a long-lived process does not need right now (after start-up, or when it
+/// went idle): the page-table entries of file mappings whose pages all still equal the file
+/// (read-only or executable, private, with no anonymous — written or relocated — page:
+/// `Anonymous: 0 kB` in smaps), and the free heap (`malloc_trim`). Those pages fault back in
+/// from the page cache when used (each fault maps up to 64 KiB around it: the kernel's
+/// fault-around), so resident memory ends up holding only what the process still runs.
+/// Returns bytes of mappings released.
 pub fn release_startup_memory() -> usize {
+    // Collect the ranges, give the heap back (the smaps text included), and only then drop the
+    // file pages: after the madvise calls nothing runs but the return path, so as little as
+    // possible faults back in.
+    let mut ranges = [(0usize, 0usize); 128];
+    let n = clean_file_ranges(&mut ranges);
     extern "C" {
         fn malloc_trim(pad: libc::size_t) -> libc::c_int;
     }
@@ -323,21 +330,24 @@ pub fn release_startup_memory() -> usize {
     unsafe {
         malloc_trim(0);
     }
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return 0 };
     let mut released = 0;
-    let mut current: Option<(usize, usize, bool)> = None; // start, end, candidate
-    let mut flush = |m: Option<(usize, usize, bool)>, anon_zero: bool| {
-        if let Some((a, b, true)) = m {
-            if anon_zero {
-                // [a, b) is a private read-only/executable file mapping of ours with no anonymous
-                // page: every resident page equals the file, and faults back in on access.
-                // SAFETY: MADV_DONTNEED on such a range only drops page-table entries.
-                if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
-                    released += b - a;
-                }
-            }
+    for &(a, b) in &ranges[..n] {
+        // [a, b) is a private read-only/executable file mapping of ours with no anonymous page:
+        // every resident page equals the file, and faults back in on access.
+        // SAFETY: MADV_DONTNEED on such a range only drops page-table entries.
+        if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
+            released += b - a;
         }
-    };
+    }
+    released
+}
+
+/// Fills `out` with the private read-only/executable file mappings that have no anonymous
+/// page (`Anonymous: 0 kB` in smaps); returns how many (at most `out.len()`).
+fn clean_file_ranges(out: &mut [(usize, usize)]) -> usize {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return 0 };
+    let mut n = 0;
+    let mut current: Option<(usize, usize, bool)> = None; // start, end, candidate
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let first = f.next().unwrap_or("");
@@ -355,11 +365,15 @@ pub fn release_startup_memory() -> usize {
             continue;
         }
         if first == "Anonymous:" {
-            let anon_zero = f.next() == Some("0");
-            flush(current.take(), anon_zero);
+            if let (Some((a, b, true)), Some("0")) = (current.take(), f.next()) {
+                if n < out.len() {
+                    out[n] = (a, b);
+                    n += 1;
+                }
+            }
         }
     }
-    released
+    n
 }
 
 /// Wraps a descriptor returned by a syscall wrapper that gives raw numbers.

@@ -1,0 +1,120 @@
+//! Writing container logs in Docker's json-file format: one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"2024-01-01T00:00:00.000000000Z"}`, with
+//! size-based rotation: `container.log`, `container.log.1`, ... (oldest has the highest number).
+//! Reading them back is the engine's (`cove_engine::logs`).
+
+use crate::{Error, IoContext, Result};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Appends records to a container's log, rotating by size.
+pub struct LogWriter {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    /// Rotate when the current file would exceed this many bytes (0: never).
+    max_size: u64,
+    /// Files kept, the current one included (>= 1).
+    max_file: u32,
+}
+
+/// Escapes a string as a JSON string body (no serde: this runs in the monitor).
+fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
+    let text = String::from_utf8_lossy(s);
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c as usize) >> 4]);
+                out.push(HEX[(c as usize) & 15]);
+            }
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+}
+
+impl LogWriter {
+    pub fn open(path: &Path, max_size: u64, max_file: u32) -> Result<LogWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("open log {}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogWriter { path: path.to_path_buf(), file, size, max_size, max_file: max_file.max(1) })
+    }
+
+    /// Writes `data` as one record per line (a trailing partial line is one record too, as
+    /// Docker does when a read returns no newline).
+    pub fn write(&mut self, stream: &str, data: &[u8]) -> Result<()> {
+        let time = crate::time::now_rfc3339();
+        let mut buf = Vec::with_capacity(data.len() + 64);
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            buf.extend_from_slice(b"{\"log\":\"");
+            json_escape(&mut buf, line);
+            buf.extend_from_slice(b"\",\"stream\":\"");
+            buf.extend_from_slice(stream.as_bytes());
+            buf.extend_from_slice(b"\",\"time\":\"");
+            buf.extend_from_slice(time.as_bytes());
+            buf.extend_from_slice(b"\"}\n");
+        }
+        if self.max_size > 0 && self.size > 0 && self.size + buf.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(&buf).ctx(|| format!("write log {}", self.path.display()))?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let n = self.max_file;
+        if n == 1 {
+            self.file.set_len(0).ctx(|| "truncate log".into())?;
+            self.size = 0;
+            return Ok(());
+        }
+        let name = |i: u32| -> PathBuf {
+            if i == 0 {
+                self.path.clone()
+            } else {
+                let mut p = self.path.clone().into_os_string();
+                p.push(format!(".{i}"));
+                PathBuf::from(p)
+            }
+        };
+        let _ = std::fs::remove_file(name(n - 1));
+        for i in (0..n - 1).rev() {
+            let _ = std::fs::rename(name(i), name(i + 1));
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|source| Error::Io { what: format!("open log {}", self.path.display()), source })?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        let mut w = LogWriter::open(&p, 200, 2).unwrap();
+        w.write("stdout", b"a \"q\"\x01\n").unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("{\"log\":\"a \\\"q\\\"\\u0001\\n\",\"stream\":\"stdout\",\"time\":\""), "{text}");
+        for i in 0..20 {
+            w.write("stderr", format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(d.path().join("c.log.1").exists());
+        assert!(!d.path().join("c.log.2").exists());
+        assert!(std::fs::metadata(&p).unwrap().len() <= 200);
+    }
+}
