@@ -1118,6 +1118,54 @@ fn dns_churn_loses_no_query() {
     assert!(!logs.contains("FAIL"), "{logs}");
 }
 
+/// A TCP service on the host's loopback that greets every client.
+fn host_service(greeting: &'static str) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if let Ok(mut c) = c {
+                let _ = std::io::Write::write_all(&mut c, greeting.as_bytes());
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
+    let port = host_service("hello-from-host\n");
+    for tool in ["pasta", "slirp4netns"] {
+        let Some(w) = World::new() else { return };
+        let w = w.with_env("COVE_NETWORK_CMD", tool);
+        // Out of the namespace through the tool, NATed: host.containers.internal is the
+        // address the tool maps to the host's loopback (in /etc/hosts and in DNS).
+        let out = w.sh_ok(&[], &format!("grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK; nc -w 5 host.containers.internal {port}"));
+        assert!(out.contains("host.containers.internal host.docker.internal\n"), "{tool}: {out}");
+        assert!(out.contains("DNS-OK\n"), "{tool}: {out}");
+        assert!(out.ends_with("hello-from-host\n"), "{tool}: {out}");
+        // An --internal network has no way out.
+        w.ok(&["network", "create", "--internal", "closed"]);
+        let host_ip = out.split('\t').next().unwrap().to_string();
+        let o = w.run_sh(&["--network", "closed"], &format!("nc -w 2 {host_ip} {port} && echo REACHED; true"));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("hello-from-host"), "{tool}: internal network got out");
+        // The tool goes with the helper when the last container is gone.
+        let pid: i32 = std::fs::read_to_string(w.path().join("run/netd-outbound.pid")).unwrap().trim().parse().unwrap();
+        w.ok(&["network", "rm", "closed"]);
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            !w.path().join("run/netd.pid").exists() && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+        });
+        assert!(gone, "{tool} (pid {pid}) outlived the network helper");
+    }
+    // A tool that is not there: a one-line warning, and the container still runs.
+    let Some(w) = World::new() else { return };
+    let w = w.with_env("COVE_NETWORK_CMD", "/nonexistent/pasta");
+    let o = w.run_sh(&[], "echo ran");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
+    assert_eq!(stderr(&o), "cove: warning: COVE_NETWORK_CMD=/nonexistent/pasta: no such file\n");
+}
+
 #[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they

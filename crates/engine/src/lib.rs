@@ -19,6 +19,7 @@ pub mod logs;
 pub mod monitor;
 pub mod netd;
 mod netdns;
+pub mod outbound;
 pub mod network;
 pub mod ports;
 pub mod run;

@@ -86,6 +86,10 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         let mut nl = cove_net::link::Netlink::open().map_err(|e| e.to_string())?;
         nl.loopback_up().map_err(|e| e.to_string())?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|e| format!("disable forwarding: {e}"))?;
+        // Bridged traffic (container to container on one network) skips netfilter: faster,
+        // and the forward chain sees only routed packets.
+        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "0");
+        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-ip6tables", "0");
         Ok(())
     });
     match setup {
@@ -116,6 +120,34 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         Err(e) => fail(&mut report, e),
     };
     let upstreams = crate::netdns::upstreams();
+    // Outbound access (see crate::outbound). Started by this thread, which lives as long as
+    // the process: the tool gets SIGTERM when it ends. Without one, containers still reach
+    // each other; `cove run` has warned the user already.
+    let (_outbound, host) = match crate::outbound::choose() {
+        Ok(Some(tool)) => match crate::outbound::start(&tool, netns.as_fd(), &run.join("netd-outbound.log")) {
+            Ok(child) => {
+                let _ = std::fs::write(run.join("netd-outbound.pid"), format!("{}\n", child.id()));
+                (Some(child), crate::outbound::host_address(&tool))
+            }
+            Err(e) => {
+                tracing::warn!("outbound access: {e}");
+                (None, None)
+            }
+        },
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::warn!("outbound access: {e}");
+            (None, None)
+        }
+    };
+    let redirect = match crate::outbound::serve_tcp(netns.as_fd(), host) {
+        Ok(port) => Some(port),
+        Err(e) => {
+            tracing::warn!("outbound tcp: {e}");
+            None
+        }
+    };
+    let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some()));
     if let Some(mut r) = report.take() {
         let _ = r.write_all(b"OK");
     }
@@ -132,7 +164,8 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         let used_age = |run: &Path| {
             std::fs::metadata(run.join("netd.used")).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX)
         };
-        let mut dns = crate::netdns::Dns::new(rt, upstreams);
+        let mut dns = crate::netdns::Dns::new(rt, upstreams, nat, host);
+        dns.log = Some(run_owned.join("netd-outbound.log"));
         let mut containers_seen = std::collections::BTreeSet::new();
         let mut last_busy = std::time::Instant::now();
         let mut served: std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>> = Default::default();
@@ -148,6 +181,10 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => cove_sys::exit_now(1),
+            }
+            // Its run directory deleted (a test's, say): nobody can reach it any more.
+            if !run_owned.join("netd.sock").exists() && !run_owned.exists() {
+                cove_sys::exit_now(0);
             }
             // A container that exits loses its veth pair: its names go at the next tick.
             let containers: std::collections::BTreeSet<String> = crate::netdns::interfaces_here().into_iter().filter(|n| n.starts_with("cv")).collect();

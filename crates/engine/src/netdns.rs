@@ -43,6 +43,12 @@ pub(crate) struct Dns {
     upstream: Arc<Upstream>,
     db_path: Option<PathBuf>,
     db: Option<rusqlite::Connection>,
+    /// Outbound NAT, when a tool (pasta, slirp4netns) gives the namespace a way out.
+    nat: Option<crate::outbound::Nat>,
+    /// `host.containers.internal` on non-internal networks.
+    host: Vec<IpAddr>,
+    /// Where problems that fail no request are written (`netd-outbound.log`).
+    pub(crate) log: Option<PathBuf>,
 }
 
 /// Starts the runtime thread. Call it from a thread in the host's network namespace: the
@@ -81,6 +87,7 @@ pub(crate) fn interfaces_here() -> BTreeSet<String> {
 
 struct NetRow {
     name: String,
+    subnet: String,
     gateway: IpAddr,
     bridge: String,
     internal: bool,
@@ -96,9 +103,9 @@ struct EndpointRow {
 }
 
 impl Dns {
-    pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>) -> Dns {
+    pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>, nat: Option<crate::outbound::Nat>, host: Option<IpAddr>) -> Dns {
         let (records, _) = watch::channel(Arc::new(Records::new(&[])));
-        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), db_path: None, db: None }
+        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), db_path: None, db: None, nat, host: host.into_iter().collect(), log: None }
     }
 
     /// Reloads from the database at `db` (remembered for later reloads without one). Must run
@@ -127,6 +134,16 @@ impl Dns {
         };
         let here = interfaces_here();
         let mut failures = vec![];
+        if let Some(nat) = &mut self.nat {
+            let nft: Vec<cove_net::nft::NftNetwork> = nets
+                .iter()
+                .filter_map(|n| Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets: vec![n.subnet.parse().ok()?], internal: n.internal }))
+                .collect();
+            // Not a reason to fail a container's start: it still reaches its network.
+            if let Err(e) = nat.sync(&nft) {
+                self.note(&format!("outbound access: {e}"));
+            }
+        }
         // Listeners follow the bridges.
         self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.internal == l.internal && here.contains(&n.bridge)));
         for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
@@ -150,7 +167,11 @@ impl Dns {
         }
         let networks: Vec<NetworkRecords> = nets
             .iter()
-            .map(|n| NetworkRecords { name: n.name.clone(), containers: by_net.remove(n.name.as_str()).unwrap_or_default(), host: vec![] })
+            .map(|n| NetworkRecords {
+                name: n.name.clone(),
+                containers: by_net.remove(n.name.as_str()).unwrap_or_default(),
+                host: if n.internal { vec![] } else { self.host.clone() },
+            })
             .collect();
         self.records.send_replace(Arc::new(Records::new(&networks)));
         if failures.is_empty() {
@@ -160,17 +181,29 @@ impl Dns {
         }
     }
 
+    /// Appends a line to the helper's log in the run directory (next to the database's
+    /// path is not known; the run directory is the log's home).
+    fn note(&self, msg: &str) {
+        tracing::warn!("{msg}");
+        if let Some(log) = &self.log {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+                let _ = writeln!(f, "cove-netd: {msg}");
+            }
+        }
+    }
+
     fn read(&self) -> rusqlite::Result<(Vec<NetRow>, Vec<EndpointRow>)> {
         let Some(db) = &self.db else { return Ok((vec![], vec![])) };
         let tx = db.unchecked_transaction()?;
         let nets = tx
-            .prepare("SELECT name, gateway, bridge, internal FROM networks")?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))?
+            .prepare("SELECT name, gateway, bridge, internal, subnet FROM networks")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?)))?
             // A row that fails to read fails the reload (the last snapshot stays): never
             // publish a partial table, which would drop listeners and names.
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(name, gw, bridge, internal)| Some(NetRow { name, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
+            .filter_map(|(name, gw, bridge, internal, subnet)| Some(NetRow { name, subnet, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
             .collect();
         let eps = tx
             .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases FROM endpoints e JOIN containers c ON c.id = e.container_id")?

@@ -43,7 +43,7 @@ fn generated_name(id: &str) -> String {
 }
 
 /// Files cove generates for every container and bind-mounts over the image's.
-fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoints: &[crate::network::Endpoint]) -> Result<Vec<(String, PathBuf)>> {
+fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoints: &[crate::network::Endpoint], host: Option<std::net::IpAddr>) -> Result<Vec<(String, PathBuf)>> {
     let hostname_file = dir.join("hostname");
     std::fs::write(&hostname_file, format!("{hostname}\n")).ctx(|| "write hostname".into())?;
     let hosts = match net {
@@ -62,6 +62,9 @@ fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoi
                 }
                 names.extend(ep.aliases.iter().cloned());
                 h.push_str(&format!("{}\t{}\n", ep.ip, names.join(" ")));
+            }
+            if let Some(host) = host {
+                h.push_str(&format!("{host}\thost.containers.internal host.docker.internal\n"));
             }
             h
         }
@@ -188,6 +191,20 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
     let image_name = req.image.clone();
     let created = now_rfc3339();
+    // Outbound access (and the address of the host's loopback) for networks that are not
+    // --internal: say once, here, when there is none.
+    let host = if nets.iter().any(|(n, _)| !n.internal) {
+        match crate::outbound::choose() {
+            Ok(Some(tool)) => crate::outbound::host_address(&tool),
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!("cove: warning: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let endpoints = eng
         .db
         .write(|tx| {
@@ -210,7 +227,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let dir = eng.dirs.container(&id);
     let result = (|| -> Result<Prepared> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-        let mut etc = write_etc_files(&dir, &hostname, &name, &net, &endpoints)?;
+        let mut etc = write_etc_files(&dir, &hostname, &name, &net, &endpoints, host)?;
         let (um, gm) = (cove_runtime::userns::current_uid_map(), cove_runtime::userns::current_gid_map());
         let maps = eng.dirs.rootless.then_some((&um[..], &gm[..]));
         let ident = crate::identity::build(&dir, user.clone(), &passwd, &group, req.user_home.as_deref(), maps)?;

@@ -116,6 +116,22 @@ struct Conns {
     live: HashMap<u64, (Arc<TcpStream>, Arc<TcpStream>)>,
 }
 
+/// Where a connection redirected by netfilter (`redirect`, `dnat`) was going:
+/// `SO_ORIGINAL_DST` (IPv4) or `IP6T_SO_ORIGINAL_DST` (IPv6) of the accepted socket.
+pub fn original_destination(s: &TcpStream) -> io::Result<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    match s.local_addr()? {
+        SocketAddr::V4(_) => {
+            let a = getsockopt(s, sockopt::OriginalDst).map_err(io::Error::from)?;
+            Ok(SocketAddr::from((std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port))))
+        }
+        SocketAddr::V6(_) => {
+            let a = getsockopt(s, sockopt::Ip6tOriginalDst).map_err(io::Error::from)?;
+            Ok(SocketAddr::from((std::net::Ipv6Addr::from(a.sin6_addr.s6_addr), u16::from_be(a.sin6_port))))
+        }
+    }
+}
+
 /// Serves TCP connections accepted on `listener` until `shutdown` fires: for each client,
 /// `connect(client_addr)` opens the upstream connection and bytes are spliced both ways.
 /// On shutdown the listener is closed, live connections are reset, and the call returns
@@ -131,6 +147,15 @@ where
 pub fn serve_tcp_with_stats<C>(listener: TcpListener, connect: C, shutdown: &Shutdown, stats: Arc<TcpStats>) -> Result<()>
 where
     C: Fn(SocketAddr) -> io::Result<TcpStream> + Send + Sync + 'static,
+{
+    serve_tcp_by(listener, move |_client: &TcpStream, peer| connect(peer), shutdown, stats)
+}
+
+/// [`serve_tcp_with_stats`] whose `connect` also sees the accepted client socket (to read its
+/// original destination after an nftables redirect, say: [`original_destination`]).
+pub fn serve_tcp_by<C>(listener: TcpListener, connect: C, shutdown: &Shutdown, stats: Arc<TcpStats>) -> Result<()>
+where
+    C: Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync + 'static,
 {
     let local = listener.local_addr().map_err(io_err("getsockname of tcp listener"))?;
     let _span = tracing::debug_span!("forward_tcp", %local).entered();
@@ -185,7 +210,7 @@ where
 fn handle_tcp(
     client: TcpStream,
     peer: SocketAddr,
-    connect: &(dyn Fn(SocketAddr) -> io::Result<TcpStream> + Send + Sync),
+    connect: &(dyn Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync),
     conns: &Arc<(Mutex<Conns>, Condvar)>,
     stats: &Arc<TcpStats>,
     shutdown: &Shutdown,
@@ -196,7 +221,7 @@ fn handle_tcp(
         lock.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
         cvar.notify_all();
     };
-    let upstream = match connect(peer) {
+    let upstream = match connect(&client, peer) {
         Ok(u) => u,
         Err(e) => {
             stats.connect_failed.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,14 @@ fn validate(networks: &[NftNetwork]) -> Result<()> {
 /// Generates the full ruleset for `networks` (sorted by bridge name, so the text does not
 /// depend on the caller's order).
 pub fn ruleset(networks: &[NftNetwork]) -> Result<String> {
+    ruleset_with(networks, None)
+}
+
+/// [`ruleset`], plus — with `redirect_tcp` — a **prerouting** (nat) chain that sends every
+/// IPv4 TCP connection from a non-internal network to an address outside cove's subnets to
+/// that port of the bridge's own address, where the network helper accepts it, reads the
+/// original destination and connects from the host's side (no tap, no userspace TCP stack).
+pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<u16>) -> Result<String> {
     validate(networks)?;
     let mut nets: Vec<&NftNetwork> = networks.iter().collect();
     nets.sort_by(|a, b| a.bridge.cmp(&b.bridge));
@@ -78,6 +86,15 @@ pub fn ruleset(networks: &[NftNetwork]) -> Result<String> {
     }
     let _ = writeln!(o, "\t}}");
 
+    if let Some(port) = redirect_tcp {
+        let all: Vec<String> = nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| s.is_ipv4()).map(|s| s.to_string()).collect();
+        let _ = writeln!(o, "\tchain prerouting {{");
+        let _ = writeln!(o, "\t\ttype nat hook prerouting priority dstnat; policy accept;");
+        for n in nets.iter().filter(|n| !n.internal && !all.is_empty()) {
+            let _ = writeln!(o, "\t\tiifname \"{}\" ip daddr != {{ {} }} meta l4proto tcp redirect to :{port} comment \"{}: outbound tcp\"", n.bridge, all.join(", "), n.name);
+        }
+        let _ = writeln!(o, "\t}}");
+    }
     let _ = writeln!(o, "\tchain postrouting {{");
     let _ = writeln!(o, "\t\ttype nat hook postrouting priority srcnat; policy accept;");
     for n in nets.iter().filter(|n| !n.internal) {
@@ -120,6 +137,17 @@ mod tests {
             panic!("required test would skip: {why}");
         }
         println!("SKIP: {why}");
+    }
+
+    #[test]
+    fn tcp_redirect_for_open_networks_only() {
+        let nets = [net("web", "cove-aaaa", &["10.90.0.0/24"], false), net("closed", "cove-bbbb", &["10.90.1.0/24"], true)];
+        let t = ruleset_with(&nets, Some(40000)).unwrap();
+        assert!(t.contains("iifname \"cove-aaaa\" ip daddr != { 10.90.0.0/24, 10.90.1.0/24 } meta l4proto tcp redirect to :40000"), "{t}");
+        assert!(!t.contains("iifname \"cove-bbbb\" ip daddr"), "{t}");
+        assert!(t.contains("type nat hook prerouting priority dstnat"));
+        // Without a port the text is the plain ruleset.
+        assert_eq!(ruleset_with(&nets, None).unwrap(), ruleset(&nets).unwrap());
     }
 
     #[test]

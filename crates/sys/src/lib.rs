@@ -272,6 +272,22 @@ pub fn set_not_dumpable() -> Result<()> {
     Ok(())
 }
 
+/// Makes the child that `cmd` spawns receive SIGTERM when the thread that spawns it exits
+/// (`PR_SET_PDEATHSIG`): a helper's helper (pasta) never outlives it, even when it is killed.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe, with integer arguments.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Restores the default disposition of SIGPIPE. The Rust runtime ignores SIGPIPE, and an
 /// ignored signal stays ignored across `execve`: without this, every container process would
 /// start with SIGPIPE ignored, and `cove ... | head` would panic on EPIPE instead of exiting.
