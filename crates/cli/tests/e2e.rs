@@ -1167,6 +1167,24 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 }
 
 #[test]
+fn network_container_mode_shares_the_namespace() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["run", "-d", "--name", "db", "bb", "sh", "-c", "nc -ll -p 6000 -e echo db-on-loopback"]);
+    // The other container's loopback is ours: same namespace, same addresses, same files.
+    let out = w.sh_ok(&["--network", "container:db"], "for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 6000 </dev/null 2>/dev/null && break; sleep 0.2; done; ip -4 -o addr show eth0 | grep -c inet");
+    assert_eq!(out, "db-on-loopback\n1\n");
+    assert_eq!(w.sh_ok(&["--network", "container:db"], "cat /etc/resolv.conf"), w.ok(&["exec", "db", "cat", "/etc/resolv.conf"]));
+    let o = w.cove(&["run", "--rm", "--network", "container:nosuch", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
+    let o = w.cove(&["run", "--rm", "--network", "container:db,other", "bb", "true"]);
+    assert!(stderr(&o).contains("cannot be combined"), "{}", stderr(&o));
+    w.ok(&["stop", "-t", "1", "db"]);
+    let o = w.cove(&["run", "--rm", "--network", "container:db", "bb", "true"]);
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}
+
+#[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
     // happen. CI counts "SKIP:" lines.

@@ -52,7 +52,8 @@ fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoi
             h.push_str(&format!("127.0.1.1\t{hostname}\n"));
             h
         }
-        NetMode::None => format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        // container:NAME: replaced by the other container's file in `prepare`.
+        NetMode::None | NetMode::Container(..) => format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
         NetMode::Bridge(_) => {
             let mut h = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
             for ep in endpoints {
@@ -127,7 +128,19 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         serde_json::from_str(&img.config).map_err(|e| Error::Other(format!("image {} has a bad config: {e}", req.image)))?;
     let defaults = ImageDefaults::from_config(&cfg);
     let args = spec::command(req, &defaults)?;
-    let net = spec::net_mode(req)?;
+    let mut net = spec::net_mode(req)?;
+    // `container:NAME`: it must run; its namespace is joined, its hosts and resolv.conf shared.
+    let mut shared_from: Option<PathBuf> = None;
+    if let NetMode::Container(key, path) = &mut net {
+        crate::lifecycle::reconcile(eng)?;
+        let c = eng.db.find_container(key)?;
+        let pid = match (c.state.as_str(), c.pid) {
+            ("running", Some(pid)) => pid,
+            _ => return Err(Error::Conflict(format!("cannot join the network of container {}: it is not running", c.name))),
+        };
+        *path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        shared_from = Some(eng.dirs.container(&c.id));
+    }
     let mut nets = vec![];
     if let NetMode::Bridge(names) = &net {
         for n in names {
@@ -228,6 +241,14 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let result = (|| -> Result<Prepared> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let mut etc = write_etc_files(&dir, &hostname, &name, &net, &endpoints, host)?;
+        if let Some(other) = &shared_from {
+            // The other container's files, as Docker shares them: one network, one view of it.
+            for (dst, src) in etc.iter_mut() {
+                if dst == "/etc/hosts" || dst == "/etc/resolv.conf" {
+                    *src = other.join(dst.trim_start_matches("/etc/"));
+                }
+            }
+        }
         let (um, gm) = (cove_runtime::userns::current_uid_map(), cove_runtime::userns::current_gid_map());
         let maps = eng.dirs.rootless.then_some((&um[..], &gm[..]));
         let ident = crate::identity::build(&dir, user.clone(), &passwd, &group, req.user_home.as_deref(), maps)?;
@@ -268,6 +289,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
             rootless: eng.dirs.rootless,
             user_mounts,
             init,
+            net: net.clone(),
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;

@@ -399,6 +399,9 @@ pub enum NetMode {
     Host,
     /// Its own network namespace, attached to these cove networks (bridges).
     Bridge(Vec<String>),
+    /// `container:NAME`: the network namespace of another (running) container, joined by
+    /// this path (`/proc/<its pid>/ns/net`, resolved by `prepare`; empty until then).
+    Container(String, std::path::PathBuf),
 }
 
 impl NetMode {
@@ -420,7 +423,11 @@ pub fn net_mode(req: &RunRequest) -> Result<NetMode> {
                 return Err(Error::Invalid(format!("--network {list:?}: none and host cannot be combined with other networks")));
             }
             if let Some(c) = nets.iter().find(|n| n.starts_with("container:")) {
-                return Err(Error::Invalid(format!("--network {c}: joining another container's network is not supported yet")));
+                let target = c.trim_start_matches("container:");
+                if nets.len() > 1 || target.is_empty() {
+                    return Err(Error::Invalid(format!("--network {list:?}: container:NAME cannot be combined with other networks")));
+                }
+                return Ok(NetMode::Container(target.to_string(), Default::default()));
             }
             Ok(NetMode::Bridge(nets))
         }
@@ -442,12 +449,14 @@ pub struct SpecInputs<'a> {
     pub user_mounts: Vec<rt::Mount>,
     /// cove's init as PID 1.
     pub init: bool,
+    /// The network mode, resolved (a `container:` mode carries its namespace's path).
+    pub net: NetMode,
 }
 
 /// Builds the OCI runtime spec.
 pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     let req = i.req;
-    let net = net_mode(req)?;
+    let net = i.net.clone();
     let caps = capabilities(req)?;
     let oc = oci_caps(&caps)?;
     let mut lc = rt::LinuxCapabilities::default();
@@ -525,6 +534,9 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     if net.own_netns() {
         let mut ns = rt::LinuxNamespace::default();
         ns.set_typ(rt::LinuxNamespaceType::Network);
+        if let NetMode::Container(_, path) = &net {
+            ns.set_path(Some(path.clone()));
+        }
         namespaces.push(ns);
     }
 
