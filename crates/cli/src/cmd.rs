@@ -184,12 +184,16 @@ pub enum DnsCmd {
 pub enum NetworkCmd {
     /// Create a bridge network
     Create {
-        /// Subnet in CIDR format (default: the next free /24 of 10.90.0.0/16)
+        /// Subnet in CIDR format (default: the next free /24 of 10.90.0.0/16); give it twice,
+        /// an IPv4 and an IPv6 one, for dual stack
         #[arg(long)]
-        subnet: Option<String>,
-        /// Gateway (default: the first address of the subnet)
+        subnet: Vec<String>,
+        /// Gateway (default: the first address of the subnet); one per subnet family
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
+        /// Enable IPv6 (dual stack; default IPv6 subnet: the next free /64 of fd63:6f76:65::/48)
+        #[arg(long)]
+        ipv6: bool,
         /// Restrict external access to the network
         #[arg(long)]
         internal: bool,
@@ -678,11 +682,25 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Ls(a)) => ps(&mut eng, &a),
-        Command::Network(NetworkCmd::Create { subnet, gateway, internal, driver, name }) => {
+        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, name }) => {
             if driver != "bridge" {
                 bail!("network driver {driver:?} is not supported (bridge)");
             }
-            let o = cove_engine::network::CreateOptions { subnet, gateway, internal };
+            // Split by family: an IPv4 subnet and gateway, and optionally IPv6 ones.
+            let is6 = |s: &String| s.contains(':');
+            let (s6, s4): (Vec<String>, Vec<String>) = subnet.into_iter().partition(is6);
+            let (g6, g4): (Vec<String>, Vec<String>) = gateway.into_iter().partition(is6);
+            if s4.len() > 1 || s6.len() > 1 || g4.len() > 1 || g6.len() > 1 {
+                bail!("--subnet and --gateway: at most one IPv4 and one IPv6 each");
+            }
+            let o = cove_engine::network::CreateOptions {
+                subnet: s4.into_iter().next(),
+                gateway: g4.into_iter().next(),
+                internal,
+                ipv6,
+                subnet6: s6.into_iter().next(),
+                gateway6: g6.into_iter().next(),
+            };
             println!("{}", cove_engine::network::create(&mut eng, &name, &o)?.id);
             Ok(0)
         }
@@ -965,11 +983,13 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
 }
 
 fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
-    let eps = eng.db.container_endpoints(&c.id).unwrap_or_default();
-    let first = eps.first().map(|(_, ip)| ip.clone()).unwrap_or_default();
+    let eps = eng.db.container_endpoints6(&c.id).unwrap_or_default();
+    let first = eps.first().map(|(_, ip, _)| ip.clone()).unwrap_or_default();
+    let first6 = eps.first().and_then(|(_, _, ip6)| ip6.clone()).unwrap_or_default();
     serde_json::json!({
         "IPAddress": first,
-        "Networks": eps.iter().map(|(n, ip)| (n.clone(), serde_json::json!({ "IPAddress": ip }))).collect::<serde_json::Map<_, _>>(),
+        "GlobalIPv6Address": first6,
+        "Networks": eps.iter().map(|(n, ip, ip6)| (n.clone(), serde_json::json!({ "IPAddress": ip, "GlobalIPv6Address": ip6.clone().unwrap_or_default() }))).collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -1185,6 +1185,28 @@ fn network_container_mode_shares_the_namespace() {
 }
 
 #[test]
+fn ipv6_dual_stack_network() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--ipv6", "--subnet", "10.94.1.0/24", "--subnet", "fd63:6f76:65aa::/64", "dual"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "dual"])).unwrap();
+    assert_eq!(v[0]["EnableIPv6"], true);
+    assert_eq!(v[0]["IPAM"]["Config"][1]["Gateway"], "fd63:6f76:65aa::1");
+    w.ok(&["run", "-d", "--name", "db", "--network", "dual", "bb", "nc", "-ll", "-p", "7000", "-e", "echo", "v6-pong"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "db"])).unwrap();
+    assert_eq!(v[0]["NetworkSettings"]["GlobalIPv6Address"], "fd63:6f76:65aa::2");
+    assert_eq!(w.ok(&["dns", "resolve", "-t", "AAAA", "db.dual"]), "db.dual.\tAAAA\tfd63:6f76:65aa::2\n");
+    let out = w.sh_ok(&["--network", "dual"], "ip -6 -o addr show eth0 scope global | grep -o 'inet6 [0-9a-f:/]*'; ip -6 route | grep -o '^default via [0-9a-f:]*'; ping -6 -c1 -W2 fd63:6f76:65aa::2 >/dev/null && echo PING6-OK; for i in 1 2 3 4 5; do nc fd63:6f76:65aa::2 7000 </dev/null && break; sleep 0.2; done");
+    assert_eq!(out, "inet6 fd63:6f76:65aa::3/64\ndefault via fd63:6f76:65aa::1\nPING6-OK\nv6-pong\n");
+    // The IPv6 lease goes back with the container.
+    w.ok(&["rm", "-f", "db"]);
+    w.ok(&["run", "-d", "--name", "db2", "--network", "dual", "bb", "sleep", "100"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "db2"])).unwrap();
+    assert_eq!(v[0]["NetworkSettings"]["GlobalIPv6Address"], "fd63:6f76:65aa::2");
+    let o = w.cove(&["network", "create", "--subnet", "fd63:6f76:65bb::/64", "--subnet", "fd63:6f76:65cc::/64", "bad"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+}
+
+#[test]
 fn zz_report_skips() {
     // Runs last alphabetically within this binary's listing; skips are also printed where they
     // happen. CI counts "SKIP:" lines.

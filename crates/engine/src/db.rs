@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub struct Db {
     pub conn: Connection,
@@ -91,6 +91,19 @@ impl Db {
             )?;
             tx.commit()?;
         }
+        if version < 4 {
+            // Dual-stack networks (`network create --ipv6`): an IPv6 subnet and gateway per
+            // network, an IPv6 address per endpoint (leased once per network, as IPv4 is).
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "ALTER TABLE networks ADD COLUMN subnet6 TEXT;
+                 ALTER TABLE networks ADD COLUMN gateway6 TEXT;
+                 ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
+                 CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints(network, ip6);
+                 PRAGMA user_version = 4;",
+            )?;
+            tx.commit()?;
+        }
         Ok(Db { conn })
     }
 
@@ -155,8 +168,13 @@ impl Db {
 
     /// (network, ip) of every network the container is on.
     pub fn container_endpoints(&self, id: &str) -> Result<Vec<(String, String)>> {
-        let mut st = self.conn.prepare("SELECT network, ip FROM endpoints WHERE container_id = ?1 ORDER BY network")?;
-        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(self.container_endpoints6(id)?.into_iter().map(|(n, ip, _)| (n, ip)).collect())
+    }
+
+    /// (network, ip, IPv6 address if dual stack) of every network the container is on.
+    pub fn container_endpoints6(&self, id: &str) -> Result<Vec<(String, String, Option<String>)>> {
+        let mut st = self.conn.prepare("SELECT network, ip, ip6 FROM endpoints WHERE container_id = ?1 ORDER BY network")?;
+        let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 

@@ -88,6 +88,7 @@ pub(crate) fn interfaces_here() -> BTreeSet<String> {
 struct NetRow {
     name: String,
     subnet: String,
+    subnet6: Option<String>,
     gateway: IpAddr,
     bridge: String,
     internal: bool,
@@ -98,6 +99,7 @@ struct EndpointRow {
     id: String,
     name: String,
     ip: IpAddr,
+    ip6: Option<IpAddr>,
     ifname: String,
     aliases: Vec<String>,
 }
@@ -137,7 +139,11 @@ impl Dns {
         if let Some(nat) = &mut self.nat {
             let nft: Vec<cove_net::nft::NftNetwork> = nets
                 .iter()
-                .filter_map(|n| Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets: vec![n.subnet.parse().ok()?], internal: n.internal }))
+                .filter_map(|n| {
+                    let mut subnets = vec![n.subnet.parse().ok()?];
+                    subnets.extend(n.subnet6.as_ref().and_then(|s| s.parse::<cove_net::ipam::Subnet>().ok()));
+                    Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets, internal: n.internal })
+                })
                 .collect();
             // Not a reason to fail a container's start: it still reaches its network.
             if let Err(e) = nat.sync(&nft) {
@@ -159,9 +165,11 @@ impl Dns {
         let mut by_net: HashMap<&str, Vec<Entry>> = HashMap::new();
         for e in eps.iter().filter(|e| here.contains(&e.ifname)) {
             let mut entry = Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), ..Default::default() };
-            match e.ip {
-                IpAddr::V4(a) => entry.ipv4.push(a),
-                IpAddr::V6(a) => entry.ipv6.push(a),
+            for ip in std::iter::once(e.ip).chain(e.ip6) {
+                match ip {
+                    IpAddr::V4(a) => entry.ipv4.push(a),
+                    IpAddr::V6(a) => entry.ipv6.push(a),
+                }
             }
             by_net.entry(e.network.as_str()).or_default().push(entry);
         }
@@ -197,21 +205,23 @@ impl Dns {
         let Some(db) = &self.db else { return Ok((vec![], vec![])) };
         let tx = db.unchecked_transaction()?;
         let nets = tx
-            .prepare("SELECT name, gateway, bridge, internal, subnet FROM networks")?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?)))?
+            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6 FROM networks")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?)))?
             // A row that fails to read fails the reload (the last snapshot stays): never
             // publish a partial table, which would drop listeners and names.
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(name, gw, bridge, internal, subnet)| Some(NetRow { name, subnet, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
+            .filter_map(|(name, gw, bridge, internal, subnet, subnet6)| Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
             .collect();
         let eps = tx
-            .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases FROM endpoints e JOIN containers c ON c.id = e.container_id")?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?)))?
+            .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases, e.ip6 FROM endpoints e JOIN containers c ON c.id = e.container_id")?
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(network, id, name, ip, ifname, aliases)| {
-                Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
+            .filter_map(|(network, id, name, ip, ifname, aliases, ip6)| {
+                Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ip6: ip6.and_then(|a| a.parse().ok()), ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
             })
             .collect();
         Ok((nets, eps))

@@ -31,6 +31,11 @@ pub struct NetworkRow {
     pub bridge: String,
     pub internal: bool,
     pub created: String,
+    /// `--ipv6`: the IPv6 subnet and gateway (dual stack).
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
 }
 
 /// A container's place on one network (what the container process needs to be wired).
@@ -43,6 +48,9 @@ pub struct Endpoint {
     pub gateway: IpAddr,
     pub ifname: String,
     pub aliases: Vec<String>,
+    /// On a dual-stack network: the IPv6 address, its prefix length and the gateway.
+    #[serde(default)]
+    pub ip6: Option<(IpAddr, u8, IpAddr)>,
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
@@ -54,10 +62,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
         bridge: r.get(4)?,
         internal: r.get::<_, i64>(5)? != 0,
         created: r.get(6)?,
+        subnet6: r.get(7)?,
+        gateway6: r.get(8)?,
     })
 }
 
-const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created FROM networks";
+const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6 FROM networks";
 
 pub fn list(eng: &Engine) -> Result<Vec<NetworkRow>> {
     let mut st = eng.db.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
@@ -86,6 +96,10 @@ pub struct CreateOptions {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub internal: bool,
+    /// Dual stack: an IPv6 subnet too (`subnet6`, or the next free /64 of fd63:6f76:65::/48).
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 /// `cove network create`.
@@ -116,14 +130,44 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         }
         None => cove_net::ipam::Ipam::new(subnet),
     };
+    if !subnet.is_ipv4() {
+        return Err(Error::Invalid(format!("--subnet {subnet}: the first subnet must be IPv4 (add --ipv6 --subnet <IPv6 subnet> for dual stack)")));
+    }
+    let (subnet6, gateway6) = if o.ipv6 || o.subnet6.is_some() {
+        let taken6: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet6.as_ref()?.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
+        let s6 = match &o.subnet6 {
+            Some(s) => {
+                let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
+                if s.is_ipv4() {
+                    return Err(Error::Invalid(format!("--subnet {s}: only one IPv4 subnet per network")));
+                }
+                cove_net::ipam::ensure_no_overlap(&s, &taken6).map_err(|e| Error::Conflict(e.to_string()))?;
+                s
+            }
+            None => {
+                let t: Vec<Subnet> = taken6.iter().map(|(_, s)| *s).collect();
+                SubnetPool::default_v6().pick(&t).map_err(|e| Error::Conflict(format!("no free IPv6 subnet for a new network: {e}")))?
+            }
+        };
+        let ipam6 = match &o.gateway6 {
+            Some(g) => {
+                let g: IpAddr = g.parse().map_err(|_| Error::Invalid(format!("invalid gateway {g:?}")))?;
+                cove_net::ipam::Ipam::with_gateway(s6, g).map_err(|e| Error::Invalid(e.to_string()))?
+            }
+            None => cove_net::ipam::Ipam::new(s6),
+        };
+        (Some(s6.to_string()), Some(ipam6.gateway().to_string()))
+    } else {
+        (None, None)
+    };
     let id = cove_oci::new_id()?;
     let bridge = format!("cove-{}", &id[..8]);
-    let r = NetworkRow { name: name.to_string(), id, subnet: subnet.to_string(), gateway: ipam.gateway().to_string(), bridge, internal: o.internal, created: now_rfc3339() };
+    let r = NetworkRow { name: name.to_string(), id, subnet: subnet.to_string(), gateway: ipam.gateway().to_string(), bridge, internal: o.internal, created: now_rfc3339(), subnet6, gateway6 };
     eng.db
         .write(|tx| {
             tx.execute(
-                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created],
+                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created, r.subnet6, r.gateway6],
             )?;
             Ok(())
         })
@@ -202,11 +246,24 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
             .and_then(|ipam| ipam.allocate(&used, None))
             .map_err(|e| Error::Conflict(format!("network {}: {e}", n.name)))?;
         let ifname = format!("cv{}{}", &container_id[..10], i);
+        let ip6 = match (&n.subnet6, &n.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let s6: Subnet = s6.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad IPv6 subnet: {e}", n.name)))?;
+                let g6: IpAddr = g6.parse().map_err(|_| Error::Other(format!("network {}: bad IPv6 gateway", n.name)))?;
+                let mut st = tx.prepare("SELECT ip6 FROM endpoints WHERE network = ?1 AND ip6 IS NOT NULL")?;
+                let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+                let a = cove_net::ipam::Ipam::with_gateway(s6, g6)
+                    .and_then(|ipam| ipam.allocate(&used, None))
+                    .map_err(|e| Error::Conflict(format!("network {}: {e}", n.name)))?;
+                Some((a, s6.prefix_len(), g6))
+            }
+            _ => None,
+        };
         tx.execute(
-            "INSERT INTO endpoints (container_id, network, ip, ifname, aliases) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into())],
+            "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()), ip6.map(|(a, _, _)| a.to_string())],
         )?;
-        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone() });
+        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6 });
     }
     Ok(out)
 }
@@ -228,7 +285,10 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
     let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
     tracing::debug!("attach: netlink open");
     for ep in endpoints {
-        let gw = [IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
+        let mut gw = vec![IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
+        if let Some((_, p6, g6)) = ep.ip6 {
+            gw.push(IfAddr { addr: g6, prefix_len: p6 });
+        }
         // Two containers may bring the same bridge up at the same moment: the loser of that
         // race sees EEXIST and finds the bridge the other one made.
         let mut tries = 0;
@@ -242,11 +302,14 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
                 Err(e) => return Err(format!("bridge {} of network {}: {e}", ep.bridge, ep.network)),
             }
         }
-        let addrs = [IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
+        let mut addrs = vec![IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
+        if let Some((a6, p6, _)) = ep.ip6 {
+            addrs.push(IfAddr { addr: a6, prefix_len: p6 });
+        }
         // eth<N>, N from the host end's name (cv + 10 id digits + N): stable across connects.
         let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
         // The default route goes through the first network only.
-        let gws = if ifname == "eth0" { vec![ep.gateway] } else { vec![] };
+        let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
         tracing::debug!("attach: bridge ready");
         cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
@@ -266,8 +329,9 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     }
     Ok(serde_json::json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
-        "Internal": n.internal, "EnableIPv6": false,
-        "IPAM": { "Driver": "default", "Config": [{ "Subnet": n.subnet, "Gateway": n.gateway }] },
+        "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
+        "IPAM": { "Driver": "default", "Config": std::iter::once(serde_json::json!({ "Subnet": n.subnet, "Gateway": n.gateway }))
+            .chain(n.subnet6.iter().map(|s6| serde_json::json!({ "Subnet": s6, "Gateway": n.gateway6 }))).collect::<Vec<_>>() },
         "Options": { "com.docker.network.bridge.name": n.bridge },
         "Containers": containers,
     }))
@@ -308,7 +372,13 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
         let _ = std::fs::OpenOptions::new()
             .append(true)
             .open(eng.dirs.container(&c.id).join("hosts"))
-            .and_then(|mut f| f.write_all(format!("{}\t{}\n", ep.ip, names.join(" ")).as_bytes()));
+            .and_then(|mut f| {
+                let mut line = format!("{}\t{}\n", ep.ip, names.join(" "));
+                if let Some((ip6, _, _)) = ep.ip6 {
+                    line.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
+                }
+                f.write_all(line.as_bytes())
+            });
     }
     Ok(())
 }

@@ -63,6 +63,9 @@ fn write_etc_files(dir: &Path, hostname: &str, name: &str, net: &NetMode, endpoi
                 }
                 names.extend(ep.aliases.iter().cloned());
                 h.push_str(&format!("{}\t{}\n", ep.ip, names.join(" ")));
+                if let Some((ip6, _, _)) = ep.ip6 {
+                    h.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
+                }
             }
             if let Some(host) = host {
                 h.push_str(&format!("{host}\thost.containers.internal host.docker.internal\n"));
