@@ -30,7 +30,13 @@ sleep 0.5
 echo; echo "covetest\$ wget -qO- http://127.0.0.1:18088/"; as_user busybox wget -qO- http://127.0.0.1:18088/
 show cove exec web ps
 show cove logs web
-show cove rm -f web
+# Names: every network has DNS at its gateway (container names and aliases; answered locally).
+show cove network create demonet
+show cove run -d --name db --network demonet --network-alias postgres bb sh -c 'echo "db here" > /tmp/index.html; httpd -f -p 80 -h /tmp'
+show cove run --rm --network demonet bb sh -c 'nslookup postgres | grep -A1 ^Name:; wget -qO- http://db/'
+show cove dns resolve db.demonet
+show cove rm -f web db
+show cove network rm demonet
 show cove info
 as_user cove system migrate
 echo; echo "demo done: cove is installed as /usr/local/bin/cove; try it as any user."
