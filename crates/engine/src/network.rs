@@ -102,6 +102,32 @@ pub struct CreateOptions {
     pub gateway6: Option<String>,
 }
 
+/// The subnet (given, or the pool's next free one) and gateway (given, or the first address)
+/// of one address family of a new network.
+fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(String, Subnet)], pool: SubnetPool, v6: bool) -> Result<cove_net::ipam::Ipam> {
+    let subnet = match subnet {
+        Some(s) => {
+            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
+            if s.is_ipv4() == v6 {
+                return Err(Error::Invalid(format!("--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6")));
+            }
+            cove_net::ipam::ensure_no_overlap(&s, taken).map_err(|e| Error::Conflict(e.to_string()))?;
+            s
+        }
+        None => {
+            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).collect();
+            pool.pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
+        }
+    };
+    match gateway {
+        Some(g) => {
+            let g: IpAddr = g.parse().map_err(|_| Error::Invalid(format!("invalid gateway {g:?}")))?;
+            cove_net::ipam::Ipam::with_gateway(subnet, g).map_err(|e| Error::Invalid(e.to_string()))
+        }
+        None => Ok(cove_net::ipam::Ipam::new(subnet)),
+    }
+}
+
 /// `cove network create`.
 pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<NetworkRow> {
     if cove_oci::validate_name(name).is_err() || name == "none" || name == "host" || name.starts_with("container:") {
@@ -112,51 +138,12 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         return Err(Error::Conflict(format!("network with name {name} already exists")));
     }
     let taken: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
-    let subnet = match &o.subnet {
-        Some(s) => {
-            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
-            cove_net::ipam::ensure_no_overlap(&s, &taken).map_err(|e| Error::Conflict(e.to_string()))?;
-            s
-        }
-        None => {
-            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).collect();
-            SubnetPool::default_v4().pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
-        }
-    };
-    let ipam = match &o.gateway {
-        Some(g) => {
-            let g: IpAddr = g.parse().map_err(|_| Error::Invalid(format!("invalid gateway {g:?}")))?;
-            cove_net::ipam::Ipam::with_gateway(subnet, g).map_err(|e| Error::Invalid(e.to_string()))?
-        }
-        None => cove_net::ipam::Ipam::new(subnet),
-    };
-    if !subnet.is_ipv4() {
-        return Err(Error::Invalid(format!("--subnet {subnet}: the first subnet must be IPv4 (add --ipv6 --subnet <IPv6 subnet> for dual stack)")));
-    }
+    let ipam = subnet_and_gateway(o.subnet.as_deref(), o.gateway.as_deref(), &taken, SubnetPool::default_v4(), false)?;
+    let subnet = ipam.subnet();
     let (subnet6, gateway6) = if o.ipv6 || o.subnet6.is_some() {
         let taken6: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet6.as_ref()?.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
-        let s6 = match &o.subnet6 {
-            Some(s) => {
-                let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
-                if s.is_ipv4() {
-                    return Err(Error::Invalid(format!("--subnet {s}: only one IPv4 subnet per network")));
-                }
-                cove_net::ipam::ensure_no_overlap(&s, &taken6).map_err(|e| Error::Conflict(e.to_string()))?;
-                s
-            }
-            None => {
-                let t: Vec<Subnet> = taken6.iter().map(|(_, s)| *s).collect();
-                SubnetPool::default_v6().pick(&t).map_err(|e| Error::Conflict(format!("no free IPv6 subnet for a new network: {e}")))?
-            }
-        };
-        let ipam6 = match &o.gateway6 {
-            Some(g) => {
-                let g: IpAddr = g.parse().map_err(|_| Error::Invalid(format!("invalid gateway {g:?}")))?;
-                cove_net::ipam::Ipam::with_gateway(s6, g).map_err(|e| Error::Invalid(e.to_string()))?
-            }
-            None => cove_net::ipam::Ipam::new(s6),
-        };
-        (Some(s6.to_string()), Some(ipam6.gateway().to_string()))
+        let ipam6 = subnet_and_gateway(o.subnet6.as_deref(), o.gateway6.as_deref(), &taken6, SubnetPool::default_v6(), true)?;
+        (Some(ipam6.subnet().to_string()), Some(ipam6.gateway().to_string()))
     } else {
         (None, None)
     };
