@@ -960,6 +960,12 @@ fn network_connect_and_disconnect() {
     w.ok(&["run", "-d", "--name", "next", "--network", "back", "bb", "sleep", "100"]);
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "next"])).unwrap();
     assert_eq!(v[0]["NetworkSettings"]["IPAddress"], "10.92.2.2");
+    // A connected network stays connected across a stop and start (the restart policy's path).
+    w.ok(&["network", "connect", "back", "app"]);
+    w.ok(&["stop", "-t", "1", "app"]);
+    w.ok(&["start", "app"]);
+    let addrs = w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
+    assert_eq!(addrs, "inet 10.92.1.2/24\ninet 10.92.2.3/24\n");
 }
 
 /// A resolver on the host's loopback: answers every question with one A record, 192.0.2.7, and

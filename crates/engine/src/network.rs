@@ -367,7 +367,26 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
                 f.write_all(line.as_bytes())
             });
     }
+    // The next start (by `cove start` or a restart policy) wires this network too.
+    update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.extend(eps.iter().cloned()));
     Ok(())
+}
+
+/// Edits the endpoint list in the container's monitor.json (what the monitor wires at each
+/// start). A detached container has one; a foreground one has nothing to update.
+fn update_monitor_endpoints(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Endpoint>)) {
+    let path = dir.join("monitor.json");
+    let Ok(text) = std::fs::read(&path) else { return };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&text) else { return };
+    let mut list: Vec<Endpoint> = serde_json::from_value(v["endpoints"].clone()).unwrap_or_default();
+    f(&mut list);
+    v["endpoints"] = serde_json::to_value(&list).unwrap_or_default();
+    let tmp = path.with_extension("json.tmp");
+    if let Ok(bytes) = serde_json::to_vec(&v) {
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
 }
 
 /// `cove network disconnect`: takes a container off a network (its interface and lease).
@@ -390,6 +409,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
         Ok(())
     })?;
+    update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())
 }
 
