@@ -439,7 +439,7 @@ pub struct RunArgs {
     /// Tune container pids limit (-1 for unlimited)
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pids_limit: Option<i64>,
-    /// Network mode: none (default in this version) or host
+    /// Network: a network name (default: "cove"), several comma-separated, none, host, or container:NAME
     #[arg(long = "network", alias = "net")]
     network: Option<String>,
     /// Ulimit options (name=soft[:hard])

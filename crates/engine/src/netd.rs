@@ -73,6 +73,10 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         cove_sys::exit_now(1)
     };
     let _ = std::env::set_current_dir("/");
+    // cove's main restores SIGPIPE's default for the containers it starts; this helper splices
+    // into sockets whose peers come and go, and must see EPIPE instead of dying (it did: every
+    // published port and the namespace went with it).
+    cove_sys::ignore_sigpipe();
     // A monitor that started us had signals blocked for its signalfd; the mask survives exec.
     let _ = nix::sys::signal::SigSet::all().thread_unblock();
     let netns = match cove_net::netns::create() {

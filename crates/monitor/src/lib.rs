@@ -87,7 +87,12 @@ fn sys(what: &str) -> impl FnOnce(nix::Error) -> Error + '_ {
 pub fn start_time(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut f = rest.split_whitespace();
+    // A zombie (or a dying task) is not alive, whoever has yet to reap it.
+    if matches!(f.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    f.nth(18)?.parse().ok()
 }
 
 /// Writes "<pid> <starttime>" atomically.

@@ -288,6 +288,15 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// Ignores SIGPIPE: for long-lived helpers that write to sockets whose peers may be gone
+/// (a forwarder's splice into a closed connection must be an EPIPE, not the helper's death).
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN involves no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// Restores the default disposition of SIGPIPE. The Rust runtime ignores SIGPIPE, and an
 /// ignored signal stays ignored across `execve`: without this, every container process would
 /// start with SIGPIPE ignored, and `cove ... | head` would panic on EPIPE instead of exiting.
