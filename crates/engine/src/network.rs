@@ -299,6 +299,11 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
         tracing::debug!("attach: bridge ready");
+        // A stopped container's old pair may outlive it for a moment (the kernel frees a
+        // network namespace asynchronously): the name is this container's, so it goes.
+        if let Ok(Some(stale)) = nl.link_index(&ep.ifname) {
+            let _ = nl.delete_link(stale);
+        }
         cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
         tracing::debug!("attach: veth attached");
     }
