@@ -1127,6 +1127,7 @@ fn print_info(v: &serde_json::Value) {
     println!("Data root: {}", s("/DataRoot"));
     println!("Run root: {}", s("/RunRoot"));
     println!("Keeper pid: {}", s("/KeeperPid"));
+    println!("Network outbound: {}", s("/Network/Outbound"));
     println!("Tools:");
     if let Some(serde_json::Value::Object(t)) = v.pointer("/Tools") {
         for (k, val) in t {

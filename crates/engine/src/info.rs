@@ -147,6 +147,15 @@ pub fn report(dirs: &Dirs, mapping: Option<&cove_runtime::userns::IdMapping>) ->
             "Why": cg.reason,
         },
         "Seccomp": "libseccomp, Docker's default profile",
+        "Network": {
+            "Outbound": match crate::outbound::choose() {
+                Ok(Some(crate::outbound::Tool::Pasta(p))) => format!("pasta ({}); TCP through the network helper", p.display()),
+                Ok(Some(crate::outbound::Tool::Slirp4netns(p))) => format!("slirp4netns ({}); TCP through the network helper", p.display()),
+                Ok(None) => "none (COVE_NETWORK_CMD=none): TCP through the network helper only".to_string(),
+                Err(e) => e,
+            },
+            "HelperRunning": crate::netd::running(&dirs.run),
+        },
         "DataRoot": dirs.data,
         "RunRoot": dirs.run,
         "Tools": {
