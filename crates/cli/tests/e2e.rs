@@ -1150,6 +1150,12 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         assert!(out.contains("host.containers.internal host.docker.internal\n"), "{tool}: {out}");
         assert!(out.contains("DNS-OK\n"), "{tool}: {out}");
         assert!(out.ends_with("hello-from-host\n"), "{tool}: {out}");
+        // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
+        // host's loopback, asked directly (not through cove's DNS).
+        let (uport, count) = fake_upstream();
+        let out = w.sh_ok(&[], &format!("nslookup -port={uport} example.org host.containers.internal"));
+        assert!(out.contains("Address: 192.0.2.7"), "{tool}: {out}");
+        assert!(count.load(Ordering::SeqCst) >= 1);
         // An --internal network has no way out.
         w.ok(&["network", "create", "--internal", "closed"]);
         let host_ip = out.split('\t').next().unwrap().to_string();
