@@ -121,9 +121,9 @@ pub fn cloexec_from(first: RawFd) -> Result<()> {
 
 /// Borrows a raw descriptor number that the caller knows is open (for example 0, 1, 2).
 pub fn borrow_raw(fd: RawFd) -> BorrowedFd<'static> {
+    // A wrong number yields EBADF from the next syscall, not memory unsafety.
     // SAFETY: callers pass only descriptors that stay open for the process lifetime (stdio)
-    // or for the duration of the borrow; a wrong number yields EBADF from the next syscall,
-    // not memory unsafety.
+    // or for the duration of the borrow.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
