@@ -128,21 +128,6 @@ pub fn wait_configured(limit: std::time::Duration) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn explicit_none_and_bad_paths() {
-        assert_eq!(choose_from(Some("none")), Ok(None));
-        assert!(choose_from(Some("/nonexistent/pasta")).unwrap_err().contains("no such file"));
-        assert!(choose_from(Some("/bin/sh")).unwrap_err().contains("not pasta or slirp4netns"));
-        assert!(choose_from(Some("slirp4netns-not-a-tool")).is_err());
-        assert!(MISSING.contains("passt") && MISSING.contains("slirp4netns"));
-        assert_eq!(host_address(&Tool::Slirp4netns("/x".into())), Some("10.0.2.2".parse().unwrap()));
-    }
-}
-
 /// The forwarding and NAT state of the namespace, kept by the helper's inside thread.
 pub(crate) struct Nat {
     applied: Option<Vec<cove_net::nft::NftNetwork>>,
@@ -229,5 +214,20 @@ impl Nat {
             self.forwarding = true;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_none_and_bad_paths() {
+        assert_eq!(choose_from(Some("none")), Ok(None));
+        assert!(choose_from(Some("/nonexistent/pasta")).unwrap_err().contains("no such file"));
+        assert!(choose_from(Some("/bin/sh")).unwrap_err().contains("not pasta or slirp4netns"));
+        assert!(choose_from(Some("slirp4netns-not-a-tool")).is_err());
+        assert!(MISSING.contains("passt") && MISSING.contains("slirp4netns"));
+        assert_eq!(host_address(&Tool::Slirp4netns("/x".into())), Some("10.0.2.2".parse().unwrap()));
     }
 }
