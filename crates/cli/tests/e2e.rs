@@ -1150,6 +1150,13 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         assert!(out.contains("host.containers.internal host.docker.internal\n"), "{tool}: {out}");
         assert!(out.contains("DNS-OK\n"), "{tool}: {out}");
         assert!(out.ends_with("hello-from-host\n"), "{tool}: {out}");
+        // Nothing listening on the host: the container sees a reset, not an empty answer.
+        // (busybox's nc and wget cannot tell: the host's python3 is mounted in to ask.)
+        let dead = free_port();
+        // The reset may come before connect() returns, or at the first read.
+        let py = format!("import socket\ntry:\n    s = socket.create_connection(('host.containers.internal', {dead}), timeout=5)\n    print('recv', s.recv(10))\nexcept Exception as e:\n    print('error', type(e).__name__)");
+        let out = w.ok(&["run", "--rm", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &py]);
+        assert_eq!(out, "error ConnectionResetError\n", "{tool}");
         // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
         // host's loopback, asked directly (not through cove's DNS).
         let (uport, count) = fake_upstream();

@@ -224,6 +224,9 @@ fn handle_tcp(
     let upstream = match connect(&client, peer) {
         Ok(u) => u,
         Err(e) => {
+            // Reset, not close: the client learns the far side refused (as close as a
+            // forwarder that accepted first can get to ECONNREFUSED), not an empty answer.
+            let _ = nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 });
             stats.connect_failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("connect upstream for {peer}: {e}");
             return unpend();
