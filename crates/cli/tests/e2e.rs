@@ -8,28 +8,12 @@
 //!
 //! Every test uses its own `COVE_ROOT`, so tests run in parallel without sharing state.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{bin, rootfs, skip, stdout_of_success, SKIPS};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-static SKIPS: AtomicUsize = AtomicUsize::new(0);
-
-fn skip(why: &str) {
-    if std::env::var("COVE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("required test would skip: {why}");
-    }
-    SKIPS.fetch_add(1, Ordering::SeqCst);
-    eprintln!("SKIP: {why}");
-    println!("SKIP: {why}");
-}
-
-fn bin() -> PathBuf {
-    std::env::var_os("COVE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cove")))
-}
-
-fn rootfs() -> Option<PathBuf> {
-    std::env::var_os("COVE_TEST_ROOTFS").map(PathBuf::from).filter(|p| p.exists())
-}
 
 fn is_root() -> bool {
     nix::unistd::getuid().is_root()
@@ -47,7 +31,7 @@ impl World {
             skip("COVE_TEST_ROOTFS not set (run scripts/make-rootfs.sh and export it)");
             return None;
         };
-        let base = std::env::var_os("COVE_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let base = common::tmp_base();
         let root = tempfile::Builder::new().prefix("cove-e2e-").tempdir_in(base).expect("tempdir");
         let w = World { root, env: vec![] };
         let out = w.cove(&["import", fs.to_str().unwrap(), "bb", "--change", "CMD [\"sh\"]"]);
@@ -76,9 +60,7 @@ impl World {
 
     /// Runs and expects success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.cove(args);
-        assert!(o.status.success(), "cove {args:?} failed ({:?}):\nstdout: {}\nstderr: {}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(args, self.cove(args))
     }
 
     fn run_sh(&self, extra: &[&str], script: &str) -> Output {

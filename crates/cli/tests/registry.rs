@@ -4,26 +4,13 @@
 //! Same conventions as e2e.rs: `COVE_BIN`, `COVE_TEST_ROOTFS`, `COVE_TEST_TMP`, `SKIP:`
 //! lines, `COVE_REQUIRE_ALL=1`.
 
+mod common;
+
+use common::{bin, skip, stdout_of_success, tmp_base};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn skip(why: &str) {
-    if std::env::var("COVE_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("required test would skip: {why}");
-    }
-    eprintln!("SKIP: {why}");
-    println!("SKIP: {why}");
-}
-
-fn bin() -> PathBuf {
-    std::env::var_os("COVE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cove")))
-}
-
-fn tmp_base() -> PathBuf {
-    std::env::var_os("COVE_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
-}
 
 fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/bin", "/usr/sbin", "/bin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.exists())
@@ -166,9 +153,7 @@ impl World {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.cove(args);
-        assert!(o.status.success(), "cove {args:?} failed ({:?}):\nstdout: {}\nstderr: {}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout_of_success(args, self.cove(args))
     }
 
     /// Runs, expects failure with exactly one `cove: error:` line; returns it.

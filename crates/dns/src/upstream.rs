@@ -260,7 +260,7 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
     parse_resolv_conf(text, interface_index)
 }
 
-/// An interface's index, from sysfs (no ioctl, no unsafe).
+/// An interface's index, from sysfs (no ioctl, no FFI).
 fn interface_index(name: &str) -> Option<u32> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return None;

@@ -4,7 +4,7 @@
 //! directories, turning a `run` request plus an image config into an OCI runtime spec
 //! (Docker's semantics for Entrypoint/Cmd/Env/User/WorkingDir, mounts, capabilities,
 //! seccomp), and driving the runtime. It must not parse command lines (the CLI does) and
-//! contains no `unsafe` (that is the sys crate's).
+//! contains no unchecked FFI code (that is the sys crate's).
 #![forbid(unsafe_code)]
 
 pub mod db;

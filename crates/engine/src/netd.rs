@@ -310,7 +310,7 @@ fn handle(job: Job, served: &mut std::collections::HashMap<String, Vec<cove_net:
                 if udp {
                     let sock = std::net::UdpSocket::from(fd);
                     let connect = move |_client: std::net::SocketAddr| -> std::io::Result<std::net::UdpSocket> {
-                        let bind: std::net::SocketAddr = if target.is_ipv4() { "0.0.0.0:0".parse().expect("addr") } else { "[::]:0".parse().expect("addr") };
+                        let bind = if target.is_ipv4() { std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)) } else { std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)) };
                         let s = std::net::UdpSocket::bind(bind)?;
                         s.connect(target)?;
                         Ok(s)

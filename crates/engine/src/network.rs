@@ -82,9 +82,11 @@ pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
     }
     if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
         let mut st = eng.db.conn.prepare(&format!("{SELECT} WHERE id LIKE ?1 || '%' LIMIT 2"))?;
-        let rows = st.query_map([key], row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut rows = st.query_map([key], row)?.collect::<Result<Vec<_>, _>>()?;
         if rows.len() == 1 {
-            return Ok(rows.into_iter().next().expect("one"));
+            if let Some(r) = rows.pop() {
+                return Ok(r);
+            }
         }
     }
     Err(Error::NotFound(format!("network {key} not found")))

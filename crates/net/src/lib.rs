@@ -21,7 +21,7 @@
 //!
 //! It must not: keep state (leases live in the engine's SQLite; the caller passes what is in
 //! use), fork or spawn processes (pasta, the keeper and `netd` belong to the engine), apply
-//! nftables rules, or touch any namespace it was not handed. Only `sys` holds `unsafe`;
+//! nftables rules, or touch any namespace it was not handed. Only `sys` holds unchecked (FFI) code;
 //! everything here goes through `nix` and `std`.
 //!
 //! # Decisions

@@ -16,7 +16,7 @@
 //! It must not: fork, set `no_new_privs`, drop capabilities, or decide *when* the filter is
 //! loaded — that is the runtime's job (load it in the container process, just before
 //! `execve`, after `no_new_privs` or while still holding `CAP_SYS_ADMIN`). It contains no
-//! `unsafe`; the FFI lives in the `libseccomp` crate.
+//! unchecked code; the FFI lives in the `libseccomp` crate.
 //!
 //! # Typical use
 //!
@@ -37,7 +37,7 @@
 //! - Syscall names that libseccomp does not know (newer than the installed libseccomp) are
 //!   skipped, as runc does; they then get the default action (EPERM). runc additionally patches
 //!   the BPF so that syscalls *newer than every name in the profile* return ENOSYS; cove does
-//!   not (it would need raw `seccomp(2)` with `unsafe`). `clone3` gets ENOSYS explicitly, which
+//!   not (it would need raw `seccomp(2)` through FFI of our own). `clone3` gets ENOSYS explicitly, which
 //!   is the case that matters for glibc.
 //! - `SCMP_ACT_NOTIFY` (seccomp user notification) is parsed but refused at compile time.
 #![forbid(unsafe_code)]
