@@ -23,24 +23,46 @@ fn is_root() -> bool {
 struct World {
     root: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// Run cove as this user (through runuser) instead of as the test's own user.
+    user: Option<String>,
 }
 
 impl World {
     fn new() -> Option<World> {
+        World::new_for(None)
+    }
+
+    /// A world whose cove commands run as `user` (the test runs as root).
+    fn new_as(user: &str) -> Option<World> {
+        World::new_for(Some(user))
+    }
+
+    fn new_for(user: Option<&str>) -> Option<World> {
         let Some(fs) = rootfs() else {
             skip("COVE_TEST_ROOTFS not set (run scripts/make-rootfs.sh and export it)");
             return None;
         };
         let base = common::tmp_base();
         let root = tempfile::Builder::new().prefix("cove-e2e-").tempdir_in(base).expect("tempdir");
-        let w = World { root, env: vec![] };
+        if let Some(u) = user {
+            let pw = nix::unistd::User::from_name(u).ok().flatten().expect("user exists");
+            nix::unistd::chown(root.path(), Some(pw.uid), Some(pw.gid)).expect("chown the world to its user");
+        }
+        let w = World { root, env: vec![], user: user.map(String::from) };
         let out = w.cove(&["import", fs.to_str().unwrap(), "bb", "--change", "CMD [\"sh\"]"]);
         assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
         Some(w)
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        let mut c = match &self.user {
+            None => Command::new(bin()),
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(bin()).env("HOME", format!("/home/{u}")).env("USER", u).env("LOGNAME", u).env_remove("XDG_RUNTIME_DIR");
+                c
+            }
+        };
         c.args(args).env("COVE_ROOT", self.root.path()).env("COVE_KEEPER_IDLE_SECS", "3").env("COVE_NETD_IDLE_SECS", "2").stdin(Stdio::null());
         // Names the networks' DNS does not know go upstream: never to this machine's resolver
         // from a test (nothing listens on port 1 of loopback: an upstream that refuses).
@@ -701,6 +723,132 @@ fn without_init_stop_still_ends_a_stubborn_pid1() {
     w.ok(&["stop", "stub"]);
     assert!(t0.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(w.ok(&["wait", "stub"]).trim(), "137");
+}
+
+/// A "LAN client": a network namespace with a veth pair to the host (host side
+/// 198.18.N.1/30, client side 198.18.N.2, the benchmarking range, never routed anywhere),
+/// so a client has a non-loopback address. Made by the test (root only), removed on drop.
+struct LanClient {
+    ns: String,
+    host_ip: String,
+    client_ip: String,
+}
+
+impl LanClient {
+    fn new() -> LanClient {
+        let n = std::process::id() % 250 + 1;
+        let (ns, host_if) = (format!("cvlan{n}"), format!("cvlanh{n}"));
+        let (host_ip, client_ip) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().expect("run ip");
+            assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        ip(&["netns", "add", &ns]);
+        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone() };
+        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&["-n", &ns, "addr", "add", &format!("{client_ip}/30"), "dev", "eth0"]);
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        lan
+    }
+
+    /// Asks `host_ip:port` over TCP, then over UDP, what address the server saw; retries
+    /// while the container starts.
+    fn ask(&self, port: u16) -> (String, String) {
+        let py = format!(
+            r#"
+import socket, time
+def tcp():
+    c = socket.create_connection(("{h}", {port}), timeout=2)
+    out = b""
+    while True:
+        b = c.recv(100)
+        if not b: return out.decode()
+        out += b
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
+    u.sendto(b"who", ("{h}", {port})); return u.recv(100).decode()
+for f in (tcp, udp):
+    for i in range(40):
+        try:
+            print(f()); break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        print("no answer")
+"#,
+            h = self.host_ip
+        );
+        let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", &py]).output().expect("run python3 in the client namespace");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut l = out.lines().map(String::from);
+        (l.next().unwrap_or_default(), l.next().unwrap_or_default())
+    }
+}
+
+impl Drop for LanClient {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// A TCP and UDP server on port 80 of the container (the host's python3, through the /usr
+/// mount) that answers each client with the client's address as the container sees it.
+const PEER_SERVER_PY: &str = r#"
+import socket, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("0.0.0.0", 80)); t.listen(16)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 80))
+def udp():
+    while True:
+        d, a = u.recvfrom(100); u.sendto(a[0].encode(), a)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    c, a = t.accept(); c.sendall(a[0].encode()); c.close()
+"#;
+
+#[test]
+fn published_ports_keep_the_clients_address() {
+    if !is_root() {
+        // Making the client's namespace needs root; the root pass runs this test for both
+        // root's cove and an unprivileged user's (through runuser).
+        println!("note: published_ports_keep_the_clients_address runs in the root pass (root and covetest)");
+        return;
+    }
+    let lan = LanClient::new();
+    let rootless = nix::unistd::User::from_name("covetest").ok().flatten().is_some();
+    let mut worlds = vec![("root", World::new())];
+    if rootless {
+        worlds.push(("covetest", World::new_as("covetest")));
+    } else {
+        skip("no user covetest (tests/run-all.sh makes it): rootless source addresses not checked");
+    }
+    for (who, w) in worlds {
+        let Some(w) = w else { return };
+        let port = free_port();
+        let publish = [format!("{port}:80"), format!("{port}:80/udp")];
+        w.ok(&[
+            "run", "-d", "--name", "peer", "-p", &publish[0], "-p", &publish[1], "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
+            "bb", "/usr/bin/python3", "-c", PEER_SERVER_PY,
+        ]);
+        let (tcp, udp) = lan.ask(port);
+        println!("{who}: the container saw the LAN client as {tcp} (tcp) and {udp} (udp)");
+        assert_eq!((tcp.as_str(), udp.as_str()), (lan.client_ip.as_str(), lan.client_ip.as_str()), "{who}: the container must see the LAN client's address over TCP and UDP");
+        // A loopback client cannot be kept (the container would answer its own loopback):
+        // it appears as the network's gateway, and still gets its answer.
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "cove"])).unwrap();
+        let gw = v[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap_or_default().to_string();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("loopback client");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut seen = String::new();
+        use std::io::Read;
+        s.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, gw, "{who}: a loopback client shows up as the gateway");
+        w.ok(&["rm", "-f", "peer"]);
+    }
 }
 
 const UDP_ECHO_C: &str = r#"

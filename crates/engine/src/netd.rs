@@ -89,6 +89,12 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     let setup = cove_net::netns::run_on_thread(netns.as_fd(), || -> std::result::Result<(), String> {
         let mut nl = cove_net::link::Netlink::open().map_err(|e| e.to_string())?;
         nl.loopback_up().map_err(|e| e.to_string())?;
+        // Replies to published ports' clients (see transparent_source): without this rule
+        // containers see the gateway as every client's address, which still works.
+        match nl.route_marked_to_local(cove_net::nft::TRANSPARENT_MARK, cove_net::nft::TRANSPARENT_TABLE) {
+            Ok(()) => TRANSPARENT_ROUTE.store(true, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => tracing::warn!("published ports will not keep client addresses: {e}"),
+        }
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|e| format!("disable forwarding: {e}"))?;
         // Bridged traffic (container to container on one network) skips netfilter: faster,
         // and the forward chain sees only routed packets.
@@ -229,6 +235,48 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     cove_sys::exit_now(0)
 }
 
+/// The policy routing for transparent sockets is in place (set once at start).
+static TRANSPARENT_ROUTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The subnets of the ruleset that is in place, once one with the `transparent` chain is:
+/// `None` until then (and while nft is missing), so no transparent socket is made whose
+/// replies nothing would route back.
+static TRANSPARENT_SUBNETS: std::sync::RwLock<Option<Vec<cove_net::ipam::Subnet>>> = std::sync::RwLock::new(None);
+
+/// Called by the ruleset's owner ([`crate::outbound::Nat`]) after applying a ruleset for
+/// these subnets.
+pub(crate) fn ruleset_applied(subnets: Vec<cove_net::ipam::Subnet>) {
+    *TRANSPARENT_SUBNETS.write().unwrap_or_else(|e| e.into_inner()) = Some(subnets);
+}
+
+/// The source address a published port's upstream socket should use so that the container
+/// sees the real client (rootlesskit v3 does this for TCP; here UDP too): the client's own
+/// address, bound with `IP_TRANSPARENT` inside the namespace. `None` (the gateway's address,
+/// as before) when that cannot work: a loopback client (the container would answer its own
+/// loopback), a client address inside one of cove's subnets (the reply would go to a
+/// container), another address family than the container's, or the routing and ruleset
+/// that bring replies back are not in place.
+fn transparent_source(peer: std::net::SocketAddr, target: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    if !TRANSPARENT_ROUTE.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let bad = ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || ip.is_ipv4() != target.is_ipv4();
+    let bad = bad || matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+    if bad {
+        return None;
+    }
+    let guard = TRANSPARENT_SUBNETS.read().unwrap_or_else(|e| e.into_inner());
+    let subnets = guard.as_ref()?;
+    if subnets.iter().any(|s| s.contains(ip)) {
+        return None;
+    }
+    Some(SocketAddr::new(ip, peer.port()))
+}
+
 enum Job {
     /// Reload the DNS records (and listeners) from this database; reply when done.
     Sync { db: PathBuf, reply: std::sync::mpsc::Sender<std::result::Result<(), String>> },
@@ -309,16 +357,26 @@ fn handle(job: Job, served: &mut std::collections::HashMap<String, Vec<cove_net:
             let r = std::thread::Builder::new().name(format!("port-{id:.8}")).spawn(move || {
                 if udp {
                     let sock = std::net::UdpSocket::from(fd);
-                    let connect = move |_client: std::net::SocketAddr| -> std::io::Result<std::net::UdpSocket> {
-                        let bind = if target.is_ipv4() { std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)) } else { std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)) };
-                        let s = std::net::UdpSocket::bind(bind)?;
-                        s.connect(target)?;
-                        Ok(s)
+                    let connect = move |client: std::net::SocketAddr| -> std::io::Result<std::net::UdpSocket> {
+                        match transparent_source(client, target) {
+                            Some(src) => cove_net::forward::udp_upstream(target, Some(src)).or_else(|e| {
+                                tracing::debug!("udp from {src} kept as the source: {e}; using the gateway's address");
+                                cove_net::forward::udp_upstream(target, None)
+                            }),
+                            None => cove_net::forward::udp_upstream(target, None),
+                        }
                     };
                     let _ = cove_net::forward::serve_udp(sock, connect, Default::default(), &sd);
                 } else {
                     let listener = std::net::TcpListener::from(fd);
-                    let _ = cove_net::forward::serve_tcp(listener, move |_client| std::net::TcpStream::connect(target), &sd);
+                    let connect = move |client: std::net::SocketAddr| match transparent_source(client, target) {
+                        Some(src) => cove_net::forward::start_connect(target, Some(src)).or_else(|e| {
+                            tracing::debug!("tcp from {src} kept as the source: {e}; using the gateway's address");
+                            cove_net::forward::start_connect(target, None)
+                        }),
+                        None => cove_net::forward::start_connect(target, None),
+                    };
+                    let _ = cove_net::forward::serve_tcp(listener, connect, &sd);
                 }
             });
             if r.is_ok() {

@@ -162,7 +162,8 @@ pub(crate) fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>) -> Result<u
             return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not a redirected connection"));
         }
         let target = if Some(dst.ip()) == host { std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, dst.port())) } else { dst };
-        std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(30))
+        // Started here, completed on the relay's event loop (which gives up after 30 s).
+        cove_net::forward::start_connect(target, None)
     };
     std::thread::Builder::new()
         .name("out-tcp".into())
@@ -201,6 +202,7 @@ impl Nat {
                 return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed")));
             }
             self.applied = Some(nets.to_vec());
+            crate::netd::ruleset_applied(nets.iter().flat_map(|n| n.subnets.iter().cloned()).collect());
         }
         if !self.forwarding && self.tool {
             // The first container must find the way out ready: wait for the tool's interface.

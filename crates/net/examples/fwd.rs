@@ -6,7 +6,7 @@
 //! Listens on the first address and forwards every connection to the second, until killed.
 //! Prints "listening on ADDR" once ready.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,7 +29,7 @@ fn main() {
     });
     println!("listening on {}", listener.local_addr().expect("bound"));
     let shutdown = cove_net::forward::Shutdown::new().expect("shutdown pipe");
-    if let Err(e) = cove_net::forward::serve_tcp(listener, move |_| TcpStream::connect(target), &shutdown) {
+    if let Err(e) = cove_net::forward::serve_tcp(listener, move |_| cove_net::forward::start_connect(target, None), &shutdown) {
         eprintln!("fwd: {e}");
         std::process::exit(1);
     }

@@ -7,18 +7,11 @@
 //! over SCM_RIGHTS); a socket stays in the namespace it was created in.
 //!
 //! # TCP
-//! [`serve_tcp`] accepts until [`Shutdown`] fires. Each connection occupies two threads (one
-//! per direction) taken from a pool of reusable workers (small stacks, idle ones exit after
-//! 30 s), each a blocking loop `splice(socket → pipe)` then `splice(pipe → socket)`: the
-//! payload never enters user space. An EOF in one direction is passed on as
-//! `shutdown(SHUT_WR)` to the other side (half-close works); an error in either direction
-//! resets both. The pipe of a direction starts at the default 64 KiB and grows to 1 MiB once
-//! a transfer fills it (bulk), which halves the CPU per byte without spending the user's
-//! pipe budget on idle connections. Reusing sleeping workers instead of spawning threads
-//! matters under load: a new thread may wait a full scheduler slice before it first runs.
-//! Thread-per-direction is lean enough for published ports (a few pages of real memory per
-//! thread); an epoll loop could replace it behind the same signature. Each connection holds
-//! six descriptors (two sockets, two pipes): raise RLIMIT_NOFILE in the serving process.
+//! [`serve_tcp`] accepts until [`Shutdown`] fires and relays each connection with splice(2)
+//! on an epoll event loop on the calling thread: see the private `relay` module for how
+//! and why. The `connect` callback only starts the upstream connection ([`start_connect`]).
+//! Each connection holds six descriptors (two sockets, two pipes): raise RLIMIT_NOFILE in the
+//! serving process.
 //!
 //! # UDP
 //! [`serve_udp`] runs one thread: poll(2) over the listening socket and one connected upstream
@@ -28,38 +21,27 @@
 //! used flow is evicted.
 //!
 //! # Client source address
-//! Not preserved: the container sees the forwarder's address in the rootless netns (the
-//! bridge's gateway address) as the peer; the L1 test checks exactly that. The callbacks
-//! receive the client's address so that a caller can later bind the upstream socket to it
-//! with `IP_TRANSPARENT` (CAP_NET_ADMIN in the rootless netns, which we have). That alone is
-//! not enough: replies to the non-local address must be routed back to the socket
-//! (`ip rule add fwmark N lookup T`, `ip route add local 0.0.0.0/0 dev lo table T`, and an
-//! nftables `socket transparent 1 meta mark set N` rule), which is rootless-netns setup, not
-//! this module's. Loopback clients (127.0.0.1) cannot be preserved at all: a container would
-//! answer its own loopback.
+//! The callbacks receive the client's address; a caller that may bind foreign addresses
+//! (CAP_NET_ADMIN in the namespace of the upstream socket) can pass it as the source to
+//! [`start_connect`], so the container sees the real client. Replies to that foreign address
+//! must be routed back to the socket (policy routing and a `socket transparent` rule): that is
+//! namespace setup, the caller's (cove-netd: [`crate::nft`] and [`crate::link`]). Loopback
+//! clients (127.0.0.1) cannot be preserved at all: a container would answer its own loopback.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown as SockShutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::pool::Pool;
+pub use crate::relay::start_connect;
 use crate::{io_err, Result};
-
-/// Pipe capacity a direction grows to once it fills the default 64 KiB pipe in one go (a bulk
-/// transfer). Pipes count against the user's pipe budget (`fs.pipe-user-pages-soft`, 64 MiB
-/// by default, beyond which new pipes of that user get 8 KiB), so short connections keep the
-/// default size. 1 MiB is also the default `fs.pipe-max-size`.
-const PIPE_SIZE_BULK: i32 = 1024 * 1024;
-/// Stack of each forwarding thread: the loops need little, the `connect` callback a bit more.
-const THREAD_STACK: usize = 256 * 1024;
 
 /// A cloneable stop signal for the forwarders. Once triggered it stays triggered; it wakes
 /// threads blocked in poll(2) through a pipe.
@@ -92,7 +74,7 @@ impl Shutdown {
         self.inner.flag.load(Ordering::SeqCst)
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.inner.rx.as_fd()
     }
 }
@@ -105,15 +87,6 @@ pub struct TcpStats {
     pub active: AtomicU64,
     pub bytes_to_upstream: AtomicU64,
     pub bytes_to_client: AtomicU64,
-}
-
-/// Live connections, so that shutdown can reset them and wait for their threads.
-#[derive(Default)]
-struct Conns {
-    next: u64,
-    /// Accepted connections whose thread has not registered them in `live` yet.
-    pending: usize,
-    live: HashMap<u64, (Arc<TcpStream>, Arc<TcpStream>)>,
 }
 
 /// Where a connection redirected by netfilter (`redirect`, `dnat`) was going:
@@ -135,7 +108,7 @@ pub fn original_destination(s: &TcpStream) -> io::Result<SocketAddr> {
 /// Serves TCP connections accepted on `listener` until `shutdown` fires: for each client,
 /// `connect(client_addr)` opens the upstream connection and bytes are spliced both ways.
 /// On shutdown the listener is closed, live connections are reset, and the call returns
-/// once their threads are done.
+/// at once.
 pub fn serve_tcp<C>(listener: TcpListener, connect: C, shutdown: &Shutdown) -> Result<()>
 where
     C: Fn(SocketAddr) -> io::Result<TcpStream> + Send + Sync + 'static,
@@ -153,185 +126,48 @@ where
 
 /// [`serve_tcp_with_stats`] whose `connect` also sees the accepted client socket (to read its
 /// original destination after an nftables redirect, say: [`original_destination`]).
+///
+/// `connect` runs on an event loop: it should only *start* the connection and return the
+/// socket ([`start_connect`]); a blocking connect works but stalls the loop's other
+/// connections while it waits.
 pub fn serve_tcp_by<C>(listener: TcpListener, connect: C, shutdown: &Shutdown, stats: Arc<TcpStats>) -> Result<()>
 where
     C: Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync + 'static,
 {
     let local = listener.local_addr().map_err(io_err("getsockname of tcp listener"))?;
     let _span = tracing::debug_span!("forward_tcp", %local).entered();
-    listener.set_nonblocking(true).map_err(io_err(format!("set {local} non-blocking")))?;
-    let connect = Arc::new(connect);
-    let conns = Arc::new((Mutex::new(Conns::default()), Condvar::new()));
-    let pool = Arc::new(Pool::new("fwd-tcp", THREAD_STACK));
-    loop {
-        let mut fds = [PollFd::new(shutdown.fd(), PollFlags::POLLIN), PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(crate::sys_err(format!("poll on tcp listener {local}"))(e)),
-            Ok(_) => {}
-        }
-        if shutdown.is_triggered() {
-            break;
-        }
-        let (client, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => {
-                // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; back off
-                // instead of spinning on a listener that keeps polling readable.
-                tracing::warn!("accept on {local}: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        conns.0.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
-        let (connect, conns2, stats, sd, pool2) = (connect.clone(), conns.clone(), stats.clone(), shutdown.clone(), pool.clone());
-        let spawned = pool.execute(move || handle_tcp(client, peer, &*connect, &conns2, &stats, &sd, &pool2));
-        if let Err(e) = spawned {
-            tracing::warn!("spawn thread for {peer}: {e}; dropping the connection");
-            conns.0.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
-        }
-    }
-    drop(listener);
-    let (lock, cvar) = &*conns;
-    let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
-    for (client, upstream) in g.live.values() {
-        let _ = client.shutdown(SockShutdown::Both);
-        let _ = upstream.shutdown(SockShutdown::Both);
-    }
-    while !g.live.is_empty() || g.pending > 0 {
-        g = cvar.wait(g).unwrap_or_else(|e| e.into_inner());
-    }
-    Ok(())
+    crate::relay::serve(listener, Arc::new(connect), shutdown, stats, spin_max())
 }
 
-fn handle_tcp(
-    client: TcpStream,
-    peer: SocketAddr,
-    connect: &(dyn Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync),
-    conns: &Arc<(Mutex<Conns>, Condvar)>,
-    stats: &Arc<TcpStats>,
-    shutdown: &Shutdown,
-    pool: &Pool,
-) {
-    let (lock, cvar) = &**conns;
-    let unpend = || {
-        lock.lock().unwrap_or_else(|e| e.into_inner()).pending -= 1;
-        cvar.notify_all();
-    };
-    let upstream = match connect(&client, peer) {
-        Ok(u) => u,
-        Err(e) => {
-            // Reset, not close: the client learns the far side refused (as close as a
-            // forwarder that accepted first can get to ECONNREFUSED), not an empty answer.
-            let _ = nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::Linger, &libc::linger { l_onoff: 1, l_linger: 0 });
-            stats.connect_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("connect upstream for {peer}: {e}");
-            return unpend();
+/// Longest busy-poll of a TCP event loop before it sleeps (see `relay::Spin`):
+/// `COVE_FWD_SPIN_US` microseconds (0 turns spinning off), else [`DEFAULT_SPIN`].
+fn spin_max() -> Duration {
+    match std::env::var("COVE_FWD_SPIN_US").ok().map(|v| v.trim().parse::<u64>()) {
+        Some(Ok(us)) => Duration::from_micros(us.min(10_000)),
+        Some(Err(_)) => {
+            tracing::warn!("COVE_FWD_SPIN_US is not a number of microseconds; using the default");
+            DEFAULT_SPIN
         }
-    };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    let (client, upstream) = (Arc::new(client), Arc::new(upstream));
-    let id = {
-        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        g.pending -= 1;
-        if shutdown.is_triggered() {
-            // serve_tcp has already reset the live connections; do not start a new one.
-            cvar.notify_all();
-            return;
-        }
-        g.next += 1;
-        let id = g.next;
-        g.live.insert(id, (client.clone(), upstream.clone()));
-        id
-    };
-    stats.active.fetch_add(1, Ordering::Relaxed);
-    // The direction that finishes last unregisters the connection.
-    let remaining = Arc::new(AtomicU64::new(2));
-    let finish = {
-        let (conns, stats, remaining) = (conns.clone(), stats.clone(), remaining.clone());
-        move || {
-            if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                stats.active.fetch_sub(1, Ordering::Relaxed);
-                let (lock, cvar) = &*conns;
-                lock.lock().unwrap_or_else(|e| e.into_inner()).live.remove(&id);
-                cvar.notify_all();
-            }
-        }
-    };
-    let back = {
-        let (c, u, s, finish) = (client.clone(), upstream.clone(), stats.clone(), finish.clone());
-        pool.execute(move || {
-            let n = pump(&u, &c);
-            s.bytes_to_client.fetch_add(n, Ordering::Relaxed);
-            finish();
-        })
-    };
-    if let Err(e) = back {
-        tracing::warn!("spawn thread for {peer}: {e}; dropping the connection");
-        let _ = client.shutdown(SockShutdown::Both);
-        let _ = upstream.shutdown(SockShutdown::Both);
-        finish();
-    }
-    let n = pump(&client, &upstream);
-    stats.bytes_to_upstream.fetch_add(n, Ordering::Relaxed);
-    finish();
-}
-
-/// Moves bytes `from` → `to` through a pipe until EOF, then half-closes `to`. On an error
-/// both sockets are shut down so the other direction ends too. Returns the bytes moved.
-fn pump(from: &TcpStream, to: &TcpStream) -> u64 {
-    match splice_loop(from, to) {
-        Ok(n) => {
-            let _ = to.shutdown(SockShutdown::Write);
-            n
-        }
-        Err((n, e)) => {
-            if e != Errno::EPIPE && e != Errno::ECONNRESET && e != Errno::ENOTCONN {
-                tracing::debug!("splice: {e}");
-            }
-            let _ = from.shutdown(SockShutdown::Both);
-            let _ = to.shutdown(SockShutdown::Both);
-            n
-        }
+        None => DEFAULT_SPIN,
     }
 }
 
-fn splice_loop(from: &TcpStream, to: &TcpStream) -> std::result::Result<u64, (u64, Errno)> {
-    let (pr, pw) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| (0, e))?;
-    let mut cap = fcntl(&pw, FcntlArg::F_GETPIPE_SZ).map(|n| n as usize).unwrap_or(64 * 1024);
-    let mut grown = false;
-    let mut total = 0u64;
-    loop {
-        // The pipe is empty here, so this blocks only on the socket.
-        let n = match splice(from, None, &pw, None, cap, SpliceFFlags::SPLICE_F_MOVE) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err((total, e)),
-        };
-        let mut left = n;
-        while left > 0 {
-            match splice(&pr, None, to, None, left, SpliceFFlags::SPLICE_F_MOVE) {
-                Ok(0) => return Err((total, Errno::EPIPE)),
-                Ok(m) => left -= m,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err((total, e)),
-            }
-        }
-        total += n as u64;
-        if !grown && n == cap {
-            // A bulk transfer: a bigger pipe halves the forwarder's CPU per byte. Best effort
-            // (pipe-max-size, the per-user pipe budget); the pipe is empty at this point.
-            grown = true;
-            if let Ok(c) = fcntl(&pw, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE_BULK)) {
-                cap = c as usize;
-            }
-        }
+const DEFAULT_SPIN: Duration = Duration::from_micros(100);
+
+/// A UDP socket connected to `target`, sending from `source` when given (a foreign address:
+/// `IP_TRANSPARENT`, CAP_NET_ADMIN in the socket's namespace), for [`serve_udp`]'s callback.
+pub fn udp_upstream(target: SocketAddr, source: Option<SocketAddr>) -> io::Result<UdpSocket> {
+    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let family = if target.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
+    if let Some(src) = source {
+        setsockopt(&fd, sockopt::IpTransparent, &true).map_err(io::Error::from)?;
+        bind(fd.as_raw_fd(), &SockaddrStorage::from(src)).map_err(io::Error::from)?;
     }
+    let s = UdpSocket::from(fd);
+    s.connect(target)?;
+    Ok(s)
 }
 
 /// Settings of [`serve_udp`].

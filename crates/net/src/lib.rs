@@ -16,7 +16,7 @@
 //! | [`link`] | synchronous rtnetlink: bridges, veth pairs, moving into a netns, addresses, routes |
 //! | [`netns`] | [`netns::NetnsGuard`]: enter a network namespace on this thread, switch back on drop |
 //! | [`portmap`] | Docker `-p` specs, the `ip_unprivileged_port_start` check: pure but for one read |
-//! | [`forward`] | TCP forwarder (splice(2) through pipes) and UDP forwarder (flow table) |
+//! | [`forward`] | TCP forwarder (epoll + splice(2) through pipes) and UDP forwarder (flow table) |
 //! | [`nft`] | the nftables ruleset text (masquerade, isolation, `--internal`): pure |
 //!
 //! It must not: keep state (leases live in the engine's SQLite; the caller passes what is in
@@ -35,17 +35,16 @@
 //!   return can escape (netavark's `exec_netns!`). The guard is `!Send`: setns(2) changes the
 //!   calling thread only. If switching back fails the process aborts rather than run on in the
 //!   wrong namespace.
-//! - **Forwarder threading**: TCP uses two pooled threads per connection (one per direction),
-//!   each a blocking splice(2) loop socket → pipe → socket; simple, zero-copy and
-//!   half-close-correct. Workers are reused (a sleeping thread woken runs at once, a new one
-//!   may wait a scheduler slice). UDP uses one thread per listening socket with poll(2) over
-//!   the listener and every flow's upstream socket.
-//! - **Client source address**: not preserved yet. The `connect` callbacks receive the
-//!   client's address, so a caller can bind the upstream socket to it with `IP_TRANSPARENT`
-//!   (CAP_NET_ADMIN in the rootless netns, which we have), but replies to that non-local
-//!   address must also be routed back to the socket (fwmark policy routing plus an nftables
-//!   `socket transparent` rule in the rootless netns), and loopback clients cannot be
-//!   preserved at all. That belongs with the rootless-netns setup; see [`forward`].
+//! - **Forwarder threading**: TCP runs one epoll event loop per listener (module `relay`):
+//!   non-blocking connects, splice(2) socket → pipe → socket both ways, half-close-correct,
+//!   with a short adaptive busy-poll before sleeping. It replaced two pooled threads per
+//!   connection, whose cross-thread wakeups cost a third of the connection rate. UDP uses one
+//!   thread per listening socket with poll(2) over the listener and every flow's upstream
+//!   socket.
+//! - **Client source address**: [`forward::start_connect`] and [`forward::udp_upstream`] can
+//!   bind the upstream socket to the client's address with `IP_TRANSPARENT`; the routing that
+//!   brings replies back is [`link::Netlink::route_marked_to_local`] plus the ruleset's
+//!   `transparent` chain ([`nft`]). Loopback clients cannot be preserved at all.
 //! - **Subnet pool**: new networks get the first free /24 of `10.90.0.0/16` (IPv6: /64s of the
 //!   ULA `fd63:6f76:6500::/48`, "cove" in ASCII), away from podman (10.88/16, 10.89/16) and
 //!   Docker (172.17/16 upward) so cove can coexist with both on one host.
@@ -58,7 +57,7 @@ pub mod link;
 pub mod netns;
 pub mod nft;
 pub mod portmap;
-mod pool;
+mod relay;
 
 use std::io;
 use std::net::IpAddr;

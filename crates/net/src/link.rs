@@ -330,6 +330,39 @@ impl Netlink {
             .map(drop)
     }
 
+    /// Routes packets carrying firewall mark `mark` to the local stack, IPv4 and IPv6:
+    /// `ip rule add fwmark MARK lookup TABLE` and `ip route add local default dev lo table
+    /// TABLE`. With the ruleset's `socket transparent 1 meta mark set MARK` this delivers a
+    /// container's replies to an `IP_TRANSPARENT` socket bound to a client's (foreign)
+    /// address, instead of routing them out (see [`crate::forward`], "Client source address").
+    /// Idempotent.
+    pub fn route_marked_to_local(&mut self, mark: u32, table: u8) -> Result<()> {
+        use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+        let lo = self.index_of("lo")?;
+        let exists = |r: Result<Vec<RouteNetlinkMessage>>| match r {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r.map(drop),
+        };
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut rule = RuleMessage::default();
+            rule.header.family = family;
+            rule.header.table = table;
+            rule.header.action = RuleAction::ToTable;
+            rule.attributes = vec![RuleAttribute::FwMark(mark), RuleAttribute::FwMask(u32::MAX), RuleAttribute::Table(u32::from(table)), RuleAttribute::Priority(100)];
+            exists(self.request(RouteNetlinkMessage::NewRule(rule), NLM_F_CREATE | NLM_F_EXCL, || format!("add rule fwmark {mark:#x} lookup {table}")))?;
+            let mut route = RouteMessage::default();
+            route.header.address_family = family;
+            route.header.table = table;
+            route.header.protocol = RouteProtocol::Static;
+            route.header.scope = RouteScope::Host;
+            route.header.kind = RouteType::Local;
+            route.attributes.push(RouteAttribute::Oif(lo));
+            route.attributes.push(RouteAttribute::Table(u32::from(table)));
+            exists(self.request(RouteNetlinkMessage::NewRoute(route), NLM_F_CREATE | NLM_F_EXCL, || format!("add local default route in table {table}")))?;
+        }
+        Ok(())
+    }
+
     /// Brings `lo` up.
     pub fn loopback_up(&mut self) -> Result<()> {
         let lo = self.index_of("lo")?;

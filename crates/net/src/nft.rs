@@ -11,6 +11,11 @@
 //! - **postrouting** (nat): traffic from a non-internal network's subnets to anywhere outside
 //!   that subnet is masqueraded (it leaves through pasta's/slirp4netns's interface).
 //!
+//! - **transparent** (filter, prerouting at mangle priority): a TCP or UDP packet that belongs
+//!   to an `IP_TRANSPARENT` socket (`socket transparent 1`) gets [`TRANSPARENT_MARK`], so a
+//!   container's reply to a published port's client (a foreign address in this namespace)
+//!   reaches the helper's socket instead of being routed out.
+//!
 //! Traffic between containers of one network is bridged, not routed, and never reaches
 //! these chains. Pure: applying the text is the caller's job.
 
@@ -22,6 +27,13 @@ use crate::{Error, Result};
 
 /// Name of the table cove owns (family `inet`).
 pub const TABLE: &str = "cove";
+
+/// Firewall mark the ruleset sets on packets for `IP_TRANSPARENT` sockets (published ports
+/// that keep the client's address); policy routing sends them to the local stack
+/// ([`crate::link::Netlink::route_marked_to_local`]). "cove" in ASCII.
+pub const TRANSPARENT_MARK: u32 = 0x636f_7665;
+/// The routing table of that policy rule.
+pub const TRANSPARENT_TABLE: u8 = 199;
 
 /// One cove network as the ruleset sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +81,11 @@ pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<u16>) -> Resul
     let _ = writeln!(o, "table inet {TABLE}");
     let _ = writeln!(o, "delete table inet {TABLE}");
     let _ = writeln!(o, "table inet {TABLE} {{");
+
+    let _ = writeln!(o, "\tchain transparent {{");
+    let _ = writeln!(o, "\t\ttype filter hook prerouting priority mangle; policy accept;");
+    let _ = writeln!(o, "\t\tmeta l4proto {{ tcp, udp }} socket transparent 1 meta mark set {TRANSPARENT_MARK:#x} comment \"replies to published ports' clients\"");
+    let _ = writeln!(o, "\t}}");
 
     let _ = writeln!(o, "\tchain forward {{");
     let _ = writeln!(o, "\t\ttype filter hook forward priority filter; policy accept;");

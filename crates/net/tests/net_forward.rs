@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cove_net::forward::{serve_tcp, serve_tcp_with_stats, serve_udp, Shutdown, TcpStats, UdpOptions};
+use cove_net::forward::{serve_tcp, serve_tcp_with_stats, serve_udp, start_connect, Shutdown, TcpStats, UdpOptions};
 use sha2::{Digest, Sha256};
 
 /// An echo server on 127.0.0.1:0: every connection gets back what it sends, then EOF.
@@ -43,7 +43,7 @@ impl Fwd {
         let shutdown = Shutdown::new().unwrap();
         let stats = Arc::new(TcpStats::default());
         let (sd, st) = (shutdown.clone(), stats.clone());
-        let thread = std::thread::spawn(move || serve_tcp_with_stats(l, move |_peer| TcpStream::connect(target), &sd, st).unwrap());
+        let thread = std::thread::spawn(move || serve_tcp_with_stats(l, move |_peer| start_connect(target, None), &sd, st).unwrap());
         Fwd { addr, shutdown, stats, thread: Some(thread) }
     }
 
@@ -242,6 +242,51 @@ fn tcp_upstream_refused_closes_client() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(fwd.stats.connect_failed.load(Ordering::Relaxed), 1);
+}
+
+/// A listener that never accepts, with its queue full: a connect to it stays in SYN_SENT.
+fn stuck_listener() -> (SocketAddr, Vec<TcpStream>, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let addr = TcpListener::from(fd.try_clone().unwrap()).local_addr().unwrap();
+    // Fill the queue (backlog 0 admits one or two) with connects that complete.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    (addr, held, fd)
+}
+
+#[test]
+fn tcp_pending_upstream_connect_does_not_stall_other_connections() {
+    // The first connection's upstream never answers; the second must be served meanwhile
+    // (the relay starts connects without waiting for them).
+    let (stuck, _held, _fd) = stuck_listener();
+    let echo = echo_server();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sd = Shutdown::new().unwrap();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let sd2 = sd.clone();
+    let t = std::thread::spawn(move || {
+        serve_tcp(l, move |_peer| start_connect(if first.swap(false, Ordering::SeqCst) { stuck } else { echo }, None), &sd2).unwrap()
+    });
+    let _a = connect(addr);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut b = connect(addr);
+    b.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    b.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    b.read_exact(&mut buf).expect("the second connection is served while the first connect hangs");
+    assert_eq!(&buf, b"ping");
+    sd.trigger();
+    t.join().unwrap();
 }
 
 #[test]
