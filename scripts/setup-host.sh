@@ -5,7 +5,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "setup-host: run as root" >&2; exit 1; }
 
-pkgs=(uidmap busybox-static libseccomp-dev pkg-config python3 tar passwd util-linux procps bsdutils nftables gcc libc6-dev fuse-overlayfs bind9-dnsutils docker-registry skopeo apache2-utils curl passt slirp4netns)
+pkgs=(uidmap busybox-static iproute2 libseccomp-dev pkg-config python3 tar passwd util-linux procps bsdutils nftables gcc libc6-dev fuse-overlayfs bind9-dnsutils docker-registry skopeo apache2-utils curl passt slirp4netns)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
