@@ -77,6 +77,13 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     // into sockets whose peers come and go, and must see EPIPE instead of dying (it did: every
     // published port and the namespace went with it).
     cove_sys::ignore_sigpipe();
+    // Every relayed TCP connection holds six descriptors (two sockets, two pipes): the usual
+    // soft limit of 1024 would cap a published port at ~170 concurrent clients.
+    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
     // A monitor that started us had signals blocked for its signalfd; the mask survives exec.
     let _ = nix::sys::signal::SigSet::all().thread_unblock();
     let netns = match cove_net::netns::create() {

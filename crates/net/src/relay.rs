@@ -55,6 +55,8 @@ const ACCEPT_BATCH: usize = 64;
 /// An upstream that has not answered a connect within this long is given up on (the kernel's
 /// own SYN retries take over two minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the loop stops accepting when it runs out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 const TOKEN_SHUTDOWN: u64 = u64::MAX;
 const TOKEN_LISTENER: u64 = u64::MAX - 1;
@@ -122,6 +124,10 @@ struct Loop<'a> {
     /// last [`BULK_QUIET`] (see [`Spin`]).
     bulk_until: Instant,
     spin_max: Duration,
+    /// Connections whose upstream connect is in flight.
+    connecting: usize,
+    /// Accepting is paused until then (see [`Loop::pause_accepting`]).
+    paused_until: Option<Instant>,
 }
 
 impl<'a> Loop<'a> {
@@ -130,7 +136,7 @@ impl<'a> Loop<'a> {
         ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SHUTDOWN)).map_err(crate::sys_err("epoll add shutdown pipe"))?;
         ep.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER))
             .map_err(crate::sys_err("epoll add tcp listener"))?;
-        Ok(Loop { ep, listener, connect, shutdown, stats, conns: Vec::new(), free: Vec::new(), again: Vec::new(), bulk_until: Instant::now(), spin_max })
+        Ok(Loop { ep, listener, connect, shutdown, stats, conns: Vec::new(), free: Vec::new(), again: Vec::new(), bulk_until: Instant::now(), spin_max, connecting: 0, paused_until: None })
     }
 
     fn run(&mut self) -> Result<()> {
@@ -186,6 +192,7 @@ impl<'a> Loop<'a> {
                 }
             }
             self.expire_connects(&mut closed);
+            self.resume_accepting();
             self.free.extend(closed);
             if accept {
                 self.accept();
@@ -193,19 +200,41 @@ impl<'a> Loop<'a> {
         }
     }
 
-    /// How long epoll may sleep: until the oldest upstream connect times out.
+    /// How long epoll may sleep: until the oldest upstream connect times out, or the paused
+    /// listener is to be resumed.
     fn connect_timeout(&self) -> EpollTimeout {
-        let oldest = self.conns.iter().flatten().filter_map(|c| c.connecting).min();
-        match oldest {
+        let oldest = if self.connecting > 0 { self.conns.iter().flatten().filter_map(|c| c.connecting).min().map(|t| t + CONNECT_TIMEOUT) } else { None };
+        match [oldest, self.paused_until].into_iter().flatten().min() {
             None => EpollTimeout::NONE,
             Some(t) => {
-                let left = (t + CONNECT_TIMEOUT).saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+                let left = t.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
                 EpollTimeout::try_from(left).unwrap_or(EpollTimeout::MAX)
             }
         }
     }
 
+    /// Stops watching the listener for a moment (out of descriptors: the connection stays
+    /// queued and the listener would poll readable at once, a busy loop), without stalling
+    /// the connections already open.
+    fn pause_accepting(&mut self) {
+        if self.ep.modify(self.listener, &mut EpollEvent::new(EpollFlags::empty(), TOKEN_LISTENER)).is_ok() {
+            self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.paused_until.is_some_and(|t| Instant::now() >= t) {
+            self.paused_until = None;
+            if let Err(e) = self.ep.modify(self.listener, &mut EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER)) {
+                tracing::warn!("resume accepting: {e}");
+            }
+        }
+    }
+
     fn expire_connects(&mut self, closed: &mut Vec<usize>) {
+        if self.connecting == 0 {
+            return;
+        }
         let now = Instant::now();
         for slot in 0..self.conns.len() {
             let late = matches!(&self.conns[slot], Some(c) if c.connecting.is_some_and(|t| now.duration_since(t) >= CONNECT_TIMEOUT));
@@ -227,10 +256,9 @@ impl<'a> Loop<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: the connection stays queued. The listener is
-                    // level-triggered and would wake us at once: back off a little.
-                    tracing::warn!("accept: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
+                    // EMFILE/ENFILE/ENOBUFS: the connection stays queued.
+                    tracing::warn!("accept: {e}; pausing for {ACCEPT_PAUSE:?}");
+                    self.pause_accepting();
                     return;
                 }
             };
@@ -265,6 +293,7 @@ impl<'a> Loop<'a> {
                 .and_then(|_| self.ep.add(&upstream, EpollEvent::new(flags, token | 1)));
             let conn = Conn { client, upstream, peer, connecting: Some(Instant::now()), up: Dir::default(), down: Dir::default() };
             self.stats.active.fetch_add(1, Ordering::Relaxed);
+            self.connecting += 1;
             if let Err(e) = added {
                 tracing::warn!("epoll add connection of {peer}: {e}");
                 self.close(conn, true);
@@ -292,7 +321,10 @@ impl<'a> Loop<'a> {
                 }
             }
             match c.upstream.peer_addr() {
-                Ok(_) => c.connecting = None,
+                Ok(_) => {
+                    c.connecting = None;
+                    self.connecting -= 1;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Outcome::Open,
                 Err(e) => {
                     tracing::debug!("connect upstream for {}: {e}", c.peer);
@@ -333,7 +365,10 @@ impl<'a> Loop<'a> {
     }
 
     /// Unregisters and closes a connection; `reset` makes both sides see RST instead of FIN.
-    fn close(&self, c: Conn, reset_both: bool) {
+    fn close(&mut self, c: Conn, reset_both: bool) {
+        if c.connecting.is_some() {
+            self.connecting -= 1;
+        }
         let _ = self.ep.delete(&c.client);
         let _ = self.ep.delete(&c.upstream);
         if reset_both {
