@@ -732,11 +732,14 @@ struct LanClient {
     ns: String,
     host_ip: String,
     client_ip: String,
+    /// The client side's IPv6 address (fd63:7465:7374:N::2/64; the host side is ::1).
+    client_ip6: String,
 }
 
 impl LanClient {
     fn new() -> LanClient {
-        let n = std::process::id() % 250 + 1;
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = (std::process::id() + 37 * MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) % 250 + 1;
         let (ns, host_if) = (format!("cvlan{n}"), format!("cvlanh{n}"));
         let (host_ip, client_ip) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
         let ip = |args: &[&str]| {
@@ -745,13 +748,16 @@ impl LanClient {
         };
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
-        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone() };
+        let client_ip6 = format!("fd63:7465:7374:{n:x}::2");
+        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone(), client_ip6: client_ip6.clone() };
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
         ip(&["link", "set", &host_if, "up"]);
         ip(&["-n", &ns, "addr", "add", &format!("{client_ip}/30"), "dev", "eth0"]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-6", "addr", "add", &format!("fd63:7465:7374:{n:x}::1/64"), "dev", &host_if, "nodad"]);
+        ip(&["-6", "-n", &ns, "addr", "add", &format!("{client_ip6}/64"), "dev", "eth0", "nodad"]);
         lan
     }
 
@@ -794,6 +800,43 @@ impl Drop for LanClient {
         // Deleting the namespace deletes the veth pair with it.
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
+}
+
+#[test]
+fn outbound_ipv6_tcp_goes_through_the_helper() {
+    if !is_root() {
+        println!("note: outbound_ipv6_tcp_goes_through_the_helper runs in the root pass (root and covetest)");
+        return;
+    }
+    // A server on the LAN namespace's IPv6 address; containers on a dual-stack network reach
+    // it with no pasta or slirp4netns at all (COVE_NETWORK_CMD=none): only the helper's
+    // redirect of IPv6 TCP can carry the connection.
+    let lan = LanClient::new();
+    let port = free_port();
+    let py = format!(
+        "import socket\ns = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{}', {port})); s.listen(8)\nwhile True:\n    c, a = s.accept(); c.sendall(b'v6-ok'); c.close()\n",
+        lan.client_ip6
+    );
+    let mut server = Command::new("ip").args(["netns", "exec", &lan.ns, "python3", "-c", &py]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the LAN server");
+    let client = format!(
+        "import socket, time\nfor i in range(40):\n    try:\n        c = socket.create_connection(('{}', {port}), timeout=3); print(c.recv(10).decode()); break\n    except OSError as e:\n        err = e; time.sleep(0.25)\nelse:\n    print('failed:', err)\n",
+        lan.client_ip6
+    );
+    let mut worlds = vec![("root", World::new())];
+    if nix::unistd::User::from_name("covetest").ok().flatten().is_some() {
+        worlds.push(("covetest", World::new_as("covetest")));
+    } else {
+        skip("no user covetest (tests/run-all.sh makes it): rootless IPv6 outbound not checked");
+    }
+    for (who, w) in worlds {
+        let Some(w) = w else { break };
+        let w = w.with_env("COVE_NETWORK_CMD", "none");
+        w.ok(&["network", "create", "--ipv6", "dual"]);
+        let out = w.ok(&["run", "--rm", "--network", "dual", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &client]);
+        assert_eq!(out.trim(), "v6-ok", "{who}: IPv6 TCP from a container to [{}]:{port}", lan.client_ip6);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// A TCP and UDP server on port 80 of the container (the host's python3, through the /usr

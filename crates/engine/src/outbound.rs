@@ -132,14 +132,14 @@ pub fn wait_configured(limit: std::time::Duration) -> bool {
 pub(crate) struct Nat {
     applied: Option<Vec<cove_net::nft::NftNetwork>>,
     forwarding: bool,
-    /// Port of the outbound TCP listener ([`serve_tcp`]) that connections are redirected to.
-    redirect: Option<u16>,
+    /// The outbound TCP listeners ([`serve_tcp`]) that connections are redirected to.
+    redirect: Option<cove_net::nft::Redirect>,
     /// Whether a tool gives the namespace a way out (else: no forwarding, TCP only).
     tool: bool,
 }
 
 impl Nat {
-    pub(crate) fn new(redirect: Option<u16>, tool: bool) -> Nat {
+    pub(crate) fn new(redirect: Option<cove_net::nft::Redirect>, tool: bool) -> Nat {
         Nat { applied: None, forwarding: false, redirect, tool }
     }
 }
@@ -150,34 +150,53 @@ impl Nat {
 /// destination from the host's side and splices the bytes. `host` (host.containers.internal)
 /// is reached at the host's loopback. No tap device, no userspace TCP stack in the way; it
 /// works without pasta or slirp4netns too. Returns the listener's port.
-pub(crate) fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>) -> Result<u16, String> {
+pub(crate) fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>) -> Result<cove_net::nft::Redirect, String> {
     let listener = cove_net::netns::run_on_thread(netns, || std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("bind the outbound TCP listener: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let connect = move |client: &std::net::TcpStream, _peer: std::net::SocketAddr| -> std::io::Result<std::net::TcpStream> {
-        let dst = cove_net::forward::original_destination(client)?;
-        if dst == client.local_addr()? {
-            // Not redirected: someone connected to the listener itself.
-            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not a redirected connection"));
+    // IPv6 (dual-stack networks) on the same port; without it IPv6 TCP goes through the tool.
+    let listener6 = match cove_net::netns::run_on_thread(netns, || cove_net::forward::listen_v6_only(port)) {
+        Ok(Ok(l)) => Some(l),
+        Ok(Err(e)) => {
+            tracing::warn!("outbound tcp over IPv6 goes through the tool: listen on [::]:{port}: {e}");
+            None
         }
-        let target = if Some(dst.ip()) == host { std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, dst.port())) } else { dst };
-        // Started here, completed on the relay's event loop (which gives up after 30 s).
-        cove_net::forward::start_connect(target, None)
+        Err(e) => {
+            tracing::warn!("outbound tcp over IPv6 goes through the tool: {e}");
+            None
+        }
     };
-    std::thread::Builder::new()
-        .name("out-tcp".into())
-        .spawn(move || {
-            let stop = match cove_net::forward::Shutdown::new() {
-                Ok(s) => s,
-                Err(e) => return tracing::warn!("outbound tcp: {e}"),
-            };
-            if let Err(e) = cove_net::forward::serve_tcp_by(listener, connect, &stop, Default::default()) {
-                tracing::warn!("outbound tcp: {e}");
-            }
-        })
-        .map_err(|e| format!("start the outbound TCP thread: {e}"))?;
-    Ok(port)
+    let redirect = cove_net::nft::Redirect { port, ipv6: listener6.is_some() };
+    for (name, l) in [("out-tcp", Some(listener)), ("out-tcp6", listener6)] {
+        let Some(l) = l else { continue };
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let stop = match cove_net::forward::Shutdown::new() {
+                    Ok(s) => s,
+                    Err(e) => return tracing::warn!("outbound tcp: {e}"),
+                };
+                if let Err(e) = cove_net::forward::serve_tcp_by(l, move |c: &std::net::TcpStream, p| connect_outbound(c, p, host), &stop, Default::default()) {
+                    tracing::warn!("outbound tcp: {e}");
+                }
+            })
+            .map_err(|e| format!("start the outbound TCP thread: {e}"))?;
+    }
+    Ok(redirect)
+}
+
+/// Opens the host-side connection for a redirected container connection: to its original
+/// destination, or to the host's loopback for `host` (host.containers.internal).
+fn connect_outbound(client: &std::net::TcpStream, _peer: std::net::SocketAddr, host: Option<IpAddr>) -> std::io::Result<std::net::TcpStream> {
+    let dst = cove_net::forward::original_destination(client)?;
+    if dst == client.local_addr()? {
+        // Not redirected: someone connected to the listener itself.
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not a redirected connection"));
+    }
+    let target = if Some(dst.ip()) == host { std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, dst.port())) } else { dst };
+    // Started here, completed on the relay's event loop (which gives up after 30 s).
+    cove_net::forward::start_connect(target, None)
 }
 
 fn nft_binary() -> Option<PathBuf> {

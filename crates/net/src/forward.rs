@@ -154,6 +154,19 @@ fn spin_max() -> Duration {
 
 const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
+/// A TCP listener on `[::]:port` that takes IPv6 only (`IPV6_V6ONLY`), so that it can share
+/// its port with a listener on 0.0.0.0.
+pub fn listen_v6_only(port: u16) -> io::Result<TcpListener> {
+    use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6};
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io::Error::from)?;
+    let addr = SockaddrIn6::from(std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0));
+    bind(fd.as_raw_fd(), &addr).map_err(io::Error::from)?;
+    listen(&fd, Backlog::new(1024).map_err(io::Error::from)?).map_err(io::Error::from)?;
+    Ok(TcpListener::from(fd))
+}
+
 /// A UDP socket connected to `target`, sending from `source` when given (a foreign address:
 /// `IP_TRANSPARENT`, CAP_NET_ADMIN in the socket's namespace), for [`serve_udp`]'s callback.
 pub fn udp_upstream(target: SocketAddr, source: Option<SocketAddr>) -> io::Result<UdpSocket> {

@@ -35,6 +35,15 @@ pub const TRANSPARENT_MARK: u32 = 0x636f_7665;
 /// The routing table of that policy rule.
 pub const TRANSPARENT_TABLE: u8 = 199;
 
+/// Where the ruleset redirects containers' outbound TCP: the network helper's listener port
+/// (the same port on 0.0.0.0 and, with `ipv6`, on `[::]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirect {
+    pub port: u16,
+    /// An IPv6 listener exists too: redirect IPv6 TCP of dual-stack networks as well.
+    pub ipv6: bool,
+}
+
 /// One cove network as the ruleset sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftNetwork {
@@ -71,7 +80,7 @@ pub fn ruleset(networks: &[NftNetwork]) -> Result<String> {
 /// IPv4 TCP connection from a non-internal network to an address outside cove's subnets to
 /// that port of the bridge's own address, where the network helper accepts it, reads the
 /// original destination and connects from the host's side (no tap, no userspace TCP stack).
-pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<u16>) -> Result<String> {
+pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>) -> Result<String> {
     validate(networks)?;
     let mut nets: Vec<&NftNetwork> = networks.iter().collect();
     nets.sort_by(|a, b| a.bridge.cmp(&b.bridge));
@@ -103,12 +112,20 @@ pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<u16>) -> Resul
     }
     let _ = writeln!(o, "\t}}");
 
-    if let Some(port) = redirect_tcp {
+    if let Some(Redirect { port, ipv6 }) = redirect_tcp {
         let all: Vec<String> = nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| s.is_ipv4()).map(|s| s.to_string()).collect();
+        // Link-local destinations stay on the link (they name the bridge's own addresses).
+        let mut all6: Vec<String> = nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| !s.is_ipv4()).map(|s| s.to_string()).collect();
+        all6.push("fe80::/10".into());
         let _ = writeln!(o, "\tchain prerouting {{");
         let _ = writeln!(o, "\t\ttype nat hook prerouting priority dstnat; policy accept;");
         for n in nets.iter().filter(|n| !n.internal && !all.is_empty()) {
             let _ = writeln!(o, "\t\tiifname \"{}\" ip daddr != {{ {} }} meta l4proto tcp redirect to :{port} comment \"{}: outbound tcp\"", n.bridge, all.join(", "), n.name);
+        }
+        if ipv6 {
+            for n in nets.iter().filter(|n| !n.internal && n.subnets.iter().any(|s| !s.is_ipv4())) {
+                let _ = writeln!(o, "\t\tiifname \"{}\" ip6 daddr != {{ {} }} meta l4proto tcp redirect to :{port} comment \"{}: outbound tcp (IPv6)\"", n.bridge, all6.join(", "), n.name);
+            }
         }
         let _ = writeln!(o, "\t}}");
     }
@@ -159,12 +176,22 @@ mod tests {
     #[test]
     fn tcp_redirect_for_open_networks_only() {
         let nets = [net("web", "cove-aaaa", &["10.90.0.0/24"], false), net("closed", "cove-bbbb", &["10.90.1.0/24"], true)];
-        let t = ruleset_with(&nets, Some(40000)).unwrap();
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false })).unwrap();
         assert!(t.contains("iifname \"cove-aaaa\" ip daddr != { 10.90.0.0/24, 10.90.1.0/24 } meta l4proto tcp redirect to :40000"), "{t}");
         assert!(!t.contains("iifname \"cove-bbbb\" ip daddr"), "{t}");
         assert!(t.contains("type nat hook prerouting priority dstnat"));
         // Without a port the text is the plain ruleset.
         assert_eq!(ruleset_with(&nets, None).unwrap(), ruleset(&nets).unwrap());
+    }
+
+    #[test]
+    fn ipv6_redirect_only_for_dual_stack_networks_with_a_v6_listener() {
+        let nets = [net("dual", "cove-d", &["10.90.0.0/24", "fd63:6f76:65::/64"], false), net("v4", "cove-e", &["10.90.1.0/24"], false)];
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true })).unwrap();
+        assert!(t.contains("iifname \"cove-d\" ip6 daddr != { fd63:6f76:65::/64, fe80::/10 } meta l4proto tcp redirect to :40000"), "{t}");
+        assert!(!t.contains("iifname \"cove-e\" ip6"), "{t}");
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false })).unwrap();
+        assert!(!t.contains("outbound tcp (IPv6)"), "{t}");
     }
 
     #[test]
