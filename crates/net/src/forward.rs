@@ -14,7 +14,7 @@
 //! serving process.
 //!
 //! # UDP
-//! [`serve_udp`] runs one thread: poll(2) over the listening socket and one connected upstream
+//! [`serve_udp`] runs one thread: an epoll set over the listening socket and one connected upstream
 //! socket per client address (a "flow"). Datagrams from a client go out on its flow's socket;
 //! replies on that socket go back to that client through the listening socket. Flows idle for
 //! [`UdpOptions::idle_timeout`] are closed; beyond [`UdpOptions::max_flows`] the least recently
@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub use crate::relay::start_connect;
 use crate::{io_err, Result};
@@ -200,108 +199,157 @@ impl Default for UdpOptions {
 }
 
 struct Flow {
+    client: SocketAddr,
     upstream: UdpSocket,
     last: Instant,
 }
 
+/// Token of the listening socket in [`serve_udp`]'s epoll set (flows use their slot index).
+const UDP_LISTENER: u64 = u64::MAX - 1;
+const UDP_SHUTDOWN: u64 = u64::MAX;
+
 /// Serves UDP on `socket` until `shutdown` fires. For each new client address
 /// `connect(client_addr)` returns an upstream socket *connected* to the container address;
 /// datagrams are relayed both ways, replies going to the right client.
+///
+/// One epoll set over the listening socket and every flow's socket, so a datagram costs the
+/// same with 4096 flows as with one; idle flows are swept every quarter of the idle timeout
+/// (and a datagram from a client whose flow has gone idle opens a new one at once).
 pub fn serve_udp<C>(socket: UdpSocket, mut connect: C, opts: UdpOptions, shutdown: &Shutdown) -> Result<()>
 where
     C: FnMut(SocketAddr) -> io::Result<UdpSocket>,
 {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
     let local = socket.local_addr().map_err(io_err("getsockname of udp socket"))?;
     let _span = tracing::debug_span!("forward_udp", %local).entered();
     socket.set_nonblocking(true).map_err(io_err(format!("set {local} non-blocking")))?;
-    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(crate::sys_err("epoll_create"))?;
+    ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, UDP_SHUTDOWN)).map_err(crate::sys_err("epoll add shutdown pipe"))?;
+    ep.add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, UDP_LISTENER)).map_err(crate::sys_err("epoll add udp socket"))?;
+    let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut slots: Vec<Option<Flow>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let sweep_every = (opts.idle_timeout / 4).max(Duration::from_millis(10));
+    let mut next_sweep = Instant::now() + sweep_every;
+    let mut events = vec![EpollEvent::empty(); 64];
     let mut buf = vec![0u8; 65536];
+    let close = |slots: &mut Vec<Option<Flow>>, free: &mut Vec<usize>, by_client: &mut HashMap<SocketAddr, usize>, slot: usize| {
+        if let Some(f) = slots[slot].take() {
+            let _ = ep.delete(&f.upstream);
+            by_client.remove(&f.client);
+            free.push(slot);
+        }
+    };
     loop {
-        let now = Instant::now();
-        flows.retain(|client, f| {
-            let keep = now.duration_since(f.last) < opts.idle_timeout;
-            if !keep {
-                tracing::trace!("udp flow for {client} idle, closing");
-            }
-            keep
-        });
-        let next_expiry = flows.values().map(|f| f.last + opts.idle_timeout).min();
-        let timeout = match next_expiry {
-            Some(t) => PollTimeout::try_from(t.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
+        let timeout = if by_client.is_empty() {
+            EpollTimeout::NONE
+        } else {
+            EpollTimeout::try_from(next_sweep.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).unwrap_or(EpollTimeout::MAX)
         };
-        let clients: Vec<SocketAddr> = flows.keys().copied().collect();
-        let mut fds = Vec::with_capacity(clients.len() + 2);
-        fds.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
-        fds.push(PollFd::new(socket.as_fd(), PollFlags::POLLIN));
-        for c in &clients {
-            fds.push(PollFd::new(flows[c].upstream.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, timeout) {
+        let n = match ep.wait(&mut events, timeout) {
+            Ok(n) => n,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(crate::sys_err(format!("poll on udp socket {local}"))(e)),
-            Ok(_) => {}
-        }
+            Err(e) => return Err(crate::sys_err(format!("epoll_wait on udp socket {local}"))(e)),
+        };
         if shutdown.is_triggered() {
             return Ok(());
         }
-        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        let listener_ready = ready(&fds[1]);
-        let upstream_ready: Vec<SocketAddr> =
-            clients.iter().zip(&fds[2..]).filter(|(_, fd)| ready(fd)).map(|(c, _)| *c).collect();
-        drop(fds);
-
+        let now = Instant::now();
+        if now >= next_sweep {
+            for slot in 0..slots.len() {
+                if slots[slot].as_ref().is_some_and(|f| now.duration_since(f.last) >= opts.idle_timeout) {
+                    tracing::trace!("udp flow idle, closing");
+                    close(&mut slots, &mut free, &mut by_client, slot);
+                }
+            }
+            next_sweep = now + sweep_every;
+        }
         // Replies first: they free the container's socket buffers.
-        for client in upstream_ready {
-            let Some(flow) = flows.get_mut(&client) else { continue };
+        let mut listener_ready = false;
+        for ev in &events[..n] {
+            let slot = match ev.data() {
+                UDP_LISTENER => {
+                    listener_ready = true;
+                    continue;
+                }
+                UDP_SHUTDOWN => continue,
+                t => t as usize,
+            };
+            let Some(flow) = slots.get_mut(slot).and_then(|f| f.as_mut()) else { continue };
             for _ in 0..64 {
                 match flow.upstream.recv(&mut buf) {
                     Ok(n) => {
                         flow.last = Instant::now();
-                        if let Err(e) = socket.send_to(&buf[..n], client) {
-                            tracing::debug!("udp reply to {client}: {e}");
+                        if let Err(e) = socket.send_to(&buf[..n], flow.client) {
+                            tracing::debug!("udp reply to {}: {e}", flow.client);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // ICMP port unreachable from the container, reported on the connected
                     // socket: the datagram is lost, the flow stays.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        tracing::debug!("udp recv from upstream of {client}: {e}");
+                        tracing::debug!("udp recv from upstream of {}: {e}", flow.client);
                         break;
                     }
                 }
             }
         }
-        if listener_ready {
-            for _ in 0..64 {
-                let (n, client) = match socket.recv_from(&mut buf) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err(format!("recv on udp socket {local}"))(e)),
-                };
-                if !flows.contains_key(&client) {
-                    if flows.len() >= opts.max_flows.max(1) {
-                        if let Some(oldest) = flows.iter().min_by_key(|(_, f)| f.last).map(|(c, _)| *c) {
-                            flows.remove(&oldest);
+        if !listener_ready {
+            continue;
+        }
+        for _ in 0..64 {
+            let (n, client) = match socket.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(format!("recv on udp socket {local}"))(e)),
+            };
+            let now = Instant::now();
+            let existing = by_client.get(&client).copied();
+            let slot = match existing {
+                // Gone idle but not swept yet: it counts as closed.
+                Some(slot) if slots[slot].as_ref().is_some_and(|f| now.duration_since(f.last) >= opts.idle_timeout) => {
+                    close(&mut slots, &mut free, &mut by_client, slot);
+                    None
+                }
+                other => other,
+            };
+            let slot = match slot {
+                Some(slot) => slot,
+                None => {
+                    if by_client.len() >= opts.max_flows.max(1) {
+                        // The least recently used goes (a scan, only when the table is full).
+                        let oldest = slots.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (f.last, i))).min().map(|(_, i)| i);
+                        if let Some(o) = oldest {
+                            close(&mut slots, &mut free, &mut by_client, o);
                         }
                     }
-                    match connect(client).and_then(|u| u.set_nonblocking(true).map(|_| u)) {
-                        Ok(upstream) => {
-                            flows.insert(client, Flow { upstream, last: Instant::now() });
-                        }
+                    let upstream = match connect(client).and_then(|u| u.set_nonblocking(true).map(|_| u)) {
+                        Ok(u) => u,
                         Err(e) => {
                             tracing::debug!("udp connect upstream for {client}: {e}");
                             continue;
                         }
+                    };
+                    let slot = free.pop().unwrap_or_else(|| {
+                        slots.push(None);
+                        slots.len() - 1
+                    });
+                    if let Err(e) = ep.add(&upstream, EpollEvent::new(EpollFlags::EPOLLIN, slot as u64)) {
+                        tracing::warn!("udp flow for {client}: epoll add: {e}");
+                        free.push(slot);
+                        continue;
                     }
+                    slots[slot] = Some(Flow { client, upstream, last: now });
+                    by_client.insert(client, slot);
+                    slot
                 }
-                let flow = flows.get_mut(&client).expect("flow inserted above");
-                flow.last = Instant::now();
-                if let Err(e) = flow.upstream.send(&buf[..n]) {
-                    tracing::debug!("udp send upstream for {client}: {e}");
-                }
+            };
+            let flow = slots[slot].as_mut().expect("flow inserted above");
+            flow.last = now;
+            if let Err(e) = flow.upstream.send(&buf[..n]) {
+                tracing::debug!("udp send upstream for {client}: {e}");
             }
         }
     }

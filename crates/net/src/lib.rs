@@ -39,7 +39,7 @@
 //!   non-blocking connects, splice(2) socket → pipe → socket both ways, half-close-correct,
 //!   with a short adaptive busy-poll before sleeping. It replaced two pooled threads per
 //!   connection, whose cross-thread wakeups cost a third of the connection rate. UDP uses one
-//!   thread per listening socket with poll(2) over the listener and every flow's upstream
+//!   thread per listening socket with epoll over the listener and every flow's upstream
 //!   socket.
 //! - **Client source address**: [`forward::start_connect`] and [`forward::udp_upstream`] can
 //!   bind the upstream socket to the client's address with `IP_TRANSPARENT`; the routing that

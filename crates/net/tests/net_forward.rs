@@ -436,3 +436,52 @@ fn udp_max_flows_evicts_least_recent() {
     sd.trigger();
     t.join().unwrap();
 }
+
+#[test]
+fn udp_hundreds_of_clients_each_get_their_own_reply() {
+    // 400 flows at once (two descriptors each, within the usual 1024): every reply reaches the
+    // client that asked, through the published address.
+    let up = udp_echo_server();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let sd = Shutdown::new().unwrap();
+    let sd2 = sd.clone();
+    let opts = UdpOptions { idle_timeout: Duration::from_secs(60), max_flows: 4096 };
+    let t = std::thread::spawn(move || {
+        serve_udp(
+            sock,
+            move |_| {
+                let u = UdpSocket::bind("127.0.0.1:0")?;
+                u.connect(up)?;
+                Ok(u)
+            },
+            opts,
+            &sd2,
+        )
+        .unwrap()
+    });
+    let clients: Vec<UdpSocket> = (0..400).map(|_| udp_client()).collect();
+    // In waves of 50: a burst of 400 new flows at once overflows the listening socket's
+    // receive buffer (each new flow opens a socket), and lost datagrams are UDP, not a bug.
+    let mut buf = [0u8; 64];
+    for wave in clients.chunks(50).enumerate() {
+        let (w, cs) = wave;
+        for (j, c) in cs.iter().enumerate() {
+            c.send_to(format!("n{}", w * 50 + j).as_bytes(), addr).unwrap();
+        }
+        for (j, c) in cs.iter().enumerate() {
+            let i = w * 50 + j;
+            let (n, from) = c.recv_from(&mut buf).unwrap_or_else(|e| panic!("client {i}: no reply: {e}"));
+            assert_eq!(from, addr);
+            assert_eq!(&buf[..n], format!("echo:n{i}").as_bytes(), "client {i} got another client's reply");
+        }
+    }
+    // Every flow is still there: a second round reaches each client again.
+    for (i, c) in clients.iter().enumerate() {
+        c.send_to(format!("again{i}").as_bytes(), addr).unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap_or_else(|e| panic!("client {i}: no second reply: {e}"));
+        assert_eq!(&buf[..n], format!("echo:again{i}").as_bytes());
+    }
+    sd.trigger();
+    t.join().unwrap();
+}
