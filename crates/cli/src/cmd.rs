@@ -658,7 +658,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
         Command::Port { container } => {
             let c = eng.db.find_container(&container)?;
             for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {
-                println!("{}/{} -> {}:{}", p.container_port, p.proto, p.host_ip, p.host_port);
+                println!("{}/{} -> {}", p.container_port, p.proto, std::net::SocketAddr::new(p.host_ip, p.host_port));
             }
             Ok(0)
         }

@@ -734,6 +734,7 @@ struct LanClient {
     client_ip: String,
     /// The client side's IPv6 address (fd63:7465:7374:N::2/64; the host side is ::1).
     client_ip6: String,
+    host_ip6: String,
 }
 
 impl LanClient {
@@ -749,7 +750,7 @@ impl LanClient {
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
         let client_ip6 = format!("fd63:7465:7374:{n:x}::2");
-        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone(), client_ip6: client_ip6.clone() };
+        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone(), client_ip6: client_ip6.clone(), host_ip6: format!("fd63:7465:7374:{n:x}::1") };
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
         ip(&["link", "set", &host_if, "up"]);
@@ -764,6 +765,11 @@ impl LanClient {
     /// Asks `host_ip:port` over TCP, then over UDP, what address the server saw; retries
     /// while the container starts.
     fn ask(&self, port: u16) -> (String, String) {
+        self.ask_at(&self.host_ip, port)
+    }
+
+    /// [`LanClient::ask`] at another host address (the IPv6 one).
+    fn ask_at(&self, host: &str, port: u16) -> (String, String) {
         let py = format!(
             r#"
 import socket, time
@@ -775,7 +781,7 @@ def tcp():
         if not b: return out.decode()
         out += b
 def udp():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
+    u = socket.socket(socket.AF_INET6 if ":" in "{h}" else socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
     u.sendto(b"who", ("{h}", {port})); return u.recv(100).decode()
 for f in (tcp, udp):
     for i in range(40):
@@ -786,7 +792,7 @@ for f in (tcp, udp):
     else:
         print("no answer")
 "#,
-            h = self.host_ip
+            h = host
         );
         let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", &py]).output().expect("run python3 in the client namespace");
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -841,16 +847,19 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
 
 /// A TCP and UDP server on port 80 of the container (the host's python3, through the /usr
 /// mount) that answers each client with the client's address as the container sees it.
+/// Both families: one IPv6 socket each for TCP and UDP that takes IPv4 too (IPv4 clients
+/// show up as ::ffff:a.b.c.d, which the test strips).
 const PEER_SERVER_PY: &str = r#"
 import socket, threading
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(("0.0.0.0", 80)); t.listen(16)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 80))
+t = socket.socket(socket.AF_INET6); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); t.bind(("::", 80)); t.listen(16)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); u.bind(("::", 80))
 def udp():
     while True:
-        d, a = u.recvfrom(100); u.sendto(a[0].encode(), a)
+        d, a = u.recvfrom(100); u.sendto(a[0].removeprefix("::ffff:").encode(), a)
 threading.Thread(target=udp, daemon=True).start()
 while True:
-    c, a = t.accept(); c.sendall(a[0].encode()); c.close()
+    c, a = t.accept(); c.sendall(a[0].removeprefix("::ffff:").encode()); c.close()
 "#;
 
 #[test]
@@ -873,16 +882,23 @@ fn published_ports_keep_the_clients_address() {
         let Some(w) = w else { return };
         let port = free_port();
         let publish = [format!("{port}:80"), format!("{port}:80/udp")];
+        // On a dual-stack network: IPv6 clients reach it too (the port is published on [::]).
+        w.ok(&["network", "create", "--ipv6", "dual"]);
         w.ok(&[
-            "run", "-d", "--name", "peer", "-p", &publish[0], "-p", &publish[1], "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
+            "run", "-d", "--name", "peer", "--network", "dual", "-p", &publish[0], "-p", &publish[1], "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
             "bb", "/usr/bin/python3", "-c", PEER_SERVER_PY,
         ]);
+        let ports = w.ok(&["port", "peer"]);
+        assert!(ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")) && ports.contains(&format!("80/tcp -> [::]:{port}")), "{who}: {ports}");
         let (tcp, udp) = lan.ask(port);
         println!("{who}: the container saw the LAN client as {tcp} (tcp) and {udp} (udp)");
+        let (tcp6, udp6) = lan.ask_at(&lan.host_ip6, port);
+        println!("{who}: over IPv6 the container saw {tcp6} (tcp) and {udp6} (udp)");
+        assert_eq!((tcp6.as_str(), udp6.as_str()), (lan.client_ip6.as_str(), lan.client_ip6.as_str()), "{who}: the container must see the LAN client's IPv6 address");
         assert_eq!((tcp.as_str(), udp.as_str()), (lan.client_ip.as_str(), lan.client_ip.as_str()), "{who}: the container must see the LAN client's address over TCP and UDP");
         // A loopback client cannot be kept (the container would answer its own loopback):
         // it appears as the network's gateway, and still gets its answer.
-        let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "cove"])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "dual"])).unwrap();
         let gw = v[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap_or_default().to_string();
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("loopback client");
         s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
@@ -891,6 +907,7 @@ fn published_ports_keep_the_clients_address() {
         s.read_to_string(&mut seen).unwrap();
         assert_eq!(seen, gw, "{who}: a loopback client shows up as the gateway");
         w.ok(&["rm", "-f", "peer"]);
+        w.ok(&["network", "rm", "dual"]);
     }
 }
 

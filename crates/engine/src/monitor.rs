@@ -286,7 +286,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints)?;
-                crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first().map(|e| e.ip))
+                crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first())
             }
             None => Ok(()),
         }

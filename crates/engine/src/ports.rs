@@ -86,9 +86,31 @@ pub fn bind(specs: &[PortSpec]) -> Result<Vec<(Published, OwnedFd)>> {
             };
             let actual = local_port(&fd)?;
             out.push((Published { proto: proto.into(), host_ip: ip, host_port: actual, container_port: cport }, fd));
+            // No host address given: IPv6 clients too, on the same port, as Docker does
+            // (`[::]:P` besides `0.0.0.0:P`). Best effort: a host without IPv6, or with that
+            // port taken on IPv6 only, keeps the IPv4 socket alone.
+            if s.host_ip.is_none() {
+                match bind_v6_only(proto, actual) {
+                    Ok(fd6) => out.push((Published { proto: proto.into(), host_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), host_port: actual, container_port: cport }, fd6)),
+                    Err(e) => tracing::debug!("publish [::]:{actual}/{proto}: {e}; IPv4 only"),
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// A socket on `[::]:port` that takes IPv6 only, beside the one on 0.0.0.0.
+fn bind_v6_only(proto: &str, port: u16) -> std::io::Result<OwnedFd> {
+    if proto == "udp" {
+        use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+        let fd = socket(AddressFamily::Inet6, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0)))?;
+        Ok(fd)
+    } else {
+        cove_net::forward::listen_v6_only(port).map(OwnedFd::from)
+    }
 }
 
 fn local_port(fd: &OwnedFd) -> Result<u16> {
@@ -101,14 +123,17 @@ fn control(run: &Path) -> Result<std::os::unix::net::UnixStream> {
 }
 
 /// Hands the bound sockets to the helper (replacing what it served for this container).
-pub fn register(run: &Path, container_id: &str, target: IpAddr, bound: Vec<(Published, OwnedFd)>) -> Result<()> {
+/// IPv6 host sockets go to the container's IPv6 address when it has one (`target6`), so an
+/// IPv6 client's address can be kept; everything else to its IPv4 address.
+pub fn register(run: &Path, container_id: &str, target: IpAddr, target6: Option<IpAddr>, bound: Vec<(Published, OwnedFd)>) -> Result<()> {
     unregister(run, container_id);
     if bound.is_empty() {
         return Ok(());
     }
     let mut s = control(run)?;
     for (p, fd) in &bound {
-        let line = format!("ADD {container_id} {} {} {}\n", p.proto, target, p.container_port);
+        let to = if p.host_ip.is_ipv6() { target6.unwrap_or(target) } else { target };
+        let line = format!("ADD {container_id} {} {} {}\n", p.proto, to, p.container_port);
         cove_sys::send_fd(s.as_fd(), fd.as_fd()).map_err(|e| Error::Other(format!("pass a published port to the network helper: {e}")))?;
         s.write_all(line.as_bytes()).ctx(|| "talk to the network helper".into())?;
     }
@@ -143,14 +168,14 @@ pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
 }
 
 /// Binds, registers and records the ports of a container whose network is up.
-pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], target: Option<IpAddr>) -> std::result::Result<(), String> {
+pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], endpoint: Option<&crate::network::Endpoint>) -> std::result::Result<(), String> {
     if specs.is_empty() {
         return Ok(());
     }
-    let target = target.ok_or("published ports need a network (not --network none or host)")?;
+    let ep = endpoint.ok_or("published ports need a network (not --network none or host)")?;
     let bound = bind(specs).map_err(|e| e.to_string())?;
     let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-    register(run, container_id, target, bound).map_err(|e| e.to_string())?;
+    register(run, container_id, ep.ip, ep.ip6.map(|(a, _, _)| a), bound).map_err(|e| e.to_string())?;
     save(container_run, &published);
     Ok(())
 }

@@ -175,6 +175,10 @@ pub fn udp_upstream(target: SocketAddr, source: Option<SocketAddr>) -> io::Resul
     let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
     if let Some(src) = source {
         setsockopt(&fd, sockopt::IpTransparent, &true).map_err(io::Error::from)?;
+        // One client address:port may talk to several published ports (TCP allows a source
+        // port to be reused towards other destinations): each such socket connects to another
+        // container address, so the 4-tuples differ and SO_REUSEADDR lets the binds coexist.
+        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io::Error::from)?;
         bind(fd.as_raw_fd(), &SockaddrStorage::from(src)).map_err(io::Error::from)?;
     }
     let s = UdpSocket::from(fd);

@@ -512,6 +512,10 @@ pub fn start_connect(target: SocketAddr, source: Option<SocketAddr>) -> io::Resu
         // IP_TRANSPARENT sets the same socket flag as IPV6_TRANSPARENT, on either family
         // (the kernel passes SOL_IP options of an IPv6 TCP socket to the IPv4 code).
         setsockopt(&fd, sockopt::IpTransparent, &true).map_err(io::Error::from)?;
+        // One client address:port may talk to several published ports (TCP allows a source
+        // port to be reused towards other destinations): each such socket connects to another
+        // container address, so the 4-tuples differ and SO_REUSEADDR lets the binds coexist.
+        setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io::Error::from)?;
         bind(fd.as_raw_fd(), &SockaddrStorage::from(src)).map_err(io::Error::from)?;
     }
     match connect(fd.as_raw_fd(), &SockaddrStorage::from(target)) {
