@@ -1406,6 +1406,9 @@ fn ipv6_dual_stack_network() {
     assert_eq!(w.ok(&["dns", "resolve", "-t", "AAAA", "db.dual"]), "db.dual.\tAAAA\tfd63:6f76:65aa::2\n");
     let out = w.sh_ok(&["--network", "dual"], "ip -6 -o addr show eth0 scope global | grep -o 'inet6 [0-9a-f:/]*'; ip -6 route | grep -o '^default via [0-9a-f:]*'; ping -6 -c1 -W2 fd63:6f76:65aa::2 >/dev/null && echo PING6-OK; for i in 1 2 3 4 5; do nc fd63:6f76:65aa::2 7000 </dev/null && break; sleep 0.2; done");
     assert_eq!(out, "inet6 fd63:6f76:65aa::3/64\ndefault via fd63:6f76:65aa::1\nPING6-OK\nv6-pong\n");
+    // The network's DNS server answers on the IPv6 gateway too, and resolv.conf names it.
+    let out = w.sh_ok(&["--network", "dual"], "grep -c '^nameserver fd63:6f76:65aa::1$' /etc/resolv.conf; nslookup db fd63:6f76:65aa::1");
+    assert!(out.starts_with("1\n") && out.contains("fd63:6f76:65aa::2") && out.contains("10.94.1.2"), "{out}");
     // The IPv6 lease goes back with the container.
     w.ok(&["rm", "-f", "db"]);
     w.ok(&["run", "-d", "--name", "db2", "--network", "dual", "bb", "sleep", "100"]);

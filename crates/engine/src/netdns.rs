@@ -31,6 +31,7 @@ const PORT: u16 = 53;
 
 struct Listener {
     gateway: IpAddr,
+    gateway6: Option<IpAddr>,
     internal: bool,
     /// Dropping it ends both serve loops (and closes their sockets).
     _stop: watch::Sender<()>,
@@ -90,6 +91,7 @@ struct NetRow {
     subnet: String,
     subnet6: Option<String>,
     gateway: IpAddr,
+    gateway6: Option<IpAddr>,
     bridge: String,
     internal: bool,
 }
@@ -151,7 +153,7 @@ impl Dns {
             }
         }
         // Listeners follow the bridges.
-        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.internal == l.internal && here.contains(&n.bridge)));
+        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && here.contains(&n.bridge)));
         for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
             if !self.listeners.contains_key(&n.name) {
                 match self.listen(n) {
@@ -205,13 +207,15 @@ impl Dns {
         let Some(db) = &self.db else { return Ok((vec![], vec![])) };
         let tx = db.unchecked_transaction()?;
         let nets = tx
-            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6 FROM networks")?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?)))?
+            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6 FROM networks")?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?)))?
             // A row that fails to read fails the reload (the last snapshot stays): never
             // publish a partial table, which would drop listeners and names.
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(name, gw, bridge, internal, subnet, subnet6)| Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, bridge, internal: internal != 0 }))
+            .filter_map(|(name, gw, bridge, internal, subnet, subnet6, gw6)| {
+                Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, gateway6: gw6.and_then(|g| g.parse().ok()), bridge, internal: internal != 0 })
+            })
             .collect();
         let eps = tx
             .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases, e.ip6 FROM endpoints e JOIN containers c ON c.id = e.container_id")?
@@ -229,12 +233,18 @@ impl Dns {
 
     /// Binds UDP and TCP on the network's gateway (on this thread, so inside the namespace)
     /// and hands both sockets to the runtime.
+    /// Binds the network's DNS sockets (UDP and TCP on the gateway, and on the IPv6 gateway of
+    /// a dual-stack network) and serves them until the returned listener is dropped.
     fn listen(&self, n: &NetRow) -> Result<Listener, String> {
-        let addr = SocketAddr::new(n.gateway, PORT);
-        let udp = std::net::UdpSocket::bind(addr).map_err(|e| format!("DNS of network {}: bind udp {addr}: {e}", n.name))?;
-        let tcp = std::net::TcpListener::bind(addr).map_err(|e| format!("DNS of network {}: bind tcp {addr}: {e}", n.name))?;
-        udp.set_nonblocking(true).map_err(|e| e.to_string())?;
-        tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let mut sockets = vec![];
+        for gw in std::iter::once(n.gateway).chain(n.gateway6) {
+            let addr = SocketAddr::new(gw, PORT);
+            let udp = std::net::UdpSocket::bind(addr).map_err(|e| format!("DNS of network {}: bind udp {addr}: {e}", n.name))?;
+            let tcp = std::net::TcpListener::bind(addr).map_err(|e| format!("DNS of network {}: bind tcp {addr}: {e}", n.name))?;
+            udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+            tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+            sockets.push((udp, tcp));
+        }
         let (stop, _) = watch::channel(());
         // Internal networks reach nothing outside: no forwarding (SERVFAIL for other names).
         let upstream = if n.internal { Arc::new(Upstream::new(vec![])) } else { self.upstream.clone() };
@@ -242,28 +252,30 @@ impl Dns {
             // Completes when the sender is dropped.
             while rx.changed().await.is_ok() {}
         };
-        let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
-        self.rt.spawn(async move {
-            match tokio::net::UdpSocket::from_std(udp) {
-                Ok(s) => {
-                    if let Err(e) = cove_dns::serve_udp(s, name, records, up, stopped(rx)).await {
-                        tracing::warn!("dns udp: {e}");
+        for (udp, tcp) in sockets {
+            let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
+            self.rt.spawn(async move {
+                match tokio::net::UdpSocket::from_std(udp) {
+                    Ok(s) => {
+                        if let Err(e) = cove_dns::serve_udp(s, name, records, up, stopped(rx)).await {
+                            tracing::warn!("dns udp: {e}");
+                        }
                     }
+                    Err(e) => tracing::warn!("dns udp: {e}"),
                 }
-                Err(e) => tracing::warn!("dns udp: {e}"),
-            }
-        });
-        let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream, stop.subscribe());
-        self.rt.spawn(async move {
-            match tokio::net::TcpListener::from_std(tcp) {
-                Ok(s) => {
-                    if let Err(e) = cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await {
-                        tracing::warn!("dns tcp: {e}");
+            });
+            let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
+            self.rt.spawn(async move {
+                match tokio::net::TcpListener::from_std(tcp) {
+                    Ok(s) => {
+                        if let Err(e) = cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await {
+                            tracing::warn!("dns tcp: {e}");
+                        }
                     }
+                    Err(e) => tracing::warn!("dns tcp: {e}"),
                 }
-                Err(e) => tracing::warn!("dns tcp: {e}"),
-            }
-        });
-        Ok(Listener { gateway: n.gateway, internal: n.internal, _stop: stop })
+            });
+        }
+        Ok(Listener { gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, _stop: stop })
     }
 }

@@ -101,11 +101,13 @@ pub(crate) fn container_resolv_conf(host: &str, endpoints: &[crate::network::End
             out.push('\n');
         }
     }
+    // IPv4 gateways first (glibc asks at most three servers, in order), then the IPv6 gateways
+    // of dual-stack networks, where the same server listens.
     let mut seen = vec![];
-    for ep in endpoints {
-        if !seen.contains(&ep.gateway) {
-            seen.push(ep.gateway);
-            out.push_str(&format!("nameserver {}\n", ep.gateway));
+    for gw in endpoints.iter().map(|e| e.gateway).chain(endpoints.iter().filter_map(|e| e.ip6.map(|(_, _, gw)| gw))) {
+        if !seen.contains(&gw) {
+            seen.push(gw);
+            out.push_str(&format!("nameserver {gw}\n"));
         }
     }
     out
