@@ -808,12 +808,26 @@ impl Drop for LanClient {
     }
 }
 
+/// For tests that need root to build their LAN namespace: `None` outside the root pass (after
+/// a note: the root pass runs them for both root's cove and covetest's, through runuser),
+/// else a world for root and, when the user exists, one for covetest.
+fn root_and_covetest_worlds(test: &str) -> Option<Vec<(&'static str, Option<World>)>> {
+    if !is_root() {
+        println!("note: {test} runs in the root pass (root and covetest)");
+        return None;
+    }
+    let mut worlds = vec![("root", World::new())];
+    if nix::unistd::User::from_name("covetest").ok().flatten().is_some() {
+        worlds.push(("covetest", World::new_as("covetest")));
+    } else {
+        skip(&format!("no user covetest (tests/run-all.sh makes it): {test} not checked rootless"));
+    }
+    Some(worlds)
+}
+
 #[test]
 fn outbound_ipv6_tcp_goes_through_the_helper() {
-    if !is_root() {
-        println!("note: outbound_ipv6_tcp_goes_through_the_helper runs in the root pass (root and covetest)");
-        return;
-    }
+    let Some(worlds) = root_and_covetest_worlds("outbound_ipv6_tcp_goes_through_the_helper") else { return };
     // A server on the LAN namespace's IPv6 address; containers on a dual-stack network reach
     // it with no pasta or slirp4netns at all (COVE_NETWORK_CMD=none): only the helper's
     // redirect of IPv6 TCP can carry the connection.
@@ -828,12 +842,6 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         "import socket, time\nfor i in range(40):\n    try:\n        c = socket.create_connection(('{}', {port}), timeout=3); print(c.recv(10).decode()); break\n    except OSError as e:\n        err = e; time.sleep(0.25)\nelse:\n    print('failed:', err)\n",
         lan.client_ip6
     );
-    let mut worlds = vec![("root", World::new())];
-    if nix::unistd::User::from_name("covetest").ok().flatten().is_some() {
-        worlds.push(("covetest", World::new_as("covetest")));
-    } else {
-        skip("no user covetest (tests/run-all.sh makes it): rootless IPv6 outbound not checked");
-    }
     for (who, w) in worlds {
         let Some(w) = w else { break };
         let w = w.with_env("COVE_NETWORK_CMD", "none");
@@ -864,20 +872,8 @@ while True:
 
 #[test]
 fn published_ports_keep_the_clients_address() {
-    if !is_root() {
-        // Making the client's namespace needs root; the root pass runs this test for both
-        // root's cove and an unprivileged user's (through runuser).
-        println!("note: published_ports_keep_the_clients_address runs in the root pass (root and covetest)");
-        return;
-    }
+    let Some(worlds) = root_and_covetest_worlds("published_ports_keep_the_clients_address") else { return };
     let lan = LanClient::new();
-    let rootless = nix::unistd::User::from_name("covetest").ok().flatten().is_some();
-    let mut worlds = vec![("root", World::new())];
-    if rootless {
-        worlds.push(("covetest", World::new_as("covetest")));
-    } else {
-        skip("no user covetest (tests/run-all.sh makes it): rootless source addresses not checked");
-    }
     for (who, w) in worlds {
         let Some(w) = w else { return };
         let port = free_port();

@@ -353,29 +353,46 @@ fn udp_client() -> UdpSocket {
     c
 }
 
+/// A UDP forwarder on 127.0.0.1:0 to a fresh echo server, counting the flows it opens.
+struct UdpFwd {
+    addr: SocketAddr,
+    flows: Arc<AtomicUsize>,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpFwd {
+    fn start(opts: UdpOptions) -> UdpFwd {
+        let up = udp_echo_server();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let flows = Arc::new(AtomicUsize::new(0));
+        let (sd, n) = (shutdown.clone(), flows.clone());
+        let connect = move |_client| {
+            n.fetch_add(1, Ordering::SeqCst);
+            let u = UdpSocket::bind("127.0.0.1:0")?;
+            u.connect(up)?;
+            Ok(u)
+        };
+        let thread = std::thread::spawn(move || serve_udp(sock, connect, opts, &sd).unwrap());
+        UdpFwd { addr, flows, shutdown, thread: Some(thread) }
+    }
+}
+
+impl Drop for UdpFwd {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
 #[test]
 fn udp_two_clients_get_their_own_replies() {
-    let up = udp_echo_server();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    let sd = Shutdown::new().unwrap();
-    let flows = Arc::new(AtomicUsize::new(0));
-    let (sd2, flows2) = (sd.clone(), flows.clone());
-    let opts = UdpOptions { idle_timeout: Duration::from_millis(1000), max_flows: 16 };
-    let t = std::thread::spawn(move || {
-        serve_udp(
-            sock,
-            move |_client| {
-                flows2.fetch_add(1, Ordering::SeqCst);
-                let u = UdpSocket::bind("127.0.0.1:0")?;
-                u.connect(up)?;
-                Ok(u)
-            },
-            opts,
-            &sd2,
-        )
-        .unwrap()
-    });
+    let fwd = UdpFwd::start(UdpOptions { idle_timeout: Duration::from_millis(1000), max_flows: 16 });
+    let (addr, flows) = (fwd.addr, fwd.flows.clone());
     let (a, b) = (udp_client(), udp_client());
     let mut buf = [0u8; 64];
     for round in 0..3 {
@@ -394,33 +411,12 @@ fn udp_two_clients_get_their_own_replies() {
     let (n, _) = a.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"echo:late");
     assert_eq!(flows.load(Ordering::SeqCst), 3);
-    sd.trigger();
-    t.join().unwrap();
 }
 
 #[test]
 fn udp_max_flows_evicts_least_recent() {
-    let up = udp_echo_server();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    let sd = Shutdown::new().unwrap();
-    let flows = Arc::new(AtomicUsize::new(0));
-    let (sd2, flows2) = (sd.clone(), flows.clone());
-    let opts = UdpOptions { idle_timeout: Duration::from_secs(60), max_flows: 2 };
-    let t = std::thread::spawn(move || {
-        serve_udp(
-            sock,
-            move |_| {
-                flows2.fetch_add(1, Ordering::SeqCst);
-                let u = UdpSocket::bind("127.0.0.1:0")?;
-                u.connect(up)?;
-                Ok(u)
-            },
-            opts,
-            &sd2,
-        )
-        .unwrap()
-    });
+    let fwd = UdpFwd::start(UdpOptions { idle_timeout: Duration::from_secs(60), max_flows: 2 });
+    let (addr, flows) = (fwd.addr, fwd.flows.clone());
     let clients: Vec<UdpSocket> = (0..3).map(|_| udp_client()).collect();
     let mut buf = [0u8; 64];
     for (i, c) in clients.iter().enumerate() {
@@ -433,33 +429,14 @@ fn udp_max_flows_evicts_least_recent() {
     let (n, _) = clients[0].recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"echo:again");
     assert_eq!(flows.load(Ordering::SeqCst), 4);
-    sd.trigger();
-    t.join().unwrap();
 }
 
 #[test]
 fn udp_hundreds_of_clients_each_get_their_own_reply() {
     // 400 flows at once (two descriptors each, within the usual 1024): every reply reaches the
     // client that asked, through the published address.
-    let up = udp_echo_server();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    let sd = Shutdown::new().unwrap();
-    let sd2 = sd.clone();
-    let opts = UdpOptions { idle_timeout: Duration::from_secs(60), max_flows: 4096 };
-    let t = std::thread::spawn(move || {
-        serve_udp(
-            sock,
-            move |_| {
-                let u = UdpSocket::bind("127.0.0.1:0")?;
-                u.connect(up)?;
-                Ok(u)
-            },
-            opts,
-            &sd2,
-        )
-        .unwrap()
-    });
+    let fwd = UdpFwd::start(UdpOptions { idle_timeout: Duration::from_secs(60), max_flows: 4096 });
+    let addr = fwd.addr;
     let clients: Vec<UdpSocket> = (0..400).map(|_| udp_client()).collect();
     // In waves of 50: a burst of 400 new flows at once overflows the listening socket's
     // receive buffer (each new flow opens a socket), and lost datagrams are UDP, not a bug.
@@ -482,6 +459,4 @@ fn udp_hundreds_of_clients_each_get_their_own_reply() {
         let (n, _) = c.recv_from(&mut buf).unwrap_or_else(|e| panic!("client {i}: no second reply: {e}"));
         assert_eq!(&buf[..n], format!("echo:again{i}").as_bytes());
     }
-    sd.trigger();
-    t.join().unwrap();
 }
