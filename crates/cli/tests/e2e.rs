@@ -837,7 +837,14 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         "import socket\ns = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{}', {port})); s.listen(8)\nwhile True:\n    c, a = s.accept(); c.sendall(b'v6-ok'); c.close()\n",
         lan.client_ip6
     );
-    let mut server = Command::new("ip").args(["netns", "exec", &lan.ns, "python3", "-c", &py]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the LAN server");
+    // Under `timeout`: if this test process is killed, the server (which keeps the namespace
+    // and its veth alive) still ends by itself.
+    let mut server = Command::new("timeout")
+        .args(["120", "ip", "netns", "exec", &lan.ns, "python3", "-c", &py])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the LAN server");
     let client = format!(
         "import socket, time\nfor i in range(40):\n    try:\n        c = socket.create_connection(('{}', {port}), timeout=3); print(c.recv(10).decode()); break\n    except OSError as e:\n        err = e; time.sleep(0.25)\nelse:\n    print('failed:', err)\n",
         lan.client_ip6
@@ -849,7 +856,8 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         let out = w.ok(&["run", "--rm", "--network", "dual", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &client]);
         assert_eq!(out.trim(), "v6-ok", "{who}: IPv6 TCP from a container to [{}]:{port}", lan.client_ip6);
     }
-    let _ = server.kill();
+    // SIGTERM, which timeout passes on to the server (SIGKILL would end timeout alone).
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = server.wait();
 }
 
