@@ -350,7 +350,7 @@ where
                     slot
                 }
             };
-            let flow = slots[slot].as_mut().expect("flow inserted above");
+            let Some(flow) = slots[slot].as_mut() else { continue };
             flow.last = now;
             if let Err(e) = flow.upstream.send(&buf[..n]) {
                 tracing::debug!("udp send upstream for {client}: {e}");

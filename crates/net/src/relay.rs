@@ -343,13 +343,15 @@ impl<'a> Loop<'a> {
                 if e != Errno::EPIPE && e != Errno::ECONNRESET && e != Errno::ENOTCONN {
                     tracing::debug!("splice for {}: {e}", c.peer);
                 }
-                let c = self.conns[slot].take().expect("slot checked above");
-                self.close(c, true);
+                if let Some(c) = self.conns[slot].take() {
+                    self.close(c, true);
+                }
                 Outcome::Closed
             }
             _ if c.up.done && c.down.done => {
-                let c = self.conns[slot].take().expect("slot checked above");
-                self.close(c, false);
+                if let Some(c) = self.conns[slot].take() {
+                    self.close(c, false);
+                }
                 Outcome::Closed
             }
             (Step::Yield, _) | (_, Step::Yield) => Outcome::Again,
@@ -359,8 +361,9 @@ impl<'a> Loop<'a> {
 
     fn fail_connect(&mut self, slot: usize) -> Outcome {
         self.stats.connect_failed.fetch_add(1, Ordering::Relaxed);
-        let c = self.conns[slot].take().expect("caller checked the slot");
-        self.close(c, true);
+        if let Some(c) = self.conns[slot].take() {
+            self.close(c, true);
+        }
         Outcome::Closed
     }
 
@@ -456,7 +459,7 @@ fn pump(d: &mut Dir, from: &TcpStream, to: &TcpStream, counter: &std::sync::atom
             Err(e) => return Step::Failed(e),
         }
     }
-    let (pr, pw) = d.pipe.as_ref().expect("made above");
+    let Some((pr, pw)) = d.pipe.as_ref() else { return Step::Failed(Errno::EBADF) };
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut loads = 0;
     loop {
