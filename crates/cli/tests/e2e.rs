@@ -1392,7 +1392,23 @@ fn network_container_mode_shares_the_namespace() {
     assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
     let o = w.cove(&["run", "--rm", "--network", "container:db,other", "bb", "true"]);
     assert!(stderr(&o).contains("cannot be combined"), "{}", stderr(&o));
+    // The namespace is looked up at every start, not when the container was created: after
+    // db restarts (new PID 1, new namespace) web joins the new one.
+    w.ok(&["run", "-d", "--name", "web", "--network", "container:db", "bb", "sleep", "1000"]);
+    let netns = |name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", name])).unwrap();
+        std::fs::read_link(format!("/proc/{}/ns/net", v[0]["State"]["Pid"])).expect("netns link")
+    };
+    assert_eq!(netns("web"), netns("db"));
+    w.ok(&["stop", "-t", "1", "web"]);
+    w.ok(&["restart", "-t", "1", "db"]);
+    w.ok(&["start", "web"]);
+    assert_eq!(netns("web"), netns("db"), "web joined a stale namespace after db restarted");
+    w.ok(&["stop", "-t", "1", "web"]);
     w.ok(&["stop", "-t", "1", "db"]);
+    let o = w.cove(&["start", "web"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o)); // as `docker start` fails
+    assert!(stderr(&o).contains("cannot join the network of container db: it is not running"), "{}", stderr(&o));
     let o = w.cove(&["run", "--rm", "--network", "container:db", "bb", "true"]);
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }

@@ -74,23 +74,25 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
 }
 
 /// The monitor's configuration, written next to config.json.
-fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_runtime::Rootfs, userns: Option<cove_runtime::NestedMaps>, endpoints: Vec<crate::network::Endpoint>, exposed: Vec<String>) -> Result<()> {
+fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared) -> Result<()> {
+    let id = &p.id;
     let lo = crate::logs::LogOpts::parse(&req.log_opts)?;
     let cfg = MonitorConfig {
         id: id.to_string(),
-        rootfs: rootfs.clone(),
+        rootfs: p.rootfs.clone(),
         rootless: eng.dirs.rootless,
         tty: req.tty,
         restart: req.restart.as_deref().map(Restart::parse).transpose()?.unwrap_or_default(),
         log: (lo.max_size, lo.max_file),
         log_path: eng.dirs.container(id).join("container.log"),
-        userns,
+        userns: p.userns.clone(),
         seccomp_cache: Some(eng.dirs.run.clone()),
-        endpoints,
+        endpoints: p.endpoints.clone(),
         publish: req.publish.clone(),
         publish_all: req.publish_all,
-        exposed,
+        exposed: p.exposed.clone(),
         db: Some(eng.dirs.db_path()),
+        net_from: p.net_from.clone(),
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())
@@ -99,7 +101,7 @@ fn write_monitor_config(eng: &Engine, id: &str, req: &RunRequest, rootfs: &cove_
 /// `cove create`: the container exists, nothing runs.
 pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     let p = prepare(eng, req)?;
-    if let Err(e) = write_monitor_config(eng, &p.id, req, &p.rootfs, p.userns.clone(), p.endpoints.clone(), p.exposed.clone()) {
+    if let Err(e) = write_monitor_config(eng, req, &p) {
         let _ = remove(eng, &p.id, true);
         return Err(e);
     }

@@ -94,6 +94,51 @@ pub struct MonitorConfig {
     pub publish_all: bool,
     #[serde(default)]
     pub exposed: Vec<String>,
+    /// `--network container:NAME`: the namespace to join, looked up at every (re)start.
+    #[serde(default)]
+    pub net_from: Option<NetFrom>,
+}
+
+/// The container whose network namespace another one joins (`--network container:NAME`).
+///
+/// Looked up when the joining container starts, not when it was created: the other container
+/// may have been restarted since (a new PID 1, a new namespace), and a `/proc/<pid>/ns/net`
+/// saved at create time would then name nothing, or worse, whatever process got that pid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetFrom {
+    pub name: String,
+    /// Its run directory (the `pid` file: pid and start time of its PID 1).
+    pub run_dir: PathBuf,
+}
+
+impl NetFrom {
+    /// Opens the namespace of the other container's running PID 1, checked against its pid
+    /// file after the open, so a pid reused in between cannot slip in.
+    fn open(&self) -> Result<OwnedFd> {
+        let not_running = || Error::Conflict(format!("cannot join the network of container {}: it is not running", self.name));
+        let pid_file = self.run_dir.join("pid");
+        let pid = live_pid(&pid_file).ok_or_else(not_running)?;
+        let ns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|_| not_running())?.into();
+        if live_pid(&pid_file) != Some(pid) {
+            return Err(not_running());
+        }
+        Ok(ns)
+    }
+}
+
+/// The spec with its network namespace path pointing at `ns` (held open by this process).
+fn join_netns(spec: &oci_spec::runtime::Spec, ns: &OwnedFd) -> oci_spec::runtime::Spec {
+    use std::os::fd::AsRawFd;
+    let mut spec = spec.clone();
+    let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd()));
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(nss) = linux.namespaces_mut() {
+            for n in nss.iter_mut().filter(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network) {
+                n.set_path(Some(path.clone()));
+            }
+        }
+    }
+    spec
 }
 
 pub use cove_monitor::{live_pid, start_time, write_pid_file};
@@ -199,7 +244,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 break;
             }
         }
-        let (pid, out, err) = match start_once(&spec, &cfg, cg.as_ref(), run_dir) {
+        let joined = cfg.net_from.as_ref().map(|f| f.open().map(|ns| (join_netns(&spec, &ns), ns))).transpose();
+        let started = joined.and_then(|j| start_once(j.as_ref().map_or(&spec, |(s, _)| s), &cfg, cg.as_ref(), run_dir));
+        let (pid, out, err) = match started {
             Ok(x) => x,
             Err(e) => {
                 let code = e.exit_code();

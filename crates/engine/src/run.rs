@@ -124,6 +124,8 @@ pub struct Prepared {
     pub endpoints: Vec<crate::network::Endpoint>,
     /// Image ExposedPorts (for -P).
     pub exposed: Vec<String>,
+    /// `container:NAME`: whose network namespace to join, looked up again at every start.
+    pub net_from: Option<crate::monitor::NetFrom>,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -136,6 +138,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let mut net = spec::net_mode(req)?;
     // `container:NAME`: it must run; its namespace is joined, its hosts and resolv.conf shared.
     let mut shared_from: Option<PathBuf> = None;
+    let mut net_from = None;
     if let NetMode::Container(key, path) = &mut net {
         crate::lifecycle::reconcile(eng)?;
         let c = eng.db.find_container(key)?;
@@ -145,6 +148,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         };
         *path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         shared_from = Some(eng.dirs.container(&c.id));
+        net_from = Some(crate::monitor::NetFrom { name: c.name.clone(), run_dir: eng.dirs.container_run(&c.id) });
     }
     let mut nets = vec![];
     if let NetMode::Bridge(names) = &net {
@@ -298,7 +302,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: defaults.exposed.clone() })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: defaults.exposed.clone(), net_from })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
