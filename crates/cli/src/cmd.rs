@@ -376,7 +376,7 @@ pub struct RunArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     rm: bool,
-    /// Run in the background (not in this version)
+    /// Run the container in the background and print its id
     #[arg(short = 'd', long)]
     detach: bool,
     /// Keep STDIN open
@@ -472,6 +472,18 @@ pub struct RunArgs {
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     network_alias: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip; ip may be host-gateway, the host's address)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Set custom DNS servers (on a cove network: where its DNS forwards this container's queries)
+    #[arg(long = "dns")]
+    dns: Vec<String>,
+    /// Set custom DNS search domains ("." for none)
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// Set DNS options (resolv.conf "options", e.g. ndots:2)
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    dns_option: Vec<String>,
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/udp])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
@@ -527,6 +539,10 @@ impl RunArgs {
             init: self.init,
             user_home: self.user_home,
             network_aliases: self.network_alias,
+            add_hosts: self.add_host,
+            dns: self.dns,
+            dns_search: self.dns_search,
+            dns_options: self.dns_option,
             publish: self.publish,
             publish_all: self.publish_all,
         }

@@ -1380,6 +1380,96 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 }
 
 #[test]
+fn add_host_and_dns_options_as_docker_takes_them() {
+    let Some(w) = World::new() else { return };
+    // On a cove network: the extra names in /etc/hosts (host-gateway = host.containers.internal's
+    // address), resolv.conf still points at the network's DNS (which forwards this container's
+    // other names to its --dns servers: checked as root below), search and options as given.
+    let out = w.sh_ok(
+        &["--add-host", "db.example:10.1.2.3", "--add-host", "v6host=[fd00::7]", "--add-host", "gw:host-gateway", "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option", "ndots:3"],
+        "cat /etc/hosts /etc/resolv.conf",
+    );
+    assert!(out.contains("10.1.2.3\tdb.example\n") && out.contains("fd00::7\tv6host\n"), "{out}");
+    let host = out.lines().find(|l| l.ends_with("host.containers.internal host.docker.internal")).and_then(|l| l.split('\t').next()).expect("host.containers.internal (CI installs passt)");
+    assert!(out.contains(&format!("{host}\tgw\n")), "{out}");
+    assert!(out.contains("search corp.example\noptions ndots:3\nnameserver 10."), "{out}");
+    assert!(!out.contains("192.0.2.53"), "--dns is the network DNS's upstream, not a nameserver line: {out}");
+    // Without a network's DNS: resolv.conf has the given servers instead of the host's.
+    let out = w.sh_ok(&["--network", "none", "--dns", "192.0.2.53", "--dns", "2001:db8::53", "--dns-search", "."], "cat /etc/resolv.conf");
+    assert!(out.contains("nameserver 192.0.2.53\nnameserver 2001:db8::53\n"), "{out}");
+    assert!(!out.contains("search"), "{out}");
+    let out = w.sh_ok(&["--network", "host", "--add-host", "me:host-gateway"], "grep -w me /etc/hosts");
+    assert_eq!(out, "127.0.0.1\tme\n");
+    // Bad input: one line, exit 125, nothing created.
+    for (args, want) in [
+        (vec!["--add-host", "nocolon"], "invalid --add-host \"nocolon\": expected HOST:IP"),
+        (vec!["--add-host", "db:300.1.1.1"], "is not an IP address"),
+        (vec!["--dns", "dns.example"], "invalid --dns \"dns.example\": not an IP address"),
+        (vec!["--network", "none", "--add-host", "gw:host-gateway"], "nothing reaches the host"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args);
+        a.extend(["bb", "true"]);
+        let o = w.cove(&a);
+        assert_eq!(o.status.code(), Some(125), "{a:?}");
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
+    }
+    w.ok(&["run", "-d", "--name", "db", "bb", "sleep", "300"]);
+    let o = w.cove(&["run", "--rm", "--network", "container:db", "--dns", "192.0.2.53", "bb", "true"]);
+    assert!(stderr(&o).contains("cannot be used with --network container:NAME"), "{}", stderr(&o));
+    assert_eq!(w.ok(&["ps", "-aq"]).lines().count(), 1, "a failed run left a container behind");
+}
+
+#[test]
+fn dns_forwards_a_containers_names_to_its_own_dns_servers() {
+    let Some(worlds) = root_and_covetest_worlds("dns_forwards_a_containers_names_to_its_own_dns_servers") else { return };
+    // `--dns` takes an address (port 53): a resolver of the test's own on a loopback address
+    // of its own, which needs root to bind. Everyone else's names still go to the usual upstream.
+    let own = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53");
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = own.recv_from(&mut buf) {
+            let q = &buf[..n];
+            let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else { continue };
+            if end > n {
+                continue;
+            }
+            c.fetch_add(1, Ordering::SeqCst);
+            let mut r = q[..2].to_vec();
+            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..end]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, 77]);
+            let _ = own.send_to(&r, peer);
+        }
+    });
+    let (port, shared) = fake_upstream();
+    for (who, w) in worlds {
+        let Some(w) = w else { continue };
+        let w = w.with_env("COVE_DNS_UPSTREAMS", &format!("127.0.0.1:{port}"));
+        w.ok(&["network", "create", "mynet"]);
+        w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "bb", "sleep", "300"]);
+        let before = (count.load(Ordering::SeqCst), shared.load(Ordering::SeqCst));
+        let out = w.sh_ok(&["--network", "mynet", "--dns", "127.0.0.77"], "nslookup example.org; nslookup db");
+        assert!(out.contains("Address: 198.51.100.77"), "{who}: {out}");
+        assert!(out.contains("Address: 10."), "{who}: the network's names still answer: {out}");
+        assert!(count.load(Ordering::SeqCst) > before.0, "{who}");
+        assert_eq!(shared.load(Ordering::SeqCst), before.1, "{who}: the container's query went to the shared upstream");
+        // A container without --dns, on the same network: the shared upstream.
+        let out = w.sh_ok(&["--network", "mynet"], "nslookup example.org");
+        assert!(out.contains("Address: 192.0.2.7"), "{who}: {out}");
+        // An --internal network forwards nothing, --dns or not.
+        w.ok(&["network", "create", "--internal", "closed"]);
+        let n = count.load(Ordering::SeqCst);
+        let o = w.run_sh(&["--network", "closed", "--dns", "127.0.0.77"], "nslookup example.org");
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("198.51.100.77"), "{who}");
+        assert_eq!(count.load(Ordering::SeqCst), n, "{who}: an internal network forwarded a query");
+    }
+}
+
+#[test]
 fn network_container_mode_shares_the_namespace() {
     let Some(w) = World::new() else { return };
     w.ok(&["run", "-d", "--name", "db", "bb", "sh", "-c", "nc -ll -p 6000 -e echo db-on-loopback"]);

@@ -60,6 +60,7 @@ fn main() {
                 (i >> 16) as u16,
                 i as u16,
             )],
+            dns: vec![],
         })
         .collect();
     let records = Records::new(&[NetworkRecords {

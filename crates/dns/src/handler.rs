@@ -239,6 +239,7 @@ mod tests {
             aliases: vec!["www".into()],
             ipv4: vec!["10.1.0.2".parse().unwrap()],
             ipv6: vec!["fd01::2".parse().unwrap()],
+            dns: vec![],
         }];
         for i in 0..60u8 {
             containers.push(Entry {
@@ -247,6 +248,7 @@ mod tests {
                 aliases: vec!["big".into()],
                 ipv4: vec![[10, 1, 1, i].into()],
                 ipv6: vec![],
+                dns: vec![],
             });
         }
         Records::new(&[NetworkRecords {

@@ -3,7 +3,8 @@
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -41,6 +42,9 @@ pub struct Entry {
     pub aliases: Vec<String>,
     pub ipv4: Vec<Ipv4Addr>,
     pub ipv6: Vec<Ipv6Addr>,
+    /// The container's own upstream resolvers (`--dns`): names the table does not answer go
+    /// there instead of the server's upstreams. Empty: the server's.
+    pub dns: Vec<SocketAddr>,
 }
 
 /// One network and the containers attached to it.
@@ -97,6 +101,8 @@ struct Zone {
     /// For a container of this network that is on other networks too: its addresses here,
     /// and those other networks (see [`Records::resolve_from`]).
     others: HashMap<IpAddr, Vec<Box<str>>>,
+    /// The containers with upstreams of their own (`Entry::dns`), by address on this network.
+    upstreams: HashMap<IpAddr, Arc<[SocketAddr]>>,
 }
 
 /// A borrowed view of the records that answer a question, by type.
@@ -169,6 +175,12 @@ impl Records {
         for net in networks {
             let Some(zone) = zones.get_mut(net.name.as_str()) else { continue };
             for c in &net.containers {
+                if !c.dns.is_empty() {
+                    let servers: Arc<[SocketAddr]> = c.dns.clone().into();
+                    for ip in c.ipv4.iter().map(|a| IpAddr::V4(*a)).chain(c.ipv6.iter().map(|a| IpAddr::V6(*a))) {
+                        zone.upstreams.insert(ip, servers.clone());
+                    }
+                }
                 let others: Vec<Box<str>> = member_of.get(c.id.as_str()).into_iter().flatten().filter(|n| **n != net.name).map(|n| Box::from(*n)).collect();
                 if others.is_empty() {
                     continue;
@@ -179,6 +191,12 @@ impl Records {
             }
         }
         Records { zones }
+    }
+
+    /// The upstream resolvers of the container at `client` on `network`, when it has its own
+    /// (`--dns`); `None`: the server's.
+    pub fn upstreams_of(&self, network: &str, client: IpAddr) -> Option<Arc<[SocketAddr]>> {
+        self.zones.get(network)?.upstreams.get(&client).cloned()
     }
 
     /// Whether a network of this name is in the table.
@@ -442,6 +460,7 @@ mod tests {
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
             ipv4: v4.iter().map(|s| s.parse().unwrap()).collect(),
             ipv6: v6.iter().map(|s| s.parse().unwrap()).collect(),
+            dns: vec![],
         }
     }
 

@@ -146,7 +146,7 @@ async fn udp_loop(
                         };
                         let query = packet.to_vec();
                         let sock = sock.clone();
-                        let upstream = upstream.clone();
+                        let upstream = upstream_for(&upstream, records, &network, peer.ip());
                         forwards.spawn(async move {
                             let reply = forward(&upstream, to, &query, Transport::Udp).await;
                             if let Some(reply) = reply {
@@ -198,6 +198,14 @@ async fn send_udp(sock: &UdpSocket, data: &[u8], peer: SocketAddr) {
     };
     if let Err(e) = sent {
         tracing::trace!(%peer, error = %e, "udp send failed");
+    }
+}
+
+/// The upstream for a query from `client`: its own resolvers (`--dns`) when it has some.
+fn upstream_for(shared: &Arc<Upstream>, records: &Records, network: &str, client: std::net::IpAddr) -> Arc<Upstream> {
+    match records.upstreams_of(network, client) {
+        Some(servers) => shared.custom(&servers),
+        None => shared.clone(),
     }
 }
 
@@ -315,7 +323,8 @@ impl Connection {
             {
                 Handled::Reply => std::mem::take(&mut out),
                 Handled::Forward(to) => {
-                    match forward(&self.upstream, to, &query, Transport::Tcp).await {
+                    let upstream = upstream_for(&self.upstream, records, &self.network, peer.ip());
+                    match forward(&upstream, to, &query, Transport::Tcp).await {
                         Some(r) => r,
                         None => return Ok(()),
                     }

@@ -5,7 +5,8 @@
 //! 127.0.0.53 works as an upstream. No resolver address is ever built in.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, MessageType, Query};
@@ -43,7 +44,13 @@ pub struct Upstream {
     servers: Vec<SocketAddr>,
     timeout: Duration,
     pools: Vec<Mutex<Vec<UdpSocket>>>,
+    /// Containers' own resolver lists (`--dns`), each with its socket pools: see
+    /// [`Upstream::custom`].
+    custom: Mutex<HashMap<Arc<[SocketAddr]>, Arc<Upstream>>>,
 }
+
+/// Custom resolver lists kept at once; past that the memo starts over (their sockets close).
+const MAX_CUSTOM: usize = 64;
 
 impl Upstream {
     /// Upstreams in the order they are tried, with [`DEFAULT_TIMEOUT`]. An empty list makes every
@@ -54,6 +61,7 @@ impl Upstream {
             servers,
             timeout: DEFAULT_TIMEOUT,
             pools,
+            custom: Mutex::new(HashMap::new()),
         }
     }
 
@@ -61,6 +69,21 @@ impl Upstream {
     pub fn with_timeout(mut self, total: Duration) -> Self {
         self.timeout = total;
         self
+    }
+
+    /// The upstream for a container with resolvers of its own, with this one's timeout. One
+    /// per distinct list, kept, so its sockets are reused as the shared upstream's are.
+    pub fn custom(&self, servers: &Arc<[SocketAddr]>) -> Arc<Upstream> {
+        let mut memo = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = memo.get(servers) {
+            return u.clone();
+        }
+        if memo.len() >= MAX_CUSTOM {
+            memo.clear();
+        }
+        let u = Arc::new(Upstream::new(servers.to_vec()).with_timeout(self.timeout));
+        memo.insert(servers.clone(), u.clone());
+        u
     }
 
     pub fn servers(&self) -> &[SocketAddr] {

@@ -24,6 +24,7 @@ fn entry(id: &str, name: &str, aliases: &[&str], v4: &[&str], v6: &[&str]) -> En
         aliases: aliases.iter().map(|s| s.to_string()).collect(),
         ipv4: v4.iter().map(|s| s.parse().unwrap()).collect(),
         ipv6: v6.iter().map(|s| s.parse().unwrap()).collect(),
+        dns: vec![],
     }
 }
 
@@ -537,6 +538,46 @@ async fn forwards_to_upstream_over_udp_and_tcp() {
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_with_its_own_resolvers_is_forwarded_to_them() {
+    // `--dns`: the container at 127.0.0.2 has its own upstream; others use the server's.
+    let shared = fake_upstream().await;
+    let own = fake_upstream().await;
+    let mut nets = networks();
+    let mut c = entry("9999999999990000", "custom", &[], &["127.0.0.2"], &[]);
+    c.dns = vec![own.addr];
+    nets[0].containers.push(c);
+    let (_tx, rx) = watch::channel(Arc::new(Records::new(&nets)));
+    let srv = Server::start("front", rx, Upstream::new(vec![shared.addr])).await;
+    let q = query("www.example.test", RecordType::A, None);
+    let from = |ip: [u8; 4]| SocketAddr::from((ip, 0));
+
+    // UDP from the container with its own resolvers, twice (the second reuses its upstream).
+    for _ in 0..2 {
+        let sock = UdpSocket::bind(from([127, 0, 0, 2])).await.unwrap();
+        sock.send_to(&q.to_vec().unwrap(), srv.addr).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf)).await.expect("udp answer").unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        check_reply(&q, &m);
+        assert_eq!(addrs(&m), ["192.0.2.1"]);
+    }
+    assert_eq!(own.queries.load(Ordering::SeqCst), 2);
+    assert_eq!(shared.queries.load(Ordering::SeqCst), 0);
+    // TCP from it too.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(from([127, 0, 0, 2])).unwrap();
+    let mut s = sock.connect(srv.addr).await.unwrap();
+    assert_eq!(addrs(&tcp_on(&mut s, &q).await), ["192.0.2.1"]);
+    assert_eq!(own.queries.load(Ordering::SeqCst), 3);
+    // Anyone else: the server's upstream. Names of the network still answer locally.
+    let (m, _) = udp(srv.addr, &q).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    assert_eq!(shared.queries.load(Ordering::SeqCst), 1);
+    assert_eq!(own.queries.load(Ordering::SeqCst), 3);
     srv.stop().await;
 }
 

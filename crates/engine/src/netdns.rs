@@ -104,6 +104,8 @@ struct EndpointRow {
     ip6: Option<IpAddr>,
     ifname: String,
     aliases: Vec<String>,
+    /// `--dns`: the container's own upstream resolvers.
+    dns: Vec<SocketAddr>,
 }
 
 impl Dns {
@@ -166,7 +168,10 @@ impl Dns {
         }
         let mut by_net: HashMap<&str, Vec<Entry>> = HashMap::new();
         for e in eps.iter().filter(|e| here.contains(&e.ifname)) {
-            let mut entry = Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), ..Default::default() };
+            // An --internal network forwards nothing, whatever the container asked for.
+            let internal = nets.iter().any(|n| n.name == e.network && n.internal);
+            let dns = if internal { vec![] } else { e.dns.clone() };
+            let mut entry = Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), dns, ..Default::default() };
             for ip in std::iter::once(e.ip).chain(e.ip6) {
                 match ip {
                     IpAddr::V4(a) => entry.ipv4.push(a),
@@ -218,14 +223,20 @@ impl Dns {
             })
             .collect();
         let eps = tx
-            .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases, e.ip6 FROM endpoints e JOIN containers c ON c.id = e.container_id")?
+            // `--dns` lives in the run request (the container's config JSON), validated there.
+            .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases, e.ip6, json_extract(c.config, '$.dns') FROM endpoints e JOIN containers c ON c.id = e.container_id")?
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?))
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(network, id, name, ip, ifname, aliases, ip6)| {
-                Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ip6: ip6.and_then(|a| a.parse().ok()), ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default() })
+            .filter_map(|((network, id, name, ip), (ifname, aliases, ip6, dns))| {
+                let dns: Vec<String> = dns.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+                let dns = dns.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|a| SocketAddr::new(a, 53)).collect();
+                Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ip6: ip6.and_then(|a| a.parse().ok()), ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default(), dns })
             })
             .collect();
         Ok((nets, eps))

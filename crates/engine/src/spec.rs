@@ -47,6 +47,12 @@ pub struct RunRequest {
     pub init: Option<bool>,
     pub user_home: Option<String>,
     pub network_aliases: Vec<String>,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`).
+    pub add_hosts: Vec<String>,
+    /// `--dns`: the container's resolvers (on a cove network: the upstreams of its DNS).
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
     pub publish: Vec<String>,
     pub publish_all: bool,
 }
@@ -434,6 +440,78 @@ pub fn net_mode(req: &RunRequest) -> Result<NetMode> {
     }
 }
 
+/// The address of an `--add-host` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostIp {
+    Ip(std::net::IpAddr),
+    /// `host-gateway`: the address that reaches the host (`host.containers.internal`'s).
+    Gateway,
+}
+
+/// `--add-host`, `--dns`, `--dns-search` and `--dns-option`, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameOpts {
+    pub hosts: Vec<(String, HostIp)>,
+    pub dns: Vec<std::net::IpAddr>,
+    /// `None`: the host's search domains; `Some(empty)`: none (`--dns-search .`).
+    pub search: Option<Vec<String>>,
+    /// Empty: the host's options.
+    pub options: Vec<String>,
+}
+
+impl NameOpts {
+    pub fn is_empty(&self) -> bool {
+        *self == NameOpts::default()
+    }
+}
+
+/// A name for /etc/hosts or resolv.conf: letters, digits, `-`, `_`, `.`; not starting with `-`.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && !s.starts_with('-') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Checks `--add-host`, `--dns`, `--dns-search`, `--dns-option` as Docker takes them.
+pub fn name_opts(req: &RunRequest) -> Result<NameOpts> {
+    let mut o = NameOpts::default();
+    for h in &req.add_hosts {
+        let bad = |why: &str| Error::Invalid(format!("invalid --add-host {h:?}: {why}"));
+        // HOST:IP, or HOST=IP (Docker 25); an IPv6 address after ':' keeps its colons.
+        let (name, ip) = h.split_once('=').or_else(|| h.split_once(':')).ok_or_else(|| bad("expected HOST:IP (IP may be host-gateway)"))?;
+        if !plain_name(name) {
+            return Err(bad(&format!("{name:?} is not a valid host name")));
+        }
+        let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
+        let ip = match ip {
+            "host-gateway" => HostIp::Gateway,
+            _ => HostIp::Ip(ip.parse().map_err(|_| bad(&format!("{ip:?} is not an IP address")))?),
+        };
+        o.hosts.push((name.to_string(), ip));
+    }
+    for d in &req.dns {
+        o.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
+    }
+    if !req.dns_search.is_empty() {
+        let mut search = vec![];
+        for d in &req.dns_search {
+            if d == "." {
+                continue;
+            }
+            if !plain_name(d.trim_end_matches('.')) {
+                return Err(Error::Invalid(format!("invalid --dns-search {d:?}: not a domain name")));
+            }
+            search.push(d.clone());
+        }
+        o.search = Some(search);
+    }
+    for opt in &req.dns_options {
+        if opt.is_empty() || opt.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Invalid(format!("invalid --dns-option {opt:?}: one resolv.conf option, e.g. ndots:2")));
+        }
+        o.options.push(opt.clone());
+    }
+    Ok(o)
+}
+
 /// Inputs to [`build`] that the engine computed.
 pub struct SpecInputs<'a> {
     pub req: &'a RunRequest,
@@ -627,6 +705,45 @@ pub fn resources(req: &RunRequest) -> Result<Option<rt::LinuxResources>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_opts_parse_as_docker_takes_them() {
+        let req = |hosts: &[&str], dns: &[&str], search: &[&str], opts: &[&str]| RunRequest {
+            add_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            dns_search: search.iter().map(|s| s.to_string()).collect(),
+            dns_options: opts.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let o = name_opts(&req(&["db:10.0.0.5", "v6:fd00::1", "br=[fd00::2]", "gw:host-gateway"], &["192.0.2.53", "2001:db8::53"], &["a.example", "b.example."], &["ndots:2"])).unwrap();
+        assert_eq!(
+            o.hosts,
+            [
+                ("db".to_string(), HostIp::Ip("10.0.0.5".parse().unwrap())),
+                ("v6".to_string(), HostIp::Ip("fd00::1".parse().unwrap())),
+                ("br".to_string(), HostIp::Ip("fd00::2".parse().unwrap())),
+                ("gw".to_string(), HostIp::Gateway),
+            ]
+        );
+        assert_eq!(o.dns.len(), 2);
+        assert_eq!(o.search, Some(vec!["a.example".to_string(), "b.example.".to_string()]));
+        assert_eq!(o.options, ["ndots:2"]);
+        assert_eq!(name_opts(&req(&[], &[], &["."], &[])).unwrap().search, Some(vec![]));
+        assert!(name_opts(&RunRequest::default()).unwrap().is_empty());
+        for (bad, want) in [
+            (req(&["nocolon"], &[], &[], &[]), "expected HOST:IP"),
+            (req(&["db:10.0.0"], &[], &[], &[]), "not an IP address"),
+            (req(&["bad name:10.0.0.1"], &[], &[], &[]), "not a valid host name"),
+            (req(&[":10.0.0.1"], &[], &[], &[]), "not a valid host name"),
+            (req(&[], &["8.8.8"], &[], &[]), "invalid --dns"),
+            (req(&[], &[], &["a b"], &[]), "invalid --dns-search"),
+            (req(&[], &[], &[], &["nd ots"]), "invalid --dns-option"),
+            (req(&[], &[], &[], &[""]), "invalid --dns-option"),
+        ] {
+            let e = name_opts(&bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
     use super::*;
 
     fn img(ep: &[&str], cmd: &[&str]) -> ImageDefaults {
