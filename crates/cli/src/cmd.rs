@@ -224,6 +224,12 @@ pub enum NetworkCmd {
         /// Add a network-scoped alias for the container
         #[arg(long)]
         alias: Vec<String>,
+        /// IPv4 address on this network
+        #[arg(long)]
+        ip: Option<String>,
+        /// IPv6 address on this network
+        #[arg(long)]
+        ip6: Option<String>,
         network: String,
         container: String,
     },
@@ -472,6 +478,12 @@ pub struct RunArgs {
     /// Add a network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     network_alias: Vec<String>,
+    /// IPv4 address of the container on its network (e.g. 10.90.1.50)
+    #[arg(long)]
+    ip: Option<String>,
+    /// IPv6 address of the container on its network (an --ipv6 network)
+    #[arg(long)]
+    ip6: Option<String>,
     /// Add a custom host-to-IP mapping (host:ip; ip may be host-gateway, the host's address)
     #[arg(long = "add-host")]
     add_host: Vec<String>,
@@ -539,6 +551,8 @@ impl RunArgs {
             init: self.init,
             user_home: self.user_home,
             network_aliases: self.network_alias,
+            ip: self.ip,
+            ip6: self.ip6,
             add_hosts: self.add_host,
             dns: self.dns,
             dns_search: self.dns_search,
@@ -765,8 +779,9 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Network(NetworkCmd::Connect { alias, network, container }) => {
-            cove_engine::network::connect(&mut eng, &network, &container, &alias)?;
+        Command::Network(NetworkCmd::Connect { alias, ip, ip6, network, container }) => {
+            let fixed = cove_engine::network::StaticIp::parse(ip.as_deref(), ip6.as_deref())?;
+            cove_engine::network::connect(&mut eng, &network, &container, &alias, fixed)?;
             Ok(0)
         }
         Command::Network(NetworkCmd::Disconnect { force: _, network, container }) => {

@@ -1380,6 +1380,47 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 }
 
 #[test]
+fn static_addresses_with_ip_and_ip6() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--ipv6", "--subnet", "10.94.1.0/24", "--subnet", "fd63:6f76:65bb::/64", "dual"]);
+    w.ok(&["run", "-d", "--name", "fixed", "--network", "dual", "--ip", "10.94.1.50", "--ip6", "fd63:6f76:65bb::50", "bb", "sleep", "300"]);
+    let addrs = w.ok(&["exec", "fixed", "sh", "-c", "ip -o addr show eth0 | grep -o 'inet6\\? [0-9a-f.:]*/[0-9]*' | grep -v fe80"]);
+    assert_eq!(addrs, "inet 10.94.1.50/24\ninet6 fd63:6f76:65bb::50/64\n");
+    // The next container gets the lowest free address, not fixed's, and finds it by name.
+    let out = w.sh_ok(&["--network", "dual"], "ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*'; nslookup fixed | grep -c -e 'Address: 10.94.1.50$' -e 'Address: fd63:6f76:65bb::50$'");
+    assert_eq!(out, "inet 10.94.1.2\n2\n");
+    // The address stays fixed's across a restart, and is free again once it is removed.
+    w.ok(&["restart", "-t", "1", "fixed"]);
+    assert!(w.ok(&["exec", "fixed", "ip", "-4", "-o", "addr", "show", "eth0"]).contains("inet 10.94.1.50/24"));
+    let bad = |args: &[&str], want: &str| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend(["bb", "true"]);
+        let o = w.cove(&a);
+        assert_eq!(o.status.code(), Some(125), "{a:?}");
+        assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    };
+    bad(&["--network", "dual", "--ip", "10.94.1.50"], "address 10.94.1.50 is already in use in subnet 10.94.1.0/24");
+    bad(&["--network", "dual", "--ip", "10.94.2.5"], "is not in subnet 10.94.1.0/24");
+    bad(&["--network", "dual", "--ip", "10.94.1.1"], "gateway");
+    bad(&["--network", "dual", "--ip", "fd63:6f76:65bb::9"], "not an IPv4 address");
+    bad(&["--network", "dual", "--ip6", "10.94.1.9"], "not an IPv6 address");
+    bad(&["--network", "none", "--ip", "10.94.1.9"], "exactly one network");
+    w.ok(&["network", "create", "--subnet", "10.94.3.0/24", "v4only"]);
+    bad(&["--network", "v4only", "--ip6", "fd63:6f76:65bb::9"], "has no IPv6 subnet");
+    bad(&["--network", "dual,v4only", "--ip", "10.94.1.9"], "exactly one network");
+    // network connect --ip.
+    w.ok(&["network", "connect", "--ip", "10.94.3.77", "v4only", "fixed"]);
+    assert!(w.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"]).contains("inet 10.94.3.77/24"));
+    let o = w.cove(&["network", "connect", "--ip", "10.94.9.1", "v4only", "fixed"]);
+    assert!(!o.status.success());
+    w.ok(&["rm", "-f", "fixed"]);
+    w.ok(&["run", "--rm", "--network", "dual", "--ip", "10.94.1.50", "bb", "true"]);
+    assert_eq!(w.ok(&["ps", "-aq"]), "", "a failed run left a container behind");
+}
+
+#[test]
 fn add_host_and_dns_options_as_docker_takes_them() {
     let Some(w) = World::new() else { return };
     // On a cove network: the extra names in /etc/hosts (host-gateway = host.containers.internal's

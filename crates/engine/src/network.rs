@@ -218,22 +218,57 @@ pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
 
 /// Leases an address on each network for a new container (inside the caller's transaction,
 /// so two containers can never get the same address).
-pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)]) -> Result<Vec<Endpoint>> {
-    lease_from(tx, container_id, nets, 0)
+pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], fixed: StaticIp) -> Result<Vec<Endpoint>> {
+    lease_from(tx, container_id, nets, 0, fixed)
+}
+
+/// Addresses asked for (`--ip`, `--ip6`) on the first network of a lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaticIp {
+    pub v4: Option<IpAddr>,
+    pub v6: Option<IpAddr>,
+}
+
+impl StaticIp {
+    /// Parses `--ip` and `--ip6` (each of its family).
+    pub fn parse(ip: Option<&str>, ip6: Option<&str>) -> Result<StaticIp> {
+        let v4 = ip.map(|a| match a.parse::<IpAddr>() {
+            Ok(a @ IpAddr::V4(_)) => Ok(a),
+            _ => Err(Error::Invalid(format!("invalid --ip {a:?}: not an IPv4 address"))),
+        });
+        let v6 = ip6.map(|a| match a.parse::<IpAddr>() {
+            Ok(a @ IpAddr::V6(_)) => Ok(a),
+            _ => Err(Error::Invalid(format!("invalid --ip6 {a:?}: not an IPv6 address"))),
+        });
+        Ok(StaticIp { v4: v4.transpose()?, v6: v6.transpose()? })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_none() && self.v6.is_none()
+    }
 }
 
 /// [`lease`], numbering the container's interfaces from `first` (eth<first>, ...).
-fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], first: usize) -> Result<Vec<Endpoint>> {
+fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], first: usize, fixed: StaticIp) -> Result<Vec<Endpoint>> {
     let mut out = vec![];
     for (k, (n, aliases)) in nets.iter().enumerate() {
         let i = first + k;
+        let fixed = if k == 0 { fixed } else { StaticIp::default() };
+        if fixed.v6.is_some() && n.subnet6.is_none() {
+            return Err(Error::Invalid(format!("--ip6: network {} has no IPv6 subnet (create it with --ipv6)", n.name)));
+        }
+        // A taken or unfit address asked for is the user's error (exit 125, a clear line).
+        let ipam_err = |e: cove_net::Error| match (&e, fixed.is_empty()) {
+            (_, false) if !matches!(e, cove_net::Error::Exhausted { .. }) => Error::Invalid(format!("network {}: {e}", n.name)),
+            _ => Error::Conflict(format!("network {}: {e}", n.name)),
+        };
         let subnet: Subnet = n.subnet.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
         let gateway: IpAddr = n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
         let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
         let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
         let ip = cove_net::ipam::Ipam::with_gateway(subnet, gateway)
-            .and_then(|ipam| ipam.allocate(&used, None))
-            .map_err(|e| Error::Conflict(format!("network {}: {e}", n.name)))?;
+            .and_then(|ipam| ipam.allocate(&used, fixed.v4))
+            .map_err(ipam_err)?;
         let ifname = format!("cv{}{}", &container_id[..10], i);
         let ip6 = match (&n.subnet6, &n.gateway6) {
             (Some(s6), Some(g6)) => {
@@ -242,8 +277,8 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
                 let mut st = tx.prepare("SELECT ip6 FROM endpoints WHERE network = ?1 AND ip6 IS NOT NULL")?;
                 let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
                 let a = cove_net::ipam::Ipam::with_gateway(s6, g6)
-                    .and_then(|ipam| ipam.allocate(&used, None))
-                    .map_err(|e| Error::Conflict(format!("network {}: {e}", n.name)))?;
+                    .and_then(|ipam| ipam.allocate(&used, fixed.v6))
+                    .map_err(ipam_err)?;
                 Some((a, s6.prefix_len(), g6))
             }
             _ => None,
@@ -332,7 +367,7 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
 }
 
 /// `cove network connect`: attaches a running container to one more network.
-pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[String]) -> Result<()> {
+pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[String], fixed: StaticIp) -> Result<()> {
     crate::lifecycle::reconcile(eng)?;
     let n = find(eng, network)?;
     let c = eng.db.find_container(container)?;
@@ -350,7 +385,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
         names.iter().filter_map(|i| i.get(12..)?.parse::<usize>().ok()).map(|i| i + 1).max().unwrap_or(0)
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
-    let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used))?;
+    let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
     if let Err(e) = attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;

@@ -209,6 +209,10 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     } else if !req.network_aliases.is_empty() {
         return Err(Error::Invalid("--network-alias is only supported for user-defined networks".into()));
     }
+    let fixed = crate::network::StaticIp::parse(req.ip.as_deref(), req.ip6.as_deref())?;
+    if !fixed.is_empty() && nets.len() != 1 {
+        return Err(Error::Invalid("--ip and --ip6 need exactly one network (--network NAME)".into()));
+    }
     let names = spec::name_opts(req)?;
     if matches!(net, NetMode::Container(..)) && !names.is_empty() {
         return Err(Error::Invalid("--add-host, --dns, --dns-search and --dns-option cannot be used with --network container:NAME: the container uses NAME's /etc/hosts and resolv.conf".into()));
@@ -303,7 +307,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created')",
                 params![id, name, img.id, image_name, created, config],
             )?;
-            crate::network::lease(tx, &id, &nets)
+            crate::network::lease(tx, &id, &nets, fixed)
         })
         .map_err(|e| match e {
             Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {

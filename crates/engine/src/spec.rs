@@ -47,6 +47,9 @@ pub struct RunRequest {
     pub init: Option<bool>,
     pub user_home: Option<String>,
     pub network_aliases: Vec<String>,
+    /// `--ip`, `--ip6`: the container's addresses on its (one) network.
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`).
     pub add_hosts: Vec<String>,
     /// `--dns`: the container's resolvers (on a cove network: the upstreams of its DNS).
