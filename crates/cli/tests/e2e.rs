@@ -1160,6 +1160,23 @@ fn network_connect_and_disconnect() {
     w.ok(&["start", "app"]);
     let addrs = w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
     assert_eq!(addrs, "inet 10.92.1.2/24\ninet 10.92.2.3/24\n");
+    // As compose does: create, connect the other networks, then start; a stopped container
+    // can be disconnected too.
+    w.ok(&["create", "--name", "svc", "--network", "front", "bb", "sleep", "300"]);
+    w.ok(&["network", "connect", "--alias", "svc-back", "--ip", "10.92.2.40", "back", "svc"]);
+    w.ok(&["start", "svc"]);
+    let addrs = w.ok(&["exec", "svc", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
+    assert_eq!(addrs, "inet 10.92.1.3/24\ninet 10.92.2.40/24\n");
+    assert!(w.sh_ok(&["--network", "back"], "nslookup svc-back").contains("Address: 10.92.2.40"));
+    w.ok(&["stop", "-t", "1", "svc"]);
+    w.ok(&["network", "disconnect", "back", "svc"]);
+    w.ok(&["start", "svc"]);
+    assert_eq!(w.ok(&["exec", "svc", "sh", "-c", "ip -4 -o addr | grep -c 'inet 10.92.2' || true"]).trim(), "0");
+    // No network of its own: nothing to connect.
+    w.ok(&["run", "-d", "--name", "alone", "--network", "none", "bb", "sleep", "300"]);
+    let o = w.cove(&["network", "connect", "back", "alone"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("runs with --network none"), "{}", stderr(&o));
 }
 
 /// A resolver on the host's loopback: answers every question with one A record, 192.0.2.7, and

@@ -375,10 +375,24 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     if mine.iter().any(|(net, _)| *net == n.name) {
         return Err(Error::Conflict(format!("endpoint with name {} already exists in network {}", c.name, n.name)));
     }
-    let pid = (c.state == "running")
-        .then(|| crate::monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid")))
-        .flatten()
-        .ok_or_else(|| Error::Conflict(format!("container {} is not running (connect works on running containers)", c.name)))?;
+    // Only a container with networks of its own (not none, host or container:NAME) joins more.
+    let req: crate::spec::RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    if !matches!(crate::spec::net_mode(&req), Ok(crate::spec::NetMode::Bridge(_))) {
+        return Err(Error::Conflict(format!(
+            "container {} runs with --network {}: it has no network of its own to connect",
+            c.name,
+            req.network.as_deref().unwrap_or("")
+        )));
+    }
+    // A running container is wired now; a created or stopped one at its next start (as
+    // compose does: create, connect the other networks, start).
+    let pid = match c.state.as_str() {
+        "running" => Some(
+            crate::monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
+                .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?,
+        ),
+        _ => None,
+    };
     let used: usize = {
         let mut st = eng.db.conn.prepare("SELECT ifname FROM endpoints WHERE container_id = ?1")?;
         let names: Vec<String> = st.query_map([&c.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -386,7 +400,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
-    if let Err(e) = attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps) {
+    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps)) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
             Ok(())
