@@ -736,15 +736,18 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
         }
         Command::Network(NetworkCmd::Ls { quiet }) => {
             let rows = cove_engine::network::list(&eng)?;
-            if !quiet {
-                println!("{:<14} {:<20} {:<10} {:<18} {}", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY");
-            }
+            let mut table = crate::table::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"]);
             for n in rows {
                 if quiet {
                     println!("{}", &n.id[..12]);
                 } else {
-                    println!("{:<14} {:<20} {:<10} {:<18} {}", &n.id[..12], n.name, "bridge", n.subnet, n.gateway);
+                    let subnet = n.subnet6.as_ref().map_or(n.subnet.clone(), |s6| format!("{},{s6}", n.subnet));
+                    let gateway = n.gateway6.as_ref().map_or(n.gateway.clone(), |g6| format!("{},{g6}", n.gateway));
+                    table.row(vec![n.id[..12].to_string(), n.name, "bridge".into(), subnet, gateway]);
                 }
+            }
+            if !quiet {
+                table.write(&mut std::io::stdout().lock())?;
             }
             Ok(0)
         }
@@ -948,10 +951,10 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
-    if !a.quiet {
-        let digest = if a.digests { format!("{:<72}", "DIGEST") } else { String::new() };
-        writeln!(out, "{:<40} {:<10} {digest}{:<15} {:<20} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
-    }
+    let mut table = match a.digests {
+        true => crate::table::Table::new(&["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]),
+        false => crate::table::Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]),
+    };
     for i in &imgs {
         let id = if a.no_trunc { i.id.clone() } else { cove_oci::short_id(&i.id).to_string() };
         if a.quiet {
@@ -969,10 +972,17 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
                 })
                 .collect()
         };
-        let digest = if a.digests { format!("{:<72}", i.digest.as_deref().unwrap_or("<none>")) } else { String::new() };
         for (repo, tag) in rows {
-            writeln!(out, "{repo:<40} {tag:<10} {digest}{id:<15} {:<20} {}", ago(&i.created), human_size(i.size))?;
+            let mut cells = vec![repo, tag];
+            if a.digests {
+                cells.push(i.digest.clone().unwrap_or_else(|| "<none>".into()));
+            }
+            cells.extend([id.clone(), ago(&i.created), human_size(i.size)]);
+            table.row(cells);
         }
+    }
+    if !a.quiet {
+        table.write(&mut out)?;
     }
     Ok(0)
 }
@@ -1110,9 +1120,7 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
         writeln!(out, "{}", serde_json::to_string(&v)?)?;
         return Ok(0);
     }
-    if !a.quiet {
-        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")?;
-    }
+    let mut table = crate::table::Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]);
     for c in rows {
         let id = if a.no_trunc { c.id.clone() } else { cove_oci::short_id(&c.id).to_string() };
         if a.quiet {
@@ -1125,7 +1133,10 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
             cmd.truncate(17);
             cmd.push_str("...");
         }
-        writeln!(out, "{:<14} {:<24} {:<22} {:<16} {:<22} {}", id, c.image, format!("\"{cmd}\""), ago(&c.created), lifecycle::status_text(&c, ago), c.name)?;
+        table.row(vec![id, c.image.clone(), format!("\"{cmd}\""), ago(&c.created), lifecycle::status_text(&c, ago), c.name.clone()]);
+    }
+    if !a.quiet {
+        table.write(&mut out)?;
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod registry;
+mod table;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -109,7 +109,7 @@ pub struct CreateOptions {
 fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(String, Subnet)], pool: SubnetPool, v6: bool) -> Result<cove_net::ipam::Ipam> {
     let subnet = match subnet {
         Some(s) => {
-            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("invalid subnet {s:?}: {e}")))?;
+            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
             if s.is_ipv4() == v6 {
                 return Err(Error::Invalid(format!("--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6")));
             }
