@@ -200,6 +200,12 @@ pub enum NetworkCmd {
         /// Driver (only bridge)
         #[arg(short, long, default_value = "bridge")]
         driver: String,
+        /// Set metadata on the network (KEY[=VALUE])
+        #[arg(long)]
+        label: Vec<String>,
+        /// Driver options: mtu=N (also com.docker.network.driver.mtu)
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
         name: String,
     },
     /// List networks
@@ -207,6 +213,9 @@ pub enum NetworkCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// Filter: name=, id=, label=KEY[=VALUE], driver=
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on networks
     Inspect {
@@ -245,6 +254,9 @@ pub enum NetworkCmd {
     Prune {
         #[arg(short, long)]
         force: bool,
+        /// Only networks with (label=KEY[=VALUE]) or without (label!=...) a label
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -712,7 +724,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Ls(a)) => ps(&mut eng, &a),
-        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, name }) => {
+        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, name }) => {
             if driver != "bridge" {
                 bail!("network driver {driver:?} is not supported (bridge)");
             }
@@ -730,12 +742,15 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 ipv6,
                 subnet6: s6.into_iter().next(),
                 gateway6: g6.into_iter().next(),
+                labels: label,
+                options: opt,
             };
             println!("{}", cove_engine::network::create(&mut eng, &name, &o)?.id);
             Ok(0)
         }
-        Command::Network(NetworkCmd::Ls { quiet }) => {
-            let rows = cove_engine::network::list(&eng)?;
+        Command::Network(NetworkCmd::Ls { quiet, filter }) => {
+            let filters = cove_engine::network::Filters::parse(&filter, &["name", "id", "label", "driver"])?;
+            let rows: Vec<_> = cove_engine::network::list(&eng)?.into_iter().filter(|n| filters.matches(n)).collect();
             let mut table = crate::table::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"]);
             for n in rows {
                 if quiet {
@@ -792,8 +807,9 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(&mut eng, n).map(|_| ())),
-        Command::Network(NetworkCmd::Prune { force: _ }) => {
-            let removed = cove_engine::network::prune(&mut eng)?;
+        Command::Network(NetworkCmd::Prune { force: _, filter }) => {
+            let filters = cove_engine::network::Filters::parse(&filter, &["label", "label!"])?;
+            let removed = cove_engine::network::prune(&mut eng, &filters)?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
                 for n in removed {

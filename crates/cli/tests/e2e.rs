@@ -1397,6 +1397,55 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 }
 
 #[test]
+fn network_labels_options_and_filters() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--label", "team=web", "--label", "tier", "-o", "mtu=9000", "--subnet", "10.95.1.0/24", "jumbo"]);
+    w.ok(&["network", "create", "--label", "team=db", "--opt", "com.docker.network.driver.mtu=1400", "--subnet", "10.95.2.0/24", "small"]);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "jumbo"])).unwrap();
+    assert_eq!(v[0]["Labels"], serde_json::json!({"team": "web", "tier": ""}));
+    assert_eq!(v[0]["Options"]["com.docker.network.driver.mtu"], "9000");
+    // The MTU is the links' (both ends), for every container of the network.
+    assert_eq!(w.sh_ok(&["--network", "jumbo"], "cat /sys/class/net/eth0/mtu"), "9000\n");
+    assert_eq!(w.sh_ok(&["--network", "small"], "cat /sys/class/net/eth0/mtu"), "1400\n");
+    assert_eq!(w.sh_ok(&[], "cat /sys/class/net/eth0/mtu"), "1500\n");
+    // Container to container across the jumbo bridge, with a datagram bigger than 1500.
+    w.ok(&["run", "-d", "--name", "peer", "--network", "jumbo", "bb", "sleep", "300"]);
+    let out = w.sh_ok(&["--network", "jumbo"], "ping -c1 -W2 -s 8900 peer >/dev/null && echo ok");
+    assert_eq!(out, "ok\n");
+    w.ok(&["rm", "-f", "peer"]);
+    let names = |args: &[&str]| {
+        let mut a = vec!["network", "ls"];
+        a.extend_from_slice(args);
+        let out = w.ok(&a);
+        let mut v: Vec<String> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["--filter", "label=team"]), ["jumbo", "small"]);
+    assert_eq!(names(&["--filter", "label=team=db"]), ["small"]);
+    assert_eq!(names(&["-f", "label=team", "-f", "label=tier"]), ["jumbo"]);
+    assert_eq!(names(&["--filter", "name=jum"]), ["jumbo"]);
+    for (args, want) in [
+        (vec!["network", "create", "-o", "mtu=99999", "bad"], "the MTU is a number from 68 to 65520"),
+        (vec!["network", "create", "--ipv6", "-o", "mtu=1000", "bad"], "from 1280 to 65520"),
+        (vec!["network", "create", "-o", "com.docker.network.bridge.name=br0", "bad"], "unsupported network option"),
+        (vec!["network", "create", "--label", "bad key=1", "bad"], "invalid label"),
+        (vec!["network", "ls", "--filter", "color=red"], "invalid filter"),
+    ] {
+        let o = w.cove(&args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!w.ok(&["network", "ls"]).contains(" bad "), "a refused network was created");
+    // prune --filter: only the matching networks go.
+    let out = w.ok(&["network", "prune", "-f", "--filter", "label=team=db"]);
+    assert_eq!(out, "Deleted Networks:\nsmall\n");
+    let out = w.ok(&["network", "prune", "-f", "--filter", "label!=team"]);
+    assert!(!out.contains("jumbo"), "{out}");
+    assert!(w.ok(&["network", "ls"]).contains("jumbo"));
+}
+
+#[test]
 fn static_addresses_with_ip_and_ip6() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--ipv6", "--subnet", "10.94.1.0/24", "--subnet", "fd63:6f76:65bb::/64", "dual"]);

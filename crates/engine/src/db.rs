@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 pub struct Db {
     pub conn: Connection,
@@ -101,6 +101,16 @@ impl Db {
                  ALTER TABLE endpoints ADD COLUMN ip6 TEXT;
                  CREATE UNIQUE INDEX IF NOT EXISTS endpoints_ip6 ON endpoints(network, ip6);
                  PRAGMA user_version = 4;",
+            )?;
+            tx.commit()?;
+        }
+        if version < 5 {
+            // `network create --label` and `-o` (JSON objects).
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "ALTER TABLE networks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+                 ALTER TABLE networks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+                 PRAGMA user_version = 5;",
             )?;
             tx.commit()?;
         }

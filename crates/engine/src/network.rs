@@ -15,7 +15,7 @@ use cove_net::ipam::{Subnet, SubnetPool};
 use cove_net::link::{AttachSpec, IfAddr, Netlink};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
@@ -36,6 +36,12 @@ pub struct NetworkRow {
     pub subnet6: Option<String>,
     #[serde(default)]
     pub gateway6: Option<String>,
+    /// `--label`s.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `-o mtu=N`: the MTU of the network's links (default: the kernel's, 1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// A container's place on one network (what the container process needs to be wired).
@@ -51,6 +57,9 @@ pub struct Endpoint {
     /// On a dual-stack network: the IPv6 address, its prefix length and the gateway.
     #[serde(default)]
     pub ip6: Option<(IpAddr, u8, IpAddr)>,
+    /// The network's `-o mtu`.
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
@@ -64,10 +73,19 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
         created: r.get(6)?,
         subnet6: r.get(7)?,
         gateway6: r.get(8)?,
+        labels: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
+        mtu: serde_json::from_str::<NetOptions>(&r.get::<_, String>(10)?).unwrap_or_default().mtu,
     })
 }
 
-const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6 FROM networks";
+/// What `-o` set, as stored (the `options` column).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct NetOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mtu: Option<u32>,
+}
+
+const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
 
 pub fn list(eng: &Engine) -> Result<Vec<NetworkRow>> {
     let mut st = eng.db.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
@@ -102,6 +120,41 @@ pub struct CreateOptions {
     pub ipv6: bool,
     pub subnet6: Option<String>,
     pub gateway6: Option<String>,
+    /// `--label KEY[=VALUE]`.
+    pub labels: Vec<String>,
+    /// `-o KEY=VALUE`: `mtu` (or Docker's `com.docker.network.driver.mtu`).
+    pub options: Vec<String>,
+}
+
+/// Parses `--label`s (KEY or KEY=VALUE, as Docker takes them).
+pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::Invalid(format!("invalid label {l:?}: KEY[=VALUE], the key without spaces")));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Parses `-o` options; only what cove does something with is accepted.
+fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
+    let mut o = NetOptions::default();
+    for kv in opts {
+        let (k, v) = kv.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid option {kv:?}: KEY=VALUE")))?;
+        match k {
+            "mtu" | "com.docker.network.driver.mtu" => {
+                // IPv6 needs 1280; pasta's and slirp4netns's links carry 65520.
+                let min = if ipv6 { 1280 } else { 68 };
+                let mtu = v.parse::<u32>().ok().filter(|m| (min..=65520).contains(m));
+                o.mtu = Some(mtu.ok_or_else(|| Error::Invalid(format!("invalid option {kv:?}: the MTU is a number from {min} to 65520")))?);
+            }
+            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu)"))),
+        }
+    }
+    Ok(o)
 }
 
 /// The subnet (given, or the pool's next free one) and gateway (given, or the first address)
@@ -149,14 +202,29 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
     } else {
         (None, None)
     };
+    let labels = parse_labels(&o.labels)?;
+    let options = parse_options(&o.options, subnet6.is_some())?;
     let id = cove_oci::new_id()?;
     let bridge = format!("cove-{}", &id[..8]);
-    let r = NetworkRow { name: name.to_string(), id, subnet: subnet.to_string(), gateway: ipam.gateway().to_string(), bridge, internal: o.internal, created: now_rfc3339(), subnet6, gateway6 };
+    let r = NetworkRow {
+        name: name.to_string(),
+        id,
+        subnet: subnet.to_string(),
+        gateway: ipam.gateway().to_string(),
+        bridge,
+        internal: o.internal,
+        created: now_rfc3339(),
+        subnet6,
+        gateway6,
+        labels,
+        mtu: options.mtu,
+    };
+    let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()));
     eng.db
         .write(|tx| {
             tx.execute(
-                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created, r.subnet6, r.gateway6],
+                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created, r.subnet6, r.gateway6, labels_json, options_json],
             )?;
             Ok(())
         })
@@ -205,10 +273,51 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
     Ok(n.name)
 }
 
-/// `cove network prune`: removes networks without containers (the default one included).
-pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
+/// `--filter KEY=VALUE`s of `network ls` and `network prune`: all must match (several values
+/// of one key: any of them).
+#[derive(Debug, Default)]
+pub struct Filters(Vec<(String, String)>);
+
+impl Filters {
+    /// Parses `filters`, each `KEY=VALUE` with KEY one of `allowed` (`label!=X` is key `label!`).
+    pub fn parse(filters: &[String], allowed: &[&str]) -> Result<Filters> {
+        let mut out = vec![];
+        for f in filters {
+            let (k, v) = f.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid filter {f:?}: KEY=VALUE")))?;
+            if !allowed.contains(&k) {
+                return Err(Error::Invalid(format!("invalid filter {k:?} (supported: {})", allowed.join(", "))));
+            }
+            out.push((k.to_string(), v.to_string()));
+        }
+        Ok(Filters(out))
+    }
+
+    pub fn matches(&self, n: &NetworkRow) -> bool {
+        let label = |want: &str| match want.split_once('=') {
+            Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+            None => n.labels.contains_key(want),
+        };
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        keys.iter().all(|key| {
+            let mut values = self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            match *key {
+                "name" => values.any(|v| n.name.contains(v)),
+                "id" => values.any(|v| n.id.starts_with(v)),
+                "driver" => values.any(|v| v == "bridge"),
+                "label" => values.all(label),
+                "label!" => !values.any(label),
+                _ => true,
+            }
+        })
+    }
+}
+
+/// `cove network prune`: removes networks without containers (the default one included) that
+/// match `filters`.
+pub fn prune(eng: &mut Engine, filters: &Filters) -> Result<Vec<String>> {
     let mut out = vec![];
-    for n in list(eng)? {
+    for n in list(eng)?.into_iter().filter(|n| filters.matches(n)) {
         if endpoints_of(eng, &n.name)?.is_empty() {
             out.push(remove(eng, &n.name)?);
         }
@@ -287,7 +396,7 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
             "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()), ip6.map(|(a, _, _)| a.to_string())],
         )?;
-        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6 });
+        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.mtu });
     }
     Ok(out)
 }
@@ -334,7 +443,7 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
         // The default route goes through the first network only.
         let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
-        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: None };
+        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu };
         tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
         // network namespace asynchronously): the name is this container's, so it goes.
@@ -354,14 +463,24 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     for (cid, ip) in endpoints_of(eng, &n.name)? {
         let name = eng.db.container(&cid)?.map(|c| c.name).unwrap_or_default();
         let prefix = n.subnet.split('/').nth(1).unwrap_or("24");
-        containers.insert(cid, serde_json::json!({ "Name": name, "IPv4Address": format!("{ip}/{prefix}") }));
+        let mut c = serde_json::json!({ "Name": name, "IPv4Address": format!("{ip}/{prefix}"), "IPv6Address": "" });
+        let ip6: Option<String> = eng.db.conn.query_row("SELECT ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2", params![cid, n.name], |r| r.get(0)).optional()?.flatten();
+        if let (Some(a), Some(s6)) = (ip6, &n.subnet6) {
+            c["IPv6Address"] = format!("{a}/{}", s6.split('/').nth(1).unwrap_or("64")).into();
+        }
+        containers.insert(cid, c);
+    }
+    let mut options = serde_json::json!({ "com.docker.network.bridge.name": n.bridge });
+    if let Some(m) = n.mtu {
+        options["com.docker.network.driver.mtu"] = m.to_string().into();
     }
     Ok(serde_json::json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
         "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
         "IPAM": { "Driver": "default", "Config": std::iter::once(serde_json::json!({ "Subnet": n.subnet, "Gateway": n.gateway }))
             .chain(n.subnet6.iter().map(|s6| serde_json::json!({ "Subnet": s6, "Gateway": n.gateway6 }))).collect::<Vec<_>>() },
-        "Options": { "com.docker.network.bridge.name": n.bridge },
+        "Options": options,
+        "Labels": n.labels,
         "Containers": containers,
     }))
 }
