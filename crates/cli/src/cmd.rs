@@ -124,7 +124,11 @@ pub enum Command {
     /// Display the running processes of a container
     Top { container: String },
     /// List port mappings of a container
-    Port { container: String },
+    Port {
+        container: String,
+        /// Only this container port (PORT[/PROTO]); prints the host addresses alone
+        port: Option<String>,
+    },
     /// Attach to a running container's output (and its terminal's input with -t)
     Attach { container: String },
     /// List containers
@@ -511,6 +515,9 @@ pub struct RunArgs {
     /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/udp])
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Expose a port or a range of ports (PORT[-END][/PROTO]); -P publishes them
+    #[arg(long)]
+    expose: Vec<String>,
     /// Publish all exposed ports to random host ports
     #[arg(short = 'P', long = "publish-all")]
     publish_all: bool,
@@ -565,6 +572,7 @@ impl RunArgs {
             network_aliases: self.network_alias,
             ip: self.ip,
             ip6: self.ip6,
+            expose: self.expose,
             add_hosts: self.add_host,
             dns: self.dns,
             dns_search: self.dns_search,
@@ -697,10 +705,24 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(lifecycle::exec(&mut eng, &a.container, &o)?)
         }
         Command::Attach { container } => Ok(lifecycle::attach(&mut eng, &container)? as i32),
-        Command::Port { container } => {
+        Command::Port { container, port } => {
             let c = eng.db.find_container(&container)?;
-            for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {
-                println!("{}/{} -> {}", p.container_port, p.proto, std::net::SocketAddr::new(p.host_ip, p.host_port));
+            let published = cove_engine::ports::load(&eng.dirs.container_run(&c.id));
+            let Some(want) = port else {
+                for p in published {
+                    println!("{}/{} -> {}", p.container_port, p.proto, std::net::SocketAddr::new(p.host_ip, p.host_port));
+                }
+                return Ok(0);
+            };
+            let (num, proto) = want.split_once('/').unwrap_or((want.as_str(), "tcp"));
+            let num: u16 = num.parse().map_err(|_| anyhow::anyhow!("invalid port {want:?}: PORT[/tcp|udp]"))?;
+            let mut found = false;
+            for p in published.iter().filter(|p| p.container_port == num && p.proto == proto) {
+                println!("{}", std::net::SocketAddr::new(p.host_ip, p.host_port));
+                found = true;
+            }
+            if !found {
+                bail!("no public port '{num}/{proto}' published for {}", c.name);
             }
             Ok(0)
         }

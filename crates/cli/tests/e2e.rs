@@ -1067,6 +1067,19 @@ fn published_ports_tcp_and_udp() {
     }
     let o = w.cove(&["run", "--rm", "-p", "80", "--network", "none", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125));
+    // `port NAME PORT` prints the host side alone; an unpublished port is an error.
+    assert_eq!(w.ok(&["port", "web", "80"]), format!("127.0.0.1:{tp}\n"));
+    assert_eq!(w.ok(&["port", "web", "53/udp"]), format!("127.0.0.1:{up}\n"));
+    let o = w.cove(&["port", "web", "81"]);
+    assert!(stderr(&o).contains("no public port '81/tcp' published for web"), "{}", stderr(&o));
+    // --expose adds to what -P publishes (random host ports), ranges too.
+    w.ok(&["run", "-d", "--name", "exp", "--expose", "7000-7001", "--expose", "7100/udp", "-P", "bb", "sleep", "300"]);
+    let ports = w.ok(&["port", "exp"]);
+    for p in ["7000/tcp -> 0.0.0.0:", "7001/tcp -> 0.0.0.0:", "7100/udp -> 0.0.0.0:"] {
+        assert!(ports.contains(p), "{p}: {ports}");
+    }
+    let o = w.cove(&["run", "--rm", "--expose", "9-2", "bb", "true"]);
+    assert!(stderr(&o).contains("invalid --expose \"9-2\""), "{}", stderr(&o));
     // Removing the container closes the port.
     w.ok(&["rm", "-f", "web"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", tp)).is_err(), "port still open after rm");

@@ -44,6 +44,31 @@ pub fn specs(publish: &[String], publish_all: bool, exposed: &[String]) -> Resul
     Ok(out)
 }
 
+/// The exposed ports of a container: the image's, then `--expose` ones (PORT[-END][/PROTO],
+/// ranges expanded), each once, as `PORT/PROTO`.
+pub fn exposed(image: &[String], expose: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = image.to_vec();
+    for e in expose {
+        let bad = || Error::Invalid(format!("invalid --expose {e:?}: PORT[-END][/tcp|udp]"));
+        let (ports, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        if proto != "tcp" && proto != "udp" {
+            return Err(bad());
+        }
+        let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+        let (lo, hi): (u16, u16) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
+        if lo == 0 || hi < lo {
+            return Err(bad());
+        }
+        for p in lo..=hi {
+            let s = format!("{p}/{proto}");
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Binds the host sockets for `specs`. Errors name the port and why.
 pub fn bind(specs: &[PortSpec]) -> Result<Vec<(Published, OwnedFd)>> {
     let mut out = vec![];

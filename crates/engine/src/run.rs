@@ -218,7 +218,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         return Err(Error::Invalid("--add-host, --dns, --dns-search and --dns-option cannot be used with --network container:NAME: the container uses NAME's /etc/hosts and resolv.conf".into()));
     }
     // Bad or privileged port specs fail here, before anything exists.
-    let port_specs = crate::ports::specs(&req.publish, req.publish_all, &defaults.exposed)?;
+    let exposed = crate::ports::exposed(&defaults.exposed, &req.expose)?;
+    let port_specs = crate::ports::specs(&req.publish, req.publish_all, &exposed)?;
     if !port_specs.is_empty() && !matches!(net, NetMode::Bridge(_)) {
         return Err(Error::Invalid("published ports need a network: not with --network none or host".into()));
     }
@@ -375,7 +376,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: defaults.exposed.clone(), net_from })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: exposed.clone(), net_from })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);

@@ -47,6 +47,8 @@ pub struct RunRequest {
     pub init: Option<bool>,
     pub user_home: Option<String>,
     pub network_aliases: Vec<String>,
+    /// `--expose PORT[-END][/PROTO]`: exposed besides the image's ones (for `-P`).
+    pub expose: Vec<String>,
     /// `--ip`, `--ip6`: the container's addresses on its (one) network.
     pub ip: Option<String>,
     pub ip6: Option<String>,
