@@ -1047,6 +1047,9 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
             "User": req.get("user").cloned().unwrap_or_default(),
             "WorkingDir": req.get("workdir").cloned().unwrap_or_default(),
             "Tty": req.get("tty"),
+            "Labels": req.get("labels").and_then(|l| l.as_array()).map(|l| {
+                l.iter().filter_map(|x| x.as_str()).map(|x| { let (k, v) = x.split_once('=').unwrap_or((x, "")); (k.to_string(), serde_json::Value::from(v)) }).collect::<serde_json::Map<_, _>>()
+            }),
         },
         "NetworkSettings": network_settings(eng, c),
         "HostConfig": {
@@ -1056,19 +1059,72 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
             "Privileged": req.get("privileged"),
             "CapAdd": req.get("cap_add"),
             "CapDrop": req.get("cap_drop"),
-            "NetworkMode": req.get("network").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| "none".into()),
+            // No --network: the default network ("bridge" for Docker's tools).
+            "NetworkMode": req.get("network").cloned().filter(|v| !v.is_null() && v.as_str() != Some("")).unwrap_or_else(|| "bridge".into()),
+            "Dns": req.get("dns"),
+            "DnsSearch": req.get("dns_search"),
+            "DnsOptions": req.get("dns_options"),
+            "ExtraHosts": req.get("add_hosts"),
+            "PublishAllPorts": req.get("publish_all"),
+            "RestartPolicy": { "Name": req.get("restart").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| "no".into()) },
         },
     })
 }
 
 fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
+    let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    let nets = cove_engine::network::list(eng).unwrap_or_default();
     let eps = eng.db.container_endpoints6(&c.id).unwrap_or_default();
-    let first = eps.first().map(|(_, ip, _)| ip.clone()).unwrap_or_default();
-    let first6 = eps.first().and_then(|(_, _, ip6)| ip6.clone()).unwrap_or_default();
+    let aliases: std::collections::HashMap<String, Vec<String>> = eng
+        .db
+        .conn
+        .prepare("SELECT network, aliases FROM endpoints WHERE container_id = ?1")
+        .and_then(|mut st| st.query_map([&c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, a)| (n, serde_json::from_str(&a).unwrap_or_default()))
+        .collect();
+    let prefix = |subnet: &str| subnet.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()).unwrap_or(0);
+    let mut networks = serde_json::Map::new();
+    for (k, (name, ip, ip6)) in eps.iter().enumerate() {
+        let n = nets.iter().find(|n| &n.name == name);
+        let mut v = serde_json::json!({
+            "NetworkID": n.map(|n| n.id.clone()).unwrap_or_default(),
+            "IPAddress": ip,
+            "IPPrefixLen": n.map(|n| prefix(&n.subnet)).unwrap_or(0),
+            "Gateway": n.map(|n| n.gateway.clone()).unwrap_or_default(),
+            "GlobalIPv6Address": ip6.clone().unwrap_or_default(),
+            "GlobalIPv6PrefixLen": n.and_then(|n| n.subnet6.as_deref()).map(prefix).unwrap_or(0),
+            "IPv6Gateway": n.and_then(|n| n.gateway6.clone()).unwrap_or_default(),
+            "Aliases": aliases.get(name).cloned().unwrap_or_default(),
+        });
+        // --ip/--ip6 (on the first network, as run takes them).
+        if k == 0 && (req.ip.is_some() || req.ip6.is_some()) {
+            v["IPAMConfig"] = serde_json::json!({ "IPv4Address": req.ip.clone().unwrap_or_default(), "IPv6Address": req.ip6.clone().unwrap_or_default() });
+        }
+        networks.insert(name.clone(), v);
+    }
+    // Docker's Ports: "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, ...]; null while
+    // the container does not run.
+    let mut ports = serde_json::Map::new();
+    for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = ports.entry(key).or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(serde_json::json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }));
+        }
+    }
+    // The top-level fields are the first network's (eth0's); the map is sorted by name.
+    let first = eps.first().and_then(|(n, _, _)| networks.get(n)).cloned().unwrap_or_else(|| serde_json::json!({}));
+    let field = |k: &str| first.get(k).cloned().unwrap_or_else(|| serde_json::json!(""));
     serde_json::json!({
-        "IPAddress": first,
-        "GlobalIPv6Address": first6,
-        "Networks": eps.iter().map(|(n, ip, ip6)| (n.clone(), serde_json::json!({ "IPAddress": ip, "GlobalIPv6Address": ip6.clone().unwrap_or_default() }))).collect::<serde_json::Map<_, _>>(),
+        "IPAddress": field("IPAddress"),
+        "IPPrefixLen": first.get("IPPrefixLen").cloned().unwrap_or_else(|| 0.into()),
+        "Gateway": field("Gateway"),
+        "GlobalIPv6Address": field("GlobalIPv6Address"),
+        "IPv6Gateway": field("IPv6Gateway"),
+        "Ports": ports,
+        "Networks": networks,
     })
 }
 
