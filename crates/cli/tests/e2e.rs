@@ -1067,6 +1067,12 @@ fn published_ports_tcp_and_udp() {
     }
     let o = w.cove(&["run", "--rm", "-p", "80", "--network", "none", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125));
+    // inspect: Docker's Ports map, as scripts index it.
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "web"])).unwrap();
+    assert_eq!(v[0]["NetworkSettings"]["Ports"]["80/tcp"][0], serde_json::json!({"HostIp": "127.0.0.1", "HostPort": tp.to_string()}));
+    assert_eq!(v[0]["NetworkSettings"]["Ports"]["53/udp"][0]["HostPort"], up.to_string());
+    assert_eq!(v[0]["HostConfig"]["NetworkMode"], "bridge");
+    assert_eq!(v[0]["NetworkSettings"]["IPPrefixLen"], 24);
     // `port NAME PORT` prints the host side alone; an unpublished port is an error.
     assert_eq!(w.ok(&["port", "web", "80"]), format!("127.0.0.1:{tp}\n"));
     assert_eq!(w.ok(&["port", "web", "53/udp"]), format!("127.0.0.1:{up}\n"));
