@@ -1165,6 +1165,8 @@ fn network_connect_and_disconnect() {
     assert!(stderr(&o).contains("already exists in network back"), "{}", stderr(&o));
     w.ok(&["network", "disconnect", "back", "app"]);
     assert_eq!(w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -c 'inet 10.92.2' || true"]).trim(), "0");
+    let hosts = w.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("10.92.2.2") && hosts.contains("10.92.1.2\t"), "{hosts}");
     let o = w.run_sh(&["--network", "back"], "echo | nc -w 1 10.92.2.2 7000");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("app-here"));
     let o = w.cove(&["network", "disconnect", "back", "app"]);

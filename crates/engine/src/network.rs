@@ -569,12 +569,12 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
     crate::lifecycle::reconcile(eng)?;
     let n = find(eng, network)?;
     let c = eng.db.find_container(container)?;
-    let ifname: Option<String> = eng
+    let row: Option<(String, String, Option<String>)> = eng
         .db
         .conn
-        .query_row("SELECT ifname FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name], |r| r.get(0))
+        .query_row("SELECT ifname, ip, ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let ifname = ifname.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
+    let (ifname, ip, ip6) = row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == "running" {
         let netns = crate::netd::rootless_netns(&eng.dirs.run)?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
@@ -585,6 +585,16 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         Ok(())
     })?;
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
+    // The container's own lines for this network leave its /etc/hosts (rewritten in place: the
+    // file is bind-mounted, a new inode would not show inside).
+    let hosts = eng.dirs.container(&c.id).join("hosts");
+    if let Ok(text) = std::fs::read_to_string(&hosts) {
+        let mine = |l: &str| l.split_whitespace().next().is_some_and(|a| a == ip || Some(a) == ip6.as_deref());
+        let kept: String = text.lines().filter(|l| !mine(l)).map(|l| format!("{l}\n")).collect();
+        if kept != text {
+            let _ = std::fs::OpenOptions::new().write(true).truncate(true).open(&hosts).and_then(|mut f| std::io::Write::write_all(&mut f, kept.as_bytes()));
+        }
+    }
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())
 }
 

@@ -1,0 +1,1267 @@
+//! A small implementation of the subset of Go's `text/template` that Docker users
+//! type in `docker inspect -f`, `docker ps --format` and friends. Dot is always a
+//! `serde_json::Value`.
+//!
+//! Supported:
+//! - text, `{{pipeline}}`, trim markers `{{- ` / ` -}}`, comments `{{/* ... */}}`;
+//! - pipelines `cmd | cmd ...` (each value becomes the last argument of the next
+//!   command), operands `.`, `.A.B`, `$`, `$v.A`, `(pipeline).A`, string literals
+//!   (`"..."` with Go escapes, `` `raw` ``), integers (also `0x..`, `0o..`, `1_000`),
+//!   floats, `true`, `false`, `nil`;
+//! - `{{if}}`/`{{else if}}`, `{{with}}`/`{{else with}}`, `{{range}}` (with `$v :=` or
+//!   `$k, $v :=`, `{{break}}`, `{{continue}}`, `{{else}}`), `{{$x := p}}`, `{{$x = p}}`;
+//! - functions `and or not eq ne lt le gt ge len index slice print printf println`
+//!   (Go builtins) and `json join split lower upper title truncate pad` (Docker's).
+//!
+//! As in Go, `range` over an object visits the keys in sorted order, a missing object
+//! key evaluates to a value printed as `<no value>`, and maps/slices print as
+//! `map[k:v]` / `[a b]`. Nesting depth, output size and execution steps are bounded.
+
+use serde_json::{Number, Value};
+use std::cmp::Ordering;
+use std::rc::Rc;
+
+/// Maximum nesting of control structures and parentheses.
+const MAX_DEPTH: usize = 100;
+/// Maximum size of the rendered output and of any single intermediate string.
+const MAX_OUTPUT: usize = 16 << 20;
+/// Maximum total bytes of strings produced by function calls during one render.
+const MAX_PRODUCED: usize = 16 * MAX_OUTPUT;
+/// Maximum evaluation steps, so hostile nested ranges terminate.
+const MAX_STEPS: u64 = 10_000_000;
+const FUNCS: &[&str] = &[
+    "and", "eq", "ge", "gt", "index", "join", "json", "le", "len", "lower", "lt", "ne", "not",
+    "or", "pad", "print", "printf", "println", "slice", "split", "title", "truncate", "upper",
+];
+const KEYWORDS: &[&str] =
+    &["if", "else", "end", "range", "with", "break", "continue", "define", "template", "block"];
+const WS: [char; 4] = [' ', '\t', '\r', '\n'];
+static NULL: Value = Value::Null;
+
+fn err<T>(msg: impl std::fmt::Display) -> Result<T, String> {
+    Err(format!("template: {msg}"))
+}
+
+/// `{{name}}`, for error messages.
+fn act(name: &str) -> String {
+    format!("{{{{{name}}}}}")
+}
+
+/// Cuts `s` to about 40 characters for error messages.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Compact JSON of `v`, clipped, for error messages.
+fn short(v: &Value) -> String {
+    clip(&serde_json::to_string(v).unwrap_or_default())
+}
+
+fn tname(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+// ---------------------------------------------------------------- lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Dot,
+    Field(String),
+    Var(String),
+    Ident(String),
+    Lit(Value),
+    LParen,
+    RParen,
+    Pipe,
+    Comma,
+    Declare,
+    Assign,
+}
+
+/// A token and whether whitespace preceded it (`.A.B` vs `.A .B`).
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    space: bool,
+}
+
+enum Item {
+    Text(String),
+    Action(Vec<Token>),
+}
+
+fn lex(src: &str) -> Result<Vec<Item>, String> {
+    let mut items = Vec::new();
+    let (mut pos, mut trim_next) = (0, false);
+    loop {
+        let rest = &src[pos..];
+        let open = rest.find("{{");
+        let mut text = &rest[..open.unwrap_or(rest.len())];
+        if trim_next {
+            text = text.trim_start_matches(WS);
+        }
+        let Some(open) = open else {
+            if !text.is_empty() {
+                items.push(Item::Text(text.to_string()));
+            }
+            return Ok(items);
+        };
+        let mut i = pos + open + 2;
+        if src[i..].starts_with('-') && src[i + 1..].starts_with(WS) {
+            text = text.trim_end_matches(WS);
+            i += 1;
+        }
+        if !text.is_empty() {
+            items.push(Item::Text(text.to_string()));
+        }
+        let body = src[i..].trim_start_matches(WS);
+        if body.starts_with("/*") {
+            let start = src.len() - body.len() + 2;
+            let Some(end) = src[start..].find("*/") else { return err("unclosed comment") };
+            let after = src[start + end + 2..].trim_start_matches(WS);
+            let (skip, trim) = if after.starts_with("-}}") {
+                (3, true)
+            } else if after.starts_with("}}") {
+                (2, false)
+            } else {
+                return err("comment ends before closing delimiter");
+            };
+            pos = src.len() - after.len() + skip;
+            trim_next = trim;
+            continue;
+        }
+        let (toks, end, trim) = lex_action(src, i)?;
+        items.push(Item::Action(toks));
+        pos = end;
+        trim_next = trim;
+    }
+}
+
+fn ident_len(s: &str) -> usize {
+    s.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(s.len())
+}
+
+/// Lexes one action starting at byte `start`; returns tokens, end offset, right trim.
+fn lex_action(src: &str, start: usize) -> Result<(Vec<Token>, usize, bool), String> {
+    let (mut toks, mut i, mut space) = (Vec::new(), start, false);
+    loop {
+        let rest = &src[i..];
+        let Some(c) = rest.chars().next() else { return err("unclosed action") };
+        if WS.contains(&c) {
+            if rest[1..].starts_with("-}}") {
+                return Ok((toks, i + 4, true));
+            }
+            (space, i) = (true, i + 1);
+            continue;
+        }
+        if rest.starts_with("}}") {
+            return Ok((toks, i + 2, false));
+        }
+        let digit_next = rest[c.len_utf8()..].starts_with(|d: char| d.is_ascii_digit());
+        let (tok, len) = match c {
+            '|' => (Tok::Pipe, 1),
+            '(' => (Tok::LParen, 1),
+            ')' => (Tok::RParen, 1),
+            ',' => (Tok::Comma, 1),
+            '=' => (Tok::Assign, 1),
+            ':' if rest.starts_with(":=") => (Tok::Declare, 2),
+            '"' => lex_quoted(rest)?,
+            '`' => match rest[1..].find('`') {
+                Some(e) => (Tok::Lit(Value::from(&rest[1..=e])), e + 2),
+                None => return err("unterminated raw quoted string"),
+            },
+            '$' => {
+                let n = 1 + ident_len(&rest[1..]);
+                (Tok::Var(rest[..n].to_string()), n)
+            }
+            '.' if digit_next => lex_number(rest)?,
+            '.' => match ident_len(&rest[1..]) {
+                0 => (Tok::Dot, 1),
+                n => (Tok::Field(rest[1..=n].to_string()), n + 1),
+            },
+            '0'..='9' => lex_number(rest)?,
+            '+' | '-' if digit_next || rest[1..].starts_with('.') => lex_number(rest)?,
+            c if c.is_alphabetic() || c == '_' => {
+                let n = ident_len(rest);
+                (Tok::Ident(rest[..n].to_string()), n)
+            }
+            c => return err(format!("unexpected {c:?} in action")),
+        };
+        toks.push(Token { tok, space });
+        (space, i) = (false, i + len);
+    }
+}
+
+fn lex_quoted(s: &str) -> Result<(Tok, usize), String> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chars = s.char_indices().skip(1);
+    let mut tmp = [0u8; 4];
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((Tok::Lit(Value::from(String::from_utf8_lossy(&buf))), i + 1)),
+            '\n' => break,
+            '\\' => {
+                let Some((_, e)) = chars.next() else { break };
+                let simple = match e {
+                    'a' => 7,
+                    'b' => 8,
+                    'f' => 12,
+                    'n' => b'\n',
+                    'r' => b'\r',
+                    't' => b'\t',
+                    'v' => 11,
+                    '\\' => b'\\',
+                    '"' => b'"',
+                    _ => 0,
+                };
+                if simple != 0 {
+                    buf.push(simple);
+                    continue;
+                }
+                let (digits, radix, mut code) = match e {
+                    'x' => (2, 16, 0),
+                    'u' => (4, 16, 0),
+                    'U' => (8, 16, 0),
+                    '0'..='7' => (2, 8, e as u32 - '0' as u32),
+                    _ => return err("invalid escape in quoted string"),
+                };
+                for _ in 0..digits {
+                    let Some(d) = chars.next().and_then(|(_, d)| d.to_digit(radix)) else {
+                        return err("invalid escape in quoted string");
+                    };
+                    code = code * radix + d;
+                }
+                if e == 'u' || e == 'U' {
+                    let Some(ch) = char::from_u32(code) else { return err("invalid escape in quoted string") };
+                    buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                } else {
+                    let Ok(b) = u8::try_from(code) else { return err("invalid escape in quoted string") };
+                    buf.push(b);
+                }
+            }
+            c => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
+        }
+    }
+    err("unterminated quoted string")
+}
+
+fn lex_number(s: &str) -> Result<(Tok, usize), String> {
+    let b = s.as_bytes();
+    let sign = usize::from(b[0] == b'+' || b[0] == b'-');
+    let hex = s[sign..].starts_with("0x") || s[sign..].starts_with("0X");
+    let mut n = sign;
+    while let Some(&c) = b.get(n) {
+        let exp = if hex { [b'p', b'P'] } else { [b'e', b'E'] };
+        let exp_sign = (c == b'+' || c == b'-') && n > 0 && exp.contains(&b[n - 1]);
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign) {
+            break;
+        }
+        n += 1;
+    }
+    match parse_number(&s[..n]) {
+        Some(v) => Ok((Tok::Lit(v), n)),
+        None => err(format!("bad number syntax: {:?}", clip(&s[..n]))),
+    }
+}
+
+fn parse_number(text: &str) -> Option<Value> {
+    let t = text.replace('_', "");
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(&t)),
+    };
+    let radix = [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)]
+        .iter()
+        .find_map(|(p, r)| body.strip_prefix(p).map(|b| (b, *r)));
+    let int = match radix {
+        Some((b, r)) => Some(i128::from_str_radix(b, r).ok()?),
+        None if body.len() > 1 && body.starts_with('0') && body.bytes().all(|c| c.is_ascii_digit()) => {
+            i128::from_str_radix(&body[1..], 8).ok()
+        }
+        None => body.parse::<i128>().ok(),
+    };
+    if let Some(i) = int.map(|i| if neg { -i } else { i }) {
+        if let Ok(v) = i64::try_from(i) {
+            return Some(Value::from(v));
+        }
+        if let Ok(v) = u64::try_from(i) {
+            return Some(Value::from(v));
+        }
+    }
+    if radix.is_some() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let f: f64 = body.parse().ok()?;
+    Number::from_f64(if neg { -f } else { f }).map(Value::Number)
+}
+
+// ---------------------------------------------------------------- parser
+
+/// An operand. `Dot` carries a field chain (`.` is an empty chain).
+#[derive(Debug, Clone)]
+enum Term {
+    Dot(Vec<String>),
+    Var(String, Vec<String>),
+    Lit(Value),
+    Paren(Box<Pipe>, Vec<String>),
+    Func(String),
+}
+
+/// `$a, $b := cmd | cmd`; a command is a function followed by arguments, or one operand.
+#[derive(Debug, Clone)]
+struct Pipe {
+    decl: Vec<String>,
+    assign: bool,
+    cmds: Vec<Vec<Term>>,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipe),
+    /// `if`/`with` with its `else if`/`else with` branches.
+    Cond { with: bool, branches: Vec<(Pipe, Vec<Node>)>, els: Vec<Node> },
+    Range { pipe: Pipe, body: Vec<Node>, els: Vec<Node> },
+    Break,
+    Continue,
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    nodes: Vec<Node>,
+}
+
+enum Stop {
+    Eof,
+    End,
+    Else(Vec<Token>),
+}
+
+struct Cur<'t> {
+    toks: &'t [Token],
+    pos: usize,
+}
+
+impl<'t> Cur<'t> {
+    fn peek(&self) -> Option<&'t Tok> {
+        self.toks.get(self.pos).map(|t| &t.tok)
+    }
+    fn bump(&mut self) -> Option<&'t Token> {
+        self.pos += 1;
+        self.toks.get(self.pos - 1)
+    }
+    /// Field names directly attached (no space) to the previous operand.
+    fn chain(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Token { tok: Tok::Field(f), space: false }) = self.toks.get(self.pos) {
+            out.push(f.clone());
+            self.pos += 1;
+        }
+        out
+    }
+}
+
+struct Parser {
+    items: std::vec::IntoIter<Item>,
+    vars: Vec<String>,
+    depth: usize,
+    in_range: usize,
+}
+
+impl Parser {
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return err(format!("nesting too deep (max {MAX_DEPTH})"));
+        }
+        Ok(())
+    }
+
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
+        let mut nodes = Vec::new();
+        while let Some(item) = self.items.next() {
+            let toks = match item {
+                Item::Text(t) => {
+                    nodes.push(Node::Text(t));
+                    continue;
+                }
+                Item::Action(t) => t,
+            };
+            let kw = match toks.first() {
+                Some(Token { tok: Tok::Ident(s), .. }) => s.as_str(),
+                _ => "",
+            };
+            match kw {
+                "end" | "break" | "continue" if toks.len() > 1 => {
+                    return err(format!("unexpected tokens after {}", act(kw)))
+                }
+                "end" => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec()))),
+                "if" | "with" | "range" => nodes.push(self.control(kw, &toks[1..])?),
+                "break" | "continue" if self.in_range == 0 => {
+                    return err(format!("{} outside {}", act(kw), act("range")))
+                }
+                "break" => nodes.push(Node::Break),
+                "continue" => nodes.push(Node::Continue),
+                "define" | "template" | "block" => return err(format!("{} is not supported", act(kw))),
+                _ => nodes.push(Node::Action(self.pipeline(&toks, 1, "command")?)),
+            }
+        }
+        Ok((nodes, Stop::Eof))
+    }
+
+    /// Parses a list that must be closed by `{{end}}` (an `{{else}}` branch).
+    fn end_list(&mut self) -> Result<Vec<Node>, String> {
+        let mark = self.vars.len();
+        let (nodes, stop) = self.list()?;
+        self.vars.truncate(mark);
+        match stop {
+            Stop::End => Ok(nodes),
+            Stop::Else(_) => err(format!("expected {}; found {}", act("end"), act("else"))),
+            Stop::Eof => err("unexpected EOF"),
+        }
+    }
+
+    fn control(&mut self, kind: &str, toks: &[Token]) -> Result<Node, String> {
+        self.enter()?;
+        let mark = self.vars.len();
+        let mut pipe = self.pipeline(toks, if kind == "range" { 2 } else { 1 }, kind)?;
+        let node = if kind == "range" {
+            self.in_range += 1;
+            let (body, stop) = self.list()?;
+            self.in_range -= 1;
+            self.vars.truncate(mark);
+            let els = match stop {
+                Stop::End => Vec::new(),
+                Stop::Else(rest) if rest.is_empty() => self.end_list()?,
+                Stop::Else(_) => return err(format!("unexpected tokens after {}", act("else"))),
+                Stop::Eof => return err("unexpected EOF"),
+            };
+            Node::Range { pipe, body, els }
+        } else {
+            let mut branches = Vec::new();
+            loop {
+                let vmark = self.vars.len();
+                let (body, stop) = self.list()?;
+                self.vars.truncate(vmark);
+                branches.push((pipe, body));
+                match stop {
+                    Stop::End => break Node::Cond { with: kind == "with", branches, els: Vec::new() },
+                    Stop::Else(rest) if rest.is_empty() => {
+                        let els = self.end_list()?;
+                        break Node::Cond { with: kind == "with", branches, els };
+                    }
+                    Stop::Else(rest) if matches!(&rest[0].tok, Tok::Ident(s) if s == kind) => {
+                        pipe = self.pipeline(&rest[1..], 1, kind)?;
+                    }
+                    Stop::Else(_) => return err(format!("unexpected tokens after {}", act("else"))),
+                    Stop::Eof => return err("unexpected EOF"),
+                }
+            }
+        };
+        self.vars.truncate(mark);
+        self.depth -= 1;
+        Ok(node)
+    }
+
+    fn pipeline(&mut self, toks: &[Token], decl_max: usize, ctx: &str) -> Result<Pipe, String> {
+        let at = |i: usize| toks.get(i).map(|t| &t.tok);
+        let (decl, assign, start) = match (at(0), at(1), at(2), at(3)) {
+            (Some(Tok::Var(a)), Some(op @ (Tok::Declare | Tok::Assign)), _, _) => {
+                (vec![a.clone()], *op == Tok::Assign, 2)
+            }
+            (Some(Tok::Var(a)), Some(Tok::Comma), Some(Tok::Var(b)), Some(op @ (Tok::Declare | Tok::Assign))) => {
+                (vec![a.clone(), b.clone()], *op == Tok::Assign, 4)
+            }
+            _ => (Vec::new(), false, 0),
+        };
+        if decl.len() > decl_max {
+            return err(format!("too many declarations in {ctx}"));
+        }
+        for name in &decl {
+            if name == "$" {
+                return err("cannot assign to $");
+            }
+            if assign && !self.vars.contains(name) {
+                return err(format!("undefined variable \"{}\"", clip(name)));
+            }
+        }
+        let mut cur = Cur { toks: &toks[start..], pos: 0 };
+        if cur.peek().is_none() {
+            return err(format!("missing value for {ctx}"));
+        }
+        let cmds = self.cmds(&mut cur)?;
+        if cur.peek().is_some() {
+            return err("unexpected right paren");
+        }
+        if !assign {
+            self.vars.extend(decl.iter().cloned());
+        }
+        Ok(Pipe { decl, assign, cmds })
+    }
+
+    fn cmds(&mut self, cur: &mut Cur) -> Result<Vec<Vec<Term>>, String> {
+        let mut cmds: Vec<Vec<Term>> = Vec::new();
+        loop {
+            let mut cmd = Vec::new();
+            while !matches!(cur.peek(), None | Some(Tok::Pipe | Tok::RParen)) {
+                cmd.push(self.term(cur)?);
+            }
+            match cmd.first() {
+                None => return err("missing value for command"),
+                Some(Term::Func(_)) => {}
+                Some(_) if cmd.len() > 1 => return err("can't give argument to non-function"),
+                Some(_) if !cmds.is_empty() => {
+                    return err(format!("non executable command in pipeline stage {}", cmds.len() + 1))
+                }
+                Some(Term::Lit(Value::Null)) => return err("nil is not a command"),
+                Some(_) => {}
+            }
+            cmds.push(cmd);
+            if cur.peek() != Some(&Tok::Pipe) {
+                return Ok(cmds);
+            }
+            cur.pos += 1;
+        }
+    }
+
+    fn term(&mut self, cur: &mut Cur) -> Result<Term, String> {
+        let Some(t) = cur.bump() else { return err("unexpected end of action") };
+        Ok(match &t.tok {
+            Tok::Dot => Term::Dot(cur.chain()),
+            Tok::Field(f) => Term::Dot([vec![f.clone()], cur.chain()].concat()),
+            Tok::Var(n) if !self.vars.contains(n) => return err(format!("undefined variable \"{}\"", clip(n))),
+            Tok::Var(n) => Term::Var(n.clone(), cur.chain()),
+            Tok::Lit(v) => Term::Lit(v.clone()),
+            Tok::Ident(id) => match id.as_str() {
+                "true" | "false" => Term::Lit(Value::Bool(id == "true")),
+                "nil" => Term::Lit(Value::Null),
+                f if FUNCS.contains(&f) => Term::Func(id.clone()),
+                k if KEYWORDS.contains(&k) => return err(format!("unexpected keyword {k:?} in command")),
+                f => return err(format!("function \"{}\" not defined", clip(f))),
+            },
+            Tok::LParen => {
+                self.enter()?;
+                let cmds = self.cmds(cur)?;
+                if cur.bump().map(|t| &t.tok) != Some(&Tok::RParen) {
+                    return err("unclosed left paren");
+                }
+                self.depth -= 1;
+                Term::Paren(Box::new(Pipe { decl: Vec::new(), assign: false, cmds }), cur.chain())
+            }
+            Tok::RParen => return err("unexpected right paren"),
+            Tok::Pipe => return err("unexpected \"|\""),
+            Tok::Comma => return err("unexpected \",\" in command"),
+            Tok::Declare => return err("unexpected \":=\" in command"),
+            Tok::Assign => return err("unexpected \"=\" in command"),
+        })
+    }
+}
+
+impl Template {
+    /// Parses `text`; errors are one line, e.g. `template: unclosed action` or
+    /// `template: function "foo" not defined`.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let items = lex(text)?;
+        let mut p = Parser { items: items.into_iter(), vars: vec!["$".into()], depth: 0, in_range: 0 };
+        match p.list()? {
+            (nodes, Stop::Eof) => Ok(Template { nodes }),
+            (_, Stop::End) => err(format!("unexpected {}", act("end"))),
+            (_, Stop::Else(_)) => err(format!("unexpected {}", act("else"))),
+        }
+    }
+
+    /// Renders with `data` as dot. Errors are one line.
+    pub fn render(&self, data: &Value) -> Result<String, String> {
+        let mut ex = Exec { vars: vec![("$", Val::Ref(data))], out: String::new(), steps: 0, produced: 0 };
+        ex.walk(&self.nodes, &Val::Ref(data))?;
+        Ok(ex.out)
+    }
+}
+
+// ---------------------------------------------------------------- values
+
+/// A value during execution: `Missing` is Go's "no value" for an absent map key.
+#[derive(Debug, Clone)]
+enum Val<'a> {
+    Missing,
+    Ref(&'a Value),
+    Own(Rc<Value>),
+}
+
+fn val<'a>(v: impl Into<Value>) -> Val<'a> {
+    Val::Own(Rc::new(v.into()))
+}
+
+impl Val<'_> {
+    fn get(&self) -> Option<&Value> {
+        match self {
+            Val::Missing => None,
+            Val::Ref(r) => Some(r),
+            Val::Own(rc) => Some(rc),
+        }
+    }
+    /// The JSON value, with missing treated as null.
+    fn jv(&self) -> &Value {
+        self.get().unwrap_or(&NULL)
+    }
+    fn truthy(&self) -> bool {
+        match self.jv() {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(m) => !m.is_empty(),
+        }
+    }
+}
+
+enum Key<'k> {
+    Name(&'k str),
+    Idx(usize),
+}
+
+fn child<'a>(v: &Val<'a>, key: Key) -> Option<Val<'a>> {
+    fn pick<'x>(v: &'x Value, key: &Key) -> Option<&'x Value> {
+        match (v, key) {
+            (Value::Object(m), Key::Name(n)) => m.get(*n),
+            (Value::Array(a), Key::Idx(i)) => a.get(*i),
+            _ => None,
+        }
+    }
+    match v {
+        Val::Missing => None,
+        Val::Ref(r) => pick(*r, &key).map(Val::Ref),
+        Val::Own(rc) => pick(rc, &key).map(|x| val(x.clone())),
+    }
+}
+
+fn field<'a>(v: Val<'a>, name: &str) -> Result<Val<'a>, String> {
+    match v.get() {
+        Some(Value::Object(_)) => Ok(child(&v, Key::Name(name)).unwrap_or(Val::Missing)),
+        Some(o) => err(format!("can't evaluate field {} in type {}", clip(name), tname(o))),
+        None => err(format!("nil pointer evaluating field {} of missing value", clip(name))),
+    }
+}
+
+/// Elements of an array (index, element) or object (key, value, sorted by key).
+fn entries(v: &Value) -> Option<Vec<(Value, &Value)>> {
+    match v {
+        Value::Array(a) => Some(a.iter().enumerate().map(|(i, e)| (Value::from(i), e)).collect()),
+        Value::Object(m) => {
+            let mut e: Vec<(&String, &Value)> = m.iter().collect();
+            e.sort_by(|a, b| a.0.cmp(b.0));
+            Some(e.into_iter().map(|(k, v)| (Value::from(k.as_str()), v)).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Appends `v` formatted like Go's `%v`.
+fn write_go(out: &mut String, v: &Value, depth: usize) {
+    if out.len() > MAX_OUTPUT {
+        return;
+    }
+    match v {
+        Value::Null => out.push_str("<nil>"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&num_str(n)),
+        Value::String(s) => out.push_str(s),
+        _ if depth > MAX_DEPTH => out.push_str("..."),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, e) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                write_go(out, e, depth + 1);
+            }
+            out.push(']');
+        }
+        Value::Object(_) => {
+            out.push_str("map[");
+            for (i, (k, e)) in entries(v).unwrap_or_default().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                write_go(out, &k, depth + 1);
+                out.push(':');
+                write_go(out, e, depth + 1);
+            }
+            out.push(']');
+        }
+    }
+}
+
+fn go_fmt(v: &Value) -> String {
+    let mut s = String::new();
+    write_go(&mut s, v, 0);
+    s
+}
+
+fn num_str(n: &Number) -> String {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => i.to_string(),
+        (_, Some(u)) => u.to_string(),
+        _ => go_float(n.as_f64().unwrap_or(0.0)),
+    }
+}
+
+/// Formats like Go's `%v` for float64: shortest repr, exponent form when the decimal
+/// exponent is < -4 or >= 6 (so `1000000.0` prints `1e+06`, as in Go).
+fn go_float(f: f64) -> String {
+    if f == 0.0 || !f.is_finite() {
+        return format!("{f}");
+    }
+    let sci = format!("{f:e}");
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        format!("{f}")
+    } else {
+        format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float64",
+        Value::Number(_) => "int",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+/// String argument of a string function: strings raw, null/missing empty, else `%v`.
+fn to_str(v: &Val) -> String {
+    match v.jv() {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        o => go_fmt(o),
+    }
+}
+
+fn to_count(v: &Val) -> Result<usize, String> {
+    match v.jv().as_i64().and_then(|i| usize::try_from(i).ok()) {
+        Some(n) => Ok(n),
+        None => err(format!("expected a non-negative integer, got {}", short(v.jv()))),
+    }
+}
+
+fn num_cmp(x: &Number, y: &Number) -> Ordering {
+    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    match (int(x), int(y)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Ordering::Equal,
+        _ => a == b,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Result<Ordering, String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Ok(num_cmp(x, y)),
+        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
+        _ => err(format!("incompatible types for comparison: {} and {}", tname(a), tname(b))),
+    }
+}
+
+fn title(s: &str) -> String {
+    let (mut out, mut sep) = (String::with_capacity(s.len()), true);
+    for c in s.chars() {
+        if sep {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        sep = if c.is_ascii() { !(c.is_ascii_alphanumeric() || c == '_') } else { c.is_whitespace() };
+    }
+    out
+}
+
+fn go_quote(s: &str) -> String {
+    let mut q = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            '\t' => q.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => q.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => q.push_str(&format!("\\u{:04x}", c as u32)),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// Formats one printf verb; `None` means the verb does not apply to the value.
+fn fmt_verb(verb: char, v: &Value, prec: Option<usize>, plus: bool) -> Option<(String, bool)> {
+    let int = v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from));
+    let sign = |s: String, neg: bool| if plus && !neg { format!("+{s}") } else { s };
+    Some(match verb {
+        'v' | 's' => {
+            let s = go_fmt(v);
+            match prec {
+                Some(p) if verb == 's' || v.is_string() => (s.chars().take(p).collect(), false),
+                _ => (s, v.is_number()),
+            }
+        }
+        'd' => (sign(int?.to_string(), int? < 0), true),
+        'x' | 'X' => {
+            let s = match (v, int) {
+                (Value::String(s), _) => s.bytes().map(|b| format!("{b:02x}")).collect(),
+                (_, Some(i)) if i < 0 => format!("-{:x}", i.unsigned_abs()),
+                (_, i) => format!("{:x}", i?),
+            };
+            (if verb == 'X' { s.to_uppercase() } else { s }, !v.is_string())
+        }
+        'f' | 'F' => (sign(format!("{:.*}", prec.unwrap_or(6), v.as_f64()?), v.as_f64()? < 0.0), true),
+        'g' => (sign(go_fmt(v), v.as_f64()? < 0.0), v.is_number()),
+        'q' => (go_quote(v.as_str()?), false),
+        't' => (v.as_bool()?.to_string(), false),
+        _ => return None,
+    })
+}
+
+fn bad_arg(v: &Value) -> String {
+    if v.is_null() { "<nil>".into() } else { format!("{}={}", go_type(v), go_fmt(v)) }
+}
+
+/// Go's `fmt.Sprintf` for the verbs `%v %s %d %x %X %f %g %q %t %%`, flags `- + 0`,
+/// width and precision.
+fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
+    fn digits(it: &mut std::iter::Peekable<std::str::Chars>) -> Result<Option<usize>, String> {
+        let mut n: Option<usize> = None;
+        while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
+            it.next();
+            n = Some(n.unwrap_or(0) * 10 + d as usize);
+            if n > Some(MAX_OUTPUT) {
+                return err("printf width too large");
+            }
+        }
+        Ok(n)
+    }
+    let (mut out, mut next) = (String::new(), 0);
+    let mut it = f.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (mut minus, mut plus, mut zero) = (false, false, false);
+        while let Some(&fl) = it.peek() {
+            match fl {
+                '-' => minus = true,
+                '+' => plus = true,
+                '0' => zero = true,
+                ' ' | '#' => {}
+                _ => break,
+            }
+            it.next();
+        }
+        let width = digits(&mut it)?.unwrap_or(0);
+        let prec = if it.peek() == Some(&'.') {
+            it.next();
+            Some(digits(&mut it)?.unwrap_or(0))
+        } else {
+            None
+        };
+        let Some(verb) = it.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(next) else {
+            out.push_str(&format!("%!{verb}(MISSING)"));
+            continue;
+        };
+        next += 1;
+        let Some((s, numeric)) = fmt_verb(verb, arg, prec, plus) else {
+            out.push_str(&format!("%!{verb}({})", bad_arg(arg)));
+            continue;
+        };
+        let pad = width.saturating_sub(s.chars().count());
+        if minus {
+            out.push_str(&s);
+            out.push_str(&" ".repeat(pad));
+        } else if zero && numeric {
+            let (sign, digits) = if s.starts_with(['-', '+']) { s.split_at(1) } else { ("", s.as_str()) };
+            out.push_str(sign);
+            out.push_str(&"0".repeat(pad));
+            out.push_str(digits);
+        } else {
+            out.push_str(&" ".repeat(pad));
+            out.push_str(&s);
+        }
+        if out.len() > MAX_OUTPUT {
+            return err("printf output too large");
+        }
+    }
+    if next < args.len() {
+        let extra: Vec<String> = args[next..].iter().map(|v| bad_arg(v)).collect();
+        out.push_str(&format!("%!(EXTRA {})", extra.join(", ")));
+    }
+    Ok(out)
+}
+
+fn index<'a>(base: Val<'a>, key: &Val) -> Result<Val<'a>, String> {
+    let k = key.jv();
+    let pos = |len: usize| match k.as_i64() {
+        Some(i) => usize::try_from(i).ok().filter(|&i| i < len).ok_or(format!("template: index out of range: {i}")),
+        None => err(format!("cannot index with {}", tname(k))),
+    };
+    match (base.get(), k) {
+        (None | Some(Value::Null), _) => Ok(Val::Missing),
+        (Some(Value::Object(_)), Value::String(s)) => Ok(child(&base, Key::Name(s)).unwrap_or(Val::Missing)),
+        (Some(Value::Array(a)), _) => Ok(child(&base, Key::Idx(pos(a.len())?)).unwrap_or(Val::Missing)),
+        (Some(Value::String(s)), _) => Ok(val(s.as_bytes()[pos(s.len())?])),
+        (Some(o), _) => err(format!("can't index item of type {} with {}", tname(o), tname(k))),
+    }
+}
+
+fn slice<'a>(a: &[Val<'a>]) -> Result<Val<'a>, String> {
+    let idx = a[1..].iter().map(to_count).collect::<Result<Vec<usize>, String>>()?;
+    let bounds = |len: usize| {
+        let (i, j, k) = (idx.first().copied().unwrap_or(0), idx.get(1).copied().unwrap_or(len), idx.get(2).copied().unwrap_or(len));
+        if i <= j && j <= k && k <= len { Ok((i, j)) } else { err(format!("slice index out of range: {i}:{j} of {len}")) }
+    };
+    match a[0].jv() {
+        Value::String(_) if idx.len() > 2 => err("cannot 3-index slice a string"),
+        Value::String(s) => {
+            let (i, j) = bounds(s.len())?;
+            s.get(i..j).map(val).ok_or_else(|| "template: slice splits a UTF-8 character".into())
+        }
+        Value::Array(items) => {
+            let (i, j) = bounds(items.len())?;
+            Ok(val(items.get(i..j).unwrap_or_default().to_vec()))
+        }
+        o => err(format!("can't slice item of type {}", tname(o))),
+    }
+}
+
+fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
+    let (min, max) = match name {
+        "json" | "len" | "lower" | "upper" | "title" | "not" => (1, 1),
+        "join" | "split" | "truncate" | "ne" | "lt" | "le" | "gt" | "ge" => (2, 2),
+        "pad" => (3, 3),
+        "slice" => (1, 3),
+        "eq" => (2, usize::MAX),
+        "index" | "printf" => (1, usize::MAX),
+        _ => (0, usize::MAX),
+    };
+    if a.len() < min || a.len() > max {
+        let want = if min == max { min.to_string() } else { format!("at least {min}") };
+        return err(format!("wrong number of args for {name}: want {want} got {}", a.len()));
+    }
+    if name == "index" {
+        let mut it = a.into_iter();
+        let mut cur = it.next().unwrap_or(Val::Missing);
+        for k in it {
+            cur = index(cur, &k)?;
+        }
+        return Ok(cur);
+    }
+    let s = |i: usize| to_str(&a[i]);
+    let cmp = || compare(a[0].jv(), a[1].jv());
+    Ok(match name {
+        "json" => val(serde_json::to_string(a[0].jv()).map_err(|e| format!("template: json: {e}"))?),
+        "len" => val(match a[0].jv() {
+            Value::Null => 0,
+            Value::String(s) => s.len(),
+            Value::Array(v) => v.len(),
+            Value::Object(m) => m.len(),
+            o => return err(format!("len of type {}", tname(o))),
+        }),
+        "slice" => slice(&a)?,
+        "join" => {
+            let (sep, mut out) = (s(1), String::new());
+            match a[0].jv() {
+                Value::Array(items) => {
+                    for (i, e) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(&sep);
+                        }
+                        write_go(&mut out, e, 0);
+                        if out.len() > MAX_OUTPUT {
+                            return err("join result too large");
+                        }
+                    }
+                }
+                Value::Null => {}
+                o => return err(format!("join: expected array, got {}", tname(o))),
+            }
+            val(out)
+        }
+        "split" => {
+            let (src, sep) = (s(0), s(1));
+            let parts: Vec<Value> = if sep.is_empty() {
+                src.chars().take(1_000_001).map(|c| Value::from(c.to_string())).collect()
+            } else {
+                src.split(sep.as_str()).take(1_000_001).map(Value::from).collect()
+            };
+            if parts.len() > 1_000_000 {
+                return err("split: too many parts");
+            }
+            val(parts)
+        }
+        "lower" => val(s(0).to_lowercase()),
+        "upper" => val(s(0).to_uppercase()),
+        "title" => val(title(&s(0))),
+        "print" => {
+            let (mut out, mut prev_str) = (String::new(), true);
+            for v in &a {
+                let is_str = v.jv().is_string();
+                if !is_str && !prev_str {
+                    out.push(' ');
+                }
+                write_go(&mut out, v.jv(), 0);
+                prev_str = is_str;
+            }
+            val(out)
+        }
+        "println" => val(a.iter().map(|v| go_fmt(v.jv())).collect::<Vec<_>>().join(" ") + "\n"),
+        "printf" => val(sprintf(&s(0), &a[1..].iter().map(Val::jv).collect::<Vec<_>>())?),
+        "eq" => val(a[1..].iter().any(|b| equal(a[0].jv(), b.jv()))),
+        "ne" => val(!equal(a[0].jv(), a[1].jv())),
+        "lt" => val(cmp()? == Ordering::Less),
+        "le" => val(cmp()? != Ordering::Greater),
+        "gt" => val(cmp()? == Ordering::Greater),
+        "ge" => val(cmp()? != Ordering::Less),
+        "not" => val(!a[0].truthy()),
+        "truncate" => val(s(0).chars().take(to_count(&a[1])?).collect::<String>()),
+        "pad" => {
+            let (src, l, r) = (s(0), to_count(&a[1])?, to_count(&a[2])?);
+            if l.saturating_add(r) > MAX_OUTPUT {
+                return err("pad too large");
+            }
+            val(if src.is_empty() { src } else { format!("{}{src}{}", " ".repeat(l), " ".repeat(r)) })
+        }
+        _ => return err(format!("function \"{}\" not defined", clip(name))),
+    })
+}
+
+// ---------------------------------------------------------------- execution
+
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+struct Exec<'a> {
+    vars: Vec<(&'a str, Val<'a>)>,
+    out: String,
+    steps: u64,
+    produced: usize,
+}
+
+impl<'a> Exec<'a> {
+    fn tick(&mut self) -> Result<(), String> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return err("execution exceeds step limit");
+        }
+        Ok(())
+    }
+
+    fn check_out(&self) -> Result<(), String> {
+        if self.out.len() > MAX_OUTPUT {
+            return err("output exceeds 16 MiB limit");
+        }
+        Ok(())
+    }
+
+    fn bind(&mut self, name: &'a str, v: Val<'a>, assign: bool) -> Result<(), String> {
+        if !assign {
+            self.vars.push((name, v));
+        } else if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| *n == name) {
+            slot.1 = v;
+        } else {
+            return err(format!("undefined variable \"{}\"", clip(name)));
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, nodes: &'a [Node], dot: &Val<'a>) -> Result<Flow, String> {
+        for node in nodes {
+            self.tick()?;
+            let flow = match node {
+                Node::Text(t) => {
+                    self.out.push_str(t);
+                    self.check_out()?;
+                    Flow::Normal
+                }
+                Node::Action(p) => {
+                    let v = self.pipe(p, dot)?;
+                    match p.decl.first() {
+                        Some(name) => self.bind(name, v, p.assign)?,
+                        None => match v.get() {
+                            None => self.out.push_str("<no value>"),
+                            Some(j) => write_go(&mut self.out, j, 0),
+                        },
+                    }
+                    self.check_out()?;
+                    Flow::Normal
+                }
+                Node::Cond { with, branches, els } => {
+                    let mark = self.vars.len();
+                    let mut flow = None;
+                    for (p, body) in branches {
+                        let v = self.pipe(p, dot)?;
+                        if let Some(name) = p.decl.first() {
+                            self.bind(name, v.clone(), p.assign)?;
+                        }
+                        if v.truthy() {
+                            flow = Some(self.walk(body, if *with { &v } else { dot })?);
+                            break;
+                        }
+                    }
+                    let flow = match flow {
+                        Some(f) => f,
+                        None => self.walk(els, dot)?,
+                    };
+                    self.vars.truncate(mark);
+                    flow
+                }
+                Node::Range { pipe, body, els } => {
+                    let mark = self.vars.len();
+                    let v = self.pipe(pipe, dot)?;
+                    let flow = self.range(pipe, body, els, v, dot)?;
+                    self.vars.truncate(mark);
+                    flow
+                }
+                Node::Break => Flow::Break,
+                Node::Continue => Flow::Continue,
+            };
+            if !matches!(flow, Flow::Normal) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn range(&mut self, p: &'a Pipe, body: &'a [Node], els: &'a [Node], v: Val<'a>, dot: &Val<'a>) -> Result<Flow, String> {
+        let pairs: Option<Vec<(Val<'a>, Val<'a>)>> = match &v {
+            Val::Ref(r) => entries(r).map(|es| es.into_iter().map(|(k, e)| (val(k), Val::Ref(e))).collect()),
+            Val::Own(rc) => entries(rc).map(|es| es.into_iter().map(|(k, e)| (val(k), val(e.clone()))).collect()),
+            Val::Missing => None,
+        };
+        let mut ran = false;
+        if let Some(pairs) = pairs {
+            for (k, e) in pairs {
+                ran = true;
+                if let Flow::Break = self.iteration(p, body, k, e)? {
+                    break;
+                }
+            }
+        } else if let Some(n) = v.jv().as_i64() {
+            for i in 0..n {
+                ran = true;
+                if let Flow::Break = self.iteration(p, body, val(i), val(i))? {
+                    break;
+                }
+            }
+        } else if !v.jv().is_null() {
+            return err(format!("range can't iterate over {} (type {})", short(v.jv()), tname(v.jv())));
+        }
+        if ran { Ok(Flow::Normal) } else { self.walk(els, dot) }
+    }
+
+    fn iteration(&mut self, p: &'a Pipe, body: &'a [Node], key: Val<'a>, elem: Val<'a>) -> Result<Flow, String> {
+        self.tick()?;
+        let mark = self.vars.len();
+        match p.decl.as_slice() {
+            [v] => self.bind(v, elem.clone(), p.assign)?,
+            [k, v] => {
+                self.bind(k, key, p.assign)?;
+                self.bind(v, elem.clone(), p.assign)?;
+            }
+            _ => {}
+        }
+        let flow = self.walk(body, &elem)?;
+        self.vars.truncate(mark);
+        Ok(flow)
+    }
+
+    fn pipe(&mut self, p: &'a Pipe, dot: &Val<'a>) -> Result<Val<'a>, String> {
+        let mut v: Option<Val<'a>> = None;
+        for cmd in &p.cmds {
+            v = Some(match cmd.first() {
+                Some(Term::Func(name)) => self.call(name, &cmd[1..], v, dot)?,
+                Some(t) => self.term(t, dot)?,
+                None => Val::Missing,
+            });
+        }
+        Ok(v.unwrap_or(Val::Missing))
+    }
+
+    fn term(&mut self, t: &'a Term, dot: &Val<'a>) -> Result<Val<'a>, String> {
+        self.tick()?;
+        let (base, chain) = match t {
+            Term::Dot(chain) => (dot.clone(), chain),
+            Term::Var(name, chain) => match self.vars.iter().rev().find(|(n, _)| n == name) {
+                Some((_, v)) => (v.clone(), chain),
+                None => return err(format!("undefined variable \"{}\"", clip(name))),
+            },
+            Term::Lit(v) => return Ok(Val::Ref(v)),
+            Term::Paren(p, chain) => (self.pipe(p, dot)?, chain),
+            Term::Func(name) => return self.call(name, &[], None, dot),
+        };
+        chain.iter().try_fold(base, |v, name| field(v, name))
+    }
+
+    fn call(&mut self, name: &'a str, args: &'a [Term], fin: Option<Val<'a>>, dot: &Val<'a>) -> Result<Val<'a>, String> {
+        if name == "and" || name == "or" {
+            if args.is_empty() && fin.is_none() {
+                return err(format!("wrong number of args for {name}: want at least 1 got 0"));
+            }
+            let mut last = Val::Missing;
+            for a in args {
+                last = self.term(a, dot)?;
+                if last.truthy() == (name == "or") {
+                    return Ok(last);
+                }
+            }
+            return Ok(fin.unwrap_or(last));
+        }
+        let mut vals = Vec::with_capacity(args.len() + 1);
+        for a in args {
+            vals.push(self.term(a, dot)?);
+        }
+        vals.extend(fin);
+        let v = call_func(name, vals)?;
+        if let Some(Value::String(s)) = v.get() {
+            self.produced += s.len();
+            if s.len() > MAX_OUTPUT || self.produced > MAX_PRODUCED {
+                return err(format!("{name} produced too much data"));
+            }
+        }
+        Ok(v)
+    }
+}
