@@ -64,6 +64,9 @@ pub enum Command {
         /// Only look for this kind of object (image, container)
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Format each object with a Go template (e.g. '{{.NetworkSettings.IPAddress}}')
+        #[arg(short, long)]
+        format: Option<String>,
     },
     /// Create a new container (without starting it)
     Create(RunArgs),
@@ -220,11 +223,17 @@ pub enum NetworkCmd {
         /// Filter: name=, id=, label=KEY[=VALUE], driver=
         #[arg(short, long)]
         filter: Vec<String>,
+        /// Output format: table (default), json (one object a line) or a Go template
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on networks
     Inspect {
         #[arg(required = true)]
         networks: Vec<String>,
+        /// Format each network with a Go template
+        #[arg(short, long)]
+        format: Option<String>,
     },
     /// Remove networks
     #[command(alias = "remove")]
@@ -288,7 +297,7 @@ pub struct PsArgs {
     /// Filter output (name=, id=, status=, ancestor=, label=)
     #[arg(short, long)]
     filter: Vec<String>,
-    /// Output format: table (default) or json
+    /// Output format: table (default), json (one object a line) or a Go template ('table {{.Names}}\t{{.Status}}')
     #[arg(long)]
     format: Option<String>,
     /// Don't truncate output
@@ -333,6 +342,9 @@ pub enum ImageCmd {
     Inspect {
         #[arg(required = true)]
         images: Vec<String>,
+        /// Format each image with a Go template
+        #[arg(short, long)]
+        format: Option<String>,
     },
     /// Remove images
     Rm {
@@ -378,7 +390,7 @@ pub struct ImagesArgs {
     /// Show full ids
     #[arg(long)]
     no_trunc: bool,
-    /// Output format: table (default) or json
+    /// Output format: table (default), json (one object a line) or a Go template
     #[arg(long)]
     format: Option<String>,
     /// Show registry digests
@@ -770,25 +782,43 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             println!("{}", cove_engine::network::create(&mut eng, &name, &o)?.id);
             Ok(0)
         }
-        Command::Network(NetworkCmd::Ls { quiet, filter }) => {
+        Command::Network(NetworkCmd::Ls { quiet, filter, format }) => {
+            let format = ListFormat::parse(format.as_deref())?;
             let filters = cove_engine::network::Filters::parse(&filter, &["name", "id", "label", "driver"])?;
             let rows: Vec<_> = cove_engine::network::list(&eng)?.into_iter().filter(|n| filters.matches(n)).collect();
-            let mut table = crate::table::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"]);
-            for n in rows {
-                if quiet {
+            if quiet {
+                for n in &rows {
                     println!("{}", &n.id[..12]);
-                } else {
+                }
+                return Ok(0);
+            }
+            let data: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|n| {
                     let subnet = n.subnet6.as_ref().map_or(n.subnet.clone(), |s6| format!("{},{s6}", n.subnet));
                     let gateway = n.gateway6.as_ref().map_or(n.gateway.clone(), |g6| format!("{},{g6}", n.gateway));
-                    table.row(vec![n.id[..12].to_string(), n.name, "bridge".into(), subnet, gateway]);
+                    serde_json::json!({
+                        "ID": &n.id[..12], "Name": n.name, "Driver": "bridge", "Scope": "local",
+                        "IPv6": n.subnet6.is_some().to_string(), "Internal": n.internal.to_string(),
+                        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        "CreatedAt": n.created, "Subnet": subnet, "Gateway": gateway,
+                    })
+                })
+                .collect();
+            let headers = [("ID", "NETWORK ID"), ("Name", "NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE"), ("IPv6", "IPV6"), ("Internal", "INTERNAL"), ("Labels", "LABELS"), ("CreatedAt", "CREATED"), ("Subnet", "SUBNET"), ("Gateway", "GATEWAY")];
+            format.print(&data, &headers, || {
+                let mut table = crate::table::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"]);
+                for d in &data {
+                    let f = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                    table.row(vec![f("ID"), f("Name"), f("Driver"), f("Subnet"), f("Gateway")]);
                 }
-            }
-            if !quiet {
                 table.write(&mut std::io::stdout().lock())?;
-            }
+                Ok(())
+            })?;
             Ok(0)
         }
-        Command::Network(NetworkCmd::Inspect { networks }) => {
+        Command::Network(NetworkCmd::Inspect { networks, format }) => {
+            let tmpl = inspect_template(format.as_deref())?;
             let mut out = vec![];
             let mut failed = false;
             for n in &networks {
@@ -800,7 +830,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                     }
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspected(&out, tmpl.as_ref())?;
             Ok(if failed { 1 } else { 0 })
         }
         Command::Dns(DnsCmd::Resolve { qtype, network, name }) => {
@@ -854,8 +884,8 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
         Command::Load { input, quiet } => load(&mut eng, input, quiet),
         Command::Image(ImageCmd::Load { input }) => load(&mut eng, input, false),
         Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => list_images(&eng, &a),
-        Command::Image(ImageCmd::Inspect { images: names }) => inspect(&mut eng, &names, Some("image")),
-        Command::Inspect { names, kind } => inspect(&mut eng, &names, kind.as_deref()),
+        Command::Image(ImageCmd::Inspect { images: names, format }) => inspect(&mut eng, &names, Some("image"), format.as_deref()),
+        Command::Inspect { names, kind, format } => inspect(&mut eng, &names, kind.as_deref(), format.as_deref()),
         Command::Tag { source, target } | Command::Image(ImageCmd::Tag { source, target }) => {
             images::tag(&mut eng.db, &source, &target)?;
             Ok(0)
@@ -978,25 +1008,14 @@ fn ago(ts: &str) -> String {
 }
 
 fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
+    let format = ListFormat::parse(a.format.as_deref())?;
     let imgs = eng.db.images()?;
     let tags = eng.db.tags()?;
-    let mut out = std::io::stdout().lock();
-    if a.format.as_deref() == Some("json") {
-        let mut v = vec![];
-        for i in &imgs {
-            v.push(images::inspect_json(&eng.db, i)?);
-        }
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(0);
-    }
-    let mut table = match a.digests {
-        true => crate::table::Table::new(&["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]),
-        false => crate::table::Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]),
-    };
+    let mut data = vec![];
     for i in &imgs {
         let id = if a.no_trunc { i.id.clone() } else { cove_oci::short_id(&i.id).to_string() };
         if a.quiet {
-            writeln!(out, "{id}")?;
+            println!("{id}");
             continue;
         }
         let mine: Vec<&String> = tags.iter().filter(|(_, t)| *t == i.id).map(|(n, _)| n).collect();
@@ -1011,17 +1030,35 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
                 .collect()
         };
         for (repo, tag) in rows {
-            let mut cells = vec![repo, tag];
-            if a.digests {
-                cells.push(i.digest.clone().unwrap_or_else(|| "<none>".into()));
-            }
-            cells.extend([id.clone(), ago(&i.created), human_size(i.size)]);
-            table.row(cells);
+            data.push(serde_json::json!({
+                "Repository": repo, "Tag": tag, "Digest": i.digest.clone().unwrap_or_else(|| "<none>".into()), "ID": id,
+                "CreatedSince": ago(&i.created), "CreatedAt": i.created, "Size": human_size(i.size),
+            }));
         }
     }
-    if !a.quiet {
-        table.write(&mut out)?;
+    if a.quiet {
+        return Ok(0);
     }
+    let headers = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("Digest", "DIGEST"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("CreatedAt", "CREATED AT"), ("Size", "SIZE")];
+    format.print(&data, &headers, || {
+        let mut cols = vec!["REPOSITORY", "TAG"];
+        if a.digests {
+            cols.push("DIGEST");
+        }
+        cols.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        let mut table = crate::table::Table::new(&cols);
+        for d in &data {
+            let f = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            let mut cells = vec![f("Repository"), f("Tag")];
+            if a.digests {
+                cells.push(f("Digest"));
+            }
+            cells.extend([f("ID"), f("CreatedSince"), f("Size")]);
+            table.row(cells);
+        }
+        table.write(&mut std::io::stdout().lock())?;
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -1128,7 +1165,8 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
     })
 }
 
-fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>) -> Result<i32> {
+fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: Option<&str>) -> Result<i32> {
+    let tmpl = inspect_template(format)?;
     lifecycle::reconcile(eng)?;
     let mut out = vec![];
     let mut failed = false;
@@ -1150,8 +1188,88 @@ fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>) -> Result<i32
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_inspected(&out, tmpl.as_ref())?;
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `inspect -f`: no format or `json` is the JSON array; anything else a Go template.
+fn inspect_template(format: Option<&str>) -> Result<Option<crate::template::Template>> {
+    match format {
+        None | Some("") | Some("json") => Ok(None),
+        Some(f) => Ok(Some(crate::template::Template::parse(f).map_err(|e| anyhow!("{e}"))?)),
+    }
+}
+
+/// Prints inspected objects: the JSON array, or each object through the template, a line each.
+fn print_inspected(objects: &[serde_json::Value], tmpl: Option<&crate::template::Template>) -> Result<()> {
+    let Some(t) = tmpl else {
+        println!("{}", serde_json::to_string_pretty(objects)?);
+        return Ok(());
+    };
+    let mut out = std::io::stdout().lock();
+    for o in objects {
+        writeln!(out, "{}", t.render(o).map_err(|e| anyhow!("{e}"))?)?;
+    }
+    Ok(())
+}
+
+/// `--format` of the listing commands (ps, images, network ls).
+enum ListFormat {
+    Table,
+    /// One JSON object a line (Docker's `--format json`).
+    Json,
+    /// A template per row; `table` prefix: a header line and aligned columns (cells split at tabs).
+    Template { table: bool, tmpl: crate::template::Template },
+}
+
+impl ListFormat {
+    fn parse(format: Option<&str>) -> Result<ListFormat> {
+        Ok(match format.map(str::trim) {
+            None | Some("") | Some("table") => ListFormat::Table,
+            Some("json") | Some("{{json .}}") => ListFormat::Json,
+            Some(f) => {
+                let (table, body) = match f.strip_prefix("table") {
+                    Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim_start()),
+                    _ => (false, f),
+                };
+                // Go's tabwriter sees "\t" typed on a command line as a tab, as Docker does.
+                let body = body.replace("\\t", "\t");
+                ListFormat::Template { table, tmpl: crate::template::Template::parse(&body).map_err(|e| anyhow!("{e}"))? }
+            }
+        })
+    }
+
+    /// Prints `rows` (objects with the template's field names) with `headers` naming the
+    /// fields for a `table` template; `fallback` prints the default table.
+    fn print(&self, rows: &[serde_json::Value], headers: &[(&str, &str)], fallback: impl FnOnce() -> Result<()>) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match self {
+            ListFormat::Table => fallback(),
+            ListFormat::Json => {
+                for r in rows {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                }
+                Ok(())
+            }
+            ListFormat::Template { table: false, tmpl } => {
+                for r in rows {
+                    writeln!(out, "{}", tmpl.render(r).map_err(|e| anyhow!("{e}"))?)?;
+                }
+                Ok(())
+            }
+            ListFormat::Template { table: true, tmpl } => {
+                // The header: the template rendered over the field names' headers.
+                let names: serde_json::Map<String, serde_json::Value> = headers.iter().map(|(k, h)| (k.to_string(), serde_json::Value::from(*h))).collect();
+                let header = tmpl.render(&serde_json::Value::Object(names)).unwrap_or_default();
+                let mut t = crate::table::Table::new(&header.split('\t').collect::<Vec<_>>());
+                for r in rows {
+                    t.row(tmpl.render(r).map_err(|e| anyhow!("{e}"))?.split('\t').map(String::from).collect());
+                }
+                t.write(&mut out)?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Runs `f` for each name; prints the name on success, one error line per failure.
@@ -1198,41 +1316,58 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
             })
         })
         .collect();
+    let format = ListFormat::parse(a.format.as_deref())?;
     let mut out = std::io::stdout().lock();
-    if a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}") {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|c| {
-                let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
-                serde_json::json!({
-                    "ID": c.id, "Names": c.name, "Image": c.image, "Command": req.cmd.join(" "),
-                    "CreatedAt": c.created, "State": c.state, "Status": lifecycle::status_text(c, ago),
-                    "ExitCode": c.exit_code, "Pid": c.pid,
-                })
-            })
-            .collect();
-        writeln!(out, "{}", serde_json::to_string(&v)?)?;
+    if a.quiet {
+        for c in &rows {
+            writeln!(out, "{}", if a.no_trunc { c.id.as_str() } else { cove_oci::short_id(&c.id) })?;
+        }
         return Ok(0);
     }
-    let mut table = crate::table::Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]);
-    for c in rows {
-        let id = if a.no_trunc { c.id.clone() } else { cove_oci::short_id(&c.id).to_string() };
-        if a.quiet {
-            writeln!(out, "{id}")?;
-            continue;
+    let data: Vec<serde_json::Value> = rows.iter().map(|c| ps_row(eng, c, a.no_trunc)).collect();
+    let headers = [
+        ("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("CreatedAt", "CREATED AT"), ("RunningFor", "CREATED"),
+        ("Ports", "PORTS"), ("State", "STATE"), ("Status", "STATUS"), ("Names", "NAMES"), ("Labels", "LABELS"), ("Networks", "NETWORKS"),
+    ];
+    format.print(&data, &headers, || {
+        let mut table = crate::table::Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]);
+        for d in &data {
+            let f = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            table.row(vec![f("ID"), f("Image"), f("Command"), f("RunningFor"), f("Status"), f("Ports"), f("Names")]);
         }
-        let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
-        let mut cmd = req.cmd.join(" ");
-        if cmd.len() > 20 && !a.no_trunc {
-            cmd.truncate(17);
-            cmd.push_str("...");
-        }
-        table.row(vec![id, c.image.clone(), format!("\"{cmd}\""), ago(&c.created), lifecycle::status_text(&c, ago), c.name.clone()]);
-    }
-    if !a.quiet {
         table.write(&mut out)?;
-    }
+        Ok(())
+    })?;
     Ok(0)
+}
+
+/// One `ps` row with Docker's field names (what `--format` templates and json see).
+fn ps_row(eng: &Engine, c: &cove_engine::db::ContainerRow, no_trunc: bool) -> serde_json::Value {
+    let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    let mut cmd = req.cmd.join(" ");
+    if cmd.chars().count() > 20 && !no_trunc {
+        cmd = cmd.chars().take(17).collect::<String>() + "...";
+    }
+    // Docker's PORTS: "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp" while the container runs.
+    let ports: Vec<String> = if c.state == "running" {
+        cove_engine::ports::load(&eng.dirs.container_run(&c.id)).iter().map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto)).collect()
+    } else {
+        vec![]
+    };
+    let networks: Vec<String> = eng.db.container_endpoints6(&c.id).unwrap_or_default().into_iter().map(|(n, _, _)| n).collect();
+    serde_json::json!({
+        "ID": if no_trunc { c.id.clone() } else { cove_oci::short_id(&c.id).to_string() },
+        "Image": c.image,
+        "Command": format!("\"{cmd}\""),
+        "CreatedAt": c.created,
+        "RunningFor": ago(&c.created),
+        "Ports": ports.join(", "),
+        "State": c.state,
+        "Status": lifecycle::status_text(c, ago),
+        "Names": c.name,
+        "Labels": req.labels.join(","),
+        "Networks": networks.join(","),
+    })
 }
 
 fn print_info(v: &serde_json::Value) {

@@ -5,6 +5,7 @@
 mod cmd;
 mod registry;
 mod table;
+mod template;
 
 use clap::Parser;
 use std::process::ExitCode;

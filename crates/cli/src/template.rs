@@ -75,30 +75,15 @@ fn tname(v: &Value) -> &'static str {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Dot,
-    Field(String),
-    Var(String),
-    Ident(String),
-    Lit(Value),
-    LParen,
-    RParen,
-    Pipe,
-    Comma,
-    Declare,
-    Assign,
+    Dot, Field(String), Var(String), Ident(String), Lit(Value),
+    LParen, RParen, Pipe, Comma, Declare, Assign,
 }
 
 /// A token and whether whitespace preceded it (`.A.B` vs `.A .B`).
 #[derive(Debug, Clone)]
-struct Token {
-    tok: Tok,
-    space: bool,
-}
+struct Token { tok: Tok, space: bool }
 
-enum Item {
-    Text(String),
-    Action(Vec<Token>),
-}
+enum Item { Text(String), Action(Vec<Token>) }
 
 fn lex(src: &str) -> Result<Vec<Item>, String> {
     let mut items = Vec::new();
@@ -111,9 +96,7 @@ fn lex(src: &str) -> Result<Vec<Item>, String> {
             text = text.trim_start_matches(WS);
         }
         let Some(open) = open else {
-            if !text.is_empty() {
-                items.push(Item::Text(text.to_string()));
-            }
+            items.extend((!text.is_empty()).then(|| Item::Text(text.to_string())));
             return Ok(items);
         };
         let mut i = pos + open + 2;
@@ -121,21 +104,16 @@ fn lex(src: &str) -> Result<Vec<Item>, String> {
             text = text.trim_end_matches(WS);
             i += 1;
         }
-        if !text.is_empty() {
-            items.push(Item::Text(text.to_string()));
-        }
+        items.extend((!text.is_empty()).then(|| Item::Text(text.to_string())));
         let body = src[i..].trim_start_matches(WS);
         if body.starts_with("/*") {
             let start = src.len() - body.len() + 2;
             let Some(end) = src[start..].find("*/") else { return err("unclosed comment") };
             let after = src[start + end + 2..].trim_start_matches(WS);
-            let (skip, trim) = if after.starts_with("-}}") {
-                (3, true)
-            } else if after.starts_with("}}") {
-                (2, false)
-            } else {
+            let Some(trim) = ["}}", "-}}"].iter().position(|d| after.starts_with(d)) else {
                 return err("comment ends before closing delimiter");
             };
+            let (skip, trim) = (2 + trim, trim == 1);
             pos = src.len() - after.len() + skip;
             trim_next = trim;
             continue;
@@ -157,14 +135,12 @@ fn lex_action(src: &str, start: usize) -> Result<(Vec<Token>, usize, bool), Stri
     loop {
         let rest = &src[i..];
         let Some(c) = rest.chars().next() else { return err("unclosed action") };
-        if WS.contains(&c) {
-            if rest[1..].starts_with("-}}") {
-                return Ok((toks, i + 4, true));
-            }
+        if WS.contains(&c) && rest[1..].starts_with("-}}") {
+            return Ok((toks, i + 4, true));
+        } else if WS.contains(&c) {
             (space, i) = (true, i + 1);
             continue;
-        }
-        if rest.starts_with("}}") {
+        } else if rest.starts_with("}}") {
             return Ok((toks, i + 2, false));
         }
         let digit_next = rest[c.len_utf8()..].starts_with(|d: char| d.is_ascii_digit());
@@ -212,20 +188,8 @@ fn lex_quoted(s: &str) -> Result<(Tok, usize), String> {
             '\n' => break,
             '\\' => {
                 let Some((_, e)) = chars.next() else { break };
-                let simple = match e {
-                    'a' => 7,
-                    'b' => 8,
-                    'f' => 12,
-                    'n' => b'\n',
-                    'r' => b'\r',
-                    't' => b'\t',
-                    'v' => 11,
-                    '\\' => b'\\',
-                    '"' => b'"',
-                    _ => 0,
-                };
-                if simple != 0 {
-                    buf.push(simple);
+                if let Some(p) = "abfnrtv\\\"".find(e) {
+                    buf.push(b"\x07\x08\x0c\n\r\t\x0b\\\""[p]);
                     continue;
                 }
                 let (digits, radix, mut code) = match e {
@@ -241,12 +205,10 @@ fn lex_quoted(s: &str) -> Result<(Tok, usize), String> {
                     };
                     code = code * radix + d;
                 }
-                if e == 'u' || e == 'U' {
-                    let Some(ch) = char::from_u32(code) else { return err("invalid escape in quoted string") };
-                    buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
-                } else {
-                    let Ok(b) = u8::try_from(code) else { return err("invalid escape in quoted string") };
-                    buf.push(b);
+                match (e, char::from_u32(code), u8::try_from(code)) {
+                    ('u' | 'U', Some(c), _) => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
+                    ('x' | '0'..='7', _, Ok(b)) => buf.push(b),
+                    _ => return err("invalid escape in quoted string"),
                 }
             }
             c => buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
@@ -263,9 +225,7 @@ fn lex_number(s: &str) -> Result<(Tok, usize), String> {
     while let Some(&c) = b.get(n) {
         let exp = if hex { [b'p', b'P'] } else { [b'e', b'E'] };
         let exp_sign = (c == b'+' || c == b'-') && n > 0 && exp.contains(&b[n - 1]);
-        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign) {
-            break;
-        }
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign) { break }
         n += 1;
     }
     match parse_number(&s[..n]) {
@@ -291,11 +251,10 @@ fn parse_number(text: &str) -> Option<Value> {
         None => body.parse::<i128>().ok(),
     };
     if let Some(i) = int.map(|i| if neg { -i } else { i }) {
-        if let Ok(v) = i64::try_from(i) {
-            return Some(Value::from(v));
-        }
-        if let Ok(v) = u64::try_from(i) {
-            return Some(Value::from(v));
+        match (i64::try_from(i), u64::try_from(i)) {
+            (Ok(v), _) => return Some(Value::from(v)),
+            (_, Ok(v)) => return Some(Value::from(v)),
+            _ => {}
         }
     }
     if radix.is_some() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
@@ -342,16 +301,9 @@ pub struct Template {
     nodes: Vec<Node>,
 }
 
-enum Stop {
-    Eof,
-    End,
-    Else(Vec<Token>),
-}
+enum Stop { Eof, End, Else(Vec<Token>) }
 
-struct Cur<'t> {
-    toks: &'t [Token],
-    pos: usize,
-}
+struct Cur<'t> { toks: &'t [Token], pos: usize }
 
 impl<'t> Cur<'t> {
     fn peek(&self) -> Option<&'t Tok> {
@@ -372,30 +324,20 @@ impl<'t> Cur<'t> {
     }
 }
 
-struct Parser {
-    items: std::vec::IntoIter<Item>,
-    vars: Vec<String>,
-    depth: usize,
-    in_range: usize,
-}
+/// Recursive-descent parser; `vars` are the variables in scope (checked at parse time, as Go does).
+struct Parser { items: std::vec::IntoIter<Item>, vars: Vec<String>, depth: usize, in_range: usize }
 
 impl Parser {
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return err(format!("nesting too deep (max {MAX_DEPTH})"));
-        }
-        Ok(())
+        if self.depth > MAX_DEPTH { err(format!("nesting too deep (max {MAX_DEPTH})")) } else { Ok(()) }
     }
 
     fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let toks = match item {
-                Item::Text(t) => {
-                    nodes.push(Node::Text(t));
-                    continue;
-                }
+                Item::Text(t) => { nodes.push(Node::Text(t)); continue; }
                 Item::Action(t) => t,
             };
             let kw = match toks.first() {
@@ -477,37 +419,25 @@ impl Parser {
 
     fn pipeline(&mut self, toks: &[Token], decl_max: usize, ctx: &str) -> Result<Pipe, String> {
         let at = |i: usize| toks.get(i).map(|t| &t.tok);
-        let (decl, assign, start) = match (at(0), at(1), at(2), at(3)) {
-            (Some(Tok::Var(a)), Some(op @ (Tok::Declare | Tok::Assign)), _, _) => {
-                (vec![a.clone()], *op == Tok::Assign, 2)
+        let is_op = |t: Option<&Tok>| matches!(t, Some(Tok::Declare | Tok::Assign));
+        let (decl, assign, start) = match (at(0), at(1), at(2)) {
+            (Some(Tok::Var(a)), op, _) if is_op(op) => (vec![a.clone()], op == Some(&Tok::Assign), 2),
+            (Some(Tok::Var(a)), Some(Tok::Comma), Some(Tok::Var(b))) if is_op(at(3)) => {
+                (vec![a.clone(), b.clone()], at(3) == Some(&Tok::Assign), 4)
             }
-            (Some(Tok::Var(a)), Some(Tok::Comma), Some(Tok::Var(b)), Some(op @ (Tok::Declare | Tok::Assign))) => {
-                (vec![a.clone(), b.clone()], *op == Tok::Assign, 4)
-            }
+            (Some(Tok::Var(_)), Some(Tok::Comma), ..) => return err(format!("bad declaration in {ctx}")),
             _ => (Vec::new(), false, 0),
         };
-        if decl.len() > decl_max {
-            return err(format!("too many declarations in {ctx}"));
-        }
-        for name in &decl {
-            if name == "$" {
-                return err("cannot assign to $");
-            }
-            if assign && !self.vars.contains(name) {
-                return err(format!("undefined variable \"{}\"", clip(name)));
-            }
+        if decl.len() > decl_max { return err(format!("too many declarations in {ctx}")); }
+        if decl.iter().any(|n| n == "$") { return err("cannot assign to $"); }
+        if let Some(n) = decl.iter().find(|n| assign && !self.vars.contains(n)) {
+            return err(format!("undefined variable \"{}\"", clip(n)));
         }
         let mut cur = Cur { toks: &toks[start..], pos: 0 };
-        if cur.peek().is_none() {
-            return err(format!("missing value for {ctx}"));
-        }
+        if cur.peek().is_none() { return err(format!("missing value for {ctx}")); }
         let cmds = self.cmds(&mut cur)?;
-        if cur.peek().is_some() {
-            return err("unexpected right paren");
-        }
-        if !assign {
-            self.vars.extend(decl.iter().cloned());
-        }
+        if cur.peek().is_some() { return err("unexpected right paren"); }
+        if !assign { self.vars.extend(decl.iter().cloned()); }
         Ok(Pipe { decl, assign, cmds })
     }
 
@@ -529,9 +459,7 @@ impl Parser {
                 Some(_) => {}
             }
             cmds.push(cmd);
-            if cur.peek() != Some(&Tok::Pipe) {
-                return Ok(cmds);
-            }
+            if cur.peek() != Some(&Tok::Pipe) { return Ok(cmds); }
             cur.pos += 1;
         }
     }
@@ -541,7 +469,9 @@ impl Parser {
         Ok(match &t.tok {
             Tok::Dot => Term::Dot(cur.chain()),
             Tok::Field(f) => Term::Dot([vec![f.clone()], cur.chain()].concat()),
-            Tok::Var(n) if !self.vars.contains(n) => return err(format!("undefined variable \"{}\"", clip(n))),
+            Tok::Var(n) if !self.vars.contains(n) => {
+                return err(format!("undefined variable \"{}\"", clip(n)))
+            }
             Tok::Var(n) => Term::Var(n.clone(), cur.chain()),
             Tok::Lit(v) => Term::Lit(v.clone()),
             Tok::Ident(id) => match id.as_str() {
@@ -584,7 +514,8 @@ impl Template {
 
     /// Renders with `data` as dot. Errors are one line.
     pub fn render(&self, data: &Value) -> Result<String, String> {
-        let mut ex = Exec { vars: vec![("$", Val::Ref(data))], out: String::new(), steps: 0, produced: 0 };
+        let vars = vec![("$", Val::Ref(data))];
+        let mut ex = Exec { vars, out: String::new(), steps: 0, produced: 0 };
         ex.walk(&self.nodes, &Val::Ref(data))?;
         Ok(ex.out)
     }
@@ -594,11 +525,7 @@ impl Template {
 
 /// A value during execution: `Missing` is Go's "no value" for an absent map key.
 #[derive(Debug, Clone)]
-enum Val<'a> {
-    Missing,
-    Ref(&'a Value),
-    Own(Rc<Value>),
-}
+enum Val<'a> { Missing, Ref(&'a Value), Own(Rc<Value>) }
 
 fn val<'a>(v: impl Into<Value>) -> Val<'a> {
     Val::Own(Rc::new(v.into()))
@@ -628,10 +555,7 @@ impl Val<'_> {
     }
 }
 
-enum Key<'k> {
-    Name(&'k str),
-    Idx(usize),
-}
+enum Key<'k> { Name(&'k str), Idx(usize) }
 
 fn child<'a>(v: &Val<'a>, key: Key) -> Option<Val<'a>> {
     fn pick<'x>(v: &'x Value, key: &Key) -> Option<&'x Value> {
@@ -643,7 +567,7 @@ fn child<'a>(v: &Val<'a>, key: Key) -> Option<Val<'a>> {
     }
     match v {
         Val::Missing => None,
-        Val::Ref(r) => pick(*r, &key).map(Val::Ref),
+        Val::Ref(r) => pick(r, &key).map(Val::Ref),
         Val::Own(rc) => pick(rc, &key).map(|x| val(x.clone())),
     }
 }
@@ -671,9 +595,7 @@ fn entries(v: &Value) -> Option<Vec<(Value, &Value)>> {
 
 /// Appends `v` formatted like Go's `%v`.
 fn write_go(out: &mut String, v: &Value, depth: usize) {
-    if out.len() > MAX_OUTPUT {
-        return;
-    }
+    if out.len() > MAX_OUTPUT { return; }
     match v {
         Value::Null => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -683,9 +605,7 @@ fn write_go(out: &mut String, v: &Value, depth: usize) {
         Value::Array(a) => {
             out.push('[');
             for (i, e) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
+                out.push_str(if i > 0 { " " } else { "" });
                 write_go(out, e, depth + 1);
             }
             out.push(']');
@@ -693,9 +613,7 @@ fn write_go(out: &mut String, v: &Value, depth: usize) {
         Value::Object(_) => {
             out.push_str("map[");
             for (i, (k, e)) in entries(v).unwrap_or_default().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
+                out.push_str(if i > 0 { " " } else { "" });
                 write_go(out, &k, depth + 1);
                 out.push(':');
                 write_go(out, e, depth + 1);
@@ -789,32 +707,10 @@ fn compare(a: &Value, b: &Value) -> Result<Ordering, String> {
 fn title(s: &str) -> String {
     let (mut out, mut sep) = (String::with_capacity(s.len()), true);
     for c in s.chars() {
-        if sep {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
-        }
+        if sep { out.extend(c.to_uppercase()) } else { out.push(c) }
         sep = if c.is_ascii() { !(c.is_ascii_alphanumeric() || c == '_') } else { c.is_whitespace() };
     }
     out
-}
-
-fn go_quote(s: &str) -> String {
-    let mut q = String::from('"');
-    for c in s.chars() {
-        match c {
-            '"' => q.push_str("\\\""),
-            '\\' => q.push_str("\\\\"),
-            '\n' => q.push_str("\\n"),
-            '\r' => q.push_str("\\r"),
-            '\t' => q.push_str("\\t"),
-            c if c.is_control() && (c as u32) < 0x80 => q.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => q.push_str(&format!("\\u{:04x}", c as u32)),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
 }
 
 /// Formats one printf verb; `None` means the verb does not apply to the value.
@@ -840,7 +736,7 @@ fn fmt_verb(verb: char, v: &Value, prec: Option<usize>, plus: bool) -> Option<(S
         }
         'f' | 'F' => (sign(format!("{:.*}", prec.unwrap_or(6), v.as_f64()?), v.as_f64()? < 0.0), true),
         'g' => (sign(go_fmt(v), v.as_f64()? < 0.0), v.is_number()),
-        'q' => (go_quote(v.as_str()?), false),
+        'q' => (serde_json::to_string(v.as_str()?).ok()?, false),
         't' => (v.as_bool()?.to_string(), false),
         _ => return None,
     })
@@ -858,19 +754,14 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
         while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
             it.next();
             n = Some(n.unwrap_or(0) * 10 + d as usize);
-            if n > Some(MAX_OUTPUT) {
-                return err("printf width too large");
-            }
+            if n > Some(MAX_OUTPUT) { return err("printf width too large"); }
         }
         Ok(n)
     }
     let (mut out, mut next) = (String::new(), 0);
     let mut it = f.chars().peekable();
     while let Some(c) = it.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
+        if c != '%' { out.push(c); continue; }
         let (mut minus, mut plus, mut zero) = (false, false, false);
         while let Some(&fl) = it.peek() {
             match fl {
@@ -893,10 +784,7 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
             out.push_str("%!(NOVERB)");
             break;
         };
-        if verb == '%' {
-            out.push('%');
-            continue;
-        }
+        if verb == '%' { out.push('%'); continue; }
         let Some(arg) = args.get(next) else {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
@@ -911,7 +799,7 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
             out.push_str(&s);
             out.push_str(&" ".repeat(pad));
         } else if zero && numeric {
-            let (sign, digits) = if s.starts_with(['-', '+']) { s.split_at(1) } else { ("", s.as_str()) };
+            let (sign, digits) = s.split_at(usize::from(s.starts_with(['-', '+'])));
             out.push_str(sign);
             out.push_str(&"0".repeat(pad));
             out.push_str(digits);
@@ -919,9 +807,7 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
             out.push_str(&" ".repeat(pad));
             out.push_str(&s);
         }
-        if out.len() > MAX_OUTPUT {
-            return err("printf output too large");
-        }
+        if out.len() > MAX_OUTPUT { return err("printf output too large"); }
     }
     if next < args.len() {
         let extra: Vec<String> = args[next..].iter().map(|v| bad_arg(v)).collect();
@@ -933,12 +819,17 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
 fn index<'a>(base: Val<'a>, key: &Val) -> Result<Val<'a>, String> {
     let k = key.jv();
     let pos = |len: usize| match k.as_i64() {
-        Some(i) => usize::try_from(i).ok().filter(|&i| i < len).ok_or(format!("template: index out of range: {i}")),
+        Some(i) => match usize::try_from(i) {
+            Ok(u) if u < len => Ok(u),
+            _ => err(format!("index out of range: {i}")),
+        },
         None => err(format!("cannot index with {}", tname(k))),
     };
     match (base.get(), k) {
         (None | Some(Value::Null), _) => Ok(Val::Missing),
-        (Some(Value::Object(_)), Value::String(s)) => Ok(child(&base, Key::Name(s)).unwrap_or(Val::Missing)),
+        (Some(Value::Object(_)), Value::String(s)) => {
+            Ok(child(&base, Key::Name(s)).unwrap_or(Val::Missing))
+        }
         (Some(Value::Array(a)), _) => Ok(child(&base, Key::Idx(pos(a.len())?)).unwrap_or(Val::Missing)),
         (Some(Value::String(s)), _) => Ok(val(s.as_bytes()[pos(s.len())?])),
         (Some(o), _) => err(format!("can't index item of type {} with {}", tname(o), tname(k))),
@@ -948,8 +839,13 @@ fn index<'a>(base: Val<'a>, key: &Val) -> Result<Val<'a>, String> {
 fn slice<'a>(a: &[Val<'a>]) -> Result<Val<'a>, String> {
     let idx = a[1..].iter().map(to_count).collect::<Result<Vec<usize>, String>>()?;
     let bounds = |len: usize| {
-        let (i, j, k) = (idx.first().copied().unwrap_or(0), idx.get(1).copied().unwrap_or(len), idx.get(2).copied().unwrap_or(len));
-        if i <= j && j <= k && k <= len { Ok((i, j)) } else { err(format!("slice index out of range: {i}:{j} of {len}")) }
+        let at = |n: usize, default: usize| idx.get(n).copied().unwrap_or(default);
+        let (i, j, k) = (at(0, 0), at(1, len), at(2, len));
+        if i <= j && j <= k && k <= len {
+            Ok((i, j))
+        } else {
+            err(format!("slice index out of range: {i}:{j} of {len}"))
+        }
     };
     match a[0].jv() {
         Value::String(_) if idx.len() > 2 => err("cannot 3-index slice a string"),
@@ -982,9 +878,7 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
     if name == "index" {
         let mut it = a.into_iter();
         let mut cur = it.next().unwrap_or(Val::Missing);
-        for k in it {
-            cur = index(cur, &k)?;
-        }
+        for k in it { cur = index(cur, &k)?; }
         return Ok(cur);
     }
     let s = |i: usize| to_str(&a[i]);
@@ -1004,13 +898,9 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
             match a[0].jv() {
                 Value::Array(items) => {
                     for (i, e) in items.iter().enumerate() {
-                        if i > 0 {
-                            out.push_str(&sep);
-                        }
+                        out.push_str(if i > 0 { &sep } else { "" });
                         write_go(&mut out, e, 0);
-                        if out.len() > MAX_OUTPUT {
-                            return err("join result too large");
-                        }
+                        if out.len() > MAX_OUTPUT { return err("join result too large"); }
                     }
                 }
                 Value::Null => {}
@@ -1025,9 +915,7 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
             } else {
                 src.split(sep.as_str()).take(1_000_001).map(Value::from).collect()
             };
-            if parts.len() > 1_000_000 {
-                return err("split: too many parts");
-            }
+            if parts.len() > 1_000_000 { return err("split: too many parts"); }
             val(parts)
         }
         "lower" => val(s(0).to_lowercase()),
@@ -1037,9 +925,7 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
             let (mut out, mut prev_str) = (String::new(), true);
             for v in &a {
                 let is_str = v.jv().is_string();
-                if !is_str && !prev_str {
-                    out.push(' ');
-                }
+                out.push_str(if !is_str && !prev_str { " " } else { "" });
                 write_go(&mut out, v.jv(), 0);
                 prev_str = is_str;
             }
@@ -1057,9 +943,7 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
         "truncate" => val(s(0).chars().take(to_count(&a[1])?).collect::<String>()),
         "pad" => {
             let (src, l, r) = (s(0), to_count(&a[1])?, to_count(&a[2])?);
-            if l.saturating_add(r) > MAX_OUTPUT {
-                return err("pad too large");
-            }
+            if l.saturating_add(r) > MAX_OUTPUT { return err("pad too large"); }
             val(if src.is_empty() { src } else { format!("{}{src}{}", " ".repeat(l), " ".repeat(r)) })
         }
         _ => return err(format!("function \"{}\" not defined", clip(name))),
@@ -1068,33 +952,21 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
 
 // ---------------------------------------------------------------- execution
 
-enum Flow {
-    Normal,
-    Break,
-    Continue,
-}
+enum Flow { Normal, Break, Continue }
 
-struct Exec<'a> {
-    vars: Vec<(&'a str, Val<'a>)>,
-    out: String,
-    steps: u64,
-    produced: usize,
-}
+type RangeNode<'a> = (&'a Pipe, &'a [Node], &'a [Node]);
+
+/// Execution state; `vars` is a stack truncated at the end of each control structure.
+struct Exec<'a> { vars: Vec<(&'a str, Val<'a>)>, out: String, steps: u64, produced: usize }
 
 impl<'a> Exec<'a> {
     fn tick(&mut self) -> Result<(), String> {
         self.steps += 1;
-        if self.steps > MAX_STEPS {
-            return err("execution exceeds step limit");
-        }
-        Ok(())
+        if self.steps > MAX_STEPS { err("execution exceeds step limit") } else { Ok(()) }
     }
 
     fn check_out(&self) -> Result<(), String> {
-        if self.out.len() > MAX_OUTPUT {
-            return err("output exceeds 16 MiB limit");
-        }
-        Ok(())
+        if self.out.len() > MAX_OUTPUT { err("output exceeds 16 MiB limit") } else { Ok(()) }
     }
 
     fn bind(&mut self, name: &'a str, v: Val<'a>, assign: bool) -> Result<(), String> {
@@ -1134,9 +1006,7 @@ impl<'a> Exec<'a> {
                     let mut flow = None;
                     for (p, body) in branches {
                         let v = self.pipe(p, dot)?;
-                        if let Some(name) = p.decl.first() {
-                            self.bind(name, v.clone(), p.assign)?;
-                        }
+                        if let Some(name) = p.decl.first() { self.bind(name, v.clone(), p.assign)?; }
                         if v.truthy() {
                             flow = Some(self.walk(body, if *with { &v } else { dot })?);
                             break;
@@ -1152,40 +1022,38 @@ impl<'a> Exec<'a> {
                 Node::Range { pipe, body, els } => {
                     let mark = self.vars.len();
                     let v = self.pipe(pipe, dot)?;
-                    let flow = self.range(pipe, body, els, v, dot)?;
+                    let flow = self.range((pipe, body, els), v, dot)?;
                     self.vars.truncate(mark);
                     flow
                 }
                 Node::Break => Flow::Break,
                 Node::Continue => Flow::Continue,
             };
-            if !matches!(flow, Flow::Normal) {
-                return Ok(flow);
-            }
+            if !matches!(flow, Flow::Normal) { return Ok(flow); }
         }
         Ok(Flow::Normal)
     }
 
-    fn range(&mut self, p: &'a Pipe, body: &'a [Node], els: &'a [Node], v: Val<'a>, dot: &Val<'a>) -> Result<Flow, String> {
+    /// Runs a `{{range}}` over `v`: arrays, objects (sorted keys), non-negative integers.
+    fn range(&mut self, node: RangeNode<'a>, v: Val<'a>, dot: &Val<'a>) -> Result<Flow, String> {
+        let (p, body, els) = node;
         let pairs: Option<Vec<(Val<'a>, Val<'a>)>> = match &v {
             Val::Ref(r) => entries(r).map(|es| es.into_iter().map(|(k, e)| (val(k), Val::Ref(e))).collect()),
-            Val::Own(rc) => entries(rc).map(|es| es.into_iter().map(|(k, e)| (val(k), val(e.clone()))).collect()),
+            Val::Own(rc) => {
+                entries(rc).map(|es| es.into_iter().map(|(k, e)| (val(k), val(e.clone()))).collect())
+            }
             Val::Missing => None,
         };
         let mut ran = false;
         if let Some(pairs) = pairs {
             for (k, e) in pairs {
                 ran = true;
-                if let Flow::Break = self.iteration(p, body, k, e)? {
-                    break;
-                }
+                if let Flow::Break = self.iteration(p, body, k, e)? { break; }
             }
         } else if let Some(n) = v.jv().as_i64() {
             for i in 0..n {
                 ran = true;
-                if let Flow::Break = self.iteration(p, body, val(i), val(i))? {
-                    break;
-                }
+                if let Flow::Break = self.iteration(p, body, val(i), val(i))? { break; }
             }
         } else if !v.jv().is_null() {
             return err(format!("range can't iterate over {} (type {})", short(v.jv()), tname(v.jv())));
@@ -1193,7 +1061,8 @@ impl<'a> Exec<'a> {
         if ran { Ok(Flow::Normal) } else { self.walk(els, dot) }
     }
 
-    fn iteration(&mut self, p: &'a Pipe, body: &'a [Node], key: Val<'a>, elem: Val<'a>) -> Result<Flow, String> {
+    fn iteration(&mut self, p: &'a Pipe, body: &'a [Node], key: Val<'a>, elem: Val<'a>)
+        -> Result<Flow, String> {
         self.tick()?;
         let mark = self.vars.len();
         match p.decl.as_slice() {
@@ -1236,7 +1105,9 @@ impl<'a> Exec<'a> {
         chain.iter().try_fold(base, |v, name| field(v, name))
     }
 
-    fn call(&mut self, name: &'a str, args: &'a [Term], fin: Option<Val<'a>>, dot: &Val<'a>) -> Result<Val<'a>, String> {
+    /// Calls function `name` with `args` and, from a pipeline, the previous value `fin`.
+    fn call(&mut self, name: &str, args: &'a [Term], fin: Option<Val<'a>>, dot: &Val<'a>)
+        -> Result<Val<'a>, String> {
         if name == "and" || name == "or" {
             if args.is_empty() && fin.is_none() {
                 return err(format!("wrong number of args for {name}: want at least 1 got 0"));
@@ -1244,16 +1115,12 @@ impl<'a> Exec<'a> {
             let mut last = Val::Missing;
             for a in args {
                 last = self.term(a, dot)?;
-                if last.truthy() == (name == "or") {
-                    return Ok(last);
-                }
+                if last.truthy() == (name == "or") { return Ok(last); }
             }
             return Ok(fin.unwrap_or(last));
         }
         let mut vals = Vec::with_capacity(args.len() + 1);
-        for a in args {
-            vals.push(self.term(a, dot)?);
-        }
+        for a in args { vals.push(self.term(a, dot)?); }
         vals.extend(fin);
         let v = call_func(name, vals)?;
         if let Some(Value::String(s)) = v.get() {
@@ -1263,5 +1130,290 @@ impl<'a> Exec<'a> {
             }
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data() -> Value {
+        json!({
+            "Name": "web", "Id": "0123456789abcdef",
+            "State": {"Pid": 42, "Running": true, "Status": "running"},
+            "Args": ["a", "b", "c"],
+            "Config": {"Labels": {"com.example.x": "yes", "b": "2"}, "Env": null},
+            "NetworkSettings": {"Networks": {
+                "b": {"IPAddress": "10.0.0.2"}, "a": {"IPAddress": "10.0.0.1"}
+            }},
+            "M": {"z": 1, "y": "two", "x": [1, 2]},
+            "F": 1.5, "Big": 1000000.0, "Zero": 0, "Empty": "", "Nil": null, "Arr": [3, 1, 2]
+        })
+    }
+
+    fn run(t: &str) -> Result<String, String> {
+        Template::parse(t)?.render(&data())
+    }
+
+    #[track_caller]
+    fn ok(t: &str, want: &str) {
+        assert_eq!(run(t).as_deref(), Ok(want), "template {t:?}");
+    }
+
+    #[track_caller]
+    fn fails(t: &str, needle: &str) {
+        match run(t) {
+            Ok(s) => panic!("template {t:?} rendered {s:?}, wanted error"),
+            Err(e) => {
+                assert!(e.starts_with("template: ") && !e.contains('\n') && e.len() < 160, "{e:?}");
+                assert!(e.contains(needle), "template {t:?}: error {e:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fields() {
+        ok("{{.State.Pid}}", "42");
+        ok("pid={{ .State.Pid }}!", "pid=42!");
+        ok("{{.Missing}}", "<no value>");
+        ok("{{.Config.Env}}", "<nil>");
+        fails("{{.State.Pid.X}}", "can't evaluate field X in type number");
+        fails("{{.Name.X}}", "in type string");
+        fails("{{.Args.X}}", "in type array");
+        fails("{{.Nil.X}}", "in type null");
+        fails("{{.Missing.X}}", "missing value");
+        ok("{{(index .NetworkSettings.Networks \"a\").IPAddress}}", "10.0.0.1");
+        ok("{{$n := .NetworkSettings}}{{$n.Networks.b.IPAddress}}", "10.0.0.2");
+        ok("{{$.Name}}", "web");
+    }
+
+    #[test]
+    fn printing() {
+        ok("{{.F}} {{.Big}} {{.Zero}} {{.Empty}}|{{.Nil}}", "1.5 1e+06 0 |<nil>");
+        ok("{{.Args}} {{.M}}", "[a b c] map[x:[1 2] y:two z:1]");
+        ok(
+            "{{0.0001}} {{0.00001}} {{123456.5}} {{1234567.0}} {{-2.5}}",
+            "0.0001 1e-05 123456.5 1.234567e+06 -2.5",
+        );
+        ok(
+            "{{true}} {{false}} {{0x1F}} {{1_000}} {{-3}} {{1e3}} {{.5}}",
+            "true false 31 1000 -3 1000 0.5",
+        );
+        ok(r#"{{"a\tb\x41\u00e9\"\\"}}|{{`raw\n`}}"#, "a\tbAé\"\\|raw\\n");
+        ok("{{print nil}}", "<nil>");
+    }
+
+    #[test]
+    fn range_sorted_and_vars() {
+        ok("{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", "10.0.0.1 10.0.0.2 ");
+        ok("{{range $k, $v := .M}}{{$k}}={{$v}};{{end}}", "x=[1 2];y=two;z=1;");
+        ok("{{range $i, $a := .Args}}{{$i}}{{$a}}{{end}}", "0a1b2c");
+        ok("{{range $a := .Args}}{{$a}}{{.}}{{end}}", "aabbcc");
+        ok("{{range .Args}}{{.}}:{{$.Name}},{{end}}", "a:web,b:web,c:web,");
+        ok("{{range $a := .Args}}{{range $.Arr}}{{$a}}{{.}}{{end}}-{{end}}", "a3a1a2-b3b1b2-c3c1c2-");
+        ok("{{range .Nil}}x{{else}}empty{{end}}{{range .Nope}}x{{else}}none{{end}}", "emptynone");
+        ok("{{range (slice .Args 0 0)}}x{{else}}e{{end}}", "e");
+        fails("{{range .Empty}}x{{end}}", "type string");
+        fails("{{range .Name}}{{end}}", "range can't iterate over \"web\"");
+        ok("{{range $i := 3}}{{$i}}{{end}}", "012");
+        ok(
+            "{{range .Arr}}{{if eq . 1}}{{continue}}{{end}}{{if eq . 2}}{{break}}{{end}}{{.}}{{end}}",
+            "3",
+        );
+        ok("{{range split \"x,y\" \",\"}}<{{.}}>{{end}}", "<x><y>");
+    }
+
+    #[test]
+    fn variables_and_scoping() {
+        ok("{{$x := 1}}{{if true}}{{$x = 2}}{{$y := 3}}{{$y}}{{end}}{{$x}}", "32");
+        ok("{{$n := 0}}{{range .Args}}{{$n = .}}{{end}}{{$n}}", "c");
+        ok("{{with $s := .State}}{{$s.Pid}}{{.Status}}{{end}}", "42running");
+        ok("{{if $x := .Zero}}a{{else if $y := .Name}}{{$x}}{{$y}}{{end}}", "0web");
+        fails("{{if true}}{{$y := 3}}{{end}}{{$y}}", "undefined variable \"$y\"");
+        fails("{{range $v := .Args}}{{else}}{{$v}}{{end}}", "undefined variable");
+        fails("{{$x = 1}}", "undefined variable");
+    }
+
+    #[test]
+    fn control() {
+        ok("{{if .State.Running}}up{{else}}down{{end}}", "up");
+        ok("{{if .Zero}}up{{else}}down{{end}}", "down");
+        ok("{{if eq .Zero 1}}one{{else if eq .Zero 0}}zero{{else}}other{{end}}", "zero");
+        ok("{{with .State}}{{.Pid}}{{end}}", "42");
+        ok("{{with .Nope}}x{{else}}{{.Name}}{{end}}", "web");
+        ok("{{with .Nope}}x{{else with .Name}}{{.}}{{end}}", "web");
+        let falsy = [".Zero", ".Empty", ".Nil", ".Nope", "false", "0.0", "(slice .Args 0 0)", "(index .M \"q\")"];
+        for falsy in falsy {
+            ok(&format!("{{{{if {falsy}}}}}t{{{{else}}}}f{{{{end}}}}"), "f");
+        }
+    }
+
+    #[test]
+    fn trim_and_comments() {
+        ok("x {{- 1 -}} y", "x1y");
+        ok("a  \n\t{{- .Name}}\n  b", "aweb\n  b");
+        ok("{{-3}} {{3 -}}  \n x", "-3 3x");
+        ok("a{{/* c */}}b|a {{- /* c */ -}} b", "ab|ab");
+        ok("{{range .Args -}}\n  {{.}}\n{{- end}}", "abc");
+    }
+
+    #[test]
+    fn functions() {
+        ok("{{index .Config.Labels \"com.example.x\"}}", "yes");
+        ok(
+            "{{index .M \"x\" 1}} {{index .Args 0}} {{index .M \"q\"}} {{index .Config.Env \"k\"}}",
+            "2 a <no value> <no value>",
+        );
+        fails("{{index .Args 5}}", "index out of range: 5");
+        ok("{{json .State}}", r#"{"Pid":42,"Running":true,"Status":"running"}"#);
+        ok("{{json .Nope}} {{.Name | json}} {{json .Args}}", r#"null "web" ["a","b","c"]"#);
+        ok("{{join .Args \",\"}}|{{join .Arr \"-\"}}|{{join .Nil \",\"}}", "a,b,c|3-1-2|");
+        ok(
+            "{{.Name | upper}} {{lower \"ABC\"}} {{title \"hello wide-world\"}}",
+            "WEB abc Hello Wide-World",
+        );
+        ok("{{split \"a,b,c\" \",\"}} {{len (split \"abc\" \"\")}}", "[a b c] 3");
+        ok("{{len .Args}} {{len .M}} {{len \"héllo\"}} {{len .Nil}}", "3 3 6 0");
+        fails("{{len .Zero}}", "len of type number");
+        ok(
+            "{{truncate .Id 4}}|{{pad \"x\" 2 1}}|{{pad \"\" 2 1}}|{{slice .Id 0 4}}|{{slice .Args 1}}",
+            "0123|  x ||0123|[b c]",
+        );
+        ok("{{print \"a\" 1 2 \"b\"}}|{{println 1 \"a\"}}|", "a1 2b|1 a\n|");
+        ok(
+            "{{or .Empty \"default\"}} {{and .Name .Zero}} {{and .Zero (index .Arr 99)}} {{not .Empty}}",
+            "default 0 0 true",
+        );
+        fails("{{upper}}", "wrong number of args for upper: want 1 got 0");
+    }
+
+    #[test]
+    fn docker_idioms() {
+        ok("{{range $i, $e := .Args}}{{if $i}}, {{end}}{{$e}}{{end}}", "a, b, c");
+        ok("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}\n{{end}}", "b=2\ncom.example.x=yes\n");
+        ok("{{with index .Config.Labels \"nope\"}}{{.}}{{else}}none{{end}}", "none");
+        ok(
+            "{{\"a\" | printf \"%s-%s\" \"b\"}} {{.Id | printf \"%.12s\"}} {{.State.Status | title}}",
+            "b-a 0123456789ab Running",
+        );
+        ok("{{.Config.Labels}}", "map[b:2 com.example.x:yes]");
+        let all = run("{{json .}}").unwrap_or_default();
+        assert!(all.starts_with(r#"{"Args":["a","b","c"],"Arr":[3,1,2],"Big":1000000.0,"#), "{all}");
+    }
+
+    #[test]
+    fn comparisons() {
+        ok(
+            "{{eq .State.Status \"running\"}} {{eq .State.Status \"exited\" \"running\"}}",
+            "true true",
+        );
+        ok("{{eq 1 1.0}} {{ne 1 2}} {{eq .Nope nil}} {{eq .Name 1}}", "true true true false");
+        ok("{{lt 1 2}} {{le 2 2.0}} {{gt \"b\" \"a\"}} {{ge 1 2}}", "true true true false");
+        fails("{{lt 1 \"a\"}}", "incompatible types for comparison");
+    }
+
+    #[test]
+    fn printf() {
+        ok("{{printf \"%-6s|\" .Name}}", "web   |");
+        ok(
+            r#"{{printf "%5d|%05d|%x|%q|%v|%.2f|%t|%%" 42 -42 255 "a\"b" .Args 3.14159 true}}"#,
+            "   42|-0042|ff|\"a\\\"b\"|[a b c]|3.14|true|%",
+        );
+        ok("{{printf \"%s %s\" \"a\"}}", "a %!s(MISSING)");
+        ok("{{printf \"%s\" \"a\" 1}}", "a%!(EXTRA int=1)");
+        ok("{{printf \"%d\" \"x\"}}", "%!d(string=x)");
+        ok("{{.State.Pid | printf \"pid %d\"}} {{printf \"%.3s\" .Id}}", "pid 42 012");
+    }
+
+    #[test]
+    fn malformed() {
+        for (t, needle) in [
+            ("{{.A", "unclosed action"),
+            ("{{end}}", "unexpected {{end}}"),
+            ("{{else}}", "unexpected {{else}}"),
+            ("{{if}}{{end}}", "missing value for if"),
+            ("{{\"abc}}", "unterminated quoted string"),
+            ("{{`abc}}", "unterminated raw quoted string"),
+            ("{{range .X}}", "unexpected EOF"),
+            ("{{ | }}", "missing value for command"),
+            ("{{}}", "missing value for command"),
+            ("{{if 1}}{{else}}{{else}}{{end}}", "expected {{end}}"),
+            ("{{foo}}", "function \"foo\" not defined"),
+            ("{{$x}}", "undefined variable \"$x\""),
+            ("{{(1}}", "unclosed left paren"),
+            ("{{1)}}", "unexpected right paren"),
+            ("{{.A | .B}}", "non executable command"),
+            ("{{\"x\" 1}}", "can't give argument to non-function"),
+            ("{{nil}}", "nil is not a command"),
+            ("{{break}}", "outside {{range}}"),
+            ("{{/* x", "unclosed comment"),
+            ("{{/* x */ .A}}", "comment ends before closing delimiter"),
+            ("{{define \"x\"}}{{end}}", "not supported"),
+            ("{{1.2.3}}", "bad number syntax"),
+            ("{{\"\\q\"}}", "invalid escape"),
+            ("{{range $a, $b, $c := .}}{{end}}", "bad declaration"),
+            ("{{with $a, $b := .}}{{end}}", "too many declarations"),
+            ("{{:}}", "unexpected ':'"),
+            ("{{print end}}", "unexpected keyword"),
+            ("{{end 1}}", "unexpected tokens"),
+        ] {
+            fails(t, needle);
+        }
+        let e = Template::parse("{{foo}}").err();
+        assert_eq!(e.as_deref(), Some("template: function \"foo\" not defined"));
+        assert_eq!(Template::parse("{{.A").err().as_deref(), Some("template: unclosed action"));
+    }
+
+    #[test]
+    fn limits() {
+        let deep = "{{(".repeat(10_000);
+        fails(&deep, "template: ");
+        let parens = format!("{{{{{}1{}}}}}", "(".repeat(10_000), ")".repeat(10_000));
+        fails(&parens, "nesting too deep");
+        fails(&format!("{}{}", "{{if 1}}".repeat(10_000), "{{end}}".repeat(10_000)), "nesting too deep");
+        ok(&format!("{{{{{}1{}}}}}", "(".repeat(99), ")".repeat(99)), "1");
+        ok(&format!("{}x{}", "{{with .}}".repeat(100), "{{end}}".repeat(100)), "x");
+        fails("{{range 200}}{{pad \"x\" 100000 0}}{{end}}", "16 MiB");
+        fails("{{range 100000}}{{range 100000}}{{end}}{{end}}", "step limit");
+        fails("{{pad \"x\" 99999999999 0}}", "too large");
+        fails("{{printf \"%999999999999d\" 1}}", "too large");
+        let big = json!({"S": "x".repeat(10_000)});
+        for t in ["{{.S.X}}", "{{range .S}}{{end}}", "{{index .S \"k\"}}", "{{truncate .S .S}}"] {
+            let e = Template::parse(t).and_then(|t| t.render(&big)).err().unwrap_or_default();
+            assert!(e.starts_with("template: ") && e.len() < 120, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_no_panic() {
+        const FRAGS: &[&str] = &[
+            "{{", "}}", "{{- ", " -}}", ".", ".A", ".State.Pid", "$", "$x", "$x := ", " = ", "|", "(",
+            ")", "\"s\"", "`r`", "1", "-2.5", "if ", "else ", "end", "range ", "with ", "break",
+            "continue", "{{end}}", "{{else}}", "index ", "printf ", "\"%5d %s %q %v %!\"", "json ",
+            "len ", "join ", "split ", "eq ", "and ", "or ", "not ", "slice ", "pad ", "truncate ",
+            "title ", " ", "text", "\n", "/*", "*/", "\\", "\"", "$k, $v := ", "nil", "true", ",",
+            ":=", "0x1F", "1e3", "{{.}}", "print ", "lt ", ".M", ".Args", ".Arr", "{{range .Arr}}",
+            "{{if .M}}", "{{$x := .Args}}", "é", "{{/* c */}}", "\"\\x", "'", "}", "{", "5 ",
+        ];
+        let d = data();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        let mut rendered = 0;
+        for _ in 0..20_000 {
+            let len = 1 + next(16);
+            let t: String = (0..len).map(|_| FRAGS[next(FRAGS.len())]).collect();
+            let res = Template::parse(&t).and_then(|tm| {
+                rendered += 1;
+                tm.render(&d)
+            });
+            if let Err(e) = res {
+                assert!(e.starts_with("template: ") && !e.contains('\n'), "{t:?} -> {e:?}");
+            }
+        }
+        assert!(rendered > 1000, "only {rendered} templates parsed");
     }
 }

@@ -1418,6 +1418,33 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 }
 
 #[test]
+fn go_template_formats_as_scripts_use_them() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.96.1.0/24", "--label", "env=dev", "fmt"]);
+    w.ok(&["run", "-d", "--name", "web", "--network", "fmt", "--ip", "10.96.1.20", "-l", "role=front", "bb", "sleep", "300"]);
+    w.ok(&["run", "-d", "--name", "db", "--network", "fmt", "bb", "sleep", "300"]);
+    assert_eq!(w.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]), "10.96.1.20\n");
+    assert_eq!(w.ok(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Running}} {{index .Config.Labels \"role\"}}", "web", "db"]), "10.96.1.20 true front\n10.96.1.2 true <no value>\n");
+    assert_eq!(w.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]), "{\"role\":\"front\"}\n");
+    assert_eq!(w.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels.env}}", "fmt"]), "10.96.1.0/24 dev\n");
+    assert_eq!(w.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "bb"]), "[\"sh\"]\n");
+    assert_eq!(w.ok(&["ps", "--format", "{{.Names}} {{.Networks}}"]), "db fmt\nweb fmt\n");
+    assert_eq!(w.ok(&["ps", "--format", "table {{.Names}}\\t{{.Image}}"]), "NAMES   IMAGE\ndb      bb\nweb     bb\n");
+    let lines: Vec<serde_json::Value> = w.ok(&["ps", "--format", "json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["Names"], "web");
+    assert_eq!(lines[1]["Labels"], "role=front");
+    assert_eq!(w.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]), "bb:latest\n");
+    assert!(w.ok(&["network", "ls", "--format", "{{.Name}} {{.Labels}}"]).contains("fmt env=dev\n"));
+    for args in [vec!["inspect", "-f", "{{.Name", "web"], vec!["ps", "--format", "{{nosuchfunc .}}"], vec!["inspect", "-f", "{{.State.Pid.X}}", "web"]] {
+        let o = w.cove(&args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).starts_with("cove: error: template: "), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    }
+}
+
+#[test]
 fn network_labels_options_and_filters() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--label", "team=web", "--label", "tier", "-o", "mtu=9000", "--subnet", "10.95.1.0/24", "jumbo"]);
