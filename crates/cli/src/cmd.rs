@@ -638,32 +638,31 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime::userns::IdMapping>) -> Result<i32> {
-    let mut eng = eng;
     match command {
         Command::Run(args) => {
             crate::registry::pull_for_run(eng, &args.image, &args.pull)?;
             let req = args.into_request();
             if req.detach {
-                let id = lifecycle::run_detached(&mut eng, &req)?;
+                let id = lifecycle::run_detached(eng, &req)?;
                 println!("{id}");
                 return Ok(0);
             }
-            Ok(cove_engine::run::run(&mut eng, &req)?)
+            Ok(cove_engine::run::run(eng, &req)?)
         }
         Command::Create(args) => {
             crate::registry::pull_for_run(eng, &args.image, &args.pull)?;
             let req = args.into_request();
-            println!("{}", lifecycle::create(&mut eng, &req)?);
+            println!("{}", lifecycle::create(eng, &req)?);
             Ok(0)
         }
         Command::Start { attach, containers } => {
             let mut failed = false;
             for c in &containers {
-                match lifecycle::start(&mut eng, c) {
+                match lifecycle::start(eng, c) {
                     Ok(_) if attach && containers.len() == 1 => {
                         let o = lifecycle::LogsOptions { follow: true, ..Default::default() };
-                        lifecycle::logs(&mut eng, c, &o, &mut std::io::stdout(), &mut std::io::stderr())?;
-                        return Ok(lifecycle::wait(&mut eng, c)? as i32);
+                        lifecycle::logs(eng, c, &o, &mut std::io::stdout(), &mut std::io::stderr())?;
+                        return Ok(lifecycle::wait(eng, c)? as i32);
                     }
                     Ok(_) => println!("{c}"),
                     Err(e) => {
@@ -674,19 +673,19 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             }
             Ok(if failed { 1 } else { 0 })
         }
-        Command::Stop { time, containers } => each(&containers, |c| lifecycle::stop(&mut eng, c, time)),
+        Command::Stop { time, containers } => each(&containers, |c| lifecycle::stop(eng, c, time)),
         Command::Restart { time, containers } => each(&containers, |c| {
-            lifecycle::stop(&mut eng, c, time)?;
-            lifecycle::start(&mut eng, c).map(|_| ())
+            lifecycle::stop(eng, c, time)?;
+            lifecycle::start(eng, c).map(|_| ())
         }),
         Command::Kill { signal, containers } => {
             let sig = lifecycle::parse_signal(&signal)?;
-            each(&containers, |c| lifecycle::kill(&mut eng, c, sig).map(|_| ()))
+            each(&containers, |c| lifecycle::kill(eng, c, sig).map(|_| ()))
         }
         Command::Wait { containers } => {
             let mut failed = false;
             for c in &containers {
-                match lifecycle::wait(&mut eng, c) {
+                match lifecycle::wait(eng, c) {
                     Ok(code) => println!("{code}"),
                     Err(e) => {
                         eprintln!("cove: error: {e}");
@@ -709,14 +708,14 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 until: until.as_deref().map(|s| cove_engine::logs::parse_time(s, now)).transpose()?,
                 timestamps,
             };
-            lifecycle::logs(&mut eng, &container, &o, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
+            lifecycle::logs(eng, &container, &o, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
             Ok(0)
         }
         Command::Exec(a) => {
             let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
-            Ok(lifecycle::exec(&mut eng, &a.container, &o)?)
+            Ok(lifecycle::exec(eng, &a.container, &o)?)
         }
-        Command::Attach { container } => Ok(lifecycle::attach(&mut eng, &container)? as i32),
+        Command::Attach { container } => Ok(lifecycle::attach(eng, &container)? as i32),
         Command::Port { container, port } => {
             let c = eng.db.find_container(&container)?;
             let published = cove_engine::ports::load(&eng.dirs.container_run(&c.id));
@@ -739,7 +738,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Top { container } => {
-            let rows = lifecycle::top(&mut eng, &container)?;
+            let rows = lifecycle::top(eng, &container)?;
             println!("{:<10} {:<10} {:<10} CMD", "PID", "UID", "TIME");
             for r in rows {
                 println!("{:<10} {:<10} {:<10} {}", r[0], r[1], r[2], r[3]);
@@ -747,7 +746,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Prune { force: _ }) => {
-            let removed = lifecycle::prune(&mut eng)?;
+            let removed = lifecycle::prune(eng)?;
             if !removed.is_empty() {
                 println!("Deleted Containers:");
                 for id in &removed {
@@ -757,7 +756,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             println!("Total reclaimed containers: {}", removed.len());
             Ok(0)
         }
-        Command::Container(ContainerCmd::Ls(a)) => ps(&mut eng, &a),
+        Command::Container(ContainerCmd::Ls(a)) => ps(eng, &a),
         Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, name }) => {
             if driver != "bridge" {
                 bail!("network driver {driver:?} is not supported (bridge)");
@@ -779,13 +778,13 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 labels: label,
                 options: opt,
             };
-            println!("{}", cove_engine::network::create(&mut eng, &name, &o)?.id);
+            println!("{}", cove_engine::network::create(eng, &name, &o)?.id);
             Ok(0)
         }
         Command::Network(NetworkCmd::Ls { quiet, filter, format }) => {
             let format = ListFormat::parse(format.as_deref())?;
             let filters = cove_engine::network::Filters::parse(&filter, &["name", "id", "label", "driver"])?;
-            let rows: Vec<_> = cove_engine::network::list(&eng)?.into_iter().filter(|n| filters.matches(n)).collect();
+            let rows: Vec<_> = cove_engine::network::list(eng)?.into_iter().filter(|n| filters.matches(n)).collect();
             if quiet {
                 for n in &rows {
                     println!("{}", &n.id[..12]);
@@ -822,7 +821,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             let mut out = vec![];
             let mut failed = false;
             for n in &networks {
-                match cove_engine::network::find(&eng, n).and_then(|r| cove_engine::network::inspect_json(&eng, &r)) {
+                match cove_engine::network::find(eng, n).and_then(|r| cove_engine::network::inspect_json(eng, &r)) {
                     Ok(v) => out.push(v),
                     Err(e) => {
                         eprintln!("cove: error: {e}");
@@ -834,7 +833,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(if failed { 1 } else { 0 })
         }
         Command::Dns(DnsCmd::Resolve { qtype, network, name }) => {
-            match cove_engine::network::resolve(&eng, &name, &qtype, network.as_deref()) {
+            match cove_engine::network::resolve(eng, &name, &qtype, network.as_deref()) {
                 Ok(lines) => {
                     for line in lines {
                         println!("{line}");
@@ -851,17 +850,17 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
         }
         Command::Network(NetworkCmd::Connect { alias, ip, ip6, network, container }) => {
             let fixed = cove_engine::network::StaticIp::parse(ip.as_deref(), ip6.as_deref())?;
-            cove_engine::network::connect(&mut eng, &network, &container, &alias, fixed)?;
+            cove_engine::network::connect(eng, &network, &container, &alias, fixed)?;
             Ok(0)
         }
         Command::Network(NetworkCmd::Disconnect { force: _, network, container }) => {
-            cove_engine::network::disconnect(&mut eng, &network, &container)?;
+            cove_engine::network::disconnect(eng, &network, &container)?;
             Ok(0)
         }
-        Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(&mut eng, n).map(|_| ())),
+        Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(eng, n).map(|_| ())),
         Command::Network(NetworkCmd::Prune { force: _, filter }) => {
             let filters = cove_engine::network::Filters::parse(&filter, &["label", "label!"])?;
-            let removed = cove_engine::network::prune(&mut eng, &filters)?;
+            let removed = cove_engine::network::prune(eng, &filters)?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
                 for n in removed {
@@ -881,11 +880,11 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             println!("{id}");
             Ok(0)
         }
-        Command::Load { input, quiet } => load(&mut eng, input, quiet),
-        Command::Image(ImageCmd::Load { input }) => load(&mut eng, input, false),
-        Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => list_images(&eng, &a),
-        Command::Image(ImageCmd::Inspect { images: names, format }) => inspect(&mut eng, &names, Some("image"), format.as_deref()),
-        Command::Inspect { names, kind, format } => inspect(&mut eng, &names, kind.as_deref(), format.as_deref()),
+        Command::Load { input, quiet } => load(eng, input, quiet),
+        Command::Image(ImageCmd::Load { input }) => load(eng, input, false),
+        Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => list_images(eng, &a),
+        Command::Image(ImageCmd::Inspect { images: names, format }) => inspect(eng, &names, Some("image"), format.as_deref()),
+        Command::Inspect { names, kind, format } => inspect(eng, &names, kind.as_deref(), format.as_deref()),
         Command::Tag { source, target } | Command::Image(ImageCmd::Tag { source, target }) => {
             images::tag(&mut eng.db, &source, &target)?;
             Ok(0)
@@ -910,11 +909,11 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             }
             Ok(if failed { 1 } else { 0 })
         }
-        Command::Ps(a) => ps(&mut eng, &a),
+        Command::Ps(a) => ps(eng, &a),
         Command::Rm { force, containers } => {
             let mut failed = false;
             for c in &containers {
-                match lifecycle::remove(&mut eng, c, force) {
+                match lifecycle::remove(eng, c, force) {
                     Ok(_) => println!("{c}"),
                     Err(e) => {
                         eprintln!("cove: error: {e}");

@@ -282,7 +282,7 @@ pub fn prune(eng: &mut Engine, all: bool) -> Result<i32> {
 pub fn df(eng: &Engine) -> Result<i32> {
     println!("{:<16}{:<8}{:<8}{:<12}RECLAIMABLE", "TYPE", "TOTAL", "ACTIVE", "SIZE");
     for r in distribution::df(eng)? {
-        let pct = if r.size > 0 { format!(" ({}%)", r.reclaimable * 100 / r.size) } else { String::new() };
+        let pct = (r.reclaimable * 100).checked_div(r.size).map(|p| format!(" ({p}%)")).unwrap_or_default();
         println!("{:<16}{:<8}{:<8}{:<12}{}{pct}", r.kind, r.total, r.active, crate::cmd::human_size(r.size as i64), crate::cmd::human_size(r.reclaimable as i64));
     }
     Ok(0)

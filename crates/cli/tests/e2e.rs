@@ -1361,10 +1361,8 @@ fn host_service(greeting: &'static str) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for c in l.incoming() {
-            if let Ok(mut c) = c {
-                let _ = std::io::Write::write_all(&mut c, greeting.as_bytes());
-            }
+        for mut c in l.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut c, greeting.as_bytes());
         }
     });
     port

@@ -90,7 +90,7 @@ mod tests {
         assert_eq!((r.default_registry.as_deref(), r.insecure_registries), (Some("reg.example:5000"), vec!["a:5000".to_string(), "b".to_string()]));
         assert!(parse("default_registry = a/b", f).is_err());
         assert_eq!(parse("", f).unwrap(), UserConfig::default());
-        assert_eq!(parse("init=false", f).unwrap().init, false);
+        assert!(!parse("init=false", f).unwrap().init);
         assert_eq!(parse("init = maybe", f).unwrap_err().to_string(), "cove.conf:1: init must be true or false, not \"maybe\"");
         assert!(parse("colour = blue", f).unwrap_err().to_string().contains("unknown key \"colour\""));
         assert!(parse("just words", f).is_err());

@@ -159,7 +159,7 @@ pub fn environment(req: &RunRequest, img: &ImageDefaults, hostname: &str, identi
     }
     for e in &req.env {
         match e.split_once('=') {
-            Some((k, _)) if k.is_empty() => return Err(Error::Invalid(format!("invalid environment variable: {e}"))),
+            Some(("", _)) => return Err(Error::Invalid(format!("invalid environment variable: {e}"))),
             Some(_) => set_env(&mut env, e.clone()),
             None => {
                 if let Some(v) = host(e) {
@@ -197,7 +197,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
         _ => (&t[..], 1),
     };
     let n: f64 = num.parse().map_err(|_| Error::Invalid(format!("invalid size: {s:?}")))?;
-    if !(n >= 0.0) || !n.is_finite() {
+    if n.is_nan() || n < 0.0 || !n.is_finite() {
         return Err(Error::Invalid(format!("invalid size: {s:?}")));
     }
     Ok((n * mult as f64) as i64)
@@ -689,7 +689,7 @@ pub fn resources(req: &RunRequest) -> Result<Option<rt::LinuxResources>> {
     }
     if let Some(c) = &req.cpus {
         let v: f64 = c.parse().map_err(|_| Error::Invalid(format!("invalid --cpus {c:?}")))?;
-        if !(v > 0.0) || !v.is_finite() {
+        if v.is_nan() || v <= 0.0 || !v.is_finite() {
             return Err(Error::Invalid(format!("invalid --cpus {c:?}: must be a positive number")));
         }
         let mut cpu = rt::LinuxCpu::default();

@@ -285,9 +285,7 @@ fn child_main(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>
     let env = process.env().clone().unwrap_or_default();
     if wants_init(spec) {
         // Check the command before forking so "not found" comes back as usual.
-        if let Err(e) = crate::exec::lookup(args.first().map(|s| s.as_str()).unwrap_or(""), &env) {
-            return Err(e);
-        }
+        crate::exec::lookup(args.first().map(|s| s.as_str()).unwrap_or(""), &env)?;
         // Keep exactly one copy of the sync socket (init closes it after forking, the command
         // at exec), so the parent sees EOF once the command runs.
         let owned = sock.try_clone().map_err(|e| ExecFailure { code: 125, message: format!("init: {e}") })?;

@@ -312,7 +312,7 @@ pub fn default_sigpipe() {
 /// set no_new_privs or hold CAP_SYS_ADMIN.
 pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     const INSN: usize = std::mem::size_of::<libc::sock_filter>();
-    if program.is_empty() || program.len() % INSN != 0 || program.len() / INSN > u16::MAX as usize {
+    if program.is_empty() || !program.len().is_multiple_of(INSN) || program.len() / INSN > u16::MAX as usize {
         return Err(Error::Other(format!("invalid seccomp program of {} bytes", program.len())));
     }
     let mut insns: Vec<libc::sock_filter> = program
