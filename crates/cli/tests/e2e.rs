@@ -1205,12 +1205,16 @@ fn network_connect_and_disconnect() {
 fn fake_upstream() -> (u16, std::sync::Arc<AtomicUsize>) {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
+    (port, answer_every_question(sock, [192, 0, 2, 7]))
+}
+
+/// Serves `sock`: every question gets one A record, `answer`; returns the question count.
+fn answer_every_question(sock: std::net::UdpSocket, answer: [u8; 4]) -> std::sync::Arc<AtomicUsize> {
     let count = std::sync::Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1500];
-        loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf) else { return };
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
             let q = &buf[..n];
             let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else { continue };
             if end > n {
@@ -1220,11 +1224,12 @@ fn fake_upstream() -> (u16, std::sync::Arc<AtomicUsize>) {
             let mut r = q[..2].to_vec();
             r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
             r.extend_from_slice(&q[12..end]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&answer);
             let _ = sock.send_to(&r, peer);
         }
     });
-    (port, count)
+    count
 }
 
 /// The address `cove dns resolve` gives for `name`.
@@ -1580,24 +1585,7 @@ fn dns_forwards_a_containers_names_to_its_own_dns_servers() {
     // `--dns` takes an address (port 53): a resolver of the test's own on a loopback address
     // of its own, which needs root to bind. Everyone else's names still go to the usual upstream.
     let own = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53");
-    let count = std::sync::Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = own.recv_from(&mut buf) {
-            let q = &buf[..n];
-            let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else { continue };
-            if end > n {
-                continue;
-            }
-            c.fetch_add(1, Ordering::SeqCst);
-            let mut r = q[..2].to_vec();
-            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
-            r.extend_from_slice(&q[12..end]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, 77]);
-            let _ = own.send_to(&r, peer);
-        }
-    });
+    let count = answer_every_question(own, [198, 51, 100, 77]);
     let (port, shared) = fake_upstream();
     for (who, w) in worlds {
         let Some(w) = w else { continue };
