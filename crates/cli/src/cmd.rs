@@ -213,6 +213,9 @@ pub enum NetworkCmd {
         /// Driver options: mtu=N (also com.docker.network.driver.mtu)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
+        /// The network DNS's upstream servers (default: the host's resolvers)
+        #[arg(long)]
+        dns: Vec<String>,
         name: String,
     },
     /// List networks
@@ -757,7 +760,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Ls(a)) => ps(eng, &a),
-        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, name }) => {
+        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, dns, name }) => {
             if driver != "bridge" {
                 bail!("network driver {driver:?} is not supported (bridge)");
             }
@@ -777,6 +780,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 gateway6: g6.into_iter().next(),
                 labels: label,
                 options: opt,
+                dns,
             };
             println!("{}", cove_engine::network::create(eng, &name, &o)?.id);
             Ok(0)

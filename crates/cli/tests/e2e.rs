@@ -1601,6 +1601,16 @@ fn dns_forwards_a_containers_names_to_its_own_dns_servers() {
         // A container without --dns, on the same network: the shared upstream.
         let out = w.sh_ok(&["--network", "mynet"], "nslookup example.org");
         assert!(out.contains("Address: 192.0.2.7"), "{who}: {out}");
+        // A network's own servers (podman's `network create --dns`) serve all its containers.
+        w.ok(&["network", "create", "--dns", "127.0.0.77", "ownnet"]);
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "ownnet"])).unwrap();
+        assert_eq!(v[0]["NetworkDNSServers"], serde_json::json!(["127.0.0.77"]), "{who}");
+        let (n, shared_before) = (count.load(Ordering::SeqCst), shared.load(Ordering::SeqCst));
+        let out = w.sh_ok(&["--network", "ownnet"], "nslookup example.org");
+        assert!(out.contains("Address: 198.51.100.77"), "{who}: {out}");
+        assert!(count.load(Ordering::SeqCst) > n && shared.load(Ordering::SeqCst) == shared_before, "{who}");
+        let o = w.cove(&["network", "create", "--dns", "resolver.example", "badnet"]);
+        assert!(stderr(&o).contains("invalid --dns \"resolver.example\""), "{who}: {}", stderr(&o));
         // An --internal network forwards nothing, --dns or not.
         w.ok(&["network", "create", "--internal", "closed"]);
         let n = count.load(Ordering::SeqCst);

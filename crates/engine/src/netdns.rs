@@ -33,6 +33,9 @@ struct Listener {
     gateway: IpAddr,
     gateway6: Option<IpAddr>,
     internal: bool,
+    /// The network's own upstreams it serves with (a network made anew with others gets a new
+    /// listener).
+    dns: Vec<SocketAddr>,
     /// Dropping it ends both serve loops (and closes their sockets).
     _stop: watch::Sender<()>,
 }
@@ -94,6 +97,14 @@ struct NetRow {
     gateway6: Option<IpAddr>,
     bridge: String,
     internal: bool,
+    /// `network create --dns`: this network's upstreams instead of the host's.
+    dns: Vec<SocketAddr>,
+}
+
+/// Resolver addresses stored as a JSON array of IPs (`--dns`), on port 53.
+fn dns_servers(json: Option<&str>) -> Vec<SocketAddr> {
+    let list: Vec<String> = json.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+    list.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|a| SocketAddr::new(a, 53)).collect()
 }
 
 struct EndpointRow {
@@ -155,7 +166,7 @@ impl Dns {
             }
         }
         // Listeners follow the bridges.
-        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && here.contains(&n.bridge)));
+        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && n.dns == l.dns && here.contains(&n.bridge)));
         for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
             if !self.listeners.contains_key(&n.name) {
                 match self.listen(n) {
@@ -212,14 +223,20 @@ impl Dns {
         let Some(db) = &self.db else { return Ok((vec![], vec![])) };
         let tx = db.unchecked_transaction()?;
         let nets = tx
-            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6 FROM networks")?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?)))?
+            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6, json_extract(options, '$.dns') FROM networks")?
+            .query_map([], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+                ))
+            })?
             // A row that fails to read fails the reload (the last snapshot stays): never
             // publish a partial table, which would drop listeners and names.
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|(name, gw, bridge, internal, subnet, subnet6, gw6)| {
-                Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, gateway6: gw6.and_then(|g| g.parse().ok()), bridge, internal: internal != 0 })
+            .filter_map(|((name, gw, bridge, internal), (subnet, subnet6, gw6, dns))| {
+                let dns = dns_servers(dns.as_deref());
+                Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, gateway6: gw6.and_then(|g| g.parse().ok()), bridge, internal: internal != 0, dns })
             })
             .collect();
         let eps = tx
@@ -234,8 +251,7 @@ impl Dns {
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
             .filter_map(|((network, id, name, ip), (ifname, aliases, ip6, dns))| {
-                let dns: Vec<String> = dns.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
-                let dns = dns.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|a| SocketAddr::new(a, 53)).collect();
+                let dns = dns_servers(dns.as_deref());
                 Some(EndpointRow { network, id, name, ip: ip.parse().ok()?, ip6: ip6.and_then(|a| a.parse().ok()), ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default(), dns })
             })
             .collect();
@@ -258,7 +274,12 @@ impl Dns {
         }
         let (stop, _) = watch::channel(());
         // Internal networks reach nothing outside: no forwarding (SERVFAIL for other names).
-        let upstream = if n.internal { Arc::new(Upstream::new(vec![])) } else { self.upstream.clone() };
+        // A network's own servers (`network create --dns`) replace the host's.
+        let upstream = match (n.internal, n.dns.is_empty()) {
+            (true, _) => Arc::new(Upstream::new(vec![])),
+            (false, false) => Arc::new(Upstream::new(n.dns.clone()).with_timeout(self.upstream.timeout())),
+            (false, true) => self.upstream.clone(),
+        };
         let stopped = |mut rx: watch::Receiver<()>| async move {
             // Completes when the sender is dropped.
             while rx.changed().await.is_ok() {}
@@ -287,6 +308,6 @@ impl Dns {
                 }
             });
         }
-        Ok(Listener { gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, _stop: stop })
+        Ok(Listener { gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, dns: n.dns.clone(), _stop: stop })
     }
 }

@@ -42,6 +42,9 @@ pub struct NetworkRow {
     /// `-o mtu=N`: the MTU of the network's links (default: the kernel's, 1500).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// `--dns`: the upstream resolvers of the network's DNS (the host's when empty).
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
 }
 
 /// A container's place on one network (what the container process needs to be wired).
@@ -75,6 +78,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
         gateway6: r.get(8)?,
         labels: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
         mtu: serde_json::from_str::<NetOptions>(&r.get::<_, String>(10)?).unwrap_or_default().mtu,
+        dns: serde_json::from_str::<NetOptions>(&r.get::<_, String>(10)?).unwrap_or_default().dns,
     })
 }
 
@@ -83,6 +87,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
 struct NetOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mtu: Option<u32>,
+    /// `--dns`: the network's upstream resolvers (the host's when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<IpAddr>,
 }
 
 const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
@@ -124,6 +131,8 @@ pub struct CreateOptions {
     pub labels: Vec<String>,
     /// `-o KEY=VALUE`: `mtu` (or Docker's `com.docker.network.driver.mtu`).
     pub options: Vec<String>,
+    /// `--dns IP` (podman's): where the network's DNS forwards names it does not know.
+    pub dns: Vec<String>,
 }
 
 /// Parses `--label`s (KEY or KEY=VALUE, as Docker takes them).
@@ -203,7 +212,10 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         (None, None)
     };
     let labels = parse_labels(&o.labels)?;
-    let options = parse_options(&o.options, subnet6.is_some())?;
+    let mut options = parse_options(&o.options, subnet6.is_some())?;
+    for d in &o.dns {
+        options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
+    }
     let id = cove_oci::new_id()?;
     let bridge = format!("cove-{}", &id[..8]);
     let r = NetworkRow {
@@ -218,6 +230,7 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         gateway6,
         labels,
         mtu: options.mtu,
+        dns: options.dns.clone(),
     };
     let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()));
     eng.db
@@ -474,6 +487,7 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     if let Some(m) = n.mtu {
         options["com.docker.network.driver.mtu"] = m.to_string().into();
     }
+    let dns: Vec<String> = n.dns.iter().map(|a| a.to_string()).collect();
     Ok(serde_json::json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
         "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
@@ -481,6 +495,7 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
             .chain(n.subnet6.iter().map(|s6| serde_json::json!({ "Subnet": s6, "Gateway": n.gateway6 }))).collect::<Vec<_>>() },
         "Options": options,
         "Labels": n.labels,
+        "NetworkDNSServers": dns,
         "Containers": containers,
     }))
 }
