@@ -16,6 +16,13 @@
 //! As in Go, `range` over an object visits the keys in sorted order, a missing object
 //! key evaluates to a value printed as `<no value>`, and maps/slices print as
 //! `map[k:v]` / `[a b]`. Nesting depth, output size and execution steps are bounded.
+//!
+//! Deviations from Go, on purpose or for size: `eq`/`ne` across types are false rather than
+//! an error (numbers compare by value, arrays and objects deeply); `len`/`index` of null give
+//! 0 / missing; string functions print non-strings as `%v`; `%s` formats any value as `%v`,
+//! `%q` escapes as JSON; no `define`, `template`, `block`, `call`, `html`, `js`, character
+//! constants or method calls; variables of one branch are rejected at parse time; errors carry
+//! no template name or position.
 
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
