@@ -1067,6 +1067,9 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
 
 fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
     let req: serde_json::Value = serde_json::from_str(&c.config).unwrap_or_default();
+    // What the container really runs with (image defaults merged): its OCI spec.
+    let spec: serde_json::Value = std::fs::read(eng.dirs.container(&c.id).join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let env = spec.pointer("/process/env").cloned().filter(|e| e.is_array()).or_else(|| req.get("env").cloned());
     serde_json::json!({
         "Id": c.id,
         "Name": format!("/{}", c.name),
@@ -1083,7 +1086,8 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
         "Config": {
             "Image": c.image,
             "Cmd": req.get("cmd"),
-            "Env": req.get("env"),
+            "Env": env,
+            "Hostname": spec.get("hostname").cloned().unwrap_or_default(),
             "User": req.get("user").cloned().unwrap_or_default(),
             "WorkingDir": req.get("workdir").cloned().unwrap_or_default(),
             "Tty": req.get("tty"),
