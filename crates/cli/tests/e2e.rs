@@ -1429,6 +1429,8 @@ fn go_template_formats_as_scripts_use_them() {
     assert_eq!(w.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]), "10.96.1.20\n");
     assert_eq!(w.ok(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Running}} {{index .Config.Labels \"role\"}}", "web", "db"]), "10.96.1.20 true front\n10.96.1.2 true <no value>\n");
     assert_eq!(w.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]), "{\"role\":\"front\"}\n");
+    let env = w.ok(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", "web"]);
+    assert!(env.lines().any(|l| l.starts_with("PATH=")) && env.contains("HOME=/root\n"), "the effective environment: {env}");
     assert_eq!(w.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels.env}}", "fmt"]), "10.96.1.0/24 dev\n");
     assert_eq!(w.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "bb"]), "[\"sh\"]\n");
     assert_eq!(w.ok(&["ps", "--format", "{{.Names}} {{.Networks}}"]), "db fmt\nweb fmt\n");
