@@ -42,7 +42,6 @@ fn generated_name(id: &str) -> String {
     format!("{}_{}", ADJECTIVES[(b % 20) as usize], NAMES[((b / 20) % 20) as usize])
 }
 
-/// Files cove generates for every container and bind-mounts over the image's.
 /// What the generated /etc files of a container say.
 struct EtcInputs<'a> {
     hostname: &'a str,
@@ -56,6 +55,7 @@ struct EtcInputs<'a> {
     names: &'a spec::NameOpts,
 }
 
+/// Files cove generates for every container and bind-mounts over the image's.
 fn write_etc_files(dir: &Path, i: &EtcInputs<'_>) -> Result<Vec<(String, PathBuf)>> {
     let hostname = i.hostname;
     let hostname_file = dir.join("hostname");
@@ -512,4 +512,25 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         }
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "# the host's\ndomain corp\nsearch corp.example\noptions edns0\nnameserver 127.0.0.53\nnameserver ::1\n";
+
+    #[test]
+    fn resolv_conf_keeps_the_hosts_lines_unless_given() {
+        let none = spec::NameOpts::default();
+        let gw: [std::net::IpAddr; 2] = ["10.90.0.1".parse().unwrap(), "fd63::1".parse().unwrap()];
+        assert_eq!(resolv_conf(HOST, "# h\n", Some(&gw), &none), "# h\ndomain corp\nsearch corp.example\noptions edns0\nnameserver 10.90.0.1\nnameserver fd63::1\n");
+        // No servers given: the host's.
+        assert_eq!(resolv_conf(HOST, "", None, &none), "domain corp\nsearch corp.example\noptions edns0\nnameserver 127.0.0.53\nnameserver ::1\n");
+        let given = spec::NameOpts { search: Some(vec!["a.example".into(), "b.example".into()]), options: vec!["ndots:3".into(), "rotate".into()], ..Default::default() };
+        assert_eq!(resolv_conf(HOST, "", Some(&gw[..1]), &given), "search a.example b.example\noptions ndots:3 rotate\nnameserver 10.90.0.1\n");
+        // `--dns-search .`: no search line at all.
+        let dot = spec::NameOpts { search: Some(vec![]), ..Default::default() };
+        assert!(!resolv_conf(HOST, "", None, &dot).contains("search"));
+    }
 }
