@@ -1454,6 +1454,11 @@ fn network_labels_options_and_filters() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--label", "team=web", "--label", "tier", "-o", "mtu=9000", "--subnet", "10.95.1.0/24", "jumbo"]);
     w.ok(&["network", "create", "--label", "team=db", "--opt", "com.docker.network.driver.mtu=1400", "--subnet", "10.95.2.0/24", "small"]);
+    // `bridge` is Docker's name of the default network: reserved, and found as cove's default.
+    let o = w.cove(&["network", "create", "bridge"]);
+    assert!(stderr(&o).contains("reserved"), "{}", stderr(&o));
+    w.ok(&["run", "--rm", "bb", "true"]);
+    assert_eq!(w.ok(&["network", "inspect", "-f", "{{.Name}}", "bridge"]), "cove\n");
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "jumbo"])).unwrap();
     assert_eq!(v[0]["Labels"], serde_json::json!({"team": "web", "tier": ""}));
     assert_eq!(v[0]["Options"]["com.docker.network.driver.mtu"], "9000");

@@ -114,6 +114,12 @@ pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
             }
         }
     }
+    // Docker's name for its default network (as `--network bridge` is cove's default).
+    if key == "bridge" {
+        if let Some(r) = eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [DEFAULT_NETWORK], row).optional()? {
+            return Ok(r);
+        }
+    }
     Err(Error::NotFound(format!("network {key} not found")))
 }
 
@@ -194,8 +200,9 @@ fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(Str
 
 /// `cove network create`.
 pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<NetworkRow> {
-    if cove_oci::validate_name(name).is_err() || name == "none" || name == "host" || name.starts_with("container:") {
-        return Err(Error::Invalid(format!("invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (none and host are reserved)")));
+    // `bridge` is Docker's name for the default network, and `--network bridge` is cove's.
+    if cove_oci::validate_name(name).is_err() || ["none", "host", "bridge"].contains(&name) || name.starts_with("container:") {
+        return Err(Error::Invalid(format!("invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (none, host and bridge are reserved)")));
     }
     let existing = list(eng)?;
     if existing.iter().any(|n| n.name == name) {
