@@ -1065,8 +1065,18 @@ fn published_ports_tcp_and_udp() {
         assert_eq!(o.status.code(), Some(125));
         assert!(stderr(&o).contains("net.ipv4.ip_unprivileged_port_start"), "{}", stderr(&o));
     }
-    let o = w.cove(&["run", "--rm", "-p", "80", "--network", "none", "bb", "true"]);
+    // host and none: nothing to publish into, as Docker and podman say and go on;
+    // another container's namespace: a conflict.
+    let o = w.cove(&["run", "--rm", "-p", "80", "--network", "none", "bb", "echo", "ran"]);
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()), (Some(0), "ran\n"), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "cove: warning: published ports are discarded with --network none\n");
+    let o = w.cove(&["run", "-d", "--name", "hostnet", "-p", "80", "--network", "host", "bb", "sleep", "30"]);
+    assert!(o.status.success() && stderr(&o).contains("discarded with --network host"), "{}", stderr(&o));
+    assert_eq!(w.ok(&["port", "hostnet"]), "");
+    w.ok(&["rm", "-f", "hostnet"]);
+    let o = w.cove(&["run", "--rm", "-p", "80", "--network", "container:web", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("conflicting options"), "{}", stderr(&o));
     // inspect: Docker's Ports map, as scripts index it.
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "web"])).unwrap();
     assert_eq!(v[0]["NetworkSettings"]["Ports"]["80/tcp"][0], serde_json::json!({"HostIp": "127.0.0.1", "HostPort": tp.to_string()}));

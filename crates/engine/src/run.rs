@@ -176,6 +176,8 @@ pub struct Prepared {
     pub exposed: Vec<String>,
     /// `container:NAME`: whose network namespace to join, looked up again at every start.
     pub net_from: Option<crate::monitor::NetFrom>,
+    /// Whether `-p`/`-P` apply (not with `--network host|none`: discarded there).
+    pub ports: bool,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -220,8 +222,18 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     // Bad or privileged port specs fail here, before anything exists.
     let exposed = crate::ports::exposed(&defaults.exposed, &req.expose)?;
     let port_specs = crate::ports::specs(&req.publish, req.publish_all, &exposed)?;
-    if !port_specs.is_empty() && !matches!(net, NetMode::Bridge(_)) {
-        return Err(Error::Invalid("published ports need a network: not with --network none or host".into()));
+    // As Docker and podman: host and none have nothing to publish into (a warning, the ports
+    // are dropped); another container's namespace is a conflict.
+    let ports = !port_specs.is_empty() && matches!(net, NetMode::Bridge(_));
+    match &net {
+        NetMode::Container(..) if !port_specs.is_empty() => {
+            return Err(Error::Invalid("conflicting options: published ports and --network container:NAME (publish them on NAME)".into()));
+        }
+        NetMode::Host | NetMode::None if !port_specs.is_empty() => {
+            let mode = if matches!(net, NetMode::Host) { "host" } else { "none" };
+            eprintln!("cove: warning: published ports are discarded with --network {mode}");
+        }
+        _ => {}
     }
     let id = cove_oci::new_id()?;
     let name = match &req.name {
@@ -376,7 +388,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: exposed.clone(), net_from })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: exposed.clone(), net_from, ports })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
@@ -468,7 +480,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let run_dir = eng.dirs.run.clone();
     let db_path = eng.dirs.db_path();
     let container_run = eng.dirs.container_run(&p.id);
-    let specs = crate::ports::specs(&req.publish, req.publish_all, &p.exposed)?;
+    let specs = if p.ports { crate::ports::specs(&req.publish, req.publish_all, &p.exposed)? } else { vec![] };
     let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
