@@ -216,6 +216,12 @@ pub enum NetworkCmd {
         /// The network DNS's upstream servers (default: the host's resolvers)
         #[arg(long)]
         dns: Vec<String>,
+        /// Allocate container addresses from this sub-range (one per address family)
+        #[arg(long)]
+        ip_range: Vec<String>,
+        /// Addresses IPAM must not hand out (NAME=IP)
+        #[arg(long)]
+        aux_address: Vec<String>,
         name: String,
     },
     /// List networks
@@ -760,7 +766,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Container(ContainerCmd::Ls(a)) => ps(eng, &a),
-        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, dns, name }) => {
+        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, dns, ip_range, aux_address, name }) => {
             if driver != "bridge" {
                 bail!("network driver {driver:?} is not supported (bridge)");
             }
@@ -781,6 +787,8 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
                 labels: label,
                 options: opt,
                 dns,
+                ip_ranges: ip_range,
+                aux_addresses: aux_address,
             };
             println!("{}", cove_engine::network::create(eng, &name, &o)?.id);
             Ok(0)

@@ -1549,6 +1549,34 @@ fn static_addresses_with_ip_and_ip6() {
     assert!(w.ok(&["exec", "fixed", "ip", "-4", "-o", "addr"]).contains("inet 10.94.3.77/24"));
     let o = w.cove(&["network", "connect", "--ip", "10.94.9.1", "v4only", "fixed"]);
     assert!(!o.status.success());
+    // --ip-range and --aux-address (compose's ipam config): picked addresses come from the
+    // range, never an auxiliary one; a requested address may be outside the range.
+    w.ok(&["network", "create", "--subnet", "10.94.5.0/24", "--ip-range", "10.94.5.128/28", "--aux-address", "router=10.94.5.128", "ranged"]);
+    let ip = |args: &[&str]| {
+        let mut a = vec!["--network", "ranged"];
+        a.extend_from_slice(args);
+        w.sh_ok(&a, "ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*'")
+    };
+    assert_eq!(ip(&[]), "inet 10.94.5.129\n");
+    assert_eq!(ip(&["--ip", "10.94.5.9"]), "inet 10.94.5.9\n");
+    bad(&["--network", "ranged", "--ip", "10.94.5.128"], "reserved (--aux-address router)");
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "ranged"])).unwrap();
+    assert_eq!(v[0]["IPAM"]["Config"][0]["IPRange"], "10.94.5.128/28");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["AuxiliaryAddresses"], serde_json::json!({"router": "10.94.5.128"}));
+    for (args, want) in [
+        (vec!["--subnet", "10.94.6.0/24", "--ip-range", "10.94.7.0/28"], "must be inside subnet"),
+        (vec!["--subnet", "10.94.6.0/24", "--ip-range", "fd00::/120"], "no IPv6 subnet"),
+        (vec!["--subnet", "10.94.6.0/24", "--aux-address", "gw=10.94.6.1"], "other than its gateway"),
+        (vec!["--subnet", "10.94.6.0/24", "--aux-address", "x=10.99.0.1"], "other than its gateway"),
+        (vec!["--subnet", "10.94.6.0/24", "--aux-address", "x"], "NAME=IP"),
+    ] {
+        let mut a = vec!["network", "create"];
+        a.extend(args);
+        a.push("rangebad");
+        let o = w.cove(&a);
+        assert_eq!(o.status.code(), Some(125), "{a:?}");
+        assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
+    }
     w.ok(&["rm", "-f", "fixed"]);
     w.ok(&["run", "--rm", "--network", "dual", "--ip", "10.94.1.50", "bb", "true"]);
     assert_eq!(w.ok(&["ps", "-aq"]), "", "a failed run left a container behind");

@@ -39,12 +39,9 @@ pub struct NetworkRow {
     /// `--label`s.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// `-o mtu=N`: the MTU of the network's links (default: the kernel's, 1500).
+    /// `-o mtu`, `--dns`, `--ip-range`, `--aux-address`.
     #[serde(default)]
-    pub mtu: Option<u32>,
-    /// `--dns`: the upstream resolvers of the network's DNS (the host's when empty).
-    #[serde(default)]
-    pub dns: Vec<IpAddr>,
+    pub options: NetOptions,
 }
 
 /// A container's place on one network (what the container process needs to be wired).
@@ -77,19 +74,27 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
         subnet6: r.get(7)?,
         gateway6: r.get(8)?,
         labels: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
-        mtu: serde_json::from_str::<NetOptions>(&r.get::<_, String>(10)?).unwrap_or_default().mtu,
-        dns: serde_json::from_str::<NetOptions>(&r.get::<_, String>(10)?).unwrap_or_default().dns,
+        options: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
     })
 }
 
-/// What `-o` set, as stored (the `options` column).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct NetOptions {
+/// What `network create` set besides subnets and labels, as stored (the `options` column).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetOptions {
+    /// `-o mtu=N`: the MTU of the network's links (default: the kernel's, 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    mtu: Option<u32>,
+    pub mtu: Option<u32>,
     /// `--dns`: the network's upstream resolvers (the host's when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    dns: Vec<IpAddr>,
+    pub dns: Vec<IpAddr>,
+    /// `--ip-range` of each family: where addresses are picked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<String>,
+    /// `--aux-address NAME=IP`: addresses never handed out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<String, IpAddr>,
 }
 
 const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
@@ -139,6 +144,10 @@ pub struct CreateOptions {
     pub options: Vec<String>,
     /// `--dns IP` (podman's): where the network's DNS forwards names it does not know.
     pub dns: Vec<String>,
+    /// `--ip-range` (one per family): addresses are picked from there.
+    pub ip_ranges: Vec<String>,
+    /// `--aux-address NAME=IP`: addresses IPAM never hands out (a router, say).
+    pub aux_addresses: Vec<String>,
 }
 
 /// Parses `--label`s (KEY or KEY=VALUE, as Docker takes them).
@@ -223,6 +232,26 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
     for d in &o.dns {
         options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
     }
+    let subnet6_parsed: Option<Subnet> = subnet6.as_deref().and_then(|s| s.parse().ok());
+    for r in &o.ip_ranges {
+        let range: Subnet = r.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("--ip-range: {e}")))?;
+        let (within, slot) = if range.is_ipv4() { (Some(subnet), &mut options.ip_range) } else { (subnet6_parsed, &mut options.ip_range6) };
+        let within = within.ok_or_else(|| Error::Invalid(format!("--ip-range {r}: the network has no IPv6 subnet (--ipv6)")))?;
+        cove_net::ipam::Ipam::new(within).with_range(range).map_err(|e| Error::Invalid(format!("--ip-range: {e}")))?;
+        if slot.replace(range.to_string()).is_some() {
+            return Err(Error::Invalid("--ip-range: at most one per address family".into()));
+        }
+    }
+    for a in &o.aux_addresses {
+        let bad = |why: String| Error::Invalid(format!("invalid --aux-address {a:?}: {why}"));
+        let (name, ip) = a.split_once('=').ok_or_else(|| bad("NAME=IP".into()))?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad(format!("{ip:?} is not an IP address")))?;
+        let gw6 = gateway6.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
+        if name.is_empty() || !(subnet.contains(ip) || subnet6_parsed.is_some_and(|s| s.contains(ip))) || ip == ipam.gateway() || Some(ip) == gw6 {
+            return Err(bad("a name, and an address of the network's subnets other than its gateway".into()));
+        }
+        options.aux.insert(name.to_string(), ip);
+    }
     let id = cove_oci::new_id()?;
     let bridge = format!("cove-{}", &id[..8]);
     let r = NetworkRow {
@@ -236,8 +265,7 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         subnet6,
         gateway6,
         labels,
-        mtu: options.mtu,
-        dns: options.dns.clone(),
+        options: options.clone(),
     };
     let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()));
     eng.db
@@ -393,9 +421,23 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
         };
         let subnet: Subnet = n.subnet.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
         let gateway: IpAddr = n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
+        let aux_taken = |ip: Option<IpAddr>| -> Result<()> {
+            match n.options.aux.iter().find(|(_, a)| Some(**a) == ip) {
+                Some((name, a)) => Err(Error::Invalid(format!("network {}: address {a} is reserved (--aux-address {name})", n.name))),
+                None => Ok(()),
+            }
+        };
+        aux_taken(fixed.v4)?;
+        aux_taken(fixed.v6)?;
         let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
-        let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+        let mut used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+        used.extend(n.options.aux.values());
+        let ranged = |ipam: cove_net::ipam::Ipam, range: &Option<String>| match range.as_deref().map(str::parse::<Subnet>) {
+            Some(Ok(r)) => ipam.with_range(r),
+            _ => Ok(ipam),
+        };
         let ip = cove_net::ipam::Ipam::with_gateway(subnet, gateway)
+            .and_then(|ipam| ranged(ipam, &n.options.ip_range))
             .and_then(|ipam| ipam.allocate(&used, fixed.v4))
             .map_err(ipam_err)?;
         let ifname = format!("cv{}{}", &container_id[..10], i);
@@ -404,8 +446,10 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
                 let s6: Subnet = s6.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad IPv6 subnet: {e}", n.name)))?;
                 let g6: IpAddr = g6.parse().map_err(|_| Error::Other(format!("network {}: bad IPv6 gateway", n.name)))?;
                 let mut st = tx.prepare("SELECT ip6 FROM endpoints WHERE network = ?1 AND ip6 IS NOT NULL")?;
-                let used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+                let mut used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+                used.extend(n.options.aux.values());
                 let a = cove_net::ipam::Ipam::with_gateway(s6, g6)
+                    .and_then(|ipam| ranged(ipam, &n.options.ip_range6))
                     .and_then(|ipam| ipam.allocate(&used, fixed.v6))
                     .map_err(ipam_err)?;
                 Some((a, s6.prefix_len(), g6))
@@ -416,7 +460,7 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
             "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()), ip6.map(|(a, _, _)| a.to_string())],
         )?;
-        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.mtu });
+        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.options.mtu });
     }
     Ok(out)
 }
@@ -477,6 +521,20 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
     crate::netd::sync(run_dir, db).map_err(|e| format!("DNS: {e}"))
 }
 
+/// One `IPAM.Config` entry of `network inspect`, as Docker shows it.
+fn ipam_config(subnet: &str, gateway: Option<&str>, range: Option<&str>, aux: &BTreeMap<String, IpAddr>) -> serde_json::Value {
+    let mut c = serde_json::json!({ "Subnet": subnet, "Gateway": gateway });
+    if let Some(r) = range {
+        c["IPRange"] = r.into();
+    }
+    let s: Option<Subnet> = subnet.parse().ok();
+    let mine: serde_json::Map<String, serde_json::Value> = aux.iter().filter(|(_, a)| s.is_some_and(|s| s.contains(**a))).map(|(k, a)| (k.clone(), a.to_string().into())).collect();
+    if !mine.is_empty() {
+        c["AuxiliaryAddresses"] = mine.into();
+    }
+    c
+}
+
 /// Docker-shaped `network inspect`.
 pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     let mut containers = serde_json::Map::new();
@@ -491,15 +549,15 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
         containers.insert(cid, c);
     }
     let mut options = serde_json::json!({ "com.docker.network.bridge.name": n.bridge });
-    if let Some(m) = n.mtu {
+    if let Some(m) = n.options.mtu {
         options["com.docker.network.driver.mtu"] = m.to_string().into();
     }
-    let dns: Vec<String> = n.dns.iter().map(|a| a.to_string()).collect();
+    let dns: Vec<String> = n.options.dns.iter().map(|a| a.to_string()).collect();
     Ok(serde_json::json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
         "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
-        "IPAM": { "Driver": "default", "Config": std::iter::once(serde_json::json!({ "Subnet": n.subnet, "Gateway": n.gateway }))
-            .chain(n.subnet6.iter().map(|s6| serde_json::json!({ "Subnet": s6, "Gateway": n.gateway6 }))).collect::<Vec<_>>() },
+        "IPAM": { "Driver": "default", "Config": std::iter::once(ipam_config(&n.subnet, Some(&n.gateway), n.options.ip_range.as_deref(), &n.options.aux))
+            .chain(n.subnet6.iter().map(|s6| ipam_config(s6, n.gateway6.as_deref(), n.options.ip_range6.as_deref(), &n.options.aux))).collect::<Vec<_>>() },
         "Options": options,
         "Labels": n.labels,
         "NetworkDNSServers": dns,

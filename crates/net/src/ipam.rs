@@ -228,12 +228,14 @@ impl FromStr for Subnet {
 pub struct Ipam {
     subnet: Subnet,
     gateway: IpAddr,
+    /// `--ip-range`: where addresses are picked from (a requested one may be anywhere).
+    range: Option<Subnet>,
 }
 
 impl Ipam {
     /// IPAM for `subnet` with the default gateway (first host address).
     pub fn new(subnet: Subnet) -> Self {
-        Ipam { subnet, gateway: subnet.default_gateway() }
+        Ipam { subnet, gateway: subnet.default_gateway(), range: None }
     }
 
     /// IPAM for `subnet` with an explicit gateway (`--gateway`), which must be a host address
@@ -245,7 +247,19 @@ impl Ipam {
         if let Some(reason) = subnet.reserved_reason(gateway) {
             return Err(Error::InvalidGateway { gateway, subnet, reason });
         }
-        Ok(Ipam { subnet, gateway })
+        Ok(Ipam { subnet, gateway, range: None })
+    }
+
+    /// Picks addresses from `range` only (Docker's `--ip-range`), a subnet of the subnet.
+    pub fn with_range(self, range: Subnet) -> Result<Self> {
+        if range.is_ipv4() != self.subnet.is_ipv4() || range.prefix_len < self.subnet.prefix_len || !self.subnet.contains(range.network) {
+            return Err(Error::InvalidSubnet { input: range.to_string(), reason: format!("the IP range must be inside subnet {}", self.subnet) });
+        }
+        Ok(Ipam { range: Some(range), ..self })
+    }
+
+    pub fn range(&self) -> Option<Subnet> {
+        self.range
     }
 
     pub fn subnet(&self) -> Subnet {
@@ -284,7 +298,14 @@ impl Ipam {
             return Ok(addr);
         }
         let v4 = subnet.is_ipv4();
-        let (first, last) = (to_u128(subnet.first_host()), to_u128(subnet.last_host()));
+        let (mut first, mut last) = (to_u128(subnet.first_host()), to_u128(subnet.last_host()));
+        if let Some(r) = self.range {
+            first = first.max(to_u128(r.network));
+            last = last.min(r.last());
+            if first > last {
+                return Err(Error::Exhausted { subnet: r });
+            }
+        }
         let gw = to_u128(self.gateway);
         // At most used.len() + 2 candidates are taken, so this ends quickly even in a /64.
         let mut cand = first;
@@ -363,6 +384,26 @@ impl SubnetPool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ip_range_limits_picked_addresses_not_requested_ones() {
+        let ipam = Ipam::new("10.9.0.0/24".parse().unwrap()).with_range("10.9.0.128/30".parse().unwrap()).unwrap();
+        let mut used = HashSet::new();
+        for want in ["10.9.0.128", "10.9.0.129", "10.9.0.130", "10.9.0.131"] {
+            let a = ipam.allocate(&used, None).unwrap();
+            assert_eq!(a.to_string(), want);
+            used.insert(a);
+        }
+        assert!(matches!(ipam.allocate(&used, None), Err(Error::Exhausted { .. })));
+        // A requested address may be outside the range, inside the subnet.
+        assert_eq!(ipam.allocate(&used, Some("10.9.0.7".parse().unwrap())).unwrap().to_string(), "10.9.0.7");
+        // The range's edges that are the subnet's network/broadcast are skipped.
+        let edge = Ipam::new("10.9.0.0/24".parse().unwrap()).with_range("10.9.0.0/30".parse().unwrap()).unwrap();
+        assert_eq!(edge.allocate(&HashSet::new(), None).unwrap().to_string(), "10.9.0.2", "not .0 (network) or .1 (gateway)");
+        for bad in ["10.9.1.0/25", "10.8.0.0/16", "fd00::/64"] {
+            assert!(Ipam::new("10.9.0.0/24".parse().unwrap()).with_range(bad.parse().unwrap()).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn sn(s: &str) -> Subnet {
