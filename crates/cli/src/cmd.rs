@@ -521,6 +521,9 @@ pub struct RunArgs {
     /// IPv6 address of the container on its network (an --ipv6 network)
     #[arg(long)]
     ip6: Option<String>,
+    /// MAC address of the container's interface on its (first) network
+    #[arg(long)]
+    mac_address: Option<String>,
     /// Add a custom host-to-IP mapping (host:ip; ip may be host-gateway, the host's address)
     #[arg(long = "add-host")]
     add_host: Vec<String>,
@@ -593,6 +596,7 @@ impl RunArgs {
             network_aliases: self.network_alias,
             ip: self.ip,
             ip6: self.ip6,
+            mac_address: self.mac_address,
             expose: self.expose,
             add_hosts: self.add_host,
             dns: self.dns,
@@ -1150,6 +1154,9 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
             "IPv6Gateway": n.and_then(|n| n.gateway6.clone()).unwrap_or_default(),
             "Aliases": aliases.get(name).cloned().unwrap_or_default(),
         });
+        if let (0, Some(m)) = (k, &req.mac_address) {
+            v["MacAddress"] = m.to_lowercase().replace('-', ":").into();
+        }
         // --ip/--ip6 (on the first network, as run takes them).
         if k == 0 && (req.ip.is_some() || req.ip6.is_some()) {
             v["IPAMConfig"] = serde_json::json!({ "IPv4Address": req.ip.clone().unwrap_or_default(), "IPv6Address": req.ip6.clone().unwrap_or_default() });
@@ -1175,6 +1182,7 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
         "Gateway": field("Gateway"),
         "GlobalIPv6Address": field("GlobalIPv6Address"),
         "IPv6Gateway": field("IPv6Gateway"),
+        "MacAddress": field("MacAddress"),
         "Ports": ports,
         "Networks": networks,
     })

@@ -1536,6 +1536,16 @@ fn static_addresses_with_ip_and_ip6() {
         assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     };
     bad(&["--network", "dual", "--ip", "10.94.1.50"], "address 10.94.1.50 is already in use in subnet 10.94.1.0/24");
+    // --mac-address: the container's interface has it, across a restart too.
+    w.ok(&["run", "-d", "--name", "mac", "--network", "dual", "--mac-address", "02:42:AC:11:00:99", "bb", "sleep", "300"]);
+    assert_eq!(w.ok(&["exec", "mac", "cat", "/sys/class/net/eth0/address"]), "02:42:ac:11:00:99\n");
+    w.ok(&["restart", "-t", "1", "mac"]);
+    assert_eq!(w.ok(&["exec", "mac", "cat", "/sys/class/net/eth0/address"]), "02:42:ac:11:00:99\n");
+    assert_eq!(w.ok(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "mac"]), "02:42:ac:11:00:99\n");
+    w.ok(&["rm", "-f", "mac"]);
+    bad(&["--network", "dual", "--mac-address", "01:00:5e:00:00:01"], "not a unicast address");
+    bad(&["--network", "dual", "--mac-address", "02:42"], "invalid MAC address");
+    bad(&["--network", "none", "--mac-address", "02:42:ac:11:00:99"], "needs a network");
     bad(&["--network", "dual", "--ip", "10.94.2.5"], "is not in subnet 10.94.1.0/24");
     bad(&["--network", "dual", "--ip", "10.94.1.1"], "gateway");
     bad(&["--network", "dual", "--ip", "fd63:6f76:65bb::9"], "not an IPv4 address");

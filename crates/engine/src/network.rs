@@ -60,6 +60,9 @@ pub struct Endpoint {
     /// The network's `-o mtu`.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// `--mac-address` (first network only).
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
@@ -384,6 +387,8 @@ pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Networ
 pub struct StaticIp {
     pub v4: Option<IpAddr>,
     pub v6: Option<IpAddr>,
+    /// `--mac-address`: the container end's hardware address on that network.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl StaticIp {
@@ -397,11 +402,17 @@ impl StaticIp {
             Ok(a @ IpAddr::V6(_)) => Ok(a),
             _ => Err(Error::Invalid(format!("invalid --ip6 {a:?}: not an IPv6 address"))),
         });
-        Ok(StaticIp { v4: v4.transpose()?, v6: v6.transpose()? })
+        Ok(StaticIp { v4: v4.transpose()?, v6: v6.transpose()?, mac: None })
+    }
+
+    /// With `--mac-address`.
+    pub fn with_mac(self, mac: Option<&str>) -> Result<StaticIp> {
+        let mac = mac.map(|m| cove_net::link::parse_mac(m).map_err(|e| Error::Invalid(e.to_string()))).transpose()?;
+        Ok(StaticIp { mac, ..self })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.v4.is_none() && self.v6.is_none()
+        self.v4.is_none() && self.v6.is_none() && self.mac.is_none()
     }
 }
 
@@ -460,7 +471,7 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
             "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()), ip6.map(|(a, _, _)| a.to_string())],
         )?;
-        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.options.mtu });
+        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.options.mtu, mac: fixed.mac.map(cove_net::link::format_mac) });
     }
     Ok(out)
 }
@@ -507,7 +518,7 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
         // The default route goes through the first network only.
         let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
-        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu };
+        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu, mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()) };
         tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
         // network namespace asynchronously): the name is this container's, so it goes.

@@ -215,6 +215,11 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     if !fixed.is_empty() && nets.len() != 1 {
         return Err(Error::Invalid("--ip and --ip6 need exactly one network (--network NAME)".into()));
     }
+    // A MAC address is the first network's interface's (Docker's rule).
+    let fixed = fixed.with_mac(req.mac_address.as_deref())?;
+    if fixed.mac.is_some() && nets.is_empty() {
+        return Err(Error::Invalid("--mac-address needs a network: not with --network none, host or container:NAME".into()));
+    }
     let names = spec::name_opts(req)?;
     if matches!(net, NetMode::Container(..)) && !names.is_empty() {
         return Err(Error::Invalid("--add-host, --dns, --dns-search and --dns-option cannot be used with --network container:NAME: the container uses NAME's /etc/hosts and resolv.conf".into()));

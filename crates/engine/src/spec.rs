@@ -52,6 +52,8 @@ pub struct RunRequest {
     /// `--ip`, `--ip6`: the container's addresses on its (one) network.
     pub ip: Option<String>,
     pub ip6: Option<String>,
+    /// `--mac-address`: of the container's interface on its (first) network.
+    pub mac_address: Option<String>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`).
     pub add_hosts: Vec<String>,
     /// `--dns`: the container's resolvers (on a cove network: the upstreams of its DNS).

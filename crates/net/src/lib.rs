@@ -94,6 +94,8 @@ pub enum Error {
     PrivilegedPort { port: u16, start: u16 },
     #[error("invalid interface name {name:?}: {reason}")]
     InvalidIfName { name: String, reason: &'static str },
+    #[error("invalid MAC address {input:?}: {reason}")]
+    InvalidMac { input: String, reason: &'static str },
     #[error("invalid nftables input: {0}")]
     InvalidNft(String),
     #[error("link {0:?} not found")]

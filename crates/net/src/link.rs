@@ -254,6 +254,13 @@ impl Netlink {
         self.set_link(msg, || format!("set mtu {mtu} on link {index}"))
     }
 
+    /// Sets the hardware address of a link.
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let mut msg = Self::link_msg(index);
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.set_link(msg, || format!("set address {} on link {index}", format_mac(mac)))
+    }
+
     /// Renames a link (it must be down).
     pub fn rename(&mut self, index: u32, new_name: &str) -> Result<()> {
         validate_ifname(new_name)?;
@@ -411,6 +418,30 @@ pub struct AttachSpec<'a> {
     /// Default routes via these gateways (one per family; usually the bridge's addresses).
     pub gateways: &'a [IpAddr],
     pub mtu: Option<u32>,
+    /// The container end's MAC address (`--mac-address`); the kernel's random one otherwise.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Parses a unicast MAC address (`02:42:ac:11:00:02`; `-` separators too).
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bad = |reason: &'static str| Error::InvalidMac { input: s.to_string(), reason };
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 || parts.iter().any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(bad("a MAC address is six two-digit hex bytes, e.g. 02:42:ac:11:00:02"));
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(&parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|_| bad("a MAC address is six two-digit hex bytes, e.g. 02:42:ac:11:00:02"))?;
+    }
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(bad("not a unicast address (the first byte must be even, and not all zero)"));
+    }
+    Ok(mac)
 }
 
 /// Creates a veth pair in the rootless netns (`rootless`), attaches one end to the bridge and
@@ -430,6 +461,9 @@ pub fn attach_container(rootless: &mut Netlink, container: BorrowedFd<'_>, spec:
         let peer = inside.index_of(spec.container_ifname)?;
         if let Some(mtu) = spec.mtu {
             inside.set_mtu(peer, mtu)?;
+        }
+        if let Some(mac) = spec.mac {
+            inside.set_mac(peer, mac)?;
         }
         for a in spec.addrs {
             inside.add_address(peer, *a)?;
@@ -465,6 +499,15 @@ pub fn detach_container(rootless: &mut Netlink, host_ifname: &str) -> Result<()>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mac_addresses_parse_as_docker_takes_them() {
+        assert_eq!(parse_mac("02:42:ac:11:00:02").unwrap(), [2, 0x42, 0xac, 0x11, 0, 2]);
+        assert_eq!(format_mac(parse_mac("02-42-AC-11-00-0a").unwrap()), "02:42:ac:11:00:0a");
+        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:02:03", "0g:42:ac:11:00:02", "2:42:ac:11:00:02", "01:00:5e:00:00:01", "00:00:00:00:00:00", "02:42:ac:11:00:+2"] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

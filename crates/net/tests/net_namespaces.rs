@@ -243,7 +243,7 @@ fn bridge_veth_tcp() -> Result<(), String> {
     let ctr = check!(netns::create(), "create container netns");
     let addrs = [ifaddr("10.99.0.2/24"), ifaddr("fd99::2/64")];
     let gws = [v4(10, 99, 0, 1), "fd99::1".parse().unwrap()];
-    let spec = AttachSpec { bridge: "cove-test0", host_ifname: "vcove0", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: Some(1400) };
+    let spec = AttachSpec { bridge: "cove-test0", host_ifname: "vcove0", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: Some(1400), mac: None };
     check!(attach_container(&mut nl, ctr.as_fd(), &spec), "attach container");
 
     // Inside the container netns: eth0 and lo exist; nothing named like the temporary peer.
@@ -331,7 +331,7 @@ fn bridge_veth_by_pid() -> Result<(), String> {
     // A failing attach (address already present inside) removes the veth it made.
     let ctr2 = check!(netns::create(), "second container netns");
     let bad = [ifaddr("10.98.0.3/24"), ifaddr("10.98.0.3/24")];
-    let spec = AttachSpec { bridge: "cove-test1", host_ifname: "vcove2", container_ifname: "eth0", addrs: &bad, gateways: &[], mtu: None };
+    let spec = AttachSpec { bridge: "cove-test1", host_ifname: "vcove2", container_ifname: "eth0", addrs: &bad, gateways: &[], mtu: None, mac: None };
     match attach_container(&mut nl, ctr2.as_fd(), &spec) {
         Ok(()) => return Err("attach with a duplicate address succeeded".into()),
         Err(e) if e.to_string().contains("add address 10.98.0.3/24") => {}
@@ -367,7 +367,7 @@ fn published_port_into_container() -> Result<(), String> {
     let ctr = check!(netns::create(), "container netns");
     let addrs = [ifaddr("10.97.0.2/24")];
     let gws = [v4(10, 97, 0, 1)];
-    let spec = AttachSpec { bridge: "cove-test2", host_ifname: "vcove3", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: None };
+    let spec = AttachSpec { bridge: "cove-test2", host_ifname: "vcove3", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: None, mac: None };
     check!(attach_container(&mut nl, ctr.as_fd(), &spec), "attach");
     let l = check!(check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("10.97.0.2:8080")), "enter"), "bind in container");
     let peers = echo_on(l);
