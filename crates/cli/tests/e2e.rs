@@ -1191,6 +1191,14 @@ fn network_connect_and_disconnect() {
     w.ok(&["start", "app"]);
     let addrs = w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
     assert_eq!(addrs, "inet 10.92.1.2/24\ninet 10.92.2.3/24\n");
+    // Leaving the first network moves resolv.conf to the DNS of the one it is still on (its old
+    // gateway no longer answers): names keep resolving.
+    assert!(w.ok(&["exec", "app", "cat", "/etc/resolv.conf"]).contains("nameserver 10.92.1.1\n"));
+    w.ok(&["network", "disconnect", "front", "app"]);
+    let resolv = w.ok(&["exec", "app", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.92.2.1\n") && !resolv.contains("10.92.1.1"), "{resolv}");
+    assert!(w.ok(&["exec", "app", "nslookup", "next"]).contains("Address: 10.92.2.2"));
+    w.ok(&["network", "connect", "front", "app"]);
     // As compose does: create, connect the other networks, then start; a stopped container
     // can be disconnected too.
     w.ok(&["create", "--name", "svc", "--network", "front", "bb", "sleep", "300"]);

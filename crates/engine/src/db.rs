@@ -181,9 +181,10 @@ impl Db {
         Ok(self.container_endpoints6(id)?.into_iter().map(|(n, ip, _)| (n, ip)).collect())
     }
 
-    /// (network, ip, IPv6 address if dual stack) of every network the container is on.
+    /// (network, ip, IPv6 address if dual stack) of every network the container is on, in the
+    /// order of its interfaces (eth0 first: `cv<id><N>`).
     pub fn container_endpoints6(&self, id: &str) -> Result<Vec<(String, String, Option<String>)>> {
-        let mut st = self.conn.prepare("SELECT network, ip, ip6 FROM endpoints WHERE container_id = ?1 ORDER BY network")?;
+        let mut st = self.conn.prepare("SELECT network, ip, ip6 FROM endpoints WHERE container_id = ?1 ORDER BY length(ifname), ifname")?;
         let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

@@ -635,6 +635,32 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     }
     // The next start (by `cove start` or a restart policy) wires this network too.
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.extend(eps.iter().cloned()));
+    refresh_resolv_conf(eng, &c)?;
+    Ok(())
+}
+
+/// Rewrites the container's resolv.conf for the networks it is on now (after `connect` or
+/// `disconnect`): a gateway of a network it left answers no more. In place: the file is
+/// bind-mounted (into containers joined with `container:NAME` too).
+fn refresh_resolv_conf(eng: &Engine, c: &crate::db::ContainerRow) -> Result<()> {
+    let req: crate::spec::RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    let names = crate::spec::name_opts(&req).unwrap_or_default();
+    let mut st = eng.db.conn.prepare(
+        "SELECT n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1 ORDER BY length(e.ifname), e.ifname",
+    )?;
+    let gws: Vec<(IpAddr, Option<IpAddr>)> = st
+        .query_map([&c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|(g, g6)| Some((g.parse().ok()?, g6.and_then(|g| g.parse().ok()))))
+        .collect();
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let text = crate::run::gateways_resolv_conf(&host, &gws, &names);
+    let path = eng.dirs.container(&c.id).join("resolv.conf");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        use std::io::Write;
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| Error::Other(format!("rewrite {}: {e}", path.display())))?;
+    }
     Ok(())
 }
 
@@ -676,6 +702,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         Ok(())
     })?;
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
+    refresh_resolv_conf(eng, &c)?;
     // The container's own lines for this network leave its /etc/hosts (rewritten in place: the
     // file is bind-mounted, a new inode would not show inside).
     let hosts = eng.dirs.container(&c.id).join("hosts");
