@@ -635,7 +635,10 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     }
     // The next start (by `cove start` or a restart policy) wires this network too.
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.extend(eps.iter().cloned()));
-    refresh_resolv_conf(eng, &c)?;
+    // The network change stands either way; a resolv.conf that could not follow is said.
+    if let Err(e) = refresh_resolv_conf(eng, &c) {
+        eprintln!("cove: warning: {}'s resolv.conf: {e}", c.name);
+    }
     Ok(())
 }
 
@@ -702,7 +705,10 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         Ok(())
     })?;
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
-    refresh_resolv_conf(eng, &c)?;
+    // The network change stands either way; a resolv.conf that could not follow is said.
+    if let Err(e) = refresh_resolv_conf(eng, &c) {
+        eprintln!("cove: warning: {}'s resolv.conf: {e}", c.name);
+    }
     // The container's own lines for this network leave its /etc/hosts (rewritten in place: the
     // file is bind-mounted, a new inode would not show inside).
     let hosts = eng.dirs.container(&c.id).join("hosts");
