@@ -101,6 +101,15 @@ struct NetRow {
     dns: Vec<SocketAddr>,
 }
 
+/// Runs a serve loop on the runtime; its end by error is logged (the other listeners go on).
+fn spawn_logged(rt: &tokio::runtime::Handle, what: &'static str, serve: impl std::future::Future<Output = Result<(), String>> + Send + 'static) {
+    rt.spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::warn!("{what}: {e}");
+        }
+    });
+}
+
 /// Resolver addresses stored as a JSON array of IPs (`--dns`), on port 53.
 fn dns_servers(json: Option<&str>) -> Vec<SocketAddr> {
     let list: Vec<String> = json.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
@@ -258,10 +267,9 @@ impl Dns {
         Ok((nets, eps))
     }
 
-    /// Binds UDP and TCP on the network's gateway (on this thread, so inside the namespace)
-    /// and hands both sockets to the runtime.
     /// Binds the network's DNS sockets (UDP and TCP on the gateway, and on the IPv6 gateway of
-    /// a dual-stack network) and serves them until the returned listener is dropped.
+    /// a dual-stack network; on this thread, so inside the namespace) and serves them on the
+    /// runtime until the returned listener is dropped.
     fn listen(&self, n: &NetRow) -> Result<Listener, String> {
         let mut sockets = vec![];
         for gw in std::iter::once(n.gateway).chain(n.gateway6) {
@@ -286,26 +294,14 @@ impl Dns {
         };
         for (udp, tcp) in sockets {
             let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
-            self.rt.spawn(async move {
-                match tokio::net::UdpSocket::from_std(udp) {
-                    Ok(s) => {
-                        if let Err(e) = cove_dns::serve_udp(s, name, records, up, stopped(rx)).await {
-                            tracing::warn!("dns udp: {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("dns udp: {e}"),
-                }
+            spawn_logged(&self.rt, "dns udp", async move {
+                let s = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
+                cove_dns::serve_udp(s, name, records, up, stopped(rx)).await.map_err(|e| e.to_string())
             });
             let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
-            self.rt.spawn(async move {
-                match tokio::net::TcpListener::from_std(tcp) {
-                    Ok(s) => {
-                        if let Err(e) = cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await {
-                            tracing::warn!("dns tcp: {e}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("dns tcp: {e}"),
-                }
+            spawn_logged(&self.rt, "dns tcp", async move {
+                let s = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
+                cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await.map_err(|e| e.to_string())
             });
         }
         Ok(Listener { gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, dns: n.dns.clone(), _stop: stop })

@@ -210,6 +210,35 @@ fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(Str
     }
 }
 
+/// `-o`, `--dns`, `--ip-range` and `--aux-address` of `network create`, checked against the
+/// network's subnets and gateways.
+fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Option<Subnet>, gateway6: Option<IpAddr>) -> Result<NetOptions> {
+    let mut options = parse_options(&o.options, subnet6.is_some())?;
+    for d in &o.dns {
+        options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
+    }
+    for r in &o.ip_ranges {
+        let range: Subnet = r.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("--ip-range: {e}")))?;
+        let (within, slot) = if range.is_ipv4() { (Some(subnet), &mut options.ip_range) } else { (subnet6, &mut options.ip_range6) };
+        let within = within.ok_or_else(|| Error::Invalid(format!("--ip-range {r}: the network has no IPv6 subnet (--ipv6)")))?;
+        cove_net::ipam::Ipam::new(within).with_range(range).map_err(|e| Error::Invalid(format!("--ip-range: {e}")))?;
+        if slot.replace(range.to_string()).is_some() {
+            return Err(Error::Invalid("--ip-range: at most one per address family".into()));
+        }
+    }
+    for a in &o.aux_addresses {
+        let bad = |why: String| Error::Invalid(format!("invalid --aux-address {a:?}: {why}"));
+        let (name, ip) = a.split_once('=').ok_or_else(|| bad("NAME=IP".into()))?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad(format!("{ip:?} is not an IP address")))?;
+        let inside = subnet.contains(ip) || subnet6.is_some_and(|s| s.contains(ip));
+        if name.is_empty() || !inside || ip == gateway || Some(ip) == gateway6 {
+            return Err(bad("a name, and an address of the network's subnets other than its gateway".into()));
+        }
+        options.aux.insert(name.to_string(), ip);
+    }
+    Ok(options)
+}
+
 /// `cove network create`.
 pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<NetworkRow> {
     // `bridge` is Docker's name for the default network, and `--network bridge` is cove's.
@@ -231,30 +260,8 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         (None, None)
     };
     let labels = parse_labels(&o.labels)?;
-    let mut options = parse_options(&o.options, subnet6.is_some())?;
-    for d in &o.dns {
-        options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
-    }
-    let subnet6_parsed: Option<Subnet> = subnet6.as_deref().and_then(|s| s.parse().ok());
-    for r in &o.ip_ranges {
-        let range: Subnet = r.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("--ip-range: {e}")))?;
-        let (within, slot) = if range.is_ipv4() { (Some(subnet), &mut options.ip_range) } else { (subnet6_parsed, &mut options.ip_range6) };
-        let within = within.ok_or_else(|| Error::Invalid(format!("--ip-range {r}: the network has no IPv6 subnet (--ipv6)")))?;
-        cove_net::ipam::Ipam::new(within).with_range(range).map_err(|e| Error::Invalid(format!("--ip-range: {e}")))?;
-        if slot.replace(range.to_string()).is_some() {
-            return Err(Error::Invalid("--ip-range: at most one per address family".into()));
-        }
-    }
-    for a in &o.aux_addresses {
-        let bad = |why: String| Error::Invalid(format!("invalid --aux-address {a:?}: {why}"));
-        let (name, ip) = a.split_once('=').ok_or_else(|| bad("NAME=IP".into()))?;
-        let ip: IpAddr = ip.parse().map_err(|_| bad(format!("{ip:?} is not an IP address")))?;
-        let gw6 = gateway6.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
-        if name.is_empty() || !(subnet.contains(ip) || subnet6_parsed.is_some_and(|s| s.contains(ip))) || ip == ipam.gateway() || Some(ip) == gw6 {
-            return Err(bad("a name, and an address of the network's subnets other than its gateway".into()));
-        }
-        options.aux.insert(name.to_string(), ip);
-    }
+    let gw6: Option<IpAddr> = gateway6.as_deref().and_then(|g| g.parse().ok());
+    let options = net_options(o, subnet, ipam.gateway(), subnet6.as_deref().and_then(|s| s.parse().ok()), gw6)?;
     let id = cove_oci::new_id()?;
     let bridge = format!("cove-{}", &id[..8]);
     let r = NetworkRow {
@@ -268,9 +275,9 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         subnet6,
         gateway6,
         labels,
-        options: options.clone(),
+        options,
     };
-    let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&options).unwrap_or_else(|_| "{}".into()));
+    let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&r.options).unwrap_or_else(|_| "{}".into()));
     eng.db
         .write(|tx| {
             tx.execute(
