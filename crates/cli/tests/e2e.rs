@@ -1748,3 +1748,15 @@ fn zz_report_skips() {
     // happen. CI counts "SKIP:" lines.
     println!("skips so far: {}", SKIPS.load(Ordering::SeqCst));
 }
+
+// Security regression tests (issue 21): one file per class of attack, each test reproducing one.
+#[path = "security/image_paths.rs"]
+mod security_image_paths;
+#[path = "security/process_isolation.rs"]
+mod security_process_isolation;
+#[path = "security/rundir.rs"]
+mod security_rundir;
+#[path = "security/stdio.rs"]
+mod security_stdio;
+#[path = "security/host_loopback.rs"]
+mod security_host_loopback;
