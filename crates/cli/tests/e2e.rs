@@ -1760,3 +1760,7 @@ mod security_rundir;
 mod security_stdio;
 #[path = "security/host_loopback.rs"]
 mod security_host_loopback;
+
+// Regression tests of defects found using cove as a Docker user would (issue 13).
+#[path = "defects/lifecycle.rs"]
+mod defects_lifecycle;

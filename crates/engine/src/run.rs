@@ -290,8 +290,13 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         None => crate::config::load(eng.dirs.rootless)?.init,
     };
 
+    // Checked here, before anything exists: a bad --stop-signal used to be stored and only
+    // failed at `stop`, leaving a container that could only be killed.
+    if let Some(s) = &req.stop_signal {
+        crate::lifecycle::parse_signal(s).map_err(|_| Error::Invalid(format!("invalid --stop-signal {s:?}: not a signal name or number")))?;
+    }
     let mut stored = req.clone();
-    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone());
+    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|s| crate::lifecycle::parse_signal(s).is_ok()));
     if let Some(r) = &req.restart {
         crate::monitor::Restart::parse(r)?;
     }
