@@ -299,6 +299,9 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|s| crate::lifecycle::parse_signal(s).is_ok()));
     if let Some(r) = &req.restart {
         crate::monitor::Restart::parse(r)?;
+        if req.rm && r != "no" {
+            return Err(Error::Invalid("conflicting options: --restart and --rm".into()));
+        }
     }
     crate::logs::LogOpts::parse(&req.log_opts)?;
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
@@ -496,6 +499,12 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         let err = cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup stderr".into())?;
         Stdio::Fds(stdin, out, err)
     };
+    // This CLI is the container's monitor: if it is killed at any point from here on, the
+    // next command sees the pid file of a dead monitor and settles the container (exited, its
+    // ports released, removed with --rm) instead of leaving it `created` forever.
+    let rd = eng.dirs.container_run(&p.id);
+    std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
+    crate::monitor::write_pid_file(&rd.join("monitor.pid"), std::process::id() as i32)?;
     let cg = cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let run_dir = eng.dirs.run.clone();
     let db_path = eng.dirs.db_path();
@@ -523,8 +532,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
-    let rd = eng.dirs.container_run(&p.id);
-    let _ = std::fs::create_dir_all(&rd).and_then(|_| crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw()).map_err(std::io::Error::other));
+    let _ = crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw());
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
     tracing::debug!("started");

@@ -20,7 +20,52 @@ fn a_bad_stop_signal_is_refused_before_anything_exists() {
         assert_eq!(w.ok(&["ps", "-aq"]).trim(), "", "nothing was created by {verb}");
     }
     // Names and numbers, with or without SIG, are signals; stop uses the one given.
-    w.ok(&["run", "-d", "--name", "sig", "--stop-signal", "usr1", "bb", "sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.1; done"]);
+    w.ok(&["run", "-d", "--name", "sig", "--stop-signal", "usr1", "bb", "sh", "-c", "trap 'exit 7' USR1; echo ready; while :; do sleep 0.1; done"]);
+    assert!(wait_until(|| w.ok(&["logs", "sig"]).contains("ready"), 10), "the trap is set");
     w.ok(&["stop", "-t", "10", "sig"]);
     assert_eq!(w.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]).trim(), "7");
+}
+
+#[test]
+fn run_detached_with_rm_removes_the_container_once_it_exits() {
+    let Some(w) = World::new() else { return };
+    let containers = w.path().join("data/containers");
+    let count = || std::fs::read_dir(&containers).map(|d| d.count()).unwrap_or(0);
+    // Exits by itself: `wait` still gets the code, then nothing is left.
+    let id = w.ok(&["run", "-d", "--rm", "bb", "sh", "-c", "sleep 0.3; exit 4"]);
+    assert_eq!(w.ok(&["wait", id.trim()]).trim(), "4");
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "", "removed after it exited");
+    assert_eq!(count(), 0, "its files are gone too");
+    // Stopped by the user.
+    w.ok(&["run", "-d", "--rm", "--name", "gone", "bb", "sleep", "100"]);
+    w.ok(&["stop", "-t", "1", "gone"]);
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "", "removed after stop");
+    assert_eq!(count(), 0);
+    // The name is free again.
+    w.ok(&["run", "-d", "--rm", "--name", "gone", "bb", "true"]);
+    assert!(wait_until(|| w.ok(&["ps", "-aq"]).trim().is_empty(), 10), "removed after a quick exit");
+    // A restart policy and --rm contradict each other (Docker refuses the pair too).
+    let o = w.cove(&["run", "-d", "--rm", "--restart", "always", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+    assert!(stderr(&o).contains("conflicting options: --restart and --rm"), "{}", stderr(&o));
+    // Without --rm an exited container stays.
+    w.ok(&["run", "-d", "--name", "kept", "bb", "true"]);
+    assert_eq!(w.ok(&["wait", "kept"]).trim(), "0");
+    assert_eq!(w.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "kept");
+}
+
+#[test]
+fn a_killed_foreground_run_rm_releases_its_port_and_goes_away() {
+    let Some(w) = World::new() else { return };
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut cli = w.cmd(&["run", "--rm", "-p", &publish, "bb", "sleep", "100"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove run");
+    assert!(wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_err(), 20), "the port was published");
+    cli.kill().expect("SIGKILL the CLI");
+    let _ = cli.wait();
+    // The container dies with its CLI (parent-death signal); the next command notices.
+    assert!(wait_until(|| w.ok(&["ps", "-aq"]).trim().is_empty(), 20), "a --rm container whose CLI was killed is removed");
+    let released = wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), 20);
+    let holders = Command::new("ss").args(["-Htlnp", &format!("sport = :{port}")]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    assert!(released, "its published port {port} was released; held by: {holders}");
 }
