@@ -168,7 +168,19 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     let text = msg.strip_prefix('E').unwrap_or(&msg);
     let (code, m) = text.split_once(' ').unwrap_or(("125", text));
     let code: i32 = code.parse().unwrap_or(125);
-    eng.db.set_container_state(&c.id, "exited", None, Some(code as i64))?;
+    // The container never ran: as Docker, one that was only created stays Created (name kept,
+    // exit code recorded for inspect; `start` again or `rm` is the way out), one that ran
+    // before stays Exited. Its run dir goes once the monitor is gone, so no later reconcile
+    // reads the monitor's files as a run that ended.
+    let t0 = Instant::now();
+    while live_pid(&rd.join("monitor.pid")).is_some() && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if live_pid(&rd.join("monitor.pid")).is_none() {
+        let _ = std::fs::remove_dir_all(&rd);
+    }
+    let state = if c.state == "created" { "created" } else { "exited" };
+    eng.db.set_container_state(&c.id, state, None, Some(code as i64))?;
     let m = if m.is_empty() { "the monitor failed to start (see COVE_LOG=debug)".to_string() } else { m.to_string() };
     Err(Error::Runtime(cove_runtime::Error::Child { message: m, exit_code: code }))
 }

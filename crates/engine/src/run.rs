@@ -480,7 +480,9 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
             Ok(())
         });
     } else {
-        let _ = eng.db.set_container_state(&p.id, "exited", None, code);
+        // A container whose setup failed never ran: it stays Created, as Docker leaves it.
+        let state = if result.is_ok() { "exited" } else { "created" };
+        let _ = eng.db.set_container_state(&p.id, state, None, code);
     }
     tracing::debug!("cleaned up");
     result

@@ -69,3 +69,49 @@ fn a_killed_foreground_run_rm_releases_its_port_and_goes_away() {
     let holders = Command::new("ss").args(["-Htlnp", &format!("sport = :{port}")]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     assert!(released, "its published port {port} was released; held by: {holders}");
 }
+
+#[test]
+fn dash_it_without_a_terminal_is_refused_before_anything_exists() {
+    let Some(w) = World::new() else { return };
+    // The harness gives cove /dev/null as stdin: not a terminal (a pipe behaves the same).
+    for args in [&["run", "--rm", "-it", "bb", "cat"][..], &["run", "-it", "--name", "x", "bb", "true"][..]] {
+        let o = w.cmd(args).stdin(Stdio::piped()).output().expect("run cove");
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim(), "cove: error: the input device is not a TTY");
+    }
+    assert_eq!(w.ok(&["ps", "-aq"]).trim(), "", "nothing was created");
+    // Detached, or -t alone, needs no terminal on this side.
+    w.ok(&["run", "-d", "-it", "--name", "dt", "bb", "true"]);
+    let o = w.cove(&["run", "--rm", "-t", "bb", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    w.ok(&["run", "-d", "--name", "up", "bb", "sleep", "100"]);
+    let o = w.cove(&["exec", "-it", "up", "true"]);
+    assert_eq!((o.status.code(), stderr(&o).trim().to_string()), (Some(1), "cove: error: the input device is not a TTY".to_string()));
+}
+
+#[test]
+fn a_port_in_use_leaves_a_created_container_that_starts_once_the_port_is_free() {
+    let Some(w) = World::new() else { return };
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a port");
+    let port = taken.local_addr().unwrap().port();
+    let publish = format!("{port}:80");
+    for (name, detach) in [("pd", true), ("pfg", false)] {
+        let mut args = vec!["run", "--name", name, "-p", &publish];
+        if detach {
+            args.push("-d");
+        }
+        args.extend_from_slice(&["bb", "sleep", "100"]);
+        let o = w.cove(&args);
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        let status = w.ok(&["ps", "-a", "--filter", &format!("name={name}"), "--format", "{{.Status}}"]);
+        assert_eq!(status.trim(), "Created", "as Docker leaves it ({name})");
+        assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name]).trim(), "created 125");
+    }
+    drop(taken);
+    w.ok(&["start", "pd"]);
+    assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}}", "pd"]).trim(), "running");
+    // A command that cannot be found leaves it Created too (Docker: exit 127, Created).
+    let o = w.cove(&["run", "--name", "nf", "bb", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}}", "nf"]).trim(), "created");
+}
