@@ -90,7 +90,13 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
     }
     let mut removed = vec![];
     for (c, code) in ended {
-        if request(&c).rm && remove_exited(eng, &c).is_ok() {
+        let req = request(&c);
+        if !req.publish.is_empty() || req.publish_all {
+            // Its monitor (or foreground CLI) is gone without releasing them: the helper
+            // would otherwise keep serving ports for a container that no longer runs.
+            crate::ports::unregister(&eng.dirs.run, &c.id);
+        }
+        if req.rm && remove_exited(eng, &c).is_ok() {
             removed.push((c.id, code));
         }
     }

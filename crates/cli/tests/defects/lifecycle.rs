@@ -115,3 +115,17 @@ fn a_port_in_use_leaves_a_created_container_that_starts_once_the_port_is_free() 
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
     assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}}", "nf"]).trim(), "created");
 }
+
+#[test]
+fn a_killed_foreground_run_releases_its_port_and_is_exited() {
+    let Some(w) = World::new() else { return };
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let mut cli = w.cmd(&["run", "--name", "fgk", "-p", &publish, "bb", "sleep", "100"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove run");
+    assert!(wait_until(|| w.ok(&["ps", "--format", "{{.Names}}"]).contains("fgk"), 20), "it runs");
+    cli.kill().expect("SIGKILL the CLI");
+    let _ = cli.wait();
+    assert!(wait_until(|| w.ok(&["inspect", "-f", "{{.State.Status}}", "fgk"]).trim() == "exited", 20), "the next command sees it exited");
+    // Another container (of this world, with the helper still up) can take the port.
+    w.ok(&["run", "-d", "--name", "next", "-p", &publish, "bb", "sleep", "100"]);
+}
