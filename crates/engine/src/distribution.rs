@@ -375,7 +375,8 @@ pub fn df(eng: &Engine) -> Result<Vec<DfRow>> {
     let containers = eng.db.containers()?;
     let used: std::collections::HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
     let imgs = eng.db.images()?;
-    let storage = du(&eng.dirs.storage());
+    // Temporary entries are operations under way (those of dead ones are gone at open).
+    let storage = du(&eng.dirs.storage()).saturating_sub(eng.store.tmp_size());
     let unused: u64 = imgs.iter().filter(|i| !used.contains(i.id.as_str())).map(|i| i.size.max(0) as u64).sum();
     let running = containers.iter().filter(|c| c.state == "running").count();
     let csize: u64 = containers.iter().map(|c| du(&eng.dirs.container(&c.id))).sum();

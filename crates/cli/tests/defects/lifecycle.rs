@@ -129,3 +129,26 @@ fn a_killed_foreground_run_releases_its_port_and_is_exited() {
     // Another container (of this world, with the helper still up) can take the port.
     w.ok(&["run", "-d", "--name", "next", "-p", &publish, "bb", "sleep", "100"]);
 }
+
+#[test]
+fn a_killed_import_leaves_nothing_behind_at_the_next_command() {
+    let Some(w) = World::new() else { return };
+    let tmp = w.path().join("data/storage/tmp");
+    let entries = || std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries(), 0);
+    // The import reads from a FIFO the test feeds half a tarball into, then is killed.
+    let fifo = w.path().join("feed");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
+    let mut cove = w.cmd(&["import", fifo.to_str().unwrap(), "half"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove import");
+    let tar = std::fs::read(rootfs().expect("rootfs")).expect("read the rootfs tarball");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the fifo");
+    std::io::Write::write_all(&mut f, &tar[..tar.len() / 2]).expect("feed half");
+    assert!(wait_until(|| entries() > 0, 10), "the import is staging");
+    cove.kill().expect("SIGKILL the import");
+    let _ = cove.wait();
+    drop(f);
+    assert!(entries() > 0, "the killed import left its staging behind");
+    let images = w.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains("half"), "{images}");
+    assert_eq!(entries(), 0, "the next command removed what the dead import left");
+}
