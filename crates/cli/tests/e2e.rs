@@ -1766,3 +1766,5 @@ mod security_host_loopback;
 // Regression tests of defects found using cove as a Docker user would (issue 13).
 #[path = "defects/lifecycle.rs"]
 mod defects_lifecycle;
+#[path = "defects/networks.rs"]
+mod defects_networks;

@@ -188,16 +188,24 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
 /// of one address family of a new network.
 fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(String, Subnet)], pool: SubnetPool, v6: bool) -> Result<cove_net::ipam::Ipam> {
     let subnet = match subnet {
-        Some(s) => {
-            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
+        Some(text) => {
+            // Docker's rule: a CIDR. A bare address used to make a /32 whose every run
+            // failed with "no free address".
+            if !text.contains('/') {
+                return Err(Error::Invalid(format!("invalid --subnet {text:?}: a CIDR (ADDRESS/PREFIX, e.g. 10.91.0.0/24) is required")));
+            }
+            let s: Subnet = text.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
             if s.is_ipv4() == v6 {
                 return Err(Error::Invalid(format!("--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6")));
+            }
+            if let Some((what, other)) = host_subnets(v6).into_iter().find(|(_, h)| h.contains(s.network()) || s.contains(h.network())) {
+                return Err(Error::Conflict(format!("subnet {s} overlaps {other}, {what}: pick another subnet")));
             }
             cove_net::ipam::ensure_no_overlap(&s, taken).map_err(|e| Error::Conflict(e.to_string()))?;
             s
         }
         None => {
-            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).collect();
+            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).chain(host_subnets(v6).into_iter().map(|(_, s)| s)).collect();
             pool.pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
         }
     };
@@ -208,6 +216,52 @@ fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(Str
         }
         None => Ok(cove_net::ipam::Ipam::new(subnet)),
     }
+}
+
+/// Subnets a network must not overlap besides other networks': the host's own routes, since
+/// pasta copies the host's addresses and routes into the helper's namespace (tap0) and a
+/// bridge there on the same subnet takes the way out (host.containers.internal, upstream DNS,
+/// even the tap's own address); and slirp4netns's 10.0.2.0/24 (its host loopback is
+/// 10.0.2.2). Default and link-local routes, host routes (/32, /128) and multicast aside.
+fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
+    let mut out = vec![];
+    if v6 {
+        let text = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(dest), Some(len), Some(dev)) = (f.first(), f.get(1), f.last()) else { continue };
+            let (Ok(bits), Ok(len)) = (u128::from_str_radix(dest, 16), u8::from_str_radix(len, 16)) else { continue };
+            let addr = std::net::Ipv6Addr::from(bits);
+            if len == 0 || len == 128 || *dev == "lo" || addr.segments()[0] & 0xffc0 == 0xfe80 || addr.segments()[0] & 0xff00 == 0xff00 {
+                continue;
+            }
+            if let Ok(s) = Subnet::new(IpAddr::V6(addr), len) {
+                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(dev), Some(dest), Some(mask)) = (f.first(), f.get(1), f.get(7)) else { continue };
+            let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16)) else { continue };
+            let len = mask.count_ones() as u8;
+            if len == 0 || len == 32 || *dev == "lo" {
+                continue;
+            }
+            let addr = std::net::Ipv4Addr::from(dest.to_le_bytes());
+            if addr.is_link_local() {
+                continue;
+            }
+            if let Ok(s) = Subnet::new(IpAddr::V4(addr), len) {
+                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+            }
+        }
+        if let Ok(s) = "10.0.2.0/24".parse() {
+            out.push(("slirp4netns's own subnet (10.0.2.2 is the host's loopback there)".to_string(), s));
+        }
+    }
+    out
 }
 
 /// `-o`, `--dns`, `--ip-range` and `--aux-address` of `network create`, checked against the

@@ -1,0 +1,44 @@
+//! Regression tests for defects found using cove's networks as a Docker user would (issue 13).
+
+use super::*;
+
+/// A route of the host's own (not default, not loopback, not a host route), if it has one.
+fn a_host_route() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+        let len = u32::from_str_radix(f.get(7)?, 16).ok()?.count_ones();
+        (f[0] != "lo" && len > 0 && len < 32).then(|| format!("{}/{len}", std::net::Ipv4Addr::from(dest.to_le_bytes())))
+    })
+}
+
+#[test]
+fn subnets_that_collide_with_the_way_out_are_refused() {
+    let Some(w) = World::new() else { return };
+    let refused = |args: &[&str], why: &str| {
+        let o = w.cove(args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "one line: {}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    };
+    // slirp4netns's own subnet (10.0.2.2 is the host's loopback through it), or any part of it.
+    refused(&["network", "create", "--subnet", "10.0.2.0/25", "n1"], "slirp4netns");
+    refused(&["network", "create", "--subnet", "10.0.0.0/16", "n1"], "slirp4netns");
+    // The host's own subnets: pasta copies them into cove's namespace.
+    match a_host_route() {
+        Some(r) => refused(&["network", "create", "--subnet", &r, "n1"], "the host's route"),
+        None => println!("note: the host has no route besides the default one; the host-route case is not checked here"),
+    }
+    // A CIDR is required (a bare address made a /32 network where every run failed).
+    refused(&["network", "create", "--subnet", "10.91.0.0", "n1"], "a CIDR");
+    assert_eq!(w.ok(&["network", "ls", "--format", "{{.Name}}"]).trim(), "", "nothing was created");
+    // A subnet clear of all that works, and networks picked by cove avoid the host's too.
+    w.ok(&["network", "create", "--subnet", "10.91.0.0/24", "n1"]);
+    w.ok(&["network", "create", "n2"]);
+    let picked = w.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "n2"]);
+    if let Some(r) = a_host_route() {
+        assert_ne!(picked.trim(), r);
+    }
+    assert_eq!(w.sh_ok(&["--network", "n1"], "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'").trim(), "inet 10.91.0.2");
+}
