@@ -577,8 +577,10 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         }
         // eth<N>, N from the host end's name (cv + 10 id digits + N): stable across connects.
         let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
-        // The default route goes through the first network only.
-        let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
+        // The default route goes through the first interface that is there (endpoints come in
+        // interface order; a later one adds it only when an earlier one did not: eth0 was
+        // disconnected while the container was stopped, or by `connect` after it was).
+        let gws: Vec<IpAddr> = std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect();
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu, mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()) };
         tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
@@ -745,6 +747,21 @@ fn update_monitor_endpoints(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Endpo
     }
 }
 
+/// Gives the container's first remaining interface the default routes it lacks.
+fn move_default_route(eng: &Engine, container_id: &str, pid: i32) -> Result<()> {
+    let mut st = eng.db.conn.prepare("SELECT e.ifname, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1")?;
+    let mut rows: Vec<(String, String, Option<String>)> = st.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    // Interface order: eth<N>, N after the cv + 10 id digits of the host end's name.
+    rows.sort_by_key(|(ifname, _, _)| ifname.get(12..).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
+    let Some((ifname, gw, gw6)) = rows.into_iter().next() else { return Ok(()) };
+    let gws: Vec<IpAddr> = std::iter::once(gw).chain(gw6).filter_map(|g| g.parse().ok()).collect();
+    let container = cove_net::netns::of_pid(pid).map_err(|e| Error::Other(format!("container network namespace: {e}")))?;
+    let mut inside = Netlink::open_in(container.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
+    let inside_name = format!("eth{}", ifname.get(12..).unwrap_or("0"));
+    let oif = inside.index_of(&inside_name).map_err(|e| Error::Other(format!("{inside_name}: {e}")))?;
+    cove_net::link::add_default_routes(&mut inside, &gws, oif).map_err(|e| Error::Other(e.to_string()))
+}
+
 /// `cove network disconnect`: takes a container off a network (its interface and lease).
 pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()> {
     crate::lifecycle::reconcile(eng)?;
@@ -765,6 +782,13 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
         Ok(())
     })?;
+    if let (true, Some(pid)) = (c.state == "running", c.pid) {
+        // The default route left with the interface that held it: as Docker, the first
+        // remaining network takes it (a no-op when another interface has it already).
+        if let Err(e) = move_default_route(eng, &c.id, pid as i32) {
+            eprintln!("cove: warning: {}'s default route: {e}", c.name);
+        }
+    }
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
     // The network change stands either way; a resolv.conf that could not follow is said.
     if let Err(e) = refresh_resolv_conf(eng, &c) {

@@ -42,3 +42,27 @@ fn subnets_that_collide_with_the_way_out_are_refused() {
     }
     assert_eq!(w.sh_ok(&["--network", "n1"], "ip -4 addr show eth0 | grep -o 'inet [0-9.]*'").trim(), "inet 10.91.0.2");
 }
+
+#[test]
+fn disconnecting_the_first_network_moves_the_default_route() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.97.1.0/24", "ma"]);
+    w.ok(&["network", "create", "--subnet", "10.97.2.0/24", "--ipv6", "--subnet", "fd63:6f76:6597::/64", "mb"]);
+    let routes = |c: &str| w.ok(&["exec", c, "sh", "-c", "ip route | grep ^default; ip -6 route | grep ^default || true"]);
+    // Running: eth0 (ma) leaves, eth1 (mb) takes the default routes of both families.
+    w.ok(&["run", "-d", "--name", "two", "--network", "ma,mb", "bb", "sleep", "100"]);
+    assert!(routes("two").starts_with("default via 10.97.1.1 dev eth0"), "{}", routes("two"));
+    w.ok(&["network", "disconnect", "ma", "two"]);
+    let r = routes("two");
+    assert!(r.contains("default via 10.97.2.1 dev eth1") && r.contains("default via fd63:6f76:6597::1 dev eth1"), "{r}");
+    // The gateway answers through it (the network's DNS there).
+    assert!(w.ok(&["exec", "two", "nslookup", "two", "10.97.2.1"]).contains("10.97.2."));
+    // Stopped: the next start wires the remaining network with the default route.
+    w.ok(&["create", "--name", "later", "--network", "ma,mb", "bb", "sleep", "100"]);
+    w.ok(&["network", "disconnect", "ma", "later"]);
+    w.ok(&["start", "later"]);
+    assert!(routes("later").contains("default via 10.97.2.1 dev eth1"), "{}", routes("later"));
+    // And connecting a network to a container that has its default route changes nothing.
+    w.ok(&["network", "connect", "ma", "later"]);
+    assert!(routes("later").starts_with("default via 10.97.2.1 dev eth1"), "{}", routes("later"));
+}
