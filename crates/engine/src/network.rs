@@ -382,6 +382,11 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
         tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
         Ok(())
     })?;
+    // The helper (if it runs) deletes the bridge, its DNS listeners and rules at once: a
+    // network made again with the same subnet (compose up/down/up) must find nothing of them.
+    if let Err(e) = crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path()) {
+        eprintln!("cove: warning: network {}: {e}", n.name);
+    }
     Ok(n.name)
 }
 

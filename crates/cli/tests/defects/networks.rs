@@ -66,3 +66,66 @@ fn disconnecting_the_first_network_moves_the_default_route() {
     w.ok(&["network", "connect", "ma", "later"]);
     assert!(routes("later").starts_with("default via 10.97.2.1 dev eth1"), "{}", routes("later"));
 }
+
+/// The bridges in the network helper's namespace (as root, who may enter any namespace; the
+/// root pass checks covetest's helper too). `None` when not root.
+fn helper_bridges(w: &World) -> Option<Vec<String>> {
+    if !is_root() {
+        return None;
+    }
+    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid")).expect("the helper runs").split_whitespace().next().and_then(|p| p.parse().ok()).expect("netd.pid");
+    let fd = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the helper's descriptors").flatten().find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("net:"))).expect("the helper holds its namespace");
+    let out = Command::new("nsenter").arg(format!("--net={}", fd.path().display())).args(["ip", "-o", "link", "show", "type", "bridge"]).output().expect("nsenter");
+    assert!(out.status.success(), "nsenter: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(':').nth(1)).map(|n| n.trim().to_string()).collect())
+}
+
+fn bridge_of(w: &World, net: &str) -> String {
+    w.ok(&["network", "inspect", "-f", "{{index .Options \"com.docker.network.bridge.name\"}}", net]).trim().to_string()
+}
+
+/// compose's up/down/up: a network removed and made again (same name, same subnet) while the
+/// helper stays up works as the first one did, and the helper's bridges match the database.
+fn network_rm_then_create_again(w: &World) {
+    // Something keeps the helper alive throughout (another project's container).
+    w.ok(&["run", "-d", "--name", "keepalive", "bb", "sleep", "300"]);
+    for round in 0..3 {
+        w.ok(&["network", "create", "--subnet", "10.98.5.0/24", "proj"]);
+        let bridge = bridge_of(w, "proj");
+        w.ok(&["run", "-d", "--name", "db", "--network", "proj", "bb", "sleep", "300"]);
+        let asked = w.sh_ok(&["--network", "proj"], "nslookup db 10.98.5.1 && ping -c 1 -W 2 10.98.5.1 >/dev/null && echo pong");
+        assert!(asked.contains("10.98.5.2") && asked.contains("pong"), "round {round}: {asked}");
+        if let Some(b) = helper_bridges(w) {
+            assert!(b.contains(&bridge), "round {round}: {b:?}");
+        }
+        w.ok(&["rm", "-f", "db"]);
+        w.ok(&["network", "rm", "proj"]);
+        if let Some(b) = helper_bridges(w) {
+            assert!(!b.contains(&bridge), "round {round}: network rm left its bridge {bridge}: {b:?}");
+            assert_eq!(b, vec![bridge_of(w, "cove")], "only the default network's bridge is left");
+        }
+    }
+    // network prune removes them too.
+    w.ok(&["network", "create", "--subnet", "10.98.6.0/24", "gone"]);
+    w.ok(&["run", "--rm", "--network", "gone", "bb", "true"]);
+    let bridge = bridge_of(w, "gone");
+    w.ok(&["network", "prune"]);
+    if let Some(b) = helper_bridges(w) {
+        assert!(!b.contains(&bridge), "network prune left its bridge: {b:?}");
+    }
+}
+
+#[test]
+fn network_rm_removes_the_bridge_and_its_dns_at_once() {
+    if is_root() {
+        // The root pass checks the kernel's view for root's helper and covetest's.
+        let Some(worlds) = root_and_covetest_worlds("network_rm_removes_the_bridge_and_its_dns_at_once") else { return };
+        for (_, w) in worlds {
+            if let Some(w) = w {
+                network_rm_then_create_again(&w);
+            }
+        }
+    } else if let Some(w) = World::new() {
+        network_rm_then_create_again(&w);
+    }
+}
