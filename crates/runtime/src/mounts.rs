@@ -445,6 +445,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn targets_in_proc_and_sys_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = std::fs::File::open(d.path()).unwrap();
+        let check = |dst: &str, rel: &str, typ: &str, bind: bool| check_target(Path::new(dst), Path::new(rel), dir.as_fd(), typ, bind);
+        assert!(check("/proc", "proc", "proc", false).is_ok());
+        assert!(check("/sys", "sys", "sysfs", false).is_ok());
+        assert!(check("/sys/fs/cgroup", "sys/fs/cgroup", "cgroup2", false).is_ok());
+        assert!(check("/proc/cpuinfo", "proc/cpuinfo", "bind", true).is_ok(), "lxcfs");
+        assert!(check("/etc/hosts", "etc/hosts", "bind", true).is_ok());
+        assert!(check("/data", "data/x", "tmpfs", false).is_ok());
+        let e = check("/etc/hosts", "proc/1/environ", "bind", true).unwrap_err().to_string();
+        assert_eq!(e, "refusing to mount on /etc/hosts: it resolves to /proc/1/environ, inside /proc of the container");
+        assert!(check("/x/cpuinfo", "proc/cpuinfo", "bind", true).is_err(), "the lxcfs list by its own path only");
+        assert!(check("/proc", "proc", "bind", true).is_err());
+        assert!(check("/data", "sys/kernel", "tmpfs", false).is_err());
+        assert!(check("/sys", "sys", "bind", true).is_err());
+        // proc and sysfs through a symlink (where the masks would miss them).
+        assert!(check("/proc", "etc", "proc", false).unwrap_err().to_string().contains("not /proc"));
+        assert!(check("/sys", "tmp/s", "sysfs", false).is_err());
+        // A target on a mounted procfs, whatever its path.
+        let p = std::fs::File::open("/proc/self").unwrap();
+        assert!(check_target(Path::new("/data"), Path::new("data"), p.as_fd(), "bind", true).is_err());
+    }
+
+    #[test]
     fn options() {
         let o = parse_options(&["rbind".into(), "ro".into(), "nosuid".into(), "mode=755".into(), "size=65536k".into(), "rprivate".into()]);
         assert!(o.bind && o.recursive);
