@@ -125,7 +125,11 @@ impl Store {
     /// The merged view of an image's layers (`diff_ids` bottom-most first, as in its
     /// config), for reading its files from the host side without leaving it.
     pub fn image_fs(&self, diff_ids: &[String]) -> Result<crate::ImageFs> {
-        let dirs: Vec<PathBuf> = diff_ids.iter().rev().map(|d| self.layer_dir(d)).collect::<Result<_>>()?;
+        let dirs: Vec<PathBuf> = diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layer_dir(d))
+            .collect::<Result<_>>()?;
         crate::ImageFs::open(&dirs)
     }
 

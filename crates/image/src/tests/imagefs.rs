@@ -25,7 +25,9 @@ fn image(layers: &[Vec<u8>]) -> (tempfile::TempDir, ImageFs) {
 }
 
 fn read(fs: &ImageFs, p: &str) -> Option<String> {
-    fs.read(p, LIMIT).unwrap().map(|b| String::from_utf8(b).unwrap())
+    fs.read(p, LIMIT)
+        .unwrap()
+        .map(|b| String::from_utf8(b).unwrap())
 }
 
 fn err(fs: &ImageFs, p: &str) -> String {
@@ -37,7 +39,14 @@ fn err(fs: &ImageFs, p: &str) -> String {
 
 fn base_layer() -> Vec<u8> {
     let mut tb = Tb::new();
-    tb.dir("etc").file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n").dir("usr").dir("usr/lib").file("usr/lib/passwd", b"lower\n").file("etc/gone", b"g").dir("d").file("d/a", b"a");
+    tb.dir("etc")
+        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
+        .dir("usr")
+        .dir("usr/lib")
+        .file("usr/lib/passwd", b"lower\n")
+        .file("etc/gone", b"g")
+        .dir("d")
+        .file("d/a", b"a");
     tb.finish()
 }
 
@@ -75,7 +84,11 @@ fn symlinks_to_the_hosts_root_stay_in_the_image() {
 #[test]
 fn loops_and_long_chains_fail_cleanly() {
     let mut tb = Tb::new();
-    tb.dir("etc").symlink("etc/passwd", "/etc/passwd").symlink("etc/a", "b").symlink("etc/b", "a").symlink("self", ".");
+    tb.dir("etc")
+        .symlink("etc/passwd", "/etc/passwd")
+        .symlink("etc/a", "b")
+        .symlink("etc/b", "a")
+        .symlink("self", ".");
     // A chain of 41 links: one more than the limit.
     for i in 0..41 {
         tb.symlink(&format!("c{i}"), &format!("c{}", i + 1));
@@ -85,20 +98,37 @@ fn loops_and_long_chains_fail_cleanly() {
     assert!(err(&fs, "/etc/passwd").contains("too many levels of symbolic links"));
     assert!(err(&fs, "/etc/a").contains("too many levels of symbolic links"));
     assert!(err(&fs, "/c0").contains("too many levels of symbolic links"));
-    assert_eq!(read(&fs, "/c2").as_deref(), Some("end of chain\n"), "39 links are fine");
+    assert_eq!(
+        read(&fs, "/c2").as_deref(),
+        Some("end of chain\n"),
+        "39 links are fine"
+    );
     let deep = format!("/{}etc/gone", "self/".repeat(41));
     assert!(err(&fs, &deep).contains("too many levels"));
-    assert_eq!(read(&fs, &format!("/{}etc/gone", "self/".repeat(40))).as_deref(), Some("g"));
+    assert_eq!(
+        read(&fs, &format!("/{}etc/gone", "self/".repeat(40))).as_deref(),
+        Some("g")
+    );
 }
 
 #[test]
 fn dotdot_never_climbs_above_the_root() {
     let mut tb = Tb::new();
-    tb.dir("etc").symlink("etc/passwd", "../../../../../usr/lib/passwd").symlink("lib", "usr/lib").dir("etc/sub").symlink("etc/sub/up", "../../../..");
+    tb.dir("etc")
+        .symlink("etc/passwd", "../../../../../usr/lib/passwd")
+        .symlink("lib", "usr/lib")
+        .dir("etc/sub")
+        .symlink("etc/sub/up", "../../../..");
     let (_d, fs) = image(&[base_layer(), tb.finish()]);
     assert_eq!(read(&fs, "/etc/passwd").as_deref(), Some("lower\n"));
-    assert_eq!(read(&fs, "/../../../usr/lib/passwd").as_deref(), Some("lower\n"));
-    assert_eq!(read(&fs, "/etc/sub/up/usr/lib/passwd").as_deref(), Some("lower\n"));
+    assert_eq!(
+        read(&fs, "/../../../usr/lib/passwd").as_deref(),
+        Some("lower\n")
+    );
+    assert_eq!(
+        read(&fs, "/etc/sub/up/usr/lib/passwd").as_deref(),
+        Some("lower\n")
+    );
     // `..` after a symlink applies to where the link led (usr/lib/.. = usr), not lexically.
     assert_eq!(read(&fs, "/lib/../lib/passwd").as_deref(), Some("lower\n"));
     assert_eq!(read(&fs, "/lib/../etc/passwd"), None);
@@ -107,18 +137,34 @@ fn dotdot_never_climbs_above_the_root() {
 #[test]
 fn whiteouts_and_opaque_directories_hide_lower_files() {
     let mut tb = Tb::new();
-    tb.file("etc/.wh.gone", b"").dir("d").file("d/.wh..wh..opq", b"").file("d/b", b"b").file("usr/lib/.wh.passwd", b"").symlink("etc/via", "/usr/lib/passwd");
+    tb.file("etc/.wh.gone", b"")
+        .dir("d")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/b", b"b")
+        .file("usr/lib/.wh.passwd", b"")
+        .symlink("etc/via", "/usr/lib/passwd");
     let l2 = tb.finish();
     let (d, fs) = image(&[base_layer(), l2]);
     if !user_xattrs_supported(d.path()) {
-        println!("SKIP: the file system of {} does not support user xattrs", d.path().display());
+        println!(
+            "SKIP: the file system of {} does not support user xattrs",
+            d.path().display()
+        );
         return;
     }
     assert_eq!(read(&fs, "/etc/gone"), None);
     assert_eq!(read(&fs, "/d/a"), None, "opaque directory");
     assert_eq!(read(&fs, "/d/b").as_deref(), Some("b"));
-    assert_eq!(read(&fs, "/etc/via"), None, "a symlink to a whited-out file");
-    assert_eq!(read(&fs, "/etc/passwd").as_deref(), Some("root:x:0:0::/root:/bin/sh\n"), "the rest of etc is merged");
+    assert_eq!(
+        read(&fs, "/etc/via"),
+        None,
+        "a symlink to a whited-out file"
+    );
+    assert_eq!(
+        read(&fs, "/etc/passwd").as_deref(),
+        Some("root:x:0:0::/root:/bin/sh\n"),
+        "the rest of etc is merged"
+    );
 }
 
 #[test]
@@ -137,10 +183,19 @@ fn an_upper_symlink_finds_a_lower_layers_file() {
 #[test]
 fn directories_special_files_and_size() {
     let mut tb = Tb::new();
-    tb.dir("usr/lib/passwd").device("fifo", tar::EntryType::Fifo, 0, 0).file("big", &[b'x'; 100]).file("etc/passwd/x", b"");
+    tb.dir("usr/lib/passwd")
+        .device("fifo", tar::EntryType::Fifo, 0, 0)
+        .file("big", &[b'x'; 100])
+        .file("etc/passwd/x", b"");
     let (_d, fs) = image(&[base_layer(), tb.finish()]);
-    assert!(err(&fs, "/usr/lib/passwd").contains("is a directory"), "an upper directory hides the lower file");
-    assert!(err(&fs, "/fifo").contains("not a regular file"), "never opened, so never blocks");
+    assert!(
+        err(&fs, "/usr/lib/passwd").contains("is a directory"),
+        "an upper directory hides the lower file"
+    );
+    assert!(
+        err(&fs, "/fifo").contains("not a regular file"),
+        "never opened, so never blocks"
+    );
     assert!(matches!(fs.read("/big", 99), Err(Error::ImagePath { .. })));
     assert_eq!(fs.read("/big", 100).unwrap().unwrap().len(), 100);
     assert_eq!(read(&fs, "/d/a/x"), None, "a file in a parent position");
