@@ -457,7 +457,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
             if generated {
                 std::fs::read_to_string(dir.join(name)).unwrap_or_default()
             } else {
-                crate::images::read_image_file(&eng.store, &img, path).unwrap_or_default()
+                crate::images::read_image_userdb(&eng.store, &img, path)
             }
         };
         let (passwd, group) = (read("passwd", "/etc/passwd"), read("group", "/etc/group"));

@@ -270,8 +270,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         }
     };
     let user_spec = req.user.clone().or(defaults.user.clone()).unwrap_or_else(|| "0".into());
-    let passwd = images::read_image_file(&eng.store, &img, "/etc/passwd").unwrap_or_default();
-    let group = images::read_image_file(&eng.store, &img, "/etc/group").unwrap_or_default();
+    let passwd = images::read_image_userdb(&eng.store, &img, "/etc/passwd");
+    let group = images::read_image_userdb(&eng.store, &img, "/etc/group");
     let user = userdb::resolve(&user_spec, &passwd, &group)?;
     let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     if let Some(h) = &req.user_home {

@@ -162,6 +162,17 @@ impl Store {
         Ok(self.layers.join(digest_hex(diff_id)?))
     }
 
+    /// The merged view of an image's layers (`diff_ids` bottom-most first, as in its
+    /// config), for reading its files from the host side without leaving it.
+    pub fn image_fs(&self, diff_ids: &[String]) -> Result<crate::ImageFs> {
+        let dirs: Vec<PathBuf> = diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layer_dir(d))
+            .collect::<Result<_>>()?;
+        crate::ImageFs::open(&dirs)
+    }
+
     pub fn has_layer(&self, diff_id: &str) -> bool {
         self.layer_dir(diff_id).is_ok_and(|p| p.is_dir())
     }
