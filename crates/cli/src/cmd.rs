@@ -18,6 +18,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// Whether this command clones a container's PID 1 (foreground `run`) or joins a running
+    /// container (`exec`): then it must run from a sealed copy of the binary. `run -d`,
+    /// `start` and `restart` start the monitor, which seals itself.
+    pub fn enters_containers(&self) -> bool {
+        match self {
+            Command::Run(a) => !a.detach,
+            Command::Exec(_) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new container

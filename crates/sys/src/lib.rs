@@ -11,6 +11,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use nix;
 
+pub mod exeseal;
+
 /// Errors of the sys crate: a syscall name and its errno.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
