@@ -290,6 +290,23 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes the program `cmd` runs inherit nothing but its stdio: every descriptor from 3 up is
+/// marked close-on-exec in the child, right before the exec.
+pub fn only_stdio(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // close_range(2), a plain syscall (async-signal-safe), with integer arguments.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Ignores SIGPIPE: for long-lived helpers that write to sockets whose peers may be gone
 /// (a forwarder's splice into a closed connection must be an EPIPE, not the helper's death).
 pub fn ignore_sigpipe() {

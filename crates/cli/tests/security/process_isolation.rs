@@ -96,3 +96,79 @@ fn host_binary_is_not_reachable_through_proc_exe() {
     }
     assert!(std::fs::read(&bin).unwrap() == before, "the installed cove binary changed");
 }
+
+/// Host processes (pid, cmdline) running fuse-overlayfs over this world's storage.
+fn fuse_daemons(w: &World) -> Vec<String> {
+    let needle = w.path().display().to_string();
+    let mut v = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        if std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == "fuse-overlayfs") {
+            let cmd = String::from_utf8_lossy(&std::fs::read(p.join("cmdline")).unwrap_or_default()).replace('\0', " ");
+            if cmd.contains(&needle) {
+                v.push(format!("{} {cmd}", p.display()));
+            }
+        }
+    }
+    v
+}
+
+/// fuse-overlayfs's daemon used to run inside the container's pid namespace (started by PID 1
+/// during setup): a container with CAP_SYS_PTRACE (or `--privileged`) saw it and went through
+/// its descriptors of the layer directories (`/proc/PID/fd/N/../../..`) to the host's `/`,
+/// reading and writing as the user. Now it runs outside: no such process in the container, no
+/// visible descriptor or root leads to a file the test put on the host, and the daemon is gone
+/// once the container is. Also: a user namespace of the container's own (an id outside the
+/// caller's map) used to make fuse-overlayfs fail; the creator mounts it now.
+#[test]
+fn fuse_overlayfs_daemon_is_outside_the_container() {
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() {
+        skip("fuse-overlayfs not installed (apt-get install fuse-overlayfs)");
+        return;
+    }
+    let up = "/..".repeat(40);
+    for (who, w) in worlds() {
+        let w = w.with_env("COVE_STORAGE_DRIVER", "fuse-overlayfs");
+        let dir = w.path().display().to_string();
+        let marker = format!("{dir}/host-marker");
+        std::fs::write(&marker, "host\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let scan = format!(
+            r#"for p in /proc/[0-9]*; do
+  case "$(cat $p/comm 2>/dev/null)" in *fuse*) echo "DAEMON $p";; esac
+  tr '\0' '\n' < $p/cmdline 2>/dev/null | head -n 1 | grep -q fuse && echo "DAEMON $p cmdline"
+  for f in $p/fd/* $p/root $p/cwd; do
+    [ -d "$f" ] || continue
+    for t in "$f{up}" "$f"; do
+      [ -e "$t{marker}" ] && echo "REACHED $f"
+      touch "$t{dir}/written-${{p#/proc/}}" 2>/dev/null
+    done
+  done
+done; echo scanned"#
+        );
+        for caps in [&["--cap-add", "SYS_PTRACE"][..], &["--privileged"][..]] {
+            let mut args = vec!["run", "--rm"];
+            args.extend_from_slice(caps);
+            args.extend_from_slice(&["bb", "sh", "-c", &scan]);
+            let out = w.ok(&args);
+            assert_eq!(out, "scanned\n", "{who} run {caps:?}: the storage daemon is reachable from the container:\n{out}");
+            let mut args = vec!["run", "-d", "--name", "fused"];
+            args.extend_from_slice(caps);
+            args.extend_from_slice(&["bb", "sleep", "1000"]);
+            w.ok(&args);
+            let out = w.ok(&["exec", "fused", "sh", "-c", &scan]);
+            assert_eq!(out, "scanned\n", "{who} run -d {caps:?}: the storage daemon is reachable from the container:\n{out}");
+            w.ok(&["rm", "-f", "fused"]);
+            let written: Vec<_> = std::fs::read_dir(w.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("written-")).collect();
+            assert!(written.is_empty(), "{who} {caps:?}: the container wrote into the host's {dir}: {written:?}");
+            assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who} {caps:?}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
+        }
+        if who != "root" {
+            // An id outside the caller's map: the container gets a user namespace of its own.
+            let o = w.cove(&["run", "--rm", "-u", "200000", "bb", "sh", "-c", "echo ok > /tmp/f; cat /tmp/f; id -u"]);
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n200000\n", "{who}: {}", stderr(&o));
+            assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
+        }
+    }
+}
