@@ -19,12 +19,19 @@ pub struct Cli {
 }
 
 impl Command {
-    /// Whether this command clones a container's PID 1 (foreground `run`) or joins a running
-    /// container (`exec`): then it must run from a sealed copy of the binary. `run -d`,
-    /// `start` and `restart` start the monitor, which seals itself.
+    /// Whether this command puts cove code where a container can see it: a foreground `run`
+    /// whose PID 1 stays cove's init (`--init`, or `init = true` in cove.conf), or `exec` (the
+    /// process it forks into the container). Then it must run from a sealed copy of the binary
+    /// (see cove_engine::exe). Without init, PID 1 is alone in its new pid namespace until
+    /// its execve; `run -d`, `start` and `restart` start the monitor, which seals itself when
+    /// needed.
     pub fn enters_containers(&self) -> bool {
         match self {
-            Command::Run(a) => !a.detach,
+            Command::Run(a) if !a.detach => {
+                let rootless = !nix::unistd::geteuid().is_root();
+                // An unreadable config fails the command later; seal meanwhile.
+                a.init.unwrap_or_else(|| cove_engine::config::load(rootless).map(|c| c.init).unwrap_or(true))
+            }
             Command::Exec(_) => true,
             _ => false,
         }

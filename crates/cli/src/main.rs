@@ -25,9 +25,14 @@ fn main() -> ExitCode {
     }
     if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
-        // The monitor clones the container's PID 1: from a sealed copy of this binary, never
-        // from the installed file (the report pipe stays open across this exec).
-        if let Err(e) = cove_engine::exe::run_sealed() {
+        // With --init the container's PID 1, cloned by the monitor, stays cove code: from a
+        // sealed copy of this binary, never the installed file (see cove_engine::exe). The
+        // report pipe stays open across this exec.
+        let sealed = match cove_engine::monitor::pid1_stays_cove(std::path::Path::new(&args[2])) {
+            true => cove_engine::exe::run_sealed(),
+            false => Ok(()),
+        };
+        if let Err(e) = sealed {
             if let Some(f) = fd {
                 let _ = std::io::Write::write_all(&mut std::fs::File::from(f), format!("E125 {e}").as_bytes());
             }
@@ -62,8 +67,9 @@ fn main() -> ExitCode {
             }
         }
     };
-    // Verbs that clone a container's PID 1 or join a running container re-execute from a
-    // sealed copy of this binary first (see cove_engine::exe); the others stay fast.
+    // Verbs that put cove code where a container can see it (an --init PID 1, a process
+    // joining a running container) re-execute from a sealed copy of this binary first (see
+    // cove_engine::exe); the others stay fast.
     if cli.command.enters_containers() {
         if let Err(e) = cove_engine::exe::run_sealed() {
             eprintln!("cove: error: {e}");

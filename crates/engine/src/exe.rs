@@ -1,12 +1,15 @@
 //! Which cove binary runs, and from where: no process that enters or shares a container's
 //! namespaces may run from the installed file (CVE-2019-5736 class).
 //!
-//! Every command that clones a container's PID 1 or joins a running container (foreground
-//! `run`, `exec`, the monitor `cove __monitor`) first re-executes itself from a sealed memfd
-//! copy of its binary ([`run_sealed`]); the container's PID 1 (cloned, `--init` stays cove
-//! code) and the process `exec` forks inherit that copy. From inside, `/proc/PID/exe` of any of
-//! them is `/memfd:cove (deleted)`: readable, never writable, not the installed file, whatever
-//! capabilities (CAP_SYS_PTRACE) the container holds.
+//! Every command that puts cove code where a container can see it first re-executes itself
+//! from a sealed memfd copy of its binary ([`run_sealed`]): `exec` (the process it forks into
+//! the container is cove code until its execve), and the creator of a container whose PID 1
+//! stays cove's init (`--init`): foreground `run`, the monitor `cove __monitor`. Those
+//! processes inherit the copy: from inside, their `/proc/PID/exe` is `/memfd:cove (deleted)`,
+//! readable, never writable, not the installed file, whatever capabilities (CAP_SYS_PTRACE)
+//! the container holds. Without `--init`, PID 1 is cove code only while it is alone in its new
+//! pid namespace (no process of the container exists before its execve), and its creator lives
+//! in the host's: nothing to copy there, so `run --rm` and `run -d` pay nothing.
 //!
 //! The installed path stays known (the pump `cove-monitor` sits next to it, helpers are
 //! started from it): it travels in `COVE_INSTALLED_EXE`, set by the re-exec and believed only

@@ -163,6 +163,15 @@ fn report(fd: &mut Option<OwnedFd>, msg: &str) {
     }
 }
 
+/// Whether the container of `dir` keeps cove code as its PID 1 (`--init`): then the monitor
+/// must run from a sealed copy of the binary (see [`crate::exe`]). True when config.json
+/// cannot be read (the safe answer; the monitor reports the error itself).
+pub fn pid1_stays_cove(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("config.json")) else { return true };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return true };
+    spec["annotations"][cove_runtime::INIT_ANNOTATION].as_str() == Some("true")
+}
+
 /// The pump binary, next to the running cove binary.
 fn pump_binary() -> Result<PathBuf> {
     let exe = crate::exe::installed()?;
