@@ -2,7 +2,8 @@
 //!
 //! It owns thin, safe wrappers over the few system calls that `nix`/`std` expose only as
 //! `unsafe` (or not at all): `fork`/`clone` with namespace flags, `close_range`, terminal
-//! ioctls, passing file descriptors over `SCM_RIGHTS`, and `_exit`. Every `unsafe` block
+//! ioctls, passing file descriptors over `SCM_RIGHTS`, `_exit`, and sealed in-memory copies of
+//! executables ([`exeseal`]). Every `unsafe` block
 //! carries a `// SAFETY:` comment. It must not contain policy: no container logic, no paths.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
