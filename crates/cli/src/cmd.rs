@@ -1463,4 +1463,16 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn sealed_binary_only_where_a_container_sees_cove_code() {
+        use clap::Parser;
+        let enters = |args: &[&str]| super::Cli::try_parse_from([&["cove"], args].concat()).unwrap().command.enters_containers();
+        assert!(enters(&["run", "--rm", "--init", "bb", "true"]));
+        assert!(!enters(&["run", "--rm", "--init=false", "bb", "true"]));
+        assert!(!enters(&["run", "-d", "--init", "bb", "true"]), "the monitor seals itself");
+        assert!(enters(&["exec", "c", "true"]));
+        assert!(!enters(&["ps"]));
+        assert!(!enters(&["start", "c"]));
+    }
 }
