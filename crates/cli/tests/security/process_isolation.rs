@@ -164,6 +164,21 @@ done; echo scanned"#
             assert!(written.is_empty(), "{who} {caps:?}: the container wrote into the host's {dir}: {written:?}");
             assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who} {caps:?}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
         }
+        // Restarts by policy (the monitor execs back and mounts anew): one daemon at a time,
+        // the upper dir kept, none left after rm.
+        w.ok(&["run", "-d", "--name", "again", "--restart", "always", "bb", "sh", "-c", "echo x >> /etc/runs; sleep 0.3; exit 2"]);
+        let mut most = 0;
+        let restarted = wait_until(
+            || {
+                most = most.max(fuse_daemons(&w).len());
+                w.cove(&["exec", "again", "sh", "-c", "[ $(wc -l < /etc/runs) -ge 3 ]"]).status.success()
+            },
+            20,
+        );
+        assert!(restarted, "{who}: the fuse-overlayfs container was not restarted twice");
+        assert!(most <= 1, "{who}: {most} fuse-overlayfs daemons for one container");
+        w.ok(&["rm", "-f", "again"]);
+        assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who}: fuse-overlayfs outlived its restarted container: {:?}", fuse_daemons(&w));
         if who != "root" {
             // An id outside the caller's map: the container gets a user namespace of its own.
             let o = w.cove(&["run", "--rm", "-u", "200000", "bb", "sh", "-c", "echo ok > /tmp/f; cat /tmp/f; id -u"]);
