@@ -18,6 +18,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// Whether this command puts cove code where a container can see it: a foreground `run`
+    /// whose PID 1 stays cove's init (`--init`, or `init = true` in cove.conf), or `exec` (the
+    /// process it forks into the container). Then it must run from a sealed copy of the binary
+    /// (see cove_engine::exe). Without init, PID 1 is alone in its new pid namespace until
+    /// its execve; `run -d`, `start` and `restart` start the monitor, which seals itself when
+    /// needed.
+    pub fn enters_containers(&self) -> bool {
+        match self {
+            Command::Run(a) if !a.detach => {
+                let rootless = !nix::unistd::geteuid().is_root();
+                // An unreadable config fails the command later; seal meanwhile.
+                a.init.unwrap_or_else(|| cove_engine::config::load(rootless).map(|c| c.init).unwrap_or(true))
+            }
+            Command::Exec(_) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new container
@@ -1448,6 +1468,18 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sealed_binary_only_where_a_container_sees_cove_code() {
+        use clap::Parser;
+        let enters = |args: &[&str]| super::Cli::try_parse_from([&["cove"], args].concat()).unwrap().command.enters_containers();
+        assert!(enters(&["run", "--rm", "--init", "bb", "true"]));
+        assert!(!enters(&["run", "--rm", "--init=false", "bb", "true"]));
+        assert!(!enters(&["run", "-d", "--init", "bb", "true"]), "the monitor seals itself");
+        assert!(enters(&["exec", "c", "true"]));
+        assert!(!enters(&["ps"]));
+        assert!(!enters(&["start", "c"]));
     }
 }
 

@@ -24,8 +24,22 @@ fn main() -> ExitCode {
         cove_engine::netd::main(std::path::Path::new(&args[2]), fd);
     }
     if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
-        init_tracing(None);
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
+        // With --init the container's PID 1, cloned by the monitor, stays cove code: from a
+        // sealed copy of this binary, never the installed file (see cove_engine::exe). The
+        // report pipe stays open across this exec.
+        let sealed = match cove_engine::monitor::pid1_stays_cove(std::path::Path::new(&args[2])) {
+            true => cove_engine::exe::run_sealed(),
+            false => Ok(()),
+        };
+        if let Err(e) = sealed {
+            if let Some(f) = fd {
+                let _ = std::io::Write::write_all(&mut std::fs::File::from(f), format!("E125 {e}").as_bytes());
+            }
+            eprintln!("cove: error: {e}");
+            return ExitCode::from(125);
+        }
+        init_tracing(None);
         // The report pipe came without close-on-exec (to survive our exec); anything we start
         // (the network helper) must not inherit it, or the CLI would wait for its EOF forever.
         if let Some(f) = &fd {
@@ -53,6 +67,15 @@ fn main() -> ExitCode {
             }
         }
     };
+    // Verbs that put cove code where a container can see it (an --init PID 1, a process
+    // joining a running container) re-execute from a sealed copy of this binary first (see
+    // cove_engine::exe); the others stay fast.
+    if cli.command.enters_containers() {
+        if let Err(e) = cove_engine::exe::run_sealed() {
+            eprintln!("cove: error: {e}");
+            return ExitCode::from(125);
+        }
+    }
     init_tracing(cli.log_level.as_deref());
     tracing::debug!("parsed arguments");
     match cmd::dispatch(cli) {

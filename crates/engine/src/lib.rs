@@ -10,6 +10,7 @@
 pub mod db;
 pub mod dirs;
 pub mod distribution;
+pub mod exe;
 pub mod config;
 pub mod identity;
 pub mod images;
@@ -102,7 +103,9 @@ pub(crate) fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOn
 pub(crate) fn spawn_helper(argv0: &str, verb: &str, args: &[String]) -> Result<String> {
     use std::io::Read;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "find the cove binary".into())?;
+    // The installed file, not a sealed copy we may run from: the network helper meets no
+    // container, and the monitor seals itself (a copy held by a long-lived helper is memory).
+    let exe = crate::exe::installed()?;
     match cove_sys::fork().map_err(|e| Error::Other(format!("fork {verb}: {e}")))? {
         None => {
             drop(r);

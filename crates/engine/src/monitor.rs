@@ -163,9 +163,18 @@ fn report(fd: &mut Option<OwnedFd>, msg: &str) {
     }
 }
 
+/// Whether the container of `dir` keeps cove code as its PID 1 (`--init`): then the monitor
+/// must run from a sealed copy of the binary (see [`crate::exe`]). True when config.json
+/// cannot be read (the safe answer; the monitor reports the error itself).
+pub fn pid1_stays_cove(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("config.json")) else { return true };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return true };
+    spec["annotations"][cove_runtime::INIT_ANNOTATION].as_str() == Some("true")
+}
+
 /// The pump binary, next to the running cove binary.
 fn pump_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().ctx(|| "find the cove binary".into())?;
+    let exe = crate::exe::installed()?;
     let bin = exe.with_file_name(cove_monitor::BINARY);
     if bin.is_file() {
         return Ok(bin);
@@ -289,9 +298,18 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
 fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, attach: Option<&std::os::unix::net::UnixListener>, cfg: &MonitorConfig, dir: &Path, run_dir: &Path, restarts: u32) -> Error {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
     use std::os::fd::AsRawFd;
-    let exe = match nix::fcntl::open("/proc/self/exe", OFlag::O_PATH, nix::sys::stat::Mode::empty()) {
+    // The way back is the installed file, not our sealed copy: the pump lives in the host's
+    // pid namespace (the parent of PID 1, invisible from inside, its own image the installed
+    // cove-monitor), and holding the copy would keep the binary's size in memory for the
+    // container's life. The `cove __monitor` it execs seals itself again before it starts the
+    // container anew.
+    let installed = match crate::exe::installed() {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let exe = match nix::fcntl::open(&installed, OFlag::O_PATH, nix::sys::stat::Mode::empty()) {
         Ok(fd) => fd,
-        Err(e) => return Error::Other(format!("open /proc/self/exe: {e}")),
+        Err(e) => return Error::Other(format!("open {}: {e}", installed.display())),
     };
     let inherit = |fd: std::os::fd::BorrowedFd<'_>| fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()));
     for fd in [Some(out.as_fd()), err.map(|e| e.as_fd()), attach.map(|l| l.as_fd())].into_iter().flatten() {

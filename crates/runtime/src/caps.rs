@@ -10,9 +10,12 @@ use std::str::FromStr;
 /// profile whose capability-conditional rules depend on it).
 pub use cove_seccomp::DOCKER_DEFAULT_CAPS;
 
-/// Every capability this kernel knows (for `--privileged` and `--cap-add ALL`).
+/// Every capability this kernel knows that we may hand on (for `--privileged` and `--cap-add
+/// ALL`): those outside our own bounding set can never be gained (capset fails with EPERM),
+/// so they are left out, as Docker does.
 pub fn all_caps() -> Vec<String> {
-    caps::runtime::thread_all_supported().iter().map(|c| c.to_string()).collect()
+    let bounding = caps::read(None, CapSet::Bounding).ok();
+    caps::runtime::thread_all_supported().iter().filter(|c| bounding.as_ref().is_none_or(|b| b.contains(c))).map(|c| c.to_string()).collect()
 }
 
 /// Normalizes `sys_admin`, `SYS_ADMIN`, `CAP_SYS_ADMIN` to `CAP_SYS_ADMIN`; validates it.

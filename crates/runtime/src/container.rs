@@ -32,7 +32,8 @@ pub enum Rootfs {
     /// mounted on `spec.root.path`.
     Overlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf, userxattr: bool },
     /// The same, through fuse-overlayfs (kernels whose overlayfs cannot be mounted in a user
-    /// namespace); its daemon runs inside the container's namespaces and dies with them.
+    /// namespace); mounted by the creator before the clone, its daemon outside every container
+    /// (see [`mounts::FuseRoot`]), ending with the container's mount namespace.
     FuseOverlay { lower: Vec<PathBuf>, upper: PathBuf, work: PathBuf },
 }
 
@@ -180,7 +181,21 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
         None => None,
     };
     let (mut parent_sock, child_sock) = UnixStream::pair().ctx(|| "socketpair".into())?;
-    match cove_sys::clone_fork(clone_flags)? {
+    // fuse-overlayfs is mounted here, outside the container's namespaces; the clone copies it.
+    let fuse = match &opts.rootfs {
+        Rootfs::FuseOverlay { lower, upper, work } => {
+            let root = spec.root().as_ref().ok_or_else(|| Error::Spec("spec has no root".into()))?.path();
+            Some(mounts::FuseRoot::mount(lower, upper, work, root)?)
+        }
+        _ => None,
+    };
+    let cloned = cove_sys::clone_fork(clone_flags);
+    match cloned {
+        Ok(None) => std::mem::forget(fuse),
+        // Our copy of the mount goes; the container's (if any) is the daemon's last holder.
+        _ => drop(fuse),
+    }
+    match cloned? {
         None => {
             drop(parent_sock);
             let mut sock = child_sock;

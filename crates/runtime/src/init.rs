@@ -9,8 +9,9 @@
 //! - reaps every zombie, orphans of orphans included (they are re-parented to PID 1);
 //! - exits with the command's status, 128+N when it was killed by signal N.
 //!
-//! PID 1 stays non-dumpable, so processes of the container cannot open `/proc/1/exe` (the
-//! host's cove binary) or ptrace it (CVE-2019-5736 class).
+//! PID 1 runs from the sealed memfd copy of the cove binary its creator re-executed from (see
+//! `cove_engine::exe`), so `/proc/1/exe` is never the host's file (CVE-2019-5736 class); it is
+//! also non-dumpable, which keeps out processes without CAP_SYS_PTRACE.
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};

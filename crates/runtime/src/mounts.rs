@@ -191,25 +191,11 @@ fn reopen(root: &Root, dst: &Path, rel: &Path) -> Result<OwnedFd> {
 pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
     ensure_dir(root)?;
     match rootfs {
-        Rootfs::Directory => {
+        // fuse-overlayfs was mounted by the container's creator before the clone (see
+        // [`FuseRoot`]): our copy of it is bound onto itself, so pivot_root gets a mount of
+        // this namespace (a copied one is locked when the container has a user namespace).
+        Rootfs::Directory | Rootfs::FuseOverlay { .. } => {
             mnt(Some(root), root, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        }
-        Rootfs::FuseOverlay { lower, upper, work } => {
-            let lowers: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
-            let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
-            // fuse-overlayfs mounts, then leaves a daemon behind and exits 0.
-            let out = std::process::Command::new("fuse-overlayfs")
-                .args(["-o", &opts])
-                .arg(root)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .ctx(|| "run fuse-overlayfs (Debian package fuse-overlayfs)".into())?;
-            if !out.status.success() {
-                return Err(Error::Spec(format!(
-                    "fuse-overlayfs failed: {} (is /dev/fuse accessible? without udev it is 0600: chmod 0666 /dev/fuse)",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
         }
         Rootfs::Overlay { lower, upper, work, userxattr } => {
             // lowerdir lists the top-most layer first. mount(2) data is limited to one page, so
@@ -235,6 +221,55 @@ pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fuse-overlayfs root filesystem, mounted by the container's creator (the CLI or the
+/// monitor) in a mount namespace of its own, before it clones the container.
+///
+/// The daemon must not live in the container's namespaces: there it was a process of the
+/// container (visible in its /proc, ptrace-able with CAP_SYS_PTRACE) whose descriptors of the
+/// layer directories led to the host's `/`. So the creator leaves the host's mount namespace
+/// (a copy, `/` made rslave: mounts of ours never propagate back), runs fuse-overlayfs there
+/// (host pid namespace, every descriptor above stdio closed), and clones the container with
+/// CLONE_NEWNS, which copies the mount; then the creator detaches its own copy ([`Drop`]). The
+/// container's mount namespace is the last holder: when it goes, the kernel ends the FUSE
+/// connection and the daemon exits. Mounting in the creator's namespace also works when the
+/// container gets a user namespace of its own whose root is unmapped (FUSE refused that).
+pub struct FuseRoot {
+    root: PathBuf,
+}
+
+impl FuseRoot {
+    pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, root: &Path) -> Result<FuseRoot> {
+        use nix::sched::CloneFlags;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS).ctx(|| "unshare(CLONE_NEWNS) for fuse-overlayfs".into())?;
+        mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)?;
+        ensure_dir(root)?;
+        let lowers: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+        // fuse-overlayfs mounts, then leaves a daemon behind and exits 0.
+        let mut cmd = std::process::Command::new("fuse-overlayfs");
+        cmd.args(["-o", &opts]).arg(root).stdin(std::process::Stdio::null());
+        cove_sys::only_stdio(&mut cmd);
+        let out = cmd.output().ctx(|| "run fuse-overlayfs (Debian package fuse-overlayfs)".into())?;
+        if !out.status.success() {
+            return Err(Error::Spec(format!(
+                "fuse-overlayfs failed: {} (is /dev/fuse accessible? without udev it is 0600: chmod 0666 /dev/fuse)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(FuseRoot { root: root.to_path_buf() })
+    }
+}
+
+impl Drop for FuseRoot {
+    /// Detaches the creator's copy of the mount (the container has its own by then, or never
+    /// came: then the daemon exits now).
+    fn drop(&mut self) {
+        if let Err(e) = umount2(&self.root, MntFlags::MNT_DETACH) {
+            tracing::warn!("detach fuse-overlayfs from {}: {e}", self.root.display());
+        }
+    }
 }
 
 /// Performs the spec's mounts under `root` (before pivot_root). Every target is opened inside

@@ -2,7 +2,8 @@
 //!
 //! It owns thin, safe wrappers over the few system calls that `nix`/`std` expose only as
 //! `unsafe` (or not at all): `fork`/`clone` with namespace flags, `close_range`, terminal
-//! ioctls, passing file descriptors over `SCM_RIGHTS`, and `_exit`. Every `unsafe` block
+//! ioctls, passing file descriptors over `SCM_RIGHTS`, `_exit`, and sealed in-memory copies of
+//! executables ([`exeseal`]). Every `unsafe` block
 //! carries a `// SAFETY:` comment. It must not contain policy: no container logic, no paths.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -10,6 +11,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use nix;
+
+pub mod exeseal;
 
 /// Errors of the sys crate: a syscall name and its errno.
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +284,23 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes the program `cmd` runs inherit nothing but its stdio: every descriptor from 3 up is
+/// marked close-on-exec in the child, right before the exec.
+pub fn only_stdio(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // close_range(2), a plain syscall (async-signal-safe), with integer arguments.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
