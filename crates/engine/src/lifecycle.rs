@@ -86,7 +86,8 @@ fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared
         log: (lo.max_size, lo.max_file),
         log_path: eng.dirs.container(id).join("container.log"),
         userns: p.userns.clone(),
-        seccomp_cache: Some(eng.dirs.run.clone()),
+        run: Some(eng.dirs.run.clone()),
+        seccomp_dir: Some(eng.dirs.seccomp_cache()),
         endpoints: p.endpoints.clone(),
         publish: if p.ports { req.publish.clone() } else { vec![] },
         publish_all: p.ports && req.publish_all,
@@ -453,7 +454,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         cove_runtime::Stdio::Fds(stdin, cove_sys::borrow_raw(1).try_clone_to_owned().ctx(|| "dup".into())?, cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup".into())?)
     };
     let sfd = crate::tty::block_signals()?;
-    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.run))?;
+    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.seccomp_cache()))?;
     crate::tty::wait_foreground(j.pid, sfd, j.pty_master, o.interactive)
 }
 

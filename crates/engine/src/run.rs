@@ -503,7 +503,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints)?;
         crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first())
     };
-    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.run.clone()) });
+    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {
         Ok(c) => c,
         Err(e) => {
