@@ -124,6 +124,11 @@ impl Relay {
         };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        // Bigger pipes, fewer wake-ups per byte relayed (the unprivileged limit is 1 MiB by
+        // default; a smaller pipe only costs speed).
+        for p in [&out_r, &err_r] {
+            let _ = nix::fcntl::fcntl(p, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        }
         let relay = Relay::Pipes { stdin: stdin_w, stdout: ours(out_r)?, stderr: ours(err_r)? };
         Ok((cove_runtime::Stdio::Fds(stdin, out_w, err_w), Some(relay)))
     }
@@ -143,18 +148,29 @@ impl Output {
     fn pump(&mut self, buf: &mut [u8]) -> bool {
         use nix::errno::Errno;
         if self.splice {
-            match nix::fcntl::splice(&self.from, None, self.to, None, 1 << 20, nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK) {
-                Ok(0) => return false,
-                Ok(_) | Err(Errno::EINTR) => return true,
-                Err(Errno::EAGAIN) => {
-                    // The pipe was empty (a spurious wake-up), or cove's side is non-blocking
-                    // and full: wait until it takes more.
-                    let mut p = [PollFd::new(self.to, PollFlags::POLLOUT)];
-                    let _ = poll(&mut p, PollTimeout::from(1000u16));
-                    return true;
+            // A few rounds before polling again: a busy writer refills the pipe meanwhile.
+            for _ in 0..8 {
+                match nix::fcntl::splice(&self.from, None, self.to, None, 1 << 20, nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK) {
+                    Ok(0) => return false,
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(Errno::EAGAIN) => {
+                        // The pipe is empty, or cove's side is full: then wait until it
+                        // takes more (as a blocking write would).
+                        let mut p = [PollFd::new(self.to, PollFlags::POLLOUT)];
+                        if poll(&mut p, PollTimeout::ZERO) == Ok(0) {
+                            let _ = poll(&mut p, PollTimeout::from(1000u16));
+                        }
+                        return true;
+                    }
+                    Err(Errno::EINVAL) => {
+                        self.splice = false;
+                        break;
+                    }
+                    Err(_) => return false,
                 }
-                Err(Errno::EINVAL) => self.splice = false,
-                Err(_) => return false,
+            }
+            if self.splice {
+                return true;
             }
         }
         match nix::unistd::read(&self.from, buf) {
