@@ -223,8 +223,34 @@ fn reap(pid: Pid, status: &mut Option<i32>) {
     }
 }
 
+/// Blocks SIGPIPE in this thread while cove relays to its own stdout and stderr: one that is
+/// closed (`cove run … | head`) then fails with EPIPE, and the relay closes the container's
+/// pipe, instead of the signal killing cove (cove's main restores SIGPIPE's default for the
+/// containers it starts) and leaving the container unreaped. On drop, a SIGPIPE raised
+/// meanwhile is consumed before the mask is restored.
+struct SigpipeBlocked(SigSet);
+
+impl SigpipeBlocked {
+    fn new() -> SigpipeBlocked {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGPIPE);
+        let _ = set.thread_block();
+        SigpipeBlocked(set)
+    }
+}
+
+impl Drop for SigpipeBlocked {
+    fn drop(&mut self) {
+        if let Ok(fd) = SignalFd::with_flags(&self.0, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+            while let Ok(Some(_)) = fd.read_signal() {}
+        }
+        let _ = self.0.thread_unblock();
+    }
+}
+
 fn wait_piped(pid: Pid, sfd: SignalFd, mut stdin_w: Option<OwnedFd>, out: OwnedFd, err: OwnedFd) -> Result<i32> {
     use nix::errno::Errno;
+    let _sigpipe = SigpipeBlocked::new();
     let stdin = cove_sys::borrow_raw(0);
     let mut outputs = [Some(Output { from: out, to: cove_sys::borrow_raw(1), splice: true }), Some(Output { from: err, to: cove_sys::borrow_raw(2), splice: true })];
     // Read from cove's stdin but not yet taken by the container's pipe.

@@ -86,6 +86,16 @@ fn run_without_t_gets_pipes_not_the_callers_terminal() {
     assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref(), stderr(&o).as_str()), (Some(3), "out\n", "err\n"));
     let big = w.sh_ok(&[], "head -c 3000000 /dev/zero");
     assert_eq!(big.len(), 3000000);
+    // cove's stdout closed early (`| head`): the container gets SIGPIPE as it did writing to
+    // that pipe itself, and cove lives on to report and clean up.
+    let mut child = w.cmd(&["run", "--rm", "bb", "sh", "-c", "yes; echo yes-exit=$? >&2"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(0), "yes-exit=141"));
     // -i relays stdin, and the container sees its end.
     let mut c = w.cmd(&["run", "-i", "--rm", "bb", "sh", "-c", "wc -c; cat"]);
     let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
