@@ -132,7 +132,8 @@ fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared
         log: (lo.max_size, lo.max_file),
         log_path: eng.dirs.container(id).join("container.log"),
         userns: p.userns.clone(),
-        seccomp_cache: Some(eng.dirs.run.clone()),
+        run: Some(eng.dirs.run.clone()),
+        seccomp_dir: Some(eng.dirs.seccomp_cache()),
         endpoints: p.endpoints.clone(),
         publish: if p.ports { req.publish.clone() } else { vec![] },
         publish_all: p.ports && req.publish_all,
@@ -505,19 +506,11 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         process.set_cwd(w.into());
     }
     let seccomp = if o.privileged { None } else { spec.linux().as_ref().and_then(|l| l.seccomp().clone()) };
-    let stdio = if o.tty {
-        cove_runtime::Stdio::Pty
-    } else {
-        let stdin: std::os::fd::OwnedFd = if o.interactive {
-            cove_sys::borrow_raw(0).try_clone_to_owned().ctx(|| "dup stdin".into())?
-        } else {
-            std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into()
-        };
-        cove_runtime::Stdio::Fds(stdin, cove_sys::borrow_raw(1).try_clone_to_owned().ctx(|| "dup".into())?, cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup".into())?)
-    };
+    // Never cove's own descriptors: pipes without -t, a pty of the container's with it.
+    let (stdio, pipes) = crate::tty::Relay::new(o.tty, o.interactive)?;
     let sfd = crate::tty::block_signals()?;
-    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.run))?;
-    crate::tty::wait_foreground(j.pid, sfd, j.pty_master, o.interactive)
+    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.seccomp_cache()))?;
+    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive)
 }
 
 /// `cove top`: the container's processes (pid as seen on the host, user, time, command).

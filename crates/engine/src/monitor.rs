@@ -81,8 +81,13 @@ pub struct MonitorConfig {
     pub log_path: PathBuf,
     #[serde(default)]
     pub userns: Option<cove_runtime::NestedMaps>,
+    /// The user's run dir (network helper, published ports). Called `seccomp_cache` in the
+    /// monitor.json of containers created before the cache left the run dir.
+    #[serde(default, alias = "seccomp_cache")]
+    pub run: Option<PathBuf>,
+    /// Where compiled seccomp programs are cached (`Dirs::seccomp_cache`); none: compile.
     #[serde(default)]
-    pub seccomp_cache: Option<PathBuf>,
+    pub seccomp_dir: Option<PathBuf>,
     /// The state database (the network helper reloads DNS records from it).
     #[serde(default)]
     pub db: Option<PathBuf>,
@@ -282,7 +287,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         let _ = std::fs::remove_file(&attach_path);
         ended = Some(code);
     }
-    if let (Some(run), false) = (&cfg.seccomp_cache, cfg.publish.is_empty() && !cfg.publish_all) {
+    if let (Some(run), false) = (&cfg.run, cfg.publish.is_empty() && !cfg.publish_all) {
         crate::ports::unregister(run, &cfg.id);
     }
     if let Some(cg) = cg {
@@ -347,7 +352,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         if let Some(cg) = cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
-        match &cfg.seccomp_cache {
+        match &cfg.run {
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints)?;
@@ -357,7 +362,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         }
     };
     if cfg.tty {
-        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_cache.clone() })?;
+        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() })?;
         let master = c.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
         let pid = c.start()?;
         let master = master.ok_or_else(|| Error::Other("no pty from the container".into()))?;
@@ -365,7 +370,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
     }
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_cache.clone() })?;
+    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() })?;
     let pid = c.start()?;
     Ok((pid, out_r, Some(err_r)))
 }

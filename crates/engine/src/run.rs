@@ -6,9 +6,9 @@ use crate::info::Driver;
 use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
 use crate::{images, userdb, Dirs, Error, IoContext, Result};
 use cove_image::Store;
-use cove_runtime::{CreateOptions, Rootfs, Stdio};
+use cove_runtime::{CreateOptions, Rootfs};
 use rusqlite::params;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// An open engine: directories, database, image store and the storage driver in use.
@@ -489,18 +489,8 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
 }
 
 fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32> {
-    let stdio = if req.tty {
-        Stdio::Pty
-    } else {
-        let stdin: OwnedFd = if req.interactive {
-            cove_sys::borrow_raw(0).try_clone_to_owned().ctx(|| "dup stdin".into())?
-        } else {
-            std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into()
-        };
-        let out = cove_sys::borrow_raw(1).try_clone_to_owned().ctx(|| "dup stdout".into())?;
-        let err = cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup stderr".into())?;
-        Stdio::Fds(stdin, out, err)
-    };
+    // Never cove's own descriptors: pipes without -t, a pty of the container's with it.
+    let (stdio, pipes) = crate::tty::Relay::new(req.tty, req.interactive)?;
     // This CLI is the container's monitor: if it is killed at any point from here on, the
     // next command sees the pid file of a dead monitor and settles the container (exited, its
     // ports released, removed with --rm) instead of leaving it `created` forever.
@@ -519,7 +509,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints)?;
         crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first())
     };
-    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.run.clone()) });
+    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {
         Ok(c) => c,
         Err(e) => {
@@ -532,6 +522,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let pid = created.pid;
     tracing::debug!("created");
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
+    let relay = pipes.or(master.map(crate::tty::Relay::Pty));
     eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
     let _ = crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw());
@@ -539,7 +530,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let started = created.start();
     tracing::debug!("started");
     let code = match started {
-        Ok(_) => crate::tty::wait_foreground(pid, sfd, master, req.interactive),
+        Ok(_) => crate::tty::wait_foreground(pid, sfd, relay, req.interactive),
         Err(e) => {
             let _ = nix::sys::wait::waitpid(pid, None);
             Err(e.into())

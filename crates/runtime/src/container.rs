@@ -60,7 +60,7 @@ pub struct CreateOptions<'a> {
     /// A user namespace of the container's own, with these uid and gid maps (ids of the
     /// caller's namespace): used when the container's user is outside the caller's map.
     pub userns: Option<NestedMaps>,
-    /// Where compiled seccomp programs are cached (the user's runtime dir).
+    /// Where compiled seccomp programs are cached (a private dir: the user's data dir).
     pub seccomp_cache: Option<PathBuf>,
 }
 

@@ -77,9 +77,16 @@ impl<T> Context<T> for std::io::Result<T> {
     }
 }
 
-/// A seccomp filter compiled ahead of the fork: libseccomp takes milliseconds to build Docker's
-/// profile, so the program is compiled once per profile and cached on disk (keyed by the
-/// profile's hash); the container process only hands the bytes to the kernel.
+/// A seccomp filter compiled ahead of the fork: libseccomp takes ~12 ms to build Docker's
+/// profile (loading a cached program and hashing it: ~15 µs), so the program is compiled once
+/// per profile and cached on disk, in the caller's data dir (never a shared or guessable place).
+///
+/// A cache file is `<sha256(profile JSON)>.bpf`: 32 bytes of `sha256(profile JSON ‖ program)`,
+/// then the program. It is used only if that digest matches, so a file that is truncated,
+/// corrupted, or written for another profile (an allow-all program planted there) is compiled
+/// anew and replaced. The digest is no secret: what keeps others from forging one is that the
+/// data dir is private (checked by cove-engine's `Dirs`); the check makes sure that whatever
+/// is loaded was written by cove for exactly this profile.
 #[derive(Debug, Clone)]
 pub struct CompiledSeccomp {
     pub program: Vec<u8>,
@@ -89,6 +96,7 @@ pub struct CompiledSeccomp {
 impl CompiledSeccomp {
     pub fn new(sc: &oci_spec::runtime::LinuxSeccomp, cache_dir: Option<&std::path::Path>) -> Result<CompiledSeccomp> {
         use oci_spec::runtime::LinuxSeccompFilterFlag as F;
+        use sha2::{Digest, Sha256};
         let mut flags = 0u32;
         for f in sc.flags().iter().flatten() {
             flags |= match f {
@@ -98,20 +106,25 @@ impl CompiledSeccomp {
             };
         }
         let json = serde_json::to_vec(sc).map_err(|e| Error::Spec(format!("seccomp profile: {e}")))?;
-        let key = format!("{:016x}-{}", fnv1a(&json), json.len());
-        let path = cache_dir.map(|d| d.join(format!("seccomp-{key}.bpf")));
+        let seal = |program: &[u8]| -> [u8; 32] { Sha256::new().chain_update(&json).chain_update(program).finalize().into() };
+        let key: String = Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect();
+        let path = cache_dir.map(|d| d.join(format!("{key}.bpf")));
         if let Some(p) = &path {
-            if let Ok(program) = std::fs::read(p) {
-                if !program.is_empty() && program.len() % 8 == 0 {
-                    return Ok(CompiledSeccomp { program, flags });
+            if let Ok(file) = std::fs::read(p) {
+                match file.split_at_checked(32) {
+                    Some((digest, program)) if !program.is_empty() && program.len() % 8 == 0 && digest == seal(program) => {
+                        return Ok(CompiledSeccomp { program: program.to_vec(), flags });
+                    }
+                    _ => tracing::warn!("{}: not a program cove compiled for this profile; compiling it again", p.display()),
                 }
             }
         }
         let program = cove_seccomp::compile_bpf(sc)?;
-        if let Some(p) = &path {
-            let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &program).is_ok() {
-                let _ = std::fs::rename(&tmp, p);
+        if let (Some(p), Some(dir)) = (&path, cache_dir) {
+            let mut file = seal(&program).to_vec();
+            file.extend_from_slice(&program);
+            if let Err(e) = write_cache(dir, p, &file) {
+                tracing::debug!("cache the seccomp program in {}: {e}", dir.display());
             }
         }
         Ok(CompiledSeccomp { program, flags })
@@ -126,13 +139,47 @@ impl CompiledSeccomp {
     }
 }
 
-/// FNV-1a, 64 bit: a cache key, not a security boundary (the cache lives in the user's own
-/// private runtime directory).
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in data {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
+/// Writes a cache file whole or not at all: a private temporary file (never an existing name)
+/// renamed over `path`.
+fn write_cache(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
     }
-    h
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
+    let r = f.write_all(bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_cache_is_used_only_when_its_digest_matches() {
+        let caps: Vec<String> = cove_seccomp::DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+        let sc = cove_seccomp::docker_default(&caps);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("seccomp");
+        let fresh = CompiledSeccomp::new(&sc, Some(&cache)).unwrap().program;
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(CompiledSeccomp::new(&sc, Some(&cache)).unwrap().program, fresh);
+        // An allow-all program, raw or behind a digest of something else: compiled again.
+        let allow_all = [0x06u8, 0, 0, 0, 0, 0, 0xff, 0x7f];
+        let mut forged = vec![0u8; 32];
+        forged.extend_from_slice(&allow_all);
+        for bytes in [allow_all.to_vec(), forged, vec![0xa5; 64], vec![]] {
+            std::fs::write(&files[0], &bytes).unwrap();
+            assert_eq!(CompiledSeccomp::new(&sc, Some(&cache)).unwrap().program, fresh);
+            assert_eq!(std::fs::read(&files[0]).unwrap().len(), fresh.len() + 32, "rewritten");
+        }
+    }
 }
