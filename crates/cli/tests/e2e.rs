@@ -1365,9 +1365,10 @@ fn dns_churn_loses_no_query() {
     w.ok(&["network", "create", "--subnet", "10.93.3.0/24", "mynet"]);
     w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "bb", "sleep", "300"]);
     // The lookups go on until the churn is over (a fixed count ended before the churn did
-    // much on a loaded machine).
+    // much on a loaded machine); PID 1 stays afterwards, or its exit would SIGKILL the
+    // `exec touch` that stopped it before that one exits.
     w.ok(&["run", "-d", "--name", "asker", "--network", "mynet", "bb", "sh", "-c",
-        "i=0; while [ ! -e /tmp/stop ]; do nslookup db >/dev/null 2>&1 || echo FAIL $i; i=$((i+1)); done; echo DONE $i"]);
+        "i=0; while [ ! -e /tmp/stop ]; do nslookup db >/dev/null 2>&1 || echo FAIL $i; i=$((i+1)); done; echo DONE $i; exec sleep 300"]);
     // Containers join and leave the network while the lookups go on.
     for _ in 0..10 {
         let id = w.ok(&["run", "-d", "--network", "mynet", "bb", "sleep", "300"]);
