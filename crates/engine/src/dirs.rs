@@ -51,7 +51,7 @@ impl Dirs {
             (PathBuf::from("/var/lib/cove"), PathBuf::from("/run/cove"))
         };
         let data = make_private_dir(&data, uid)?;
-        let run = make_private_dir(&run, uid)?;
+        let run = if rootless && env_dir("COVE_ROOT").is_none() { settled_run_dir(&data, run, uid)? } else { make_private_dir(&run, uid)? };
         Ok(Dirs { data, run, rootless, uid, gid, user_name })
     }
 
@@ -78,6 +78,31 @@ impl Dirs {
     pub fn seccomp_cache(&self) -> PathBuf {
         self.data.join("seccomp")
     }
+}
+
+/// The run dir for this command: the one the user's keeper lives in, whatever this command's
+/// environment says. `XDG_RUNTIME_DIR` differs between a login shell, `su`, cron and ssh; a
+/// command that looked elsewhere saw no pid or exit files for running containers and marked
+/// them Exited (255) for good, and it would have started a second keeper (another user
+/// namespace, so `exec` into the running containers failed). The data dir records the run
+/// dir in use (`run-dir`); it is kept while a keeper lives there, and replaced otherwise (after
+/// a reboot or logout wiped it).
+fn settled_run_dir(data: &Path, wanted: PathBuf, uid: u32) -> Result<PathBuf> {
+    let record = data.join("run-dir");
+    if let Some(prev) = std::fs::read_to_string(&record).ok().map(|t| PathBuf::from(t.trim_end_matches('\n'))) {
+        if prev != wanted && prev.is_absolute() && cove_runtime::userns::live_keeper(&cove_runtime::userns::KeeperPaths::new(&prev)).is_some() {
+            // Checked as any run dir is: still the caller's private directory.
+            let prev = make_private_dir(&prev, uid)?;
+            tracing::debug!("run dir {} (recorded: a keeper lives there), not {}", prev.display(), wanted.display());
+            return Ok(prev);
+        }
+    }
+    let run = make_private_dir(&wanted, uid)?;
+    if std::fs::read_to_string(&record).ok().as_deref().map(|t| t.trim_end_matches('\n')) != run.to_str() {
+        let tmp = data.join(format!("run-dir.tmp{}", std::process::id()));
+        std::fs::write(&tmp, format!("{}\n", run.display())).and_then(|_| std::fs::rename(&tmp, &record)).ctx(|| format!("record {}", record.display()))?;
+    }
+    Ok(run)
 }
 
 /// Makes (if needed) and checks one of cove's directories; returns its resolved path. See the

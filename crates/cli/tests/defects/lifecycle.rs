@@ -152,3 +152,43 @@ fn a_killed_import_leaves_nothing_behind_at_the_next_command() {
     assert!(!images.contains("half"), "{images}");
     assert_eq!(entries(), 0, "the next command removed what the dead import left");
 }
+
+#[test]
+fn another_runtime_dir_does_not_rewrite_running_containers() {
+    // Rootless only (root's run dir is /run/cove whatever the environment says): as the test
+    // user, or as covetest in the root pass.
+    let w = if is_root() {
+        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
+            skip("no user covetest (tests/run-all.sh makes it)");
+            return;
+        }
+        World::new_as("covetest")
+    } else {
+        World::new()
+    };
+    let Some(w) = w else { return };
+    let owner = std::fs::metadata(w.path()).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
+    let dir = |name: &str| {
+        let d = w.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        nix::unistd::chown(&d, Some(nix::unistd::Uid::from_raw(owner)), None).unwrap();
+        d
+    };
+    let (data, login, su) = (dir("xdg-data"), dir("xdg-run-login"), dir("xdg-run-su"));
+    // As a login shell (XDG_RUNTIME_DIR of logind) and as `su`/cron (another one): no COVE_ROOT.
+    let cove = |run: &Path, args: &[&str]| {
+        let o = w.cmd(args).env_remove("COVE_ROOT").env("XDG_DATA_HOME", &data).env("XDG_RUNTIME_DIR", run).output().expect("run cove");
+        assert!(o.status.success(), "{args:?} with XDG_RUNTIME_DIR={}: {}", run.display(), stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    cove(&login, &["import", rootfs().unwrap().to_str().unwrap(), "bb"]);
+    cove(&login, &["run", "-d", "--name", "longrun", "bb", "sleep", "300"]);
+    assert!(cove(&su, &["ps", "-a"]).contains("Up "), "the other environment sees it running");
+    assert_eq!(cove(&su, &["exec", "longrun", "echo", "in"]).trim(), "in", "and can exec into it");
+    assert!(cove(&login, &["ps", "-a"]).contains("Up "), "nothing was rewritten");
+    cove(&su, &["stop", "-t", "1", "longrun"]);
+    assert_eq!(cove(&login, &["inspect", "-f", "{{.State.Status}}", "longrun"]).trim(), "exited");
+    cove(&login, &["rm", "longrun"]);
+    assert!(std::fs::read_dir(su.join("cove")).map(|d| d.count() == 0).unwrap_or(true), "nothing of cove's runs from the other run dir");
+}
