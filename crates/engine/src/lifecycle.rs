@@ -120,7 +120,7 @@ fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
 }
 
 /// The monitor's configuration, written next to config.json.
-fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared) -> Result<()> {
+pub(crate) fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared) -> Result<()> {
     let id = &p.id;
     let lo = crate::logs::LogOpts::parse(&req.log_opts)?;
     let cfg = MonitorConfig {
@@ -510,7 +510,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     let (stdio, pipes) = crate::tty::Relay::new(o.tty, o.interactive)?;
     let sfd = crate::tty::block_signals()?;
     let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.seccomp_cache()))?;
-    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive)
+    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive, None)
 }
 
 /// `cove top`: the container's processes (pid as seen on the host, user, time, command).

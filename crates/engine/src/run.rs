@@ -465,6 +465,14 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
 pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     let p = prepare(eng, req)?;
     tracing::debug!("prepared");
+    if !req.rm {
+        // A kept foreground container can be started again (detached, by the monitor), as
+        // Docker's can: it needs what `create` writes.
+        if let Err(e) = crate::lifecycle::write_monitor_config(eng, req, &p) {
+            let _ = crate::lifecycle::remove(eng, &p.id, true);
+            return Err(e);
+        }
+    }
     let result = run_prepared(eng, &p, req);
     tracing::debug!("container exited");
     let code = match &result {
@@ -530,7 +538,19 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let started = created.start();
     tracing::debug!("started");
     let code = match started {
-        Ok(_) => crate::tty::wait_foreground(pid, sfd, relay, req.interactive),
+        Ok(_) => {
+            // What a kept container prints goes to its log too (`cove logs`, as Docker's).
+            // (The options were checked by prepare; the container runs either way.)
+            let lo = crate::logs::LogOpts::parse(&req.log_opts).ok().filter(|_| !req.rm);
+            let log = lo.and_then(|lo| match cove_monitor::LogWriter::open(&eng.dirs.container(&p.id).join("container.log"), lo.max_size, lo.max_file) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("container log: {e}");
+                    None
+                }
+            });
+            crate::tty::wait_foreground(pid, sfd, relay, req.interactive, log)
+        }
         Err(e) => {
             let _ = nix::sys::wait::waitpid(pid, None);
             Err(e.into())

@@ -16,6 +16,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use cove_monitor::LogWriter;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Puts a terminal in raw mode and restores it on drop.
@@ -138,6 +139,9 @@ impl Relay {
 struct Output {
     from: OwnedFd,
     to: BorrowedFd<'static>,
+    /// The container's json-file log and this stream's name in it (a foreground container
+    /// that is kept: `cove logs` shows what it printed, as Docker's does).
+    log: Option<(std::rc::Rc<std::cell::RefCell<LogWriter>>, &'static str)>,
     /// splice(2) until cove's side refuses it (a terminal, an `O_APPEND` file: EINVAL).
     splice: bool,
 }
@@ -175,7 +179,14 @@ impl Output {
         }
         match nix::unistd::read(&self.from, buf) {
             Ok(0) => false,
-            Ok(n) => write_all(self.to, &buf[..n]),
+            Ok(n) => {
+                if let Some((log, stream)) = &self.log {
+                    if let Err(e) = log.borrow_mut().write(stream, &buf[..n]) {
+                        tracing::debug!("container log: {e}");
+                    }
+                }
+                write_all(self.to, &buf[..n])
+            }
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
             Err(_) => false,
         }
@@ -184,15 +195,17 @@ impl Output {
 
 /// Relays I/O and signals until the container's process exits; returns its exit code. `relay`
 /// is `None` only for a `-t` container whose pty master did not come back.
-pub fn wait_foreground(pid: Pid, sfd: SignalFd, relay: Option<Relay>, forward_stdin: bool) -> Result<i32> {
+/// With `log`, what the container prints is also written to its log (copied through user
+/// space then: no splice).
+pub fn wait_foreground(pid: Pid, sfd: SignalFd, relay: Option<Relay>, forward_stdin: bool, log: Option<LogWriter>) -> Result<i32> {
     let (pty_master, pipes) = match relay {
         Some(Relay::Pty(m)) => (Some(m), None),
         Some(Relay::Pipes { stdin, stdout, stderr }) => (None, Some((stdin, stdout, stderr))),
         None => (None, None),
     };
     match pipes {
-        Some((stdin_w, out, err)) => wait_piped(pid, sfd, stdin_w.filter(|_| forward_stdin), out, err),
-        None => wait_pty(pid, sfd, pty_master, forward_stdin),
+        Some((stdin_w, out, err)) => wait_piped(pid, sfd, stdin_w.filter(|_| forward_stdin), out, err, log),
+        None => wait_pty(pid, sfd, pty_master, forward_stdin, log),
     }
 }
 
@@ -248,11 +261,16 @@ impl Drop for SigpipeBlocked {
     }
 }
 
-fn wait_piped(pid: Pid, sfd: SignalFd, mut stdin_w: Option<OwnedFd>, out: OwnedFd, err: OwnedFd) -> Result<i32> {
+fn wait_piped(pid: Pid, sfd: SignalFd, mut stdin_w: Option<OwnedFd>, out: OwnedFd, err: OwnedFd, log: Option<LogWriter>) -> Result<i32> {
     use nix::errno::Errno;
     let _sigpipe = SigpipeBlocked::new();
     let stdin = cove_sys::borrow_raw(0);
-    let mut outputs = [Some(Output { from: out, to: cove_sys::borrow_raw(1), splice: true }), Some(Output { from: err, to: cove_sys::borrow_raw(2), splice: true })];
+    let log = log.map(|l| std::rc::Rc::new(std::cell::RefCell::new(l)));
+    let splice = log.is_none();
+    let mut outputs = [
+        Some(Output { from: out, to: cove_sys::borrow_raw(1), log: log.clone().map(|l| (l, "stdout")), splice }),
+        Some(Output { from: err, to: cove_sys::borrow_raw(2), log: log.map(|l| (l, "stderr")), splice }),
+    ];
     // Read from cove's stdin but not yet taken by the container's pipe.
     let mut pending: Vec<u8> = Vec::new();
     let mut stdin_eof = false;
@@ -343,7 +361,7 @@ fn finish(pid: Pid, status: Option<i32>) -> Result<i32> {
     }
 }
 
-fn wait_pty(pid: Pid, sfd: SignalFd, pty_master: Option<OwnedFd>, forward_stdin: bool) -> Result<i32> {
+fn wait_pty(pid: Pid, sfd: SignalFd, pty_master: Option<OwnedFd>, forward_stdin: bool, mut log: Option<LogWriter>) -> Result<i32> {
     let stdin = cove_sys::borrow_raw(0);
     let stdout = cove_sys::borrow_raw(1);
     let _raw = match (&pty_master, forward_stdin && cove_sys::is_tty(stdin)) {
@@ -396,6 +414,11 @@ fn wait_pty(pid: Pid, sfd: SignalFd, pty_master: Option<OwnedFd>, forward_stdin:
             match nix::unistd::read(m, &mut buf) {
                 Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
                 Ok(n) => {
+                    if let Some(l) = &mut log {
+                        if let Err(e) = l.write("stdout", &buf[..n]) {
+                            tracing::debug!("container log: {e}");
+                        }
+                    }
                     if !write_all(stdout, &buf[..n]) {
                         master_open = false;
                     }

@@ -192,3 +192,27 @@ fn another_runtime_dir_does_not_rewrite_running_containers() {
     cove(&login, &["rm", "longrun"]);
     assert!(std::fs::read_dir(su.join("cove")).map(|d| d.count() == 0).unwrap_or(true), "nothing of cove's runs from the other run dir");
 }
+
+#[test]
+fn a_foreground_container_keeps_its_logs_and_starts_again() {
+    let Some(w) = World::new() else { return };
+    let o = w.cove(&["run", "--name", "fg", "bb", "sh", "-c", "echo out-$((1+1)); echo err >&2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out-2\n", "still printed to the caller");
+    let logs = w.cove(&["logs", "fg"]);
+    assert_eq!((String::from_utf8_lossy(&logs.stdout).into_owned(), stderr(&logs)), ("out-2\n".to_string(), "err\n".to_string()), "cove logs shows both streams");
+    // Started again: detached, by the monitor, appending to the same log.
+    w.ok(&["start", "fg"]);
+    assert_eq!(w.ok(&["wait", "fg"]).trim(), "0");
+    assert_eq!(w.ok(&["logs", "fg"]), "out-2\nout-2\n");
+    // A running foreground container restarted by `restart` comes back running (detached).
+    let mut cli = w.cmd(&["run", "--name", "fgr", "bb", "sleep", "300"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run");
+    assert!(wait_until(|| w.ok(&["ps", "--format", "{{.Names}}"]).contains("fgr"), 20));
+    w.ok(&["restart", "-t", "1", "fgr"]);
+    let _ = cli.wait();
+    assert_eq!(w.ok(&["inspect", "-f", "{{.State.Status}}", "fgr"]).trim(), "running");
+    // With -t the terminal's output is logged too.
+    let o = w.cove(&["run", "--name", "fgt", "-t", "bb", "echo", "tty-out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(w.ok(&["logs", "fgt"]).contains("tty-out"));
+}
