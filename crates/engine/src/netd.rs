@@ -140,31 +140,38 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     // Outbound access (see crate::outbound). Started by this thread, which lives as long as
     // the process: the tool gets SIGTERM when it ends. Without one, containers still reach
     // each other; `cove run` has warned the user already.
-    let (_outbound, host) = match crate::outbound::choose() {
+    let (_outbound, host, mapped) = match crate::outbound::choose() {
         Ok(Some(tool)) => match crate::outbound::start(&tool, netns.as_fd(), &run.join("netd-outbound.log")) {
             Ok(child) => {
                 let _ = std::fs::write(run.join("netd-outbound.pid"), format!("{}\n", child.id()));
-                (Some(child), crate::outbound::host_address(&tool))
+                (Some(child), crate::outbound::host_address(&tool), crate::outbound::loopback_mapped(&tool))
             }
             Err(e) => {
                 tracing::warn!("outbound access: {e}");
-                (None, None)
+                (None, None, vec![])
             }
         },
-        Ok(None) => (None, None),
+        Ok(None) => (None, None, vec![]),
         Err(e) => {
             tracing::warn!("outbound access: {e}");
-            (None, None)
+            (None, None, vec![])
         }
     };
-    let redirect = match crate::outbound::serve_tcp(netns.as_fd(), host) {
+    // Which networks reach the host's loopback (see crate::outbound): closed until the first
+    // reload says otherwise.
+    let policy = crate::outbound::LoopbackPolicy::default();
+    let redirect = match crate::outbound::serve_tcp(netns.as_fd(), host, policy.clone()) {
         Ok(port) => Some(port),
         Err(e) => {
             tracing::warn!("outbound tcp: {e}");
             None
         }
     };
-    let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some()));
+    let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some(), mapped, policy));
+    // cove.conf (its `allow_host_loopback` is the default of networks that do not say) as the
+    // command that started us would find it, re-read at every reload. Rootless, we are in the
+    // keeper's user namespace (uid 0 there): that is what tells the two apart here.
+    let config = crate::config::path(!cove_runtime::userns::in_initial_userns());
     if let Some(mut r) = report.take() {
         let _ = r.write_all(b"OK");
     }
@@ -183,6 +190,7 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         };
         let mut dns = crate::netdns::Dns::new(rt, upstreams, nat, host);
         dns.log = Some(run_owned.join("netd-outbound.log"));
+        dns.config = config;
         let mut containers_seen = std::collections::BTreeSet::new();
         let mut last_busy = std::time::Instant::now();
         let mut served: std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>> = Default::default();

@@ -98,6 +98,12 @@ pub struct NetOptions {
     /// `--aux-address NAME=IP`: addresses never handed out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux: BTreeMap<String, IpAddr>,
+    /// `-o allow_host_loopback=BOOL` (podman's name, from slirp4netns): whether the network's
+    /// containers reach services bound to the host's loopback through
+    /// `host.containers.internal`. Unset: cove.conf's `allow_host_loopback` (off by default),
+    /// read by the network helper at every reload, so the default network follows it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_host_loopback: Option<bool>,
 }
 
 const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
@@ -178,7 +184,14 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
                 let mtu = v.parse::<u32>().ok().filter(|m| (min..=65520).contains(m));
                 o.mtu = Some(mtu.ok_or_else(|| Error::Invalid(format!("invalid option {kv:?}: the MTU is a number from {min} to 65520")))?);
             }
-            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu)"))),
+            "allow_host_loopback" => {
+                o.allow_host_loopback = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Error::Invalid(format!("invalid option {kv:?}: allow_host_loopback is true or false"))),
+                });
+            }
+            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback)"))),
         }
     }
     Ok(o)
@@ -214,6 +227,9 @@ fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(Str
 /// network's subnets and gateways.
 fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Option<Subnet>, gateway6: Option<IpAddr>) -> Result<NetOptions> {
     let mut options = parse_options(&o.options, subnet6.is_some())?;
+    if o.internal && options.allow_host_loopback == Some(true) {
+        return Err(Error::Invalid("-o allow_host_loopback=true: an --internal network reaches nothing outside it, the host's loopback neither".into()));
+    }
     for d in &o.dns {
         options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
     }
@@ -569,6 +585,9 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     let mut options = serde_json::json!({ "com.docker.network.bridge.name": n.bridge });
     if let Some(m) = n.options.mtu {
         options["com.docker.network.driver.mtu"] = m.to_string().into();
+    }
+    if let Some(b) = n.options.allow_host_loopback {
+        options["allow_host_loopback"] = b.to_string().into();
     }
     let dns: Vec<String> = n.options.dns.iter().map(|a| a.to_string()).collect();
     Ok(serde_json::json!({

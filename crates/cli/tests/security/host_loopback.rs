@@ -1,4 +1,131 @@
 //! Security regression tests (issue 21): see the functions below; each reproduces an attack.
+//!
+//! Item 6: the host's loopback was open to every container (`host.containers.internal`
+//! reached a service bound only to 127.0.0.1), where rootless Docker and podman keep it
+//! closed: hosts bind admin and database ports to loopback so that nothing else reaches them.
+//! Now it is closed unless the network says `-o allow_host_loopback=true` or cove.conf says
+//! `allow_host_loopback = true` for networks that do not say.
 
 #[allow(unused_imports)]
 use super::*;
+use std::sync::Arc;
+
+/// A minimal HTTP server of the test's own on `addr` (port 0: a free one) that counts the
+/// connections it accepts and answers each with `body`.
+fn http_server(addr: &str, body: &'static str) -> (u16, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            s.fetch_add(1, Ordering::SeqCst);
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 2048];
+            let _ = std::io::Read::read(&mut c, &mut buf);
+            let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = std::io::Write::write_all(&mut c, reply.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+/// busybox wget from a container: (exit status, what it printed). `timeout`, not `wget -T`:
+/// Debian 12's busybox-static 1.35 wget crashes (SIGSEGV) whenever -T is given.
+fn wget(w: &World, extra: &[&str], port: u16) -> (bool, String) {
+    let o = w.run_sh(extra, &format!("timeout 10 wget -qO- http://host.containers.internal:{port}/"));
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// A DNS question over UDP to the resolver on the host's loopback, asked at
+/// host.containers.internal directly (UDP takes pasta's/slirp4netns's path, not the helper's).
+fn udp_question(w: &World, extra: &[&str], port: u16) -> String {
+    let o = w.run_sh(extra, &format!("nslookup -port={port} example.org host.containers.internal 2>&1; true"));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Whether the host has a default IPv4 route (the host's own address is then the one towards
+/// its gateway: what a closed network's host.containers.internal reaches over TCP).
+fn has_default_route() -> bool {
+    std::fs::read_to_string("/proc/net/route").map(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000"))).unwrap_or(false)
+}
+
+#[test]
+fn host_loopback_is_closed_unless_a_network_or_cove_conf_opens_it() {
+    let (port, seen) = http_server("127.0.0.1:0", "hello-from-loopback\n");
+    let (uport, questions) = fake_upstream();
+    for tool in ["pasta", "slirp4netns"] {
+        let Some(w) = World::new() else { return };
+        let w = w.with_env("COVE_NETWORK_CMD", tool);
+
+        // The default network: the name still names the host (hosts file and DNS)...
+        let out = w.sh_ok(&[], "grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK");
+        assert!(out.contains("host.containers.internal host.docker.internal\n") && out.contains("DNS-OK\n"), "{tool}: {out}");
+        // ...but a service bound only to 127.0.0.1 is out of reach, over TCP (the helper's
+        // path) and UDP (the tool's).
+        let before = seen.load(Ordering::SeqCst);
+        let (ok, out) = wget(&w, &[], port);
+        assert!(!ok && !out.contains("hello-from-loopback"), "{tool}: the default network reached the host's loopback: {out}");
+        assert_eq!(seen.load(Ordering::SeqCst), before, "{tool}: the loopback server saw a connection from the default network");
+        let asked = questions.load(Ordering::SeqCst);
+        let out = udp_question(&w, &[], uport);
+        assert!(!out.contains("192.0.2.7"), "{tool}: UDP reached the host's loopback: {out}");
+        assert_eq!(questions.load(Ordering::SeqCst), asked, "{tool}: the loopback resolver got a question from the default network");
+        // `--add-host NAME:host-gateway` is the same address, closed the same way.
+        let o = w.run_sh(&["--add-host", "gw:host-gateway"], &format!("timeout 10 wget -qO- http://gw:{port}/"));
+        assert!(!o.status.success(), "{tool}: host-gateway reached the host's loopback");
+        assert_eq!(seen.load(Ordering::SeqCst), before, "{tool}: the loopback server saw a connection through host-gateway");
+
+        // A network made with the option reaches it (no restart of the helper or the tool:
+        // it is running since the containers above, and goes on running).
+        let helper = std::fs::read_to_string(w.path().join("run/netd.pid")).unwrap_or_default();
+        w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
+        let (ok, out) = wget(&w, &["--network", "open"], port);
+        assert!(ok && out == "hello-from-loopback\n", "{tool}: -o allow_host_loopback=true did not reach the host's loopback: {out}");
+        assert!(udp_question(&w, &["--network", "open"], uport).contains("192.0.2.7"), "{tool}: UDP to the host's loopback on the open network");
+        let again = std::fs::read_to_string(w.path().join("run/netd.pid")).unwrap_or_default();
+        assert!(helper.is_empty() || again.is_empty() || helper == again, "{tool}: the helper was restarted");
+        let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "open"])).unwrap();
+        assert_eq!(v[0]["Options"]["allow_host_loopback"], "true", "{tool}: {v}");
+        // ...and the default network is still closed next to it.
+        let (ok, _) = wget(&w, &[], port);
+        assert!(!ok, "{tool}: opening one network opened the default one");
+        // Bad values are refused; an --internal network cannot be opened.
+        let o = w.cove(&["network", "create", "-o", "allow_host_loopback=maybe", "bad"]);
+        assert!(!o.status.success() && stderr(&o).contains("allow_host_loopback is true or false"), "{}", stderr(&o));
+        let o = w.cove(&["network", "create", "--internal", "-o", "allow_host_loopback=true", "bad"]);
+        assert!(!o.status.success() && stderr(&o).contains("--internal"), "{}", stderr(&o));
+    }
+
+    // cove.conf's default opens the networks that do not say, the default network too;
+    // a network that says false stays closed.
+    let Some(w) = World::new() else { return };
+    let conf = w.path().join("cove.conf");
+    std::fs::write(&conf, "allow_host_loopback = true\n").unwrap();
+    let w = w.with_env("COVE_CONFIG", conf.to_str().unwrap());
+    let (ok, out) = wget(&w, &[], port);
+    assert!(ok && out == "hello-from-loopback\n", "cove.conf allow_host_loopback = true: the default network did not reach the host's loopback: {out}");
+    w.ok(&["network", "create", "-o", "allow_host_loopback=false", "shut"]);
+    let before = seen.load(Ordering::SeqCst);
+    let (ok, out) = wget(&w, &["--network", "shut"], port);
+    assert!(!ok, "-o allow_host_loopback=false reached the host's loopback: {out}");
+    assert_eq!(seen.load(Ordering::SeqCst), before);
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "shut"])).unwrap();
+    assert_eq!(v[0]["Options"]["allow_host_loopback"], "false", "{v}");
+}
+
+/// Closed is not cut off: host.containers.internal still names the host, and a service bound
+/// to all addresses answers (the helper connects to the host's own address, as Docker's
+/// host-gateway reaches it) — local delivery on this machine, nothing leaves it.
+#[test]
+fn host_loopback_closed_still_reaches_services_on_all_addresses() {
+    if !has_default_route() {
+        skip("no default route: a closed network's host.containers.internal has no host address to reach");
+        return;
+    }
+    let (port, seen) = http_server("0.0.0.0:0", "hello-from-any\n");
+    let Some(w) = World::new() else { return };
+    let (ok, out) = wget(&w, &[], port);
+    assert!(ok && out == "hello-from-any\n", "{out}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
