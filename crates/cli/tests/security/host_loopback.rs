@@ -129,3 +129,75 @@ fn host_loopback_closed_still_reaches_services_on_all_addresses() {
     assert!(ok && out == "hello-from-any\n", "{out}");
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+/// A container's own stack never sends to 127.0.0.1 through eth0, but with `CAP_NET_RAW` (a
+/// default capability) it can hand-craft the packets: a TCP SYN to 127.0.0.1:PORT sent to the
+/// gateway's MAC. The helper's namespace runs `prerouting` (where the redirect to the
+/// helper's outbound listener is) before it drops a martian destination, so the handshake
+/// completes with the helper — which used to connect to 127.0.0.1:PORT from the host's side,
+/// whatever the network allowed. The helper now refuses loopback destinations outright.
+const CRAFTED_SYN: &str = r#"
+import socket, struct, os, sys, time, fcntl
+PORT = int(sys.argv[1])
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+gw = next(l.split() for l in open('/proc/net/route').read().split('\n')[1:] if l.split() and l.split()[1] == '00000000')
+gw_ip = socket.inet_ntoa(struct.pack('<I', int(gw[2], 16)))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect((gw_ip, 9)); my_ip = u.getsockname()[0]
+gw_mac = None
+for i in range(20):
+    u.send(b'x'); time.sleep(0.1)
+    arp = [l.split() for l in open('/proc/net/arp').read().split('\n')[1:] if l.strip()]
+    gw_mac = next((bytes.fromhex(a[3].replace(':', '')) for a in arp if a[0] == gw_ip and a[3] != '00:00:00:00:00:00'), None)
+    if gw_mac: break
+my_mac = fcntl.ioctl(u, 0x8927, struct.pack('256s', b'eth0'))[18:24]
+ps = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)); ps.bind(('eth0', 0)); ps.settimeout(0.5)
+src, dst = socket.inet_aton(my_ip), socket.inet_aton('127.0.0.1')
+sport = 40000 + os.getpid() % 20000
+def tcp(flags, seq, ack, payload=b''):
+    h = struct.pack('!HHIIBBHHH', sport, PORT, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    c = csum(src + dst + struct.pack('!BBH', 0, 6, len(h) + len(payload)) + h + payload)
+    h = h[:16] + struct.pack('!H', c) + h[18:]
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(h) + len(payload), 1, 0x4000, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    ps.send(gw_mac + my_mac + b'\x08\x00' + ip + h + payload)
+result, end, last = 'NO ANSWER', time.time() + 6, 0
+while time.time() < end:
+    if time.time() - last > 1:
+        tcp(0x02, 1000, 0); last = time.time()
+    try: f = ps.recv(4096)
+    except socket.timeout: continue
+    ip = f[14:]
+    if ip[9] != 6 or ip[12:16] != dst: continue
+    sp, dp, rseq, rack, off, flags = struct.unpack('!HHIIBB', ip[(ip[0] & 15) * 4:][:14])
+    if dp != sport: continue
+    if flags & 0x12 == 0x12:
+        tcp(0x10, 1001, rseq + 1)
+        tcp(0x18, 1001, rseq + 1, b'GET / HTTP/1.0\r\n\r\n')
+        result = 'HANDSHAKE'; break
+    if flags & 0x04:
+        result = 'RESET'; break
+print(result)
+time.sleep(1)
+"#;
+
+#[test]
+fn host_loopback_is_not_reached_by_a_crafted_packet_to_127_0_0_1() {
+    let (port, seen) = http_server("127.0.0.1:0", "hello-from-loopback\n");
+    let Some(w) = World::new() else { return };
+    // Closed (the default network) or open, a loopback destination is never connected to.
+    for net in ["cove", "open"] {
+        if net == "open" {
+            w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
+        }
+        let out = w.ok(&["run", "--rm", "--network", net, "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", CRAFTED_SYN, &port.to_string()]);
+        // The crafted SYN got as far as the helper (else this test would prove nothing)...
+        assert_eq!(out, "HANDSHAKE\n", "{net}: the crafted SYN to 127.0.0.1 was not answered");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // ...which did not pass it on to the host's loopback.
+        assert_eq!(seen.load(Ordering::SeqCst), 0, "{net}: a crafted SYN to 127.0.0.1 reached the host's loopback");
+    }
+}
