@@ -332,7 +332,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         match &cfg.seccomp_cache {
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
-                crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints)?;
+                crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.rootless)?;
                 crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first())
             }
             None => Ok(()),

@@ -1,4 +1,4 @@
-//! The per-user network helper (`cove __netd RUNDIR`): holds the network namespace in which
+//! The per-user network helper (`cove __netd RUNDIR CONFIG`): holds the network namespace in which
 //! cove's bridges live, started on demand by the first container that joins a network and
 //! gone once no container has been attached for `COVE_NETD_IDLE_SECS` (default 10): its
 //! namespace, bridges and all go with it, so nothing is left behind.
@@ -25,15 +25,16 @@ fn live(run: &Path) -> Option<(i32, i32)> {
     (crate::monitor::start_time(pid) == Some(st)).then_some((pid, fd))
 }
 
-/// A handle on the rootless network namespace, starting the helper if needed.
-pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
+/// A handle on the rootless network namespace, starting the helper if needed (`rootless`:
+/// the caller's, as [`crate::dirs::Dirs`] has it, for the helper to find the user's cove.conf).
+pub fn rootless_netns(run: &Path, rootless: bool) -> Result<OwnedFd> {
     let lock_path = run.join("netd.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
     let (pid, fd) = match live(run) {
         Some(x) => x,
         None => {
-            spawn(run)?;
+            spawn(run, rootless)?;
             live(run).ok_or_else(|| Error::Other("the network helper did not start".into()))?
         }
     };
@@ -43,8 +44,12 @@ pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn spawn(run: &Path) -> Result<()> {
-    let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string()])?;
+fn spawn(run: &Path, rootless: bool) -> Result<()> {
+    // The helper reads the user's cove.conf at every reload; its path is settled here, with
+    // the whole environment (the helper gets only COVE_*, PATH and HOME) and before the user
+    // namespace hides who we are. Empty: none.
+    let config = crate::config::path(rootless).map(|p| p.display().to_string()).unwrap_or_default();
+    let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string(), config])?;
     if msg.starts_with("OK") {
         Ok(())
     } else {
@@ -63,8 +68,9 @@ fn attached_here() -> usize {
         .unwrap_or(0)
 }
 
-/// Entry point of `cove __netd RUNDIR FD`. Never returns.
-pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
+/// Entry point of `cove __netd RUNDIR CONFIG FD` (CONFIG: the user's cove.conf, or empty).
+/// Never returns.
+pub fn main(run: &Path, config: Option<&Path>, report: Option<OwnedFd>) -> ! {
     let mut report = report.map(std::fs::File::from);
     let fail = |report: &mut Option<std::fs::File>, msg: String| -> ! {
         if let Some(r) = report.as_mut() {
@@ -168,10 +174,9 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         }
     };
     let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some(), mapped, policy));
-    // cove.conf (its `allow_host_loopback` is the default of networks that do not say) as the
-    // command that started us would find it, re-read at every reload. Rootless, we are in the
-    // keeper's user namespace (uid 0 there): that is what tells the two apart here.
-    let config = crate::config::path(!cove_runtime::userns::in_initial_userns());
+    // cove.conf (its `allow_host_loopback` is the default of networks that do not say), the
+    // file the command that started us found, re-read at every reload.
+    let config = config.map(Path::to_path_buf);
     if let Some(mut r) = report.take() {
         let _ = r.write_all(b"OK");
     }
