@@ -25,16 +25,16 @@ fn live(run: &Path) -> Option<(i32, i32)> {
     (crate::monitor::start_time(pid) == Some(st)).then_some((pid, fd))
 }
 
-/// A handle on the rootless network namespace, starting the helper if needed (`rootless`:
-/// the caller's, as [`crate::dirs::Dirs`] has it, for the helper to find the user's cove.conf).
-pub fn rootless_netns(run: &Path, rootless: bool) -> Result<OwnedFd> {
+/// A handle on the rootless network namespace, starting the helper if needed; `config`: the
+/// user's cove.conf ([`crate::config::path`]) for a helper started now.
+pub fn rootless_netns(run: &Path, config: Option<&Path>) -> Result<OwnedFd> {
     let lock_path = run.join("netd.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
     let (pid, fd) = match live(run) {
         Some(x) => x,
         None => {
-            spawn(run, rootless)?;
+            spawn(run, config)?;
             live(run).ok_or_else(|| Error::Other("the network helper did not start".into()))?
         }
     };
@@ -44,11 +44,11 @@ pub fn rootless_netns(run: &Path, rootless: bool) -> Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn spawn(run: &Path, rootless: bool) -> Result<()> {
-    // The helper reads the user's cove.conf at every reload; its path is settled here, with
-    // the whole environment (the helper gets only COVE_*, PATH and HOME) and before the user
-    // namespace hides who we are. Empty: none.
-    let config = crate::config::path(rootless).map(|p| p.display().to_string()).unwrap_or_default();
+fn spawn(run: &Path, config: Option<&Path>) -> Result<()> {
+    // The helper reads the user's cove.conf at every reload; its path is settled by the
+    // command (with the whole environment: the helper gets only COVE_*, PATH and HOME; and
+    // knowing whether it is rootless, which the user namespace hides). Empty: none.
+    let config = config.map(|p| p.display().to_string()).unwrap_or_default();
     let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string(), config])?;
     if msg.starts_with("OK") {
         Ok(())

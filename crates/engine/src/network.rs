@@ -506,12 +506,12 @@ pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()>
 }
 
 /// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
-/// `rootless`: the caller's ([`crate::dirs::Dirs`]), in case the network helper starts.
-pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint], rootless: bool) -> std::result::Result<(), String> {
+/// `config`: the user's cove.conf, in case the network helper starts ([`crate::netd`]).
+pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint], config: Option<&std::path::Path>) -> std::result::Result<(), String> {
     if endpoints.is_empty() {
         return Ok(());
     }
-    let netns = crate::netd::rootless_netns(run_dir, rootless).map_err(|e| format!("network helper: {e}"))?;
+    let netns = crate::netd::rootless_netns(run_dir, config).map_err(|e| format!("network helper: {e}"))?;
     tracing::debug!("attach: have the network namespace");
     let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| format!("netlink: {e}"))?;
     let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
@@ -637,7 +637,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
-    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, eng.dirs.rootless)) {
+    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
             Ok(())
@@ -723,7 +723,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         .optional()?;
     let (ifname, ip, ip6) = row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == "running" {
-        let netns = crate::netd::rootless_netns(&eng.dirs.run, eng.dirs.rootless)?;
+        let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
         cove_net::link::detach_container(&mut nl, &ifname).map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
     }
@@ -783,7 +783,7 @@ pub fn resolve(eng: &Engine, name: &str, qtype: &str, network: Option<&str>) -> 
         return Err(Error::Other("no container is on a network: no DNS server is running".into()));
     }
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())?;
-    let netns = crate::netd::rootless_netns(&eng.dirs.run, eng.dirs.rootless)?;
+    let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(qname.clone(), rtype));

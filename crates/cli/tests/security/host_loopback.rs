@@ -201,3 +201,31 @@ fn host_loopback_is_not_reached_by_a_crafted_packet_to_127_0_0_1() {
         assert_eq!(seen.load(Ordering::SeqCst), 0, "{net}: a crafted SYN to 127.0.0.1 reached the host's loopback");
     }
 }
+
+/// cove.conf found the way the user's command finds it (`XDG_CONFIG_HOME`, rootless), by a
+/// network helper that a detached container's monitor starts: the monitor's environment keeps
+/// only COVE_*, PATH and HOME, so the command settles the file's path for both.
+#[test]
+fn host_loopback_default_from_xdg_config_home_when_a_monitor_starts_the_helper() {
+    // Rootless only (as root the file is /etc/cove/cove.conf): as covetest in the root pass.
+    let w = if is_root() {
+        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
+            skip("no user covetest (tests/run-all.sh makes it): cove.conf through XDG_CONFIG_HOME not checked");
+            return;
+        }
+        World::new_as("covetest")
+    } else {
+        World::new()
+    };
+    let Some(w) = w else { return };
+    let xdg = w.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("cove")).unwrap();
+    std::fs::write(xdg.join("cove/cove.conf"), "allow_host_loopback = true\n").unwrap();
+    let w = w.with_env("XDG_CONFIG_HOME", xdg.to_str().unwrap());
+    let (port, seen) = http_server("127.0.0.1:0", "hello-from-loopback\n");
+    w.ok(&["run", "-d", "--name", "web", "bb", "sh", "-c", &format!("timeout 10 wget -qO- http://host.containers.internal:{port}/; echo rc=$?")]);
+    assert!(wait_until(|| w.ok(&["logs", "web"]).contains("rc="), 30), "the container did not finish");
+    let logs = w.ok(&["logs", "web"]);
+    assert_eq!(logs, "hello-from-loopback\nrc=0\n", "cove.conf in XDG_CONFIG_HOME did not open the default network");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
