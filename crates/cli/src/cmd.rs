@@ -653,6 +653,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime::userns::IdMapping>) -> Result<i32> {
     match command {
         Command::Run(args) => {
+            if args.tty && args.interactive && !args.detach && !stdin_is_a_tty() {
+                return Ok(not_a_tty());
+            }
             crate::registry::pull_for_run(eng, &args.image, &args.pull)?;
             let req = args.into_request();
             if req.detach {
@@ -725,6 +728,9 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
             Ok(0)
         }
         Command::Exec(a) => {
+            if a.tty && a.interactive && !stdin_is_a_tty() {
+                return Ok(not_a_tty());
+            }
             let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
             Ok(lifecycle::exec(eng, &a.container, &o)?)
         }
@@ -1443,4 +1449,16 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+fn stdin_is_a_tty() -> bool {
+    nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+}
+
+/// `-it` with a pipe or file as stdin: there is no terminal to put in raw mode and relay, and
+/// the container would wait on a pty nobody types into. Docker refuses before anything exists,
+/// with exit code 1.
+fn not_a_tty() -> i32 {
+    eprintln!("cove: error: the input device is not a TTY");
+    1
 }

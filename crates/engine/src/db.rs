@@ -195,6 +195,8 @@ impl Db {
             match state {
                 "running" => tx.execute("UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1", params![id, state, pid, now])?,
                 "exited" => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1", params![id, state, exit_code, now])?,
+                // A start that failed: never ran, the code of the failure kept for inspect.
+                "created" if exit_code.is_some() => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1", params![id, state, exit_code])?,
                 _ => tx.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
             };
             Ok(())

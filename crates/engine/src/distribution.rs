@@ -310,13 +310,35 @@ pub fn save(eng: &Engine, names: &[String], format: cove_image::ArchiveFormat, o
     Ok(eng.store.save(&imgs, format, out)?)
 }
 
+/// Bytes allocated under `path`. Container directories hold what containers wrote (and may be
+/// changing while we count): the walk goes by descriptor with `O_NOFOLLOW`, so a directory
+/// swapped for a symlink is never followed out, and stops at a depth no real tree reaches.
 fn du(path: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(path) else { return 0 };
-    if !m.is_dir() {
-        return m.blocks() * 512;
+    use nix::fcntl::{openat, OFlag, AT_FDCWD};
+    use nix::sys::stat::Mode;
+    const DIR: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+    fn walk(dir: std::os::fd::OwnedFd, depth: usize) -> u64 {
+        use nix::sys::stat::{fstat, fstatat};
+        let own = fstat(&dir).map(|s| s.st_blocks as u64 * 512).unwrap_or(0);
+        let Ok(mut d) = nix::dir::Dir::from_fd(dir) else { return own };
+        let names: Vec<std::ffi::CString> = d.iter().flatten().map(|e| e.file_name().to_owned()).filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..").collect();
+        let mut total = own;
+        for n in names {
+            let Ok(st) = fstatat(&d, n.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && depth < 256 {
+                if let Ok(sub) = openat(&d, n.as_c_str(), DIR, Mode::empty()) {
+                    total += walk(sub, depth + 1);
+                }
+            } else {
+                total += st.st_blocks as u64 * 512;
+            }
+        }
+        total
     }
-    std::fs::read_dir(path).map(|rd| rd.flatten().map(|e| du(&e.path())).sum::<u64>()).unwrap_or(0) + m.blocks() * 512
+    match openat(AT_FDCWD, path, DIR, Mode::empty()) {
+        Ok(fd) => walk(fd, 0),
+        Err(_) => std::fs::symlink_metadata(path).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0),
+    }
 }
 
 /// `cove image prune [-a]`: removes dangling images (every unused one with `all`), then
@@ -375,7 +397,8 @@ pub fn df(eng: &Engine) -> Result<Vec<DfRow>> {
     let containers = eng.db.containers()?;
     let used: std::collections::HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
     let imgs = eng.db.images()?;
-    let storage = du(&eng.dirs.storage());
+    // Temporary entries are operations under way (those of dead ones are gone at open).
+    let storage = du(&eng.dirs.storage()).saturating_sub(eng.store.tmp_size());
     let unused: u64 = imgs.iter().filter(|i| !used.contains(i.id.as_str())).map(|i| i.size.max(0) as u64).sum();
     let running = containers.iter().filter(|c| c.state == "running").count();
     let csize: u64 = containers.iter().map(|c| du(&eng.dirs.container(&c.id))).sum();

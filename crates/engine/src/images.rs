@@ -279,37 +279,27 @@ fn docker_config(c: Option<&serde_json::Value>) -> serde_json::Value {
     })
 }
 
-/// Reads a file from an image's layers, top-most first, stopping at whiteouts.
-pub fn read_image_file(store: &Store, img: &ImageRow, path: &str) -> Option<String> {
-    let rel = path.trim_start_matches('/');
-    for d in img.diff_ids.iter().rev() {
-        let layer = store.layer_dir(d).ok()?;
-        let p = layer.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok().filter(|s| s.len() < 16 << 20),
-            Ok(m) => {
-                use std::os::unix::fs::FileTypeExt;
-                if m.file_type().is_char_device() {
-                    return None; // overlay whiteout
-                }
-                if m.file_type().is_symlink() {
-                    // Resolve one level inside the image (e.g. /etc/passwd -> ../usr/lib/passwd).
-                    let target = std::fs::read_link(&p).ok()?;
-                    let base = std::path::Path::new(path).parent().unwrap_or(std::path::Path::new("/"));
-                    let t = if target.is_absolute() { target } else { base.join(target) };
-                    return read_image_file(store, img, &t.to_string_lossy());
-                }
-                return None;
-            }
-            Err(_) => {
-                let wh = p.parent().map(|pp| pp.join(format!(".wh.{}", p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())));
-                if wh.is_some_and(|w| w.exists()) {
-                    return None;
-                }
-            }
+/// Largest image file read from the host side (passwd, group).
+const IMAGE_FILE_LIMIT: u64 = 16 << 20;
+
+/// Reads a file of an image as its containers would see it, through the merged layers and
+/// without ever leaving the image (symlinks are resolved inside it: see [`cove_image::ImageFs`]).
+/// `Ok(None)`: the image has no such file.
+pub fn read_image_file(store: &Store, img: &ImageRow, path: &str) -> Result<Option<String>> {
+    let fs = store.image_fs(&img.diff_ids)?;
+    Ok(fs.read(path, IMAGE_FILE_LIMIT)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// [`read_image_file`] for the user database: a file that cannot be read is treated as absent,
+/// with a warning (a numeric `-u` still works, as with Docker; a name will not be found).
+pub fn read_image_userdb(store: &Store, img: &ImageRow, path: &str) -> String {
+    match read_image_file(store, img, path) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("cove: warning: ignoring the image's {path}: {e}");
+            String::new()
         }
     }
-    None
 }
 
 #[cfg(test)]

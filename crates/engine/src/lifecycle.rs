@@ -31,8 +31,24 @@ fn request(c: &ContainerRow) -> RunRequest {
 /// Brings the rows of containers that were running up to date with their monitors' files:
 /// an exit status left by a monitor becomes `exited`; a container whose monitor (or
 /// foreground CLI) died without leaving one becomes `exited` with code 255 and an error note.
+///
+/// A container run with `--rm` (detached) is removed here once it has exited, as Docker's
+/// daemon removes it: the first cove command after the exit (ps, stop, wait, ...) finds it gone.
 pub fn reconcile(eng: &mut Engine) -> Result<()> {
-    let rows: Vec<ContainerRow> = eng.db.containers()?.into_iter().filter(|c| c.state == "running" || c.state == "restarting").collect();
+    reconcile_collect(eng).map(|_| ())
+}
+
+/// [`reconcile`], returning the (id, exit code) of the `--rm` containers it removed.
+fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
+    // A `created` row with a monitor pid file is one whose start was under way (a foreground
+    // CLI or a `start` killed before it recorded the outcome): its files say what became of it.
+    let rows: Vec<ContainerRow> = eng
+        .db
+        .containers()?
+        .into_iter()
+        .filter(|c| c.state == "running" || c.state == "restarting" || c.state == "created" && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
+        .collect();
+    let mut ended = vec![];
     for c in rows {
         let rd = eng.dirs.container_run(&c.id);
         let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
@@ -40,9 +56,9 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
             Some(t) => Some(t),
             None if let Some(pid) = live_pid(&rd.join("pid")) => {
                 // Running; after a restart by the monitor its PID 1 is a new process.
-                if Some(pid as i64) != c.pid {
+                if Some(pid as i64) != c.pid || c.state == "created" {
                     eng.db.write(|tx| {
-                        tx.execute("UPDATE containers SET pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
+                        tx.execute("UPDATE containers SET state = CASE state WHEN 'created' THEN 'running' ELSE state END, pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
                         Ok(())
                     })?;
                 }
@@ -58,19 +74,49 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
             let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
             let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
             eng.db.write(|tx| {
-                tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('running','restarting')", params![c.id, code, finished])?;
+                tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('running','restarting','created')", params![c.id, code, finished])?;
                 Ok(())
             })?;
+            ended.push((c, code));
             continue;
         }
         // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
         // Never write into the run dir here: a concurrent `rm` may be deleting it.
         eng.db.write(|tx| {
-            tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = 255, finished_at = ?2 WHERE id = ?1 AND state IN ('running','restarting')", params![c.id, crate::db::now_rfc3339()])?;
+            tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = 255, finished_at = ?2 WHERE id = ?1 AND state IN ('running','restarting','created')", params![c.id, crate::db::now_rfc3339()])?;
             Ok(())
         })?;
+        ended.push((c, 255));
     }
-    Ok(())
+    let mut removed = vec![];
+    for (c, code) in ended {
+        let req = request(&c);
+        if !req.publish.is_empty() || req.publish_all {
+            // Its monitor (or foreground CLI) is gone without releasing them: the helper
+            // would otherwise keep serving ports for a container that no longer runs.
+            crate::ports::unregister(&eng.dirs.run, &c.id);
+        }
+        if req.rm && remove_exited(eng, &c).is_ok() {
+            removed.push((c.id, code));
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a container whose monitor is gone (its row says exited): leases, row, files.
+fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
+    let rd = eng.dirs.container_run(&c.id);
+    if live_pid(&rd.join("monitor.pid")).is_some() {
+        return Err(Error::Conflict(format!("container {} is still being monitored", c.name)));
+    }
+    crate::ports::unregister(&eng.dirs.run, &c.id);
+    eng.db.write(|tx| {
+        crate::network::release(tx, &c.id)?;
+        tx.execute("DELETE FROM containers WHERE id = ?1 AND state = 'exited'", [&c.id])?;
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&rd);
+    remove_container_files(&eng.dirs.container(&c.id))
 }
 
 /// The monitor's configuration, written next to config.json.
@@ -129,7 +175,19 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     let text = msg.strip_prefix('E').unwrap_or(&msg);
     let (code, m) = text.split_once(' ').unwrap_or(("125", text));
     let code: i32 = code.parse().unwrap_or(125);
-    eng.db.set_container_state(&c.id, "exited", None, Some(code as i64))?;
+    // The container never ran: as Docker, one that was only created stays Created (name kept,
+    // exit code recorded for inspect; `start` again or `rm` is the way out), one that ran
+    // before stays Exited. Its run dir goes once the monitor is gone, so no later reconcile
+    // reads the monitor's files as a run that ended.
+    let t0 = Instant::now();
+    while live_pid(&rd.join("monitor.pid")).is_some() && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if live_pid(&rd.join("monitor.pid")).is_none() {
+        let _ = std::fs::remove_dir_all(&rd);
+    }
+    let state = if c.state == "created" { "created" } else { "exited" };
+    eng.db.set_container_state(&c.id, state, None, Some(code as i64))?;
     let m = if m.is_empty() { "the monitor failed to start (see COVE_LOG=debug)".to_string() } else { m.to_string() };
     Err(Error::Runtime(cove_runtime::Error::Child { message: m, exit_code: code }))
 }
@@ -215,7 +273,12 @@ pub fn stop(eng: &mut Engine, key: &str, timeout: Option<i64>) -> Result<()> {
 pub fn wait(eng: &mut Engine, key: &str) -> Result<i64> {
     let c = eng.db.find_container(key)?;
     loop {
-        if !is_running(eng, &c.id)? {
+        // A `--rm` container is removed by the reconcile that sees it exit: its code comes
+        // from there.
+        if let Some((_, code)) = reconcile_collect(eng)?.into_iter().find(|(id, _)| *id == c.id) {
+            return Ok(code);
+        }
+        if !eng.db.container(&c.id)?.is_some_and(|c| c.state == "running" || c.state == "restarting") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -395,7 +458,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
             if generated {
                 std::fs::read_to_string(dir.join(name)).unwrap_or_default()
             } else {
-                crate::images::read_image_file(&eng.store, &img, path).unwrap_or_default()
+                crate::images::read_image_userdb(&eng.store, &img, path)
             }
         };
         let (passwd, group) = (read("passwd", "/etc/passwd"), read("group", "/etc/group"));

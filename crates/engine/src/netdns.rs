@@ -30,6 +30,8 @@ use tokio::sync::watch;
 const PORT: u16 = 53;
 
 struct Listener {
+    /// The bridge it serves (a network removed and made again has another).
+    bridge: String,
     gateway: IpAddr,
     gateway6: Option<IpAddr>,
     internal: bool,
@@ -90,6 +92,9 @@ pub(crate) fn interfaces_here() -> BTreeSet<String> {
         .map(|t| t.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect())
         .unwrap_or_default()
 }
+
+/// Every network's bridge is `cove-` and 8 hex digits of its id (crate::network::create).
+const BRIDGE_PREFIX: &str = "cove-";
 
 struct NetRow {
     name: String,
@@ -162,8 +167,24 @@ impl Dns {
                 return Err(format!("read {}: {e}", path.display()));
             }
         };
-        let here = interfaces_here();
         let mut failures = vec![];
+        // Bridges follow the database: one whose network is gone (`network rm`, or a state
+        // that diverged) is deleted with its listeners before anything binds its gateway again.
+        let stale: Vec<String> = interfaces_here().into_iter().filter(|i| i.starts_with(BRIDGE_PREFIX) && !nets.iter().any(|n| &n.bridge == i)).collect();
+        if !stale.is_empty() {
+            self.listeners.retain(|_, l| !stale.contains(&l.bridge));
+            match cove_net::link::Netlink::open() {
+                Ok(mut nl) => {
+                    for b in &stale {
+                        if let Err(e) = nl.link_index(b).and_then(|i| i.map_or(Ok(()), |i| nl.delete_link(i))) {
+                            self.note(&format!("delete bridge {b} of a removed network: {e}"));
+                        }
+                    }
+                }
+                Err(e) => self.note(&format!("netlink: {e}")),
+            }
+        }
+        let here = interfaces_here();
         let default = self.nat.is_some() && self.host_loopback_default();
         if let Some(nat) = &mut self.nat {
             let nft: Vec<cove_net::nft::NftNetwork> = nets
@@ -181,7 +202,7 @@ impl Dns {
             }
         }
         // Listeners follow the bridges.
-        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && n.dns == l.dns && here.contains(&n.bridge)));
+        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.bridge == l.bridge && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && n.dns == l.dns && here.contains(&n.bridge)));
         for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
             if !self.listeners.contains_key(&n.name) {
                 match self.listen(n) {
@@ -324,6 +345,6 @@ impl Dns {
                 cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await.map_err(|e| e.to_string())
             });
         }
-        Ok(Listener { gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, dns: n.dns.clone(), _stop: stop })
+        Ok(Listener { bridge: n.bridge.clone(), gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, dns: n.dns.clone(), _stop: stop })
     }
 }

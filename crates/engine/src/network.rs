@@ -201,16 +201,24 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
 /// of one address family of a new network.
 fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(String, Subnet)], pool: SubnetPool, v6: bool) -> Result<cove_net::ipam::Ipam> {
     let subnet = match subnet {
-        Some(s) => {
-            let s: Subnet = s.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
+        Some(text) => {
+            // Docker's rule: a CIDR. A bare address used to make a /32 whose every run
+            // failed with "no free address".
+            if !text.contains('/') {
+                return Err(Error::Invalid(format!("invalid --subnet {text:?}: a CIDR (ADDRESS/PREFIX, e.g. 10.91.0.0/24) is required")));
+            }
+            let s: Subnet = text.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
             if s.is_ipv4() == v6 {
                 return Err(Error::Invalid(format!("--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6")));
+            }
+            if let Some((what, other)) = host_subnets(v6).into_iter().find(|(_, h)| h.contains(s.network()) || s.contains(h.network())) {
+                return Err(Error::Conflict(format!("subnet {s} overlaps {other}, {what}: pick another subnet")));
             }
             cove_net::ipam::ensure_no_overlap(&s, taken).map_err(|e| Error::Conflict(e.to_string()))?;
             s
         }
         None => {
-            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).collect();
+            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).chain(host_subnets(v6).into_iter().map(|(_, s)| s)).collect();
             pool.pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
         }
     };
@@ -221,6 +229,52 @@ fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(Str
         }
         None => Ok(cove_net::ipam::Ipam::new(subnet)),
     }
+}
+
+/// Subnets a network must not overlap besides other networks': the host's own routes, since
+/// pasta copies the host's addresses and routes into the helper's namespace (tap0) and a
+/// bridge there on the same subnet takes the way out (host.containers.internal, upstream DNS,
+/// even the tap's own address); and slirp4netns's 10.0.2.0/24 (its host loopback is
+/// 10.0.2.2). Default and link-local routes, host routes (/32, /128) and multicast aside.
+fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
+    let mut out = vec![];
+    if v6 {
+        let text = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(dest), Some(len), Some(dev)) = (f.first(), f.get(1), f.last()) else { continue };
+            let (Ok(bits), Ok(len)) = (u128::from_str_radix(dest, 16), u8::from_str_radix(len, 16)) else { continue };
+            let addr = std::net::Ipv6Addr::from(bits);
+            if len == 0 || len == 128 || *dev == "lo" || addr.segments()[0] & 0xffc0 == 0xfe80 || addr.segments()[0] & 0xff00 == 0xff00 {
+                continue;
+            }
+            if let Ok(s) = Subnet::new(IpAddr::V6(addr), len) {
+                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(dev), Some(dest), Some(mask)) = (f.first(), f.get(1), f.get(7)) else { continue };
+            let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16)) else { continue };
+            let len = mask.count_ones() as u8;
+            if len == 0 || len == 32 || *dev == "lo" {
+                continue;
+            }
+            let addr = std::net::Ipv4Addr::from(dest.to_le_bytes());
+            if addr.is_link_local() {
+                continue;
+            }
+            if let Ok(s) = Subnet::new(IpAddr::V4(addr), len) {
+                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+            }
+        }
+        if let Ok(s) = "10.0.2.0/24".parse() {
+            out.push(("slirp4netns's own subnet (10.0.2.2 is the host's loopback there)".to_string(), s));
+        }
+    }
+    out
 }
 
 /// `-o`, `--dns`, `--ip-range` and `--aux-address` of `network create`, checked against the
@@ -344,6 +398,11 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
         tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
         Ok(())
     })?;
+    // The helper (if it runs) deletes the bridge, its DNS listeners and rules at once: a
+    // network made again with the same subnet (compose up/down/up) must find nothing of them.
+    if let Err(e) = crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path()) {
+        eprintln!("cove: warning: network {}: {e}", n.name);
+    }
     Ok(n.name)
 }
 
@@ -540,8 +599,10 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         }
         // eth<N>, N from the host end's name (cv + 10 id digits + N): stable across connects.
         let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
-        // The default route goes through the first network only.
-        let gws = if ifname == "eth0" { std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect() } else { vec![] };
+        // The default route goes through the first interface that is there (endpoints come in
+        // interface order; a later one adds it only when an earlier one did not: eth0 was
+        // disconnected while the container was stopped, or by `connect` after it was).
+        let gws: Vec<IpAddr> = std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect();
         let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu, mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()) };
         tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
@@ -711,6 +772,21 @@ fn update_monitor_endpoints(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Endpo
     }
 }
 
+/// Gives the container's first remaining interface the default routes it lacks.
+fn move_default_route(eng: &Engine, container_id: &str, pid: i32) -> Result<()> {
+    let mut st = eng.db.conn.prepare("SELECT e.ifname, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1")?;
+    let mut rows: Vec<(String, String, Option<String>)> = st.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    // Interface order: eth<N>, N after the cv + 10 id digits of the host end's name.
+    rows.sort_by_key(|(ifname, _, _)| ifname.get(12..).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
+    let Some((ifname, gw, gw6)) = rows.into_iter().next() else { return Ok(()) };
+    let gws: Vec<IpAddr> = std::iter::once(gw).chain(gw6).filter_map(|g| g.parse().ok()).collect();
+    let container = cove_net::netns::of_pid(pid).map_err(|e| Error::Other(format!("container network namespace: {e}")))?;
+    let mut inside = Netlink::open_in(container.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
+    let inside_name = format!("eth{}", ifname.get(12..).unwrap_or("0"));
+    let oif = inside.index_of(&inside_name).map_err(|e| Error::Other(format!("{inside_name}: {e}")))?;
+    cove_net::link::add_default_routes(&mut inside, &gws, oif).map_err(|e| Error::Other(e.to_string()))
+}
+
 /// `cove network disconnect`: takes a container off a network (its interface and lease).
 pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()> {
     crate::lifecycle::reconcile(eng)?;
@@ -731,6 +807,13 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
         Ok(())
     })?;
+    if let (true, Some(pid)) = (c.state == "running", c.pid) {
+        // The default route left with the interface that held it: as Docker, the first
+        // remaining network takes it (a no-op when another interface has it already).
+        if let Err(e) = move_default_route(eng, &c.id, pid as i32) {
+            eprintln!("cove: warning: {}'s default route: {e}", c.name);
+        }
+    }
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
     // The network change stands either way; a resolv.conf that could not follow is said.
     if let Err(e) = refresh_resolv_conf(eng, &c) {

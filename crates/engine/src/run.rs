@@ -270,8 +270,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         }
     };
     let user_spec = req.user.clone().or(defaults.user.clone()).unwrap_or_else(|| "0".into());
-    let passwd = images::read_image_file(&eng.store, &img, "/etc/passwd").unwrap_or_default();
-    let group = images::read_image_file(&eng.store, &img, "/etc/group").unwrap_or_default();
+    let passwd = images::read_image_userdb(&eng.store, &img, "/etc/passwd");
+    let group = images::read_image_userdb(&eng.store, &img, "/etc/group");
     let user = userdb::resolve(&user_spec, &passwd, &group)?;
     let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
     if let Some(h) = &req.user_home {
@@ -290,10 +290,18 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         None => crate::config::load(eng.dirs.rootless)?.init,
     };
 
+    // Checked here, before anything exists: a bad --stop-signal used to be stored and only
+    // failed at `stop`, leaving a container that could only be killed.
+    if let Some(s) = &req.stop_signal {
+        crate::lifecycle::parse_signal(s).map_err(|_| Error::Invalid(format!("invalid --stop-signal {s:?}: not a signal name or number")))?;
+    }
     let mut stored = req.clone();
-    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone());
+    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|s| crate::lifecycle::parse_signal(s).is_ok()));
     if let Some(r) = &req.restart {
         crate::monitor::Restart::parse(r)?;
+        if req.rm && r != "no" {
+            return Err(Error::Invalid("conflicting options: --restart and --rm".into()));
+        }
     }
     crate::logs::LogOpts::parse(&req.log_opts)?;
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
@@ -472,7 +480,9 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
             Ok(())
         });
     } else {
-        let _ = eng.db.set_container_state(&p.id, "exited", None, code);
+        // A container whose setup failed never ran: it stays Created, as Docker leaves it.
+        let state = if result.is_ok() { "exited" } else { "created" };
+        let _ = eng.db.set_container_state(&p.id, state, None, code);
     }
     tracing::debug!("cleaned up");
     result
@@ -491,6 +501,12 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         let err = cove_sys::borrow_raw(2).try_clone_to_owned().ctx(|| "dup stderr".into())?;
         Stdio::Fds(stdin, out, err)
     };
+    // This CLI is the container's monitor: if it is killed at any point from here on, the
+    // next command sees the pid file of a dead monitor and settles the container (exited, its
+    // ports released, removed with --rm) instead of leaving it `created` forever.
+    let rd = eng.dirs.container_run(&p.id);
+    std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
+    crate::monitor::write_pid_file(&rd.join("monitor.pid"), std::process::id() as i32)?;
     let cg = cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let run_dir = eng.dirs.run.clone();
     let config = crate::config::path(eng.dirs.rootless);
@@ -519,8 +535,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
-    let rd = eng.dirs.container_run(&p.id);
-    let _ = std::fs::create_dir_all(&rd).and_then(|_| crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw()).map_err(std::io::Error::other));
+    let _ = crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw());
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
     tracing::debug!("started");

@@ -56,6 +56,10 @@ pub enum Error {
     /// A blob, layer or archive member that does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A path of an image that cannot be read as asked (a symlink loop, not a regular file,
+    /// too large), from [`crate::ImageFs`].
+    #[error("image path {path}: {reason}")]
+    ImagePath { path: String, reason: String },
     /// A valid input we do not handle (zstd layers, foreign layers, ...).
     #[error("{0} is not supported")]
     Unsupported(String),

@@ -25,6 +25,7 @@
 //! Store::import_rootfs(reader, base: ImageConfiguration, &UnpackOptions) -> Result<LoadedImage>
 //! Store::load(path, &UnpackOptions) -> Result<Vec<LoadedImage>>
 //! Store::layer_dir(diff_id) -> Result<PathBuf>        (Result: the digest is validated)
+//! Store::image_fs(diff_ids) -> Result<ImageFs>         (read image files through the merged layers)
 //! Store::read_config(image_id) -> Result<ImageConfiguration>
 //! Store::remove_layer(diff_id) / remove_blob(digest) -> Result<()>
 //! Store::flatten_into(diff_ids, target, &UnpackOptions) -> Result<UnpackReport>
@@ -75,6 +76,7 @@ mod digest;
 mod error;
 mod flatten;
 mod fsutil;
+mod imagefs;
 mod load;
 mod save;
 mod store;
@@ -88,6 +90,7 @@ use std::path::Path;
 
 pub use apply::{UnpackOptions, UnpackReport, WhiteoutMode, MAX_DEPTH};
 pub use error::{EntryError, Error, Result};
+pub use imagefs::{ImageFs, MAX_SYMLINK_HOPS};
 pub use oci_spec::image::{Config, ImageConfiguration};
 pub use save::{ArchiveFormat, BuiltManifest, LayerBlob, SaveImage};
 pub use store::{import_config, LoadedImage, Store, METADATA_LIMIT};

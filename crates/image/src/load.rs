@@ -132,7 +132,7 @@ impl Store {
             let mut buffered = BufReader::new(file);
             if is_compressed(&mut buffered).map_err(io_err(format!("read {shown}")))? {
                 // Members are read by offset, so a compressed archive is expanded first.
-                let mut tmp = NamedTempFile::with_prefix_in("archive-", self.tmp_dir())
+                let mut tmp = NamedTempFile::with_prefix_in(crate::store::tmp_prefix("archive"), self.tmp_dir())
                     .map_err(io_err("create temporary file"))?;
                 let mut decoded = decompress(&mut buffered, &shown)?;
                 io::copy(&mut decoded, tmp.as_file_mut())

@@ -211,7 +211,7 @@ impl Store {
             let len = file.metadata().map_err(io_err(format!("stat blob {}", short(blob))))?.len();
             return tar.append_data(&mut header(len), name, file).map_err(tar_err(name));
         }
-        let mut tmp = NamedTempFile::with_prefix_in("save-", self.tmp_dir()).map_err(io_err("create temporary file"))?;
+        let mut tmp = NamedTempFile::with_prefix_in(crate::store::tmp_prefix("save"), self.tmp_dir()).map_err(io_err("create temporary file"))?;
         let (actual, len) = {
             let label = format!("layer {}", short(diff_id));
             let plain = decompress(&mut file, &label)?;

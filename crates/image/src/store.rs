@@ -76,6 +76,36 @@ pub struct Store {
     tmp: PathBuf,
 }
 
+/// The name prefix of a temporary entry of this process: `KIND-PID.STARTTIME-`, so that a
+/// later command can tell that the operation which made it is gone (see [`Store::clean_tmp`]).
+pub(crate) fn tmp_prefix(kind: &str) -> String {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let owner = OWNER.get_or_init(|| {
+        let pid = std::process::id();
+        format!("{pid}.{}", start_time(pid).unwrap_or(0))
+    });
+    format!("{kind}-{owner}-")
+}
+
+/// The (pid, start time) in a name made with [`tmp_prefix`].
+fn tmp_owner(name: &str) -> Option<(u32, u64)> {
+    let (_, rest) = name.split_once('-')?;
+    let (owner, _) = rest.split_once('-')?;
+    let (pid, start) = owner.split_once('.')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn process_is(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
 fn mkdir_private(path: &Path) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
@@ -96,7 +126,17 @@ impl Store {
         for dir in [&store.root, &store.blobs, &store.layers, &store.tmp] {
             mkdir_private(dir)?;
         }
+        // What a killed import, load or pull left behind goes at the next command (a read
+        // of an empty directory when there is nothing).
+        if let Err(e) = store.clean_tmp(Duration::from_secs(3600)) {
+            tracing::debug!("clean {}: {e}", store.tmp.display());
+        }
         Ok(store)
+    }
+
+    /// Bytes in `tmp/`: operations under way, not images.
+    pub fn tmp_size(&self) -> u64 {
+        tree_size(&self.tmp).unwrap_or(0)
     }
 
     pub fn root(&self) -> &Path {
@@ -120,6 +160,17 @@ impl Store {
     /// an invalid digest; the directory may not exist.
     pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf> {
         Ok(self.layers.join(digest_hex(diff_id)?))
+    }
+
+    /// The merged view of an image's layers (`diff_ids` bottom-most first, as in its
+    /// config), for reading its files from the host side without leaving it.
+    pub fn image_fs(&self, diff_ids: &[String]) -> Result<crate::ImageFs> {
+        let dirs: Vec<PathBuf> = diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layer_dir(d))
+            .collect::<Result<_>>()?;
+        crate::ImageFs::open(&dirs)
     }
 
     pub fn has_layer(&self, diff_id: &str) -> bool {
@@ -152,7 +203,7 @@ impl Store {
             digest_hex(e)?;
         }
         let what = expected.map(short).unwrap_or_else(|| "blob".into());
-        let mut tmp = NamedTempFile::with_prefix_in("blob-", &self.tmp).map_err(io_err(
+        let mut tmp = NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp).map_err(io_err(
             format!("create temporary file in {}", self.tmp.display()),
         ))?;
         let (digest, size) = {
@@ -238,7 +289,7 @@ impl Store {
     /// visible at its path. A missing layer is not an error.
     pub fn remove_layer(&self, diff_id: &str) -> Result<()> {
         let dir = self.layer_dir(diff_id)?;
-        let trash = TmpTree::new(&self.tmp, "rm-")
+        let trash = TmpTree::new(&self.tmp, &tmp_prefix("rm"))
             .map_err(io_err(format!("create trash in {}", self.tmp.display())))?;
         match fs::rename(&dir, trash.path().join("layer")) {
             Ok(()) => {}
@@ -258,17 +309,22 @@ impl Store {
         }
     }
 
-    /// Removes leftovers in `tmp/` older than `age` (from crashed processes). Entries of
-    /// imports running right now are younger than any sensible `age` (an hour or more).
+    /// Removes leftovers in `tmp/` of operations that no longer run: an entry named by
+    /// [`tmp_prefix`] goes as soon as the process that made it is gone (pid and start time,
+    /// so a reused pid is not mistaken for it), whatever its age; one without an owner in
+    /// its name (made before owners were recorded) once it is older than `age`.
     pub fn clean_tmp(&self, age: Duration) -> Result<()> {
         let now = SystemTime::now();
         let entries =
             fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
         for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
+            let old = match tmp_owner(&entry.file_name().to_string_lossy()) {
+                Some((pid, start)) => !process_is(pid, start),
+                None => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age)),
+            };
             if old {
                 if let Err(e) = remove_tree(&entry.path()) {
                     tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove stale temporary entry");
@@ -358,12 +414,12 @@ impl Store {
             "create staging directory in {}",
             self.tmp.display()
         ));
-        let staging = TmpTree::new(&self.tmp, "layer-").map_err(tmp_err)?;
+        let staging = TmpTree::new(&self.tmp, &tmp_prefix("layer")).map_err(tmp_err)?;
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err(format!("chmod {}", staging.path().display())))?;
         let mut blob_tmp = match opts.keep_layer_blobs {
             true => Some(
-                NamedTempFile::with_prefix_in("blob-", &self.tmp).map_err(io_err(format!(
+                NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp).map_err(io_err(format!(
                     "create temporary file in {}",
                     self.tmp.display()
                 )))?,

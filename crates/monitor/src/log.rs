@@ -51,23 +51,38 @@ impl LogWriter {
     }
 
     /// Writes `data` as one record per line (a trailing partial line is one record too, as
-    /// Docker does when a read returns no newline).
+    /// Docker does when a read returns no newline). Rotation happens between records, so a
+    /// burst read in one go still keeps every file within `max_size` (a single record larger
+    /// than that gets a file of its own).
     pub fn write(&mut self, stream: &str, data: &[u8]) -> Result<()> {
         let time = crate::time::now_rfc3339();
         let mut buf = Vec::with_capacity(data.len() + 64);
+        let mut record = Vec::with_capacity(128);
         for line in data.split_inclusive(|b| *b == b'\n') {
-            buf.extend_from_slice(b"{\"log\":\"");
-            json_escape(&mut buf, line);
-            buf.extend_from_slice(b"\",\"stream\":\"");
-            buf.extend_from_slice(stream.as_bytes());
-            buf.extend_from_slice(b"\",\"time\":\"");
-            buf.extend_from_slice(time.as_bytes());
-            buf.extend_from_slice(b"\"}\n");
+            record.clear();
+            record.extend_from_slice(b"{\"log\":\"");
+            json_escape(&mut record, line);
+            record.extend_from_slice(b"\",\"stream\":\"");
+            record.extend_from_slice(stream.as_bytes());
+            record.extend_from_slice(b"\",\"time\":\"");
+            record.extend_from_slice(time.as_bytes());
+            record.extend_from_slice(b"\"}\n");
+            let pending = self.size + buf.len() as u64;
+            if self.max_size > 0 && pending > 0 && pending + record.len() as u64 > self.max_size {
+                self.flush(&buf)?;
+                buf.clear();
+                self.rotate()?;
+            }
+            buf.extend_from_slice(&record);
         }
-        if self.max_size > 0 && self.size > 0 && self.size + buf.len() as u64 > self.max_size {
-            self.rotate()?;
+        self.flush(&buf)
+    }
+
+    fn flush(&mut self, buf: &[u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
         }
-        self.file.write_all(&buf).ctx(|| format!("write log {}", self.path.display()))?;
+        self.file.write_all(buf).ctx(|| format!("write log {}", self.path.display()))?;
         self.size += buf.len() as u64;
         Ok(())
     }
@@ -116,5 +131,26 @@ mod tests {
         assert!(d.path().join("c.log.1").exists());
         assert!(!d.path().join("c.log.2").exists());
         assert!(std::fs::metadata(&p).unwrap().len() <= 200);
+    }
+
+    #[test]
+    fn a_burst_in_one_write_still_rotates_by_size() {
+        // 500 lines read in one go (a container printing faster than the monitor reads).
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        let mut w = LogWriter::open(&p, 2048, 2).unwrap();
+        let burst: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        w.write("stdout", burst.as_bytes()).unwrap();
+        for f in [p.clone(), d.path().join("c.log.1")] {
+            let len = std::fs::metadata(&f).unwrap().len();
+            assert!(len > 0 && len <= 2048, "{} is {len} bytes", f.display());
+        }
+        assert!(!d.path().join("c.log.2").exists());
+        let last = std::fs::read_to_string(&p).unwrap();
+        assert!(last.contains("line 499\\n"), "the newest file holds the last line: {last}");
+        // A record larger than max_size gets a file of its own rather than being split.
+        let big = "x".repeat(3000) + "\n";
+        w.write("stderr", big.as_bytes()).unwrap();
+        assert!(std::fs::read_to_string(&p).unwrap().contains(&"x".repeat(3000)));
     }
 }

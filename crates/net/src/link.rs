@@ -470,9 +470,7 @@ pub fn attach_container(rootless: &mut Netlink, container: BorrowedFd<'_>, spec:
         }
         inside.set_up(peer)?;
         inside.loopback_up()?;
-        for gw in spec.gateways {
-            inside.add_default_route(*gw, Some(peer))?;
-        }
+        add_default_routes(&mut inside, spec.gateways, peer)?;
         Ok(())
     })();
     if let Err(e) = &r {
@@ -483,6 +481,20 @@ pub fn attach_container(rootless: &mut Netlink, container: BorrowedFd<'_>, spec:
         }
     }
     r
+}
+
+/// Adds a default route via each gateway (one per family) through interface `oif`, unless
+/// the namespace has one for that family already (the kernel's EEXIST): the container's first
+/// interface keeps the default route, a later one takes it over only where there is none (its
+/// first network was disconnected).
+pub fn add_default_routes(nl: &mut Netlink, gateways: &[IpAddr], oif: u32) -> Result<()> {
+    for gw in gateways {
+        match nl.add_default_route(*gw, Some(oif)) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the container's veth pair by its host-side name; a missing link is not an error

@@ -47,6 +47,10 @@ pub enum Error {
     UserNs(String),
     #[error("invalid spec: {0}")]
     Spec(String),
+    /// A path of the container's root that leads somewhere cove will not mount or create on
+    /// (through /proc or /sys, out of the root, a symlink loop).
+    #[error("{0}")]
+    Refused(String),
     /// The caller's setup hook (cgroups, network) failed before the container started.
     #[error("{0}")]
     Setup(String),

@@ -1,12 +1,15 @@
 //! The container's filesystem view: rootfs, spec mounts, /dev, pivot_root, masked and
 //! read-only paths. Runs inside the container's new mount namespace, before `execve`.
 
-use crate::paths::secure_join;
+use crate::paths::{fd_path, lexical, Create, Root};
 use crate::{Context, Error, Result, Rootfs};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{Mode, SFlag};
+use nix::sys::stat::{fchmodat, fstat, fstatat, mknodat, FchmodatFlags, Mode, SFlag};
+use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 use oci_spec::runtime::{Mount, Spec};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Mount flags and data parsed from OCI mount options.
@@ -75,9 +78,14 @@ pub fn parse_options(options: &[String]) -> MountOpts {
 }
 
 fn mnt(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
-    mount(src, dst, fstype, flags, data).map_err(|source| Error::Mount {
+    mnt_shown(src, dst, dst, fstype, flags, data)
+}
+
+/// mount(2) on `at` (a `/proc/self/fd/N` path), naming `shown` in errors.
+fn mnt_shown(src: Option<&Path>, at: &Path, shown: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    mount(src, at, fstype, flags, data).map_err(|source| Error::Mount {
         src: src.map(|p| p.display().to_string()).or(fstype.map(String::from)).unwrap_or_default(),
-        dst: dst.to_path_buf(),
+        dst: shown.to_path_buf(),
         source,
     })
 }
@@ -107,12 +115,16 @@ fn locked_flags(path: &Path) -> MsFlags {
 
 /// Remounts a bind mount with `flags`, keeping the flags that are locked on it.
 pub fn bind_remount(path: &Path, flags: MsFlags, clear: MsFlags) -> Result<()> {
+    remount_shown(path, path, flags, clear)
+}
+
+fn remount_shown(path: &Path, shown: &Path, flags: MsFlags, clear: MsFlags) -> Result<()> {
     let keep = locked_flags(path) & !clear;
     let want = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep;
-    match mnt(None, path, None, want, None) {
+    match mnt_shown(None, path, shown, None, want, None) {
         Ok(()) => Ok(()),
         // Atime flags are the usual culprit when a remount is refused: retry without touching them.
-        Err(_) => mnt(None, path, None, want & !(MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_STRICTATIME) | (locked_flags(path) & (MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)), None),
+        Err(_) => mnt_shown(None, path, shown, None, want & !(MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_STRICTATIME) | (locked_flags(path) & (MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)), None),
     }
 }
 
@@ -120,15 +132,58 @@ fn ensure_dir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).ctx(|| format!("mkdir {}", p.display()))
 }
 
-fn ensure_file(p: &Path) -> Result<()> {
-    if let Some(parent) = p.parent() {
-        ensure_dir(parent)?;
+/// Files below /proc that a bind mount may cover (runc's list: what lxcfs emulates).
+const PROC_BIND_ALLOWED: &[&str] = &[
+    "proc/cpuinfo",
+    "proc/diskstats",
+    "proc/meminfo",
+    "proc/stat",
+    "proc/swaps",
+    "proc/uptime",
+    "proc/loadavg",
+    "proc/slabinfo",
+    "proc/net/dev",
+    "proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a mount whose target (`rel`, where `dst` resolved inside the root) lies in the
+/// container's /proc or /sys — by path, or because the target is on a procfs or sysfs
+/// already mounted there — except the spec's own proc at /proc, sysfs at /sys, cgroup at
+/// /sys/fs/cgroup and binds over the few /proc files lxcfs emulates. proc and sysfs must be
+/// mounted at their own paths, not through a symlink (the masks would miss them).
+fn check_target(dst: &Path, rel: &Path, target: BorrowedFd<'_>, typ: &str, bind: bool) -> Result<()> {
+    use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, SYSFS_MAGIC};
+    let fs = fstatfs(target).map(|s| s.filesystem_type()).ok();
+    let under = |top: &str| rel == Path::new(top) || rel.starts_with(top);
+    let refuse = |what: &str| Err(Error::Refused(format!("refusing to mount on {}: it resolves to /{}, {what}", dst.display(), rel.display())));
+    let literal = lexical(dst) == rel;
+    let fs_kind = !bind && matches!(typ, "proc" | "sysfs");
+    if fs_kind && !literal {
+        return refuse(&format!("not {} (a symlink in the container's root leads there)", Path::new("/").join(lexical(dst)).display()));
     }
-    if std::fs::symlink_metadata(p).is_ok() {
-        return Ok(());
+    if under("proc") || fs == Some(PROC_SUPER_MAGIC) {
+        let ok = (typ == "proc" && !bind && rel == Path::new("proc")) || (bind && literal && PROC_BIND_ALLOWED.iter().any(|a| rel == Path::new(a)));
+        if !ok {
+            return refuse("inside /proc of the container");
+        }
     }
-    std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(p).ctx(|| format!("create {}", p.display()))?;
+    if under("sys") || fs == Some(SYSFS_MAGIC) {
+        let ok = (typ == "sysfs" && rel == Path::new("sys")) || (matches!(typ, "cgroup" | "cgroup2") && !bind && rel == Path::new("sys/fs/cgroup"));
+        if !ok {
+            return refuse("inside /sys of the container");
+        }
+    }
     Ok(())
+}
+
+/// Opens `dst` again after a mount on it (now the mount's root), checking it still resolves
+/// to `rel`; for remounts and propagation changes.
+fn reopen(root: &Root, dst: &Path, rel: &Path) -> Result<OwnedFd> {
+    let fd = root.resolve(dst)?.ok_or_else(|| Error::Refused(format!("mount target {} vanished during the mount", dst.display())))?;
+    if root.relative(fd.as_fd())? != rel {
+        return Err(Error::Refused(format!("mount target {} changed during the mount", dst.display())));
+    }
+    Ok(fd)
 }
 
 /// Mounts the root filesystem on `root` (overlay of image layers, or a bind of a directory),
@@ -182,48 +237,61 @@ pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Performs the spec's mounts under `root` (before pivot_root).
+/// Performs the spec's mounts under `root` (before pivot_root). Every target is opened inside
+/// the root by descriptor and mounted through it: see [`crate::paths`].
 pub fn mount_all(spec: &Spec, root: &Path, rootless: bool, new_netns: bool) -> Result<()> {
     let empty = vec![];
     let mounts: &Vec<Mount> = spec.mounts().as_ref().unwrap_or(&empty);
+    let root = Root::open(root)?;
     for m in mounts {
-        do_mount(m, root, rootless, new_netns)?;
+        do_mount(m, &root, rootless, new_netns)?;
     }
     Ok(())
 }
 
-fn do_mount(m: &Mount, root: &Path, rootless: bool, new_netns: bool) -> Result<()> {
-    let dst = secure_join(root, m.destination());
+fn do_mount(m: &Mount, root: &Root, rootless: bool, new_netns: bool) -> Result<()> {
+    let dst = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("");
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
-    if opts.bind || typ == "bind" {
-        let src = m.source().as_ref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", m.destination().display())))?;
+    let bind = opts.bind || typ == "bind";
+    let create = if bind {
+        let src = m.source().as_ref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", dst.display())))?;
         let meta = std::fs::metadata(src).ctx(|| format!("bind mount source {}", src.display()))?;
         if meta.is_dir() {
-            ensure_dir(&dst)?;
+            Create::Dir
         } else {
-            ensure_file(&dst)?;
+            Create::File
         }
+    } else {
+        Create::Dir
+    };
+    let (target, _) = root.ensure(dst, create)?;
+    let rel = root.relative(target.as_fd())?;
+    check_target(dst, &rel, target.as_fd(), typ, bind)?;
+    let at = fd_path(target.as_fd());
+    if bind {
+        let src = m.source().as_deref().unwrap_or(Path::new(""));
         let mut f = MsFlags::MS_BIND;
         if opts.recursive {
             f |= MsFlags::MS_REC;
         }
-        mnt(Some(src), &dst, None, f, None)?;
+        mnt_shown(Some(src), &at, dst, None, f, None)?;
         if !(opts.flags & !MsFlags::MS_REC).is_empty() || !opts.clear.is_empty() {
-            bind_remount(&dst, opts.flags, opts.clear)?;
+            let mounted = reopen(root, dst, &rel)?;
+            remount_shown(&fd_path(mounted.as_fd()), dst, opts.flags, opts.clear)?;
         }
     } else {
-        ensure_dir(&dst)?;
         let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        let r = mnt(Some(&src), &dst, Some(typ), opts.flags, data.as_deref());
+        let r = mnt_shown(Some(&src), &at, dst, Some(typ), opts.flags, data.as_deref());
         match (r, typ) {
             (Ok(()), _) => {}
             // Without a network namespace of our own (rootless --network host) sysfs cannot be
             // mounted: bind the host's instead, read-only, as Podman does.
             (Err(_), "sysfs") if rootless || !new_netns => {
-                mnt(Some(Path::new("/sys")), &dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-                let _ = bind_remount(&dst, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty());
+                mnt_shown(Some(Path::new("/sys")), &at, dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                let mounted = reopen(root, dst, &rel)?;
+                let _ = remount_shown(&fd_path(mounted.as_fd()), dst, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty());
             }
             // A cgroup namespace on a v1 or hybrid host may refuse cgroup mounts; containers
             // work without /sys/fs/cgroup, so this is not fatal.
@@ -231,7 +299,7 @@ fn do_mount(m: &Mount, root: &Path, rootless: bool, new_netns: bool) -> Result<(
             // devpts options like gid=5 fail when gid 5 is not mapped (single-id user namespace).
             (Err(_), "devpts") => {
                 let d: Vec<&str> = opts.data.iter().map(|s| s.as_str()).filter(|s| !s.starts_with("gid=")).collect();
-                mnt(Some(&src), &dst, Some(typ), opts.flags, Some(&d.join(",")))?;
+                mnt_shown(Some(&src), &at, dst, Some(typ), opts.flags, Some(&d.join(",")))?;
             }
             // mqueue needs an IPC namespace owned by our user namespace; fall back to nothing.
             (Err(e), "mqueue") if rootless => tracing::debug!("skipping mqueue mount: {e}"),
@@ -239,15 +307,17 @@ fn do_mount(m: &Mount, root: &Path, rootless: bool, new_netns: bool) -> Result<(
         }
     }
     if !opts.propagation.is_empty() {
-        let _ = mnt(None, &dst, None, opts.propagation, None);
+        if let Ok(mounted) = reopen(root, dst, &rel) {
+            let _ = mnt_shown(None, &fd_path(mounted.as_fd()), dst, None, opts.propagation, None);
+        }
     }
     Ok(())
 }
 
 /// Creates the device nodes of the spec (plus the OCI defaults) under `root/dev`. Rootless,
-/// mknod is refused, so the host's nodes are bind-mounted instead.
+/// mknod is refused, so the host's nodes are bind-mounted instead. Everything is created
+/// relative to a descriptor of the container's /dev and resolved inside it.
 pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
-    let dev = root.join("dev");
     let mut wanted: Vec<(PathBuf, SFlag, u64, u64, u32)> = ["null:1:3", "zero:1:5", "full:1:7", "random:1:8", "urandom:1:9", "tty:5:0"]
         .iter()
         .map(|s| {
@@ -266,35 +336,52 @@ pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
             wanted.push((d.path().clone(), kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666)));
         }
     }
+    let root = Root::open(root)?;
+    let (devfd, _) = root.ensure(Path::new("/dev"), Create::Dir)?;
+    let rel = root.relative(devfd.as_fd())?;
+    if fstat(&devfd).map(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR).unwrap_or(true) {
+        return Err(Error::Refused(format!("/dev of the container resolves to /{}, which is not a directory", rel.display())));
+    }
+    if rel != Path::new("dev") {
+        return Err(Error::Refused(format!("/dev of the container resolves to /{} (a symlink in the container's root leads there)", rel.display())));
+    }
+    let dev = Root::from_fd(devfd)?;
     for (path, kind, major, minor, mode) in wanted {
-        let dst = secure_join(root, &path);
-        if !dst.starts_with(&dev) {
+        let sub = path.strip_prefix("/dev").ok().filter(|s| !s.as_os_str().is_empty() && !s.components().any(|c| matches!(c, std::path::Component::ParentDir)));
+        let Some((name, parent)) = sub.and_then(|s| Some((s.file_name()?.to_os_string(), s.parent().unwrap_or(Path::new("")).to_path_buf()))) else {
             return Err(Error::Spec(format!("device {} is not under /dev", path.display())));
-        }
-        let _ = std::fs::remove_file(&dst);
-        let made = !rootless
-            && nix::sys::stat::mknod(&dst, kind, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor)).is_ok();
+        };
+        let (pfd, _) = dev.ensure(&parent, Create::Dir)?;
+        let _ = unlinkat(&pfd, name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        let made = !rootless && mknodat(&pfd, name.as_os_str(), kind, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor)).is_ok();
         if made {
-            let _ = std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(mode));
+            // Just made by mknod (not a symlink), so following is moot.
+            let _ = fchmodat(&pfd, name.as_os_str(), Mode::from_bits_truncate(mode), FchmodatFlags::FollowSymlink);
             continue;
         }
         if !Path::new(&path).exists() {
             tracing::debug!("host has no {}, skipping", path.display());
             continue;
         }
-        ensure_file(&dst)?;
-        mnt(Some(&path), &dst, None, MsFlags::MS_BIND, None)?;
+        match openat(&pfd, name.as_os_str(), OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644)) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(source) => return Err(Error::Sys { what: format!("create {}", path.display()), source }),
+        }
+        let target = openat(&pfd, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).ctx(|| format!("open {}", path.display()))?;
+        if fstat(&target).map(|st| st.st_mode & libc::S_IFMT != libc::S_IFREG).unwrap_or(true) {
+            return Err(Error::Refused(format!("refusing to mount on {}: not a regular file", path.display())));
+        }
+        mnt_shown(Some(&path), &fd_path(target.as_fd()), &path, None, MsFlags::MS_BIND, None)?;
     }
+    let absent = |name: &str| matches!(fstatat(dev.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW), Err(Errno::ENOENT));
     for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
-        let p = dev.join(link);
-        if std::fs::symlink_metadata(&p).is_err() {
-            let _ = std::os::unix::fs::symlink(target, &p);
+        if absent(link) {
+            let _ = symlinkat(target, dev.fd(), link);
         }
     }
-    let ptmx = dev.join("ptmx");
-    if dev.join("pts/ptmx").exists() {
-        let _ = std::fs::remove_file(&ptmx);
-        std::os::unix::fs::symlink("pts/ptmx", &ptmx).ctx(|| "symlink /dev/ptmx".into())?;
+    if dev.resolve(Path::new("pts/ptmx"))?.is_some() {
+        let _ = unlinkat(dev.fd(), "ptmx", UnlinkatFlags::NoRemoveDir);
+        symlinkat("pts/ptmx", dev.fd(), "ptmx").ctx(|| "symlink /dev/ptmx".into())?;
     }
     Ok(())
 }
@@ -342,16 +429,13 @@ pub fn readonly_root() -> Result<()> {
     bind_remount(Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())
 }
 
-/// Creates the working directory if the image lacks it (as Docker does).
+/// Creates the working directory if the image lacks it (as Docker does), inside the root
+/// (symlinks on the way resolved inside it).
 pub fn ensure_cwd(root: &Path, cwd: &Path, uid: u32, gid: u32) -> Result<()> {
-    let p = secure_join(root, cwd);
-    if std::fs::symlink_metadata(&p).is_err() {
-        ensure_dir(&p)?;
-        if uid != 0 || gid != 0 {
-            let _ = std::os::unix::fs::chown(&p, Some(uid), Some(gid));
-        }
-    } else if let Ok(m) = std::fs::metadata(&p) {
-        let _ = m.ino();
+    let root = Root::open(root)?;
+    let (fd, made) = root.ensure(cwd, Create::Dir).map_err(|e| Error::Refused(format!("working directory {}: {e}", cwd.display())))?;
+    if made && (uid != 0 || gid != 0) {
+        let _ = nix::unistd::fchownat(&fd, "", Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)), AtFlags::AT_EMPTY_PATH);
     }
     Ok(())
 }
@@ -359,6 +443,31 @@ pub fn ensure_cwd(root: &Path, cwd: &Path, uid: u32, gid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_in_proc_and_sys_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = std::fs::File::open(d.path()).unwrap();
+        let check = |dst: &str, rel: &str, typ: &str, bind: bool| check_target(Path::new(dst), Path::new(rel), dir.as_fd(), typ, bind);
+        assert!(check("/proc", "proc", "proc", false).is_ok());
+        assert!(check("/sys", "sys", "sysfs", false).is_ok());
+        assert!(check("/sys/fs/cgroup", "sys/fs/cgroup", "cgroup2", false).is_ok());
+        assert!(check("/proc/cpuinfo", "proc/cpuinfo", "bind", true).is_ok(), "lxcfs");
+        assert!(check("/etc/hosts", "etc/hosts", "bind", true).is_ok());
+        assert!(check("/data", "data/x", "tmpfs", false).is_ok());
+        let e = check("/etc/hosts", "proc/1/environ", "bind", true).unwrap_err().to_string();
+        assert_eq!(e, "refusing to mount on /etc/hosts: it resolves to /proc/1/environ, inside /proc of the container");
+        assert!(check("/x/cpuinfo", "proc/cpuinfo", "bind", true).is_err(), "the lxcfs list by its own path only");
+        assert!(check("/proc", "proc", "bind", true).is_err());
+        assert!(check("/data", "sys/kernel", "tmpfs", false).is_err());
+        assert!(check("/sys", "sys", "bind", true).is_err());
+        // proc and sysfs through a symlink (where the masks would miss them).
+        assert!(check("/proc", "etc", "proc", false).unwrap_err().to_string().contains("not /proc"));
+        assert!(check("/sys", "tmp/s", "sysfs", false).is_err());
+        // A target on a mounted procfs, whatever its path.
+        let p = std::fs::File::open("/proc/self").unwrap();
+        assert!(check_target(Path::new("/data"), Path::new("data"), p.as_fd(), "bind", true).is_err());
+    }
 
     #[test]
     fn options() {

@@ -4,6 +4,7 @@
 //! environment cannot run it at all).
 
 mod archives;
+mod imagefs;
 mod store;
 mod unpack;
 mod userns;

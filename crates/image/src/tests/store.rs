@@ -268,6 +268,34 @@ fn clean_tmp_removes_stale_entries() {
 }
 
 #[test]
+fn tmp_entries_of_a_dead_operation_go_at_the_next_open_whatever_their_age() {
+    let (_d, s) = store();
+    // A killed pull: its staging entry names a process that is gone.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let start = |pid: u32| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().to_string();
+    let killed = s.root().join(format!("tmp/layer-{dead}.1234-abc"));
+    fs::create_dir_all(killed.join("usr/bin")).unwrap();
+    fs::write(killed.join("usr/bin/big"), vec![0u8; 4096]).unwrap();
+    // One of this very process (a pull running right now), and one of a pid that was reused
+    // (same pid as ours, another start time).
+    let me = std::process::id();
+    let running = s.root().join(format!("tmp/blob-{me}.{}-xyz", start(me)));
+    fs::write(&running, b"partial").unwrap();
+    let reused = s.root().join(format!("tmp/blob-{me}.1-xyz"));
+    fs::write(&reused, b"old").unwrap();
+    assert!(s.tmp_size() >= 4096);
+    let s2 = Store::open(s.root()).unwrap();
+
+    assert!(!killed.exists(), "the dead operation's entry is gone at once");
+    assert!(!reused.exists(), "a reused pid is not the owner");
+    assert!(running.exists(), "a running operation's entry is kept");
+    s2.clean_tmp(std::time::Duration::ZERO).unwrap();
+    assert!(running.exists(), "whatever its age");
+}
+
+#[test]
 fn flatten_applies_layers_in_order() {
     let (_d, s) = store();
     let opts = overlay_opts();
