@@ -230,7 +230,7 @@ pub enum NetworkCmd {
         /// Set metadata on the network (KEY[=VALUE])
         #[arg(long)]
         label: Vec<String>,
-        /// Driver options: mtu=N (also com.docker.network.driver.mtu)
+        /// Driver options: mtu=N (also com.docker.network.driver.mtu), allow_host_loopback=true (reach services on the host's 127.0.0.1 through host.containers.internal; off by default)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// The network DNS's upstream servers (default: the host's resolvers)

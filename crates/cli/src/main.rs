@@ -15,13 +15,14 @@ fn main() -> ExitCode {
     // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]`, kept
     // off clap's path (it execs the small `cove-monitor` once the container runs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(6).collect();
-    if args.len() == 4 && args[1] == "__netd" {
+    if args.len() == 5 && args[1] == "__netd" {
         init_tracing(None);
-        let fd = args[3].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
+        let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
         if let Some(f) = &fd {
             let _ = nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
-        cove_engine::netd::main(std::path::Path::new(&args[2]), fd);
+        let config = Some(std::path::Path::new(&args[3])).filter(|p| !p.as_os_str().is_empty());
+        cove_engine::netd::main(std::path::Path::new(&args[2]), config, fd);
     }
     if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);

@@ -1400,9 +1400,13 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
     for tool in ["pasta", "slirp4netns"] {
         let Some(w) = World::new() else { return };
         let w = w.with_env("COVE_NETWORK_CMD", tool);
+        // The host's loopback is closed by default (tests/security/host_loopback.rs): a
+        // network opens it.
+        w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
+        let open = ["--network", "open"];
         // Out of the namespace through the tool, NATed: host.containers.internal is the
         // address the tool maps to the host's loopback (in /etc/hosts and in DNS).
-        let out = w.sh_ok(&[], &format!("grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK; nc -w 5 host.containers.internal {port}"));
+        let out = w.sh_ok(&open, &format!("grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK; nc -w 5 host.containers.internal {port}"));
         assert!(out.contains("host.containers.internal host.docker.internal\n"), "{tool}: {out}");
         assert!(out.contains("DNS-OK\n"), "{tool}: {out}");
         assert!(out.ends_with("hello-from-host\n"), "{tool}: {out}");
@@ -1411,12 +1415,12 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         let dead = free_port();
         // The reset may come before connect() returns, or at the first read.
         let py = format!("import socket\ntry:\n    s = socket.create_connection(('host.containers.internal', {dead}), timeout=5)\n    print('recv', s.recv(10))\nexcept Exception as e:\n    print('error', type(e).__name__)");
-        let out = w.ok(&["run", "--rm", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &py]);
+        let out = w.ok(&["run", "--rm", "--network", "open", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &py]);
         assert_eq!(out, "error ConnectionResetError\n", "{tool}");
         // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
         // host's loopback, asked directly (not through cove's DNS).
         let (uport, count) = fake_upstream();
-        let out = w.sh_ok(&[], &format!("nslookup -port={uport} example.org host.containers.internal"));
+        let out = w.sh_ok(&open, &format!("nslookup -port={uport} example.org host.containers.internal"));
         assert!(out.contains("Address: 192.0.2.7"), "{tool}: {out}");
         assert!(count.load(Ordering::SeqCst) >= 1);
         // An --internal network has no way out.
@@ -1426,7 +1430,7 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         assert!(!String::from_utf8_lossy(&o.stdout).contains("hello-from-host"), "{tool}: internal network got out");
         // The tool goes with the helper when the last container is gone.
         let pid: i32 = std::fs::read_to_string(w.path().join("run/netd-outbound.pid")).unwrap().trim().parse().unwrap();
-        w.ok(&["network", "rm", "closed"]);
+        w.ok(&["network", "rm", "closed", "open"]);
         let gone = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
             !w.path().join("run/netd.pid").exists() && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)

@@ -5,6 +5,7 @@
 //! init = true        # run cove's init as PID 1 unless --init=false
 //! default_registry = docker.io                       # where short names (alpine:3.20) are pulled from
 //! insecure_registries = 10.0.0.5:5000, reg.lan      # TLS unverified, plain HTTP if no TLS
+//! allow_host_loopback = true   # networks without -o allow_host_loopback reach the host's loopback
 //! ```
 //! Loopback registries (localhost, 127.0.0.0/8, ::1) are insecure without being listed.
 //! An unknown key or a bad value is an error naming the file and line, never ignored.
@@ -18,6 +19,11 @@ pub struct UserConfig {
     /// Registry for names without a domain (`docker.io` when unset).
     pub default_registry: Option<String>,
     pub insecure_registries: Vec<String>,
+    /// Whether containers on networks that do not say (`network create -o
+    /// allow_host_loopback`), the default network too, reach services on the host's loopback
+    /// through `host.containers.internal`. Off: hosts bind admin and database ports to
+    /// 127.0.0.1 so that nothing else reaches them (rootless Docker and podman keep it closed).
+    pub allow_host_loopback: bool,
 }
 
 /// Where the config file of the calling user lives.
@@ -45,14 +51,14 @@ pub fn parse(text: &str, file: &Path) -> Result<UserConfig> {
         let bad = |why: &str| Error::Invalid(format!("{}:{}: {why}", file.display(), n + 1));
         let (k, v) = l.split_once('=').ok_or_else(|| bad("expected key = value"))?;
         let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        let boolean = |v: &str| match v {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            _ => Err(bad(&format!("{k} must be true or false, not {v:?}"))),
+        };
         match k {
-            "init" => {
-                c.init = match v {
-                    "true" | "yes" | "1" => true,
-                    "false" | "no" | "0" => false,
-                    _ => return Err(bad(&format!("init must be true or false, not {v:?}"))),
-                }
-            }
+            "init" => c.init = boolean(v)?,
+            "allow_host_loopback" => c.allow_host_loopback = boolean(v)?,
             "default_registry" => {
                 if v.is_empty() || v.contains('/') || v.contains(char::is_whitespace) {
                     return Err(bad(&format!("default_registry must be a host[:port], not {v:?}")));
@@ -70,9 +76,16 @@ pub fn parse(text: &str, file: &Path) -> Result<UserConfig> {
 
 /// Loads the user's config; a missing file means defaults.
 pub fn load(rootless: bool) -> Result<UserConfig> {
-    let Some(p) = path(rootless) else { return Ok(UserConfig::default()) };
-    match std::fs::read_to_string(&p) {
-        Ok(t) => parse(&t, &p),
+    match path(rootless) {
+        Some(p) => load_from(&p),
+        None => Ok(UserConfig::default()),
+    }
+}
+
+/// Loads the config at `p`; a missing file means defaults.
+pub fn load_from(p: &Path) -> Result<UserConfig> {
+    match std::fs::read_to_string(p) {
+        Ok(t) => parse(&t, p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
         Err(e) => Err(Error::Io { what: format!("read {}", p.display()), source: e }),
     }
@@ -92,6 +105,9 @@ mod tests {
         assert_eq!(parse("", f).unwrap(), UserConfig::default());
         assert!(!parse("init=false", f).unwrap().init);
         assert_eq!(parse("init = maybe", f).unwrap_err().to_string(), "cove.conf:1: init must be true or false, not \"maybe\"");
+        assert!(parse("allow_host_loopback = yes", f).unwrap().allow_host_loopback);
+        assert!(!parse("allow_host_loopback = false", f).unwrap().allow_host_loopback);
+        assert_eq!(parse("allow_host_loopback = open", f).unwrap_err().to_string(), "cove.conf:1: allow_host_loopback must be true or false, not \"open\"");
         assert!(parse("colour = blue", f).unwrap_err().to_string().contains("unknown key \"colour\""));
         assert!(parse("just words", f).is_err());
     }

@@ -140,6 +140,7 @@ pub(crate) fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::ru
         exposed: p.exposed.clone(),
         db: Some(eng.dirs.db_path()),
         net_from: p.net_from.clone(),
+        config: crate::config::path(eng.dirs.rootless),
     };
     let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())

@@ -102,6 +102,10 @@ pub struct MonitorConfig {
     /// `--network container:NAME`: the namespace to join, looked up at every (re)start.
     #[serde(default)]
     pub net_from: Option<NetFrom>,
+    /// The user's cove.conf, for a network helper this monitor starts (the monitor's own
+    /// environment keeps only COVE_*, PATH and HOME).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
 }
 
 /// The container whose network namespace another one joins (`--network container:NAME`).
@@ -355,7 +359,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
         match &cfg.run {
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
-                crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints)?;
+                crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.config.as_deref())?;
                 crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first())
             }
             None => Ok(()),

@@ -1,4 +1,4 @@
-//! The per-user network helper (`cove __netd RUNDIR`): holds the network namespace in which
+//! The per-user network helper (`cove __netd RUNDIR CONFIG`): holds the network namespace in which
 //! cove's bridges live, started on demand by the first container that joins a network and
 //! gone once no container has been attached for `COVE_NETD_IDLE_SECS` (default 10): its
 //! namespace, bridges and all go with it, so nothing is left behind.
@@ -25,15 +25,16 @@ fn live(run: &Path) -> Option<(i32, i32)> {
     (crate::monitor::start_time(pid) == Some(st)).then_some((pid, fd))
 }
 
-/// A handle on the rootless network namespace, starting the helper if needed.
-pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
+/// A handle on the rootless network namespace, starting the helper if needed; `config`: the
+/// user's cove.conf ([`crate::config::path`]) for a helper started now.
+pub fn rootless_netns(run: &Path, config: Option<&Path>) -> Result<OwnedFd> {
     let lock_path = run.join("netd.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
     let (pid, fd) = match live(run) {
         Some(x) => x,
         None => {
-            spawn(run)?;
+            spawn(run, config)?;
             live(run).ok_or_else(|| Error::Other("the network helper did not start".into()))?
         }
     };
@@ -43,8 +44,12 @@ pub fn rootless_netns(run: &Path) -> Result<OwnedFd> {
     Ok(f.into())
 }
 
-fn spawn(run: &Path) -> Result<()> {
-    let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string()])?;
+fn spawn(run: &Path, config: Option<&Path>) -> Result<()> {
+    // The helper reads the user's cove.conf at every reload; its path is settled by the
+    // command (with the whole environment: the helper gets only COVE_*, PATH and HOME; and
+    // knowing whether it is rootless, which the user namespace hides). Empty: none.
+    let config = config.map(|p| p.display().to_string()).unwrap_or_default();
+    let msg = crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string(), config])?;
     if msg.starts_with("OK") {
         Ok(())
     } else {
@@ -63,8 +68,9 @@ fn attached_here() -> usize {
         .unwrap_or(0)
 }
 
-/// Entry point of `cove __netd RUNDIR FD`. Never returns.
-pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
+/// Entry point of `cove __netd RUNDIR CONFIG FD` (CONFIG: the user's cove.conf, or empty).
+/// Never returns.
+pub fn main(run: &Path, config: Option<&Path>, report: Option<OwnedFd>) -> ! {
     let mut report = report.map(std::fs::File::from);
     let fail = |report: &mut Option<std::fs::File>, msg: String| -> ! {
         if let Some(r) = report.as_mut() {
@@ -140,31 +146,37 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
     // Outbound access (see crate::outbound). Started by this thread, which lives as long as
     // the process: the tool gets SIGTERM when it ends. Without one, containers still reach
     // each other; `cove run` has warned the user already.
-    let (_outbound, host) = match crate::outbound::choose() {
+    let (_outbound, host, mapped) = match crate::outbound::choose() {
         Ok(Some(tool)) => match crate::outbound::start(&tool, netns.as_fd(), &run.join("netd-outbound.log")) {
             Ok(child) => {
                 let _ = std::fs::write(run.join("netd-outbound.pid"), format!("{}\n", child.id()));
-                (Some(child), crate::outbound::host_address(&tool))
+                (Some(child), crate::outbound::host_address(&tool), crate::outbound::loopback_mapped(&tool))
             }
             Err(e) => {
                 tracing::warn!("outbound access: {e}");
-                (None, None)
+                (None, None, vec![])
             }
         },
-        Ok(None) => (None, None),
+        Ok(None) => (None, None, vec![]),
         Err(e) => {
             tracing::warn!("outbound access: {e}");
-            (None, None)
+            (None, None, vec![])
         }
     };
-    let redirect = match crate::outbound::serve_tcp(netns.as_fd(), host) {
+    // Which networks reach the host's loopback (see crate::outbound): closed until the first
+    // reload says otherwise.
+    let policy = crate::outbound::LoopbackPolicy::default();
+    let redirect = match crate::outbound::serve_tcp(netns.as_fd(), host, policy.clone()) {
         Ok(port) => Some(port),
         Err(e) => {
             tracing::warn!("outbound tcp: {e}");
             None
         }
     };
-    let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some()));
+    let nat = Some(crate::outbound::Nat::new(redirect, _outbound.is_some(), mapped, policy));
+    // cove.conf (its `allow_host_loopback` is the default of networks that do not say), the
+    // file the command that started us found, re-read at every reload.
+    let config = config.map(Path::to_path_buf);
     if let Some(mut r) = report.take() {
         let _ = r.write_all(b"OK");
     }
@@ -183,6 +195,7 @@ pub fn main(run: &Path, report: Option<OwnedFd>) -> ! {
         };
         let mut dns = crate::netdns::Dns::new(rt, upstreams, nat, host);
         dns.log = Some(run_owned.join("netd-outbound.log"));
+        dns.config = config;
         let mut containers_seen = std::collections::BTreeSet::new();
         let mut last_busy = std::time::Instant::now();
         let mut served: std::collections::HashMap<String, Vec<cove_net::forward::Shutdown>> = Default::default();

@@ -55,6 +55,8 @@ pub(crate) struct Dns {
     host: Vec<IpAddr>,
     /// Where problems that fail no request are written (`netd-outbound.log`).
     pub(crate) log: Option<PathBuf>,
+    /// The user's cove.conf: its `allow_host_loopback` applies to networks that do not say.
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// Starts the runtime thread. Call it from a thread in the host's network namespace: the
@@ -104,6 +106,8 @@ struct NetRow {
     internal: bool,
     /// `network create --dns`: this network's upstreams instead of the host's.
     dns: Vec<SocketAddr>,
+    /// `-o allow_host_loopback`, if given.
+    host_loopback: Option<bool>,
 }
 
 /// Runs a serve loop on the runtime; its end by error is logged (the other listeners go on).
@@ -136,7 +140,7 @@ struct EndpointRow {
 impl Dns {
     pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>, nat: Option<crate::outbound::Nat>, host: Option<IpAddr>) -> Dns {
         let (records, _) = watch::channel(Arc::new(Records::new(&[])));
-        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), db_path: None, db: None, nat, host: host.into_iter().collect(), log: None }
+        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), db_path: None, db: None, nat, host: host.into_iter().collect(), log: None, config: None }
     }
 
     /// Reloads from the database at `db` (remembered for later reloads without one). Must run
@@ -181,13 +185,15 @@ impl Dns {
             }
         }
         let here = interfaces_here();
+        let default = self.nat.is_some() && self.host_loopback_default();
         if let Some(nat) = &mut self.nat {
             let nft: Vec<cove_net::nft::NftNetwork> = nets
                 .iter()
                 .filter_map(|n| {
                     let mut subnets = vec![n.subnet.parse().ok()?];
                     subnets.extend(n.subnet6.as_ref().and_then(|s| s.parse::<cove_net::ipam::Subnet>().ok()));
-                    Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets, internal: n.internal })
+                    let host_loopback = n.host_loopback.unwrap_or(default);
+                    Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets, internal: n.internal, host_loopback })
                 })
                 .collect();
             // Not a reason to fail a container's start: it still reaches its network.
@@ -237,6 +243,19 @@ impl Dns {
         }
     }
 
+    /// cove.conf's `allow_host_loopback`, read now (a changed file applies at the next
+    /// reload); a file that does not parse keeps the loopback closed, and says so in the log.
+    fn host_loopback_default(&self) -> bool {
+        let Some(p) = &self.config else { return false };
+        match crate::config::load_from(p) {
+            Ok(c) => c.allow_host_loopback,
+            Err(e) => {
+                self.note(&format!("{e}: the host's loopback stays closed to networks that do not allow it themselves"));
+                false
+            }
+        }
+    }
+
     /// Appends a line to the helper's log in the run directory (next to the database's
     /// path is not known; the run directory is the log's home).
     fn note(&self, msg: &str) {
@@ -253,20 +272,21 @@ impl Dns {
         let Some(db) = &self.db else { return Ok((vec![], vec![])) };
         let tx = db.unchecked_transaction()?;
         let nets = tx
-            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6, json_extract(options, '$.dns') FROM networks")?
+            .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6, json_extract(options, '$.dns'), json_extract(options, '$.allow_host_loopback') FROM networks")?
             .query_map([], |r| {
                 Ok((
                     (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?),
                     (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
+                    r.get::<_, Option<i64>>(8)?,
                 ))
             })?
             // A row that fails to read fails the reload (the last snapshot stays): never
             // publish a partial table, which would drop listeners and names.
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter_map(|((name, gw, bridge, internal), (subnet, subnet6, gw6, dns))| {
+            .filter_map(|((name, gw, bridge, internal), (subnet, subnet6, gw6, dns), host_loopback)| {
                 let dns = dns_servers(dns.as_deref());
-                Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, gateway6: gw6.and_then(|g| g.parse().ok()), bridge, internal: internal != 0, dns })
+                Some(NetRow { name, subnet, subnet6, gateway: gw.parse().ok()?, gateway6: gw6.and_then(|g| g.parse().ok()), bridge, internal: internal != 0, dns, host_loopback: host_loopback.map(|b| b != 0) })
             })
             .collect();
         let eps = tx

@@ -98,6 +98,12 @@ pub struct NetOptions {
     /// `--aux-address NAME=IP`: addresses never handed out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux: BTreeMap<String, IpAddr>,
+    /// `-o allow_host_loopback=BOOL` (podman's name, from slirp4netns): whether the network's
+    /// containers reach services bound to the host's loopback through
+    /// `host.containers.internal`. Unset: cove.conf's `allow_host_loopback` (off by default),
+    /// read by the network helper at every reload, so the default network follows it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_host_loopback: Option<bool>,
 }
 
 const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
@@ -178,7 +184,14 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
                 let mtu = v.parse::<u32>().ok().filter(|m| (min..=65520).contains(m));
                 o.mtu = Some(mtu.ok_or_else(|| Error::Invalid(format!("invalid option {kv:?}: the MTU is a number from {min} to 65520")))?);
             }
-            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu)"))),
+            "allow_host_loopback" => {
+                o.allow_host_loopback = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Error::Invalid(format!("invalid option {kv:?}: allow_host_loopback is true or false"))),
+                });
+            }
+            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback)"))),
         }
     }
     Ok(o)
@@ -268,6 +281,9 @@ fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
 /// network's subnets and gateways.
 fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Option<Subnet>, gateway6: Option<IpAddr>) -> Result<NetOptions> {
     let mut options = parse_options(&o.options, subnet6.is_some())?;
+    if o.internal && options.allow_host_loopback == Some(true) {
+        return Err(Error::Invalid("-o allow_host_loopback=true: an --internal network reaches nothing outside it, the host's loopback neither".into()));
+    }
     for d in &o.dns {
         options.dns.push(d.parse().map_err(|_| Error::Invalid(format!("invalid --dns {d:?}: not an IP address")))?);
     }
@@ -549,11 +565,12 @@ pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()>
 }
 
 /// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
-pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint]) -> std::result::Result<(), String> {
+/// `config`: the user's cove.conf, in case the network helper starts ([`crate::netd`]).
+pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint], config: Option<&std::path::Path>) -> std::result::Result<(), String> {
     if endpoints.is_empty() {
         return Ok(());
     }
-    let netns = crate::netd::rootless_netns(run_dir).map_err(|e| format!("network helper: {e}"))?;
+    let netns = crate::netd::rootless_netns(run_dir, config).map_err(|e| format!("network helper: {e}"))?;
     tracing::debug!("attach: have the network namespace");
     let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| format!("netlink: {e}"))?;
     let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
@@ -631,6 +648,9 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
     if let Some(m) = n.options.mtu {
         options["com.docker.network.driver.mtu"] = m.to_string().into();
     }
+    if let Some(b) = n.options.allow_host_loopback {
+        options["allow_host_loopback"] = b.to_string().into();
+    }
     let dns: Vec<String> = n.options.dns.iter().map(|a| a.to_string()).collect();
     Ok(serde_json::json!({
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
@@ -678,7 +698,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
-    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps)) {
+    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
             Ok(())
@@ -779,7 +799,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         .optional()?;
     let (ifname, ip, ip6) = row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == "running" {
-        let netns = crate::netd::rootless_netns(&eng.dirs.run)?;
+        let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
         cove_net::link::detach_container(&mut nl, &ifname).map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
     }
@@ -846,7 +866,7 @@ pub fn resolve(eng: &Engine, name: &str, qtype: &str, network: Option<&str>) -> 
         return Err(Error::Other("no container is on a network: no DNS server is running".into()));
     }
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())?;
-    let netns = crate::netd::rootless_netns(&eng.dirs.run)?;
+    let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(qname.clone(), rtype));

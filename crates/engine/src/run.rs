@@ -507,6 +507,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     crate::monitor::write_pid_file(&rd.join("monitor.pid"), std::process::id() as i32)?;
     let cg = cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let run_dir = eng.dirs.run.clone();
+    let config = crate::config::path(eng.dirs.rootless);
     let db_path = eng.dirs.db_path();
     let container_run = eng.dirs.container_run(&p.id);
     let specs = if p.ports { crate::ports::specs(&req.publish, req.publish_all, &p.exposed)? } else { vec![] };
@@ -514,7 +515,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
-        crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints)?;
+        crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
         crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first())
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });

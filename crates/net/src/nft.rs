@@ -8,6 +8,10 @@
 //! - **forward** (filter): a packet from one cove bridge to another is dropped (networks are
 //!   isolated from each other); an `--internal` network's bridge exchanges nothing with any
 //!   other interface (no way out, no way in).
+//!   A network that does not allow the host's loopback (`allow_host_loopback`, off by default)
+//!   sends nothing to the addresses pasta/slirp4netns map to the host's loopback (the
+//!   host's gateways for pasta, 10.0.2.2 for slirp4netns): UDP and ICMP to them are dropped
+//!   here (its TCP never gets here: it is redirected, and the helper decides).
 //! - **postrouting** (nat): traffic from a non-internal network's subnets to anywhere outside
 //!   that subnet is masqueraded (it leaves through pasta's/slirp4netns's interface).
 //!
@@ -20,6 +24,7 @@
 //! these chains. Pure: applying the text is the caller's job.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use crate::ipam::Subnet;
 use crate::link::validate_ifname;
@@ -54,6 +59,9 @@ pub struct NftNetwork {
     pub subnets: Vec<Subnet>,
     /// `--internal`: no masquerade, no traffic to or from other interfaces.
     pub internal: bool,
+    /// Its containers may reach the host's loopback through the addresses the outbound tool
+    /// maps to it (`allow_host_loopback`); else packets to them are dropped.
+    pub host_loopback: bool,
 }
 
 fn validate(networks: &[NftNetwork]) -> Result<()> {
@@ -73,14 +81,16 @@ fn validate(networks: &[NftNetwork]) -> Result<()> {
 /// Generates the full ruleset for `networks` (sorted by bridge name, so the text does not
 /// depend on the caller's order).
 pub fn ruleset(networks: &[NftNetwork]) -> Result<String> {
-    ruleset_with(networks, None)
+    ruleset_with(networks, None, &[])
 }
 
 /// [`ruleset`], plus — with `redirect_tcp` — a **prerouting** (nat) chain that sends every
 /// IPv4 TCP connection from a non-internal network to an address outside cove's subnets to
 /// that port of the bridge's own address, where the network helper accepts it, reads the
 /// original destination and connects from the host's side (no tap, no userspace TCP stack).
-pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>) -> Result<String> {
+/// `host_loopback`: the addresses the outbound tool maps to the host's loopback; a network
+/// that does not allow that gets a `forward` drop for them (each family's own).
+pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>, host_loopback: &[IpAddr]) -> Result<String> {
     validate(networks)?;
     let mut nets: Vec<&NftNetwork> = networks.iter().collect();
     nets.sort_by(|a, b| a.bridge.cmp(&b.bridge));
@@ -107,6 +117,14 @@ pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>) -> 
             let others: Vec<String> = nets.iter().filter(|m| m.bridge != n.bridge).map(|m| format!("\"{}\"", m.bridge)).collect();
             if !others.is_empty() {
                 let _ = writeln!(o, "\t\tiifname \"{br}\" oifname {{ {} }} drop comment \"{}: isolated\"", others.join(", "), n.name);
+            }
+            if !n.host_loopback {
+                for (fam, v4) in [("ip", true), ("ip6", false)] {
+                    let addrs: Vec<String> = host_loopback.iter().filter(|a| a.is_ipv4() == v4).map(|a| a.to_string()).collect();
+                    if !addrs.is_empty() {
+                        let _ = writeln!(o, "\t\tiifname \"{br}\" {fam} daddr {{ {} }} drop comment \"{}: no host loopback\"", addrs.join(", "), n.name);
+                    }
+                }
             }
         }
     }
@@ -152,6 +170,7 @@ mod tests {
             bridge: bridge.into(),
             subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
             internal,
+            host_loopback: false,
         }
     }
 
@@ -176,22 +195,50 @@ mod tests {
     #[test]
     fn tcp_redirect_for_open_networks_only() {
         let nets = [net("web", "cove-aaaa", &["10.90.0.0/24"], false), net("closed", "cove-bbbb", &["10.90.1.0/24"], true)];
-        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false })).unwrap();
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false }), &[]).unwrap();
         assert!(t.contains("iifname \"cove-aaaa\" ip daddr != { 10.90.0.0/24, 10.90.1.0/24 } meta l4proto tcp redirect to :40000"), "{t}");
         assert!(!t.contains("iifname \"cove-bbbb\" ip daddr"), "{t}");
         assert!(t.contains("type nat hook prerouting priority dstnat"));
         // Without a port the text is the plain ruleset.
-        assert_eq!(ruleset_with(&nets, None).unwrap(), ruleset(&nets).unwrap());
+        assert_eq!(ruleset_with(&nets, None, &[]).unwrap(), ruleset(&nets).unwrap());
     }
 
     #[test]
     fn ipv6_redirect_only_for_dual_stack_networks_with_a_v6_listener() {
         let nets = [net("dual", "cove-d", &["10.90.0.0/24", "fd63:6f76:65::/64"], false), net("v4", "cove-e", &["10.90.1.0/24"], false)];
-        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true })).unwrap();
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true }), &[]).unwrap();
         assert!(t.contains("iifname \"cove-d\" ip6 daddr != { fd63:6f76:65::/64, fe80::/10 } meta l4proto tcp redirect to :40000"), "{t}");
         assert!(!t.contains("iifname \"cove-e\" ip6"), "{t}");
-        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false })).unwrap();
+        let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false }), &[]).unwrap();
         assert!(!t.contains("outbound tcp (IPv6)"), "{t}");
+    }
+
+    /// The addresses pasta maps to the host's loopback (its gateways) are dropped for networks
+    /// that do not allow it, per family, and for no other network; internal networks are
+    /// closed anyway.
+    fn host_loopback_networks() -> (Vec<NftNetwork>, Vec<IpAddr>) {
+        let mut open = net("open", "cove-br3", &["10.90.3.0/24"], false);
+        open.host_loopback = true;
+        let nets = vec![
+            net("cove", "cove-br0", &["10.90.0.0/24"], false),
+            net("web", "cove-br1", &["10.90.1.0/24", "fd63:6f76:6500:1::/64"], false),
+            net("backend", "cove-br2", &["10.90.2.0/24"], true),
+            open,
+        ];
+        (nets, vec!["192.0.2.1".parse().unwrap(), "fd00::1".parse().unwrap()])
+    }
+
+    #[test]
+    fn golden_host_loopback_closed_unless_allowed() {
+        let (nets, host) = host_loopback_networks();
+        let text = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true }), &host).unwrap();
+        golden("nft-host-loopback.nft", include_str!("../testdata/nft-host-loopback.nft"), &text);
+        assert!(text.contains("iifname \"cove-br0\" ip daddr { 192.0.2.1 } drop"), "{text}");
+        assert!(text.contains("iifname \"cove-br1\" ip6 daddr { fd00::1 } drop"), "{text}");
+        assert!(!text.contains("iifname \"cove-br3\" ip daddr { 192.0.2.1 }"), "{text}");
+        assert!(!text.contains("iifname \"cove-br2\" ip daddr"), "{text}");
+        // No tool, no mapped address: nothing to drop.
+        assert!(!ruleset_with(&nets, None, &[]).unwrap().contains("no host loopback"));
     }
 
     #[test]
@@ -238,11 +285,8 @@ mod tests {
             skip("nft not installed (nftables package): golden text not validated by nft");
             return;
         };
-        let text = ruleset(&[
-            net("web", "cove-br1", &["10.90.1.0/24", "fd63:6f76:6500:1::/64"], false),
-            net("backend", "cove-br2", &["10.90.2.0/24"], true),
-        ])
-        .unwrap();
+        let (nets, host) = host_loopback_networks();
+        let text = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true }), &host).unwrap();
         // `unshare -rn` gives nft a private netns (and capabilities there) as any user.
         let mut child = match std::process::Command::new("unshare")
             .args(["-rn", nft, "--check", "-f", "-"])
