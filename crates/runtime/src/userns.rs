@@ -14,7 +14,7 @@ use crate::{Context, Error, Result};
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Pid, Uid};
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -148,11 +148,14 @@ fn write_maps(pid: Pid, map: &IdMapping) -> Result<()> {
 pub struct KeeperPaths {
     pub pid_file: PathBuf,
     pub lock_file: PathBuf,
+    /// The keeper's user namespace (`user:[INODE]`), so a keeper started after one was killed
+    /// can join the namespace that containers, monitors and the network helper still live in.
+    pub ns_file: PathBuf,
 }
 
 impl KeeperPaths {
     pub fn new(run_dir: &Path) -> Self {
-        KeeperPaths { pid_file: run_dir.join("keeper.pid"), lock_file: run_dir.join("keeper.lock") }
+        KeeperPaths { pid_file: run_dir.join("keeper.pid"), lock_file: run_dir.join("keeper.lock"), ns_file: run_dir.join("keeper.ns") }
     }
 }
 
@@ -164,7 +167,38 @@ pub fn live_keeper(paths: &KeeperPaths) -> Option<Pid> {
     let pid: i32 = text.trim().parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let meta = std::fs::metadata(format!("/proc/{pid}")).ok()?;
-    (comm.trim() == KEEPER_NAME && meta.uid() == nix::unistd::geteuid().as_raw()).then(|| Pid::from_raw(pid))
+    (comm.trim() == KEEPER_NAME && meta.uid() == nix::unistd::geteuid().as_raw() && !is_zombie(pid)).then(|| Pid::from_raw(pid))
+}
+
+/// A killed process nobody reaped yet (an init that does not reap leaves it for good) still
+/// has its /proc entry, comm and namespaces: it is not alive.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z" || st == "X"))).unwrap_or(true)
+}
+
+/// A live process of ours in the user namespace a previous keeper held (its containers,
+/// monitors, network helper), opened as a namespace descriptor, checked after the open.
+fn surviving_namespace(paths: &KeeperPaths) -> Option<std::fs::File> {
+    let want = std::fs::read_to_string(&paths.ns_file).ok()?.trim().to_string();
+    if !want.starts_with("user:[") {
+        return None;
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if std::fs::metadata(e.path()).map(|m| m.uid()).ok() != Some(me) || is_zombie(pid) {
+            continue;
+        }
+        if std::fs::read_link(format!("/proc/{pid}/ns/user")).ok().and_then(|l| l.to_str().map(String::from)).as_deref() != Some(want.as_str()) {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else { continue };
+        // The pid may have been reused between the check and the open: what we hold counts.
+        if std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok().and_then(|l| l.to_str().map(String::from)).as_deref() == Some(want.as_str()) {
+            return Some(f);
+        }
+    }
+    None
 }
 
 /// Joins the rootless user namespace held by the keeper, starting a keeper first when none
@@ -178,7 +212,13 @@ pub fn join_keeper(run_dir: &Path, mapping: &IdMapping) -> Result<()> {
     let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys { what: "flock keeper.lock".into(), source: e })?;
     let pid = match live_keeper(&paths) {
         Some(pid) => pid,
-        None => spawn_keeper(&paths, mapping)?,
+        // A keeper that was killed while its namespace lives on (containers run in it): the
+        // new one joins that namespace. A second namespace with the same map would not do:
+        // nothing in it may enter the running containers or the network helper's namespace.
+        None => match surviving_namespace(&paths) {
+            Some(ns) => spawn_keeper(&paths, mapping, Some(ns))?,
+            None => spawn_keeper(&paths, mapping, None)?,
+        },
     };
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/user")).ctx(|| format!("open /proc/{pid}/ns/user"))?;
     drop(lock);
@@ -198,14 +238,14 @@ fn idle_limit() -> Duration {
     Duration::from_secs(secs.max(1))
 }
 
-fn spawn_keeper(paths: &KeeperPaths, mapping: &IdMapping) -> Result<Pid> {
+fn spawn_keeper(paths: &KeeperPaths, mapping: &IdMapping, join: Option<std::fs::File>) -> Result<Pid> {
     let (mut to_parent_r, mut to_parent_w) = pipe()?;
     let (mut to_child_r, mut to_child_w) = pipe()?;
     match cove_sys::fork()? {
         None => {
             drop(to_parent_r);
             drop(to_child_w);
-            let code = match keeper_child(&mut to_parent_w, &mut to_child_r, &paths.pid_file) {
+            let code = match keeper_child(&mut to_parent_w, &mut to_child_r, paths, join.as_ref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = to_parent_w.write_all(format!("E{e}").as_bytes());
@@ -225,7 +265,8 @@ fn spawn_keeper(paths: &KeeperPaths, mapping: &IdMapping) -> Result<Pid> {
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(Error::UserNs(format!("keeper: {}", msg.trim_start_matches('E'))));
             }
-            if let Err(e) = write_maps(pid, mapping) {
+            // A joined namespace is mapped already.
+            if let Err(e) = if join.is_some() { Ok(()) } else { write_maps(pid, mapping) } {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(e);
@@ -249,8 +290,13 @@ fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
 
-fn keeper_child(to_parent: &mut std::fs::File, from_parent: &mut std::fs::File, pid_file: &Path) -> Result<()> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare(CLONE_NEWUSER) (are unprivileged user namespaces enabled? see /proc/sys/user/max_user_namespaces)".into())?;
+fn keeper_child(to_parent: &mut std::fs::File, from_parent: &mut std::fs::File, paths: &KeeperPaths, join: Option<&std::fs::File>) -> Result<()> {
+    let pid_file = &paths.pid_file;
+    match join {
+        // We created that namespace (same uid, from the parent namespace): we may enter it.
+        Some(ns) => nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).ctx(|| "setns(the user namespace a previous keeper held)".into())?,
+        None => nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare(CLONE_NEWUSER) (are unprivileged user namespaces enabled? see /proc/sys/user/max_user_namespaces)".into())?,
+    }
     to_parent.write_all(b"U").ctx(|| "write".into())?;
     let mut b = [0u8; 1];
     if from_parent.read(&mut b).ctx(|| "read".into())? != 1 {
@@ -265,6 +311,10 @@ fn keeper_child(to_parent: &mut std::fs::File, from_parent: &mut std::fs::File, 
     let _ = nix::sys::prctl::set_name(c"cove-keeper");
     let _ = std::env::set_current_dir("/");
     let mypid = nix::unistd::getpid();
+    if let Ok(ns) = std::fs::read_link("/proc/self/ns/user") {
+        let tmp = paths.ns_file.with_extension(format!("tmp{mypid}"));
+        std::fs::write(&tmp, format!("{}\n", ns.display())).and_then(|_| std::fs::rename(&tmp, &paths.ns_file)).ctx(|| format!("write {}", paths.ns_file.display()))?;
+    }
     let tmp = pid_file.with_extension(format!("tmp{mypid}"));
     std::fs::write(&tmp, format!("{mypid}\n")).ctx(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, pid_file).ctx(|| format!("rename to {}", pid_file.display()))?;
@@ -314,7 +364,8 @@ fn others_in_namespace(me: Pid, ns: Option<&Path>) -> bool {
         if pid == me.as_raw() {
             continue;
         }
-        if std::fs::read_link(format!("/proc/{pid}/ns/user")).ok().as_deref() == Some(ns) {
+        // A zombie (a killed keeper nobody reaped) holds nothing.
+        if std::fs::read_link(format!("/proc/{pid}/ns/user")).ok().as_deref() == Some(ns) && !is_zombie(pid) {
             return true;
         }
     }
@@ -322,7 +373,7 @@ fn others_in_namespace(me: Pid, ns: Option<&Path>) -> bool {
 }
 
 /// Ends the keeper (for `cove system migrate`-like resets and tests). Containers still
-/// running keep their namespace alive; the next command starts a new keeper with the same map.
+/// running keep their namespace alive; the next command starts a new keeper that joins it.
 pub fn stop_keeper(run_dir: &Path) -> bool {
     let paths = KeeperPaths::new(run_dir);
     if let Some(pid) = live_keeper(&paths) {

@@ -216,3 +216,37 @@ fn a_foreground_container_keeps_its_logs_and_starts_again() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(w.ok(&["logs", "fgt"]).contains("tty-out"));
 }
+
+#[test]
+fn a_killed_keeper_is_replaced_by_one_in_the_same_namespace() {
+    // Rootless only (root has no keeper): as the test user, or as covetest in the root pass.
+    let w = if is_root() {
+        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
+            skip("no user covetest (tests/run-all.sh makes it)");
+            return;
+        }
+        World::new_as("covetest")
+    } else {
+        World::new()
+    };
+    let Some(w) = w else { return };
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{}/ns/user", pid.trim())).map(|l| l.display().to_string()).unwrap_or_default();
+    let keeper = || std::fs::read_to_string(w.path().join("run/keeper.pid")).unwrap_or_default().trim().to_string();
+    w.ok(&["network", "create", "--subnet", "10.98.9.0/24", "kn"]);
+    let id = w.ok(&["run", "-d", "--name", "up", "--network", "kn", "bb", "sleep", "300"]);
+    w.ok(&["create", "--name", "later", "--network", "kn", "bb", "sleep", "300"]);
+    let pid1 = std::fs::read_to_string(w.path().join("run/containers").join(id.trim()).join("pid")).unwrap();
+    let pid1 = pid1.split_whitespace().next().unwrap().to_string();
+    let old = keeper();
+    assert_eq!(ns(&old), ns(&pid1), "the container lives in the keeper's namespace");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.parse().unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Every command works on: exec into the running one, start the stopped one on the same
+    // network (the helper's namespace), a new container.
+    assert_eq!(w.ok(&["exec", "up", "echo", "in"]).trim(), "in");
+    let new = keeper();
+    assert_ne!(new, old, "a new keeper");
+    assert_eq!(ns(&new), ns(&pid1), "in the namespace the containers still live in");
+    w.ok(&["start", "later"]);
+    assert!(w.ok(&["exec", "later", "nslookup", "up", "10.98.9.1"]).contains("10.98.9.2"));
+    w.ok(&["run", "--rm", "--network", "kn", "bb", "true"]);
+}
