@@ -757,7 +757,7 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<cove_runtime:
         Command::Attach { container } => Ok(lifecycle::attach(eng, &container)? as i32),
         Command::Port { container, port } => {
             let c = eng.db.find_container(&container)?;
-            let published = cove_engine::ports::load(&eng.dirs.container_run(&c.id));
+            let published = cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id));
             let Some(want) = port else {
                 for p in published {
                     println!("{}/{} -> {}", p.container_port, p.proto, std::net::SocketAddr::new(p.host_ip, p.host_port));
@@ -1192,7 +1192,7 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
     // Docker's Ports: "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, ...]; null while
     // the container does not run.
     let mut ports = serde_json::Map::new();
-    for p in cove_engine::ports::load(&eng.dirs.container_run(&c.id)) {
+    for p in cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id)) {
         let key = format!("{}/{}", p.container_port, p.proto);
         let entry = ports.entry(key).or_insert_with(|| serde_json::json!([]));
         if let Some(list) = entry.as_array_mut() {
@@ -1399,7 +1399,7 @@ fn ps_row(eng: &Engine, c: &cove_engine::db::ContainerRow, no_trunc: bool) -> se
     }
     // Docker's PORTS: "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp" while the container runs.
     let ports: Vec<String> = if c.state == "running" {
-        cove_engine::ports::load(&eng.dirs.container_run(&c.id)).iter().map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto)).collect()
+        cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id)).iter().map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto)).collect()
     } else {
         vec![]
     };

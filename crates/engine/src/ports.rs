@@ -188,6 +188,16 @@ pub fn save(run_dir_of_container: &Path, ports: &[Published]) {
     }
 }
 
+/// What is published for a container and served right now: nothing once the network helper
+/// that served it is gone (killed: its ports are closed, and another container may take them),
+/// whatever `ports.json` still says. `run`: the user's run dir.
+pub fn served(run: &Path, run_dir_of_container: &Path) -> Vec<Published> {
+    if !crate::netd::running(run) {
+        return vec![];
+    }
+    load(run_dir_of_container)
+}
+
 pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
     std::fs::read(run_dir_of_container.join("ports.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
