@@ -1462,6 +1462,18 @@ fn print_info(v: &serde_json::Value) {
     }
 }
 
+fn stdin_is_a_tty() -> bool {
+    nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+}
+
+/// `-it` with a pipe or file as stdin: there is no terminal to put in raw mode and relay, and
+/// the container would wait on a pty nobody types into. Docker refuses before anything exists,
+/// with exit code 1.
+fn not_a_tty() -> i32 {
+    eprintln!("cove: error: the input device is not a TTY");
+    1
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1481,16 +1493,4 @@ mod tests {
         assert!(!enters(&["ps"]));
         assert!(!enters(&["start", "c"]));
     }
-}
-
-fn stdin_is_a_tty() -> bool {
-    nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
-}
-
-/// `-it` with a pipe or file as stdin: there is no terminal to put in raw mode and relay, and
-/// the container would wait on a pty nobody types into. Docker refuses before anything exists,
-/// with exit code 1.
-fn not_a_tty() -> i32 {
-    eprintln!("cove: error: the input device is not a TTY");
-    1
 }

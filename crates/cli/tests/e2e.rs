@@ -564,17 +564,21 @@ fn twenty_parallel_run_d_and_rm_f() {
 
 /// Builds a docker-archive (`docker save` layout) around the test rootfs.
 fn docker_archive(path: &Path, rootfs: &Path, tag: &str) {
-    use sha2::Digest;
     let layer = std::fs::read(rootfs).unwrap();
-    let diff = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh", "-c", "echo loaded-image-cmd"], "Env": ["PATH=/bin", "FROM_IMAGE=yes"], "WorkingDir": "/tmp"},
-        "rootfs": {"type": "layers", "diff_ids": [diff]},
-    });
+    let config = serde_json::json!({"Cmd": ["sh", "-c", "echo loaded-image-cmd"], "Env": ["PATH=/bin", "FROM_IMAGE=yes"], "WorkingDir": "/tmp"});
+    write_docker_archive(path, tag, config, &[layer]);
+}
+
+/// Writes a docker-archive at `path` of an image `tag` with `config` as its `config` object and
+/// these layer tarballs (bottom first).
+fn write_docker_archive(path: &Path, tag: &str, config: serde_json::Value, layers: &[Vec<u8>]) {
+    use sha2::Digest;
+    let diffs: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex::encode(sha2::Sha256::digest(l)))).collect();
+    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diffs}});
     let config = serde_json::to_vec(&config).unwrap();
     let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config)));
-    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer1/layer.tar"]}])).unwrap();
+    let names: Vec<String> = (1..=layers.len()).map(|i| format!("layer{i}/layer.tar")).collect();
+    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}])).unwrap();
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -584,9 +588,24 @@ fn docker_archive(path: &Path, rootfs: &Path, tag: &str) {
         b.append_data(&mut h, name, data).unwrap();
     };
     add(&config_name, &config);
-    add("layer1/layer.tar", &layer);
+    for (n, l) in names.iter().zip(layers) {
+        add(n, l);
+    }
     add("manifest.json", &manifest);
     b.finish().unwrap();
+}
+
+/// A world whose cove runs rootless: the test's own user, or covetest in the root pass (`None`
+/// after a skip when there is no covetest).
+fn rootless_world() -> Option<World> {
+    if !is_root() {
+        return World::new();
+    }
+    if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
+        skip("no user covetest (tests/run-all.sh makes it): a rootless case not checked in the root pass");
+        return None;
+    }
+    World::new_as("covetest")
 }
 
 #[test]

@@ -109,13 +109,25 @@ fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
     if live_pid(&rd.join("monitor.pid")).is_some() {
         return Err(Error::Conflict(format!("container {} is still being monitored", c.name)));
     }
+    delete(eng, c, true)
+}
+
+/// Releases what a container that no longer runs holds and deletes it: published ports,
+/// leases, row, run dir, files. `if_exited`: only while its row says exited (a `start` that
+/// came in between wins, and keeps its files).
+fn delete(eng: &mut Engine, c: &ContainerRow, if_exited: bool) -> Result<()> {
     crate::ports::unregister(&eng.dirs.run, &c.id);
-    eng.db.write(|tx| {
-        crate::network::release(tx, &c.id)?;
-        tx.execute("DELETE FROM containers WHERE id = ?1 AND state = 'exited'", [&c.id])?;
-        Ok(())
+    let deleted = eng.db.write(|tx| {
+        let n = tx.execute("DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = 'exited')", params![c.id, if_exited])?;
+        if n > 0 {
+            crate::network::release(tx, &c.id)?;
+        }
+        Ok(n > 0)
     })?;
-    let _ = std::fs::remove_dir_all(&rd);
+    if !deleted {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(eng.dirs.container_run(&c.id));
     remove_container_files(&eng.dirs.container(&c.id))
 }
 
@@ -318,14 +330,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    crate::ports::unregister(&eng.dirs.run, &c.id);
-    eng.db.write(|tx| {
-        crate::network::release(tx, &c.id)?;
-        tx.execute("DELETE FROM containers WHERE id = ?1", [&c.id])?;
-        Ok(())
-    })?;
-    let _ = std::fs::remove_dir_all(&rd);
-    remove_container_files(&eng.dirs.container(&c.id))?;
+    delete(eng, &c, false)?;
     Ok(c.id)
 }
 

@@ -157,16 +157,7 @@ fn a_killed_import_leaves_nothing_behind_at_the_next_command() {
 fn another_runtime_dir_does_not_rewrite_running_containers() {
     // Rootless only (root's run dir is /run/cove whatever the environment says): as the test
     // user, or as covetest in the root pass.
-    let w = if is_root() {
-        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
-            skip("no user covetest (tests/run-all.sh makes it)");
-            return;
-        }
-        World::new_as("covetest")
-    } else {
-        World::new()
-    };
-    let Some(w) = w else { return };
+    let Some(w) = rootless_world() else { return };
     let owner = std::fs::metadata(w.path()).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
     let dir = |name: &str| {
         let d = w.path().join(name);
@@ -220,16 +211,7 @@ fn a_foreground_container_keeps_its_logs_and_starts_again() {
 #[test]
 fn a_killed_keeper_is_replaced_by_one_in_the_same_namespace() {
     // Rootless only (root has no keeper): as the test user, or as covetest in the root pass.
-    let w = if is_root() {
-        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
-            skip("no user covetest (tests/run-all.sh makes it)");
-            return;
-        }
-        World::new_as("covetest")
-    } else {
-        World::new()
-    };
-    let Some(w) = w else { return };
+    let Some(w) = rootless_world() else { return };
     let ns = |pid: &str| std::fs::read_link(format!("/proc/{}/ns/user", pid.trim())).map(|l| l.display().to_string()).unwrap_or_default();
     let keeper = || std::fs::read_to_string(w.path().join("run/keeper.pid")).unwrap_or_default().trim().to_string();
     w.ok(&["network", "create", "--subnet", "10.98.9.0/24", "kn"]);

@@ -208,16 +208,7 @@ fn host_loopback_is_not_reached_by_a_crafted_packet_to_127_0_0_1() {
 #[test]
 fn host_loopback_default_from_xdg_config_home_when_a_monitor_starts_the_helper() {
     // Rootless only (as root the file is /etc/cove/cove.conf): as covetest in the root pass.
-    let w = if is_root() {
-        if nix::unistd::User::from_name("covetest").ok().flatten().is_none() {
-            skip("no user covetest (tests/run-all.sh makes it): cove.conf through XDG_CONFIG_HOME not checked");
-            return;
-        }
-        World::new_as("covetest")
-    } else {
-        World::new()
-    };
-    let Some(w) = w else { return };
+    let Some(w) = rootless_world() else { return };
     let xdg = w.path().join("xdg");
     std::fs::create_dir_all(xdg.join("cove")).unwrap();
     std::fs::write(xdg.join("cove/cove.conf"), "allow_host_loopback = true\n").unwrap();

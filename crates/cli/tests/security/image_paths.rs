@@ -51,31 +51,10 @@ impl Layer {
 /// Loads a docker-archive named `tag`: the test rootfs, then `layers`, with `config` as the
 /// image's `config` object.
 fn load_image(w: &World, tag: &str, config: serde_json::Value, layers: Vec<Vec<u8>>) {
-    use sha2::Digest;
     let mut all = vec![std::fs::read(rootfs().unwrap()).unwrap()];
     all.extend(layers);
-    let diffs: Vec<String> = all.iter().map(|l| format!("sha256:{}", hex::encode(sha2::Sha256::digest(l)))).collect();
-    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diffs}});
-    let cfg = serde_json::to_vec(&cfg).unwrap();
-    let cfg_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&cfg)));
-    let names: Vec<String> = (0..all.len()).map(|i| format!("l{i}/layer.tar")).collect();
-    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": cfg_name, "RepoTags": [tag], "Layers": names}])).unwrap();
     let path = w.path().join(format!("{}.tar", tag.replace([':', '/'], "_")));
-    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    add(&cfg_name, &cfg);
-    for (n, l) in names.iter().zip(&all) {
-        add(n, l);
-    }
-    add("manifest.json", &manifest);
-    b.finish().unwrap();
-    drop(b);
+    write_docker_archive(&path, tag, config, &all);
     w.ok(&["load", "-i", path.to_str().unwrap()]);
 }
 
