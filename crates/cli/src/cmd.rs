@@ -1103,19 +1103,20 @@ fn list_images(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
-    let req: serde_json::Value = serde_json::from_str(&c.config).unwrap_or_default();
+fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> Result<serde_json::Value> {
+    let req = c.request()?;
+    let req = serde_json::to_value(&req)?;
     // What the container really runs with (image defaults merged): its OCI spec.
     let spec: serde_json::Value = std::fs::read(eng.dirs.container(&c.id).join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let env = spec.pointer("/process/env").cloned().filter(|e| e.is_array()).or_else(|| req.get("env").cloned());
-    serde_json::json!({
+    Ok(serde_json::json!({
         "Id": c.id,
         "Name": format!("/{}", c.name),
         "Created": c.created,
         "Image": c.image_id,
         "State": {
             "Status": c.state,
-            "Running": c.state == "running",
+            "Running": c.state == cove_engine::db::ContainerState::Running,
             "Pid": c.pid.unwrap_or(0),
             "ExitCode": c.exit_code.unwrap_or(0),
             "StartedAt": c.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
@@ -1133,7 +1134,7 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
                 l.iter().filter_map(|x| x.as_str()).map(|x| { let (k, v) = x.split_once('=').unwrap_or((x, "")); (k.to_string(), serde_json::Value::from(v)) }).collect::<serde_json::Map<_, _>>()
             }),
         },
-        "NetworkSettings": network_settings(eng, c),
+        "NetworkSettings": network_settings(eng, c)?,
         "HostConfig": {
             "AutoRemove": req.get("rm"),
             "ReadonlyRootfs": req.get("read_only"),
@@ -1150,11 +1151,11 @@ fn container_json(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json
             "PublishAllPorts": req.get("publish_all"),
             "RestartPolicy": { "Name": req.get("restart").cloned().filter(|v| !v.is_null()).unwrap_or_else(|| "no".into()) },
         },
-    })
+    }))
 }
 
-fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_json::Value {
-    let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> Result<serde_json::Value> {
+    let req = c.request()?;
     let nets = cove_engine::network::list(eng).unwrap_or_default();
     let eps = eng.db.container_endpoints6(&c.id).unwrap_or_default();
     let aliases: std::collections::HashMap<String, Vec<String>> = eng
@@ -1202,7 +1203,7 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
     // The top-level fields are the first network's (eth0's); the map is sorted by name.
     let first = eps.first().and_then(|(n, _, _)| networks.get(n)).cloned().unwrap_or_else(|| serde_json::json!({}));
     let field = |k: &str| first.get(k).cloned().unwrap_or_else(|| serde_json::json!(""));
-    serde_json::json!({
+    Ok(serde_json::json!({
         "IPAddress": field("IPAddress"),
         "IPPrefixLen": first.get("IPPrefixLen").cloned().unwrap_or_else(|| 0.into()),
         "Gateway": field("Gateway"),
@@ -1211,7 +1212,7 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
         "MacAddress": field("MacAddress"),
         "Ports": ports,
         "Networks": networks,
-    })
+    }))
 }
 
 fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: Option<&str>) -> Result<i32> {
@@ -1222,9 +1223,9 @@ fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: Optio
     for n in names {
         let found = match kind {
             Some("image") => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(anyhow::Error::from),
-            Some("container") => eng.db.find_container(n).map(|c| container_json(eng, &c)).map_err(anyhow::Error::from),
+            Some("container") => eng.db.find_container(n).map_err(anyhow::Error::from).and_then(|c| container_json(eng, &c)),
             None => match eng.db.find_container(n) {
-                Ok(c) => Ok(container_json(eng, &c)),
+                Ok(c) => container_json(eng, &c),
                 Err(_) => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(|_| anyhow!("no such object: {n}")),
             },
             Some(other) => bail!("unknown --type {other:?} (image or container)"),
@@ -1347,19 +1348,17 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
         filters.push((k.to_string(), v.to_string()));
     }
     let show_all = a.all || filters.iter().any(|(k, _)| k == "status" || k == "exited");
-    let rows: Vec<_> = eng
-        .db
-        .containers()?
+    let rows = eng.db.containers()?.into_iter().map(|c| c.request().map(|r| (c, r))).collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<_> = rows
         .into_iter()
-        .filter(|c| show_all || c.state == "running")
-        .filter(|c| {
-            let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+        .filter(|(c, _)| show_all || c.state == cove_engine::db::ContainerState::Running)
+        .filter(|(c, req)| {
             filters.iter().all(|(k, v)| match k.as_str() {
                 "name" => c.name.contains(v.as_str()),
                 "id" => c.id.starts_with(v.as_str()),
-                "status" => c.state == *v,
+                "status" => c.state.as_str() == v,
                 "ancestor" => c.image == *v || c.image_id.contains(v.as_str()),
-                "exited" => c.state == "exited" && c.exit_code.map(|x| x.to_string()) == Some(v.clone()),
+                "exited" => c.state == cove_engine::db::ContainerState::Exited && c.exit_code.map(|x| x.to_string()) == Some(v.clone()),
                 "label" => req.labels.iter().any(|l| l == v || l.split('=').next() == Some(v.as_str())),
                 _ => true,
             })
@@ -1368,12 +1367,12 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
     let format = ListFormat::parse(a.format.as_deref())?;
     let mut out = std::io::stdout().lock();
     if a.quiet {
-        for c in &rows {
+        for (c, _) in &rows {
             writeln!(out, "{}", if a.no_trunc { c.id.as_str() } else { cove_oci::short_id(&c.id) })?;
         }
         return Ok(0);
     }
-    let data: Vec<serde_json::Value> = rows.iter().map(|c| ps_row(eng, c, a.no_trunc)).collect();
+    let data: Vec<serde_json::Value> = rows.iter().map(|(c, req)| ps_row(eng, c, req, a.no_trunc)).collect();
     let headers = [
         ("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("CreatedAt", "CREATED AT"), ("RunningFor", "CREATED"),
         ("Ports", "PORTS"), ("State", "STATE"), ("Status", "STATUS"), ("Names", "NAMES"), ("Labels", "LABELS"), ("Networks", "NETWORKS"),
@@ -1391,14 +1390,13 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
 }
 
 /// One `ps` row with Docker's field names (what `--format` templates and json see).
-fn ps_row(eng: &Engine, c: &cove_engine::db::ContainerRow, no_trunc: bool) -> serde_json::Value {
-    let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+fn ps_row(eng: &Engine, c: &cove_engine::db::ContainerRow, req: &RunRequest, no_trunc: bool) -> serde_json::Value {
     let mut cmd = req.cmd.join(" ");
     if cmd.chars().count() > 20 && !no_trunc {
         cmd = cmd.chars().take(17).collect::<String>() + "...";
     }
     // Docker's PORTS: "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp" while the container runs.
-    let ports: Vec<String> = if c.state == "running" {
+    let ports: Vec<String> = if c.state == cove_engine::db::ContainerState::Running {
         cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id)).iter().map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto)).collect()
     } else {
         vec![]

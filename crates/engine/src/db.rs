@@ -2,6 +2,7 @@
 //! never corrupt state. Writers take the lock up front (`BEGIN IMMEDIATE`) and wait up to
 //! `BUSY_TIMEOUT` for each other; uniqueness (container names, tags) is enforced by the schema.
 
+use crate::request::RunRequest;
 use crate::Result;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -32,12 +33,87 @@ pub struct ContainerRow {
     pub image_id: String,
     pub image: String,
     pub created: String,
+    /// The [`RunRequest`] as JSON; decode it with [`ContainerRow::request`].
     pub config: String,
-    pub state: String,
+    pub state: ContainerState,
     pub pid: Option<i64>,
     pub exit_code: Option<i64>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+}
+
+/// Where a container is in its life, as Docker names it (stored as that name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerState {
+    /// Exists, never ran (or its start failed before the command ran).
+    Created,
+    /// PID 1 runs (or its monitor is between two runs of a restart policy).
+    Running,
+    /// Between two runs of a restart policy.
+    Restarting,
+    /// Ran and ended.
+    Exited,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Exited => "exited",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ContainerState {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "created" => ContainerState::Created,
+            "running" => ContainerState::Running,
+            "restarting" => ContainerState::Restarting,
+            "exited" => ContainerState::Exited,
+            _ => return Err(crate::Error::Invalid(format!("unknown container state {s:?}"))),
+        })
+    }
+}
+
+impl serde::Serialize for ContainerState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for ContainerState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for ContainerState {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_str()?.parse().map_err(|e: crate::Error| rusqlite::types::FromSqlError::Other(e.to_string().into()))
+    }
+}
+
+impl ContainerRow {
+    /// The request the container was created from. A row whose JSON does not decode is an
+    /// error naming the container, never a default request (that would, say, forget `--rm` or
+    /// the published ports).
+    pub fn request(&self) -> Result<RunRequest> {
+        serde_json::from_str(&self.config).map_err(|e| crate::Error::Corrupt(format!("container {} has a corrupt config: {e}", self.name)))
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
 }
 
 impl Db {
@@ -189,14 +265,14 @@ impl Db {
         Ok(rows)
     }
 
-    pub fn set_container_state(&mut self, id: &str, state: &str, pid: Option<i64>, exit_code: Option<i64>) -> Result<()> {
+    pub fn set_container_state(&mut self, id: &str, state: ContainerState, pid: Option<i64>, exit_code: Option<i64>) -> Result<()> {
         let now = now_rfc3339();
         self.write(|tx| {
             match state {
-                "running" => tx.execute("UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1", params![id, state, pid, now])?,
-                "exited" => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1", params![id, state, exit_code, now])?,
+                ContainerState::Running => tx.execute("UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1", params![id, state, pid, now])?,
+                ContainerState::Exited => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1", params![id, state, exit_code, now])?,
                 // A start that failed: never ran, the code of the failure kept for inspect.
-                "created" if exit_code.is_some() => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1", params![id, state, exit_code])?,
+                ContainerState::Created if exit_code.is_some() => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1", params![id, state, exit_code])?,
                 _ => tx.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
             };
             Ok(())

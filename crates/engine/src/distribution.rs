@@ -400,9 +400,9 @@ pub fn df(eng: &Engine) -> Result<Vec<DfRow>> {
     // Temporary entries are operations under way (those of dead ones are gone at open).
     let storage = du(&eng.dirs.storage()).saturating_sub(eng.store.tmp_size());
     let unused: u64 = imgs.iter().filter(|i| !used.contains(i.id.as_str())).map(|i| i.size.max(0) as u64).sum();
-    let running = containers.iter().filter(|c| c.state == "running").count();
+    let running = containers.iter().filter(|c| c.state == crate::db::ContainerState::Running).count();
     let csize: u64 = containers.iter().map(|c| du(&eng.dirs.container(&c.id))).sum();
-    let cstopped: u64 = containers.iter().filter(|c| c.state != "running").map(|c| du(&eng.dirs.container(&c.id))).sum();
+    let cstopped: u64 = containers.iter().filter(|c| c.state != crate::db::ContainerState::Running).map(|c| du(&eng.dirs.container(&c.id))).sum();
     let vols: Vec<std::path::PathBuf> = std::fs::read_dir(eng.dirs.volumes()).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     let vsize: u64 = vols.iter().map(|v| du(v)).sum();
     Ok(vec![

@@ -23,6 +23,7 @@ mod netdns;
 pub mod outbound;
 pub mod network;
 pub mod ports;
+pub mod request;
 pub mod run;
 pub mod spec;
 pub mod tty;
@@ -56,6 +57,9 @@ pub enum Error {
     Oci(#[from] cove_oci::Error),
     #[error(transparent)]
     Monitor(#[from] cove_monitor::Error),
+    /// A stored record that does not decode (names the record).
+    #[error("{0}")]
+    Corrupt(String),
     #[error("{0}")]
     Other(String),
 }

@@ -2,7 +2,7 @@
 //! rm, logs, exec, top, restart, prune — and folding what monitors left in the runtime dir
 //! into the state database ([`reconcile`]).
 
-use crate::db::ContainerRow;
+use crate::db::{ContainerRow, ContainerState};
 use crate::monitor::{live_pid, MonitorConfig, Restart};
 use crate::run::{prepare, remove_container_files, Engine};
 use crate::spec::RunRequest;
@@ -24,10 +24,6 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| Error::Invalid(format!("invalid signal: {s}")))
 }
 
-fn request(c: &ContainerRow) -> RunRequest {
-    serde_json::from_str(&c.config).unwrap_or_default()
-}
-
 /// Brings the rows of containers that were running up to date with their monitors' files:
 /// an exit status left by a monitor becomes `exited`; a container whose monitor (or
 /// foreground CLI) died without leaving one becomes `exited` with code 255 and an error note.
@@ -46,7 +42,7 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
         .db
         .containers()?
         .into_iter()
-        .filter(|c| c.state == "running" || c.state == "restarting" || c.state == "created" && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
+        .filter(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting || c.state == ContainerState::Created && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
         .collect();
     let mut ended = vec![];
     for c in rows {
@@ -56,7 +52,7 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
             Some(t) => Some(t),
             None if let Some(pid) = live_pid(&rd.join("pid")) => {
                 // Running; after a restart by the monitor its PID 1 is a new process.
-                if Some(pid as i64) != c.pid || c.state == "created" {
+                if Some(pid as i64) != c.pid || c.state == ContainerState::Created {
                     eng.db.write(|tx| {
                         tx.execute("UPDATE containers SET state = CASE state WHEN 'created' THEN 'running' ELSE state END, pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
                         Ok(())
@@ -90,13 +86,15 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
     }
     let mut removed = vec![];
     for (c, code) in ended {
-        let req = request(&c);
-        if !req.publish.is_empty() || req.publish_all {
+        // A row whose request does not decode still settles: its ports are released (the
+        // helper ignores a container it does not serve) and it is kept, for `rm` to remove.
+        let req = c.request().inspect_err(|e| tracing::warn!("{e}; kept for `cove rm`")).ok();
+        if req.as_ref().is_none_or(|r| !r.publish.is_empty() || r.publish_all) {
             // Its monitor (or foreground CLI) is gone without releasing them: the helper
             // would otherwise keep serving ports for a container that no longer runs.
             crate::ports::unregister(&eng.dirs.run, &c.id);
         }
-        if req.rm && remove_exited(eng, &c).is_ok() {
+        if req.is_some_and(|r| r.rm) && remove_exited(eng, &c).is_ok() {
             removed.push((c.id, code));
         }
     }
@@ -173,7 +171,7 @@ pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
 pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    if c.state == "running" {
+    if c.state == ContainerState::Running {
         return Ok(c.pid.unwrap_or(0) as i32);
     }
     let dir = eng.dirs.container(&c.id);
@@ -182,7 +180,7 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
     let msg = crate::spawn_helper("cove-monitor", "__monitor", &[dir.display().to_string(), rd.display().to_string()])?;
     if let Some(pid) = msg.strip_prefix("OK ").and_then(|p| p.trim().parse::<i32>().ok()) {
-        eng.db.set_container_state(&c.id, "running", Some(pid as i64), None)?;
+        eng.db.set_container_state(&c.id, ContainerState::Running, Some(pid as i64), None)?;
         return Ok(pid);
     }
     let text = msg.strip_prefix('E').unwrap_or(&msg);
@@ -199,7 +197,7 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     if live_pid(&rd.join("monitor.pid")).is_none() {
         let _ = std::fs::remove_dir_all(&rd);
     }
-    let state = if c.state == "created" { "created" } else { "exited" };
+    let state = if c.state == ContainerState::Created { ContainerState::Created } else { ContainerState::Exited };
     eng.db.set_container_state(&c.id, state, None, Some(code as i64))?;
     let m = if m.is_empty() { "the monitor failed to start (see COVE_LOG=debug)".to_string() } else { m.to_string() };
     Err(Error::Runtime(cove_runtime::Error::Child { message: m, exit_code: code }))
@@ -221,7 +219,7 @@ pub fn run_detached(eng: &mut Engine, req: &RunRequest) -> Result<String> {
 
 fn is_running(eng: &mut Engine, id: &str) -> Result<bool> {
     reconcile(eng)?;
-    Ok(eng.db.container(id)?.is_some_and(|c| c.state == "running"))
+    Ok(eng.db.container(id)?.is_some_and(|c| c.state == ContainerState::Running))
 }
 
 /// Waits until the container is no longer running, up to `limit`.
@@ -246,11 +244,11 @@ pub fn kill(eng: &mut Engine, key: &str, sig: Signal) -> Result<String> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == "running").then(|| live_pid(&rd.join("pid"))).flatten();
+    let pid = (c.state == ContainerState::Running).then(|| live_pid(&rd.join("pid"))).flatten();
     let Some(pid) = pid else {
         // Between two runs of a restart policy (PID 1 gone, its monitor waiting to start it
         // again): marking it stopped ends it, as Docker's stop does.
-        if c.state == "running" && live_pid(&rd.join("monitor.pid")).is_some() {
+        if c.state == ContainerState::Running && live_pid(&rd.join("monitor.pid")).is_some() {
             let _ = std::fs::write(rd.join("stopped"), "");
             return Ok(c.id);
         }
@@ -265,10 +263,10 @@ pub fn kill(eng: &mut Engine, key: &str, sig: Signal) -> Result<String> {
 pub fn stop(eng: &mut Engine, key: &str, timeout: Option<i64>) -> Result<()> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    if c.state != "running" {
+    if c.state != ContainerState::Running {
         return Ok(()); // Docker: stopping a stopped container succeeds
     }
-    let req = request(&c);
+    let req = c.request()?;
     let sig = req.stop_signal.as_deref().map(parse_signal).transpose()?.unwrap_or(Signal::SIGTERM);
     let timeout = timeout.or(req.stop_timeout).unwrap_or(10).max(0) as u64;
     kill(eng, &c.id, sig)?;
@@ -291,7 +289,7 @@ pub fn wait(eng: &mut Engine, key: &str) -> Result<i64> {
         if let Some((_, code)) = reconcile_collect(eng)?.into_iter().find(|(id, _)| *id == c.id) {
             return Ok(code);
         }
-        if !eng.db.container(&c.id)?.is_some_and(|c| c.state == "running" || c.state == "restarting") {
+        if !eng.db.container(&c.id)?.is_some_and(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -305,7 +303,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let running = c.state == "running" || live_pid(&rd.join("monitor.pid")).is_some();
+    let running = c.state == ContainerState::Running || live_pid(&rd.join("monitor.pid")).is_some();
     if running {
         if !force {
             return Err(Error::Conflict(format!(
@@ -339,7 +337,7 @@ pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
     reconcile(eng)?;
     let mut out = vec![];
     for c in eng.db.containers()? {
-        if c.state != "running" && live_pid(&eng.dirs.container_run(&c.id).join("monitor.pid")).is_none() {
+        if c.state != ContainerState::Running && live_pid(&eng.dirs.container_run(&c.id).join("monitor.pid")).is_none() {
             out.push(remove(eng, &c.id, false)?);
         }
     }
@@ -435,7 +433,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == "running").then(|| live_pid(&rd.join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running).then(|| live_pid(&rd.join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     if o.args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
@@ -523,7 +521,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
 pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    let pid = (c.state == "running").then(|| live_pid(&eng.dirs.container_run(&c.id).join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running).then(|| live_pid(&eng.dirs.container_run(&c.id).join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ctx(|| "read pid namespace".into())?;
     let mut rows = vec![];
     for e in std::fs::read_dir("/proc").ctx(|| "read /proc".into())?.flatten() {
@@ -545,10 +543,10 @@ pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
 
 /// Status text for `ps`, as Docker words it.
 pub fn status_text(c: &ContainerRow, ago: impl Fn(&str) -> String) -> String {
-    match c.state.as_str() {
-        "exited" => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(&ago).unwrap_or_default()),
-        "running" => format!("Up {}", c.started_at.as_deref().map(&ago).unwrap_or_default().trim_end_matches(" ago")),
-        "created" => "Created".into(),
+    match c.state {
+        ContainerState::Exited => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(&ago).unwrap_or_default()),
+        ContainerState::Running => format!("Up {}", c.started_at.as_deref().map(&ago).unwrap_or_default().trim_end_matches(" ago")),
+        ContainerState::Created => "Created".into(),
         s => s.to_string(),
     }
 }
@@ -559,12 +557,12 @@ pub fn status_text(c: &ContainerRow, ago: impl Fn(&str) -> String) -> String {
 pub fn attach(eng: &mut Engine, key: &str) -> Result<i64> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    if c.state != "running" {
+    if c.state != ContainerState::Running {
         return Err(Error::Conflict(format!("you cannot attach to a stopped container, start it first ({})", c.name)));
     }
     let rd = eng.dirs.container_run(&c.id);
     let sock = crate::with_short_path(&rd, "attach.sock", |p| std::os::unix::net::UnixStream::connect(p)).ctx(|| format!("attach to {}", c.name))?;
-    let tty = request(&c).tty;
+    let tty = c.request()?.tty;
     let pid = live_pid(&rd.join("pid"));
     let sfd = crate::tty::block_signals()?;
     let stdin = cove_sys::borrow_raw(0);
@@ -618,4 +616,44 @@ pub fn attach(eng: &mut Engine, key: &str) -> Result<i64> {
     }
     drop(_raw);
     wait(eng, &c.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(d: &std::path::Path) -> Engine {
+        let dirs = crate::Dirs { data: d.join("data"), run: d.join("run"), rootless: true, uid: 1000, gid: 1000, user_name: "u".into() };
+        std::fs::create_dir_all(dirs.containers()).unwrap();
+        std::fs::create_dir_all(&dirs.run).unwrap();
+        let db = crate::db::Db::open(&dirs.db_path()).unwrap();
+        let store = cove_image::Store::open(&dirs.storage()).unwrap();
+        Engine { dirs, db, store, driver: crate::info::Driver::Copy }
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_naming_it_and_rm_still_removes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut eng = engine(d.path());
+        eng.db
+            .conn
+            .execute("INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES ('abc123', 'web', 'i', 'img', 'now', '{\"rm\": tru', 'exited')", [])
+            .unwrap();
+        let c = eng.db.find_container("web").unwrap();
+        let e = c.request().unwrap_err();
+        assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+        assert!(e.to_string().starts_with("container web has a corrupt config: "), "{e}");
+        // Not a default request: a verb that needs it says so.
+        eng.db.set_container_state("abc123", ContainerState::Running, Some(1), None).unwrap();
+        std::fs::create_dir_all(eng.dirs.container_run("abc123")).unwrap();
+        std::fs::write(eng.dirs.container_run("abc123").join("exit"), "3 2024-01-01T00:00:00Z 0").unwrap();
+        // The exit is recorded even though the row's request does not decode, and the row is kept.
+        reconcile(&mut eng).unwrap();
+        let c = eng.db.find_container("web").unwrap();
+        assert_eq!((c.state, c.exit_code), (ContainerState::Exited, Some(3)));
+        assert!(stop(&mut eng, "web", None).is_ok(), "stopping a stopped container succeeds without its request");
+        // `rm` needs nothing from the request.
+        assert_eq!(remove(&mut eng, "web", true).unwrap(), "abc123");
+        assert!(matches!(eng.db.find_container("web"), Err(Error::NotFound(_))));
+    }
 }

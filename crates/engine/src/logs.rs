@@ -32,7 +32,7 @@ impl LogOpts {
         for kv in opts {
             let (k, v) = kv.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid --log-opt {kv:?}: expected key=value")))?;
             match k {
-                "max-size" => o.max_size = if v == "-1" { 0 } else { crate::spec::parse_size(v)? as u64 },
+                "max-size" => o.max_size = if v == "-1" { 0 } else { crate::request::parse_size(v)? as u64 },
                 "max-file" => {
                     o.max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| Error::Invalid(format!("invalid max-file {v:?}: must be a positive number")))?
                 }

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 /// The network containers join when no `--network` is given.
-pub const DEFAULT_NETWORK: &str = "cove";
+pub use crate::request::DEFAULT_NETWORK;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkRow {
@@ -674,7 +674,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
         return Err(Error::Conflict(format!("endpoint with name {} already exists in network {}", c.name, n.name)));
     }
     // Only a container with networks of its own (not none, host or container:NAME) joins more.
-    let req: crate::spec::RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    let req = c.request()?;
     if !matches!(crate::spec::net_mode(&req), Ok(crate::spec::NetMode::Bridge(_))) {
         return Err(Error::Conflict(format!(
             "container {} runs with --network {}: it has no network of its own to connect",
@@ -684,8 +684,8 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     }
     // A running container is wired now; a created or stopped one at its next start (as
     // compose does: create, connect the other networks, start).
-    let pid = match c.state.as_str() {
-        "running" => Some(
+    let pid = match c.state {
+        crate::db::ContainerState::Running => Some(
             crate::monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
                 .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?,
         ),
@@ -734,7 +734,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
 /// `disconnect`): a gateway of a network it left answers no more. In place: the file is
 /// bind-mounted (into containers joined with `container:NAME` too).
 fn refresh_resolv_conf(eng: &Engine, c: &crate::db::ContainerRow) -> Result<()> {
-    let req: crate::spec::RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
+    let req = c.request()?;
     let names = crate::spec::name_opts(&req).unwrap_or_default();
     let mut st = eng.db.conn.prepare(
         "SELECT n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1 ORDER BY length(e.ifname), e.ifname",
@@ -798,7 +798,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         .query_row("SELECT ifname, ip, ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let (ifname, ip, ip6) = row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
-    if c.state == "running" {
+    if c.state == crate::db::ContainerState::Running {
         let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
         cove_net::link::detach_container(&mut nl, &ifname).map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
@@ -807,7 +807,7 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
         Ok(())
     })?;
-    if let (true, Some(pid)) = (c.state == "running", c.pid) {
+    if let (true, Some(pid)) = (c.state == crate::db::ContainerState::Running, c.pid) {
         // The default route left with the interface that held it: as Docker, the first
         // remaining network takes it (a no-op when another interface has it already).
         if let Err(e) = move_default_route(eng, &c.id, pid as i32) {

@@ -1,7 +1,7 @@
 //! `cove run` (foreground): create the container record and files, build the spec, hand it to
 //! the runtime, relay I/O until PID 1 exits, record the exit, clean up with `--rm`.
 
-use crate::db::{now_rfc3339, Db};
+use crate::db::{now_rfc3339, ContainerState, Db};
 use crate::info::Driver;
 use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
 use crate::{images, userdb, Dirs, Error, IoContext, Result};
@@ -204,8 +204,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     if let NetMode::Container(key, path) = &mut net {
         crate::lifecycle::reconcile(eng)?;
         let c = eng.db.find_container(key)?;
-        let pid = match (c.state.as_str(), c.pid) {
-            ("running", Some(pid)) => pid,
+        let pid = match (c.state, c.pid) {
+            (ContainerState::Running, Some(pid)) => pid,
             _ => return Err(Error::Conflict(format!("cannot join the network of container {}: it is not running", c.name))),
         };
         *path = PathBuf::from(format!("/proc/{pid}/ns/net"));
@@ -489,7 +489,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
         });
     } else {
         // A container whose setup failed never ran: it stays Created, as Docker leaves it.
-        let state = if result.is_ok() { "exited" } else { "created" };
+        let state = if result.is_ok() { ContainerState::Exited } else { ContainerState::Created };
         let _ = eng.db.set_container_state(&p.id, state, None, code);
     }
     tracing::debug!("cleaned up");
@@ -532,7 +532,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     tracing::debug!("created");
     let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     let relay = pipes.or(master.map(crate::tty::Relay::Pty));
-    eng.db.set_container_state(&p.id, "running", Some(pid.as_raw() as i64), None)?;
+    eng.db.set_container_state(&p.id, ContainerState::Running, Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
     let _ = crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw());
     let sfd = crate::tty::block_signals()?;
