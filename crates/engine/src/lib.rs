@@ -22,6 +22,7 @@ pub mod netd;
 mod netdns;
 pub mod outbound;
 pub mod network;
+pub mod plan;
 pub mod ports;
 pub mod request;
 pub mod run;

@@ -3,7 +3,7 @@
 //! into the state database ([`reconcile`]).
 
 use crate::db::{ContainerRow, ContainerState};
-use crate::monitor::{live_pid, MonitorConfig, Restart};
+use crate::monitor::{live_pid, MonitorConfig};
 use crate::run::{prepare, remove_container_files, Engine};
 use crate::spec::RunRequest;
 use crate::{Error, IoContext, Result};
@@ -14,15 +14,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-/// Parses `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| Error::Invalid(format!("invalid signal: {s}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<Signal>().map_err(|_| Error::Invalid(format!("invalid signal: {s}")))
-}
+pub use crate::plan::parse_signal;
 
 /// Brings the rows of containers that were running up to date with their monitors' files:
 /// an exit status left by a monitor becomes `exited`; a container whose monitor (or
@@ -132,22 +124,20 @@ fn delete(eng: &mut Engine, c: &ContainerRow, if_exited: bool) -> Result<()> {
 /// The monitor's configuration, written next to config.json.
 pub(crate) fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared) -> Result<()> {
     let id = &p.id;
-    let lo = crate::logs::LogOpts::parse(&req.log_opts)?;
     let cfg = MonitorConfig {
         id: id.to_string(),
         rootfs: p.rootfs.clone(),
         rootless: eng.dirs.rootless,
         tty: req.tty,
-        restart: req.restart.as_deref().map(Restart::parse).transpose()?.unwrap_or_default(),
-        log: (lo.max_size, lo.max_file),
+        restart: p.plan.restart,
+        log_opts: p.plan.log,
         log_path: eng.dirs.container(id).join("container.log"),
         userns: p.userns.clone(),
-        run: Some(eng.dirs.run.clone()),
+        user_run_dir: Some(eng.dirs.run.clone()),
         seccomp_dir: Some(eng.dirs.seccomp_cache()),
         endpoints: p.endpoints.clone(),
-        publish: if p.ports { req.publish.clone() } else { vec![] },
-        publish_all: p.ports && req.publish_all,
-        exposed: p.exposed.clone(),
+        ports: p.plan.ports.clone(),
+        legacy: Default::default(),
         db: Some(eng.dirs.db_path()),
         net_from: p.net_from.clone(),
         config: crate::config::path(eng.dirs.rootless),
@@ -267,7 +257,8 @@ pub fn stop(eng: &mut Engine, key: &str, timeout: Option<i64>) -> Result<()> {
         return Ok(()); // Docker: stopping a stopped container succeeds
     }
     let req = c.request()?;
-    let sig = req.stop_signal.as_deref().map(parse_signal).transpose()?.unwrap_or(Signal::SIGTERM);
+    // Checked by `prepare`: one that no longer parses is a corrupt row.
+    let sig = req.stop_signal.as_deref().map(parse_signal).transpose().map_err(|e| Error::Corrupt(format!("container {} has a corrupt stop signal: {e}", c.name)))?.unwrap_or(Signal::SIGTERM);
     let timeout = timeout.or(req.stop_timeout).unwrap_or(10).max(0) as u64;
     kill(eng, &c.id, sig)?;
     if wait_exit(eng, &c.id, Duration::from_secs(timeout))? {

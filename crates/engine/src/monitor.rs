@@ -21,7 +21,7 @@
 //! ```
 //! No async runtime, no threads: one `poll` loop.
 
-use crate::logs::LogWriter;
+use crate::logs::{LogOpts, LogWriter};
 use crate::{Error, IoContext, Result};
 use cove_monitor::{Exited, PumpArgs};
 use cove_runtime::{CreateOptions, Rootfs, Stdio};
@@ -77,14 +77,17 @@ pub struct MonitorConfig {
     pub rootless: bool,
     pub tty: bool,
     pub restart: Restart,
-    pub log: (u64, u32),
+    /// Log rotation. Called `log`, a `[max_size, max_file]` pair, in the monitor.json of
+    /// containers created before it was typed.
+    #[serde(alias = "log", deserialize_with = "log_opts_compat")]
+    pub log_opts: LogOpts,
     pub log_path: PathBuf,
     #[serde(default)]
     pub userns: Option<cove_runtime::NestedMaps>,
-    /// The user's run dir (network helper, published ports). Called `seccomp_cache` in the
-    /// monitor.json of containers created before the cache left the run dir.
-    #[serde(default, alias = "seccomp_cache")]
-    pub run: Option<PathBuf>,
+    /// The user's run dir (network helper, published ports). Called `run`, and before that
+    /// `seccomp_cache`, in the monitor.json of older containers.
+    #[serde(default, alias = "run", alias = "seccomp_cache")]
+    pub user_run_dir: Option<PathBuf>,
     /// Where compiled seccomp programs are cached (`Dirs::seccomp_cache`); none: compile.
     #[serde(default)]
     pub seccomp_dir: Option<PathBuf>,
@@ -93,12 +96,12 @@ pub struct MonitorConfig {
     pub db: Option<PathBuf>,
     #[serde(default)]
     pub endpoints: Vec<crate::network::Endpoint>,
+    /// Published ports, parsed by `prepare` (`-p`, and `-P`'s exposed ports).
     #[serde(default)]
-    pub publish: Vec<String>,
-    #[serde(default)]
-    pub publish_all: bool,
-    #[serde(default)]
-    pub exposed: Vec<String>,
+    pub ports: Vec<cove_net::portmap::PortSpec>,
+    /// What older monitor.json files held instead of `ports`. Never written.
+    #[serde(flatten, skip_serializing)]
+    pub legacy: LegacyPorts,
     /// `--network container:NAME`: the namespace to join, looked up at every (re)start.
     #[serde(default)]
     pub net_from: Option<NetFrom>,
@@ -106,6 +109,44 @@ pub struct MonitorConfig {
     /// environment keeps only COVE_*, PATH and HOME).
     #[serde(default)]
     pub config: Option<PathBuf>,
+}
+
+/// The `-p` strings, `-P` and exposed ports that monitor.json held before `ports`: read once
+/// by [`MonitorConfig::decode`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LegacyPorts {
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    publish_all: bool,
+    #[serde(default)]
+    exposed: Vec<String>,
+}
+
+impl MonitorConfig {
+    /// Decodes monitor.json, older layouts included (their `-p` strings parsed once, here).
+    pub fn decode(bytes: &[u8]) -> Result<MonitorConfig> {
+        let mut cfg: MonitorConfig = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("monitor.json: {e}")))?;
+        let old = std::mem::take(&mut cfg.legacy);
+        if cfg.ports.is_empty() && (!old.publish.is_empty() || old.publish_all) {
+            cfg.ports = crate::ports::specs(&old.publish, old.publish_all, &old.exposed)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// [`LogOpts`] as written now, or the `[max_size, max_file]` pair of older files.
+fn log_opts_compat<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<LogOpts, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Typed(LogOpts),
+        Pair(u64, u32),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Typed(o) => o,
+        Either::Pair(max_size, max_file) => LogOpts { max_size, max_file },
+    })
 }
 
 /// The container whose network namespace another one joins (`--network container:NAME`).
@@ -209,7 +250,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     let read = |name: &str| std::fs::read(dir.join(name)).ctx(|| format!("read {}", dir.join(name).display()));
     let parsed = (|| -> Result<(oci_spec::runtime::Spec, MonitorConfig)> {
         let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Other(format!("config.json: {e}")))?;
-        let cfg = serde_json::from_slice(&read("monitor.json")?).map_err(|e| Error::Other(format!("monitor.json: {e}")))?;
+        let cfg = MonitorConfig::decode(&read("monitor.json")?)?;
         Ok((spec, cfg))
     })();
     let pump_bin = pump_binary();
@@ -236,7 +277,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         write_pid_file(&run_dir.join("monitor.pid"), std::process::id() as i32)?;
         let _ = std::fs::remove_file(run_dir.join("exit"));
     }
-    let mut log = LogWriter::open(&cfg.log_path, cfg.log.0, cfg.log.1)?;
+    let mut log = LogWriter::open(&cfg.log_path, cfg.log_opts.max_size, cfg.log_opts.max_file)?;
     let mut set = SigSet::empty();
     for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
@@ -291,7 +332,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         let _ = std::fs::remove_file(&attach_path);
         ended = Some(code);
     }
-    if let (Some(run), false) = (&cfg.run, cfg.publish.is_empty() && !cfg.publish_all) {
+    if let (Some(run), false) = (&cfg.user_run_dir, cfg.ports.is_empty()) {
         crate::ports::unregister(run, &cfg.id);
     }
     if let Some(cg) = cg {
@@ -333,8 +374,8 @@ fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, atta
         attach: attach.map(|l| l.as_raw_fd()),
         exe: exe.as_raw_fd(),
         log: cfg.log_path.clone(),
-        max_size: cfg.log.0,
-        max_file: cfg.log.1,
+        max_size: cfg.log_opts.max_size,
+        max_file: cfg.log_opts.max_file,
         restarts,
         dir: dir.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
@@ -350,17 +391,16 @@ fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, atta
 type Started = (Pid, OwnedFd, Option<OwnedFd>);
 
 fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&cove_cgroups::Cgroup>, run_dir: &Path) -> Result<Started> {
-    let specs = crate::ports::specs(&cfg.publish, cfg.publish_all, &cfg.exposed)?;
     let null_in: OwnedFd = std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into();
     let add = |pid: Pid| -> std::result::Result<(), String> {
         if let Some(cg) = cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
-        match &cfg.run {
+        match &cfg.user_run_dir {
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.config.as_deref())?;
-                crate::ports::publish(run, run_dir, &cfg.id, &specs, cfg.endpoints.first())
+                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first())
             }
             None => Ok(()),
         }
@@ -394,6 +434,46 @@ mod tests {
         assert!(Restart::Always.again(0, 100, false));
         assert!(!Restart::Always.again(1, 0, true));
         assert!(!Restart::No.again(1, 0, false));
+    }
+
+    #[test]
+    fn monitor_json_carries_typed_values_and_reads_older_layouts() {
+        let cfg = MonitorConfig {
+            id: "abc".into(),
+            rootfs: Rootfs::Directory,
+            rootless: true,
+            tty: false,
+            restart: Restart::OnFailure(Some(2)),
+            log_opts: LogOpts { max_size: 1 << 20, max_file: 2 },
+            log_path: "/x/container.log".into(),
+            userns: None,
+            user_run_dir: Some("/run/user/1000/cove".into()),
+            seccomp_dir: None,
+            db: None,
+            endpoints: vec![],
+            ports: vec![cove_net::portmap::parse_publish("8080:80/udp").unwrap()],
+            legacy: Default::default(),
+            net_from: None,
+            config: None,
+        };
+        let json = serde_json::to_vec(&cfg).unwrap();
+        let back = MonitorConfig::decode(&json).unwrap();
+        assert_eq!((back.restart, back.log_opts, &back.ports, &back.user_run_dir), (cfg.restart, cfg.log_opts, &cfg.ports, &cfg.user_run_dir));
+        let text = String::from_utf8(json).unwrap();
+        assert!(!text.contains("\"publish\"") && text.contains("\"log_opts\""), "{text}");
+        // What containers created before the plan have: `log` as a pair, `run`, `-p` strings.
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("log_opts");
+        o.remove("ports");
+        let dir = o.remove("user_run_dir").unwrap();
+        o.insert("log".into(), serde_json::json!([1048576, 2]));
+        o.insert("run".into(), dir);
+        o.insert("publish".into(), serde_json::json!(["8080:80/udp"]));
+        o.insert("publish_all".into(), serde_json::json!(false));
+        let back = MonitorConfig::decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!((back.log_opts, &back.ports, &back.user_run_dir), (cfg.log_opts, &cfg.ports, &cfg.user_run_dir));
+        assert!(matches!(MonitorConfig::decode(b"{\"id\":"), Err(Error::Corrupt(_))));
     }
 
     #[test]

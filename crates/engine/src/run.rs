@@ -3,6 +3,7 @@
 
 use crate::db::{now_rfc3339, ContainerState, Db};
 use crate::info::Driver;
+use crate::plan::Plan;
 use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
 use crate::{images, userdb, Dirs, Error, IoContext, Result};
 use cove_image::Store;
@@ -182,12 +183,10 @@ pub struct Prepared {
     pub rootfs: Rootfs,
     pub userns: Option<cove_runtime::NestedMaps>,
     pub endpoints: Vec<crate::network::Endpoint>,
-    /// Image ExposedPorts (for -P).
-    pub exposed: Vec<String>,
     /// `container:NAME`: whose network namespace to join, looked up again at every start.
     pub net_from: Option<crate::monitor::NetFrom>,
-    /// Whether `-p`/`-P` apply (not with `--network host|none`: discarded there).
-    pub ports: bool,
+    /// What was parsed from the request: restart policy, log options, ports, stop signal.
+    pub plan: Plan,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -234,21 +233,15 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     if matches!(net, NetMode::Container(..)) && !names.is_empty() {
         return Err(Error::Invalid("--add-host, --dns, --dns-search and --dns-option cannot be used with --network container:NAME: the container uses NAME's /etc/hosts and resolv.conf".into()));
     }
-    // Bad or privileged port specs fail here, before anything exists.
+    // Restart policy, log options, ports and stop signal, parsed once: a bad one fails here,
+    // before anything exists.
     let exposed = crate::ports::exposed(&defaults.exposed, &req.expose)?;
-    let port_specs = crate::ports::specs(&req.publish, req.publish_all, &exposed)?;
+    let plan = Plan::parse(req, defaults.stop_signal.as_deref(), &exposed, &net)?;
     // As Docker and podman: host and none have nothing to publish into (a warning, the ports
-    // are dropped); another container's namespace is a conflict.
-    let ports = !port_specs.is_empty() && matches!(net, NetMode::Bridge(_));
-    match &net {
-        NetMode::Container(..) if !port_specs.is_empty() => {
-            return Err(Error::Invalid("conflicting options: published ports and --network container:NAME (publish them on NAME)".into()));
-        }
-        NetMode::Host | NetMode::None if !port_specs.is_empty() => {
-            let mode = if matches!(net, NetMode::Host) { "host" } else { "none" };
-            eprintln!("cove: warning: published ports are discarded with --network {mode}");
-        }
-        _ => {}
+    // are dropped).
+    if plan.ports_discarded {
+        let mode = if matches!(net, NetMode::Host) { "host" } else { "none" };
+        eprintln!("cove: warning: published ports are discarded with --network {mode}");
     }
     let id = cove_oci::new_id()?;
     let name = match &req.name {
@@ -289,21 +282,9 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         Some(b) => b,
         None => crate::config::load(eng.dirs.rootless)?.init,
     };
-
-    // Checked here, before anything exists: a bad --stop-signal used to be stored and only
-    // failed at `stop`, leaving a container that could only be killed.
-    if let Some(s) = &req.stop_signal {
-        crate::lifecycle::parse_signal(s).map_err(|_| Error::Invalid(format!("invalid --stop-signal {s:?}: not a signal name or number")))?;
-    }
     let mut stored = req.clone();
-    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|s| crate::lifecycle::parse_signal(s).is_ok()));
-    if let Some(r) = &req.restart {
-        crate::monitor::Restart::parse(r)?;
-        if req.rm && r != "no" {
-            return Err(Error::Invalid("conflicting options: --restart and --rm".into()));
-        }
-    }
-    crate::logs::LogOpts::parse(&req.log_opts)?;
+    // The image's StopSignal is kept when it names a signal (the plan says whether it does).
+    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|_| plan.stop_signal.is_some()));
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
     let image_name = req.image.clone();
     let created = now_rfc3339();
@@ -411,7 +392,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), exposed: exposed.clone(), net_from, ports })
+        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), net_from, plan: plan.clone() })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
@@ -510,13 +491,13 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let config = crate::config::path(eng.dirs.rootless);
     let db_path = eng.dirs.db_path();
     let container_run = eng.dirs.container_run(&p.id);
-    let specs = if p.ports { crate::ports::specs(&req.publish, req.publish_all, &p.exposed)? } else { vec![] };
+    let specs = &p.plan.ports;
     let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
-        crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first())
+        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first())
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {
@@ -541,8 +522,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let code = match started {
         Ok(_) => {
             // What a kept container prints goes to its log too (`cove logs`, as Docker's).
-            // (The options were checked by prepare; the container runs either way.)
-            let lo = crate::logs::LogOpts::parse(&req.log_opts).ok().filter(|_| !req.rm);
+            let lo = Some(p.plan.log).filter(|_| !req.rm);
             let log = lo.and_then(|lo| match cove_monitor::LogWriter::open(&eng.dirs.container(&p.id).join("container.log"), lo.max_size, lo.max_file) {
                 Ok(l) => Some(l),
                 Err(e) => {

@@ -23,7 +23,8 @@ use std::str::FromStr;
 use crate::{io_err, Error, Result};
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -39,7 +40,7 @@ impl fmt::Display for Protocol {
 }
 
 /// An inclusive port range; a single port is `start == end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PortRange {
     pub start: u16,
     pub end: u16,
@@ -76,7 +77,7 @@ impl fmt::Display for PortRange {
 }
 
 /// Which host ports a spec asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum HostPorts {
     /// A port chosen by the kernel (bind to port 0) for each container port.
     Random,
@@ -88,7 +89,8 @@ pub enum HostPorts {
 }
 
 /// One parsed `-p` spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serializable: the engine hands parsed specs to the monitor in its configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortSpec {
     /// The host address to listen on; `None` is every address (0.0.0.0 and ::).
     pub host_ip: Option<IpAddr>,
