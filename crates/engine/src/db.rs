@@ -97,12 +97,6 @@ impl rusqlite::types::ToSql for ContainerState {
     }
 }
 
-impl rusqlite::types::FromSql for ContainerState {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        v.as_str()?.parse().map_err(|e: crate::Error| rusqlite::types::FromSqlError::Other(e.to_string().into()))
-    }
-}
-
 impl ContainerRow {
     /// The request the container was created from. A row whose JSON does not decode is an
     /// error naming the container, never a default request (that would, say, forget `--rm` or
@@ -278,6 +272,71 @@ impl Db {
             Ok(())
         })
     }
+
+    /// Whether a container has this name.
+    pub fn container_name_taken(&self, name: &str) -> Result<bool> {
+        Ok(self.conn.query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE name = ?1)", [name], |r| r.get::<_, bool>(0))?)
+    }
+
+    /// Inserts a `created` container and, in the same transaction, runs `then` (the network
+    /// leases), so a name taken in between or an address already leased leaves nothing behind.
+    pub fn insert_container<T>(&mut self, c: &NewContainer<'_>, then: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.id, c.name, c.image_id, c.image, c.created, c.config, ContainerState::Created],
+            )?;
+            then(tx)
+        })
+    }
+
+    /// Deletes a container's row and its network leases; with `only_if_exited`, only while
+    /// its row says exited (a `start` that came in between wins). Whether it was deleted.
+    pub fn delete_container(&mut self, id: &str, only_if_exited: bool) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute("DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = ?3)", params![id, only_if_exited, ContainerState::Exited])?;
+            if n > 0 {
+                tx.execute("DELETE FROM endpoints WHERE container_id = ?1", [id])?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// A monitor's report that PID 1 runs as `pid` (a `created` row becomes running; after a
+    /// restart by the monitor, a new pid).
+    pub fn mark_started(&mut self, id: &str, pid: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET state = CASE state WHEN ?4 THEN ?5 ELSE state END, pid = ?2, started_at = ?3 WHERE id = ?1",
+                params![id, pid, now_rfc3339(), ContainerState::Created, ContainerState::Running],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records an exit found by reconcile, unless something else settled the row first (only
+    /// a running, restarting or created row changes).
+    pub fn mark_exited(&mut self, id: &str, code: i64, finished_at: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE containers SET state = ?4, pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND state IN (?5, ?6, ?7)",
+                params![id, code, finished_at, ContainerState::Exited, ContainerState::Running, ContainerState::Restarting, ContainerState::Created],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// A container row to insert ([`Db::insert_container`]); it starts `created`.
+pub struct NewContainer<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub image_id: &'a str,
+    /// The image as the user named it.
+    pub image: &'a str,
+    pub created: &'a str,
+    /// The [`RunRequest`] as JSON.
+    pub config: &'a str,
 }
 
 const CONTAINER_SELECT: &str = "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";
@@ -296,14 +355,19 @@ fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
 }
 
 fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
+    let name: String = r.get(1)?;
+    let state: String = r.get(6)?;
+    let state = state.parse::<ContainerState>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, format!("container {name} has a corrupt state: {e}").into())
+    })?;
     Ok(ContainerRow {
         id: r.get(0)?,
-        name: r.get(1)?,
+        name,
         image_id: r.get(2)?,
         image: r.get(3)?,
         created: r.get(4)?,
         config: r.get(5)?,
-        state: r.get(6)?,
+        state,
         pid: r.get(7)?,
         exit_code: r.get(8)?,
         started_at: r.get(9)?,
@@ -341,6 +405,36 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.000000005Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339(&rfc3339(951_782_400, 0)), Some(951_782_400)); // 2000-02-29
         assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn container_states_round_trip_and_transitions() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&d.path().join("s.db")).unwrap();
+        let row = NewContainer { id: "abc123", name: "web", image_id: "i", image: "img", created: "now", config: "{}" };
+        db.insert_container(&row, |_| Ok(())).unwrap();
+        assert!(db.container_name_taken("web").unwrap() && !db.container_name_taken("db").unwrap());
+        let state = |db: &Db| db.find_container("web").unwrap().state;
+        assert_eq!(state(&db), ContainerState::Created);
+        db.mark_started("abc123", 42).unwrap();
+        assert_eq!((state(&db), db.find_container("web").unwrap().pid), (ContainerState::Running, Some(42)));
+        // Only an exited row goes with `only_if_exited`.
+        assert!(!db.delete_container("abc123", true).unwrap());
+        db.mark_exited("abc123", 3, "then").unwrap();
+        let c = db.find_container("web").unwrap();
+        assert_eq!((c.state, c.exit_code, c.pid, c.finished_at.as_deref()), (ContainerState::Exited, Some(3), None, Some("then")));
+        // Settled already: a second report changes nothing.
+        db.mark_exited("abc123", 255, "later").unwrap();
+        assert_eq!(db.find_container("web").unwrap().exit_code, Some(3));
+        for s in [ContainerState::Created, ContainerState::Running, ContainerState::Restarting, ContainerState::Exited] {
+            assert_eq!(s.as_str().parse::<ContainerState>().unwrap(), s);
+        }
+        assert!(db.delete_container("abc123", true).unwrap());
+        assert!(matches!(db.find_container("web"), Err(crate::Error::NotFound(_))));
+        // A state cove never writes is an error, not a guess.
+        db.conn.execute("INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES ('def456', 'odd', 'i', 'img', 'now', '{}', 'paused?')", []).unwrap();
+        let e = db.find_container("odd").unwrap_err().to_string();
+        assert!(e.contains("container odd has a corrupt state: unknown container state \"paused?\""), "{e}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use crate::spec::RunRequest;
 use crate::{Error, IoContext, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use rusqlite::params;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -45,10 +44,7 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
             None if let Some(pid) = live_pid(&rd.join("pid")) => {
                 // Running; after a restart by the monitor its PID 1 is a new process.
                 if Some(pid as i64) != c.pid || c.state == ContainerState::Created {
-                    eng.db.write(|tx| {
-                        tx.execute("UPDATE containers SET state = CASE state WHEN 'created' THEN 'running' ELSE state END, pid = ?2, started_at = ?3 WHERE id = ?1", params![c.id, pid, crate::db::now_rfc3339()])?;
-                        Ok(())
-                    })?;
+                    eng.db.mark_started(&c.id, pid as i64)?;
                 }
                 continue;
             }
@@ -61,19 +57,13 @@ fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
             let mut it = t.split_whitespace();
             let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
             let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
-            eng.db.write(|tx| {
-                tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('running','restarting','created')", params![c.id, code, finished])?;
-                Ok(())
-            })?;
+            eng.db.mark_exited(&c.id, code, &finished)?;
             ended.push((c, code));
             continue;
         }
         // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
         // Never write into the run dir here: a concurrent `rm` may be deleting it.
-        eng.db.write(|tx| {
-            tx.execute("UPDATE containers SET state = 'exited', pid = NULL, exit_code = 255, finished_at = ?2 WHERE id = ?1 AND state IN ('running','restarting','created')", params![c.id, crate::db::now_rfc3339()])?;
-            Ok(())
-        })?;
+        eng.db.mark_exited(&c.id, 255, &crate::db::now_rfc3339())?;
         ended.push((c, 255));
     }
     let mut removed = vec![];
@@ -107,14 +97,7 @@ fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
 /// came in between wins, and keeps its files).
 fn delete(eng: &mut Engine, c: &ContainerRow, if_exited: bool) -> Result<()> {
     crate::ports::unregister(&eng.dirs.run, &c.id);
-    let deleted = eng.db.write(|tx| {
-        let n = tx.execute("DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = 'exited')", params![c.id, if_exited])?;
-        if n > 0 {
-            crate::network::release(tx, &c.id)?;
-        }
-        Ok(n > 0)
-    })?;
-    if !deleted {
+    if !eng.db.delete_container(&c.id, if_exited)? {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(&c.id));

@@ -1,14 +1,13 @@
 //! `cove run` (foreground): create the container record and files, build the spec, hand it to
 //! the runtime, relay I/O until PID 1 exits, record the exit, clean up with `--rm`.
 
-use crate::db::{now_rfc3339, ContainerState, Db};
+use crate::db::{now_rfc3339, ContainerState, Db, NewContainer};
 use crate::info::Driver;
 use crate::plan::Plan;
 use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
 use crate::{images, userdb, Dirs, Error, IoContext, Result};
 use cove_image::Store;
 use cove_runtime::{CreateOptions, Rootfs};
-use rusqlite::params;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -253,9 +252,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         None => {
             let base = generated_name(&id);
             let mut name = base.clone();
-            let taken = |n: &str| -> Result<bool> { Ok(eng.db.conn.query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE name = ?1)", [n], |r| r.get::<_, bool>(0))?) };
             let mut k = 1;
-            while taken(&name)? {
+            while eng.db.container_name_taken(&name)? {
                 k += 1;
                 name = format!("{base}{k}");
             }
@@ -317,15 +315,10 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         };
         extra_hosts.push((h.clone(), ip));
     }
+    let row = NewContainer { id: &id, name: &name, image_id: &img.id, image: &image_name, created: &created, config: &config };
     let endpoints = eng
         .db
-        .write(|tx| {
-            tx.execute(
-                "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'created')",
-                params![id, name, img.id, image_name, created, config],
-            )?;
-            crate::network::lease(tx, &id, &nets, fixed)
-        })
+        .insert_container(&row, |tx| crate::network::lease(tx, &id, &nets, fixed))
         .map_err(|e| match e {
             Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
                 let other = eng.db.find_container(&name).map(|c| c.id).unwrap_or_default();
@@ -396,11 +389,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
-        let _ = eng.db.write(|tx| {
-            crate::network::release(tx, &id)?;
-            tx.execute("DELETE FROM containers WHERE id = ?1", [&id])?;
-            Ok(())
-        });
+        let _ = eng.db.delete_container(&id, false);
     }
     result
 }
@@ -463,11 +452,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(&p.id));
     if req.rm {
         let _ = remove_container_files(&p.dir);
-        let _ = eng.db.write(|tx| {
-            crate::network::release(tx, &p.id)?;
-            tx.execute("DELETE FROM containers WHERE id = ?1", [&p.id])?;
-            Ok(())
-        });
+        let _ = eng.db.delete_container(&p.id, false);
     } else {
         // A container whose setup failed never ran: it stays Created, as Docker leaves it.
         let state = if result.is_ok() { ContainerState::Exited } else { ContainerState::Created };
