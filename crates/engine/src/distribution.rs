@@ -14,7 +14,7 @@ use cove_registry::{Client, ImageRef, Settings};
 
 use crate::db::Db;
 use crate::images;
-use crate::run::Engine;
+use crate::state::Engine;
 use crate::{Error, Result};
 
 /// Layers downloaded at once.

@@ -1,10 +1,10 @@
 //! Docker's lifecycle verbs without a daemon: detached run, create/start, stop/kill, wait,
-//! rm, logs, exec, top, restart, prune — and folding what monitors left in the runtime dir
-//! into the state database ([`reconcile`]).
+//! rm, logs, exec, top, restart, prune. Each first folds what monitors left in the runtime
+//! dir into the state database (`reconcile`); `create` is the container module's.
 
 use crate::db::{ContainerRow, ContainerState};
-use crate::monitor::{live_pid, MonitorConfig};
-use crate::run::{prepare, remove_container_files, Engine};
+use crate::monitor::live_pid;
+use crate::state::Engine;
 use crate::spec::RunRequest;
 use crate::{Error, IoContext, Result};
 use nix::sys::signal::Signal;
@@ -15,129 +15,9 @@ use std::time::{Duration, Instant};
 
 pub use crate::plan::parse_signal;
 
-/// Brings the rows of containers that were running up to date with their monitors' files:
-/// an exit status left by a monitor becomes `exited`; a container whose monitor (or
-/// foreground CLI) died without leaving one becomes `exited` with code 255 and an error note.
-///
-/// A container run with `--rm` (detached) is removed here once it has exited, as Docker's
-/// daemon removes it: the first cove command after the exit (ps, stop, wait, ...) finds it gone.
-pub fn reconcile(eng: &mut Engine) -> Result<()> {
-    reconcile_collect(eng).map(|_| ())
-}
-
-/// [`reconcile`], returning the (id, exit code) of the `--rm` containers it removed.
-fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
-    // A `created` row with a monitor pid file is one whose start was under way (a foreground
-    // CLI or a `start` killed before it recorded the outcome): its files say what became of it.
-    let rows: Vec<ContainerRow> = eng
-        .db
-        .containers()?
-        .into_iter()
-        .filter(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting || c.state == ContainerState::Created && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
-        .collect();
-    let mut ended = vec![];
-    for c in rows {
-        let rd = eng.dirs.container_run(&c.id);
-        let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
-        let exit = match read_exit() {
-            Some(t) => Some(t),
-            None if let Some(pid) = live_pid(&rd.join("pid")) => {
-                // Running; after a restart by the monitor its PID 1 is a new process.
-                if Some(pid as i64) != c.pid || c.state == ContainerState::Created {
-                    eng.db.mark_started(&c.id, pid as i64)?;
-                }
-                continue;
-            }
-            None if live_pid(&rd.join("monitor.pid")).is_some() => continue, // between restarts
-            // The monitor may have written its exit file and left between our checks: look
-            // once more before concluding that it died without one.
-            None => read_exit(),
-        };
-        if let Some(t) = exit {
-            let mut it = t.split_whitespace();
-            let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
-            let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
-            eng.db.mark_exited(&c.id, code, &finished)?;
-            ended.push((c, code));
-            continue;
-        }
-        // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
-        // Never write into the run dir here: a concurrent `rm` may be deleting it.
-        eng.db.mark_exited(&c.id, 255, &crate::db::now_rfc3339())?;
-        ended.push((c, 255));
-    }
-    let mut removed = vec![];
-    for (c, code) in ended {
-        // A row whose request does not decode still settles: its ports are released (the
-        // helper ignores a container it does not serve) and it is kept, for `rm` to remove.
-        let req = c.request().inspect_err(|e| tracing::warn!("{e}; kept for `cove rm`")).ok();
-        if req.as_ref().is_none_or(|r| !r.publish.is_empty() || r.publish_all) {
-            // Its monitor (or foreground CLI) is gone without releasing them: the helper
-            // would otherwise keep serving ports for a container that no longer runs.
-            crate::ports::unregister(&eng.dirs.run, &c.id);
-        }
-        if req.is_some_and(|r| r.rm) && remove_exited(eng, &c).is_ok() {
-            removed.push((c.id, code));
-        }
-    }
-    Ok(removed)
-}
-
-/// Removes a container whose monitor is gone (its row says exited): leases, row, files.
-fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
-    let rd = eng.dirs.container_run(&c.id);
-    if live_pid(&rd.join("monitor.pid")).is_some() {
-        return Err(Error::Conflict(format!("container {} is still being monitored", c.name)));
-    }
-    delete(eng, c, true)
-}
-
-/// Releases what a container that no longer runs holds and deletes it: published ports,
-/// leases, row, run dir, files. `if_exited`: only while its row says exited (a `start` that
-/// came in between wins, and keeps its files).
-fn delete(eng: &mut Engine, c: &ContainerRow, if_exited: bool) -> Result<()> {
-    crate::ports::unregister(&eng.dirs.run, &c.id);
-    if !eng.db.delete_container(&c.id, if_exited)? {
-        return Ok(());
-    }
-    let _ = std::fs::remove_dir_all(eng.dirs.container_run(&c.id));
-    remove_container_files(&eng.dirs.container(&c.id))
-}
-
-/// The monitor's configuration, written next to config.json.
-pub(crate) fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &crate::run::Prepared) -> Result<()> {
-    let id = &p.id;
-    let cfg = MonitorConfig {
-        id: id.to_string(),
-        rootfs: p.rootfs.clone(),
-        rootless: eng.dirs.rootless,
-        tty: req.tty,
-        restart: p.plan.restart,
-        log_opts: p.plan.log,
-        log_path: eng.dirs.container(id).join("container.log"),
-        userns: p.userns.clone(),
-        user_run_dir: Some(eng.dirs.run.clone()),
-        seccomp_dir: Some(eng.dirs.seccomp_cache()),
-        endpoints: p.endpoints.clone(),
-        ports: p.plan.ports.clone(),
-        legacy: Default::default(),
-        db: Some(eng.dirs.db_path()),
-        net_from: p.net_from.clone(),
-        config: crate::config::path(eng.dirs.rootless),
-    };
-    let json = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(eng.dirs.container(id).join("monitor.json"), json).ctx(|| "write monitor.json".into())
-}
-
-/// `cove create`: the container exists, nothing runs.
-pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
-    let p = prepare(eng, req)?;
-    if let Err(e) = write_monitor_config(eng, req, &p) {
-        let _ = remove(eng, &p.id, true);
-        return Err(e);
-    }
-    Ok(p.id)
-}
+pub use crate::container::create;
+pub use crate::reconcile::reconcile;
+use crate::reconcile::{delete, reconcile_collect};
 
 /// Starts the monitor for a created or exited container and waits until the container's
 /// command was exec'd (or failed). Returns PID 1's pid.
@@ -302,7 +182,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    delete(eng, &c, false)?;
+    delete(eng, &c.id, false)?;
     Ok(c.id)
 }
 
@@ -602,7 +482,7 @@ mod tests {
         std::fs::create_dir_all(&dirs.run).unwrap();
         let db = crate::db::Db::open(&dirs.db_path()).unwrap();
         let store = cove_image::Store::open(&dirs.storage()).unwrap();
-        Engine { dirs, db, store, driver: crate::info::Driver::Copy }
+        Engine { dirs, db, store, driver: crate::storage::Driver::Copy }
     }
 
     #[test]

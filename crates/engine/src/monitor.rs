@@ -11,7 +11,7 @@
 //! process pumps itself (same loop, more memory) rather than lose the container.
 //!
 //! It never opens the state database: it leaves files in the container's run directory that
-//! the next cove command folds into the database ([`crate::lifecycle`]):
+//! the next cove command folds into the database (`lifecycle::reconcile`):
 //!
 //! ```text
 //! RUNDIR/monitor.pid   "<pid> <starttime>" of the monitor
@@ -34,40 +34,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Docker's restart policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Restart {
-    #[default]
-    No,
-    Always,
-    UnlessStopped,
-    OnFailure(Option<u32>),
-}
-
-impl Restart {
-    pub fn parse(s: &str) -> Result<Restart> {
-        Ok(match s.split_once(':') {
-            None if s == "no" || s.is_empty() => Restart::No,
-            None if s == "always" => Restart::Always,
-            None if s == "unless-stopped" => Restart::UnlessStopped,
-            None if s == "on-failure" => Restart::OnFailure(None),
-            Some(("on-failure", n)) => Restart::OnFailure(Some(n.parse().map_err(|_| Error::Invalid(format!("invalid restart policy {s:?}: maximum retry count must be a number")))?)),
-            _ => return Err(Error::Invalid(format!("invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"))),
-        })
-    }
-
-    /// Whether to start again after an exit with `code`, having restarted `count` times.
-    pub fn again(self, code: i32, count: u32, stopped_by_user: bool) -> bool {
-        if stopped_by_user {
-            return false;
-        }
-        match self {
-            Restart::No => false,
-            Restart::Always | Restart::UnlessStopped => true,
-            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| count < m),
-        }
-    }
-}
+pub use crate::plan::Restart;
 
 /// What the monitor needs besides the spec (written by the CLI next to config.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,7 +251,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     }
     set.thread_block().map_err(|e| Error::Other(format!("sigprocmask: {e}")))?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| Error::Other(format!("signalfd: {e}")))?;
-    let cg = crate::run::cgroup_for_limits(&cfg.id, &spec, cfg.rootless);
+    let cg = crate::limits::cgroup_for_limits(&cfg.id, &spec, cfg.rootless);
     let mut restarts = resumed.map(|e| e.restarts).unwrap_or(0);
     // Exit code of the run that just ended (given by the pump when it handed back to us).
     let mut ended = resumed.map(|e| e.code);
@@ -422,19 +389,6 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn restart_policies() {
-        assert_eq!(Restart::parse("no").unwrap(), Restart::No);
-        assert_eq!(Restart::parse("on-failure:3").unwrap(), Restart::OnFailure(Some(3)));
-        assert!(Restart::parse("sometimes").is_err());
-        assert!(Restart::parse("on-failure:x").is_err());
-        let p = Restart::OnFailure(Some(2));
-        assert!(p.again(1, 0, false) && p.again(1, 1, false) && !p.again(1, 2, false) && !p.again(0, 0, false));
-        assert!(Restart::Always.again(0, 100, false));
-        assert!(!Restart::Always.again(1, 0, true));
-        assert!(!Restart::No.again(1, 0, false));
-    }
 
     #[test]
     fn monitor_json_carries_typed_values_and_reads_older_layouts() {

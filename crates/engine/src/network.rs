@@ -9,7 +9,7 @@
 //! the pair; leases go with `rm`; the helper exits when no container is attached any more.
 
 use crate::db::now_rfc3339;
-use crate::run::Engine;
+use crate::state::Engine;
 use crate::{Error, Result};
 use cove_net::ipam::{Subnet, SubnetPool};
 use cove_net::link::{AttachSpec, IfAddr, Netlink};
@@ -666,7 +666,7 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
 
 /// `cove network connect`: attaches a running container to one more network.
 pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[String], fixed: StaticIp) -> Result<()> {
-    crate::lifecycle::reconcile(eng)?;
+    crate::reconcile::reconcile(eng)?;
     let n = find(eng, network)?;
     let c = eng.db.find_container(container)?;
     let mine = eng.db.container_endpoints(&c.id)?;
@@ -686,7 +686,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     // compose does: create, connect the other networks, start).
     let pid = match c.state {
         crate::db::ContainerState::Running => Some(
-            crate::monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
+            cove_monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
                 .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?,
         ),
         _ => None,
@@ -746,7 +746,7 @@ fn refresh_resolv_conf(eng: &Engine, c: &crate::db::ContainerRow) -> Result<()> 
         .filter_map(|(g, g6)| Some((g.parse().ok()?, g6.and_then(|g| g.parse().ok()))))
         .collect();
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let text = crate::run::gateways_resolv_conf(&host, &gws, &names);
+    let text = crate::etc::gateways_resolv_conf(&host, &gws, &names);
     let path = eng.dirs.container(&c.id).join("resolv.conf");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
         use std::io::Write;
@@ -789,7 +789,7 @@ fn move_default_route(eng: &Engine, container_id: &str, pid: i32) -> Result<()> 
 
 /// `cove network disconnect`: takes a container off a network (its interface and lease).
 pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()> {
-    crate::lifecycle::reconcile(eng)?;
+    crate::reconcile::reconcile(eng)?;
     let n = find(eng, network)?;
     let c = eng.db.find_container(container)?;
     let row: Option<(String, String, Option<String>)> = eng

@@ -7,7 +7,7 @@
 //! spec (`linux.resources`), which is already typed.
 
 use crate::logs::LogOpts;
-use crate::monitor::Restart;
+use serde::{Deserialize, Serialize};
 use crate::request::{NetMode, RunRequest};
 use crate::{Error, Result};
 use cove_net::portmap::PortSpec;
@@ -21,6 +21,41 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
     name.parse::<Signal>().map_err(|_| Error::Invalid(format!("invalid signal: {s}")))
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Restart {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure(Option<u32>),
+}
+
+impl Restart {
+    pub fn parse(s: &str) -> Result<Restart> {
+        Ok(match s.split_once(':') {
+            None if s == "no" || s.is_empty() => Restart::No,
+            None if s == "always" => Restart::Always,
+            None if s == "unless-stopped" => Restart::UnlessStopped,
+            None if s == "on-failure" => Restart::OnFailure(None),
+            Some(("on-failure", n)) => Restart::OnFailure(Some(n.parse().map_err(|_| Error::Invalid(format!("invalid restart policy {s:?}: maximum retry count must be a number")))?)),
+            _ => return Err(Error::Invalid(format!("invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"))),
+        })
+    }
+
+    /// Whether to start again after an exit with `code`, having restarted `count` times.
+    pub fn again(self, code: i32, count: u32, stopped_by_user: bool) -> bool {
+        if stopped_by_user {
+            return false;
+        }
+        match self {
+            Restart::No => false,
+            Restart::Always | Restart::UnlessStopped => true,
+            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| count < m),
+        }
+    }
 }
 
 /// The parsed, checked options of one container.
@@ -86,6 +121,19 @@ mod tests {
         let mut r = RunRequest::default();
         f(&mut r);
         r
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(Restart::parse("no").unwrap(), Restart::No);
+        assert_eq!(Restart::parse("on-failure:3").unwrap(), Restart::OnFailure(Some(3)));
+        assert!(Restart::parse("sometimes").is_err());
+        assert!(Restart::parse("on-failure:x").is_err());
+        let p = Restart::OnFailure(Some(2));
+        assert!(p.again(1, 0, false) && p.again(1, 1, false) && !p.again(1, 2, false) && !p.again(0, 0, false));
+        assert!(Restart::Always.again(0, 100, false));
+        assert!(!Restart::Always.again(1, 0, true));
+        assert!(!Restart::No.again(1, 0, false));
     }
 
     #[test]

@@ -1,0 +1,108 @@
+//! Settling state without a daemon: every command that reads state first folds what monitors
+//! (and foreground CLIs) left in the run dir into the database — a container that exited
+//! becomes `exited`, one whose monitor died without a word `exited` with 255, a `--rm` one is
+//! removed, ports its dead monitor held are released.
+
+use crate::db::{ContainerRow, ContainerState};
+use crate::state::Engine;
+use crate::{Error, Result};
+use std::path::Path;
+use cove_monitor::live_pid;
+
+/// Brings the rows of containers that were running up to date with their monitors' files:
+/// an exit status left by a monitor becomes `exited`; a container whose monitor (or
+/// foreground CLI) died without leaving one becomes `exited` with code 255 and an error note.
+///
+/// A container run with `--rm` (detached) is removed here once it has exited, as Docker's
+/// daemon removes it: the first cove command after the exit (ps, stop, wait, ...) finds it gone.
+pub fn reconcile(eng: &mut Engine) -> Result<()> {
+    reconcile_collect(eng).map(|_| ())
+}
+
+/// [`reconcile`], returning the (id, exit code) of the `--rm` containers it removed.
+pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
+    // A `created` row with a monitor pid file is one whose start was under way (a foreground
+    // CLI or a `start` killed before it recorded the outcome): its files say what became of it.
+    let rows: Vec<ContainerRow> = eng
+        .db
+        .containers()?
+        .into_iter()
+        .filter(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting || c.state == ContainerState::Created && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
+        .collect();
+    let mut ended = vec![];
+    for c in rows {
+        let rd = eng.dirs.container_run(&c.id);
+        let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
+        let exit = match read_exit() {
+            Some(t) => Some(t),
+            None if let Some(pid) = live_pid(&rd.join("pid")) => {
+                // Running; after a restart by the monitor its PID 1 is a new process.
+                if Some(pid as i64) != c.pid || c.state == ContainerState::Created {
+                    eng.db.mark_started(&c.id, pid as i64)?;
+                }
+                continue;
+            }
+            None if live_pid(&rd.join("monitor.pid")).is_some() => continue, // between restarts
+            // The monitor may have written its exit file and left between our checks: look
+            // once more before concluding that it died without one.
+            None => read_exit(),
+        };
+        if let Some(t) = exit {
+            let mut it = t.split_whitespace();
+            let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
+            let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
+            eng.db.mark_exited(&c.id, code, &finished)?;
+            ended.push((c, code));
+            continue;
+        }
+        // Nothing left to ask: the monitor (or foreground CLI) died without an exit status.
+        // Never write into the run dir here: a concurrent `rm` may be deleting it.
+        eng.db.mark_exited(&c.id, 255, &crate::db::now_rfc3339())?;
+        ended.push((c, 255));
+    }
+    let mut removed = vec![];
+    for (c, code) in ended {
+        // A row whose request does not decode still settles: its ports are released (the
+        // helper ignores a container it does not serve) and it is kept, for `rm` to remove.
+        let req = c.request().inspect_err(|e| tracing::warn!("{e}; kept for `cove rm`")).ok();
+        if req.as_ref().is_none_or(|r| !r.publish.is_empty() || r.publish_all) {
+            // Its monitor (or foreground CLI) is gone without releasing them: the helper
+            // would otherwise keep serving ports for a container that no longer runs.
+            crate::ports::unregister(&eng.dirs.run, &c.id);
+        }
+        if req.is_some_and(|r| r.rm) && remove_exited(eng, &c).is_ok() {
+            removed.push((c.id, code));
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a container whose monitor is gone (its row says exited): leases, row, files.
+fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
+    let rd = eng.dirs.container_run(&c.id);
+    if live_pid(&rd.join("monitor.pid")).is_some() {
+        return Err(Error::Conflict(format!("container {} is still being monitored", c.name)));
+    }
+    delete(eng, &c.id, true)
+}
+
+/// Releases what a container that no longer runs holds and deletes it: published ports,
+/// leases, row, run dir, files. `if_exited`: only while its row says exited (a `start` that
+/// came in between wins, and keeps its files).
+pub(crate) fn delete(eng: &mut Engine, id: &str, if_exited: bool) -> Result<()> {
+    crate::ports::unregister(&eng.dirs.run, id);
+    if !eng.db.delete_container(id, if_exited)? {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(eng.dirs.container_run(id));
+    remove_container_files(&eng.dirs.container(id))
+}
+
+/// Removes a container's directory (upper layer, generated files).
+pub fn remove_container_files(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io { what: format!("remove {}", dir.display()), source: e }),
+    }
+}
