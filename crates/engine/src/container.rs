@@ -46,7 +46,7 @@ pub struct Prepared {
 pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let img = images::resolve(&eng.db, &req.image)?;
     let cfg: oci_spec::image::ImageConfiguration =
-        serde_json::from_str(&img.config).map_err(|e| Error::Other(format!("image {} has a bad config: {e}", req.image)))?;
+        serde_json::from_str(&img.config).map_err(|e| Error::Corrupt(format!("image {} has a bad config: {e}", req.image)))?;
     let defaults = ImageDefaults::from_config(&cfg);
     let args = spec::command(req, &defaults)?;
     let mut net = spec::net_mode(req)?;

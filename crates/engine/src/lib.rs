@@ -48,6 +48,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The host does not let this user do it (a port below `ip_unprivileged_port_start`).
+    #[error("{0}")]
+    HostDenied(String),
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("{what}: {source}")]
@@ -83,6 +86,29 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The typed error of a runtime setup hook (cgroup, networks, published ports), kept aside:
+/// the runtime carries only its text (`cove_runtime::Error::Setup`), and a caller or a test
+/// must still tell a port in use (a conflict) from the rest.
+#[derive(Default)]
+pub(crate) struct HookError(std::cell::RefCell<Option<Error>>);
+
+impl HookError {
+    /// Keeps `e` and gives the runtime its text.
+    pub(crate) fn keep(&self, e: Error) -> String {
+        let text = e.to_string();
+        *self.0.borrow_mut() = Some(e);
+        text
+    }
+
+    /// The error of a failed create: the hook's own when the hook failed.
+    pub(crate) fn or(&self, e: cove_runtime::Error) -> Error {
+        match (e, self.0.borrow_mut().take()) {
+            (cove_runtime::Error::Setup(_), Some(kept)) => kept,
+            (e, _) => e.into(),
+        }
+    }
+}
 
 pub(crate) trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
@@ -149,4 +175,40 @@ pub(crate) fn spawn_helper(argv0: &str, verb: &str, args: &[String]) -> Result<S
     let mut msg = String::new();
     std::fs::File::from(r).read_to_string(&mut msg).ctx(|| format!("read from {argv0}"))?;
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_stays_a_conflict_through_the_runtime() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let specs = crate::ports::specs(&[format!("127.0.0.1:{port}:80")], false, &[]).unwrap();
+        let ep = crate::network::Endpoint {
+            network: "n".into(),
+            bridge: "cove-n".into(),
+            ip: "10.90.0.2".parse().unwrap(),
+            prefix_len: 24,
+            gateway: "10.90.0.1".parse().unwrap(),
+            ifname: "cv0".into(),
+            aliases: vec![],
+            ip6: None,
+            mtu: None,
+            mac: None,
+        };
+        let d = tempfile::tempdir().unwrap();
+        let e = crate::ports::publish(d.path(), d.path(), "abc", &specs, Some(&ep)).unwrap_err();
+        assert!(matches!(e, Error::Conflict(_)), "{e:?}");
+        // What the runtime returns when the hook failed: the hook's typed error again.
+        let kept = HookError::default();
+        let text = kept.keep(e);
+        assert!(text.contains("address already in use"), "{text}");
+        let back = kept.or(cove_runtime::Error::Setup(text.clone()));
+        assert!(matches!(&back, Error::Conflict(t) if *t == text), "{back:?}");
+        assert_eq!(back.exit_code(), 125);
+        // Other failures of create pass through.
+        assert!(matches!(HookError::default().or(cove_runtime::Error::Setup("x".into())), Error::Runtime(_)));
+    }
 }

@@ -292,8 +292,8 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         return Err(Error::Invalid("no command specified".into()));
     }
     let spec: oci_spec::runtime::Spec = serde_json::from_slice(&std::fs::read(eng.dirs.container(&c.id).join("config.json")).ctx(|| "read config.json".into())?)
-        .map_err(|e| Error::Other(format!("config.json: {e}")))?;
-    let mut process = spec.process().clone().ok_or_else(|| Error::Other("config.json has no process".into()))?;
+        .map_err(|e| Error::Corrupt(format!("container {} has a corrupt config.json: {e}", c.name)))?;
+    let mut process = spec.process().clone().ok_or_else(|| Error::Corrupt(format!("container {} has a config.json without a process", c.name)))?;
     process.set_args(Some(o.args.clone()));
     process.set_terminal(Some(o.tty));
     let mut env = process.env().clone().unwrap_or_default();

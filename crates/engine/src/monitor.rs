@@ -216,7 +216,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     }
     let read = |name: &str| std::fs::read(dir.join(name)).ctx(|| format!("read {}", dir.join(name).display()));
     let parsed = (|| -> Result<(oci_spec::runtime::Spec, MonitorConfig)> {
-        let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Other(format!("config.json: {e}")))?;
+        let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Corrupt(format!("config.json: {e}")))?;
         let cfg = MonitorConfig::decode(&read("monitor.json")?)?;
         Ok((spec, cfg))
     })();
@@ -359,6 +359,7 @@ type Started = (Pid, OwnedFd, Option<OwnedFd>);
 
 fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&cove_cgroups::Cgroup>, run_dir: &Path) -> Result<Started> {
     let null_in: OwnedFd = std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into();
+    let hook_error = crate::HookError::default();
     let add = |pid: Pid| -> std::result::Result<(), String> {
         if let Some(cg) = cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
@@ -367,13 +368,13 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.config.as_deref())?;
-                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first())
+                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first()).map_err(|e| hook_error.keep(e))
             }
             None => Ok(()),
         }
     };
     if cfg.tty {
-        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() })?;
+        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() }).map_err(|e| hook_error.or(e))?;
         let master = c.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
         let pid = c.start()?;
         let master = master.ok_or_else(|| Error::Other("no pty from the container".into()))?;
@@ -381,7 +382,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
     }
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() })?;
+    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() }).map_err(|e| hook_error.or(e))?;
     let pid = c.start()?;
     Ok((pid, out_r, Some(err_r)))
 }

@@ -30,7 +30,10 @@ pub fn specs(publish: &[String], publish_all: bool, exposed: &[String]) -> Resul
     let mut out = vec![];
     for p in publish {
         let s = parse_publish(p).map_err(|e| Error::Invalid(e.to_string()))?;
-        cove_net::portmap::check_host_ports(&s).map_err(|e| Error::Invalid(e.to_string()))?;
+        cove_net::portmap::check_host_ports(&s).map_err(|e| match e {
+            cove_net::Error::PrivilegedPort { .. } => Error::HostDenied(e.to_string()),
+            e => Error::Invalid(e.to_string()),
+        })?;
         out.push(s);
     }
     if publish_all {
@@ -102,12 +105,13 @@ pub fn bind(specs: &[PortSpec]) -> Result<Vec<(Published, OwnedFd)>> {
             }
             let Some(fd) = bound else {
                 let (h, e) = last_err.expect("at least one try");
-                let why = match e.kind() {
-                    std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
-                    std::io::ErrorKind::PermissionDenied => "permission denied (ports below net.ipv4.ip_unprivileged_port_start need privileges)".to_string(),
-                    _ => e.to_string(),
-                };
-                return Err(Error::Conflict(format!("cannot publish {ip}:{h}/{proto}: {why}")));
+                return Err(match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => {
+                        Error::HostDenied(format!("cannot publish {ip}:{h}/{proto}: permission denied (ports below net.ipv4.ip_unprivileged_port_start need privileges)"))
+                    }
+                    std::io::ErrorKind::AddrInUse => Error::Conflict(format!("cannot publish {ip}:{h}/{proto}: address already in use")),
+                    _ => Error::Conflict(format!("cannot publish {ip}:{h}/{proto}: {e}")),
+                });
             };
             let actual = local_port(&fd)?;
             out.push((Published { proto: proto.into(), host_ip: ip, host_port: actual, container_port: cport }, fd));
@@ -203,14 +207,15 @@ pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
 }
 
 /// Binds, registers and records the ports of a container whose network is up.
-pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], endpoint: Option<&crate::network::Endpoint>) -> std::result::Result<(), String> {
+pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], endpoint: Option<&crate::network::Endpoint>) -> Result<()> {
     if specs.is_empty() {
         return Ok(());
     }
-    let ep = endpoint.ok_or("published ports need a network (not --network none or host)")?;
-    let bound = bind(specs).map_err(|e| e.to_string())?;
+    let ep = endpoint.ok_or_else(|| Error::Invalid("published ports need a network (not --network none or host)".into()))?;
+    // A port in use stays a conflict (`Error::Conflict`) on its way up.
+    let bound = bind(specs)?;
     let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-    register(run, container_id, ep.ip, ep.ip6.map(|(a, _, _)| a), bound).map_err(|e| e.to_string())?;
+    register(run, container_id, ep.ip, ep.ip6.map(|(a, _, _)| a), bound)?;
     save(container_run, &published);
     Ok(())
 }
@@ -233,8 +238,9 @@ mod tests {
         assert!(e.contains("address already in use"), "{e}");
         assert!(specs(&["nonsense".into()], false, &[]).is_err());
         if !nix::unistd::geteuid().is_root() {
-            let e = specs(&["80:80".into()], false, &[]).unwrap_err().to_string();
-            assert!(e.contains("ip_unprivileged_port_start"), "{e}");
+            let e = specs(&["80:80".into()], false, &[]).unwrap_err();
+            assert!(matches!(e, Error::HostDenied(_)), "{e:?}");
+            assert!(e.to_string().contains("ip_unprivileged_port_start"), "{e}");
         }
     }
 }

@@ -58,12 +58,13 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let db_path = eng.dirs.db_path();
     let container_run = eng.dirs.container_run(&p.id);
     let specs = &p.plan.ports;
+    let hook_error = crate::HookError::default();
     let add = |pid: nix::unistd::Pid| -> std::result::Result<(), String> {
         if let Some(cg) = &cg {
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
-        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first())
+        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first()).map_err(|e| hook_error.keep(e))
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {
@@ -72,7 +73,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
             if let Some(cg) = &cg {
                 let _ = cg.remove();
             }
-            return Err(e.into());
+            return Err(hook_error.or(e));
         }
     };
     let pid = created.pid;
