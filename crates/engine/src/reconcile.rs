@@ -7,8 +7,8 @@ use crate::db::{ContainerRow, ContainerState};
 use crate::state::Engine;
 use crate::{Error, Result};
 use std::path::Path;
-use std::time::{Duration, Instant};
 use cove_monitor::live_pid;
+use std::time::{Duration, Instant};
 
 /// Brings the rows of containers that were running up to date with their monitors' files:
 /// an exit status left by a monitor becomes `exited`; a container whose monitor (or
@@ -28,12 +28,16 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
         .db
         .containers()?
         .into_iter()
-        .filter(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting || c.state == ContainerState::Created && eng.dirs.container_run(&c.id).join("monitor.pid").exists())
+        .filter(|c| match c.state {
+            ContainerState::Running | ContainerState::Restarting => true,
+            ContainerState::Created => eng.dirs.container_run(&c.id).join("monitor.pid").exists(),
+            ContainerState::Exited => false,
+        })
         .collect();
     let mut ended = vec![];
     for c in rows {
         let rd = eng.dirs.container_run(&c.id);
-        let read_exit = || std::fs::read_to_string(rd.join("exit")).ok();
+        let read_exit = || cove_monitor::read_exit(&rd);
         let exit = match read_exit() {
             Some(t) => Some(t),
             None if let Some(pid) = live_pid(&rd.join("pid")) => {
@@ -49,9 +53,8 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
             None => read_exit(),
         };
         if let Some(t) = exit {
-            let mut it = t.split_whitespace();
-            let code: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(255);
-            let finished = it.next().map(String::from).unwrap_or_else(crate::db::now_rfc3339);
+            let code = t.code.map_or(255, i64::from);
+            let finished = t.finished_at.unwrap_or_else(crate::db::now_rfc3339);
             eng.db.mark_exited(&c.id, code, &finished)?;
             ended.push((c, code));
             continue;

@@ -119,6 +119,27 @@ pub fn write_exit(run_dir: &Path, code: i32, restarts: u32) {
     }
 }
 
+/// The `exit` file [`write_exit`] leaves, read back (by the engine's reconcile). Each part is
+/// `None` when missing or unreadable: the reader decides what that means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub code: Option<i32>,
+    pub finished_at: Option<String>,
+    pub restarts: Option<u32>,
+}
+
+impl ExitRecord {
+    pub fn parse(text: &str) -> ExitRecord {
+        let mut it = text.split_whitespace();
+        ExitRecord { code: it.next().and_then(|x| x.parse().ok()), finished_at: it.next().map(String::from), restarts: it.next().and_then(|x| x.parse().ok()) }
+    }
+}
+
+/// Reads the `exit` file of `run_dir`; `None` while there is none.
+pub fn read_exit(run_dir: &Path) -> Option<ExitRecord> {
+    std::fs::read_to_string(run_dir.join("exit")).ok().map(|t| ExitRecord::parse(&t))
+}
+
 /// How PID 1 ended, handed from the pump back to `cove __monitor` as `exited=CODE:RESTARTS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exited {
@@ -340,6 +361,18 @@ mod tests {
         assert!(PumpArgs::parse(["pid=1".into()]).unwrap_err().to_string().contains("missing out="));
         assert!(PumpArgs::parse(["bogus".into()]).is_err());
         assert!(PumpArgs::parse(["pid=x".into()]).unwrap_err().to_string().contains("invalid pid"));
+    }
+
+    #[test]
+    fn exit_file_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert_eq!(read_exit(d), None);
+        write_exit(d, 137, 2);
+        let r = read_exit(d).unwrap();
+        assert_eq!((r.code, r.restarts), (Some(137), Some(2)));
+        assert!(r.finished_at.as_deref().is_some_and(|t| t.ends_with('Z')), "{r:?}");
+        assert_eq!(ExitRecord::parse("x"), ExitRecord { code: None, finished_at: None, restarts: None });
     }
 
     #[test]
