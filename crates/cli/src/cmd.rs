@@ -1348,10 +1348,16 @@ fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
         filters.push((k.to_string(), v.to_string()));
     }
     let show_all = a.all || filters.iter().any(|(k, _)| k == "status" || k == "exited");
-    let rows = eng.db.containers()?.into_iter().map(|c| c.request().map(|r| (c, r))).collect::<Result<Vec<_>, _>>()?;
+    // Only the rows shown are decoded (a corrupt one is an error naming it).
+    let rows = eng
+        .db
+        .containers()?
+        .into_iter()
+        .filter(|c| show_all || c.state == cove_engine::db::ContainerState::Running)
+        .map(|c| c.request().map(|r| (c, r)))
+        .collect::<Result<Vec<_>, _>>()?;
     let rows: Vec<_> = rows
         .into_iter()
-        .filter(|(c, _)| show_all || c.state == cove_engine::db::ContainerState::Running)
         .filter(|(c, req)| {
             filters.iter().all(|(k, v)| match k.as_str() {
                 "name" => c.name.contains(v.as_str()),
