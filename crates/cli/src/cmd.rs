@@ -1242,15 +1242,15 @@ fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: Optio
 }
 
 /// `inspect -f`: no format or `json` is the JSON array; anything else a Go template.
-fn inspect_template(format: Option<&str>) -> Result<Option<crate::template::Template>> {
+fn inspect_template(format: Option<&str>) -> Result<Option<cove_gotemplate::Template>> {
     match format {
         None | Some("") | Some("json") => Ok(None),
-        Some(f) => Ok(Some(crate::template::Template::parse(f).map_err(|e| anyhow!("{e}"))?)),
+        Some(f) => Ok(Some(cove_gotemplate::Template::parse(f).map_err(|e| anyhow!("{e}"))?)),
     }
 }
 
 /// Prints inspected objects: the JSON array, or each object through the template, a line each.
-fn print_inspected(objects: &[serde_json::Value], tmpl: Option<&crate::template::Template>) -> Result<()> {
+fn print_inspected(objects: &[serde_json::Value], tmpl: Option<&cove_gotemplate::Template>) -> Result<()> {
     let Some(t) = tmpl else {
         println!("{}", serde_json::to_string_pretty(objects)?);
         return Ok(());
@@ -1268,7 +1268,7 @@ enum ListFormat {
     /// One JSON object a line (Docker's `--format json`).
     Json,
     /// A template per row; `table` prefix: a header line and aligned columns (cells split at tabs).
-    Template { table: bool, tmpl: crate::template::Template },
+    Template { table: bool, tmpl: cove_gotemplate::Template },
 }
 
 impl ListFormat {
@@ -1283,7 +1283,7 @@ impl ListFormat {
                 };
                 // Go's tabwriter sees "\t" typed on a command line as a tab, as Docker does.
                 let body = body.replace("\\t", "\t");
-                ListFormat::Template { table, tmpl: crate::template::Template::parse(&body).map_err(|e| anyhow!("{e}"))? }
+                ListFormat::Template { table, tmpl: cove_gotemplate::Template::parse(&body).map_err(|e| anyhow!("{e}"))? }
             }
         })
     }

@@ -5,7 +5,6 @@
 mod cmd;
 mod registry;
 mod table;
-mod template;
 
 use clap::Parser;
 use std::process::ExitCode;
