@@ -89,11 +89,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// Installs the process's subscriber: tracing output at `level` (or `COVE_LOG`, default warn),
+/// and the engine's warnings for the user (target [`cove_engine::WARNING_TARGET`]) printed as
+/// `cove: warning: MSG` whatever the level.
 fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::prelude::*;
     let filter = level
         .map(String::from)
         .or_else(|| std::env::var("COVE_LOG").ok())
         .unwrap_or_else(|| "warn".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_timer(tracing_subscriber::fmt::time::uptime()).init();
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != cove_engine::WARNING_TARGET));
+    let warnings = UserWarnings.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == cove_engine::WARNING_TARGET));
+    tracing_subscriber::registry().with(log).with(warnings).init();
+}
+
+/// Prints the message of each event it sees as `cove: warning: MSG`.
+struct UserWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        eprintln!("cove: warning: {}", m.0);
+    }
 }

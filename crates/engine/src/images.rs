@@ -296,7 +296,7 @@ pub fn read_image_userdb(store: &Store, img: &ImageRow, path: &str) -> String {
     match read_image_file(store, img, path) {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
-            eprintln!("cove: warning: ignoring the image's {path}: {e}");
+            crate::warn_user(format_args!("ignoring the image's {path}: {e}"));
             String::new()
         }
     }
