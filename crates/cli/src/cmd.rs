@@ -1157,15 +1157,7 @@ fn network_settings(eng: &Engine, c: &cove_engine::db::ContainerRow) -> serde_js
     let req: RunRequest = serde_json::from_str(&c.config).unwrap_or_default();
     let nets = cove_engine::network::list(eng).unwrap_or_default();
     let eps = eng.db.container_endpoints6(&c.id).unwrap_or_default();
-    let aliases: std::collections::HashMap<String, Vec<String>> = eng
-        .db
-        .conn
-        .prepare("SELECT network, aliases FROM endpoints WHERE container_id = ?1")
-        .and_then(|mut st| st.query_map([&c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(n, a)| (n, serde_json::from_str(&a).unwrap_or_default()))
-        .collect();
+    let aliases: std::collections::HashMap<String, Vec<String>> = eng.db.container_aliases(&c.id).unwrap_or_default().into_iter().collect();
     let prefix = |subnet: &str| subnet.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()).unwrap_or(0);
     let mut networks = serde_json::Map::new();
     for (k, (name, ip, ip6)) in eps.iter().enumerate() {
