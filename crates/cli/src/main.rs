@@ -2,9 +2,11 @@
 //! user namespace, and calls the engine. The only crate that uses `anyhow`.
 #![forbid(unsafe_code)]
 
-mod cmd;
-mod registry;
+mod args;
+mod docker;
+mod format;
 mod table;
+mod verbs;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -47,7 +49,7 @@ fn main() -> ExitCode {
         }
         cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd, args.get(5).map(|s| s.as_os_str()));
     }
-    let cli = match cmd::Cli::try_parse() {
+    let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -78,7 +80,7 @@ fn main() -> ExitCode {
     }
     init_tracing(cli.log_level.as_deref());
     tracing::debug!("parsed arguments");
-    match cmd::dispatch(cli) {
+    match verbs::dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let code = e.downcast_ref::<cove_engine::Error>().map(|e| e.exit_code()).unwrap_or(125);
