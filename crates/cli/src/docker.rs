@@ -6,6 +6,7 @@ use cove_engine::db::{ContainerRow, ImageRow};
 use cove_engine::network::NetworkRow;
 use cove_engine::run::Engine;
 use cove_engine::spec::RunRequest;
+use serde_json::json;
 use cove_engine::lifecycle;
 
 pub fn container_json(eng: &Engine, c: &ContainerRow) -> serde_json::Value {
@@ -140,6 +141,46 @@ pub fn ps_row(eng: &Engine, c: &ContainerRow, no_trunc: bool) -> serde_json::Val
     })
 }
 
+/// `image inspect`: Docker-shaped JSON of an image; `tags`: (name, image id) of every tag.
+pub fn image_json(img: &ImageRow, tags: &[(String, String)]) -> serde_json::Value {
+    let cfg: serde_json::Value = serde_json::from_str(&img.config).unwrap_or(json!({}));
+    let tags: Vec<&String> = tags.iter().filter(|(_, id)| *id == img.id).map(|(n, _)| n).collect();
+    let digests: Vec<String> = img
+        .digest
+        .iter()
+        .flat_map(|d| tags.iter().map(move |t| format!("{}@{d}", t.rsplit_once(':').map(|x| x.0).unwrap_or(t))))
+        .collect();
+    json!({
+        "Id": img.id,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Created": img.created,
+        "Size": img.size,
+        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("amd64")),
+        "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
+        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+        "Config": docker_config(cfg.get("config")),
+        "RootFS": { "Type": "layers", "Layers": img.diff_ids },
+        "Metadata": { "LastTagTime": img.added },
+    })
+}
+
+/// Docker spells image config keys in PascalCase, as the OCI config does: pass through.
+fn docker_config(c: Option<&serde_json::Value>) -> serde_json::Value {
+    let c = c.cloned().unwrap_or(json!({}));
+    json!({
+        "User": c.get("User").cloned().unwrap_or(json!("")),
+        "ExposedPorts": c.get("ExposedPorts").cloned().unwrap_or(serde_json::Value::Null),
+        "Env": c.get("Env").cloned().unwrap_or(json!([])),
+        "Entrypoint": c.get("Entrypoint").cloned().unwrap_or(serde_json::Value::Null),
+        "Cmd": c.get("Cmd").cloned().unwrap_or(serde_json::Value::Null),
+        "Volumes": c.get("Volumes").cloned().unwrap_or(serde_json::Value::Null),
+        "WorkingDir": c.get("WorkingDir").cloned().unwrap_or(json!("")),
+        "Labels": c.get("Labels").cloned().unwrap_or(serde_json::Value::Null),
+        "StopSignal": c.get("StopSignal").cloned().unwrap_or(serde_json::Value::Null),
+    })
+}
+
 /// The `images` rows of one image: one per tag (`<none>` when untagged), Docker's field
 /// names. `tags`: (name, image id) of every tag.
 pub fn image_rows(i: &ImageRow, tags: &[(String, String)], no_trunc: bool) -> Vec<serde_json::Value> {
@@ -197,5 +238,60 @@ pub fn ago(ts: &str) -> String {
         60..=3599 => format!("{} minutes ago", s / 60),
         3600..=86399 => format!("{} hours ago", s / 3600),
         _ => format!("{} days ago", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ImageRow {
+        ImageRow {
+            id: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+            config: r#"{"architecture":"arm64","config":{"Cmd":["sh"],"Env":["A=1"]}}"#.into(),
+            diff_ids: vec!["sha256:aa".into()],
+            size: 1_234_567,
+            created: "2026-01-02T03:04:05Z".into(),
+            added: "2026-01-02T03:04:06Z".into(),
+            digest: Some("sha256:dd".into()),
+        }
+    }
+
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(2_000_000_000), "2GB");
+        assert_eq!(ago("garbage"), "N/A");
+    }
+
+    #[test]
+    fn image_rows_one_per_tag_or_none() {
+        let i = image();
+        let none = image_rows(&i, &[], false);
+        assert_eq!(none.len(), 1);
+        assert_eq!((none[0]["Repository"].as_str(), none[0]["Tag"].as_str()), (Some("<none>"), Some("<none>")));
+        assert_eq!(none[0]["ID"], cove_oci::short_id(&i.id));
+        assert_eq!(none[0]["Size"], "1.235MB");
+        let tags = vec![("bb:1".to_string(), i.id.clone()), ("x@sha256:dd".to_string(), i.id.clone()), ("other:2".to_string(), "sha256:other".to_string())];
+        let rows = image_rows(&i, &tags, true);
+        let pairs: Vec<(&str, &str)> = rows.iter().map(|r| (r["Repository"].as_str().unwrap(), r["Tag"].as_str().unwrap())).collect();
+        assert_eq!(pairs, [("bb", "1"), ("x", "<none>")]);
+        assert_eq!(rows[0]["ID"], i.id);
+    }
+
+    #[test]
+    fn image_inspect_shape() {
+        let i = image();
+        let v = image_json(&i, &[("bb:1".to_string(), i.id.clone())]);
+        assert_eq!(v["RepoTags"], json!(["bb:1"]));
+        assert_eq!(v["RepoDigests"], json!(["bb@sha256:dd"]));
+        assert_eq!(v["Architecture"], "arm64");
+        assert_eq!(v["Os"], "linux");
+        assert_eq!(v["Config"]["Cmd"], json!(["sh"]));
+        assert_eq!(v["Config"]["WorkingDir"], "");
+        assert_eq!(v["RootFS"]["Layers"], json!(["sha256:aa"]));
     }
 }

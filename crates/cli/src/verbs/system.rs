@@ -36,11 +36,11 @@ pub fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: O
     let mut failed = false;
     for n in names {
         let found = match kind {
-            Some("image") => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(anyhow::Error::from),
+            Some("image") => images::resolve(&eng.db, n).and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?))).map_err(anyhow::Error::from),
             Some("container") => eng.db.find_container(n).map(|c| crate::docker::container_json(eng, &c)).map_err(anyhow::Error::from),
             None => match eng.db.find_container(n) {
                 Ok(c) => Ok(crate::docker::container_json(eng, &c)),
-                Err(_) => images::resolve(&eng.db, n).and_then(|i| images::inspect_json(&eng.db, &i)).map_err(|_| anyhow!("no such object: {n}")),
+                Err(_) => images::resolve(&eng.db, n).and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?))).map_err(|_| anyhow!("no such object: {n}")),
             },
             Some(other) => bail!("unknown --type {other:?} (image or container)"),
         };
