@@ -94,7 +94,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     // are dropped).
     if plan.ports_discarded {
         let mode = if matches!(net, NetMode::Host) { "host" } else { "none" };
-        eprintln!("cove: warning: published ports are discarded with --network {mode}");
+        crate::warn_user(format_args!("published ports are discarded with --network {mode}"));
     }
     let id = cove_oci::new_id()?;
     let name = match &req.name {
@@ -147,7 +147,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
             Ok(Some(tool)) => crate::outbound::host_address(&tool),
             Ok(None) => None,
             Err(e) => {
-                eprintln!("cove: warning: {e}");
+                crate::warn_user(format_args!("{e}"));
                 None
             }
         }

@@ -10,7 +10,7 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
     }
     let support = cove_cgroups::detect(rootless);
     if let Some(w) = support.unmet(&limits) {
-        eprintln!("cove: warning: {w}; the container runs without these limits");
+        crate::warn_user(format_args!("{w}; the container runs without these limits"));
     }
     if !support.usable {
         return None;
@@ -18,12 +18,12 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
     match cove_cgroups::Cgroup::create(id, &limits, &support) {
         Ok(cg) => {
             for w in cg.warnings() {
-                eprintln!("cove: warning: {w}");
+                crate::warn_user(format_args!("{w}"));
             }
             Some(cg)
         }
         Err(e) => {
-            eprintln!("cove: warning: resource limits not applied: {e}");
+            crate::warn_user(format_args!("resource limits not applied: {e}"));
             None
         }
     }
