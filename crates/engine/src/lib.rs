@@ -19,8 +19,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod netd;
-mod netdns;
-pub mod outbound;
+pub use cove_netd::outbound;
 pub mod network;
 pub mod ports;
 pub mod run;
@@ -56,6 +55,8 @@ pub enum Error {
     Oci(#[from] cove_oci::Error),
     #[error(transparent)]
     Monitor(#[from] cove_monitor::Error),
+    #[error(transparent)]
+    Netd(#[from] cove_netd::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -83,18 +84,7 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
-/// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
-/// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
-/// magic link to the directory, held open only for the call.
-pub(crate) fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> std::io::Result<T>) -> std::io::Result<T> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
-    let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
-    let r = f(&p);
-    drop(d);
-    r
-}
+pub(crate) use cove_sys::with_short_path;
 
 /// Starts `cove <verb> <args…> <report-fd>` detached from us (its own session, re-parented to
 /// init or the nearest subreaper; only COVE_*, PATH and HOME in its environment) and returns

@@ -516,7 +516,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
-        crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first())
+        crate::ports::publish(&run_dir, &container_run, &p.id, &specs, p.endpoints.first().map(crate::network::Endpoint::port_target))
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {
