@@ -2,10 +2,11 @@
 //! user namespace, and calls the engine. The only crate that uses `anyhow`.
 #![forbid(unsafe_code)]
 
-mod cmd;
-mod registry;
+mod args;
+mod docker;
+mod format;
 mod table;
-mod template;
+mod verbs;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         }
         cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd, args.get(5).map(|s| s.as_os_str()));
     }
-    let cli = match cmd::Cli::try_parse() {
+    let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
     }
     init_tracing(cli.log_level.as_deref());
     tracing::debug!("parsed arguments");
-    match cmd::dispatch(cli) {
+    match verbs::dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let code = e.downcast_ref::<cove_engine::Error>().map(|e| e.exit_code()).unwrap_or(125);
@@ -90,11 +91,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// Installs the process's subscriber: tracing output at `level` (or `COVE_LOG`, default warn),
+/// and the engine's warnings for the user (target [`cove_engine::WARNING_TARGET`]) printed as
+/// `cove: warning: MSG` whatever the level.
 fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::prelude::*;
     let filter = level
         .map(String::from)
         .or_else(|| std::env::var("COVE_LOG").ok())
         .unwrap_or_else(|| "warn".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_timer(tracing_subscriber::fmt::time::uptime()).init();
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != cove_engine::WARNING_TARGET));
+    let warnings = UserWarnings.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == cove_engine::WARNING_TARGET));
+    tracing_subscriber::registry().with(log).with(warnings).init();
+}
+
+/// Prints the message of each event it sees as `cove: warning: MSG`.
+struct UserWarnings;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        eprintln!("cove: warning: {}", m.0);
+    }
 }

@@ -497,8 +497,9 @@ fn killed_monitor_is_noticed() {
 #[test]
 fn monitor_pumps_in_the_small_binary_and_needs_it() {
     let Some(w) = World::new() else { return };
-    // Runs until told to exit 3; the file stays in its rootfs, so the restarted run ends at once.
-    let id = w.ok(&["run", "-d", "--name", "again", "--restart", "on-failure:1", "bb", "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 3"]);
+    // Runs until told to exit 3 (a moment after, so PID 1's exit cannot SIGKILL the exec that
+    // told it); the file stays in its rootfs, so the restarted run ends at once.
+    let id = w.ok(&["run", "-d", "--name", "again", "--restart", "on-failure:1", "bb", "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; sleep 0.5; exit 3"]);
     let rd = w.path().join("run/containers").join(id.trim());
     let read_pid = |f: &str| -> i32 { std::fs::read_to_string(rd.join(f)).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
     let mon = read_pid("monitor.pid");

@@ -202,6 +202,14 @@ impl Db {
             Ok(())
         })
     }
+
+    /// (network, `--network-alias`es) of every network the container is on; an alias list
+    /// that does not decode reads as none.
+    pub fn container_aliases(&self, id: &str) -> Result<Vec<(String, Vec<String>)>> {
+        let mut st = self.conn.prepare("SELECT network, aliases FROM endpoints WHERE container_id = ?1")?;
+        let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows.into_iter().map(|(n, a)| (n, serde_json::from_str(&a).unwrap_or_default())).collect())
+    }
 }
 
 const CONTAINER_SELECT: &str = "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";

@@ -4,7 +4,6 @@ use crate::db::{now_rfc3339, Db, ImageRow};
 use crate::{Error, Result};
 use cove_image::{LoadedImage, Store, UnpackOptions};
 use rusqlite::params;
-use serde_json::json;
 
 /// Finds an image by name (`bb`, `bb:v1`, `docker.io/library/bb`), full id or unique id
 /// prefix (with or without `sha256:`).
@@ -239,46 +238,6 @@ pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Rem
     Ok(out)
 }
 
-/// `docker image inspect`-shaped JSON.
-pub fn inspect_json(db: &Db, img: &ImageRow) -> Result<serde_json::Value> {
-    let cfg: serde_json::Value = serde_json::from_str(&img.config).unwrap_or(json!({}));
-    let tags: Vec<String> = db.tags()?.into_iter().filter(|(_, id)| *id == img.id).map(|(n, _)| n).collect();
-    let digests: Vec<String> = img
-        .digest
-        .iter()
-        .flat_map(|d| tags.iter().map(move |t| format!("{}@{d}", t.rsplit_once(':').map(|x| x.0).unwrap_or(t))))
-        .collect();
-    Ok(json!({
-        "Id": img.id,
-        "RepoTags": tags,
-        "RepoDigests": digests,
-        "Created": img.created,
-        "Size": img.size,
-        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("amd64")),
-        "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
-        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-        "Config": docker_config(cfg.get("config")),
-        "RootFS": { "Type": "layers", "Layers": img.diff_ids },
-        "Metadata": { "LastTagTime": img.added },
-    }))
-}
-
-/// Docker spells image config keys in PascalCase, as the OCI config does: pass through.
-fn docker_config(c: Option<&serde_json::Value>) -> serde_json::Value {
-    let c = c.cloned().unwrap_or(json!({}));
-    json!({
-        "User": c.get("User").cloned().unwrap_or(json!("")),
-        "ExposedPorts": c.get("ExposedPorts").cloned().unwrap_or(serde_json::Value::Null),
-        "Env": c.get("Env").cloned().unwrap_or(json!([])),
-        "Entrypoint": c.get("Entrypoint").cloned().unwrap_or(serde_json::Value::Null),
-        "Cmd": c.get("Cmd").cloned().unwrap_or(serde_json::Value::Null),
-        "Volumes": c.get("Volumes").cloned().unwrap_or(serde_json::Value::Null),
-        "WorkingDir": c.get("WorkingDir").cloned().unwrap_or(json!("")),
-        "Labels": c.get("Labels").cloned().unwrap_or(serde_json::Value::Null),
-        "StopSignal": c.get("StopSignal").cloned().unwrap_or(serde_json::Value::Null),
-    })
-}
-
 /// Largest image file read from the host side (passwd, group).
 const IMAGE_FILE_LIMIT: u64 = 16 << 20;
 
@@ -296,7 +255,7 @@ pub fn read_image_userdb(store: &Store, img: &ImageRow, path: &str) -> String {
     match read_image_file(store, img, path) {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
-            eprintln!("cove: warning: ignoring the image's {path}: {e}");
+            crate::warn_user(format_args!("ignoring the image's {path}: {e}"));
             String::new()
         }
     }

@@ -30,6 +30,16 @@ pub mod volumes;
 
 pub use dirs::Dirs;
 
+/// The tracing target of warnings meant for the user ("published ports are discarded with
+/// --network host"): the engine never prints; the binary's subscriber shows each event of this
+/// target as `cove: warning: MSG` on stderr, whatever the log level (see the CLI's main.rs).
+pub const WARNING_TARGET: &str = "cove::warning";
+
+/// Emits a warning for the user (see [`WARNING_TARGET`]).
+pub(crate) fn warn_user(msg: impl std::fmt::Display) {
+    tracing::warn!(target: WARNING_TARGET, "{msg}");
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -408,7 +408,7 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
     // The helper (if it runs) deletes the bridge, its DNS listeners and rules at once: a
     // network made again with the same subnet (compose up/down/up) must find nothing of them.
     if let Err(e) = crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path()) {
-        eprintln!("cove: warning: network {}: {e}", n.name);
+        crate::warn_user(format_args!("network {}: {e}", n.name));
     }
     Ok(n.name)
 }
@@ -732,7 +732,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.extend(eps.iter().cloned()));
     // The network change stands either way; a resolv.conf that could not follow is said.
     if let Err(e) = refresh_resolv_conf(eng, &c) {
-        eprintln!("cove: warning: {}'s resolv.conf: {e}", c.name);
+        crate::warn_user(format_args!("{}'s resolv.conf: {e}", c.name));
     }
     Ok(())
 }
@@ -818,13 +818,13 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         // The default route left with the interface that held it: as Docker, the first
         // remaining network takes it (a no-op when another interface has it already).
         if let Err(e) = move_default_route(eng, &c.id, pid as i32) {
-            eprintln!("cove: warning: {}'s default route: {e}", c.name);
+            crate::warn_user(format_args!("{}'s default route: {e}", c.name));
         }
     }
     update_monitor_endpoints(&eng.dirs.container(&c.id), |list| list.retain(|e| e.network != n.name));
     // The network change stands either way; a resolv.conf that could not follow is said.
     if let Err(e) = refresh_resolv_conf(eng, &c) {
-        eprintln!("cove: warning: {}'s resolv.conf: {e}", c.name);
+        crate::warn_user(format_args!("{}'s resolv.conf: {e}", c.name));
     }
     // The container's own lines for this network leave its /etc/hosts (rewritten in place: the
     // file is bind-mounted, a new inode would not show inside).

@@ -246,7 +246,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         }
         NetMode::Host | NetMode::None if !port_specs.is_empty() => {
             let mode = if matches!(net, NetMode::Host) { "host" } else { "none" };
-            eprintln!("cove: warning: published ports are discarded with --network {mode}");
+            crate::warn_user(format_args!("published ports are discarded with --network {mode}"));
         }
         _ => {}
     }
@@ -314,7 +314,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
             Ok(Some(tool)) => crate::outbound::host_address(&tool),
             Ok(None) => None,
             Err(e) => {
-                eprintln!("cove: warning: {e}");
+                crate::warn_user(format_args!("{e}"));
                 None
             }
         }
@@ -442,7 +442,7 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
     }
     let support = cove_cgroups::detect(rootless);
     if let Some(w) = support.unmet(&limits) {
-        eprintln!("cove: warning: {w}; the container runs without these limits");
+        crate::warn_user(format_args!("{w}; the container runs without these limits"));
     }
     if !support.usable {
         return None;
@@ -450,12 +450,12 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
     match cove_cgroups::Cgroup::create(id, &limits, &support) {
         Ok(cg) => {
             for w in cg.warnings() {
-                eprintln!("cove: warning: {w}");
+                crate::warn_user(format_args!("{w}"));
             }
             Some(cg)
         }
         Err(e) => {
-            eprintln!("cove: warning: resource limits not applied: {e}");
+            crate::warn_user(format_args!("resource limits not applied: {e}"));
             None
         }
     }

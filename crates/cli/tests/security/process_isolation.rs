@@ -164,8 +164,8 @@ done; echo scanned"#
             assert!(written.is_empty(), "{who} {caps:?}: the container wrote into the host's {dir}: {written:?}");
             assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who} {caps:?}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
         }
-        // Restarts by policy (the monitor execs back and mounts anew): one daemon at a time,
-        // the upper dir kept, none left after rm.
+        // Restarts by policy (the monitor execs back and mounts anew): no daemon piles up, the
+        // upper dir kept, none left after rm.
         w.ok(&["run", "-d", "--name", "again", "--restart", "always", "bb", "sh", "-c", "echo x >> /etc/runs; sleep 0.3; exit 2"]);
         let mut most = 0;
         let restarted = wait_until(
@@ -176,7 +176,9 @@ done; echo scanned"#
             20,
         );
         assert!(restarted, "{who}: the fuse-overlayfs container was not restarted twice");
-        assert!(most <= 1, "{who}: {most} fuse-overlayfs daemons for one container");
+        // The previous run's daemon goes when the kernel tears its mount namespace down, which
+        // may be a moment after the restart mounted anew: two at once, never more (no leak).
+        assert!(most <= 2, "{who}: {most} fuse-overlayfs daemons for one container");
         w.ok(&["rm", "-f", "again"]);
         assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who}: fuse-overlayfs outlived its restarted container: {:?}", fuse_daemons(&w));
         if who != "root" {

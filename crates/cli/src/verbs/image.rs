@@ -1,69 +1,128 @@
-//! Registry and archive verbs: pull, push, login, logout, save, image prune, system df;
-//! `run --pull`. Progress bars (one per layer) only on a terminal and without `-q`.
+//! Image verbs: images, tag, rmi, import, load, save, image prune, and the registry's pull and
+//! push (`run --pull` too). Progress bars (one per layer) only on a terminal and without `-q`.
 
+use crate::args::{ImagesArgs, PullArgs, PushArgs, SaveArgs};
+use crate::docker::human_size;
+use crate::format::ListFormat;
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use cove_engine::distribution::{self, Event, RegistryOptions};
+use cove_engine::images;
 use cove_engine::run::Engine;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-#[derive(Args, Debug, Clone)]
-pub struct PullArgs {
-    /// Suppress progress output; print only the image name
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Pull the image for this platform (os/arch[/variant]) instead of the host's
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Verify TLS certificates (false: also allow plain HTTP)
-    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tls_verify: Option<bool>,
-    /// Image to pull (NAME[:TAG] or NAME@DIGEST)
-    pub image: String,
+pub fn import(eng: &mut Engine, file: &str, reference: Option<&str>, change: &[String]) -> Result<i32> {
+    let opts = eng.unpack_options();
+    let id = if file == "-" {
+        images::import(&mut eng.db, &eng.store, std::io::stdin().lock(), reference, change, &opts)?
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("open {file}"))?;
+        images::import(&mut eng.db, &eng.store, std::io::BufReader::new(f), reference, change, &opts)?
+    };
+    println!("{id}");
+    Ok(0)
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct PushArgs {
-    #[arg(short, long)]
-    pub quiet: bool,
-    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tls_verify: Option<bool>,
-    /// Local image
-    pub image: String,
-    /// Where to push it (default: the image's own name)
-    pub destination: Option<String>,
+pub fn remove(eng: &mut Engine, force: bool, names: &[String]) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        match images::remove(&mut eng.db, &eng.store, n, force) {
+            Ok(r) => {
+                for u in r.untagged {
+                    println!("Untagged: {u}");
+                }
+                for d in r.deleted {
+                    println!("Deleted: {d}");
+                }
+            }
+            Err(e) => {
+                eprintln!("cove: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct LoginArgs {
-    #[arg(short, long)]
-    pub username: Option<String>,
-    #[arg(short, long)]
-    pub password: Option<String>,
-    /// Read the password from standard input
-    #[arg(long = "password-stdin")]
-    pub password_stdin: bool,
-    #[arg(long = "tls-verify", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tls_verify: Option<bool>,
-    /// Registry (default: docker.io)
-    pub registry: Option<String>,
+pub fn load(eng: &mut Engine, input: Option<PathBuf>, quiet: bool) -> Result<i32> {
+    let opts = eng.unpack_options();
+    // `load` without -i reads stdin: spool it to a file (archives need random access).
+    let (path, _tmp) = match input {
+        Some(p) => (p, None),
+        None => {
+            let tmp = tempfile_in(&eng.dirs.storage())?;
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read image archive from stdin")?;
+            (tmp.clone(), Some(TempPath(tmp)))
+        }
+    };
+    let loaded = images::load(&mut eng.db, &eng.store, &path, &opts)?;
+    if loaded.is_empty() {
+        bail!("no images found in {}", path.display());
+    }
+    if !quiet {
+        for (id, tags) in loaded {
+            if tags.is_empty() {
+                println!("Loaded image ID: {id}");
+            }
+            for t in tags {
+                println!("Loaded image: {}", cove_oci::normalize_image_name(&t).unwrap_or(t));
+            }
+        }
+    }
+    Ok(0)
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct SaveArgs {
-    /// Write to this file instead of standard output
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// docker-archive (default) or oci-archive
-    #[arg(long, default_value = "docker-archive")]
-    pub format: String,
-    #[arg(required = true)]
-    pub images: Vec<String>,
+struct TempPath(PathBuf);
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
+
+fn tempfile_in(dir: &std::path::Path) -> Result<PathBuf> {
+    let d = dir.join("tmp");
+    std::fs::create_dir_all(&d)?;
+    Ok(d.join(format!("stdin-{}.tar", cove_oci::new_id()?)))
+}
+
+pub fn list(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
+    let format = ListFormat::parse(a.format.as_deref())?;
+    let imgs = eng.db.images()?;
+    let tags = eng.db.tags()?;
+    if a.quiet {
+        for i in &imgs {
+            println!("{}", if a.no_trunc { i.id.as_str() } else { cove_oci::short_id(&i.id) });
+        }
+        return Ok(0);
+    }
+    let data: Vec<serde_json::Value> = imgs.iter().flat_map(|i| crate::docker::image_rows(i, &tags, a.no_trunc)).collect();
+    let headers = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("Digest", "DIGEST"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("CreatedAt", "CREATED AT"), ("Size", "SIZE")];
+    format.print(&data, &headers, || {
+        let mut cols = vec!["REPOSITORY", "TAG"];
+        if a.digests {
+            cols.push("DIGEST");
+        }
+        cols.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        let mut table = crate::table::Table::new(&cols);
+        for d in &data {
+            let f = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            let mut cells = vec![f("Repository"), f("Tag")];
+            if a.digests {
+                cells.push(f("Digest"));
+            }
+            cells.extend([f("ID"), f("CreatedSince"), f("Size")]);
+            table.row(cells);
+        }
+        table.write(&mut std::io::stdout().lock())?;
+        Ok(())
+    })?;
+    Ok(0)
+}
+
 
 /// Per-layer bars on a terminal; nothing otherwise.
 struct Bars {
@@ -180,52 +239,6 @@ pub fn push(eng: &mut Engine, a: &PushArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `cove login`: runs before the engine is opened (no user namespace needed).
-pub fn login(a: &LoginArgs, rootless: bool) -> Result<i32> {
-    let registry = distribution::normalize_registry(a.registry.as_deref().unwrap_or(cove_registry::DOCKER_HUB));
-    let username = match &a.username {
-        Some(u) => u.clone(),
-        None if std::io::stdin().is_terminal() && !a.password_stdin => {
-            eprint!("Username: ");
-            let mut u = String::new();
-            std::io::stdin().read_line(&mut u)?;
-            u.trim().to_string()
-        }
-        None => bail!("login: --username is required when standard input is not a terminal"),
-    };
-    if username.is_empty() {
-        bail!("login: the user name is empty");
-    }
-    let password = match (&a.password, a.password_stdin) {
-        (Some(_), true) => bail!("login: --password and --password-stdin are mutually exclusive"),
-        (Some(p), false) => p.clone(),
-        (None, true) => {
-            let mut p = String::new();
-            std::io::stdin().take(64 * 1024).read_to_string(&mut p).context("read password from standard input")?;
-            p.trim_end_matches(['\n', '\r']).to_string()
-        }
-        (None, false) => bail!("login: give the password with --password-stdin (or --password)"),
-    };
-    if password.is_empty() {
-        bail!("login: the password is empty");
-    }
-    let creds = cove_registry::auth::Credentials { username, password };
-    let file = distribution::login(&registry, creds, rootless, a.tls_verify)?;
-    tracing::debug!(file = %file.display(), "credentials stored");
-    println!("Login Succeeded");
-    Ok(0)
-}
-
-pub fn logout(registry: Option<&str>) -> Result<i32> {
-    let registry = distribution::normalize_registry(registry.unwrap_or(cove_registry::DOCKER_HUB));
-    if distribution::logout(&registry)? {
-        println!("Removing login credentials for {registry}");
-    } else {
-        println!("Not logged in to {registry}");
-    }
-    Ok(0)
-}
-
 pub fn save(eng: &Engine, a: &SaveArgs) -> Result<i32> {
     let format = match a.format.as_str() {
         "docker-archive" | "docker" => cove_image::ArchiveFormat::Docker,
@@ -275,15 +288,6 @@ pub fn prune(eng: &mut Engine, all: bool) -> Result<i32> {
             println!("deleted: {id}");
         }
     }
-    println!("Total reclaimed space: {}", crate::cmd::human_size(bytes as i64));
-    Ok(0)
-}
-
-pub fn df(eng: &Engine) -> Result<i32> {
-    println!("{:<16}{:<8}{:<8}{:<12}RECLAIMABLE", "TYPE", "TOTAL", "ACTIVE", "SIZE");
-    for r in distribution::df(eng)? {
-        let pct = (r.reclaimable * 100).checked_div(r.size).map(|p| format!(" ({p}%)")).unwrap_or_default();
-        println!("{:<16}{:<8}{:<8}{:<12}{}{pct}", r.kind, r.total, r.active, crate::cmd::human_size(r.size as i64), crate::cmd::human_size(r.reclaimable as i64));
-    }
+    println!("Total reclaimed space: {}", human_size(bytes as i64));
     Ok(0)
 }

@@ -23,6 +23,12 @@
 //! `%q` escapes as JSON; no `define`, `template`, `block`, `call`, `html`, `js`, character
 //! constants or method calls; variables of one branch are rejected at parse time; errors carry
 //! no template name or position.
+//!
+//! Owns: lexing, parsing and rendering templates over `serde_json::Value`, within the bounds
+//! above. Must not: read files or the environment, print, or know what the data means (the
+//! CLI builds the Docker-shaped objects it renders). Errors are one line starting with
+//! `template: ` and never panic, whatever the input (see the fuzz target in `fuzz/`).
+#![forbid(unsafe_code)]
 
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
@@ -44,6 +50,18 @@ const KEYWORDS: &[&str] =
     &["if", "else", "end", "range", "with", "break", "continue", "define", "template", "block"];
 const WS: [char; 4] = [' ', '\t', '\r', '\n'];
 static NULL: Value = Value::Null;
+
+/// A template that does not parse, or fails while rendering; the message is one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{0}")]
+    Parse(String),
+    #[error("{0}")]
+    Render(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn err<T>(msg: impl std::fmt::Display) -> Result<T, String> {
     Err(format!("template: {msg}"))
@@ -509,7 +527,16 @@ impl Parser {
 impl Template {
     /// Parses `text`; errors are one line, e.g. `template: unclosed action` or
     /// `template: function "foo" not defined`.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template> {
+        Template::parse_text(text).map_err(Error::Parse)
+    }
+
+    /// Renders with `data` as dot. Errors are one line, e.g. `template: index out of range: 5`.
+    pub fn render(&self, data: &Value) -> Result<String> {
+        self.render_value(data).map_err(Error::Render)
+    }
+
+    fn parse_text(text: &str) -> Result<Template, String> {
         let items = lex(text)?;
         let mut p = Parser { items: items.into_iter(), vars: vec!["$".into()], depth: 0, in_range: 0 };
         match p.list()? {
@@ -519,8 +546,7 @@ impl Template {
         }
     }
 
-    /// Renders with `data` as dot. Errors are one line.
-    pub fn render(&self, data: &Value) -> Result<String, String> {
+    fn render_value(&self, data: &Value) -> Result<String, String> {
         let vars = vec![("$", Val::Ref(data))];
         let mut ex = Exec { vars, out: String::new(), steps: 0, produced: 0 };
         ex.walk(&self.nodes, &Val::Ref(data))?;
@@ -1160,7 +1186,7 @@ mod tests {
     }
 
     fn run(t: &str) -> Result<String, String> {
-        Template::parse(t)?.render(&data())
+        Template::parse_text(t)?.render_value(&data())
     }
 
     #[track_caller]
@@ -1367,9 +1393,9 @@ mod tests {
         ] {
             fails(t, needle);
         }
-        let e = Template::parse("{{foo}}").err();
+        let e = Template::parse_text("{{foo}}").err();
         assert_eq!(e.as_deref(), Some("template: function \"foo\" not defined"));
-        assert_eq!(Template::parse("{{.A").err().as_deref(), Some("template: unclosed action"));
+        assert_eq!(Template::parse_text("{{.A").err().as_deref(), Some("template: unclosed action"));
     }
 
     #[test]
@@ -1387,9 +1413,17 @@ mod tests {
         fails("{{printf \"%999999999999d\" 1}}", "too large");
         let big = json!({"S": "x".repeat(10_000)});
         for t in ["{{.S.X}}", "{{range .S}}{{end}}", "{{index .S \"k\"}}", "{{truncate .S .S}}"] {
-            let e = Template::parse(t).and_then(|t| t.render(&big)).err().unwrap_or_default();
+            let e = Template::parse_text(t).and_then(|t| t.render_value(&big)).err().unwrap_or_default();
             assert!(e.starts_with("template: ") && e.len() < 120, "{e:?}");
         }
+    }
+
+    #[test]
+    fn public_errors_say_which_step_failed() {
+        assert_eq!(Template::parse("{{.A").unwrap_err(), Error::Parse("template: unclosed action".into()));
+        let e = Template::parse("{{index .Arr 9}}").unwrap().render(&data()).unwrap_err();
+        assert!(matches!(&e, Error::Render(m) if m.starts_with("template: ")), "{e:?}");
+        assert_eq!(Template::parse("{{.Name}}").unwrap().render(&data()).unwrap(), "web");
     }
 
     #[test]
@@ -1414,9 +1448,9 @@ mod tests {
         for _ in 0..20_000 {
             let len = 1 + next(16);
             let t: String = (0..len).map(|_| FRAGS[next(FRAGS.len())]).collect();
-            let res = Template::parse(&t).and_then(|tm| {
+            let res = Template::parse_text(&t).and_then(|tm| {
                 rendered += 1;
-                tm.render(&d)
+                tm.render_value(&d)
             });
             if let Err(e) = res {
                 assert!(e.starts_with("template: ") && !e.contains('\n'), "{t:?} -> {e:?}");
