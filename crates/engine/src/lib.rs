@@ -22,8 +22,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod netd;
-mod netdns;
-pub mod outbound;
+pub use cove_netd::outbound;
 pub mod network;
 pub mod plan;
 pub mod ports;
@@ -80,6 +79,8 @@ pub enum Error {
     /// A stored record that does not decode (names the record).
     #[error("{0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Netd(#[from] cove_netd::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -130,18 +131,7 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
-/// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
-/// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
-/// magic link to the directory, held open only for the call.
-pub(crate) fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> std::io::Result<T>) -> std::io::Result<T> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
-    let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
-    let r = f(&p);
-    drop(d);
-    r
-}
+pub(crate) use cove_sys::with_short_path;
 
 /// Starts `cove <verb> <args…> <report-fd>` detached from us (its own session, re-parented to
 /// init or the nearest subreaper; only COVE_*, PATH and HOME in its environment) and returns
@@ -196,20 +186,9 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let specs = crate::ports::specs(&[format!("127.0.0.1:{port}:80")], false, &[]).unwrap();
-        let ep = crate::network::Endpoint {
-            network: "n".into(),
-            bridge: "cove-n".into(),
-            ip: "10.90.0.2".parse().unwrap(),
-            prefix_len: 24,
-            gateway: "10.90.0.1".parse().unwrap(),
-            ifname: "cv0".into(),
-            aliases: vec![],
-            ip6: None,
-            mtu: None,
-            mac: None,
-        };
+        let ep = crate::ports::Target { ip: "10.90.0.2".parse().unwrap(), ip6: None };
         let d = tempfile::tempdir().unwrap();
-        let e = crate::ports::publish(d.path(), d.path(), "abc", &specs, Some(&ep)).unwrap_err();
+        let e = crate::ports::publish(d.path(), d.path(), "abc", &specs, Some(ep)).unwrap_err();
         assert!(matches!(e, Error::Conflict(_)), "{e:?}");
         // What the runtime returns when the hook failed: the hook's typed error again.
         let kept = HookError::default();

@@ -368,7 +368,7 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.config.as_deref())?;
-                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first()).map_err(|e| hook_error.keep(e))
+                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first().map(crate::network::Endpoint::port_target)).map_err(|e| hook_error.keep(e))
             }
             None => Ok(()),
         }

@@ -65,6 +65,13 @@ pub struct Endpoint {
     pub mac: Option<String>,
 }
 
+impl Endpoint {
+    /// Where published ports of a container on this network go.
+    pub fn port_target(&self) -> crate::ports::Target {
+        crate::ports::Target { ip: self.ip, ip6: self.ip6.map(|(a, _, _)| a) }
+    }
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
     Ok(NetworkRow {
         name: r.get(0)?,

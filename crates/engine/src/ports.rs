@@ -8,12 +8,11 @@
 //! The helper serves them from threads inside its namespace (splice for TCP, a flow table for
 //! UDP) until the container stops.
 
-use crate::{Error, IoContext, Result};
+use crate::{Error, Result};
 use cove_net::portmap::{parse_publish, PortSpec, Protocol};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// One published port, as `cove port` shows it.
@@ -147,41 +146,23 @@ fn local_port(fd: &OwnedFd) -> Result<u16> {
     a.as_sockaddr_in().map(|s| s.port()).or_else(|| a.as_sockaddr_in6().map(|s| s.port())).ok_or_else(|| Error::Other("published socket has no port".into()))
 }
 
-fn control(run: &Path) -> Result<std::os::unix::net::UnixStream> {
-    crate::with_short_path(run, "netd.sock", |p| std::os::unix::net::UnixStream::connect(p)).ctx(|| "connect to the network helper".into())
-}
-
 /// Hands the bound sockets to the helper (replacing what it served for this container).
 /// IPv6 host sockets go to the container's IPv6 address when it has one (`target6`), so an
 /// IPv6 client's address can be kept; everything else to its IPv4 address.
 pub fn register(run: &Path, container_id: &str, target: IpAddr, target6: Option<IpAddr>, bound: Vec<(Published, OwnedFd)>) -> Result<()> {
-    unregister(run, container_id);
-    if bound.is_empty() {
-        return Ok(());
-    }
-    let mut s = control(run)?;
-    for (p, fd) in &bound {
-        let to = if p.host_ip.is_ipv6() { target6.unwrap_or(target) } else { target };
-        let line = format!("ADD {container_id} {} {} {}\n", p.proto, to, p.container_port);
-        cove_sys::send_fd(s.as_fd(), fd.as_fd()).map_err(|e| Error::Other(format!("pass a published port to the network helper: {e}")))?;
-        s.write_all(line.as_bytes()).ctx(|| "talk to the network helper".into())?;
-    }
-    s.write_all(b"END\n").ctx(|| "talk to the network helper".into())?;
-    let mut reply = String::new();
-    BufReader::new(&s).read_line(&mut reply).ctx(|| "read from the network helper".into())?;
-    if reply.trim() != "OK" {
-        return Err(Error::Other(format!("the network helper refused the ports: {}", reply.trim())));
-    }
-    Ok(())
+    let ports = bound
+        .into_iter()
+        .map(|(p, fd)| {
+            let to = if p.host_ip.is_ipv6() { target6.unwrap_or(target) } else { target };
+            (cove_netd::proto::Port { udp: p.proto == "udp", target: SocketAddr::new(to, p.container_port) }, fd)
+        })
+        .collect();
+    Ok(cove_netd::client::register(run, container_id, ports)?)
 }
 
 /// Stops serving the container's ports (no-op when the helper is gone).
 pub fn unregister(run: &Path, container_id: &str) {
-    if let Ok(mut s) = control(run) {
-        let _ = s.write_all(format!("DEL {container_id}\nEND\n").as_bytes());
-        let mut reply = String::new();
-        let _ = BufReader::new(&s).read_line(&mut reply);
-    }
+    cove_netd::client::unregister(run, container_id)
 }
 
 /// Saves what was published (for `cove port` and `inspect`).
@@ -206,16 +187,23 @@ pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
     std::fs::read(run_dir_of_container.join("ports.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
+/// Where a container's published ports go: the addresses of its first network.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub ip: IpAddr,
+    pub ip6: Option<IpAddr>,
+}
+
 /// Binds, registers and records the ports of a container whose network is up.
-pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], endpoint: Option<&crate::network::Endpoint>) -> Result<()> {
+pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], target: Option<Target>) -> Result<()> {
     if specs.is_empty() {
         return Ok(());
     }
-    let ep = endpoint.ok_or_else(|| Error::Invalid("published ports need a network (not --network none or host)".into()))?;
+    let to = target.ok_or_else(|| Error::Invalid("published ports need a network (not --network none or host)".into()))?;
     // A port in use stays a conflict (`Error::Conflict`) on its way up.
     let bound = bind(specs)?;
     let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
-    register(run, container_id, ep.ip, ep.ip6.map(|(a, _, _)| a), bound)?;
+    register(run, container_id, to.ip, to.ip6, bound)?;
     save(container_run, &published);
     Ok(())
 }

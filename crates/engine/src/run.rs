@@ -64,7 +64,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
-        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first()).map_err(|e| hook_error.keep(e))
+        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first().map(crate::network::Endpoint::port_target)).map_err(|e| hook_error.keep(e))
     };
     let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
     let created = match created {

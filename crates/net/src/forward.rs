@@ -73,7 +73,8 @@ impl Shutdown {
         self.inner.flag.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+    /// Readable once triggered (for a caller's own poll).
+    pub fn fd(&self) -> BorrowedFd<'_> {
         self.inner.rx.as_fd()
     }
 }

@@ -120,15 +120,15 @@ pub fn loopback_mapped(tool: &Tool) -> Vec<IpAddr> {
 /// The subnets of the networks whose containers may reach the host's loopback, kept by
 /// [`Nat::sync`] and read by the outbound TCP threads ([`serve_tcp`]).
 #[derive(Clone, Default)]
-pub(crate) struct LoopbackPolicy(std::sync::Arc<std::sync::RwLock<Vec<cove_net::ipam::Subnet>>>);
+pub struct LoopbackPolicy(std::sync::Arc<std::sync::RwLock<Vec<cove_net::ipam::Subnet>>>);
 
 impl LoopbackPolicy {
-    fn set(&self, subnets: Vec<cove_net::ipam::Subnet>) {
+    pub(crate) fn set(&self, subnets: Vec<cove_net::ipam::Subnet>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = subnets;
     }
 
     /// Whether a connection that arrived on the bridge whose address is `gateway` may.
-    fn allows(&self, gateway: IpAddr) -> bool {
+    pub(crate) fn allows(&self, gateway: IpAddr) -> bool {
         self.0.read().unwrap_or_else(|e| e.into_inner()).iter().any(|s| s.contains(gateway))
     }
 }
@@ -177,8 +177,11 @@ pub fn wait_configured(limit: std::time::Duration) -> bool {
     }
 }
 
+/// Applies a ruleset's text (`nft -f -` in the helper; tests record it).
+pub type Apply = Box<dyn FnMut(&str) -> Result<(), String> + Send>;
+
 /// The forwarding and NAT state of the namespace, kept by the helper's inside thread.
-pub(crate) struct Nat {
+pub struct Nat {
     applied: Option<Vec<cove_net::nft::NftNetwork>>,
     forwarding: bool,
     /// The outbound TCP listeners ([`serve_tcp`]) that connections are redirected to.
@@ -189,11 +192,18 @@ pub(crate) struct Nat {
     mapped: Vec<IpAddr>,
     /// Shared with the outbound TCP threads.
     policy: LoopbackPolicy,
+    apply: Apply,
 }
 
 impl Nat {
-    pub(crate) fn new(redirect: Option<cove_net::nft::Redirect>, tool: bool, mapped: Vec<IpAddr>, policy: LoopbackPolicy) -> Nat {
-        Nat { applied: None, forwarding: false, redirect, tool, mapped, policy }
+    pub fn new(redirect: Option<cove_net::nft::Redirect>, tool: bool, mapped: Vec<IpAddr>, policy: LoopbackPolicy) -> Nat {
+        Nat { applied: None, forwarding: false, redirect, tool, mapped, policy, apply: Box::new(nft_apply) }
+    }
+
+    /// The same, applying rulesets with `apply` instead of nft.
+    pub fn with_apply(mut self, apply: Apply) -> Nat {
+        self.apply = apply;
+        self
     }
 }
 
@@ -204,7 +214,7 @@ impl Nat {
 /// is reached at the host's loopback for networks `policy` allows, else at the host's own
 /// address ([`outbound_target`]). No tap device, no userspace TCP stack in the way; it
 /// works without pasta or slirp4netns too. Returns the listener's port.
-pub(crate) fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>, policy: LoopbackPolicy) -> Result<cove_net::nft::Redirect, String> {
+pub fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>, policy: LoopbackPolicy) -> Result<cove_net::nft::Redirect, String> {
     let listener = cove_net::netns::run_on_thread(netns, || std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("bind the outbound TCP listener: {e}"))?;
@@ -294,27 +304,35 @@ fn nft_binary() -> Option<PathBuf> {
     ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].iter().map(PathBuf::from).find(|p| p.is_file()).or_else(|| find("nft"))
 }
 
+/// Runs `nft -f -` with the ruleset's text.
+fn nft_apply(text: &str) -> Result<(), String> {
+    let nft = nft_binary().ok_or("no outbound NAT: nft is not installed (Debian package nftables)")?;
+    let mut child = Command::new(&nft).args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("run {}: {e}", nft.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(text.as_bytes()).map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed")));
+    }
+    Ok(())
+}
+
 impl Nat {
     /// Makes the ruleset match `nets` (replaced as a whole, only when it changed), then turns
     /// forwarding on — never before the first ruleset is in place, since forwarding without it
-    /// would route between networks. Runs on the thread inside the namespace.
-    pub(crate) fn sync(&mut self, nets: &[cove_net::nft::NftNetwork]) -> Result<(), String> {
+    /// would route between networks. Runs on the thread inside the namespace. Returns the
+    /// subnets of a ruleset it has just applied (the `transparent` chain now covers them).
+    pub fn sync(&mut self, nets: &[cove_net::nft::NftNetwork]) -> Result<Option<Vec<cove_net::ipam::Subnet>>, String> {
         // The TCP path follows at once (it needs no ruleset of its own).
         self.policy.set(nets.iter().filter(|n| n.host_loopback && !n.internal).flat_map(|n| n.subnets.iter().cloned()).collect());
+        let mut applied = None;
         if self.applied.as_deref() != Some(nets) {
             let text = cove_net::nft::ruleset_with(nets, self.redirect, &self.mapped).map_err(|e| e.to_string())?;
-            let nft = nft_binary().ok_or("no outbound NAT: nft is not installed (Debian package nftables)")?;
-            let mut child = Command::new(&nft).args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("run {}: {e}", nft.display()))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                use std::io::Write;
-                stdin.write_all(text.as_bytes()).map_err(|e| format!("nft: {e}"))?;
-            }
-            let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("nft: {}", String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed")));
-            }
+            (self.apply)(&text)?;
             self.applied = Some(nets.to_vec());
-            crate::netd::ruleset_applied(nets.iter().flat_map(|n| n.subnets.iter().cloned()).collect());
+            applied = Some(nets.iter().flat_map(|n| n.subnets.iter().cloned()).collect());
         }
         if !self.forwarding && self.tool {
             // The first container must find the way out ready: wait for the tool's interface.
@@ -327,7 +345,7 @@ impl Nat {
             let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1");
             self.forwarding = true;
         }
-        Ok(())
+        Ok(applied)
     }
 }
 

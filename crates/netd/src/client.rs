@@ -1,0 +1,91 @@
+//! What the engine calls: finds (or starts) the helper, sends it the table, hands it published
+//! ports and takes them back. Every message goes through [`crate::proto`].
+
+use crate::proto::{Port, Reply, Report, Request, Table};
+use crate::{Error, Result, RunFiles};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+fn live(files: &RunFiles) -> Option<(i32, i32)> {
+    files.live()
+}
+
+/// Whether the helper of the run directory `run` runs (some container is, or was a moment ago,
+/// on a network).
+pub fn running(run: &Path) -> bool {
+    live(&RunFiles::new(run)).is_some()
+}
+
+/// The pid of the helper, if it runs.
+pub fn pid(run: &Path) -> Option<i32> {
+    live(&RunFiles::new(run)).map(|(p, _)| p)
+}
+
+/// A handle on the rootless network namespace, starting the helper if needed: `start` starts
+/// `cove __netd` detached and returns what it wrote on its report pipe ([`Report`]).
+pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<String, String>) -> Result<OwnedFd> {
+    let files = RunFiles::new(run);
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(files.lock()).map_err(crate::io_err(format!("open {}", files.lock().display())))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
+    let (pid, fd) = match live(&files) {
+        Some(x) => x,
+        None => {
+            match Report::decode(&start().map_err(Error::Start)?) {
+                Report::Ok => {}
+                Report::Failed(e) => return Err(Error::Start(e)),
+            }
+            live(&files).ok_or_else(|| Error::Start("it did not start".into()))?
+        }
+    };
+    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).map_err(crate::io_err(format!("open the network namespace of the helper (pid {pid})")))?;
+    // Tell the helper it is in use, so it does not exit between now and the attach.
+    let _ = std::fs::write(files.used(), "");
+    Ok(f.into())
+}
+
+fn connect(run: &Path) -> std::io::Result<UnixStream> {
+    cove_sys::with_short_path(run, RunFiles::SOCK, |p| UnixStream::connect(p))
+}
+
+/// Sends the helper the networks and endpoints it serves (after a container joined or left a
+/// network, or a network went), and waits until its DNS and ruleset follow. Nothing to do
+/// when the helper is not running.
+pub fn sync(run: &Path, table: &Table) -> Result<()> {
+    let Ok(s) = connect(run) else { return Ok(()) };
+    Request::Sync(table.clone()).send(&s)?;
+    Reply::recv(&s)?.into_result()
+}
+
+/// Hands bound host sockets to the helper (replacing what it served for this container).
+pub fn register(run: &Path, container_id: &str, ports: Vec<(Port, OwnedFd)>) -> Result<()> {
+    unregister(run, container_id);
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let s = connect(run).map_err(crate::io_err("connect to the network helper"))?;
+    for (port, fd) in ports {
+        Request::Add { id: container_id.to_string(), port, fd }.send(&s)?;
+    }
+    Request::End.send(&s)?;
+    match Reply::recv(&s)? {
+        Reply::Ok => Ok(()),
+        Reply::Err(e) => Err(Error::Refused(format!("the ports were refused: {e}"))),
+    }
+}
+
+/// Stops serving the container's ports (no-op when the helper is gone).
+pub fn unregister(run: &Path, container_id: &str) {
+    if let Ok(s) = connect(run) {
+        let _ = Request::Del { id: container_id.to_string() }.send(&s).and_then(|_| Request::End.send(&s)).and_then(|_| Reply::recv(&s));
+    }
+}
+
+/// Stops the helper (tests and `system migrate`).
+pub fn stop(run: &Path) {
+    let files = RunFiles::new(run);
+    if let Some((pid, _)) = live(&files) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        let _ = std::fs::remove_file(files.pid());
+    }
+}
