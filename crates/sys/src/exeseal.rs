@@ -40,6 +40,11 @@ pub fn sealed_copy(src: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
         return Err(errno("memfd_create"));
     }
     let memfd = own_fd(fd);
+    // Sealing against writes fails with EBUSY while any page of the file has an extra
+    // reference, and pages just written sit in the per-CPU LRU batch of the CPU that wrote
+    // them; the kernel drains only the sealing CPU's batch. So copy and seal on one CPU (seen
+    // under load: `F_ADD_SEALS: EBUSY` once the process had moved between CPUs).
+    let _pinned = PinnedToThisCpu::new();
     let mut off: libc::off_t = 0;
     while off < size {
         let chunk = ((size - off) as usize).min(1 << 30);
@@ -54,19 +59,55 @@ pub fn sealed_copy(src: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
         }
     }
     // F_SEAL_EXEC (6.3+) also keeps the mode bits as they are; older kernels refuse it.
-    // SAFETY: F_ADD_SEALS takes an integer argument.
-    let mut r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS | libc::F_SEAL_EXEC) };
-    if r < 0 && nix::Error::last() == nix::Error::EINVAL {
-        // SAFETY: as above.
-        r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) };
-    }
-    if r < 0 {
-        return Err(errno("fcntl(F_ADD_SEALS)"));
+    let mut seals = SEALS | libc::F_SEAL_EXEC;
+    let mut busy = 0;
+    loop {
+        // SAFETY: F_ADD_SEALS takes an integer argument.
+        let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+        if r >= 0 {
+            break;
+        }
+        match nix::Error::last() {
+            nix::Error::EINVAL if seals != SEALS => seals = SEALS,
+            // Pages still referenced for a moment (see above): the kernel waited ~200 ms
+            // already; try a few more times before giving up.
+            nix::Error::EBUSY if busy < 5 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => return Err(errno("fcntl(F_ADD_SEALS)")),
+        }
     }
     if !is_sealed(std::os::fd::AsFd::as_fd(&memfd)) {
         return Err(Error::Other("sealed copy: the seals did not take".into()));
     }
     Ok(memfd)
+}
+
+/// Keeps the calling thread on the CPU it runs on until dropped (best effort: without it,
+/// nothing is pinned and the seal may need its retries).
+struct PinnedToThisCpu(Option<nix::sched::CpuSet>);
+
+impl PinnedToThisCpu {
+    fn new() -> PinnedToThisCpu {
+        let me = nix::unistd::Pid::from_raw(0);
+        let Ok(before) = nix::sched::sched_getaffinity(me) else { return PinnedToThisCpu(None) };
+        // SAFETY: sched_getcpu has no arguments and only reads the caller's CPU number.
+        let cpu = unsafe { libc::sched_getcpu() };
+        let mut only = nix::sched::CpuSet::new();
+        if cpu < 0 || only.set(cpu as usize).is_err() || nix::sched::sched_setaffinity(me, &only).is_err() {
+            return PinnedToThisCpu(None);
+        }
+        PinnedToThisCpu(Some(before))
+    }
+}
+
+impl Drop for PinnedToThisCpu {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), before);
+        }
+    }
 }
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the executable behind `fd`. Returns
