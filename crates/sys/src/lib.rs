@@ -432,6 +432,18 @@ pub fn is_tty<F: AsFd>(fd: F) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
 }
 
+/// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
+/// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
+/// magic link to the directory, held open only for the call.
+pub fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> io::Result<T>) -> io::Result<T> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
+    let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
+    let r = f(&p);
+    drop(d);
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,16 +475,4 @@ mod tests {
         let flags = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert!(nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
     }
-}
-
-/// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
-/// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
-/// magic link to the directory, held open only for the call.
-pub fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> io::Result<T>) -> io::Result<T> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
-    let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));
-    let r = f(&p);
-    drop(d);
-    r
 }
