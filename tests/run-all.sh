@@ -3,6 +3,7 @@
 #   L0 unit tests, L2 root tests and L3 end-to-end tests as root;
 #   L0/L1 tests and L3 end-to-end tests again as `covetest` (subuid range) and `covenosub` (none).
 # End-to-end suites must not skip (COVE_REQUIRE_ALL=1): a skip there fails the run.
+# `cargo clippy -- -D warnings` runs first and counts as one test.
 # The last line is "N passed, M failed, K skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,12 @@ chmod 644 "$work/rootfs.tar"
 
 echo "== build"
 cargo build --workspace --all-targets 2>&1 | tail -n 3
+# Lints are the tool's, not the reviewer's: a clippy warning fails the suite (its own line in
+# the summary's count).
+echo "== clippy"
+lint=0
+cargo clippy --workspace --all-targets --quiet -- -D warnings >"$work/clippy" 2>&1 || lint=1
+if [ $lint = 0 ]; then echo "   clean"; else tail -n 30 "$work/clippy" | sed 's/^/   | /'; echo "   -> FAILED (clippy -D warnings)"; fi
 cargo test --workspace --no-run --message-format=json 2>/dev/null \
   | python3 -c '
 import json, sys
@@ -69,6 +76,7 @@ failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/)
 skipped=$(grep -cE '^SKIP:' "$log" || true)
 echo "== summary"
 grep -E '^SKIP:' "$log" | sort | uniq -c | sed 's/^/   /' || true
+passed=$((passed + 1 - lint)); failed=$((failed + lint)); [ $lint = 0 ] || status=1
 [ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit $status
