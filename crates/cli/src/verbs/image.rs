@@ -53,10 +53,11 @@ pub fn load(eng: &mut Engine, input: Option<PathBuf>, quiet: bool) -> Result<i32
     let (path, _tmp) = match input {
         Some(p) => (p, None),
         None => {
-            let tmp = tempfile_in(&eng.dirs.storage())?;
-            let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut f).context("read image archive from stdin")?;
-            (tmp.clone(), Some(TempPath(tmp)))
+            let d = eng.dirs.storage().join("tmp");
+            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+            let mut tmp = tempfile::Builder::new().prefix("stdin-").suffix(".tar").tempfile_in(&d).with_context(|| format!("create a file in {}", d.display()))?;
+            std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()).context("read image archive from stdin")?;
+            (tmp.path().to_path_buf(), Some(tmp.into_temp_path()))
         }
     };
     let loaded = images::load(&mut eng.db, &eng.store, &path, &opts)?;
@@ -74,19 +75,6 @@ pub fn load(eng: &mut Engine, input: Option<PathBuf>, quiet: bool) -> Result<i32
         }
     }
     Ok(0)
-}
-
-struct TempPath(PathBuf);
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn tempfile_in(dir: &std::path::Path) -> Result<PathBuf> {
-    let d = dir.join("tmp");
-    std::fs::create_dir_all(&d)?;
-    Ok(d.join(format!("stdin-{}.tar", cove_oci::new_id()?)))
 }
 
 pub fn list(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
@@ -249,13 +237,12 @@ pub fn save(eng: &Engine, a: &SaveArgs) -> Result<i32> {
         Some(path) => {
             // Written next to the destination and renamed: a failed save leaves no file.
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile_named(dir)?;
-            let f = std::fs::File::create(&tmp.0).with_context(|| format!("create {}", tmp.0.display()))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let tmp = tempfile::Builder::new().prefix(".cove-save-").tempfile_in(dir).with_context(|| format!("create a file in {}", dir.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
             distribution::save(eng, &a.images, format, &mut w)?;
             w.flush().with_context(|| format!("write {}", path.display()))?;
-            std::fs::rename(&tmp.0, path).with_context(|| format!("write {}", path.display()))?;
-            std::mem::forget(tmp);
+            drop(w);
+            tmp.persist(path).with_context(|| format!("write {}", path.display()))?;
         }
         None => {
             if std::io::stdout().is_terminal() {
@@ -269,16 +256,6 @@ pub fn save(eng: &Engine, a: &SaveArgs) -> Result<i32> {
     Ok(0)
 }
 
-struct Tmp(PathBuf);
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn tempfile_named(dir: &std::path::Path) -> Result<Tmp> {
-    Ok(Tmp(dir.join(format!(".cove-save-{}", cove_oci::new_id()?))))
-}
 
 pub fn prune(eng: &mut Engine, all: bool) -> Result<i32> {
     let (removed, bytes) = distribution::prune(eng, all, std::time::Duration::from_secs(600))?;
