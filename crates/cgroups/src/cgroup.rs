@@ -44,12 +44,7 @@ pub struct Cgroup {
 
 /// A cgroup directory name must be one plain path component.
 fn check_name(name: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(Error::InvalidName {
-            name: name.to_string(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(Error::InvalidName { name: name.to_string(), reason });
     if name.is_empty() || name == "." || name == ".." {
         return bad("must be a non-empty name");
     }
@@ -85,17 +80,10 @@ impl Cgroup {
         let span = tracing::debug_span!("cgroup", id);
         let _enter = span.enter();
         if !support.usable {
-            let reason = support
-                .reason
-                .clone()
-                .unwrap_or_else(|| "cgroups are not usable".into());
+            let reason = support.reason.clone().unwrap_or_else(|| "cgroups are not usable".into());
             return Err(Error::Unavailable(reason));
         }
-        let mut cg = Cgroup {
-            id: id.to_string(),
-            dirs: Dirs::Unified(PathBuf::new()),
-            warnings: Vec::new(),
-        };
+        let mut cg = Cgroup { id: id.to_string(), dirs: Dirs::Unified(PathBuf::new()), warnings: Vec::new() };
         let available = |c: &str| support.controllers.iter().any(|have| have == c);
         for c in limits.controllers().into_iter().filter(|c| !available(c)) {
             cg.warnings.push(format!(
@@ -104,9 +92,7 @@ impl Cgroup {
             ));
         }
         match &support.layout {
-            Layout::None => {
-                return Err(Error::Unavailable("no place to create cgroups".to_string()))
-            }
+            Layout::None => return Err(Error::Unavailable("no place to create cgroups".to_string())),
             Layout::Unified { parent } => {
                 let plan = limits.plan_v2()?;
                 cg.create_v2(parent, group, limits, &plan, &support.controllers)?;
@@ -131,11 +117,7 @@ impl Cgroup {
         plan: &[Write],
         available: &[String],
     ) -> Result<()> {
-        let needed: Vec<&str> = limits
-            .controllers()
-            .into_iter()
-            .filter(|c| available.iter().any(|a| a == c))
-            .collect();
+        let needed: Vec<&str> = limits.controllers().into_iter().filter(|c| available.iter().any(|a| a == c)).collect();
         let mut wanted = needed.clone();
         for c in ["memory", "pids"] {
             if available.iter().any(|a| a == c) && !wanted.contains(&c) {
@@ -210,11 +192,7 @@ impl Cgroup {
     /// Perform `writes`; a refused write (EINVAL, EBUSY: ordering constraints between memory
     /// and memory+swap, or period and quota, when existing limits change) is retried once
     /// after the others.
-    fn apply<'a>(
-        &mut self,
-        writes: impl Iterator<Item = &'a Write>,
-        dirs: &BTreeMap<String, PathBuf>,
-    ) -> Result<()> {
+    fn apply<'a>(&mut self, writes: impl Iterator<Item = &'a Write>, dirs: &BTreeMap<String, PathBuf>) -> Result<()> {
         let mut retry = Vec::new();
         for w in writes {
             let Some(dir) = dirs.get(w.controller) else {
@@ -232,10 +210,7 @@ impl Cgroup {
             match fs::write(&path, &w.value) {
                 Ok(()) => {}
                 Err(Error::Write { ref source, .. })
-                    if matches!(
-                        source.kind(),
-                        ErrorKind::InvalidInput | ErrorKind::ResourceBusy
-                    ) =>
+                    if matches!(source.kind(), ErrorKind::InvalidInput | ErrorKind::ResourceBusy) =>
                 {
                     retry.push((path, w));
                 }
@@ -274,11 +249,7 @@ impl Cgroup {
             }
         };
         let dirs = dirs.ok_or_else(|| Error::NotFound(id.to_string()))?;
-        Ok(Cgroup {
-            id: id.to_string(),
-            dirs,
-            warnings: Vec::new(),
-        })
+        Ok(Cgroup { id: id.to_string(), dirs, warnings: Vec::new() })
     }
 
     /// The container id this cgroup belongs to.
@@ -330,11 +301,7 @@ impl Cgroup {
     pub fn remove(&self) -> Result<()> {
         let span = tracing::debug_span!("cgroup", id = %self.id);
         let _enter = span.enter();
-        let mut errors: Vec<Error> = self
-            .paths()
-            .iter()
-            .filter_map(|dir| fs::rmdir(dir).err())
-            .collect();
+        let mut errors: Vec<Error> = self.paths().iter().filter_map(|dir| fs::rmdir(dir).err()).collect();
         match errors.len() {
             0 => {
                 tracing::debug!("cgroup removed");
@@ -366,8 +333,7 @@ impl Cgroup {
                 if let Some(dir) = dirs.get("memory") {
                     s.memory_usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
                     // v1 spells unlimited as a huge page-aligned number
-                    s.memory_limit =
-                        read_u64(&dir.join("memory.limit_in_bytes"))?.filter(|l| *l < (1u64 << 62));
+                    s.memory_limit = read_u64(&dir.join("memory.limit_in_bytes"))?.filter(|l| *l < (1u64 << 62));
                 }
                 if let Some(dir) = dirs.get("pids") {
                     s.pids_current = read_u64(&dir.join("pids.current"))?;
@@ -392,19 +358,12 @@ fn read_u64(path: &Path) -> Result<Option<u64>> {
 fn enable_controllers(dir: &Path, wanted: &[&str], needed: &[&str]) -> Result<()> {
     let control = dir.join("cgroup.subtree_control");
     let current = fs::read(&control)?;
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|c| !current.split_whitespace().any(|have| have == *c))
-        .collect();
+    let missing: Vec<&str> =
+        wanted.iter().copied().filter(|c| !current.split_whitespace().any(|have| have == *c)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let all = missing
-        .iter()
-        .map(|c| format!("+{c}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let all = missing.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
     if fs::write(&control, &all).is_ok() {
         return Ok(());
     }
@@ -479,10 +438,7 @@ mod tests {
         let e = Cgroup::create("x", &Limits::default(), &s).unwrap_err();
         assert_eq!(e.to_string(), "cgroup limits unavailable: why");
         let e = Cgroup::create("../x", &Limits::default(), &s).unwrap_err();
-        assert!(
-            e.to_string().starts_with("invalid cgroup name \"../x\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("invalid cgroup name \"../x\""), "{e}");
     }
 
     /// cgroupfs makes interface files itself; on a fake tree the test makes them beforehand
@@ -496,24 +452,12 @@ mod tests {
     #[test]
     fn create_v2_delegated() {
         let f = fake_v2();
-        let s = detect_with(
-            &f.mountinfo,
-            &format!("0::{USER_SCOPE}\n"),
-            true,
-            mode_writable,
-        );
+        let s = detect_with(&f.mountinfo, &format!("0::{USER_SCOPE}\n"), true, mode_writable);
         assert!(s.usable, "{s:?}");
         let group = f.delegated.join("cove");
         let dir = group.join("c1");
         file(&group.join("cgroup.subtree_control"), "");
-        let files = [
-            "cgroup.procs",
-            "memory.max",
-            "cpu.max",
-            "cpu.weight",
-            "pids.max",
-            "memory.swap.max",
-        ];
+        let files = ["cgroup.procs", "memory.max", "cpu.max", "cpu.weight", "pids.max", "memory.swap.max"];
         interface_files(&dir, &files);
         let limits = Limits {
             memory: Some(64 << 20),
@@ -526,14 +470,8 @@ mod tests {
         .with_cpus(0.5);
         let cg = Cgroup::create("c1", &limits, &s).unwrap();
         assert_eq!(cg.paths(), std::slice::from_ref(&dir));
-        assert_eq!(
-            read(&f.delegated.join("cgroup.subtree_control")),
-            "+cpu +memory +pids"
-        );
-        assert_eq!(
-            read(&group.join("cgroup.subtree_control")),
-            "+cpu +memory +pids"
-        );
+        assert_eq!(read(&f.delegated.join("cgroup.subtree_control")), "+cpu +memory +pids");
+        assert_eq!(read(&group.join("cgroup.subtree_control")), "+cpu +memory +pids");
         assert_eq!(read(&dir.join("memory.max")), "67108864");
         assert_eq!(read(&dir.join("memory.swap.max")), "33554432");
         assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
@@ -541,11 +479,7 @@ mod tests {
         assert_eq!(read(&dir.join("pids.max")), "50");
         // cpuset is not delegated in the fake tree: skipped with a warning
         assert_eq!(cg.warnings().len(), 1);
-        assert!(
-            cg.warnings()[0].starts_with("cpuset limits not applied"),
-            "{:?}",
-            cg.warnings()
-        );
+        assert!(cg.warnings()[0].starts_with("cpuset limits not applied"), "{:?}", cg.warnings());
 
         cg.add_pid(4243).unwrap();
         assert_eq!(cg.procs().unwrap(), [4243]);
@@ -580,22 +514,11 @@ mod tests {
     #[test]
     fn create_v2_missing_interface_file_is_an_error_naming_it() {
         let f = fake_v2();
-        let s = detect_with(
-            &f.mountinfo,
-            &format!("0::{USER_SCOPE}\n"),
-            true,
-            mode_writable,
-        );
+        let s = detect_with(&f.mountinfo, &format!("0::{USER_SCOPE}\n"), true, mode_writable);
         file(&f.delegated.join("cove/cgroup.subtree_control"), "");
-        let limits = Limits {
-            pids: Some(5),
-            ..Limits::default()
-        };
+        let limits = Limits { pids: Some(5), ..Limits::default() };
         let e = Cgroup::create("c2", &limits, &s).unwrap_err().to_string();
-        let want = format!(
-            "write \"5\" to {}: ",
-            f.delegated.join("cove/c2/pids.max").display()
-        );
+        let want = format!("write \"5\" to {}: ", f.delegated.join("cove/c2/pids.max").display());
         assert!(e.starts_with(&want), "{e}");
         assert!(e.ends_with("(os error 2)"), "{e}");
         // the new directory was removed again
@@ -610,18 +533,9 @@ mod tests {
         file(&root.join("cpuset/cpuset.cpus"), "0-3\n");
         file(&root.join("cpuset/cpuset.mems"), "0\n");
         interface_files(&root.join("cpuset/test"), &["cpuset.cpus", "cpuset.mems"]);
-        interface_files(
-            &root.join("cpuset/test/c1"),
-            &["cpuset.cpus", "cpuset.mems", "cgroup.procs"],
-        );
-        interface_files(
-            &root.join("memory/test/c1"),
-            &["memory.limit_in_bytes", "cgroup.procs"],
-        );
-        interface_files(
-            &root.join("cpu/test/c1"),
-            &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"],
-        );
+        interface_files(&root.join("cpuset/test/c1"), &["cpuset.cpus", "cpuset.mems", "cgroup.procs"]);
+        interface_files(&root.join("memory/test/c1"), &["memory.limit_in_bytes", "cgroup.procs"]);
+        interface_files(&root.join("cpu/test/c1"), &["cpu.cfs_quota_us", "cpu.cfs_period_us", "cgroup.procs"]);
         interface_files(&root.join("cpuacct/test/c1"), &["cgroup.procs"]);
         interface_files(&root.join("pids/test/c1"), &["pids.max", "cgroup.procs"]);
         let limits = Limits {
@@ -633,15 +547,10 @@ mod tests {
         }
         .with_cpus(0.5);
         let cg = Cgroup::create_in("test", "c1", &limits, &s).unwrap();
-        let paths: Vec<PathBuf> = ["cpu", "cpuacct", "cpuset", "memory", "pids"]
-            .iter()
-            .map(|c| root.join(c).join("test/c1"))
-            .collect();
+        let paths: Vec<PathBuf> =
+            ["cpu", "cpuacct", "cpuset", "memory", "pids"].iter().map(|c| root.join(c).join("test/c1")).collect();
         assert_eq!(cg.paths(), paths);
-        assert_eq!(
-            read(&root.join("memory/test/c1/memory.limit_in_bytes")),
-            "67108864"
-        );
+        assert_eq!(read(&root.join("memory/test/c1/memory.limit_in_bytes")), "67108864");
         assert_eq!(read(&root.join("cpu/test/c1/cpu.cfs_quota_us")), "50000");
         assert_eq!(read(&root.join("cpu/test/c1/cpu.cfs_period_us")), "100000");
         assert_eq!(read(&root.join("pids/test/c1/pids.max")), "50");
@@ -678,22 +587,10 @@ mod tests {
         let root = tmp.path();
         let s = detect_with(&mountinfo, "0::/\n", false, all_writable);
         interface_files(&root.join("pids/g/c"), &["pids.max"]);
-        let cg = Cgroup::create_in(
-            "g",
-            "c",
-            &Limits {
-                pids: Some(9),
-                ..Limits::default()
-            },
-            &s,
-        )
-        .unwrap();
+        let cg = Cgroup::create_in("g", "c", &Limits { pids: Some(9), ..Limits::default() }, &s).unwrap();
         // cpu and cpuset are not needed; memory, cpuacct and pids are made for statistics
-        let names: Vec<String> = cg
-            .paths()
-            .iter()
-            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
-            .collect();
+        let names: Vec<String> =
+            cg.paths().iter().map(|p| p.strip_prefix(root).unwrap().display().to_string()).collect();
         assert_eq!(names, ["cpuacct/g/c", "memory/g/c", "pids/g/c"]);
         assert!(cg.warnings().is_empty());
         assert_eq!(read(&root.join("pids/g/c/pids.max")), "9");

@@ -66,13 +66,7 @@ pub struct Support {
 
 impl Support {
     fn unusable(hierarchy: Hierarchy, reason: String) -> Support {
-        Support {
-            hierarchy,
-            usable: false,
-            controllers: Vec::new(),
-            reason: Some(reason),
-            layout: Layout::None,
-        }
+        Support { hierarchy, usable: false, controllers: Vec::new(), reason: Some(reason), layout: Layout::None }
     }
 
     /// A one-line warning for the user when some of `limits` cannot be applied here, or `None`
@@ -85,29 +79,18 @@ impl Support {
             let reason = self.reason.as_deref().unwrap_or("cgroups are not usable");
             return Some(format!("resource limits not applied: {reason}"));
         }
-        let missing: Vec<&str> = limits
-            .controllers()
-            .into_iter()
-            .filter(|c| !self.controllers.iter().any(|have| have == c))
-            .collect();
+        let missing: Vec<&str> =
+            limits.controllers().into_iter().filter(|c| !self.controllers.iter().any(|have| have == c)).collect();
         if missing.is_empty() {
             return None;
         }
         let list = missing.join(", ");
-        let (s, verb) = if missing.len() == 1 {
-            ("", "is")
-        } else {
-            ("s", "are")
-        };
+        let (s, verb) = if missing.len() == 1 { ("", "is") } else { ("s", "are") };
         Some(format!(
             "{list} limits not applied: the {list} controller{s} {verb} not available to this \
              user on this {} host (available: {})",
             self.hierarchy,
-            if self.controllers.is_empty() {
-                "none".into()
-            } else {
-                self.controllers.join(", ")
-            }
+            if self.controllers.is_empty() { "none".into() } else { self.controllers.join(", ") }
         ))
     }
 }
@@ -146,12 +129,7 @@ fn in_user_namespace() -> bool {
     }
 }
 
-pub(crate) fn detect_with(
-    mountinfo: &str,
-    proc_cgroup: &str,
-    rootless: bool,
-    writable: fn(&Path) -> bool,
-) -> Support {
+pub(crate) fn detect_with(mountinfo: &str, proc_cgroup: &str, rootless: bool, writable: fn(&Path) -> bool) -> Support {
     let mounts = parse_mountinfo(mountinfo);
     let own = parse_proc_cgroup(proc_cgroup).unwrap_or_else(|e| {
         tracing::debug!("{e}; assuming the root cgroup");
@@ -159,13 +137,10 @@ pub(crate) fn detect_with(
     });
     let hierarchy = mounts.hierarchy();
     let support = match (hierarchy, &mounts.unified) {
-        (Hierarchy::Unavailable, _) => Support::unusable(
-            hierarchy,
-            "no cgroup filesystem with controllers is mounted".to_string(),
-        ),
-        (Hierarchy::Unified, Some(mount)) => {
-            detect_v2(mount, own.unified.as_deref(), rootless, writable)
+        (Hierarchy::Unavailable, _) => {
+            Support::unusable(hierarchy, "no cgroup filesystem with controllers is mounted".to_string())
         }
+        (Hierarchy::Unified, Some(mount)) => detect_v2(mount, own.unified.as_deref(), rootless, writable),
         _ => detect_v1(hierarchy, &mounts, &own, rootless, writable),
     };
     tracing::debug!(?support, "cgroup support");
@@ -181,32 +156,17 @@ fn delegation_root(
     files: &[&str],
     writable: fn(&Path) -> bool,
 ) -> Option<PathBuf> {
-    let own = own_path
-        .and_then(|p| mount.dir_of(p))
-        .unwrap_or_else(|| mount.mount_point.clone());
-    let mut chain: Vec<&Path> = own
-        .ancestors()
-        .take_while(|a| a.starts_with(&mount.mount_point))
-        .collect();
+    let own = own_path.and_then(|p| mount.dir_of(p)).unwrap_or_else(|| mount.mount_point.clone());
+    let mut chain: Vec<&Path> = own.ancestors().take_while(|a| a.starts_with(&mount.mount_point)).collect();
     chain.reverse();
-    chain
-        .into_iter()
-        .find(|dir| writable(dir) && files.iter().all(|f| writable(&dir.join(f))))
-        .map(Path::to_path_buf)
+    chain.into_iter().find(|dir| writable(dir) && files.iter().all(|f| writable(&dir.join(f)))).map(Path::to_path_buf)
 }
 
-fn detect_v2(
-    mount: &CgroupMount,
-    own_path: Option<&str>,
-    rootless: bool,
-    writable: fn(&Path) -> bool,
-) -> Support {
+fn detect_v2(mount: &CgroupMount, own_path: Option<&str>, rootless: bool, writable: fn(&Path) -> bool) -> Support {
     let hierarchy = Hierarchy::Unified;
     let files = ["cgroup.procs", "cgroup.subtree_control"];
     let Some(parent) = delegation_root(mount, own_path, &files, writable) else {
-        let own = own_path
-            .and_then(|p| mount.dir_of(p))
-            .unwrap_or(mount.mount_point.clone());
+        let own = own_path.and_then(|p| mount.dir_of(p)).unwrap_or(mount.mount_point.clone());
         let reason = if rootless {
             format!(
                 "cgroup v2 host, but {} is not delegated to this user; run cove in a delegated \
@@ -214,21 +174,14 @@ fn detect_v2(
                 own.display()
             )
         } else {
-            format!(
-                "{} is not writable (read-only cgroup mount?)",
-                mount.mount_point.display()
-            )
+            format!("{} is not writable (read-only cgroup mount?)", mount.mount_point.display())
         };
         return Support::unusable(hierarchy, reason);
     };
     let listed = parent.join("cgroup.controllers");
     let controllers: Vec<String> = match fs::read_opt(&listed) {
         Ok(text) => {
-            let mut c: Vec<String> = text
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
+            let mut c: Vec<String> = text.unwrap_or_default().split_whitespace().map(str::to_string).collect();
             c.sort();
             c
         }
@@ -237,17 +190,12 @@ fn detect_v2(
     if controllers.is_empty() {
         return Support::unusable(
             hierarchy,
-            format!(
-                "no controllers are delegated to {} (empty {})",
-                parent.display(),
-                listed.display()
-            ),
+            format!("no controllers are delegated to {} (empty {})", parent.display(), listed.display()),
         );
     }
     // The root cgroup has no cgroup.events and is exempt from the no-internal-processes rule.
     let is_root = !parent.join("cgroup.events").exists();
-    let busy = !is_root
-        && matches!(fs::read_opt(&parent.join("cgroup.procs")), Ok(Some(p)) if !p.is_empty());
+    let busy = !is_root && matches!(fs::read_opt(&parent.join("cgroup.procs")), Ok(Some(p)) if !p.is_empty());
     if busy {
         return Support::unusable(
             hierarchy,
@@ -258,13 +206,7 @@ fn detect_v2(
             ),
         );
     }
-    Support {
-        hierarchy,
-        usable: true,
-        controllers,
-        reason: None,
-        layout: Layout::Unified { parent },
-    }
+    Support { hierarchy, usable: true, controllers, reason: None, layout: Layout::Unified { parent } }
 }
 
 fn detect_v1(
@@ -289,19 +231,14 @@ fn detect_v1(
     }
     if parents.is_empty() {
         let reason = if refused.is_empty() {
-            format!(
-                "{hierarchy} host: none of the cpu, cpuset, memory and pids controllers is mounted"
-            )
+            format!("{hierarchy} host: none of the cpu, cpuset, memory and pids controllers is mounted")
         } else if rootless {
             format!(
                 "{hierarchy} host: unprivileged users cannot create cgroups without delegation; \
                  run as root or use a cgroup v2 host with a delegated subtree"
             )
         } else {
-            format!(
-                "{hierarchy} host: {} is not writable (read-only cgroup mount?)",
-                refused[0].display()
-            )
+            format!("{hierarchy} host: {} is not writable (read-only cgroup mount?)", refused[0].display())
         };
         return Support::unusable(hierarchy, reason);
     }
@@ -322,9 +259,7 @@ pub(crate) mod tests {
     /// Fake writability for fake trees: the owner write bit, so the tests mean the same as
     /// root (for whom eaccess(W_OK) always succeeds) and as a user.
     pub(crate) fn mode_writable(p: &Path) -> bool {
-        std::fs::metadata(p)
-            .map(|m| m.permissions().mode() & 0o200 != 0)
-            .unwrap_or(false)
+        std::fs::metadata(p).map(|m| m.permissions().mode() & 0o200 != 0).unwrap_or(false)
     }
 
     pub(crate) fn file(path: &Path, content: &str) {
@@ -343,8 +278,7 @@ pub(crate) mod tests {
         pub delegated: PathBuf,
     }
 
-    pub(crate) const USER_SCOPE: &str =
-        "/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope";
+    pub(crate) const USER_SCOPE: &str = "/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope";
 
     /// What real root sees: everything writable.
     pub(crate) fn all_writable(_: &Path) -> bool {
@@ -354,10 +288,7 @@ pub(crate) mod tests {
     pub(crate) fn fake_v2() -> FakeV2 {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("cg");
-        file(
-            &root.join("cgroup.controllers"),
-            "cpuset cpu io memory hugetlb pids rdma misc\n",
-        );
+        file(&root.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n");
         file(&root.join("cgroup.subtree_control"), "cpu memory pids\n");
         file(&root.join("cgroup.procs"), "1\n");
         let mut dirs = vec![root.clone()];
@@ -376,15 +307,8 @@ pub(crate) mod tests {
             read_only(&d.join("cgroup.procs"));
             read_only(&d.join("cgroup.subtree_control"));
         }
-        let mountinfo = format!(
-            "28 24 0:25 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
-            root.display()
-        );
-        FakeV2 {
-            tmp,
-            mountinfo,
-            delegated: dirs[3].clone(),
-        }
+        let mountinfo = format!("28 24 0:25 / {} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n", root.display());
+        FakeV2 { tmp, mountinfo, delegated: dirs[3].clone() }
     }
 
     #[test]
@@ -396,26 +320,12 @@ pub(crate) mod tests {
         assert!(s.usable, "{s:?}");
         assert_eq!(s.reason, None);
         assert_eq!(s.controllers, ["cpu", "memory", "pids"]);
-        assert_eq!(
-            s.layout,
-            Layout::Unified {
-                parent: f.delegated.clone()
-            }
-        );
-        let l = Limits {
-            memory: Some(64 << 20),
-            ..Limits::default()
-        };
+        assert_eq!(s.layout, Layout::Unified { parent: f.delegated.clone() });
+        let l = Limits { memory: Some(64 << 20), ..Limits::default() };
         assert_eq!(s.unmet(&l), None);
-        let l = Limits {
-            cpuset_cpus: Some("0".into()),
-            ..Limits::default()
-        };
+        let l = Limits { cpuset_cpus: Some("0".into()), ..Limits::default() };
         let w = s.unmet(&l).unwrap();
-        assert!(
-            w.starts_with("cpuset limits not applied: the cpuset controller is not"),
-            "{w}"
-        );
+        assert!(w.starts_with("cpuset limits not applied: the cpuset controller is not"), "{w}");
         assert!(w.ends_with("(available: cpu, memory, pids)"), "{w}");
     }
 
@@ -429,18 +339,9 @@ pub(crate) mod tests {
         assert_eq!(s.layout, Layout::None);
         let reason = s.reason.clone().unwrap();
         assert!(reason.starts_with("cgroup v2 host, but "), "{reason}");
-        assert!(
-            reason.contains("session-3.scope is not delegated to this user"),
-            "{reason}"
-        );
-        let l = Limits {
-            pids: Some(10),
-            ..Limits::default()
-        };
-        assert_eq!(
-            s.unmet(&l).unwrap(),
-            format!("resource limits not applied: {reason}")
-        );
+        assert!(reason.contains("session-3.scope is not delegated to this user"), "{reason}");
+        let l = Limits { pids: Some(10), ..Limits::default() };
+        assert_eq!(s.unmet(&l).unwrap(), format!("resource limits not applied: {reason}"));
         assert_eq!(s.unmet(&Limits::default()), None);
     }
 
@@ -450,51 +351,28 @@ pub(crate) mod tests {
         let root = f.tmp.path().join("cg");
         let s = detect_with(&f.mountinfo, "0::/init.scope\n", false, all_writable);
         assert!(s.usable, "{s:?}");
-        assert_eq!(
-            s.layout,
-            Layout::Unified {
-                parent: root.clone()
-            }
-        );
-        assert_eq!(
-            s.controllers,
-            ["cpu", "cpuset", "hugetlb", "io", "memory", "misc", "pids", "rdma"]
-        );
+        assert_eq!(s.layout, Layout::Unified { parent: root.clone() });
+        assert_eq!(s.controllers, ["cpu", "cpuset", "hugetlb", "io", "memory", "misc", "pids", "rdma"]);
 
         // no controllers delegated
         std::fs::write(root.join("cgroup.controllers"), "").unwrap();
         let s = detect_with(&f.mountinfo, "0::/\n", false, all_writable);
         assert!(!s.usable);
-        assert!(s
-            .reason
-            .unwrap()
-            .starts_with("no controllers are delegated to "));
+        assert!(s.reason.unwrap().starts_with("no controllers are delegated to "));
     }
 
     #[test]
     fn v2_delegated_leaf_with_processes() {
         let f = fake_v2();
         // only the scope itself is delegated, and it holds the caller
-        let scope = f
-            .tmp
-            .path()
-            .join("cg")
-            .join(USER_SCOPE.trim_start_matches('/'));
+        let scope = f.tmp.path().join("cg").join(USER_SCOPE.trim_start_matches('/'));
         for d in [f.delegated.clone(), f.delegated.join("app.slice")] {
             read_only(&d.join("cgroup.procs"));
         }
-        let s = detect_with(
-            &f.mountinfo,
-            &format!("0::{USER_SCOPE}\n"),
-            true,
-            mode_writable,
-        );
+        let s = detect_with(&f.mountinfo, &format!("0::{USER_SCOPE}\n"), true, mode_writable);
         assert!(!s.usable);
         let reason = s.reason.unwrap();
-        assert!(reason.starts_with(&format!(
-            "{} is delegated but has processes",
-            scope.display()
-        )));
+        assert!(reason.starts_with(&format!("{} is delegated but has processes", scope.display())));
     }
 
     /// A fake hybrid host like the machine cove is developed on.
@@ -502,49 +380,26 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let mut mountinfo = String::new();
-        for (i, ctrl) in ["cpu", "cpuacct", "cpuset", "memory", "pids", "systemd"]
-            .iter()
-            .enumerate()
-        {
-            let opt = if *ctrl == "systemd" {
-                "name=systemd"
-            } else {
-                ctrl
-            };
+        for (i, ctrl) in ["cpu", "cpuacct", "cpuset", "memory", "pids", "systemd"].iter().enumerate() {
+            let opt = if *ctrl == "systemd" { "name=systemd" } else { ctrl };
             file(&root.join(ctrl).join("cgroup.procs"), "");
             read_only(&root.join(ctrl).join("cgroup.procs"));
-            mountinfo += &format!(
-                "{} 31 0:{i} / {} rw,relatime - cgroup cgroup rw,{opt}\n",
-                32 + i,
-                root.join(ctrl).display()
-            );
+            mountinfo +=
+                &format!("{} 31 0:{i} / {} rw,relatime - cgroup cgroup rw,{opt}\n", 32 + i, root.join(ctrl).display());
         }
         file(&root.join("unified/cgroup.controllers"), "");
-        mountinfo += &format!(
-            "41 31 0:38 / {} rw,relatime - cgroup2 cgroup2 rw\n",
-            root.join("unified").display()
-        );
+        mountinfo += &format!("41 31 0:38 / {} rw,relatime - cgroup2 cgroup2 rw\n", root.join("unified").display());
         (tmp, mountinfo)
     }
 
     #[test]
     fn hybrid_as_root() {
         let (tmp, mountinfo) = fake_hybrid();
-        let s = detect_with(
-            &mountinfo,
-            "4:memory:/process_api/x\n1:cpu:/\n0::/\n",
-            false,
-            all_writable,
-        );
+        let s = detect_with(&mountinfo, "4:memory:/process_api/x\n1:cpu:/\n0::/\n", false, all_writable);
         assert_eq!(s.hierarchy, Hierarchy::Hybrid);
         assert!(s.usable, "{s:?}");
-        assert_eq!(
-            s.controllers,
-            ["cpu", "cpuacct", "cpuset", "memory", "pids"]
-        );
-        let Layout::Legacy { parents } = &s.layout else {
-            panic!("{s:?}")
-        };
+        assert_eq!(s.controllers, ["cpu", "cpuacct", "cpuset", "memory", "pids"]);
+        let Layout::Legacy { parents } = &s.layout else { panic!("{s:?}") };
         assert_eq!(parents["memory"], tmp.path().join("memory"));
         assert_eq!(parents["cpuacct"], tmp.path().join("cpuacct"));
     }
@@ -564,25 +419,14 @@ pub(crate) mod tests {
         );
         let s = detect_with(&mountinfo, "", false, mode_writable);
         let reason = s.reason.unwrap();
-        assert!(
-            reason.ends_with("cpu is not writable (read-only cgroup mount?)"),
-            "{reason}"
-        );
+        assert!(reason.ends_with("cpu is not writable (read-only cgroup mount?)"), "{reason}");
     }
 
     #[test]
     fn nothing_mounted() {
-        let s = detect_with(
-            "22 1 0:21 / /proc rw - proc proc rw\n",
-            "",
-            true,
-            mode_writable,
-        );
+        let s = detect_with("22 1 0:21 / /proc rw - proc proc rw\n", "", true, mode_writable);
         assert_eq!(s.hierarchy, Hierarchy::Unavailable);
         assert!(!s.usable);
-        assert_eq!(
-            s.reason.as_deref(),
-            Some("no cgroup filesystem with controllers is mounted")
-        );
+        assert_eq!(s.reason.as_deref(), Some("no cgroup filesystem with controllers is mounted"));
     }
 }

@@ -10,10 +10,7 @@ use crate::{Error, Result};
 pub(crate) fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
 /// Like [`read`], but a missing file is `None`.
@@ -21,26 +18,15 @@ pub(crate) fn read_opt(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s.trim().to_string())),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(Error::Read { path: path.to_path_buf(), source }),
     }
 }
 
 /// Write `value` to an existing cgroup file (never creates it: cgroupfs files come from the
 /// kernel, and a missing one means the controller is not enabled).
 pub(crate) fn write(path: &Path, value: &str) -> Result<()> {
-    let err = |source| Error::Write {
-        path: path.to_path_buf(),
-        value: value.to_string(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(err)?;
+    let err = |source| Error::Write { path: path.to_path_buf(), value: value.to_string(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(path).map_err(err)?;
     f.write_all(value.as_bytes()).map_err(err)
 }
 
@@ -49,10 +35,7 @@ pub(crate) fn mkdir(path: &Path) -> Result<bool> {
     match std::fs::create_dir(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(source) => Err(Error::Create {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(Error::Create { path: path.to_path_buf(), source }),
     }
 }
 
@@ -70,12 +53,7 @@ pub(crate) fn rmdir(path: &Path) -> Result<()> {
                 waited += delay;
                 delay = (delay * 2).min(Duration::from_millis(100));
             }
-            Err(source) => {
-                return Err(Error::Remove {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+            Err(source) => return Err(Error::Remove { path: path.to_path_buf(), source }),
         }
     }
 }

@@ -65,6 +65,8 @@
 //! # Ok::<(), cove_cgroups::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod cgroup;
 mod detect;
@@ -75,9 +77,7 @@ mod proc;
 pub use cgroup::{Cgroup, Stats, DEFAULT_GROUP};
 pub use detect::{detect, detect_from, Hierarchy, Layout, Support};
 pub use limits::{cpus_to_quota, parse_bytes, shares_to_weight, Limits, DEFAULT_CPU_PERIOD};
-pub use proc::{
-    own_cgroup, parse_mountinfo, parse_proc_cgroup, CgroupMount, CgroupMounts, OwnCgroup,
-};
+pub use proc::{own_cgroup, parse_mountinfo, parse_proc_cgroup, CgroupMount, CgroupMounts, OwnCgroup};
 
 use std::path::PathBuf;
 
@@ -87,32 +87,15 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     #[error("read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("write {value:?} to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        value: String,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, value: String, source: std::io::Error },
     #[error("create cgroup {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error("remove cgroup {path}: {source}")]
-    Remove {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Remove { path: PathBuf, source: std::io::Error },
     #[error("parse {what}: {reason} in line {line:?}")]
-    Parse {
-        what: &'static str,
-        line: String,
-        reason: &'static str,
-    },
+    Parse { what: &'static str, line: String, reason: &'static str },
     #[error("invalid cgroup name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("invalid resource limits: {0}")]
@@ -128,11 +111,7 @@ pub enum Error {
 }
 
 fn join(errors: &[Error]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -35,10 +35,7 @@ pub struct Limits {
 pub fn cpus_to_quota(cpus: f64) -> (i64, u64) {
     // Docker computes NanoCPUs = cpus * 1e9, then quota = NanoCPUs * period / 1e9.
     let nano = (cpus * 1e9).round() as i64;
-    (
-        nano * DEFAULT_CPU_PERIOD as i64 / 1_000_000_000,
-        DEFAULT_CPU_PERIOD,
-    )
+    (nano * DEFAULT_CPU_PERIOD as i64 / 1_000_000_000, DEFAULT_CPU_PERIOD)
 }
 
 /// v1 `cpu.shares` to v2 `cpu.weight`, exactly as runc converts it; 0 means unset.
@@ -54,17 +51,12 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 /// optional binary unit `b`, `k`, `m`, `g`, `t`, `p` (any case, optionally followed by `i`
 /// and/or `b`: `64m`, `64MiB`, `1.5g`). `-1` means unlimited and is returned as `-1`.
 pub fn parse_bytes(input: &str) -> Result<i64> {
-    let bad = |reason| Error::InvalidSize {
-        input: input.to_string(),
-        reason,
-    };
+    let bad = |reason| Error::InvalidSize { input: input.to_string(), reason };
     let s = input.trim();
     if s == "-1" {
         return Ok(-1);
     }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
         return Err(bad("expected a number with an optional unit such as 64m"));
@@ -100,12 +92,7 @@ pub(crate) struct Write {
 }
 
 fn w(controller: &'static str, file: &'static str, value: impl ToString) -> Write {
-    Write {
-        controller,
-        file,
-        value: value.to_string(),
-        optional: false,
-    }
+    Write { controller, file, value: value.to_string(), optional: false }
 }
 
 /// Treat 0 as unset, as runc does for these fields.
@@ -183,12 +170,8 @@ impl Limits {
         }
         if let Some(swap) = nonzero(self.memory_swap).filter(|s| *s != -1) {
             match nonzero(self.memory) {
-                None | Some(-1) => {
-                    return bad("you should always set the memory limit when using memory-swap")
-                }
-                Some(m) if swap < m => {
-                    return bad("minimum memory-swap limit should be larger than memory limit")
-                }
+                None | Some(-1) => return bad("you should always set the memory limit when using memory-swap"),
+                Some(m) if swap < m => return bad("minimum memory-swap limit should be larger than memory limit"),
                 _ => {}
             }
         }
@@ -230,10 +213,7 @@ impl Limits {
                 (s, Some(m)) => (s - m).to_string(),
                 (_, None) => unreachable!("validate() requires memory with memory-swap"),
             };
-            plan.push(Write {
-                optional: true,
-                ..w("memory", "memory.swap.max", value)
-            });
+            plan.push(Write { optional: true, ..w("memory", "memory.swap.max", value) });
         }
         if self.cpu_quota.is_some() || nonzero(self.cpu_period).is_some() {
             let quota = match self.cpu_quota {
@@ -270,10 +250,7 @@ impl Limits {
             plan.push(w("memory", "memory.limit_in_bytes", m.max(-1)));
         }
         if let Some(swap) = nonzero(self.memory_swap) {
-            plan.push(Write {
-                optional: true,
-                ..w("memory", "memory.memsw.limit_in_bytes", swap)
-            });
+            plan.push(Write { optional: true, ..w("memory", "memory.memsw.limit_in_bytes", swap) });
         }
         if let Some(p) = nonzero(self.cpu_period) {
             plan.push(w("cpu", "cpu.cfs_period_us", p));
@@ -303,9 +280,7 @@ fn max_or(v: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{
-        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
-    };
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
 
     fn files(plan: &[Write]) -> Vec<(&str, &str)> {
         plan.iter().map(|w| (w.file, w.value.as_str())).collect()
@@ -348,20 +323,11 @@ mod tests {
     #[test]
     fn plan_docker_run_example() {
         // cove run --memory 64m --cpus 0.5 --pids-limit 100
-        let l = Limits {
-            memory: Some(64 << 20),
-            pids: Some(100),
-            ..Limits::default()
-        }
-        .with_cpus(0.5);
+        let l = Limits { memory: Some(64 << 20), pids: Some(100), ..Limits::default() }.with_cpus(0.5);
         assert_eq!(l.controllers(), ["cpu", "memory", "pids"]);
         assert_eq!(
             files(&l.plan_v2().unwrap()),
-            [
-                ("memory.max", "67108864"),
-                ("cpu.max", "50000 100000"),
-                ("pids.max", "100")
-            ]
+            [("memory.max", "67108864"), ("cpu.max", "50000 100000"), ("pids.max", "100")]
         );
         assert_eq!(
             files(&l.plan_v1().unwrap()),
@@ -386,12 +352,7 @@ mod tests {
         let v2 = l.plan_v2().unwrap();
         assert_eq!(
             files(&v2),
-            [
-                ("memory.max", "67108864"),
-                ("memory.swap.max", "67108864"),
-                ("cpu.weight", "20"),
-                ("pids.max", "max")
-            ]
+            [("memory.max", "67108864"), ("memory.swap.max", "67108864"), ("cpu.weight", "20"), ("pids.max", "max")]
         );
         assert!(v2[1].optional && !v2[0].optional);
         let v1 = l.plan_v1().unwrap();
@@ -406,40 +367,18 @@ mod tests {
         );
         assert!(v1[1].optional);
 
-        let unlimited = Limits {
-            memory: Some(-1),
-            memory_swap: Some(-1),
-            cpu_quota: Some(-1),
-            ..Limits::default()
-        };
+        let unlimited = Limits { memory: Some(-1), memory_swap: Some(-1), cpu_quota: Some(-1), ..Limits::default() };
         assert_eq!(
             files(&unlimited.plan_v2().unwrap()),
-            [
-                ("memory.max", "max"),
-                ("memory.swap.max", "max"),
-                ("cpu.max", "max")
-            ]
+            [("memory.max", "max"), ("memory.swap.max", "max"), ("cpu.max", "max")]
         );
         assert_eq!(
             files(&unlimited.plan_v1().unwrap()),
-            [
-                ("memory.limit_in_bytes", "-1"),
-                ("memory.memsw.limit_in_bytes", "-1"),
-                ("cpu.cfs_quota_us", "-1")
-            ]
+            [("memory.limit_in_bytes", "-1"), ("memory.memsw.limit_in_bytes", "-1"), ("cpu.cfs_quota_us", "-1")]
         );
-        let period_only = Limits {
-            cpu_period: Some(50_000),
-            ..Limits::default()
-        };
-        assert_eq!(
-            files(&period_only.plan_v2().unwrap()),
-            [("cpu.max", "max 50000")]
-        );
-        let cpuset = Limits {
-            cpuset_cpus: Some("0-1".into()),
-            ..Limits::default()
-        };
+        let period_only = Limits { cpu_period: Some(50_000), ..Limits::default() };
+        assert_eq!(files(&period_only.plan_v2().unwrap()), [("cpu.max", "max 50000")]);
+        let cpuset = Limits { cpuset_cpus: Some("0-1".into()), ..Limits::default() };
         assert_eq!(files(&cpuset.plan_v1().unwrap()), [("cpuset.cpus", "0-1")]);
         assert_eq!(cpuset.controllers(), ["cpuset"]);
     }
@@ -447,31 +386,12 @@ mod tests {
     #[test]
     fn invalid_limits() {
         let cases = [
-            Limits {
-                memory_swap: Some(1 << 30),
-                ..Limits::default()
-            },
-            Limits {
-                memory: Some(1 << 30),
-                memory_swap: Some(1 << 20),
-                ..Limits::default()
-            },
-            Limits {
-                memory: Some(1024),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_quota: Some(10),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_period: Some(10),
-                ..Limits::default()
-            },
-            Limits {
-                cpu_shares: Some(1 << 20),
-                ..Limits::default()
-            },
+            Limits { memory_swap: Some(1 << 30), ..Limits::default() },
+            Limits { memory: Some(1 << 30), memory_swap: Some(1 << 20), ..Limits::default() },
+            Limits { memory: Some(1024), ..Limits::default() },
+            Limits { cpu_quota: Some(10), ..Limits::default() },
+            Limits { cpu_period: Some(10), ..Limits::default() },
+            Limits { cpu_shares: Some(1 << 20), ..Limits::default() },
         ];
         for l in cases {
             let e = l.plan_v2().unwrap_err().to_string();
@@ -479,24 +399,13 @@ mod tests {
             assert!(l.plan_v1().is_err());
         }
         // unlimited swap without a memory limit is fine
-        assert!(Limits {
-            memory_swap: Some(-1),
-            ..Limits::default()
-        }
-        .validate()
-        .is_ok());
+        assert!(Limits { memory_swap: Some(-1), ..Limits::default() }.validate().is_ok());
     }
 
     #[test]
     fn from_oci_resources() {
         let r = LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(64i64 << 20)
-                    .swap(0i64)
-                    .build()
-                    .unwrap(),
-            )
+            .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).swap(0i64).build().unwrap())
             .cpu(
                 LinuxCpuBuilder::default()
                     .quota(50_000i64)

@@ -20,10 +20,7 @@ pub struct OwnCgroup {
 impl OwnCgroup {
     /// The path in the v1 hierarchy that has `controller` bound to it.
     pub fn legacy_path(&self, controller: &str) -> Option<&str> {
-        self.legacy
-            .iter()
-            .find(|(ctrls, _)| ctrls.iter().any(|c| c == controller))
-            .map(|(_, p)| p.as_str())
+        self.legacy.iter().find(|(ctrls, _)| ctrls.iter().any(|c| c == controller)).map(|(_, p)| p.as_str())
     }
 }
 
@@ -38,28 +35,19 @@ pub fn own_cgroup() -> Result<OwnCgroup> {
 pub fn parse_proc_cgroup(text: &str) -> Result<OwnCgroup> {
     let mut own = OwnCgroup::default();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let bad = |reason| Error::Parse {
-            what: "/proc/self/cgroup",
-            line: line.to_string(),
-            reason,
-        };
+        let bad = |reason| Error::Parse { what: "/proc/self/cgroup", line: line.to_string(), reason };
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("expected id:controllers:path"));
         };
-        id.parse::<u32>()
-            .map_err(|_| bad("hierarchy id is not a number"))?;
+        id.parse::<u32>().map_err(|_| bad("hierarchy id is not a number"))?;
         if !path.starts_with('/') {
             return Err(bad("path is not absolute"));
         }
         if id == "0" && ctrls.is_empty() {
             own.unified = Some(path.to_string());
         } else {
-            let ctrls: Vec<String> = ctrls
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect();
+            let ctrls: Vec<String> = ctrls.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
             if ctrls.is_empty() {
                 return Err(bad("v1 hierarchy without controllers"));
             }
@@ -120,9 +108,7 @@ pub struct CgroupMounts {
 impl CgroupMounts {
     /// The v1 mount that has `controller` bound.
     pub fn legacy_mount(&self, controller: &str) -> Option<&CgroupMount> {
-        self.legacy
-            .iter()
-            .find(|m| m.controllers.iter().any(|c| c == controller))
+        self.legacy.iter().find(|m| m.controllers.iter().any(|c| c == controller))
     }
 
     /// Classify the host: v1 controllers and a cgroup2 mount is hybrid; named-only v1
@@ -190,15 +176,10 @@ pub fn parse_mountinfo(text: &str) -> CgroupMounts {
                     .filter(|o| is_controller_option(o))
                     .map(str::to_string)
                     .collect();
-                if controllers.is_empty()
-                    || mounts.legacy.iter().any(|m| m.controllers == controllers)
-                {
+                if controllers.is_empty() || mounts.legacy.iter().any(|m| m.controllers == controllers) {
                     continue;
                 }
-                mounts.legacy.push(CgroupMount {
-                    controllers,
-                    ..mount
-                });
+                mounts.legacy.push(CgroupMount { controllers, ..mount });
             }
             _ => {}
         }
@@ -208,16 +189,8 @@ pub fn parse_mountinfo(text: &str) -> CgroupMounts {
 
 /// v1 super options mix mount flags with controller names; keep the controllers.
 fn is_controller_option(opt: &str) -> bool {
-    const NOT_CONTROLLERS: &[&str] = &[
-        "rw",
-        "ro",
-        "noprefix",
-        "clone_children",
-        "xattr",
-        "cpuset_v2_mode",
-        "none",
-        "all",
-    ];
+    const NOT_CONTROLLERS: &[&str] =
+        &["rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "none", "all"];
     !opt.is_empty()
         && !NOT_CONTROLLERS.contains(&opt)
         && !opt.starts_with("release_agent=")
@@ -252,10 +225,7 @@ mod tests {
         assert_eq!(own.legacy.len(), 5);
         assert_eq!(own.legacy_path("cpuacct"), Some("/user.slice"));
         assert_eq!(own.legacy_path("cpu"), Some("/user.slice"));
-        assert_eq!(
-            own.legacy_path("memory"),
-            Some("/user.slice/user-1000.slice/session-2.scope")
-        );
+        assert_eq!(own.legacy_path("memory"), Some("/user.slice/user-1000.slice/session-2.scope"));
         assert_eq!(own.legacy_path("name=systemd").map(str::len), Some(43));
         assert_eq!(own.legacy_path("blkio"), None);
     }
@@ -264,10 +234,7 @@ mod tests {
     fn proc_cgroup_hybrid() {
         let own = parse_proc_cgroup(HYBRID).unwrap();
         assert_eq!(own.unified.as_deref(), Some("/"));
-        assert_eq!(
-            own.legacy_path("memory"),
-            Some("/process_api/4369cbbc65a6c7920b4c21bdbbb3e867")
-        );
+        assert_eq!(own.legacy_path("memory"), Some("/process_api/4369cbbc65a6c7920b4c21bdbbb3e867"));
         assert_eq!(own.legacy_path("pids"), Some("/"));
     }
 
@@ -275,10 +242,7 @@ mod tests {
     fn proc_cgroup_v2() {
         let own = parse_proc_cgroup(V2).unwrap();
         assert!(own.legacy.is_empty());
-        assert_eq!(
-            own.unified.as_deref(),
-            Some("/user.slice/user-1000.slice/user@1000.service/app.slice/foo.scope")
-        );
+        assert_eq!(own.unified.as_deref(), Some("/user.slice/user-1000.slice/user@1000.service/app.slice/foo.scope"));
         // a colon in the path is part of the path
         let own = parse_proc_cgroup("0::/a:b\n").unwrap();
         assert_eq!(own.unified.as_deref(), Some("/a:b"));
@@ -320,15 +284,9 @@ mod tests {
     fn mountinfo_hybrid() {
         let m = parse_mountinfo(MOUNTINFO_HYBRID);
         assert_eq!(m.hierarchy(), Hierarchy::Hybrid);
-        assert_eq!(
-            m.unified.as_ref().unwrap().mount_point,
-            Path::new("/sys/fs/cgroup/unified")
-        );
+        assert_eq!(m.unified.as_ref().unwrap().mount_point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(m.legacy.len(), 5);
-        assert_eq!(
-            m.legacy_mount("memory").unwrap().mount_point,
-            Path::new("/sys/fs/cgroup/memory")
-        );
+        assert_eq!(m.legacy_mount("memory").unwrap().mount_point, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(m.legacy_mount("cpuacct").unwrap().controllers, ["cpuacct"]);
         assert!(m.legacy_mount("name=systemd").is_some());
     }
@@ -341,16 +299,10 @@ mod tests {
         assert_eq!(cpu.controllers, ["cpu", "cpuacct"]);
         assert_eq!(cpu.mount_point, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(m.legacy_mount("cpuset").unwrap().controllers, ["cpuset"]);
-        assert_eq!(
-            m.legacy_mount("name=systemd").unwrap().controllers,
-            ["name=systemd"]
-        );
+        assert_eq!(m.legacy_mount("name=systemd").unwrap().controllers, ["name=systemd"]);
         // the second mount of the memory hierarchy (a bind of /docker) is ignored
         assert_eq!(m.legacy.len(), 4);
-        assert_eq!(
-            m.legacy_mount("memory").unwrap().mount_point,
-            Path::new("/sys/fs/cgroup/memory")
-        );
+        assert_eq!(m.legacy_mount("memory").unwrap().mount_point, Path::new("/sys/fs/cgroup/memory"));
     }
 
     #[test]
@@ -371,10 +323,7 @@ mod tests {
         let mem = m.legacy_mount("memory").unwrap();
         assert_eq!(mem.mount_point, Path::new("/mnt/my mem"));
         assert_eq!(mem.root, "/docker");
-        assert_eq!(
-            mem.dir_of("/docker/abc"),
-            Some(PathBuf::from("/mnt/my mem/abc"))
-        );
+        assert_eq!(mem.dir_of("/docker/abc"), Some(PathBuf::from("/mnt/my mem/abc")));
         assert_eq!(mem.dir_of("/docker"), Some(PathBuf::from("/mnt/my mem")));
         assert_eq!(mem.dir_of("/dockerx"), None);
         assert_eq!(mem.dir_of("/other"), None);

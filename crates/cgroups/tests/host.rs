@@ -57,10 +57,7 @@ impl Drop for Cleanup {
 
 fn read(dir: &Path, file: &str) -> String {
     let path = dir.join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .to_string()
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())).trim().to_string()
 }
 
 #[test]
@@ -71,10 +68,7 @@ fn limits_applied_as_root() {
     }
     let support = detect(false);
     if !support.usable {
-        println!(
-            "SKIP: cgroups unusable even as root: {}",
-            support.reason.unwrap_or_default()
-        );
+        println!("SKIP: cgroups unusable even as root: {}", support.reason.unwrap_or_default());
         return;
     }
     let group = format!("cove-test-{}", std::process::id());
@@ -86,17 +80,9 @@ fn limits_applied_as_root() {
         ..Limits::default()
     }
     .with_cpus(0.5);
-    let mut guard = Cleanup {
-        child: None,
-        cgroup: None,
-        groups: Vec::new(),
-    };
+    let mut guard = Cleanup { child: None, cgroup: None, groups: Vec::new() };
     let cg = Cgroup::create_in(&group, "it", &limits, &support).expect("create cgroup");
-    guard.groups = cg
-        .paths()
-        .iter()
-        .map(|p| p.parent().unwrap().to_path_buf())
-        .collect();
+    guard.groups = cg.paths().iter().map(|p| p.parent().unwrap().to_path_buf()).collect();
     guard.groups.dedup();
     guard.cgroup = Some(cg.clone());
     println!("paths: {:?}\nwarnings: {:?}", cg.paths(), cg.warnings());
@@ -121,10 +107,7 @@ fn limits_applied_as_root() {
             assert_eq!(read(&dir("memory"), "memory.limit_in_bytes"), "67108864");
             let memsw = dir("memory").join("memory.memsw.limit_in_bytes");
             if memsw.exists() {
-                assert_eq!(
-                    read(&dir("memory"), "memory.memsw.limit_in_bytes"),
-                    "134217728"
-                );
+                assert_eq!(read(&dir("memory"), "memory.memsw.limit_in_bytes"), "134217728");
             } else {
                 assert!(cg.warnings().iter().any(|w| w.contains("memory-swap")));
             }
@@ -147,11 +130,7 @@ fn limits_applied_as_root() {
     assert!(cg.procs().unwrap().contains(&pid));
     for p in cg.paths() {
         let procs = read(&p, "cgroup.procs");
-        assert!(
-            procs.lines().any(|l| l == pid.to_string()),
-            "{}: {procs}",
-            p.display()
-        );
+        assert!(procs.lines().any(|l| l == pid.to_string()), "{}: {procs}", p.display());
     }
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(own.contains(&format!("/{group}/it")), "{own}");
@@ -170,21 +149,12 @@ fn limits_applied_as_root() {
     let mut child = guard.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    guard
-        .cgroup
-        .take()
-        .unwrap()
-        .remove()
-        .expect("remove cgroup");
+    guard.cgroup.take().unwrap().remove().expect("remove cgroup");
     for p in cg.paths() {
         assert!(!p.exists(), "{} still exists", p.display());
     }
     drop(guard);
     for p in cg.paths() {
-        assert!(
-            !p.parent().unwrap().exists(),
-            "test group left behind: {}",
-            p.display()
-        );
+        assert!(!p.parent().unwrap().exists(), "test group left behind: {}", p.display());
     }
 }

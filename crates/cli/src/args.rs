@@ -6,7 +6,12 @@ use cove_engine::spec::RunRequest;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "cove", version, about = "A daemonless, rootless-first container engine", disable_help_subcommand = true)]
+#[command(
+    name = "cove",
+    version,
+    about = "A daemonless, rootless-first container engine",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Log level (error, warn, info, debug, trace); also COVE_LOG.
     #[arg(long, global = true)]
@@ -690,7 +695,8 @@ mod tests {
     #[test]
     fn sealed_binary_only_where_a_container_sees_cove_code() {
         use clap::Parser;
-        let enters = |args: &[&str]| super::Cli::try_parse_from([&["cove"], args].concat()).unwrap().command.enters_containers();
+        let enters =
+            |args: &[&str]| super::Cli::try_parse_from([&["cove"], args].concat()).unwrap().command.enters_containers();
         assert!(enters(&["run", "--rm", "--init", "bb", "true"]));
         assert!(!enters(&["run", "--rm", "--init=false", "bb", "true"]));
         assert!(!enters(&["run", "-d", "--init", "bb", "true"]), "the monitor seals itself");

@@ -3,16 +3,19 @@
 //! engine's rows; and Docker's human units (sizes, "5 minutes ago").
 
 use cove_engine::db::{ContainerRow, ContainerState, ImageRow};
+use cove_engine::lifecycle;
 use cove_engine::network::NetworkRow;
 use cove_engine::run::Engine;
 use cove_engine::spec::RunRequest;
 use serde_json::json;
-use cove_engine::lifecycle;
 
 pub fn container_json(eng: &Engine, c: &ContainerRow) -> anyhow::Result<serde_json::Value> {
     let req = serde_json::to_value(c.request()?)?;
     // What the container really runs with (image defaults merged): its OCI spec.
-    let spec: serde_json::Value = std::fs::read(eng.dirs.container(&c.id).join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let spec: serde_json::Value = std::fs::read(eng.dirs.container(&c.id).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let env = spec.pointer("/process/env").cloned().filter(|e| e.is_array()).or_else(|| req.get("env").cloned());
     Ok(serde_json::json!({
         "Id": c.id,
@@ -63,7 +66,8 @@ fn network_settings(eng: &Engine, c: &ContainerRow) -> anyhow::Result<serde_json
     let req = c.request()?;
     let nets = cove_engine::network::list(eng).unwrap_or_default();
     let eps = eng.db.container_endpoints6(&c.id).unwrap_or_default();
-    let aliases: std::collections::HashMap<String, Vec<String>> = eng.db.container_aliases(&c.id).unwrap_or_default().into_iter().collect();
+    let aliases: std::collections::HashMap<String, Vec<String>> =
+        eng.db.container_aliases(&c.id).unwrap_or_default().into_iter().collect();
     let prefix = |subnet: &str| subnet.split('/').nth(1).and_then(|p| p.parse::<u8>().ok()).unwrap_or(0);
     let mut networks = serde_json::Map::new();
     for (k, (name, ip, ip6)) in eps.iter().enumerate() {
@@ -120,11 +124,15 @@ pub fn ps_row(eng: &Engine, c: &ContainerRow, req: &RunRequest, no_trunc: bool) 
     }
     // Docker's PORTS: "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp" while the container runs.
     let ports: Vec<String> = if c.state == ContainerState::Running {
-        cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id)).iter().map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto)).collect()
+        cove_engine::ports::served(&eng.dirs.run, &eng.dirs.container_run(&c.id))
+            .iter()
+            .map(|p| format!("{}->{}/{}", std::net::SocketAddr::new(p.host_ip, p.host_port), p.container_port, p.proto))
+            .collect()
     } else {
         vec![]
     };
-    let networks: Vec<String> = eng.db.container_endpoints6(&c.id).unwrap_or_default().into_iter().map(|(n, _, _)| n).collect();
+    let networks: Vec<String> =
+        eng.db.container_endpoints6(&c.id).unwrap_or_default().into_iter().map(|(n, _, _)| n).collect();
     serde_json::json!({
         "ID": if no_trunc { c.id.clone() } else { cove_oci::short_id(&c.id).to_string() },
         "Image": c.image,
@@ -191,7 +199,10 @@ pub fn image_rows(i: &ImageRow, tags: &[(String, String)], no_trunc: bool) -> Ve
         mine.iter()
             .map(|n| match n.split_once('@') {
                 Some((r, _)) => (r.to_string(), "<none>".to_string()),
-                None => n.rsplit_once(':').map(|(r, t)| (r.to_string(), t.to_string())).unwrap_or(((*n).clone(), "latest".into())),
+                None => n
+                    .rsplit_once(':')
+                    .map(|(r, t)| (r.to_string(), t.to_string()))
+                    .unwrap_or(((*n).clone(), "latest".into())),
             })
             .collect()
     };
@@ -229,7 +240,8 @@ pub fn human_size(n: i64) -> String {
 
 pub fn ago(ts: &str) -> String {
     let Some(t) = cove_engine::db::parse_rfc3339(ts) else { return "N/A".into() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let s = (now - t).max(0);
     match s {
         0..=1 => "Less than a second ago".into(),
@@ -274,9 +286,14 @@ mod tests {
         assert_eq!((none[0]["Repository"].as_str(), none[0]["Tag"].as_str()), (Some("<none>"), Some("<none>")));
         assert_eq!(none[0]["ID"], cove_oci::short_id(&i.id));
         assert_eq!(none[0]["Size"], "1.235MB");
-        let tags = vec![("bb:1".to_string(), i.id.clone()), ("x@sha256:dd".to_string(), i.id.clone()), ("other:2".to_string(), "sha256:other".to_string())];
+        let tags = vec![
+            ("bb:1".to_string(), i.id.clone()),
+            ("x@sha256:dd".to_string(), i.id.clone()),
+            ("other:2".to_string(), "sha256:other".to_string()),
+        ];
         let rows = image_rows(&i, &tags, true);
-        let pairs: Vec<(&str, &str)> = rows.iter().map(|r| (r["Repository"].as_str().unwrap(), r["Tag"].as_str().unwrap())).collect();
+        let pairs: Vec<(&str, &str)> =
+            rows.iter().map(|r| (r["Repository"].as_str().unwrap(), r["Tag"].as_str().unwrap())).collect();
         assert_eq!(pairs, [("bb", "1"), ("x", "<none>")]);
         assert_eq!(rows[0]["ID"], i.id);
     }

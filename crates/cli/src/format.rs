@@ -31,7 +31,10 @@ pub enum ListFormat {
     /// One JSON object a line (Docker's `--format json`).
     Json,
     /// A template per row; `table` prefix: a header line and aligned columns (cells split at tabs).
-    Template { table: bool, tmpl: cove_gotemplate::Template },
+    Template {
+        table: bool,
+        tmpl: cove_gotemplate::Template,
+    },
 }
 
 impl ListFormat {
@@ -46,14 +49,22 @@ impl ListFormat {
                 };
                 // Go's tabwriter sees "\t" typed on a command line as a tab, as Docker does.
                 let body = body.replace("\\t", "\t");
-                ListFormat::Template { table, tmpl: cove_gotemplate::Template::parse(&body).map_err(|e| anyhow!("{e}"))? }
+                ListFormat::Template {
+                    table,
+                    tmpl: cove_gotemplate::Template::parse(&body).map_err(|e| anyhow!("{e}"))?,
+                }
             }
         })
     }
 
     /// Prints `rows` (objects with the template's field names) with `headers` naming the
     /// fields for a `table` template; `fallback` prints the default table.
-    pub fn print(&self, rows: &[serde_json::Value], headers: &[(&str, &str)], fallback: impl FnOnce() -> Result<()>) -> Result<()> {
+    pub fn print(
+        &self,
+        rows: &[serde_json::Value],
+        headers: &[(&str, &str)],
+        fallback: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let mut out = std::io::stdout().lock();
         match self {
             ListFormat::Table => fallback(),
@@ -71,7 +82,8 @@ impl ListFormat {
             }
             ListFormat::Template { table: true, tmpl } => {
                 // The header: the template rendered over the field names' headers.
-                let names: serde_json::Map<String, serde_json::Value> = headers.iter().map(|(k, h)| (k.to_string(), serde_json::Value::from(*h))).collect();
+                let names: serde_json::Map<String, serde_json::Value> =
+                    headers.iter().map(|(k, h)| (k.to_string(), serde_json::Value::from(*h))).collect();
                 let header = tmpl.render(&serde_json::Value::Object(names)).unwrap_or_default();
                 let mut t = crate::table::Table::new(&header.split('\t').collect::<Vec<_>>());
                 for r in rows {

@@ -47,16 +47,27 @@ fn main() -> ExitCode {
         if let Some(f) = &fd {
             let _ = nix::fcntl::fcntl(f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
-        cove_engine::monitor::main(std::path::Path::new(&args[2]), std::path::Path::new(&args[3]), fd, args.get(5).map(|s| s.as_os_str()));
+        cove_engine::monitor::main(
+            std::path::Path::new(&args[2]),
+            std::path::Path::new(&args[3]),
+            fd,
+            args.get(5).map(|s| s.as_os_str()),
+        );
     }
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     let _ = e.print();
-                    return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 125 } else { 0 });
+                    return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        125
+                    } else {
+                        0
+                    });
                 }
                 _ => {
                     // One line, as Docker: the error itself, then where to look.
@@ -96,18 +107,17 @@ fn main() -> ExitCode {
 /// `cove: warning: MSG` whatever the level.
 fn init_tracing(level: Option<&str>) {
     use tracing_subscriber::prelude::*;
-    let filter = level
-        .map(String::from)
-        .or_else(|| std::env::var("COVE_LOG").ok())
-        .unwrap_or_else(|| "warn".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = level.map(String::from).or_else(|| std::env::var("COVE_LOG").ok()).unwrap_or_else(|| "warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_filter(filter)
         .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != cove_engine::WARNING_TARGET));
-    let warnings = UserWarnings.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == cove_engine::WARNING_TARGET));
+    let warnings =
+        UserWarnings.with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == cove_engine::WARNING_TARGET));
     tracing_subscriber::registry().with(log).with(warnings).init();
 }
 

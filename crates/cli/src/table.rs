@@ -19,7 +19,9 @@ impl Table {
 
     pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..cols).map(|i| self.rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..cols)
+            .map(|i| self.rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+            .collect();
         for r in &self.rows {
             let mut line = String::new();
             for (i, c) in r.iter().enumerate() {

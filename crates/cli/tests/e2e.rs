@@ -59,11 +59,20 @@ impl World {
             None => Command::new(bin()),
             Some(u) => {
                 let mut c = Command::new("runuser");
-                c.args(["-u", u, "--"]).arg(bin()).env("HOME", format!("/home/{u}")).env("USER", u).env("LOGNAME", u).env_remove("XDG_RUNTIME_DIR");
+                c.args(["-u", u, "--"])
+                    .arg(bin())
+                    .env("HOME", format!("/home/{u}"))
+                    .env("USER", u)
+                    .env("LOGNAME", u)
+                    .env_remove("XDG_RUNTIME_DIR");
                 c
             }
         };
-        c.args(args).env("COVE_ROOT", self.root.path()).env("COVE_KEEPER_IDLE_SECS", "3").env("COVE_NETD_IDLE_SECS", "2").stdin(Stdio::null());
+        c.args(args)
+            .env("COVE_ROOT", self.root.path())
+            .env("COVE_KEEPER_IDLE_SECS", "3")
+            .env("COVE_NETD_IDLE_SECS", "2")
+            .stdin(Stdio::null());
         // Names the networks' DNS does not know go upstream: never to this machine's resolver
         // from a test (nothing listens on port 1 of loopback: an upstream that refuses).
         c.env("COVE_DNS_UPSTREAMS", "127.0.0.1:1");
@@ -94,7 +103,13 @@ impl World {
 
     fn sh_ok(&self, extra: &[&str], script: &str) -> String {
         let o = self.run_sh(extra, script);
-        assert!(o.status.success(), "sh {script:?} {extra:?} failed ({:?}):\nstdout: {}\nstderr: {}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "sh {script:?} {extra:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -160,8 +175,21 @@ fn env_workdir_hostname_entrypoint() {
     let envf = w.path().join("envfile");
     std::fs::write(&envf, "# comment\nB=from-file\n\nA=overridden-by-flag\n").unwrap();
     let out = w.ok(&[
-        "run", "--rm", "-e", "A=1", "--env-file", envf.to_str().unwrap(), "-w", "/tmp/work", "--hostname", "h1",
-        "--entrypoint", "/bin/sh", "bb", "-c", "echo $A $B; pwd; hostname; cat /etc/hostname; echo $HOME",
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        envf.to_str().unwrap(),
+        "-w",
+        "/tmp/work",
+        "--hostname",
+        "h1",
+        "--entrypoint",
+        "/bin/sh",
+        "bb",
+        "-c",
+        "echo $A $B; pwd; hostname; cat /etc/hostname; echo $HOME",
     ]);
     assert_eq!(out, "1 from-file\n/tmp/work\nh1\nh1\n/root\n");
     // Image CMD is used when no command is given; `--entrypoint` drops it.
@@ -248,7 +276,10 @@ fn no_descriptor_or_cwd_leaks() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let fds: Vec<&str> = out.lines().take_while(|l| !l.starts_with('/')).collect();
-    assert!(fds.iter().all(|d| ["0", "1", "2"].contains(d) || d.parse::<i32>().map(|n| n > 9).unwrap_or(false)), "leaked fds {fds:?} (host fd {fd})");
+    assert!(
+        fds.iter().all(|d| ["0", "1", "2"].contains(d) || d.parse::<i32>().map(|n| n > 9).unwrap_or(false)),
+        "leaked fds {fds:?} (host fd {fd})"
+    );
     assert!(out.lines().last() == Some("/"), "{out}");
 }
 
@@ -333,7 +364,13 @@ fn concurrent_runs_keep_state_consistent() {
     let mut kids = vec![];
     for i in 0..8 {
         let name = format!("c{i}");
-        kids.push(w.cmd(&["run", "--name", &name, "bb", "sh", "-c", "echo $HOSTNAME"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+        kids.push(
+            w.cmd(&["run", "--name", &name, "bb", "sh", "-c", "echo $HOSTNAME"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
     }
     // And a name clash: exactly one of these may win.
     let a = w.cmd(&["run", "--name", "same", "bb", "true"]).stderr(Stdio::piped()).spawn().unwrap();
@@ -343,7 +380,13 @@ fn concurrent_runs_keep_state_consistent() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert_eq!([oa.status.success(), ob.status.success()].iter().filter(|x| **x).count(), 1, "{} / {}", stderr(&oa), stderr(&ob));
+    assert_eq!(
+        [oa.status.success(), ob.status.success()].iter().filter(|x| **x).count(),
+        1,
+        "{} / {}",
+        stderr(&oa),
+        stderr(&ob)
+    );
     let loser = if oa.status.success() { &ob } else { &oa };
     assert!(stderr(loser).contains("already in use"), "{}", stderr(loser));
     let ids = w.ok(&["ps", "-aq"]);
@@ -389,7 +432,6 @@ fn resource_limits_apply_or_warn() {
     assert_eq!(o.status.code(), Some(125));
 }
 
-
 fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(secs) {
@@ -404,7 +446,16 @@ fn wait_until(mut f: impl FnMut() -> bool, secs: u64) -> bool {
 #[test]
 fn detached_containers_logs_exec_stop() {
     let Some(w) = World::new() else { return };
-    let id = w.ok(&["run", "-d", "--name", "web", "bb", "sh", "-c", "trap 'echo got-term; exit 0' TERM; echo started; echo oops >&2; while true; do sleep 0.1; done"]);
+    let id = w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 0' TERM; echo started; echo oops >&2; while true; do sleep 0.1; done",
+    ]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
     assert!(wait_until(|| w.ok(&["logs", "web"]).contains("started"), 5));
@@ -485,7 +536,8 @@ fn killed_monitor_is_noticed() {
     let Some(w) = World::new() else { return };
     let id = w.ok(&["run", "-d", "--name", "orphan", "bb", "sleep", "1000"]);
     let rd = w.path().join("run/containers").join(id.trim());
-    let mon: i32 = std::fs::read_to_string(rd.join("monitor.pid")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let mon: i32 =
+        std::fs::read_to_string(rd.join("monitor.pid")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(wait_until(|| !w.ok(&["ps", "-a"]).contains("Up"), 5), "still reported running");
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "orphan"])).unwrap();
@@ -499,13 +551,35 @@ fn monitor_pumps_in_the_small_binary_and_needs_it() {
     let Some(w) = World::new() else { return };
     // Runs until told to exit 3 (a moment after, so PID 1's exit cannot SIGKILL the exec that
     // told it); the file stays in its rootfs, so the restarted run ends at once.
-    let id = w.ok(&["run", "-d", "--name", "again", "--restart", "on-failure:1", "bb", "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; sleep 0.5; exit 3"]);
+    let id = w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--restart",
+        "on-failure:1",
+        "bb",
+        "sh",
+        "-c",
+        "while [ ! -e /go ]; do sleep 0.05; done; sleep 0.5; exit 3",
+    ]);
     let rd = w.path().join("run/containers").join(id.trim());
-    let read_pid = |f: &str| -> i32 { std::fs::read_to_string(rd.join(f)).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let read_pid = |f: &str| -> i32 {
+        std::fs::read_to_string(rd.join(f)).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
     let mon = read_pid("monitor.pid");
-    let exe = |p: i32| std::fs::read_link(format!("/proc/{p}/exe")).map(|e| e.file_name().unwrap().to_string_lossy().into_owned()).unwrap_or_default();
+    let exe = |p: i32| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .map(|e| e.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     assert!(wait_until(|| exe(mon) == "cove-monitor", 5), "monitor image: {}", exe(mon));
-    let ppid = |p: i32| std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default().lines().find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse::<i32>().unwrap_or(0)));
+    let ppid = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().parse::<i32>().unwrap_or(0)))
+    };
     let first = read_pid("pid");
     assert_eq!(ppid(first), Some(mon), "PID 1 is the monitor's child");
     // The restart goes through cove and back to the pump: a new PID 1, the same monitor.
@@ -520,11 +594,20 @@ fn monitor_pumps_in_the_small_binary_and_needs_it() {
     std::fs::copy(bin(), lone.join("cove")).unwrap();
     // A process another test thread forks may hold the copy's write descriptor for a moment
     // (until its exec): ETXTBSY then, so try again.
-    let run = || Command::new(lone.join("cove")).args(["run", "-d", "bb", "true"]).env("COVE_ROOT", w.path()).env("COVE_KEEPER_IDLE_SECS", "3").stdin(Stdio::null()).output();
+    let run = || {
+        Command::new(lone.join("cove"))
+            .args(["run", "-d", "bb", "true"])
+            .env("COVE_ROOT", w.path())
+            .env("COVE_KEEPER_IDLE_SECS", "3")
+            .stdin(Stdio::null())
+            .output()
+    };
     let mut o = run();
     for _ in 0..50 {
         match &o {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
             _ => break,
         }
         o = run();
@@ -548,7 +631,9 @@ fn twenty_parallel_run_d_and_rm_f() {
             .collect();
         kids.into_iter().map(|k| k.wait_with_output().unwrap()).collect::<Vec<_>>()
     };
-    let outs = spawn_all(&|i| vec!["run".into(), "-d".into(), "--name".into(), format!("p{i}"), "bb".into(), "sleep".into(), "1000".into()]);
+    let outs = spawn_all(&|i| {
+        vec!["run".into(), "-d".into(), "--name".into(), format!("p{i}"), "bb".into(), "sleep".into(), "1000".into()]
+    });
     for o in &outs {
         assert!(o.status.success(), "{}", stderr(o));
     }
@@ -574,12 +659,14 @@ fn docker_archive(path: &Path, rootfs: &Path, tag: &str) {
 /// these layer tarballs (bottom first).
 fn write_docker_archive(path: &Path, tag: &str, config: serde_json::Value, layers: &[Vec<u8>]) {
     use sha2::Digest;
-    let diffs: Vec<String> = layers.iter().map(|l| format!("sha256:{}", hex::encode(sha2::Sha256::digest(l)))).collect();
+    let diffs: Vec<String> =
+        layers.iter().map(|l| format!("sha256:{}", hex::encode(sha2::Sha256::digest(l)))).collect();
     let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": config, "rootfs": {"type": "layers", "diff_ids": diffs}});
     let config = serde_json::to_vec(&config).unwrap();
     let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(&config)));
     let names: Vec<String> = (1..=layers.len()).map(|i| format!("layer{i}/layer.tar")).collect();
-    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}])).unwrap();
+    let manifest =
+        serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}])).unwrap();
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
@@ -683,7 +770,11 @@ fn any_uid_gets_an_identity() {
         args.extend(extra.iter());
         let out = w.sh_ok(&args, "whoami; id -u; id -g; id -un; echo $HOME $USER $LOGNAME; touch $HOME/x && echo HOME-WRITABLE; grep \"^user$(id -u):\" /etc/passwd | cut -d: -f6");
         let name = format!("user{uid}");
-        assert_eq!(out, format!("{name}\n{uid}\n0\n{name}\n/home/{name} {name} {name}\nHOME-WRITABLE\n/home/{name}\n"), "user {user}");
+        assert_eq!(
+            out,
+            format!("{name}\n{uid}\n0\n{name}\n/home/{name} {name} {name}\nHOME-WRITABLE\n/home/{name}\n"),
+            "user {user}"
+        );
     }
     // The user picks where HOME lives; -e wins over the defaults.
     assert_eq!(w.sh_ok(&["-u", "4242", "--user-home", "/work"], "echo $HOME; touch /work/f && echo OK"), "/work\nOK\n");
@@ -698,7 +789,10 @@ fn any_uid_gets_an_identity() {
     // exec sessions get the same identity.
     w.ok(&["run", "-d", "--name", "idweb", "-u", "10000", "bb", "sleep", "1000"]);
     assert_eq!(w.ok(&["exec", "idweb", "whoami"]), "user10000\n");
-    assert_eq!(w.ok(&["exec", "-u", "10000", "idweb", "sh", "-c", "whoami; echo $HOME"]), "user10000\n/home/user10000\n");
+    assert_eq!(
+        w.ok(&["exec", "-u", "10000", "idweb", "sh", "-c", "whoami; echo $HOME"]),
+        "user10000\n/home/user10000\n"
+    );
     w.ok(&["rm", "-f", "idweb"]);
 }
 
@@ -727,7 +821,11 @@ fn init_reaps_forwards_and_exits_like_the_child() {
     std::fs::write(&conf, "init = true\n").unwrap();
     let o = w.cmd(&["run", "--rm", "bb", "sh", "-c", "echo $$"]).env("COVE_CONFIG", &conf).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n");
-    let o = w.cmd(&["run", "--rm", "--init=false", "bb", "sh", "-c", "echo $$"]).env("COVE_CONFIG", &conf).output().unwrap();
+    let o = w
+        .cmd(&["run", "--rm", "--init=false", "bb", "sh", "-c", "echo $$"])
+        .env("COVE_CONFIG", &conf)
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n");
     std::fs::write(&conf, "init = perhaps\n").unwrap();
     let o = w.cmd(&["run", "--rm", "bb", "true"]).env("COVE_CONFIG", &conf).output().unwrap();
@@ -738,7 +836,18 @@ fn init_reaps_forwards_and_exits_like_the_child() {
 #[test]
 fn without_init_stop_still_ends_a_stubborn_pid1() {
     let Some(w) = World::new() else { return };
-    w.ok(&["run", "-d", "--name", "stub", "--stop-timeout", "1", "bb", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stub",
+        "--stop-timeout",
+        "1",
+        "bb",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
     let t0 = std::time::Instant::now();
     w.ok(&["stop", "stub"]);
     assert!(t0.elapsed() < std::time::Duration::from_secs(5));
@@ -760,7 +869,7 @@ struct LanClient {
 impl LanClient {
     fn new() -> LanClient {
         static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = (std::process::id() + 37 * MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) % 250 + 1;
+        let n = (std::process::id() + 37 * MADE.fetch_add(1, Ordering::SeqCst)) % 250 + 1;
         let (ns, host_if) = (format!("cvlan{n}"), format!("cvlanh{n}"));
         let (host_ip, client_ip) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
         let ip = |args: &[&str]| {
@@ -770,7 +879,13 @@ impl LanClient {
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         ip(&["netns", "add", &ns]);
         let client_ip6 = format!("fd63:7465:7374:{n:x}::2");
-        let lan = LanClient { ns: ns.clone(), host_ip: host_ip.clone(), client_ip: client_ip.clone(), client_ip6: client_ip6.clone(), host_ip6: format!("fd63:7465:7374:{n:x}::1") };
+        let lan = LanClient {
+            ns: ns.clone(),
+            host_ip: host_ip.clone(),
+            client_ip: client_ip.clone(),
+            client_ip6: client_ip6.clone(),
+            host_ip6: format!("fd63:7465:7374:{n:x}::1"),
+        };
         ip(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
         ip(&["link", "set", &host_if, "up"]);
@@ -814,7 +929,10 @@ for f in (tcp, udp):
 "#,
             h = host
         );
-        let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", &py]).output().expect("run python3 in the client namespace");
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c", &py])
+            .output()
+            .expect("run python3 in the client namespace");
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         let mut l = out.lines().map(String::from);
         (l.next().unwrap_or_default(), l.next().unwrap_or_default())
@@ -873,7 +991,22 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         let Some(w) = w else { break };
         let w = w.with_env("COVE_NETWORK_CMD", "none");
         w.ok(&["network", "create", "--ipv6", "dual"]);
-        let out = w.ok(&["run", "--rm", "--network", "dual", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &client]);
+        let out = w.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "dual",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            "bb",
+            "/usr/bin/python3",
+            "-c",
+            &client,
+        ]);
         assert_eq!(out.trim(), "v6-ok", "{who}: IPv6 TCP from a container to [{}]:{port}", lan.client_ip6);
     }
     // SIGTERM, which timeout passes on to the server (SIGKILL would end timeout alone).
@@ -909,17 +1042,46 @@ fn published_ports_keep_the_clients_address() {
         // On a dual-stack network: IPv6 clients reach it too (the port is published on [::]).
         w.ok(&["network", "create", "--ipv6", "dual"]);
         w.ok(&[
-            "run", "-d", "--name", "peer", "--network", "dual", "-p", &publish[0], "-p", &publish[1], "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
-            "bb", "/usr/bin/python3", "-c", PEER_SERVER_PY,
+            "run",
+            "-d",
+            "--name",
+            "peer",
+            "--network",
+            "dual",
+            "-p",
+            &publish[0],
+            "-p",
+            &publish[1],
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            "bb",
+            "/usr/bin/python3",
+            "-c",
+            PEER_SERVER_PY,
         ]);
         let ports = w.ok(&["port", "peer"]);
-        assert!(ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")) && ports.contains(&format!("80/tcp -> [::]:{port}")), "{who}: {ports}");
+        assert!(
+            ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")) && ports.contains(&format!("80/tcp -> [::]:{port}")),
+            "{who}: {ports}"
+        );
         let (tcp, udp) = lan.ask(port);
         println!("{who}: the container saw the LAN client as {tcp} (tcp) and {udp} (udp)");
         let (tcp6, udp6) = lan.ask_at(&lan.host_ip6, port);
         println!("{who}: over IPv6 the container saw {tcp6} (tcp) and {udp6} (udp)");
-        assert_eq!((tcp6.as_str(), udp6.as_str()), (lan.client_ip6.as_str(), lan.client_ip6.as_str()), "{who}: the container must see the LAN client's IPv6 address");
-        assert_eq!((tcp.as_str(), udp.as_str()), (lan.client_ip.as_str(), lan.client_ip.as_str()), "{who}: the container must see the LAN client's address over TCP and UDP");
+        assert_eq!(
+            (tcp6.as_str(), udp6.as_str()),
+            (lan.client_ip6.as_str(), lan.client_ip6.as_str()),
+            "{who}: the container must see the LAN client's IPv6 address"
+        );
+        assert_eq!(
+            (tcp.as_str(), udp.as_str()),
+            (lan.client_ip.as_str(), lan.client_ip.as_str()),
+            "{who}: the container must see the LAN client's address over TCP and UDP"
+        );
         // A loopback client cannot be kept (the container would answer its own loopback):
         // it appears as the network's gateway, and still gets its answer.
         let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "dual"])).unwrap();
@@ -974,7 +1136,20 @@ fn bridge_networks_connect_containers() {
     assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     let o = w.cove(&["network", "create", "mynet"]);
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
-    w.ok(&["run", "-d", "--name", "db", "--network", "mynet", "--network-alias", "postgres", "bb", "sh", "-c", "while true; do nc -l -p 5000 -e echo pong-from-db; done"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "mynet",
+        "--network-alias",
+        "postgres",
+        "bb",
+        "sh",
+        "-c",
+        "while true; do nc -l -p 5000 -e echo pong-from-db; done",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "db"])).unwrap();
     let ip = v[0]["NetworkSettings"]["Networks"]["mynet"]["IPAddress"].as_str().unwrap().to_string();
     assert_eq!(ip, "10.91.7.2", "first address after the gateway");
@@ -1037,8 +1212,22 @@ fn published_ports_tcp_and_udp() {
     let vol = format!("{}:/www:ro", www.display());
     let echo_vol = format!("{}:/udpecho:ro", udpecho.display());
     w.ok(&[
-        "run", "-d", "--name", "web", "-p", &format!("127.0.0.1:{tp}:80"), "-p", &format!("127.0.0.1:{up}:53/udp"), "-v", &vol, "-v", &echo_vol,
-        "bb", "sh", "-c", "httpd -f -p 80 -h /www & exec /udpecho 53",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{tp}:80"),
+        "-p",
+        &format!("127.0.0.1:{up}:53/udp"),
+        "-v",
+        &vol,
+        "-v",
+        &echo_vol,
+        "bb",
+        "sh",
+        "-c",
+        "httpd -f -p 80 -h /www & exec /udpecho 53",
     ]);
     let ports = w.ok(&["port", "web"]);
     assert!(ports.contains(&format!("80/tcp -> 127.0.0.1:{tp}")), "{ports}");
@@ -1099,7 +1288,10 @@ fn published_ports_tcp_and_udp() {
     assert!(stderr(&o).contains("conflicting options"), "{}", stderr(&o));
     // inspect: Docker's Ports map, as scripts index it.
     let v: serde_json::Value = serde_json::from_str(&w.ok(&["inspect", "web"])).unwrap();
-    assert_eq!(v[0]["NetworkSettings"]["Ports"]["80/tcp"][0], serde_json::json!({"HostIp": "127.0.0.1", "HostPort": tp.to_string()}));
+    assert_eq!(
+        v[0]["NetworkSettings"]["Ports"]["80/tcp"][0],
+        serde_json::json!({"HostIp": "127.0.0.1", "HostPort": tp.to_string()})
+    );
     assert_eq!(v[0]["NetworkSettings"]["Ports"]["53/udp"][0]["HostPort"], up.to_string());
     assert_eq!(v[0]["HostConfig"]["NetworkMode"], "bridge");
     assert_eq!(v[0]["NetworkSettings"]["IPPrefixLen"], 24);
@@ -1124,13 +1316,28 @@ fn published_ports_tcp_and_udp() {
 #[test]
 fn attach_streams_output_and_terminal_input() {
     let Some(w) = World::new() else { return };
-    w.ok(&["run", "-d", "--name", "ticker", "bb", "sh", "-c", "sleep 0.5; for i in 1 2 3; do echo tick $i; sleep 0.2; done; exit 4"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 0.5; for i in 1 2 3; do echo tick $i; sleep 0.2; done; exit 4",
+    ]);
     let o = w.cove(&["attach", "ticker"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("tick 3"), "{}", String::from_utf8_lossy(&o.stdout));
     // With a terminal: our input reaches the container's shell.
     w.ok(&["run", "-d", "-t", "--name", "shell", "bb", "sh"]);
-    let mut child = w.cmd(&["attach", "shell"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = w
+        .cmd(&["attach", "shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -1150,10 +1357,17 @@ fn attach_streams_output_and_terminal_input() {
 fn copy_storage_driver_works_too() {
     let Some(w) = World::new() else { return };
     // Where overlayfs cannot be mounted, each container gets a copy of its image.
-    let o = w.cmd(&["run", "--rm", "bb", "sh", "-c", "echo copied > /etc/marker; cat /etc/marker; ls /bin/busybox"]).env("COVE_STORAGE_DRIVER", "copy").output().unwrap();
+    let o = w
+        .cmd(&["run", "--rm", "bb", "sh", "-c", "echo copied > /etc/marker; cat /etc/marker; ls /bin/busybox"])
+        .env("COVE_STORAGE_DRIVER", "copy")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "copied\n/bin/busybox\n");
-    let v: serde_json::Value = serde_json::from_slice(&w.cmd(&["info", "--format", "json"]).env("COVE_STORAGE_DRIVER", "copy").output().unwrap().stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &w.cmd(&["info", "--format", "json"]).env("COVE_STORAGE_DRIVER", "copy").output().unwrap().stdout,
+    )
+    .unwrap();
     assert_eq!(v["Storage"]["Driver"], "copy");
     // The image is untouched.
     assert_eq!(w.sh_ok(&[], "cat /etc/marker 2>/dev/null || echo absent"), "absent\n");
@@ -1167,7 +1381,14 @@ fn fuse_overlayfs_driver_works_too() {
         return;
     }
     let run = |args: &[&str]| w.cmd(args).env("COVE_STORAGE_DRIVER", "fuse-overlayfs").output().unwrap();
-    let o = run(&["run", "--rm", "bb", "sh", "-c", "echo x > /etc/marker; cat /etc/marker; grep ' / ' /proc/mounts | cut -d' ' -f3"]);
+    let o = run(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "echo x > /etc/marker; cat /etc/marker; grep ' / ' /proc/mounts | cut -d' ' -f3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "x\nfuse.fuse-overlayfs\n");
     let o = run(&["run", "--rm", "bb", "sh", "-c", "cat /etc/marker 2>/dev/null || echo clean"]);
@@ -1185,7 +1406,18 @@ fn network_connect_and_disconnect() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--subnet", "10.92.1.0/24", "front"]);
     w.ok(&["network", "create", "--subnet", "10.92.2.0/24", "back"]);
-    w.ok(&["run", "-d", "--name", "app", "--network", "front", "bb", "sh", "-c", "while true; do nc -l -p 7000 -e echo app-here; done"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "front",
+        "bb",
+        "sh",
+        "-c",
+        "while true; do nc -l -p 7000 -e echo app-here; done",
+    ]);
     w.ok(&["network", "connect", "--alias", "api", "back", "app"]);
     let addrs = w.ok(&["exec", "app", "sh", "-c", "ip -4 -o addr | grep -o 'inet 10[0-9./]*' | sort"]);
     assert_eq!(addrs, "inet 10.92.1.2/24\ninet 10.92.2.2/24\n");
@@ -1254,7 +1486,9 @@ fn answer_every_question(sock: std::net::UdpSocket, answer: [u8; 4]) -> std::syn
         let mut buf = [0u8; 1500];
         while let Ok((n, peer)) = sock.recv_from(&mut buf) {
             let q = &buf[..n];
-            let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else { continue };
+            let Some(end) = q.get(12..).and_then(|qd| qd.iter().position(|&b| b == 0)).map(|p| 12 + p + 5) else {
+                continue;
+            };
             if end > n {
                 continue;
             }
@@ -1311,7 +1545,8 @@ fn dns_names_aliases_ptr_and_isolation() {
     w.ok(&["kill", "db"]);
     let gone = (0..40).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(250));
-        w.cove(&["dns", "resolve", "db.mynet"]).status.code() == Some(1) && w.cove(&["dns", "resolve", "other"]).status.success()
+        w.cove(&["dns", "resolve", "db.mynet"]).status.code() == Some(1)
+            && w.cove(&["dns", "resolve", "other"]).status.success()
     });
     assert!(gone, "db still resolves after it exited");
     let o = w.cove(&["dns", "resolve", "--network", "mynet", "nosuch.containers.internal"]);
@@ -1353,7 +1588,22 @@ fn dig(w: &World, net: &str, args: &str) -> String {
         skip("dig not installed (apt-get install bind9-dnsutils)");
         return String::new();
     }
-    w.ok(&["run", "--rm", "--network", net, "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/bin/sh", "-c", &format!("dig {args}")])
+    w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        net,
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "bb",
+        "/bin/sh",
+        "-c",
+        &format!("dig {args}"),
+    ])
 }
 
 #[test]
@@ -1398,7 +1648,8 @@ fn dns_churn_loses_no_query() {
     assert!(wait_until(|| w.ok(&["logs", "asker"]).contains("DONE"), 120), "the lookups did not finish");
     let logs = w.ok(&["logs", "asker"]);
     assert!(!logs.contains("FAIL"), "{logs}");
-    let asked: u32 = logs.lines().find_map(|l| l.strip_prefix("DONE ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    let asked: u32 =
+        logs.lines().find_map(|l| l.strip_prefix("DONE ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
     assert!(asked >= 10, "only {asked} lookups ran during the churn");
 }
 
@@ -1435,7 +1686,22 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         let dead = free_port();
         // The reset may come before connect() returns, or at the first read.
         let py = format!("import socket\ntry:\n    s = socket.create_connection(('host.containers.internal', {dead}), timeout=5)\n    print('recv', s.recv(10))\nexcept Exception as e:\n    print('error', type(e).__name__)");
-        let out = w.ok(&["run", "--rm", "--network", "open", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", &py]);
+        let out = w.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "open",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            "bb",
+            "/usr/bin/python3",
+            "-c",
+            &py,
+        ]);
         assert_eq!(out, "error ConnectionResetError\n", "{tool}");
         // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
         // host's loopback, asked directly (not through cove's DNS).
@@ -1453,7 +1719,8 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         w.ok(&["network", "rm", "closed", "open"]);
         let gone = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            !w.path().join("run/netd.pid").exists() && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+            !w.path().join("run/netd.pid").exists()
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
         });
         assert!(gone, "{tool} (pid {pid}) outlived the network helper");
     }
@@ -1469,24 +1736,49 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
 fn go_template_formats_as_scripts_use_them() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--subnet", "10.96.1.0/24", "--label", "env=dev", "fmt"]);
-    w.ok(&["run", "-d", "--name", "web", "--network", "fmt", "--ip", "10.96.1.20", "-l", "role=front", "bb", "sleep", "300"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "fmt",
+        "--ip",
+        "10.96.1.20",
+        "-l",
+        "role=front",
+        "bb",
+        "sleep",
+        "300",
+    ]);
     w.ok(&["run", "-d", "--name", "db", "--network", "fmt", "bb", "sleep", "300"]);
     assert_eq!(w.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]), "10.96.1.20\n");
     assert_eq!(w.ok(&["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Running}} {{index .Config.Labels \"role\"}}", "web", "db"]), "10.96.1.20 true front\n10.96.1.2 true <no value>\n");
     assert_eq!(w.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]), "{\"role\":\"front\"}\n");
     let env = w.ok(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", "web"]);
-    assert!(env.lines().any(|l| l.starts_with("PATH=")) && env.contains("HOME=/root\n"), "the effective environment: {env}");
-    assert_eq!(w.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels.env}}", "fmt"]), "10.96.1.0/24 dev\n");
+    assert!(
+        env.lines().any(|l| l.starts_with("PATH=")) && env.contains("HOME=/root\n"),
+        "the effective environment: {env}"
+    );
+    assert_eq!(
+        w.ok(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels.env}}", "fmt"]),
+        "10.96.1.0/24 dev\n"
+    );
     assert_eq!(w.ok(&["image", "inspect", "-f", "{{json .Config.Cmd}}", "bb"]), "[\"sh\"]\n");
     assert_eq!(w.ok(&["ps", "--format", "{{.Names}} {{.Networks}}"]), "db fmt\nweb fmt\n");
     assert_eq!(w.ok(&["ps", "--format", "table {{.Names}}\\t{{.Image}}"]), "NAMES   IMAGE\ndb      bb\nweb     bb\n");
-    let lines: Vec<serde_json::Value> = w.ok(&["ps", "--format", "json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        w.ok(&["ps", "--format", "json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["Names"], "web");
     assert_eq!(lines[1]["Labels"], "role=front");
     assert_eq!(w.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]), "bb:latest\n");
     assert!(w.ok(&["network", "ls", "--format", "{{.Name}} {{.Labels}}"]).contains("fmt env=dev\n"));
-    for args in [vec!["inspect", "-f", "{{.Name", "web"], vec!["ps", "--format", "{{nosuchfunc .}}"], vec!["inspect", "-f", "{{.State.Pid.X}}", "web"]] {
+    for args in [
+        vec!["inspect", "-f", "{{.Name", "web"],
+        vec!["ps", "--format", "{{nosuchfunc .}}"],
+        vec!["inspect", "-f", "{{.State.Pid.X}}", "web"],
+    ] {
         let o = w.cove(&args);
         assert_eq!(o.status.code(), Some(125), "{args:?}");
         assert!(stderr(&o).starts_with("cove: error: template: "), "{args:?}: {}", stderr(&o));
@@ -1497,8 +1789,30 @@ fn go_template_formats_as_scripts_use_them() {
 #[test]
 fn network_labels_options_and_filters() {
     let Some(w) = World::new() else { return };
-    w.ok(&["network", "create", "--label", "team=web", "--label", "tier", "-o", "mtu=9000", "--subnet", "10.95.1.0/24", "jumbo"]);
-    w.ok(&["network", "create", "--label", "team=db", "--opt", "com.docker.network.driver.mtu=1400", "--subnet", "10.95.2.0/24", "small"]);
+    w.ok(&[
+        "network",
+        "create",
+        "--label",
+        "team=web",
+        "--label",
+        "tier",
+        "-o",
+        "mtu=9000",
+        "--subnet",
+        "10.95.1.0/24",
+        "jumbo",
+    ]);
+    w.ok(&[
+        "network",
+        "create",
+        "--label",
+        "team=db",
+        "--opt",
+        "com.docker.network.driver.mtu=1400",
+        "--subnet",
+        "10.95.2.0/24",
+        "small",
+    ]);
     // `bridge` is Docker's name of the default network: reserved, and found as cove's default.
     let o = w.cove(&["network", "create", "bridge"]);
     assert!(stderr(&o).contains("reserved"), "{}", stderr(&o));
@@ -1520,7 +1834,8 @@ fn network_labels_options_and_filters() {
         let mut a = vec!["network", "ls"];
         a.extend_from_slice(args);
         let out = w.ok(&a);
-        let mut v: Vec<String> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).map(String::from).collect();
+        let mut v: Vec<String> =
+            out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).map(String::from).collect();
         v.sort();
         v
     };
@@ -1552,8 +1867,28 @@ fn network_labels_options_and_filters() {
 fn static_addresses_with_ip_and_ip6() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--ipv6", "--subnet", "10.94.1.0/24", "--subnet", "fd63:6f76:65bb::/64", "dual"]);
-    w.ok(&["run", "-d", "--name", "fixed", "--network", "dual", "--ip", "10.94.1.50", "--ip6", "fd63:6f76:65bb::50", "bb", "sleep", "300"]);
-    let addrs = w.ok(&["exec", "fixed", "sh", "-c", "ip -o addr show eth0 | grep -o 'inet6\\? [0-9a-f.:]*/[0-9]*' | grep -v fe80"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fixed",
+        "--network",
+        "dual",
+        "--ip",
+        "10.94.1.50",
+        "--ip6",
+        "fd63:6f76:65bb::50",
+        "bb",
+        "sleep",
+        "300",
+    ]);
+    let addrs = w.ok(&[
+        "exec",
+        "fixed",
+        "sh",
+        "-c",
+        "ip -o addr show eth0 | grep -o 'inet6\\? [0-9a-f.:]*/[0-9]*' | grep -v fe80",
+    ]);
     assert_eq!(addrs, "inet 10.94.1.50/24\ninet6 fd63:6f76:65bb::50/64\n");
     // The next container gets the lowest free address, not fixed's, and finds it by name.
     let out = w.sh_ok(&["--network", "dual"], "ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*'; nslookup fixed | grep -c -e 'Address: 10.94.1.50$' -e 'Address: fd63:6f76:65bb::50$'");
@@ -1572,7 +1907,19 @@ fn static_addresses_with_ip_and_ip6() {
     };
     bad(&["--network", "dual", "--ip", "10.94.1.50"], "address 10.94.1.50 is already in use in subnet 10.94.1.0/24");
     // --mac-address: the container's interface has it, across a restart too.
-    w.ok(&["run", "-d", "--name", "mac", "--network", "dual", "--mac-address", "02:42:AC:11:00:99", "bb", "sleep", "300"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mac",
+        "--network",
+        "dual",
+        "--mac-address",
+        "02:42:AC:11:00:99",
+        "bb",
+        "sleep",
+        "300",
+    ]);
     assert_eq!(w.ok(&["exec", "mac", "cat", "/sys/class/net/eth0/address"]), "02:42:ac:11:00:99\n");
     w.ok(&["restart", "-t", "1", "mac"]);
     assert_eq!(w.ok(&["exec", "mac", "cat", "/sys/class/net/eth0/address"]), "02:42:ac:11:00:99\n");
@@ -1596,7 +1943,17 @@ fn static_addresses_with_ip_and_ip6() {
     assert!(!o.status.success());
     // --ip-range and --aux-address (compose's ipam config): picked addresses come from the
     // range, never an auxiliary one; a requested address may be outside the range.
-    w.ok(&["network", "create", "--subnet", "10.94.5.0/24", "--ip-range", "10.94.5.128/28", "--aux-address", "router=10.94.5.128", "ranged"]);
+    w.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.94.5.0/24",
+        "--ip-range",
+        "10.94.5.128/28",
+        "--aux-address",
+        "router=10.94.5.128",
+        "ranged",
+    ]);
     let ip = |args: &[&str]| {
         let mut a = vec!["--network", "ranged"];
         a.extend_from_slice(args);
@@ -1634,16 +1991,36 @@ fn add_host_and_dns_options_as_docker_takes_them() {
     // address), resolv.conf still points at the network's DNS (which forwards this container's
     // other names to its --dns servers: checked as root below), search and options as given.
     let out = w.sh_ok(
-        &["--add-host", "db.example:10.1.2.3", "--add-host", "v6host=[fd00::7]", "--add-host", "gw:host-gateway", "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option", "ndots:3"],
+        &[
+            "--add-host",
+            "db.example:10.1.2.3",
+            "--add-host",
+            "v6host=[fd00::7]",
+            "--add-host",
+            "gw:host-gateway",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:3",
+        ],
         "cat /etc/hosts /etc/resolv.conf",
     );
     assert!(out.contains("10.1.2.3\tdb.example\n") && out.contains("fd00::7\tv6host\n"), "{out}");
-    let host = out.lines().find(|l| l.ends_with("host.containers.internal host.docker.internal")).and_then(|l| l.split('\t').next()).expect("host.containers.internal (CI installs passt)");
+    let host = out
+        .lines()
+        .find(|l| l.ends_with("host.containers.internal host.docker.internal"))
+        .and_then(|l| l.split('\t').next())
+        .expect("host.containers.internal (CI installs passt)");
     assert!(out.contains(&format!("{host}\tgw\n")), "{out}");
     assert!(out.contains("search corp.example\noptions ndots:3\nnameserver 10."), "{out}");
     assert!(!out.contains("192.0.2.53"), "--dns is the network DNS's upstream, not a nameserver line: {out}");
     // Without a network's DNS: resolv.conf has the given servers instead of the host's.
-    let out = w.sh_ok(&["--network", "none", "--dns", "192.0.2.53", "--dns", "2001:db8::53", "--dns-search", "."], "cat /etc/resolv.conf");
+    let out = w.sh_ok(
+        &["--network", "none", "--dns", "192.0.2.53", "--dns", "2001:db8::53", "--dns-search", "."],
+        "cat /etc/resolv.conf",
+    );
     assert!(out.contains("nameserver 192.0.2.53\nnameserver 2001:db8::53\n"), "{out}");
     assert!(!out.contains("search"), "{out}");
     let out = w.sh_ok(&["--network", "host", "--add-host", "me:host-gateway"], "grep -w me /etc/hosts");
@@ -1671,7 +2048,9 @@ fn add_host_and_dns_options_as_docker_takes_them() {
 
 #[test]
 fn dns_forwards_a_containers_names_to_its_own_dns_servers() {
-    let Some(worlds) = root_and_covetest_worlds("dns_forwards_a_containers_names_to_its_own_dns_servers") else { return };
+    let Some(worlds) = root_and_covetest_worlds("dns_forwards_a_containers_names_to_its_own_dns_servers") else {
+        return;
+    };
     // `--dns` takes an address (port 53): a resolver of the test's own on a loopback address
     // of its own, which needs root to bind. Everyone else's names still go to the usual upstream.
     let own = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53");
@@ -1717,7 +2096,10 @@ fn network_container_mode_shares_the_namespace() {
     // The other container's loopback is ours: same namespace, same addresses, same files.
     let out = w.sh_ok(&["--network", "container:db"], "for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 6000 </dev/null 2>/dev/null && break; sleep 0.2; done; ip -4 -o addr show eth0 | grep -c inet");
     assert_eq!(out, "db-on-loopback\n1\n");
-    assert_eq!(w.sh_ok(&["--network", "container:db"], "cat /etc/resolv.conf"), w.ok(&["exec", "db", "cat", "/etc/resolv.conf"]));
+    assert_eq!(
+        w.sh_ok(&["--network", "container:db"], "cat /etc/resolv.conf"),
+        w.ok(&["exec", "db", "cat", "/etc/resolv.conf"])
+    );
     let o = w.cove(&["run", "--rm", "--network", "container:nosuch", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
@@ -1758,7 +2140,10 @@ fn ipv6_dual_stack_network() {
     let out = w.sh_ok(&["--network", "dual"], "ip -6 -o addr show eth0 scope global | grep -o 'inet6 [0-9a-f:/]*'; ip -6 route | grep -o '^default via [0-9a-f:]*'; ping -6 -c1 -W2 fd63:6f76:65aa::2 >/dev/null && echo PING6-OK; for i in 1 2 3 4 5; do nc fd63:6f76:65aa::2 7000 </dev/null && break; sleep 0.2; done");
     assert_eq!(out, "inet6 fd63:6f76:65aa::3/64\ndefault via fd63:6f76:65aa::1\nPING6-OK\nv6-pong\n");
     // The network's DNS server answers on the IPv6 gateway too, and resolv.conf names it.
-    let out = w.sh_ok(&["--network", "dual"], "grep -c '^nameserver fd63:6f76:65aa::1$' /etc/resolv.conf; nslookup db fd63:6f76:65aa::1");
+    let out = w.sh_ok(
+        &["--network", "dual"],
+        "grep -c '^nameserver fd63:6f76:65aa::1$' /etc/resolv.conf; nslookup db fd63:6f76:65aa::1",
+    );
     assert!(out.starts_with("1\n") && out.contains("fd63:6f76:65aa::2") && out.contains("10.94.1.2"), "{out}");
     // The IPv6 lease goes back with the container.
     w.ok(&["rm", "-f", "db"]);
@@ -1777,6 +2162,8 @@ fn zz_report_skips() {
 }
 
 // Security regression tests (issue 21): one file per class of attack, each test reproducing one.
+#[path = "security/host_loopback.rs"]
+mod security_host_loopback;
 #[path = "security/image_paths.rs"]
 mod security_image_paths;
 #[path = "security/process_isolation.rs"]
@@ -1785,8 +2172,6 @@ mod security_process_isolation;
 mod security_rundir;
 #[path = "security/stdio.rs"]
 mod security_stdio;
-#[path = "security/host_loopback.rs"]
-mod security_host_loopback;
 
 // Regression tests of defects found using cove as a Docker user would (issue 13).
 #[path = "defects/lifecycle.rs"]

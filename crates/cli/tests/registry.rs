@@ -67,7 +67,11 @@ impl Registry {
         self.child = Some(child);
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "registry did not start: {}", std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "registry did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -97,7 +101,8 @@ impl Registry {
 
     /// The manifest's layer digests (through skopeo, so cove is not testing itself).
     fn layers(&self, image: &str) -> Vec<String> {
-        let raw = self.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/{image}", self.host())]);
+        let raw =
+            self.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/{image}", self.host())]);
         let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
         v["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
     }
@@ -273,7 +278,11 @@ fn push_pull_run_and_digests() {
     assert_eq!(c.ok(&["run", "--rm", "--pull=always", &dest, "echo", "again"]), "again\n");
 
     // Short names resolve against default_registry; insecure_registries from the config file.
-    std::fs::write(c.path().join("cove.conf"), format!("default_registry = {}\ninsecure_registries = {}\n", reg.host(), reg.host())).unwrap();
+    std::fs::write(
+        c.path().join("cove.conf"),
+        format!("default_registry = {}\ninsecure_registries = {}\n", reg.host(), reg.host()),
+    )
+    .unwrap();
     c.ok(&["pull", "team/bb:1"]);
     assert_eq!(c.ok(&["run", "--rm", "team/bb:1", "echo", "short"]), "short\n");
 
@@ -314,15 +323,30 @@ fn archives_and_skopeo() {
     }
     // ... and skopeo reads both and pushes them; cove pulls what skopeo pushed.
     // (skopeo unpacks an oci-archive with chown to the entries' owner 0: root only.)
-    let kinds: &[(&PathBuf, &str, &str)] = if nix::unistd::getuid().is_root() { &[(&docker_tar, "docker-archive", "sk/docker"), (&oci_tar, "oci-archive", "sk/oci")] } else { &[(&docker_tar, "docker-archive", "sk/docker")] };
+    let kinds: &[(&PathBuf, &str, &str)] = if nix::unistd::getuid().is_root() {
+        &[(&docker_tar, "docker-archive", "sk/docker"), (&oci_tar, "oci-archive", "sk/oci")]
+    } else {
+        &[(&docker_tar, "docker-archive", "sk/docker")]
+    };
     for &(t, kind, repo) in kinds {
-        reg.skopeo(&["copy", "--dest-tls-verify=false", &format!("{kind}:{}", t.display()), &format!("docker://{}/{repo}:1", reg.host())]);
+        reg.skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("{kind}:{}", t.display()),
+            &format!("docker://{}/{repo}:1", reg.host()),
+        ]);
         let b = World::new();
         b.ok(&["pull", "--tls-verify=false", &format!("{}/{repo}:1", reg.host())]);
         assert_eq!(b.ok(&["run", "--rm", &format!("{}/{repo}:1", reg.host()), "echo", kind]), format!("{kind}\n"));
     }
     // zstd layers (skopeo compresses them).
-    reg.skopeo(&["copy", "--dest-tls-verify=false", "--dest-compress-format=zstd", &format!("docker-archive:{}", docker_tar.display()), &format!("docker://{}/sk/zstd:1", reg.host())]);
+    reg.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-compress-format=zstd",
+        &format!("docker-archive:{}", docker_tar.display()),
+        &format!("docker://{}/sk/zstd:1", reg.host()),
+    ]);
     let b = World::new();
     b.ok(&["pull", &format!("{}/sk/zstd:1", reg.host())]);
     assert_eq!(b.ok(&["run", "--rm", &format!("{}/sk/zstd:1", reg.host()), "echo", "zstd"]), "zstd\n");
@@ -358,7 +382,11 @@ fn login_htpasswd_and_credentials_files() {
     let b = World::new();
     assert!(b.fails(&["pull", &dest]).contains("authentication required"));
     std::fs::create_dir_all(b.path().join("home/.docker")).unwrap();
-    std::fs::write(b.path().join("home/.docker/config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#, reg.host())).unwrap();
+    std::fs::write(
+        b.path().join("home/.docker/config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"YWxpY2U6czNjcmV0"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
     b.ok(&["pull", &dest]);
     assert_eq!(b.ok(&["run", "--rm", &dest, "echo", "authed"]), "authed\n");
 
@@ -374,10 +402,18 @@ fn hostile_content_and_resume() {
     let Some(reg) = Registry::start(None) else { return };
     let w = World::new();
     let archive = w.path().join("multi.tar");
-    if !multi_layer_archive(&archive, &[("a", b"layer one\n".repeat(1000)), ("b", b"layer two\n".repeat(1000)), ("c", random_bytes(200_000))]) {
+    if !multi_layer_archive(
+        &archive,
+        &[("a", b"layer one\n".repeat(1000)), ("b", b"layer two\n".repeat(1000)), ("c", random_bytes(200_000))],
+    ) {
         return;
     }
-    reg.skopeo(&["copy", "--dest-tls-verify=false", &format!("docker-archive:{}", archive.display()), &format!("docker://{}/multi:1", reg.host())]);
+    reg.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{}/multi:1", reg.host()),
+    ]);
     let image = format!("{}/multi:1", reg.host());
     let layers = reg.layers("multi:1");
     assert_eq!(layers.len(), 4);
@@ -408,13 +444,25 @@ fn hostile_content_and_resume() {
     assert_eq!(w.ok(&["run", "--rm", &image, "sh", "-c", "cat /a | wc -l; cat /b | wc -l"]), "1000\n1000\n");
 
     // A manifest whose layer has a media type no image has.
-    let mut m: serde_json::Value = serde_json::from_str(&reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&reg.skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]))
+            .unwrap();
     m["layers"][0]["mediaType"] = "application/vnd.example.not-a-layer".into();
     let path = w.path().join("bad-manifest.json");
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
     let ct = m["mediaType"].as_str().unwrap().to_string();
     let o = Command::new("curl")
-        .args(["-sS", "-f", "-X", "PUT", "-H", &format!("Content-Type: {ct}"), "--data-binary", &format!("@{}", path.display()), &format!("http://{}/v2/multi/manifests/weird", reg.host())])
+        .args([
+            "-sS",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {ct}"),
+            "--data-binary",
+            &format!("@{}", path.display()),
+            &format!("http://{}/v2/multi/manifests/weird", reg.host()),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "put manifest: {}", String::from_utf8_lossy(&o.stderr));
@@ -431,10 +479,18 @@ fn registry_down_mid_pull_then_resume() {
     let Some(mut reg) = Registry::start(None) else { return };
     let w = World::new();
     let archive = w.path().join("big.tar");
-    if !multi_layer_archive(&archive, &[("small1", b"one\n".repeat(100)), ("small2", b"two\n".repeat(100)), ("big", random_bytes(96 << 20))]) {
+    if !multi_layer_archive(
+        &archive,
+        &[("small1", b"one\n".repeat(100)), ("small2", b"two\n".repeat(100)), ("big", random_bytes(96 << 20))],
+    ) {
         return;
     }
-    reg.skopeo(&["copy", "--dest-tls-verify=false", &format!("docker-archive:{}", archive.display()), &format!("docker://{}/big:1", reg.host())]);
+    reg.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{}/big:1", reg.host()),
+    ]);
     let image = format!("{}/big:1", reg.host());
 
     // Over loopback the whole big layer may already be on its way (socket buffers) when the
@@ -450,8 +506,17 @@ fn registry_down_mid_pull_then_resume() {
         let t = Instant::now();
         loop {
             // The three small layers are in place (a layer dir each) and the big one is under way.
-            let small_done = std::fs::read_dir(w.path().join("cove/data/storage/layers")).map(|rd| rd.count() >= 3).unwrap_or(false);
-            let partial = small_done && std::fs::read_dir(&tmp).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with("blob-") && e.metadata().is_ok_and(|m| m.len() > (1 << 20)))).unwrap_or(false);
+            let small_done =
+                std::fs::read_dir(w.path().join("cove/data/storage/layers")).map(|rd| rd.count() >= 3).unwrap_or(false);
+            let partial = small_done
+                && std::fs::read_dir(&tmp)
+                    .map(|rd| {
+                        rd.flatten().any(|e| {
+                            e.file_name().to_string_lossy().starts_with("blob-")
+                                && e.metadata().is_ok_and(|m| m.len() > (1 << 20))
+                        })
+                    })
+                    .unwrap_or(false);
             if partial {
                 break;
             }

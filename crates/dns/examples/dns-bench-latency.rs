@@ -17,9 +17,7 @@ fn main() {
     let mut seconds: u64 = 5;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let v = args
-            .next()
-            .unwrap_or_else(|| fail(&format!("{a} needs a value")));
+        let v = args.next().unwrap_or_else(|| fail(&format!("{a} needs a value")));
         match a.as_str() {
             "--port" => port = v.parse().unwrap_or_else(|_| fail("bad --port")),
             "--containers" => containers = v.parse().unwrap_or_else(|_| fail("bad --containers")),
@@ -31,23 +29,17 @@ fn main() {
         fail("--port is required");
     }
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap_or_else(|e| fail(&e.to_string()));
-    sock.connect((Ipv4Addr::LOCALHOST, port))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    sock.set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    sock.connect((Ipv4Addr::LOCALHOST, port)).unwrap_or_else(|e| fail(&e.to_string()));
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap_or_else(|e| fail(&e.to_string()));
 
     let queries: Vec<(u16, Vec<u8>)> = (0..containers.max(1))
         .map(|i| {
             let mut m = Message::query();
-            let mut name =
-                Name::from_ascii(format!("c{i}")).unwrap_or_else(|e| fail(&e.to_string()));
+            let mut name = Name::from_ascii(format!("c{i}")).unwrap_or_else(|e| fail(&e.to_string()));
             name.set_fqdn(true);
             m.metadata.recursion_desired = true;
             m.add_query(Query::query(name, RecordType::A));
-            (
-                m.metadata.id,
-                m.to_vec().unwrap_or_else(|e| fail(&e.to_string())),
-            )
+            (m.metadata.id, m.to_vec().unwrap_or_else(|e| fail(&e.to_string())))
         })
         .collect();
 

@@ -24,22 +24,13 @@ fn main() {
     let mut upstreams: Vec<SocketAddr> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
-        };
+        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
         match a.as_str() {
             "--port" => port = value().parse().unwrap_or_else(|_| usage("bad --port")),
-            "--containers" => {
-                containers = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("bad --containers"))
-            }
+            "--containers" => containers = value().parse().unwrap_or_else(|_| usage("bad --containers")),
             "--network" => network = value(),
             "--seconds" => seconds = value().parse().unwrap_or_else(|_| usage("bad --seconds")),
-            "--upstream" => {
-                upstreams.push(value().parse().unwrap_or_else(|_| usage("bad --upstream")))
-            }
+            "--upstream" => upstreams.push(value().parse().unwrap_or_else(|_| usage("bad --upstream"))),
             _ => usage(&format!("unknown argument {a}")),
         }
     }
@@ -50,24 +41,11 @@ fn main() {
             name: format!("c{i}"),
             aliases: vec![format!("a{i}")],
             ipv4: vec![Ipv4Addr::new(10, 89, (i >> 8) as u8, i as u8)],
-            ipv6: vec![Ipv6Addr::new(
-                0xfd89,
-                0,
-                0,
-                0,
-                0,
-                0,
-                (i >> 16) as u16,
-                i as u16,
-            )],
+            ipv6: vec![Ipv6Addr::new(0xfd89, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16)],
             dns: vec![],
         })
         .collect();
-    let records = Records::new(&[NetworkRecords {
-        name: network.clone(),
-        containers: entries,
-        host: vec![],
-    }]);
+    let records = Records::new(&[NetworkRecords { name: network.clone(), containers: entries, host: vec![] }]);
     let (_tx, rx) = watch::channel(Arc::new(records));
     let upstream = Arc::new(Upstream::new(upstreams));
 
@@ -77,9 +55,7 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("cannot build the runtime: {e}")));
     rt.block_on(async move {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let udp = UdpSocket::bind(addr)
-            .await
-            .unwrap_or_else(|e| fail(&format!("bind udp {addr}: {e}")));
+        let udp = UdpSocket::bind(addr).await.unwrap_or_else(|e| fail(&format!("bind udp {addr}: {e}")));
         let port = udp.local_addr().map(|a| a.port()).unwrap_or(port);
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .await

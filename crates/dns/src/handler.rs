@@ -251,11 +251,7 @@ mod tests {
                 dns: vec![],
             });
         }
-        Records::new(&[NetworkRecords {
-            name: "net".into(),
-            containers,
-            host: vec![],
-        }])
+        Records::new(&[NetworkRecords { name: "net".into(), containers, host: vec![] }])
     }
 
     fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
@@ -274,24 +270,15 @@ mod tests {
         let r = records();
         let mut out = Vec::new();
         let q = query("web.net.", RecordType::A, None);
-        assert_eq!(
-            handle_query(&q, "net", &r, Transport::Udp, &mut out),
-            Handled::Reply
-        );
+        assert_eq!(handle_query(&q, "net", &r, Transport::Udp, &mut out), Handled::Reply);
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.answers.len(), 1);
         assert!(m.edns.is_none(), "no OPT to a client that sent none");
         let q = query("example.com.", RecordType::A, None);
-        assert_eq!(
-            handle_query(&q, "net", &r, Transport::Udp, &mut out),
-            Handled::Forward(Forward::Upstream)
-        );
+        assert_eq!(handle_query(&q, "net", &r, Transport::Udp, &mut out), Handled::Forward(Forward::Upstream));
         assert!(out.is_empty());
         let q = query("printer.local.", RecordType::A, None);
-        assert_eq!(
-            handle_query(&q, "net", &r, Transport::Udp, &mut out),
-            Handled::Forward(Forward::Mdns)
-        );
+        assert_eq!(handle_query(&q, "net", &r, Transport::Udp, &mut out), Handled::Forward(Forward::Mdns));
         assert_eq!(handle_packet(&[1, 2, 3], "net", &r), None);
     }
 
@@ -322,10 +309,7 @@ mod tests {
             (None, Transport::Tcp, false),
         ] {
             let q = query("big.", RecordType::A, edns);
-            assert_eq!(
-                handle_query(&q, "net", &r, transport, &mut out),
-                Handled::Reply
-            );
+            assert_eq!(handle_query(&q, "net", &r, transport, &mut out), Handled::Reply);
             let m = Message::from_vec(&out).unwrap();
             assert_eq!(m.metadata.truncation, truncated, "{edns:?} {transport:?}");
             assert_eq!(m.answers.len(), if truncated { 0 } else { 60 });
@@ -338,10 +322,7 @@ mod tests {
         let q = query("example.com.", RecordType::A, Some(1232));
         let mut out = Vec::new();
         assert!(error_reply(&q, ResponseCode::ServFail, &mut out));
-        let (q, m) = (
-            Message::from_vec(&q).unwrap(),
-            Message::from_vec(&out).unwrap(),
-        );
+        let (q, m) = (Message::from_vec(&q).unwrap(), Message::from_vec(&out).unwrap());
         assert_eq!(m.metadata.id, q.metadata.id);
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         assert_eq!(m.queries, q.queries);

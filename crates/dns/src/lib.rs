@@ -20,6 +20,8 @@
 //! The UDP loop reads and answers datagrams in batches (`recvmmsg`/`sendmmsg` through nix's safe
 //! wrappers, Linux only): one system call per burst each way instead of one per datagram.
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod handler;
 mod mmsg;
@@ -32,9 +34,7 @@ use std::time::Duration;
 
 pub use handler::{handle_packet, handle_query, handle_query_from, Handled, Transport, MAX_UDP_PAYLOAD};
 pub use hickory_proto;
-pub use records::{
-    Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL,
-};
+pub use records::{Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL};
 pub use server::{serve_tcp, serve_udp};
 pub use upstream::{upstreams_from_resolv_conf, Upstream, DEFAULT_TIMEOUT};
 
@@ -46,10 +46,7 @@ pub enum Error {
     #[error("upstream {server}: no answer within {after:?}")]
     UpstreamTimeout { server: SocketAddr, after: Duration },
     #[error("upstream {server}: {source}")]
-    Upstream {
-        server: SocketAddr,
-        source: std::io::Error,
-    },
+    Upstream { server: SocketAddr, source: std::io::Error },
     #[error("query to forward is malformed: {0}")]
     BadQuery(String),
     #[error("no randomness for a query id: {0}")]

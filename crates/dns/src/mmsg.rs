@@ -30,19 +30,8 @@ pub(crate) struct Received {
 pub(crate) fn recv(fd: RawFd, bufs: &mut [u8], got: &mut Vec<Received>) -> io::Result<()> {
     got.clear();
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(SLOTS, None);
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-        .chunks_mut(SLOT)
-        .take(SLOTS)
-        .map(|c| [IoSliceMut::new(c)])
-        .collect();
-    let results = recvmmsg(
-        fd,
-        &mut headers,
-        iovs.iter_mut(),
-        MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .map_err(io::Error::from)?;
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.chunks_mut(SLOT).take(SLOTS).map(|c| [IoSliceMut::new(c)]).collect();
+    let results = recvmmsg(fd, &mut headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
     for r in results {
         got.push(Received {
             len: r.bytes,
@@ -55,25 +44,14 @@ pub(crate) fn recv(fd: RawFd, bufs: &mut [u8], got: &mut Vec<Received>) -> io::R
 
 /// Sends `msgs` (ranges of `data`, each to its peer) without blocking; returns how many of the
 /// first ones went out (possibly 0 with `WouldBlock`).
-pub(crate) fn send(
-    fd: RawFd,
-    data: &[u8],
-    msgs: &[(usize, usize, SocketAddr)],
-) -> io::Result<usize> {
+pub(crate) fn send(fd: RawFd, data: &[u8], msgs: &[(usize, usize, SocketAddr)]) -> io::Result<usize> {
     if msgs.is_empty() {
         return Ok(0);
     }
     let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(msgs.len(), None);
-    let iovs: Vec<[IoSlice<'_>; 1]> = msgs
-        .iter()
-        .map(|&(s, e, _)| [IoSlice::new(&data[s..e])])
-        .collect();
-    let addrs: Vec<Option<SockaddrStorage>> = msgs
-        .iter()
-        .map(|&(_, _, p)| Some(SockaddrStorage::from(p)))
-        .collect();
-    let results = sendmmsg(fd, &mut headers, &iovs, &addrs, [], MsgFlags::MSG_DONTWAIT)
-        .map_err(io::Error::from)?;
+    let iovs: Vec<[IoSlice<'_>; 1]> = msgs.iter().map(|&(s, e, _)| [IoSlice::new(&data[s..e])]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = msgs.iter().map(|&(_, _, p)| Some(SockaddrStorage::from(p))).collect();
+    let results = sendmmsg(fd, &mut headers, &iovs, &addrs, [], MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)?;
     Ok(results.count())
 }
 
@@ -81,6 +59,5 @@ fn to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = s.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
     }
-    s.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+    s.as_sockaddr_in6().map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }

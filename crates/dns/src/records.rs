@@ -127,18 +127,9 @@ impl Found<'_> {
         let owner4 = owner.clone();
         let owner6 = owner.clone();
         let owner_ptr = owner.clone();
-        let a = self
-            .ipv4
-            .iter()
-            .map(move |ip| Record::from_rdata(owner4.clone(), TTL, RData::A(A(*ip))));
-        let aaaa = self
-            .ipv6
-            .iter()
-            .map(move |ip| Record::from_rdata(owner6.clone(), TTL, RData::AAAA(AAAA(*ip))));
-        let ptr = self
-            .ptr
-            .iter()
-            .map(move |n| Record::from_rdata(owner_ptr.clone(), TTL, RData::PTR(PTR(n.clone()))));
+        let a = self.ipv4.iter().map(move |ip| Record::from_rdata(owner4.clone(), TTL, RData::A(A(*ip))));
+        let aaaa = self.ipv6.iter().map(move |ip| Record::from_rdata(owner6.clone(), TTL, RData::AAAA(AAAA(*ip))));
+        let ptr = self.ptr.iter().map(move |n| Record::from_rdata(owner_ptr.clone(), TTL, RData::PTR(PTR(n.clone()))));
         a.chain(aaaa).chain(ptr)
     }
 }
@@ -181,7 +172,13 @@ impl Records {
                         zone.upstreams.insert(ip, servers.clone());
                     }
                 }
-                let others: Vec<Box<str>> = member_of.get(c.id.as_str()).into_iter().flatten().filter(|n| **n != net.name).map(|n| Box::from(*n)).collect();
+                let others: Vec<Box<str>> = member_of
+                    .get(c.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|n| **n != net.name)
+                    .map(|n| Box::from(*n))
+                    .collect();
                 if others.is_empty() {
                     continue;
                 }
@@ -218,7 +215,13 @@ impl Records {
     /// several networks finds the names of all of them through any one of their servers —
     /// the listener's network first, then its other networks in order. Clients put one
     /// nameserver per network in resolv.conf, and glibc stops at the first one's NXDOMAIN.
-    pub(crate) fn resolve_from(&self, network: &str, client: Option<IpAddr>, qname: &Name, qtype: RecordType) -> Resolved<'_> {
+    pub(crate) fn resolve_from(
+        &self,
+        network: &str,
+        client: Option<IpAddr>,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> Resolved<'_> {
         let first = self.resolve(network, qname, qtype);
         if !matches!(first, Resolved::NotOurs(Forward::Upstream)) {
             return first;
@@ -244,41 +247,17 @@ impl Records {
         };
         if let Some(data) = zone.names.get(key) {
             let found = match qtype {
-                RecordType::A => Found {
-                    ipv4: &data.ipv4,
-                    ipv6: &[],
-                    ptr: &[],
-                },
-                RecordType::AAAA => Found {
-                    ipv4: &[],
-                    ipv6: &data.ipv6,
-                    ptr: &[],
-                },
-                RecordType::PTR => Found {
-                    ipv4: &[],
-                    ipv6: &[],
-                    ptr: &data.ptr,
-                },
-                RecordType::ANY => Found {
-                    ipv4: &data.ipv4,
-                    ipv6: &data.ipv6,
-                    ptr: &data.ptr,
-                },
+                RecordType::A => Found { ipv4: &data.ipv4, ipv6: &[], ptr: &[] },
+                RecordType::AAAA => Found { ipv4: &[], ipv6: &data.ipv6, ptr: &[] },
+                RecordType::PTR => Found { ipv4: &[], ipv6: &[], ptr: &data.ptr },
+                RecordType::ANY => Found { ipv4: &data.ipv4, ipv6: &data.ipv6, ptr: &data.ptr },
                 _ => return Resolved::NoData,
             };
-            return if found.is_empty() {
-                Resolved::NoData
-            } else {
-                Resolved::Found(found)
-            };
+            return if found.is_empty() { Resolved::NoData } else { Resolved::Found(found) };
         }
         if in_zone(key, OWNED_ZONE) {
             // The zone apex and `host.` exist (as an empty non-terminal or an unset host name).
-            return if key == OWNED_ZONE {
-                Resolved::NoData
-            } else {
-                Resolved::NxDomain
-            };
+            return if key == OWNED_ZONE { Resolved::NoData } else { Resolved::NxDomain };
         }
         if in_zone(key, b"local") {
             return Resolved::NotOurs(Forward::Mdns);
@@ -399,9 +378,9 @@ fn lower(s: &str) -> String {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-        })
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'))
 }
 
 fn extend_unique<T: PartialEq + Copy>(into: &mut Vec<T>, from: &[T]) {
@@ -414,10 +393,7 @@ fn extend_unique<T: PartialEq + Copy>(into: &mut Vec<T>, from: &[T]) {
 
 /// Whether `key` is `zone` or below it.
 fn in_zone(key: &[u8], zone: &[u8]) -> bool {
-    key == zone
-        || (key.len() > zone.len()
-            && key.ends_with(zone)
-            && key[key.len() - zone.len() - 1] == b'.')
+    key == zone || (key.len() > zone.len() && key.ends_with(zone) && key[key.len() - zone.len() - 1] == b'.')
 }
 
 /// Writes the lowercase presentation form of `name` (labels joined by dots, no trailing dot)
@@ -469,29 +445,11 @@ mod tests {
             NetworkRecords {
                 name: "frontend".into(),
                 containers: vec![
-                    entry(
-                        "0123456789abcdef",
-                        "web",
-                        &["www", "Site"],
-                        &["10.1.0.2"],
-                        &["fd00:1::2"],
-                    ),
+                    entry("0123456789abcdef", "web", &["www", "Site"], &["10.1.0.2"], &["fd00:1::2"]),
                     entry("fedcba9876543210", "db", &[], &["10.1.0.3"], &[]),
                     entry("aaaaaaaaaaaaaaaa", "multi", &[], &["10.1.0.9"], &[]),
-                    entry(
-                        "bbbbbbbbbbbbbbbb",
-                        "replica1",
-                        &["pool"],
-                        &["10.1.0.10"],
-                        &[],
-                    ),
-                    entry(
-                        "cccccccccccccccc",
-                        "replica2",
-                        &["pool"],
-                        &["10.1.0.11"],
-                        &[],
-                    ),
+                    entry("bbbbbbbbbbbbbbbb", "replica1", &["pool"], &["10.1.0.10"], &[]),
+                    entry("cccccccccccccccc", "replica2", &["pool"], &["10.1.0.11"], &[]),
                 ],
                 host: vec!["10.1.0.1".parse().unwrap(), "fd00:1::1".parse().unwrap()],
             },
@@ -524,25 +482,9 @@ mod tests {
     #[test]
     fn a_and_aaaa_by_name_alias_and_name_network() {
         let t = table();
-        for q in [
-            "web",
-            "www",
-            "site",
-            "web.frontend",
-            "www.frontend",
-            "web.frontend.",
-            "0123456789ab",
-        ] {
-            assert_eq!(
-                ips(&t.lookup("frontend", &name(q), RecordType::A)),
-                ["10.1.0.2"],
-                "{q}"
-            );
-            assert_eq!(
-                ips(&t.lookup("frontend", &name(q), RecordType::AAAA)),
-                ["fd00:1::2"],
-                "{q}"
-            );
+        for q in ["web", "www", "site", "web.frontend", "www.frontend", "web.frontend.", "0123456789ab"] {
+            assert_eq!(ips(&t.lookup("frontend", &name(q), RecordType::A)), ["10.1.0.2"], "{q}");
+            assert_eq!(ips(&t.lookup("frontend", &name(q), RecordType::AAAA)), ["fd00:1::2"], "{q}");
         }
         let any = t.lookup("frontend", &name("web"), RecordType::ANY);
         assert_eq!(ips(&any), ["10.1.0.2", "fd00:1::2"]);
@@ -552,9 +494,7 @@ mod tests {
     fn records_carry_the_question_name_and_ttl() {
         let t = table();
         let q = name("WeB.FrontEnd.");
-        let Answer::Records(rs) = t.lookup("frontend", &q, RecordType::A) else {
-            panic!()
-        };
+        let Answer::Records(rs) = t.lookup("frontend", &q, RecordType::A) else { panic!() };
         assert_eq!(rs.len(), 1);
         assert!(rs[0].name.eq_case(&q));
         assert_eq!(rs[0].ttl, TTL);
@@ -564,142 +504,66 @@ mod tests {
     fn names_are_case_insensitive() {
         let t = table();
         for q in ["WEB", "Web.FRONTEND", "sItE", "SITE.frontend"] {
-            assert_eq!(
-                ips(&t.lookup("frontend", &name(q), RecordType::A)),
-                ["10.1.0.2"],
-                "{q}"
-            );
+            assert_eq!(ips(&t.lookup("frontend", &name(q), RecordType::A)), ["10.1.0.2"], "{q}");
         }
     }
 
     #[test]
     fn nodata_when_the_name_has_no_record_of_the_type() {
         let t = table();
-        assert_eq!(
-            t.lookup("frontend", &name("db"), RecordType::AAAA),
-            Answer::NoData
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("db"), RecordType::MX),
-            Answer::NoData
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("db"), RecordType::PTR),
-            Answer::NoData
-        );
-        assert_eq!(
-            t.lookup("backend", &name(HOST_NAME), RecordType::A),
-            Answer::NxDomain
-        );
+        assert_eq!(t.lookup("frontend", &name("db"), RecordType::AAAA), Answer::NoData);
+        assert_eq!(t.lookup("frontend", &name("db"), RecordType::MX), Answer::NoData);
+        assert_eq!(t.lookup("frontend", &name("db"), RecordType::PTR), Answer::NoData);
+        assert_eq!(t.lookup("backend", &name(HOST_NAME), RecordType::A), Answer::NxDomain);
     }
 
     #[test]
     fn nxdomain_in_the_owned_zone_forward_elsewhere() {
         let t = table();
-        assert_eq!(
-            t.lookup("frontend", &name("nope.containers.internal"), RecordType::A),
-            Answer::NxDomain
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("containers.internal"), RecordType::A),
-            Answer::NoData
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("nope"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("nope.frontend"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("example.com"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("printer.local"), RecordType::A),
-            Answer::NotOurs(Forward::Mdns)
-        );
-        assert_eq!(
-            t.lookup("frontend", &Name::root(), RecordType::NS),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("nosuchnet", &name("web"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(t.lookup("frontend", &name("nope.containers.internal"), RecordType::A), Answer::NxDomain);
+        assert_eq!(t.lookup("frontend", &name("containers.internal"), RecordType::A), Answer::NoData);
+        assert_eq!(t.lookup("frontend", &name("nope"), RecordType::A), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("frontend", &name("nope.frontend"), RecordType::A), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("frontend", &name("example.com"), RecordType::A), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("frontend", &name("printer.local"), RecordType::A), Answer::NotOurs(Forward::Mdns));
+        assert_eq!(t.lookup("frontend", &Name::root(), RecordType::NS), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("nosuchnet", &name("web"), RecordType::A), Answer::NotOurs(Forward::Upstream));
     }
 
     #[test]
     fn networks_are_isolated() {
         let t = table();
-        assert_eq!(
-            t.lookup("backend", &name("web"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("backend", &name("web.frontend"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            t.lookup("frontend", &name("cache"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(t.lookup("backend", &name("web"), RecordType::A), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("backend", &name("web.frontend"), RecordType::A), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(t.lookup("frontend", &name("cache"), RecordType::A), Answer::NotOurs(Forward::Upstream));
         let ptr = name("2.0.2.10.in-addr.arpa.");
-        assert_eq!(
-            t.lookup("frontend", &ptr, RecordType::PTR),
-            Answer::NotOurs(Forward::Upstream)
-        );
-        assert_eq!(
-            ips(&t.lookup("backend", &ptr, RecordType::PTR)),
-            ["cache.backend."]
-        );
+        assert_eq!(t.lookup("frontend", &ptr, RecordType::PTR), Answer::NotOurs(Forward::Upstream));
+        assert_eq!(ips(&t.lookup("backend", &ptr, RecordType::PTR)), ["cache.backend."]);
     }
 
     #[test]
     fn a_container_on_two_networks_is_found_on_both() {
         let t = table();
-        assert_eq!(
-            ips(&t.lookup("frontend", &name("multi"), RecordType::A)),
-            ["10.1.0.9"]
-        );
-        assert_eq!(
-            ips(&t.lookup("backend", &name("multi"), RecordType::A)),
-            ["10.2.0.9"]
-        );
-        assert_eq!(
-            ips(&t.lookup("backend", &name("multi.backend"), RecordType::A)),
-            ["10.2.0.9"]
-        );
+        assert_eq!(ips(&t.lookup("frontend", &name("multi"), RecordType::A)), ["10.1.0.9"]);
+        assert_eq!(ips(&t.lookup("backend", &name("multi"), RecordType::A)), ["10.2.0.9"]);
+        assert_eq!(ips(&t.lookup("backend", &name("multi.backend"), RecordType::A)), ["10.2.0.9"]);
     }
 
     #[test]
     fn a_shared_alias_answers_every_address() {
         let t = table();
-        assert_eq!(
-            ips(&t.lookup("frontend", &name("pool"), RecordType::A)),
-            ["10.1.0.10", "10.1.0.11"]
-        );
+        assert_eq!(ips(&t.lookup("frontend", &name("pool"), RecordType::A)), ["10.1.0.10", "10.1.0.11"]);
     }
 
     #[test]
     fn ptr_for_v4_and_v6_names_the_container_on_the_network() {
         let t = table();
         let v4 = name("2.0.1.10.in-addr.arpa");
-        assert_eq!(
-            ips(&t.lookup("frontend", &v4, RecordType::PTR)),
-            ["web.frontend."]
-        );
+        assert_eq!(ips(&t.lookup("frontend", &v4, RecordType::PTR)), ["web.frontend."]);
         let v6 = Name::from("fd00:1::2".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(
-            ips(&t.lookup("frontend", &v6, RecordType::PTR)),
-            ["web.frontend."]
-        );
+        assert_eq!(ips(&t.lookup("frontend", &v6, RecordType::PTR)), ["web.frontend."]);
         let upper = name(&v6.to_ascii().to_ascii_uppercase());
-        assert_eq!(
-            ips(&t.lookup("frontend", &upper, RecordType::PTR)),
-            ["web.frontend."]
-        );
+        assert_eq!(ips(&t.lookup("frontend", &upper, RecordType::PTR)), ["web.frontend."]);
         assert_eq!(t.lookup("frontend", &v4, RecordType::A), Answer::NoData);
         assert_eq!(
             t.lookup("frontend", &name("99.0.1.10.in-addr.arpa"), RecordType::PTR),
@@ -710,60 +574,30 @@ mod tests {
     #[test]
     fn host_name_answers_the_configured_addresses() {
         let t = table();
-        assert_eq!(
-            ips(&t.lookup("frontend", &name(HOST_NAME), RecordType::A)),
-            ["10.1.0.1"]
-        );
-        assert_eq!(
-            ips(&t.lookup("frontend", &name(HOST_NAME), RecordType::AAAA)),
-            ["fd00:1::1"]
-        );
-        assert_eq!(
-            ips(&t.lookup("frontend", &name(DOCKER_HOST_NAME), RecordType::A)),
-            ["10.1.0.1"]
-        );
-        assert_eq!(
-            t.lookup("backend", &name(DOCKER_HOST_NAME), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(ips(&t.lookup("frontend", &name(HOST_NAME), RecordType::A)), ["10.1.0.1"]);
+        assert_eq!(ips(&t.lookup("frontend", &name(HOST_NAME), RecordType::AAAA)), ["fd00:1::1"]);
+        assert_eq!(ips(&t.lookup("frontend", &name(DOCKER_HOST_NAME), RecordType::A)), ["10.1.0.1"]);
+        assert_eq!(t.lookup("backend", &name(DOCKER_HOST_NAME), RecordType::A), Answer::NotOurs(Forward::Upstream));
     }
 
     #[test]
     fn bad_names_are_skipped_not_fatal() {
         let t = Records::new(&[NetworkRecords {
             name: "n".into(),
-            containers: vec![entry(
-                "short",
-                "",
-                &["", "a..b", &"x".repeat(64), "ok", "sp ace"],
-                &["10.0.0.1"],
-                &[],
-            )],
+            containers: vec![entry("short", "", &["", "a..b", &"x".repeat(64), "ok", "sp ace"], &["10.0.0.1"], &[])],
             host: vec![],
         }]);
-        assert_eq!(
-            ips(&t.lookup("n", &name("ok"), RecordType::A)),
-            ["10.0.0.1"]
-        );
-        assert_eq!(
-            t.lookup("n", &name("short"), RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(ips(&t.lookup("n", &name("ok"), RecordType::A)), ["10.0.0.1"]);
+        assert_eq!(t.lookup("n", &name("short"), RecordType::A), Answer::NotOurs(Forward::Upstream));
         // No name: no PTR target either.
-        assert_eq!(
-            t.lookup("n", &name("1.0.0.10.in-addr.arpa"), RecordType::PTR),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(t.lookup("n", &name("1.0.0.10.in-addr.arpa"), RecordType::PTR), Answer::NotOurs(Forward::Upstream));
     }
 
     #[test]
     fn a_label_holding_a_dot_never_matches() {
         let t = table();
         let tricky = Name::from_labels(vec![&b"web.frontend"[..]]).unwrap();
-        assert_eq!(
-            t.lookup("frontend", &tricky, RecordType::A),
-            Answer::NotOurs(Forward::Upstream)
-        );
+        assert_eq!(t.lookup("frontend", &tricky, RecordType::A), Answer::NotOurs(Forward::Upstream));
     }
 
     #[test]
@@ -771,25 +605,44 @@ mod tests {
         let t = Records::new(&[
             NetworkRecords {
                 name: "front".into(),
-                containers: vec![entry("aa", "app", &[], &["10.1.0.2"], &[]), entry("bb", "web", &[], &["10.1.0.3"], &[])],
+                containers: vec![
+                    entry("aa", "app", &[], &["10.1.0.2"], &[]),
+                    entry("bb", "web", &[], &["10.1.0.3"], &[]),
+                ],
                 host: vec![],
             },
             NetworkRecords {
                 name: "back".into(),
-                containers: vec![entry("aa", "app", &[], &["10.2.0.2"], &[]), entry("cc", "db", &[], &["10.2.0.3"], &[])],
+                containers: vec![
+                    entry("aa", "app", &[], &["10.2.0.2"], &[]),
+                    entry("cc", "db", &[], &["10.2.0.3"], &[]),
+                ],
                 host: vec![],
             },
         ]);
         let app_front: IpAddr = "10.1.0.2".parse().unwrap();
         let web: IpAddr = "10.1.0.3".parse().unwrap();
         // app asks front's server for db, which only back has: found.
-        assert!(matches!(t.resolve_from("front", Some(app_front), &name("db"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.2.0.3".parse::<Ipv4Addr>().unwrap()]));
+        assert!(
+            matches!(t.resolve_from("front", Some(app_front), &name("db"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.2.0.3".parse::<Ipv4Addr>().unwrap()])
+        );
         // Its own network wins when both have the name.
-        assert!(matches!(t.resolve_from("front", Some(app_front), &name("app"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.1.0.2".parse::<Ipv4Addr>().unwrap()]));
+        assert!(
+            matches!(t.resolve_from("front", Some(app_front), &name("app"), RecordType::A), Resolved::Found(f) if f.ipv4 == ["10.1.0.2".parse::<Ipv4Addr>().unwrap()])
+        );
         // web is only on front: back's names stay hidden from it, and from unknown clients.
-        assert!(matches!(t.resolve_from("front", Some(web), &name("db"), RecordType::A), Resolved::NotOurs(Forward::Upstream)));
-        assert!(matches!(t.resolve_from("front", None, &name("db"), RecordType::A), Resolved::NotOurs(Forward::Upstream)));
+        assert!(matches!(
+            t.resolve_from("front", Some(web), &name("db"), RecordType::A),
+            Resolved::NotOurs(Forward::Upstream)
+        ));
+        assert!(matches!(
+            t.resolve_from("front", None, &name("db"), RecordType::A),
+            Resolved::NotOurs(Forward::Upstream)
+        ));
         // A client address that is app's on back, asking front's server, is not app.
-        assert!(matches!(t.resolve_from("front", Some("10.2.0.2".parse().unwrap()), &name("db"), RecordType::A), Resolved::NotOurs(_)));
+        assert!(matches!(
+            t.resolve_from("front", Some("10.2.0.2".parse().unwrap()), &name("db"), RecordType::A),
+            Resolved::NotOurs(_)
+        ));
     }
 }

@@ -73,9 +73,7 @@ pub async fn serve_udp(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let span = tracing::debug_span!("dns", network = %network, transport = "udp");
-    udp_loop(Arc::new(sock), network, records, upstream, shutdown)
-        .instrument(span)
-        .await
+    udp_loop(Arc::new(sock), network, records, upstream, shutdown).instrument(span).await
 }
 
 async fn udp_loop(
@@ -213,12 +211,7 @@ fn upstream_for(shared: &Arc<Upstream>, records: &Records, network: &str, client
 ///
 /// The mDNS hook: `Forward::Mdns` (`.local` names) goes upstream too until cove has an mDNS
 /// resolver; that resolver plugs in here.
-async fn forward(
-    upstream: &Upstream,
-    to: Forward,
-    query: &[u8],
-    client: Transport,
-) -> Option<Vec<u8>> {
+async fn forward(upstream: &Upstream, to: Forward, query: &[u8], client: Transport) -> Option<Vec<u8>> {
     match to {
         Forward::Upstream | Forward::Mdns => {}
     }
@@ -243,9 +236,7 @@ pub async fn serve_tcp(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let span = tracing::debug_span!("dns", network = %network, transport = "tcp");
-    tcp_loop(listener, network, records, upstream, shutdown)
-        .instrument(span)
-        .await
+    tcp_loop(listener, network, records, upstream, shutdown).instrument(span).await
 }
 
 async fn tcp_loop(
@@ -319,19 +310,19 @@ impl Connection {
                 Err(_) => return Ok(()),
             };
             let records = self.snapshot.get();
-            let reply = match handle_query_from(&query, &self.network, Some(peer.ip()), records, Transport::Tcp, &mut out)
-            {
-                Handled::Reply => std::mem::take(&mut out),
-                Handled::Forward(to) => {
-                    let upstream = upstream_for(&self.upstream, records, &self.network, peer.ip());
-                    match forward(&upstream, to, &query, Transport::Tcp).await {
-                        Some(r) => r,
-                        None => return Ok(()),
+            let reply =
+                match handle_query_from(&query, &self.network, Some(peer.ip()), records, Transport::Tcp, &mut out) {
+                    Handled::Reply => std::mem::take(&mut out),
+                    Handled::Forward(to) => {
+                        let upstream = upstream_for(&self.upstream, records, &self.network, peer.ip());
+                        match forward(&upstream, to, &query, Transport::Tcp).await {
+                            Some(r) => r,
+                            None => return Ok(()),
+                        }
                     }
-                }
-                // Nothing sensible to say to garbage on a stream: close it.
-                _ => return Ok(()),
-            };
+                    // Nothing sensible to say to garbage on a stream: close it.
+                    _ => return Ok(()),
+                };
             let Ok(len) = u16::try_from(reply.len()) else {
                 return Ok(());
             };

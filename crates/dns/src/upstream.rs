@@ -4,8 +4,8 @@
 //! namespace the caller runs in (the host's, for the network helper): a host resolver on
 //! 127.0.0.53 works as an upstream. No resolver address is ever built in.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,12 +57,7 @@ impl Upstream {
     /// forward fail (SERVFAIL).
     pub fn new(servers: Vec<SocketAddr>) -> Self {
         let pools = servers.iter().map(|_| Mutex::new(Vec::new())).collect();
-        Upstream {
-            servers,
-            timeout: DEFAULT_TIMEOUT,
-            pools,
-            custom: Mutex::new(HashMap::new()),
-        }
+        Upstream { servers, timeout: DEFAULT_TIMEOUT, pools, custom: Mutex::new(HashMap::new()) }
     }
 
     /// Sets the time a forward may take in all.
@@ -107,9 +102,7 @@ impl Upstream {
 
         let start = Instant::now();
         // A timeout too large for the clock (Duration::MAX, say) means "a day".
-        let deadline = start
-            .checked_add(self.timeout)
-            .unwrap_or(start + Duration::from_secs(86_400));
+        let deadline = start.checked_add(self.timeout).unwrap_or(start + Duration::from_secs(86_400));
         let n = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
         let share = (self.timeout / n).max(MIN_ATTEMPT);
         let mut last = None;
@@ -119,32 +112,22 @@ impl Upstream {
                 break;
             }
             let left = deadline - now;
-            let budget = if i + 1 == self.servers.len() {
-                left
-            } else {
-                share.min(left)
+            let budget = if i + 1 == self.servers.len() { left } else { share.min(left) };
+            let mut reply = match timeout(budget, self.exchange_udp(i, &ours, id, question.as_ref())).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => {
+                    tracing::trace!(%server, error = %e, "upstream failed");
+                    last = Some(e);
+                    continue;
+                }
+                Err(_) => {
+                    tracing::trace!(%server, "upstream timed out");
+                    last = Some(Error::UpstreamTimeout { server, after: budget });
+                    continue;
+                }
             };
-            let mut reply =
-                match timeout(budget, self.exchange_udp(i, &ours, id, question.as_ref())).await {
-                    Ok(Ok(reply)) => reply,
-                    Ok(Err(e)) => {
-                        tracing::trace!(%server, error = %e, "upstream failed");
-                        last = Some(e);
-                        continue;
-                    }
-                    Err(_) => {
-                        tracing::trace!(%server, "upstream timed out");
-                        last = Some(Error::UpstreamTimeout {
-                            server,
-                            after: budget,
-                        });
-                        continue;
-                    }
-                };
             if client == Transport::Tcp && is_truncated(&reply) {
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(MIN_ATTEMPT);
+                let left = deadline.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
                 match timeout(left, exchange_tcp(server, &ours, id, question.as_ref())).await {
                     Ok(Ok(full)) => reply = full,
                     Ok(Err(e)) => tracing::trace!(%server, error = %e, "tcp retry failed"),
@@ -154,19 +137,10 @@ impl Upstream {
             reply[..2].copy_from_slice(&client_id.to_be_bytes());
             return Ok(reply);
         }
-        Err(last.unwrap_or(Error::UpstreamTimeout {
-            server: self.servers[0],
-            after: self.timeout,
-        }))
+        Err(last.unwrap_or(Error::UpstreamTimeout { server: self.servers[0], after: self.timeout }))
     }
 
-    async fn exchange_udp(
-        &self,
-        i: usize,
-        query: &[u8],
-        id: u16,
-        question: Option<&Query>,
-    ) -> Result<Vec<u8>> {
+    async fn exchange_udp(&self, i: usize, query: &[u8], id: u16, question: Option<&Query>) -> Result<Vec<u8>> {
         let server = self.servers[i];
         let io = |source| Error::Upstream { server, source };
         let sock = match self.take(i) {
@@ -207,16 +181,10 @@ impl Upstream {
     }
 }
 
-async fn exchange_tcp(
-    server: SocketAddr,
-    query: &[u8],
-    id: u16,
-    question: Option<&Query>,
-) -> Result<Vec<u8>> {
+async fn exchange_tcp(server: SocketAddr, query: &[u8], id: u16, question: Option<&Query>) -> Result<Vec<u8>> {
     let io = |source| Error::Upstream { server, source };
     let mut stream = TcpStream::connect(server).await.map_err(io)?;
-    let len = u16::try_from(query.len())
-        .map_err(|_| Error::BadQuery("longer than 65535 bytes".into()))?;
+    let len = u16::try_from(query.len()).map_err(|_| Error::BadQuery("longer than 65535 bytes".into()))?;
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(query);
@@ -268,9 +236,7 @@ fn is_truncated(reply: &[u8]) -> bool {
 }
 
 fn random_id() -> Result<u16> {
-    getrandom::u32()
-        .map(|x| x as u16)
-        .map_err(|e| Error::Random(e.to_string()))
+    getrandom::u32().map(|x| x as u16).map_err(|e| Error::Random(e.to_string()))
 }
 
 /// The nameservers of a resolv.conf text, port 53, in file order, duplicates removed.
@@ -288,17 +254,10 @@ fn interface_index(name: &str) -> Option<u32> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return None;
     }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()?.trim().parse().ok()
 }
 
-pub(crate) fn parse_resolv_conf(
-    text: &str,
-    ifindex: impl Fn(&str) -> Option<u32>,
-) -> Vec<SocketAddr> {
+pub(crate) fn parse_resolv_conf(text: &str, ifindex: impl Fn(&str) -> Option<u32>) -> Vec<SocketAddr> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for line in text.lines() {
         let line = line.split(['#', ';']).next().unwrap_or("");
@@ -320,10 +279,7 @@ pub(crate) fn parse_resolv_conf(
         match parsed {
             Some(sa) if !out.contains(&sa) => out.push(sa),
             Some(_) => {}
-            None => tracing::debug!(
-                nameserver = addr,
-                "skipping a nameserver that does not parse"
-            ),
+            None => tracing::debug!(nameserver = addr, "skipping a nameserver that does not parse"),
         }
     }
     out
@@ -350,28 +306,14 @@ nameserver\t2001:db8::1
 nameserver 10.0.0.1
 domain example.com
 ";
-        assert_eq!(
-            parse_resolv_conf(text, |_| None),
-            [
-                sa("127.0.0.53:53"),
-                sa("10.0.0.1:53"),
-                sa("[2001:db8::1]:53")
-            ]
-        );
+        assert_eq!(parse_resolv_conf(text, |_| None), [sa("127.0.0.53:53"), sa("10.0.0.1:53"), sa("[2001:db8::1]:53")]);
     }
 
     #[test]
     fn resolv_conf_zone_ids() {
         let text = "nameserver fe80::1%eth0\nnameserver fe80::2%7\nnameserver fe80::3%nosuchif\nnameserver 1.1.1.1\n";
         let got = parse_resolv_conf(text, |n| (n == "eth0").then_some(3));
-        let v6 = |ip: &str, scope| {
-            SocketAddr::V6(std::net::SocketAddrV6::new(
-                ip.parse().unwrap(),
-                53,
-                0,
-                scope,
-            ))
-        };
+        let v6 = |ip: &str, scope| SocketAddr::V6(std::net::SocketAddrV6::new(ip.parse().unwrap(), 53, 0, scope));
         assert_eq!(got, [v6("fe80::1", 3), v6("fe80::2", 7), sa("1.1.1.1:53")]);
     }
 
@@ -386,8 +328,7 @@ domain example.com
     #[test]
     fn resolv_conf_real_interface_lookup_does_not_fail() {
         // `lo` exists in every network namespace; its index is 1.
-        let got =
-            upstreams_from_resolv_conf("nameserver fe80::1%lo\nnameserver fe80::1%no-such-if0\n");
+        let got = upstreams_from_resolv_conf("nameserver fe80::1%lo\nnameserver fe80::1%no-such-if0\n");
         assert_eq!(got.len(), 1);
         let SocketAddr::V6(v6) = got[0] else { panic!() };
         assert_eq!(v6.scope_id(), 1);

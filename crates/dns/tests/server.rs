@@ -30,32 +30,16 @@ fn entry(id: &str, name: &str, aliases: &[&str], v4: &[&str], v6: &[&str]) -> En
 
 fn networks() -> Vec<NetworkRecords> {
     let mut front = vec![
-        entry(
-            "1111111111112222",
-            "web",
-            &["www"],
-            &["10.1.0.2"],
-            &["fd01::2"],
-        ),
+        entry("1111111111112222", "web", &["www"], &["10.1.0.2"], &["fd01::2"]),
         entry("3333333333334444", "db", &[], &["10.1.0.3"], &[]),
         entry("5555555555556666", "both", &[], &["10.1.0.9"], &[]),
     ];
     // One alias on 100 containers: an answer of ~1.6 kB.
     for i in 0..100u8 {
-        front.push(entry(
-            &format!("{i:016x}"),
-            &format!("r{i}"),
-            &["big"],
-            &[&format!("10.1.1.{i}")],
-            &[],
-        ));
+        front.push(entry(&format!("{i:016x}"), &format!("r{i}"), &["big"], &[&format!("10.1.1.{i}")], &[]));
     }
     vec![
-        NetworkRecords {
-            name: "front".into(),
-            containers: front,
-            host: vec!["10.1.0.1".parse().unwrap()],
-        },
+        NetworkRecords { name: "front".into(), containers: front, host: vec!["10.1.0.1".parse().unwrap()] },
         NetworkRecords {
             name: "back".into(),
             containers: vec![
@@ -75,11 +59,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(
-        network: &str,
-        records: watch::Receiver<Arc<Records>>,
-        upstream: Upstream,
-    ) -> Server {
+    async fn start(network: &str, records: watch::Receiver<Arc<Records>>, upstream: Upstream) -> Server {
         let (udp, tcp) = bind_pair().await;
         Self::start_on(udp, tcp, network, records, upstream)
     }
@@ -95,48 +75,26 @@ impl Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_tcp, stopped_tcp) = oneshot::channel::<()>();
         let upstream = Arc::new(upstream);
-        let u = tokio::spawn(serve_udp(
-            udp,
-            network.into(),
-            records.clone(),
-            upstream.clone(),
-            async move {
-                let _ = stopped.await;
-                let _ = stop_tcp.send(());
-            },
-        ));
-        let t = tokio::spawn(serve_tcp(
-            tcp,
-            network.into(),
-            records,
-            upstream,
-            async move {
-                let _ = stopped_tcp.await;
-            },
-        ));
-        Server {
-            addr,
-            stop: Some(stop),
-            tasks: vec![u, t],
-        }
+        let u = tokio::spawn(serve_udp(udp, network.into(), records.clone(), upstream.clone(), async move {
+            let _ = stopped.await;
+            let _ = stop_tcp.send(());
+        }));
+        let t = tokio::spawn(serve_tcp(tcp, network.into(), records, upstream, async move {
+            let _ = stopped_tcp.await;
+        }));
+        Server { addr, stop: Some(stop), tasks: vec![u, t] }
     }
 
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         for t in self.tasks.drain(..) {
-            tokio::time::timeout(WAIT, t)
-                .await
-                .expect("server stops")
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(WAIT, t).await.expect("server stops").unwrap().unwrap();
         }
     }
 }
 
 async fn bind_pair() -> (UdpSocket, TcpListener) {
-    bind_pair_on(Ipv4Addr::LOCALHOST.into())
-        .await
-        .expect("a free port pair on 127.0.0.1")
+    bind_pair_on(Ipv4Addr::LOCALHOST.into()).await.expect("a free port pair on 127.0.0.1")
 }
 
 async fn bind_pair_on(ip: IpAddr) -> Option<(UdpSocket, TcpListener)> {
@@ -177,11 +135,7 @@ async fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 async fn udp_raw_wait(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let local: IpAddr = if addr.is_ipv4() {
-        Ipv4Addr::LOCALHOST.into()
-    } else {
-        Ipv6Addr::LOCALHOST.into()
-    };
+    let local: IpAddr = if addr.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() };
     let sock = UdpSocket::bind((local, 0)).await.unwrap();
     sock.send_to(bytes, addr).await.unwrap();
     let mut buf = vec![0u8; 65535];
@@ -198,9 +152,7 @@ async fn udp_raw_wait(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<
 
 /// Sends over UDP and returns the parsed answer, checking it is the answer to this query.
 async fn udp(addr: SocketAddr, q: &Message) -> (Message, usize) {
-    let raw = udp_raw(addr, &q.to_vec().unwrap())
-        .await
-        .expect("an answer over udp");
+    let raw = udp_raw(addr, &q.to_vec().unwrap()).await.expect("an answer over udp");
     let m = Message::from_vec(&raw).unwrap();
     check_reply(q, &m);
     (m, raw.len())
@@ -218,10 +170,7 @@ async fn tcp_on(s: &mut TcpStream, q: &Message) -> Message {
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     s.write_all(&framed).await.unwrap();
-    let len = tokio::time::timeout(WAIT, s.read_u16())
-        .await
-        .expect("tcp answer")
-        .unwrap();
+    let len = tokio::time::timeout(WAIT, s.read_u16()).await.expect("tcp answer").unwrap();
     let mut buf = vec![0u8; len as usize];
     s.read_exact(&mut buf).await.unwrap();
     Message::from_vec(&buf).unwrap()
@@ -273,19 +222,11 @@ fn fake_answer(raw: &[u8], udp: bool) -> Option<Vec<u8>> {
     let name = qname.to_ascii().to_ascii_lowercase();
     match name.as_str() {
         "www.example.test." => {
-            r.add_answer(Record::from_rdata(
-                qname,
-                60,
-                RData::A(A::new(192, 0, 2, 1)),
-            ));
+            r.add_answer(Record::from_rdata(qname, 60, RData::A(A::new(192, 0, 2, 1))));
         }
         "big.example.test." => {
             for i in 0..100 {
-                r.add_answer(Record::from_rdata(
-                    qname.clone(),
-                    60,
-                    RData::A(A::new(192, 0, 2, i)),
-                ));
+                r.add_answer(Record::from_rdata(qname.clone(), 60, RData::A(A::new(192, 0, 2, i))));
             }
         }
         _ => r.metadata.response_code = ResponseCode::NXDomain,
@@ -351,11 +292,7 @@ async fn fake_upstream_on(ip: IpAddr) -> Option<FakeUpstream> {
             });
         }
     });
-    Some(FakeUpstream {
-        addr,
-        queries,
-        tasks: vec![u, t],
-    })
+    Some(FakeUpstream { addr, queries, tasks: vec![u, t] })
 }
 
 #[tokio::test]
@@ -372,25 +309,13 @@ async fn answers_container_names_over_udp_and_tcp() {
         assert_eq!(m.answers[0].ttl, cove_dns::TTL);
         // The owner keeps the question's case (resolvers using 0x20 compare it).
         assert!(m.answers[0].name.eq_case(q.queries[0].name()));
-        assert_eq!(
-            addrs(&tcp(srv.addr, &q).await),
-            ["10.1.0.2"],
-            "{name} over tcp"
-        );
+        assert_eq!(addrs(&tcp(srv.addr, &q).await), ["10.1.0.2"], "{name} over tcp");
     }
     let (m, _) = udp(srv.addr, &query("web", RecordType::AAAA, None)).await;
     assert_eq!(addrs(&m), ["fd01::2"]);
-    let (m, _) = udp(
-        srv.addr,
-        &query("host.containers.internal", RecordType::A, None),
-    )
-    .await;
+    let (m, _) = udp(srv.addr, &query("host.containers.internal", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["10.1.0.1"]);
-    let (m, _) = udp(
-        srv.addr,
-        &query("2.0.1.10.in-addr.arpa", RecordType::PTR, None),
-    )
-    .await;
+    let (m, _) = udp(srv.addr, &query("2.0.1.10.in-addr.arpa", RecordType::PTR, None)).await;
     assert_eq!(addrs(&m), ["web.front."]);
     srv.stop().await;
 }
@@ -402,11 +327,7 @@ async fn nodata_nxdomain_and_errors() {
     let (m, _) = udp(srv.addr, &query("db", RecordType::AAAA, None)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty() && m.metadata.authoritative);
-    let (m, _) = udp(
-        srv.addr,
-        &query("nope.containers.internal", RecordType::A, None),
-    )
-    .await;
+    let (m, _) = udp(srv.addr, &query("nope.containers.internal", RecordType::A, None)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert!(m.answers.is_empty() && m.metadata.authoritative);
     // EDNS version 1 is not spoken: BADVERS, with an OPT record.
@@ -420,10 +341,7 @@ async fn nodata_nxdomain_and_errors() {
     let mut q = query("web", RecordType::A, None);
     q.metadata.op_code = OpCode::Status;
     let raw = udp_raw(srv.addr, &q.to_vec().unwrap()).await.unwrap();
-    assert_eq!(
-        Message::from_vec(&raw).unwrap().metadata.response_code,
-        ResponseCode::NotImp
-    );
+    assert_eq!(Message::from_vec(&raw).unwrap().metadata.response_code, ResponseCode::NotImp);
     srv.stop().await;
 }
 
@@ -450,11 +368,7 @@ async fn networks_are_isolated_and_a_container_on_two_is_on_both() {
     let (m, _) = udp(back.addr, &query("web", RecordType::A, None)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(up.queries.load(Ordering::SeqCst), 3);
-    let (m, _) = udp(
-        front.addr,
-        &query("2.0.2.10.in-addr.arpa", RecordType::PTR, None),
-    )
-    .await;
+    let (m, _) = udp(front.addr, &query("2.0.2.10.in-addr.arpa", RecordType::PTR, None)).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     front.stop().await;
     back.stop().await;
@@ -480,10 +394,7 @@ async fn large_answers_truncate_over_udp_and_succeed_over_tcp_or_edns() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 100);
     assert!(len > 512 && len <= 4096);
-    assert_eq!(
-        m.edns.as_ref().unwrap().max_payload(),
-        cove_dns::MAX_UDP_PAYLOAD
-    );
+    assert_eq!(m.edns.as_ref().unwrap().max_payload(), cove_dns::MAX_UDP_PAYLOAD);
     // TCP: everything.
     let m = tcp(srv.addr, &q).await;
     assert!(!m.metadata.truncation);
@@ -504,11 +415,7 @@ async fn forwards_to_upstream_over_udp_and_tcp() {
     assert_eq!(m.answers[0].ttl, 60, "relayed as the upstream sent it");
     assert_eq!(addrs(&tcp(srv.addr, &q).await), ["192.0.2.1"]);
     let (m, _) = udp(srv.addr, &query("printer.local", RecordType::A, None)).await;
-    assert_eq!(
-        m.metadata.response_code,
-        ResponseCode::NXDomain,
-        ".local goes upstream for now"
-    );
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, ".local goes upstream for now");
 
     // A big upstream answer: TC to a UDP client, then in full when it retries over TCP (the
     // forwarder retries upstream over TCP too).
@@ -519,11 +426,7 @@ async fn forwards_to_upstream_over_udp_and_tcp() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 100);
     // With EDNS0 the upstream sends it all over UDP.
-    let (m, _) = udp(
-        srv.addr,
-        &query("big.example.test", RecordType::A, Some(4096)),
-    )
-    .await;
+    let (m, _) = udp(srv.addr, &query("big.example.test", RecordType::A, Some(4096))).await;
     assert_eq!(m.answers.len(), 100);
 
     // Many at once, each with its own id.
@@ -586,20 +489,12 @@ async fn upstream_timeout_gives_servfail_within_the_budget() {
     // An upstream that never answers: a socket nobody reads.
     let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let (_tx, rx) = records();
-    let srv = Server::start(
-        "front",
-        rx,
-        Upstream::new(vec![silent.local_addr().unwrap()]),
-    )
-    .await;
+    let srv = Server::start("front", rx, Upstream::new(vec![silent.local_addr().unwrap()])).await;
     let start = Instant::now();
     let (m, _) = udp(srv.addr, &query("www.example.test", RecordType::A, None)).await;
     let took = start.elapsed();
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_millis(3000),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_millis(3000), "{took:?}");
     srv.stop().await;
 }
 
@@ -619,10 +514,7 @@ async fn next_upstream_is_tried_after_a_silent_or_refusing_one() {
     let took = start.elapsed();
     assert_eq!(addrs(&m), ["192.0.2.1"]);
     // The refusing one costs nothing, the silent one its share (2 s / 3).
-    assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(600) && took < Duration::from_millis(1500), "{took:?}");
     srv.stop().await;
 
     // Only a refusing upstream: SERVFAIL at once. No upstream at all: the same.
@@ -632,11 +524,7 @@ async fn next_upstream_is_tried_after_a_silent_or_refusing_one() {
         let start = Instant::now();
         let (m, _) = udp(srv.addr, &query("www.example.test", RecordType::A, None)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-        assert!(
-            start.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
         srv.stop().await;
     }
 }
@@ -659,11 +547,7 @@ async fn malformed_packets_get_formerr_or_nothing_and_serving_goes_on() {
     let short_wait = Duration::from_millis(200);
 
     // Too short for a header: dropped.
-    assert!(
-        udp_raw_wait(srv.addr, &[0x12, 0x34, 0x01, 0x00, 0x00], short_wait)
-            .await
-            .is_none()
-    );
+    assert!(udp_raw_wait(srv.addr, &[0x12, 0x34, 0x01, 0x00, 0x00], short_wait).await.is_none());
     assert!(udp_raw_wait(srv.addr, &[], short_wait).await.is_none());
     // A header and no question: FORMERR with the id.
     let header_only = [0xab, 0xcd, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -683,17 +567,13 @@ async fn malformed_packets_get_formerr_or_nothing_and_serving_goes_on() {
     // A response sent to us: dropped (no reflection loops).
     let mut r = query("web", RecordType::A, None);
     r.metadata.message_type = MessageType::Response;
-    assert!(udp_raw_wait(srv.addr, &r.to_vec().unwrap(), short_wait)
-        .await
-        .is_none());
+    assert!(udp_raw_wait(srv.addr, &r.to_vec().unwrap(), short_wait).await.is_none());
 
     // Random bytes, and random corruptions of a valid query: whatever happens, no panic, and an
     // answer, if any, is FORMERR or an answer to a query.
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let valid = query("web.front", RecordType::A, Some(1232))
-        .to_vec()
-        .unwrap();
+    let valid = query("web.front", RecordType::A, Some(1232)).to_vec().unwrap();
     for i in 0..2000 {
         let pkt: Vec<u8> = if i % 2 == 0 {
             let len = (rng.next() % 600) as usize;
@@ -711,9 +591,7 @@ async fn malformed_packets_get_formerr_or_nothing_and_serving_goes_on() {
     }
     // Drain what came back; every answer parses as a response.
     let mut buf = vec![0u8; 65535];
-    while let Ok(Ok((n, _))) =
-        tokio::time::timeout(Duration::from_millis(300), sock.recv_from(&mut buf)).await
-    {
+    while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(300), sock.recv_from(&mut buf)).await {
         let m = Message::from_vec(&buf[..n]).expect("answers always parse");
         assert_eq!(m.metadata.message_type, MessageType::Response);
     }
@@ -722,18 +600,13 @@ async fn malformed_packets_get_formerr_or_nothing_and_serving_goes_on() {
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     s.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
     let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
-        .await
-        .expect("closed");
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await.expect("closed");
     assert!(rest.is_empty());
 
     // Still serving, over both.
     let (m, _) = udp(srv.addr, &query("web", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["10.1.0.2"]);
-    assert_eq!(
-        addrs(&tcp(srv.addr, &query("web", RecordType::A, None)).await),
-        ["10.1.0.2"]
-    );
+    assert_eq!(addrs(&tcp(srv.addr, &query("web", RecordType::A, None)).await), ["10.1.0.2"]);
     srv.stop().await;
 }
 
@@ -760,20 +633,11 @@ async fn joining_and_leaving_show_at_once_on_the_same_socket() {
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 
     let mut nets = networks();
-    nets[0].containers.push(entry(
-        "9999999999990000",
-        "newcomer",
-        &["nc"],
-        &["10.1.0.77"],
-        &[],
-    ));
+    nets[0].containers.push(entry("9999999999990000", "newcomer", &["nc"], &["10.1.0.77"], &[]));
     tx.send(Arc::new(Records::new(&nets))).unwrap();
     let (m, _) = udp(srv.addr, &query("newcomer", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["10.1.0.77"]);
-    assert_eq!(
-        addrs(&tcp(srv.addr, &query("nc.front", RecordType::A, None)).await),
-        ["10.1.0.77"]
-    );
+    assert_eq!(addrs(&tcp(srv.addr, &query("nc.front", RecordType::A, None)).await), ["10.1.0.77"]);
 
     tx.send(Arc::new(Records::new(&networks()))).unwrap();
     let (m, _) = udp(srv.addr, &query("newcomer", RecordType::A, None)).await;
@@ -820,13 +684,7 @@ async fn churn_a_thousand_reloads_under_queries_loses_nothing() {
         let mut nets = base.clone();
         // Churn: containers come and go; `web` stays.
         for j in 0..(i % 7) {
-            nets[0].containers.push(entry(
-                &format!("{i:08x}{j:08x}"),
-                &format!("tmp{i}-{j}"),
-                &[],
-                &["10.1.9.9"],
-                &[],
-            ));
+            nets[0].containers.push(entry(&format!("{i:08x}{j:08x}"), &format!("tmp{i}-{j}"), &[], &["10.1.9.9"], &[]));
         }
         if i % 2 == 0 {
             nets[0].containers.retain(|e| e.name != "db");
@@ -838,12 +696,7 @@ async fn churn_a_thousand_reloads_under_queries_loses_nothing() {
     }
     done.store(true, Ordering::SeqCst);
     let (ok, failures) = querier.await.unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {:?}",
-        failures.len(),
-        failures.first()
-    );
+    assert!(failures.is_empty(), "{} failures, first: {:?}", failures.len(), failures.first());
     assert!(ok >= 1000);
     srv.stop().await;
 }
@@ -852,22 +705,10 @@ async fn churn_a_thousand_reloads_under_queries_loses_nothing() {
 async fn shutdown_returns_promptly_with_forwards_in_flight() {
     let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let (_tx, rx) = records();
-    let srv = Server::start(
-        "front",
-        rx,
-        Upstream::new(vec![silent.local_addr().unwrap()]),
-    )
-    .await;
+    let srv = Server::start("front", rx, Upstream::new(vec![silent.local_addr().unwrap()])).await;
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     for _ in 0..10 {
-        sock.send_to(
-            &query("www.example.test", RecordType::A, None)
-                .to_vec()
-                .unwrap(),
-            srv.addr,
-        )
-        .await
-        .unwrap();
+        sock.send_to(&query("www.example.test", RecordType::A, None).to_vec().unwrap(), srv.addr).await.unwrap();
     }
     // And an idle TCP connection.
     let _idle = TcpStream::connect(srv.addr).await.unwrap();
@@ -880,9 +721,7 @@ async fn shutdown_returns_promptly_with_forwards_in_flight() {
 #[tokio::test]
 async fn host_resolver_on_127_0_0_53_works_as_upstream() {
     // Like systemd-resolved's stub: any 127/8 address is on lo.
-    let up = fake_upstream_on("127.0.0.53".parse().unwrap())
-        .await
-        .expect("127.0.0.53 on lo");
+    let up = fake_upstream_on("127.0.0.53".parse().unwrap()).await.expect("127.0.0.53 on lo");
     let (_tx, rx) = records();
     let srv = Server::start("front", rx, Upstream::new(vec![up.addr])).await;
     let (m, _) = udp(srv.addr, &query("www.example.test", RecordType::A, None)).await;
@@ -897,19 +736,14 @@ async fn ipv6_loopback_listener_and_upstream() {
         eprintln!("SKIP ipv6_loopback_listener_and_upstream: no ::1 here");
         return;
     };
-    let up = fake_upstream_on(Ipv6Addr::LOCALHOST.into())
-        .await
-        .expect("::1 upstream");
+    let up = fake_upstream_on(Ipv6Addr::LOCALHOST.into()).await.expect("::1 upstream");
     let (_tx, rx) = records();
     let srv = Server::start_on(udp6, tcp6, "front", rx, Upstream::new(vec![up.addr]));
     let (m, _) = udp(srv.addr, &query("web", RecordType::AAAA, None)).await;
     assert_eq!(addrs(&m), ["fd01::2"]);
     let (m, _) = udp(srv.addr, &query("www.example.test", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["192.0.2.1"]);
-    assert_eq!(
-        addrs(&tcp(srv.addr, &query("www.example.test", RecordType::A, None)).await),
-        ["192.0.2.1"]
-    );
+    assert_eq!(addrs(&tcp(srv.addr, &query("www.example.test", RecordType::A, None)).await), ["192.0.2.1"]);
     srv.stop().await;
 }
 
@@ -926,11 +760,7 @@ async fn bursts_from_many_clients_are_all_answered_to_the_right_peer() {
         for (c, sock) in clients.iter().enumerate() {
             let mut ids = Vec::new();
             for i in 0..25 {
-                let name = if (i + c + round) % 2 == 0 {
-                    "web"
-                } else {
-                    "db"
-                };
+                let name = if (i + c + round) % 2 == 0 { "web" } else { "db" };
                 let mut q = query(name, RecordType::A, None);
                 // Unique ids per client: random ones can collide within a burst (birthday).
                 q.metadata.id = (round * 25 + i) as u16;
@@ -943,20 +773,10 @@ async fn bursts_from_many_clients_are_all_answered_to_the_right_peer() {
             let mut buf = vec![0u8; 4096];
             let mut seen = 0;
             while seen < ids.len() {
-                let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
-                    .await
-                    .expect("answer")
-                    .unwrap();
+                let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf)).await.expect("answer").unwrap();
                 let m = Message::from_vec(&buf[..n]).unwrap();
-                let (_, name) = ids
-                    .iter()
-                    .find(|(id, _)| *id == m.metadata.id)
-                    .expect("an answer to this client");
-                let ip = if *name == "web" {
-                    "10.1.0.2"
-                } else {
-                    "10.1.0.3"
-                };
+                let (_, name) = ids.iter().find(|(id, _)| *id == m.metadata.id).expect("an answer to this client");
+                let ip = if *name == "web" { "10.1.0.2" } else { "10.1.0.3" };
                 assert_eq!(addrs(&m), [ip]);
                 seen += 1;
             }
@@ -971,9 +791,7 @@ async fn oversized_datagrams_are_dropped_and_serving_goes_on() {
     let srv = Server::start("front", rx, Upstream::new(vec![])).await;
     let mut big = query("web", RecordType::A, None).to_vec().unwrap();
     big.resize(5000, 0);
-    assert!(udp_raw_wait(srv.addr, &big, Duration::from_millis(200))
-        .await
-        .is_none());
+    assert!(udp_raw_wait(srv.addr, &big, Duration::from_millis(200)).await.is_none());
     let (m, _) = udp(srv.addr, &query("web", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["10.1.0.2"]);
     srv.stop().await;

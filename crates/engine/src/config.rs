@@ -66,7 +66,8 @@ pub fn parse(text: &str, file: &Path) -> Result<UserConfig> {
                 c.default_registry = Some(v.to_string());
             }
             "insecure_registries" => {
-                c.insecure_registries = v.split(',').map(|r| r.trim().trim_matches('"').to_string()).filter(|r| !r.is_empty()).collect();
+                c.insecure_registries =
+                    v.split(',').map(|r| r.trim().trim_matches('"').to_string()).filter(|r| !r.is_empty()).collect();
             }
             _ => return Err(bad(&format!("unknown key {k:?}"))),
         }
@@ -100,14 +101,23 @@ mod tests {
         let f = Path::new("cove.conf");
         assert_eq!(parse("# c\n\ninit = true # yes\n", f).unwrap(), UserConfig { init: true, ..Default::default() });
         let r = parse("default_registry = reg.example:5000\ninsecure_registries = a:5000, b\n", f).unwrap();
-        assert_eq!((r.default_registry.as_deref(), r.insecure_registries), (Some("reg.example:5000"), vec!["a:5000".to_string(), "b".to_string()]));
+        assert_eq!(
+            (r.default_registry.as_deref(), r.insecure_registries),
+            (Some("reg.example:5000"), vec!["a:5000".to_string(), "b".to_string()])
+        );
         assert!(parse("default_registry = a/b", f).is_err());
         assert_eq!(parse("", f).unwrap(), UserConfig::default());
         assert!(!parse("init=false", f).unwrap().init);
-        assert_eq!(parse("init = maybe", f).unwrap_err().to_string(), "cove.conf:1: init must be true or false, not \"maybe\"");
+        assert_eq!(
+            parse("init = maybe", f).unwrap_err().to_string(),
+            "cove.conf:1: init must be true or false, not \"maybe\""
+        );
         assert!(parse("allow_host_loopback = yes", f).unwrap().allow_host_loopback);
         assert!(!parse("allow_host_loopback = false", f).unwrap().allow_host_loopback);
-        assert_eq!(parse("allow_host_loopback = open", f).unwrap_err().to_string(), "cove.conf:1: allow_host_loopback must be true or false, not \"open\"");
+        assert_eq!(
+            parse("allow_host_loopback = open", f).unwrap_err().to_string(),
+            "cove.conf:1: allow_host_loopback must be true or false, not \"open\""
+        );
         assert!(parse("colour = blue", f).unwrap_err().to_string().contains("unknown key \"colour\""));
         assert!(parse("just words", f).is_err());
     }

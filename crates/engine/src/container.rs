@@ -15,8 +15,14 @@ use crate::{images, userdb, Error, IoContext, Result};
 use cove_runtime::Rootfs;
 use std::path::PathBuf;
 
-const ADJECTIVES: &[&str] = &["brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet", "sharp", "swift", "tender", "vivid", "witty", "zen"];
-const NAMES: &[&str] = &["babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "knuth", "lamport", "lovelace", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "yalow", "zuse", "hamilton"];
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble",
+    "proud", "quiet", "sharp", "swift", "tender", "vivid", "witty", "zen",
+];
+const NAMES: &[&str] = &[
+    "babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "knuth", "lamport", "lovelace", "noether",
+    "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak", "yalow", "zuse", "hamilton",
+];
 
 fn generated_name(id: &str) -> String {
     let b = u64::from_str_radix(&id[..12.min(id.len())], 16).unwrap_or(0);
@@ -24,7 +30,13 @@ fn generated_name(id: &str) -> String {
 }
 
 fn address(e: &crate::network::Endpoint) -> Address {
-    Address { ip: e.ip, ip6: e.ip6.map(|(ip, _, _)| ip), aliases: e.aliases.clone(), gateway: e.gateway, gateway6: e.ip6.map(|(_, _, gw)| gw) }
+    Address {
+        ip: e.ip,
+        ip6: e.ip6.map(|(ip, _, _)| ip),
+        aliases: e.aliases.clone(),
+        gateway: e.gateway,
+        gateway6: e.ip6.map(|(_, _, gw)| gw),
+    }
 }
 
 /// A prepared (created) container.
@@ -45,8 +57,8 @@ pub struct Prepared {
 /// Creates the container record, its directory, files and spec (Docker's `create`).
 pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let img = images::resolve(&eng.db, &req.image)?;
-    let cfg: oci_spec::image::ImageConfiguration =
-        serde_json::from_str(&img.config).map_err(|e| Error::Corrupt(format!("image {} has a bad config: {e}", req.image)))?;
+    let cfg: oci_spec::image::ImageConfiguration = serde_json::from_str(&img.config)
+        .map_err(|e| Error::Corrupt(format!("image {} has a bad config: {e}", req.image)))?;
     let defaults = ImageDefaults::from_config(&cfg);
     let args = spec::command(req, &defaults)?;
     let mut net = spec::net_mode(req)?;
@@ -58,7 +70,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         let c = eng.db.find_container(key)?;
         let pid = match (c.state, c.pid) {
             (ContainerState::Running, Some(pid)) => pid,
-            _ => return Err(Error::Conflict(format!("cannot join the network of container {}: it is not running", c.name))),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "cannot join the network of container {}: it is not running",
+                    c.name
+                )))
+            }
         };
         *path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         shared_from = Some(eng.dirs.container(&c.id));
@@ -67,7 +84,11 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let mut nets = vec![];
     if let NetMode::Bridge(names) = &net {
         for n in names {
-            let row = if n == crate::network::DEFAULT_NETWORK { crate::network::ensure_default(eng)? } else { crate::network::find(eng, n)? };
+            let row = if n == crate::network::DEFAULT_NETWORK {
+                crate::network::ensure_default(eng)?
+            } else {
+                crate::network::find(eng, n)?
+            };
             nets.push((row, req.network_aliases.clone()));
         }
     } else if !req.network_aliases.is_empty() {
@@ -80,7 +101,9 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     // A MAC address is the first network's interface's (Docker's rule).
     let fixed = fixed.with_mac(req.mac_address.as_deref())?;
     if fixed.mac.is_some() && nets.is_empty() {
-        return Err(Error::Invalid("--mac-address needs a network: not with --network none, host or container:NAME".into()));
+        return Err(Error::Invalid(
+            "--mac-address needs a network: not with --network none, host or container:NAME".into(),
+        ));
     }
     let names = spec::name_opts(req)?;
     if matches!(net, NetMode::Container(..)) && !names.is_empty() {
@@ -126,7 +149,9 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     }
     let cwd = req.workdir.clone().or(defaults.workdir.clone()).unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
-        return Err(Error::Invalid(format!("the working directory {cwd:?} is invalid, it needs to be an absolute path")));
+        return Err(Error::Invalid(format!(
+            "the working directory {cwd:?} is invalid, it needs to be an absolute path"
+        )));
     }
     let user_mounts = spec::user_mounts(req, &eng.dirs.volumes())?;
     spec::resources(req)?;
@@ -136,7 +161,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     };
     let mut stored = req.clone();
     // The image's StopSignal is kept when it names a signal (the plan says whether it does).
-    stored.stop_signal = req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|_| plan.stop_signal.is_some()));
+    stored.stop_signal =
+        req.stop_signal.clone().or(defaults.stop_signal.clone().filter(|_| plan.stop_signal.is_some()));
     let config = serde_json::to_string(&stored).map_err(|e| Error::Other(e.to_string()))?;
     let image_name = req.image.clone();
     let created = now_rfc3339();
@@ -169,7 +195,14 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         };
         extra_hosts.push((h.clone(), ip));
     }
-    let row = NewContainer { id: &id, name: &name, image_id: &img.id, image: &image_name, created: &created, config: &config };
+    let row = NewContainer {
+        id: &id,
+        name: &name,
+        image_id: &img.id,
+        image: &image_name,
+        created: &created,
+        config: &config,
+    };
     let endpoints = eng
         .db
         .insert_container(&row, |tx| crate::network::lease(tx, &id, &nets, fixed))
@@ -187,7 +220,18 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
     let result = (|| -> Result<Prepared> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         let addresses: Vec<Address> = endpoints.iter().map(address).collect();
-        let mut etc = write_etc_files(&dir, &EtcInputs { hostname: &hostname, name: &name, net: &net, endpoints: &addresses, host, extra_hosts: &extra_hosts, names: &names })?;
+        let mut etc = write_etc_files(
+            &dir,
+            &EtcInputs {
+                hostname: &hostname,
+                name: &name,
+                net: &net,
+                endpoints: &addresses,
+                host,
+                extra_hosts: &extra_hosts,
+                names: &names,
+            },
+        )?;
         if let Some(other) = &shared_from {
             // The other container's files, as Docker shares them: one network, one view of it.
             for (dst, src) in etc.iter_mut() {
@@ -209,7 +253,8 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 let work = dir.join("work");
                 std::fs::create_dir_all(&upper).ctx(|| "create upper dir".into())?;
                 std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
-                let lower: Vec<PathBuf> = img.diff_ids.iter().rev().map(|d| eng.store.layer_dir(d)).collect::<Result<_, _>>()?;
+                let lower: Vec<PathBuf> =
+                    img.diff_ids.iter().rev().map(|d| eng.store.layer_dir(d)).collect::<Result<_, _>>()?;
                 if lower.is_empty() {
                     return Err(Error::Invalid(format!("image {} has no layers", req.image)));
                 }
@@ -240,7 +285,17 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
-        Ok(Prepared { id: id.clone(), name: name.clone(), dir: dir.clone(), spec, rootfs, userns: ident.userns, endpoints: endpoints.clone(), net_from, plan: plan.clone() })
+        Ok(Prepared {
+            id: id.clone(),
+            name: name.clone(),
+            dir: dir.clone(),
+            spec,
+            rootfs,
+            userns: ident.userns,
+            endpoints: endpoints.clone(),
+            net_from,
+            plan: plan.clone(),
+        })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
@@ -283,5 +338,3 @@ pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     }
     Ok(p.id)
 }
-
-

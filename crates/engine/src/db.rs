@@ -102,7 +102,8 @@ impl ContainerRow {
     /// error naming the container, never a default request (that would, say, forget `--rm` or
     /// the published ports).
     pub fn request(&self) -> Result<RunRequest> {
-        serde_json::from_str(&self.config).map_err(|e| crate::Error::Corrupt(format!("container {} has a corrupt config: {e}", self.name)))
+        serde_json::from_str(&self.config)
+            .map_err(|e| crate::Error::Corrupt(format!("container {} has a corrupt config: {e}", self.name)))
     }
 
     pub fn is_running(&self) -> bool {
@@ -198,12 +199,18 @@ impl Db {
     pub fn image(&self, id: &str) -> Result<Option<ImageRow>> {
         Ok(self
             .conn
-            .query_row("SELECT id, config, diff_ids, size, created, added, digest FROM images WHERE id = ?1", [id], image_row)
+            .query_row(
+                "SELECT id, config, diff_ids, size, created, added, digest FROM images WHERE id = ?1",
+                [id],
+                image_row,
+            )
             .optional()?)
     }
 
     pub fn images(&self) -> Result<Vec<ImageRow>> {
-        let mut st = self.conn.prepare("SELECT id, config, diff_ids, size, created, added, digest FROM images ORDER BY added DESC")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT id, config, diff_ids, size, created, added, digest FROM images ORDER BY added DESC")?;
         let rows = st.query_map([], image_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -231,7 +238,11 @@ impl Db {
     /// Resolves a container name, full id or unique id prefix.
     pub fn find_container(&self, key: &str) -> Result<ContainerRow> {
         let key = key.strip_prefix('/').unwrap_or(key);
-        if let Some(c) = self.conn.query_row(&format!("{CONTAINER_SELECT} WHERE name = ?1 OR id = ?1"), [key], container_row).optional()? {
+        if let Some(c) = self
+            .conn
+            .query_row(&format!("{CONTAINER_SELECT} WHERE name = ?1 OR id = ?1"), [key], container_row)
+            .optional()?
+        {
             return Ok(c);
         }
         if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -254,19 +265,36 @@ impl Db {
     /// (network, ip, IPv6 address if dual stack) of every network the container is on, in the
     /// order of its interfaces (eth0 first: `cv<id><N>`).
     pub fn container_endpoints6(&self, id: &str) -> Result<Vec<(String, String, Option<String>)>> {
-        let mut st = self.conn.prepare("SELECT network, ip, ip6 FROM endpoints WHERE container_id = ?1 ORDER BY length(ifname), ifname")?;
+        let mut st = self.conn.prepare(
+            "SELECT network, ip, ip6 FROM endpoints WHERE container_id = ?1 ORDER BY length(ifname), ifname",
+        )?;
         let rows = st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
-    pub fn set_container_state(&mut self, id: &str, state: ContainerState, pid: Option<i64>, exit_code: Option<i64>) -> Result<()> {
+    pub fn set_container_state(
+        &mut self,
+        id: &str,
+        state: ContainerState,
+        pid: Option<i64>,
+        exit_code: Option<i64>,
+    ) -> Result<()> {
         let now = now_rfc3339();
         self.write(|tx| {
             match state {
-                ContainerState::Running => tx.execute("UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1", params![id, state, pid, now])?,
-                ContainerState::Exited => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1", params![id, state, exit_code, now])?,
+                ContainerState::Running => tx.execute(
+                    "UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1",
+                    params![id, state, pid, now],
+                )?,
+                ContainerState::Exited => tx.execute(
+                    "UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1",
+                    params![id, state, exit_code, now],
+                )?,
                 // A start that failed: never ran, the code of the failure kept for inspect.
-                ContainerState::Created if exit_code.is_some() => tx.execute("UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1", params![id, state, exit_code])?,
+                ContainerState::Created if exit_code.is_some() => tx.execute(
+                    "UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1",
+                    params![id, state, exit_code],
+                )?,
                 _ => tx.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
             };
             Ok(())
@@ -275,12 +303,18 @@ impl Db {
 
     /// Whether a container has this name.
     pub fn container_name_taken(&self, name: &str) -> Result<bool> {
-        Ok(self.conn.query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE name = ?1)", [name], |r| r.get::<_, bool>(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT EXISTS(SELECT 1 FROM containers WHERE name = ?1)", [name], |r| r.get::<_, bool>(0))?)
     }
 
     /// Inserts a `created` container and, in the same transaction, runs `then` (the network
     /// leases), so a name taken in between or an address already leased leaves nothing behind.
-    pub fn insert_container<T>(&mut self, c: &NewContainer<'_>, then: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub fn insert_container<T>(
+        &mut self,
+        c: &NewContainer<'_>,
+        then: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -294,7 +328,10 @@ impl Db {
     /// its row says exited (a `start` that came in between wins). Whether it was deleted.
     pub fn delete_container(&mut self, id: &str, only_if_exited: bool) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute("DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = ?3)", params![id, only_if_exited, ContainerState::Exited])?;
+            let n = tx.execute(
+                "DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = ?3)",
+                params![id, only_if_exited, ContainerState::Exited],
+            )?;
             if n > 0 {
                 tx.execute("DELETE FROM endpoints WHERE container_id = ?1", [id])?;
             }
@@ -330,7 +367,9 @@ impl Db {
     /// that does not decode reads as none.
     pub fn container_aliases(&self, id: &str) -> Result<Vec<(String, Vec<String>)>> {
         let mut st = self.conn.prepare("SELECT network, aliases FROM endpoints WHERE container_id = ?1")?;
-        let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        let rows = st
+            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows.into_iter().map(|(n, a)| (n, serde_json::from_str(&a).unwrap_or_default())).collect())
     }
 }
@@ -347,7 +386,8 @@ pub struct NewContainer<'a> {
     pub config: &'a str,
 }
 
-const CONTAINER_SELECT: &str = "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";
+const CONTAINER_SELECT: &str =
+    "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
     let diff: String = r.get(2)?;
@@ -366,7 +406,11 @@ fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
     let name: String = r.get(1)?;
     let state: String = r.get(6)?;
     let state = state.parse::<ContainerState>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, format!("container {name} has a corrupt state: {e}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            format!("container {name} has a corrupt state: {e}").into(),
+        )
     })?;
     Ok(ContainerRow {
         id: r.get(0)?,
@@ -430,11 +474,15 @@ mod tests {
         assert!(!db.delete_container("abc123", true).unwrap());
         db.mark_exited("abc123", 3, "then").unwrap();
         let c = db.find_container("web").unwrap();
-        assert_eq!((c.state, c.exit_code, c.pid, c.finished_at.as_deref()), (ContainerState::Exited, Some(3), None, Some("then")));
+        assert_eq!(
+            (c.state, c.exit_code, c.pid, c.finished_at.as_deref()),
+            (ContainerState::Exited, Some(3), None, Some("then"))
+        );
         // Settled already: a second report changes nothing.
         db.mark_exited("abc123", 255, "later").unwrap();
         assert_eq!(db.find_container("web").unwrap().exit_code, Some(3));
-        for s in [ContainerState::Created, ContainerState::Running, ContainerState::Restarting, ContainerState::Exited] {
+        for s in [ContainerState::Created, ContainerState::Running, ContainerState::Restarting, ContainerState::Exited]
+        {
             assert_eq!(s.as_str().parse::<ContainerState>().unwrap(), s);
         }
         assert!(db.delete_container("abc123", true).unwrap());

@@ -32,12 +32,15 @@ impl Dirs {
             .map(|u| u.name)
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| uid.to_string());
-        let env_dir = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+        let env_dir =
+            |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
         let (data, run) = if let Some(root) = env_dir("COVE_ROOT") {
             // One tree for everything (tests, and users who want cove's state elsewhere).
             (root.join("data"), root.join("run"))
         } else if rootless {
-            let home = env_dir("HOME").ok_or_else(|| Error::Invalid("HOME is not set: cannot place cove's state (set XDG_DATA_HOME or COVE_ROOT)".into()))?;
+            let home = env_dir("HOME").ok_or_else(|| {
+                Error::Invalid("HOME is not set: cannot place cove's state (set XDG_DATA_HOME or COVE_ROOT)".into())
+            })?;
             let data = env_dir("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local/share")).join("cove");
             // No systemd-logind means no /run/user/UID: fall back to a private dir in /tmp,
             // as Podman does, and verify we own it.
@@ -51,7 +54,11 @@ impl Dirs {
             (PathBuf::from("/var/lib/cove"), PathBuf::from("/run/cove"))
         };
         let data = make_private_dir(&data, uid)?;
-        let run = if rootless && env_dir("COVE_ROOT").is_none() { settled_run_dir(&data, run, uid)? } else { make_private_dir(&run, uid)? };
+        let run = if rootless && env_dir("COVE_ROOT").is_none() {
+            settled_run_dir(&data, run, uid)?
+        } else {
+            make_private_dir(&run, uid)?
+        };
         Ok(Dirs { data, run, rootless, uid, gid, user_name })
     }
 
@@ -90,7 +97,10 @@ impl Dirs {
 fn settled_run_dir(data: &Path, wanted: PathBuf, uid: u32) -> Result<PathBuf> {
     let record = data.join("run-dir");
     if let Some(prev) = std::fs::read_to_string(&record).ok().map(|t| PathBuf::from(t.trim_end_matches('\n'))) {
-        if prev != wanted && prev.is_absolute() && cove_runtime::userns::live_keeper(&cove_runtime::userns::KeeperPaths::new(&prev)).is_some() {
+        if prev != wanted
+            && prev.is_absolute()
+            && cove_runtime::userns::live_keeper(&cove_runtime::userns::KeeperPaths::new(&prev)).is_some()
+        {
             // Checked as any run dir is: still the caller's private directory.
             let prev = make_private_dir(&prev, uid)?;
             tracing::debug!("run dir {} (recorded: a keeper lives there), not {}", prev.display(), wanted.display());
@@ -100,7 +110,9 @@ fn settled_run_dir(data: &Path, wanted: PathBuf, uid: u32) -> Result<PathBuf> {
     let run = make_private_dir(&wanted, uid)?;
     if std::fs::read_to_string(&record).ok().as_deref().map(|t| t.trim_end_matches('\n')) != run.to_str() {
         let tmp = data.join(format!("run-dir.tmp{}", std::process::id()));
-        std::fs::write(&tmp, format!("{}\n", run.display())).and_then(|_| std::fs::rename(&tmp, &record)).ctx(|| format!("record {}", record.display()))?;
+        std::fs::write(&tmp, format!("{}\n", run.display()))
+            .and_then(|_| std::fs::rename(&tmp, &record))
+            .ctx(|| format!("record {}", record.display()))?;
     }
     Ok(run)
 }
@@ -112,7 +124,11 @@ fn make_private_dir(d: &Path, uid: u32) -> Result<PathBuf> {
         return Err(Error::Invalid(format!("{}: not a usable directory for cove's state", d.display())));
     };
     // Missing ancestors (~/.local/share) are made private; they are checked below like any other.
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).ctx(|| format!("create {}", parent.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .ctx(|| format!("create {}", parent.display()))?;
     let parent = std::fs::canonicalize(parent).ctx(|| format!("resolve {}", parent.display()))?;
     check_ancestors(&parent, uid)?;
     let path = parent.join(name);
@@ -134,7 +150,8 @@ fn make_private_dir(d: &Path, uid: u32) -> Result<PathBuf> {
     }
     if created && m.mode() & 0o7777 != 0o700 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).ctx(|| format!("chmod {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .ctx(|| format!("chmod {}", path.display()))?;
     } else if m.mode() & 0o777 != 0o700 {
         return refuse(format!("has mode {:04o}, not 0700 (if it is yours: chmod 700 it)", m.mode() & 0o7777));
     }

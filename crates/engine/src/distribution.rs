@@ -67,7 +67,12 @@ pub fn parse_ref(name: &str, rootless: bool) -> Result<ImageRef> {
 }
 
 /// How to reach `registry`: insecure when asked, listed in the config file, or loopback.
-pub fn settings(registry: &str, rootless: bool, tls_verify: Option<bool>, credentials: Option<cove_registry::auth::Credentials>) -> Result<Settings> {
+pub fn settings(
+    registry: &str,
+    rootless: bool,
+    tls_verify: Option<bool>,
+    credentials: Option<cove_registry::auth::Credentials>,
+) -> Result<Settings> {
     let cfg = crate::config::load(rootless)?;
     let insecure = match tls_verify {
         Some(v) => !v,
@@ -114,22 +119,35 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
             let child = client.manifest(&r.repository, &chosen.digest, manifest::ACCEPT_MANIFESTS)?;
             match manifest::parse(&child.bytes, &child.media_type, &format!("manifest {}", chosen.digest))? {
                 Parsed::Manifest(m) => m,
-                Parsed::Index(_) => return Err(Error::Invalid(format!("{shown}: nested image indexes are not supported"))),
+                Parsed::Index(_) => {
+                    return Err(Error::Invalid(format!("{shown}: nested image indexes are not supported")))
+                }
             }
         }
     };
     let what = format!("manifest for {shown}");
     manifest::check_image(&m, &what)?;
     if m.config.size > cove_registry::METADATA_LIMIT {
-        return Err(cove_registry::Error::TooLarge { what: format!("config of {shown} ({} bytes)", m.config.size), limit: cove_registry::METADATA_LIMIT }.into());
+        return Err(cove_registry::Error::TooLarge {
+            what: format!("config of {shown} ({} bytes)", m.config.size),
+            limit: cove_registry::METADATA_LIMIT,
+        }
+        .into());
     }
     let config_bytes = client.blob_bytes(&r.repository, &m.config.digest, cove_registry::METADATA_LIMIT)?;
-    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| Error::Invalid(format!("config of {shown}: {e}")))?;
+    let config: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| Error::Invalid(format!("config of {shown}: {e}")))?;
     let diff_ids = config.rootfs().diff_ids().clone();
     if diff_ids.len() != m.layers.len() {
-        return Err(Error::Invalid(format!("{what}: {} layers, but the config lists {} diff_ids", m.layers.len(), diff_ids.len())));
+        return Err(Error::Invalid(format!(
+            "{what}: {} layers, but the config lists {} diff_ids",
+            m.layers.len(),
+            diff_ids.len()
+        )));
     }
-    if opts.platform.is_some() && (config.os().to_string() != want.os || config.architecture().to_string() != want.architecture) {
+    if opts.platform.is_some()
+        && (config.os().to_string() != want.os || config.architecture().to_string() != want.architecture)
+    {
         return Err(Error::Invalid(format!("{shown} is {}/{}, not {want}", config.os(), config.architecture())));
     }
 
@@ -162,15 +180,33 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
                     reused.fetch_add(1, Ordering::SeqCst);
                     let path = store.blob_path(&layer.digest).map_err(Error::from);
                     path.and_then(|p| {
-                        let open = || std::fs::File::open(&p).map(std::io::BufReader::new).map_err(|e| cove_image::Error::NotFound(format!("blob {}: {e}", layer.digest)));
-                        store.put_layer(open, &layer.digest, layer.size, diff_id, &unpack).map(|(n, _)| (n, true)).map_err(Error::from)
+                        let open = || {
+                            std::fs::File::open(&p)
+                                .map(std::io::BufReader::new)
+                                .map_err(|e| cove_image::Error::NotFound(format!("blob {}: {e}", layer.digest)))
+                        };
+                        store
+                            .put_layer(open, &layer.digest, layer.size, diff_id, &unpack)
+                            .map(|(n, _)| (n, true))
+                            .map_err(Error::from)
                     })
                 } else {
                     let open = || {
-                        let body = client.blob(&r.repository, &layer.digest, Some(layer.size)).map_err(|e| cove_image::Error::Format { context: format!("layer {}", layer.digest), reason: e.to_string() })?;
-                        Ok(std::io::BufReader::with_capacity(256 * 1024, Counting { inner: body, digest: &layer.digest, progress }))
+                        let body = client.blob(&r.repository, &layer.digest, Some(layer.size)).map_err(|e| {
+                            cove_image::Error::Format {
+                                context: format!("layer {}", layer.digest),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        Ok(std::io::BufReader::with_capacity(
+                            256 * 1024,
+                            Counting { inner: body, digest: &layer.digest, progress },
+                        ))
                     };
-                    store.put_layer(open, &layer.digest, layer.size, diff_id, &unpack).map(|(n, _)| (n, false)).map_err(Error::from)
+                    store
+                        .put_layer(open, &layer.digest, layer.size, diff_id, &unpack)
+                        .map(|(n, _)| (n, false))
+                        .map_err(Error::from)
                 };
                 match result {
                     Ok((n, was_reused)) => {
@@ -215,7 +251,13 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
 }
 
 /// `cove push IMAGE [DEST]`: returns the manifest digest.
-pub fn push(eng: &mut Engine, source: &str, dest: Option<&str>, opts: &RegistryOptions, progress: Progress<'_>) -> Result<String> {
+pub fn push(
+    eng: &mut Engine,
+    source: &str,
+    dest: Option<&str>,
+    opts: &RegistryOptions,
+    progress: Progress<'_>,
+) -> Result<String> {
     let img = images::resolve(&eng.db, source)?;
     let dest = dest.unwrap_or(source);
     let r = parse_ref(dest, eng.dirs.rootless)?;
@@ -245,7 +287,8 @@ pub fn push(eng: &mut Engine, source: &str, dest: Option<&str>, opts: &RegistryO
                         return Ok(true);
                     }
                     let path = eng.store.blob_path(digest)?;
-                    let f = std::fs::File::open(&path).map_err(|e| Error::Io { what: format!("open blob {digest}"), source: e })?;
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| Error::Io { what: format!("open blob {digest}"), source: e })?;
                     client.upload_blob(&r.repository, digest, f)?;
                     progress(Event::Bytes { digest: digest.clone(), n: *size });
                     Ok(false)
@@ -272,7 +315,12 @@ pub fn push(eng: &mut Engine, source: &str, dest: Option<&str>, opts: &RegistryO
 }
 
 /// `cove login`: checks the credentials against the registry, then stores them.
-pub fn login(registry: &str, creds: cove_registry::auth::Credentials, rootless: bool, tls_verify: Option<bool>) -> Result<std::path::PathBuf> {
+pub fn login(
+    registry: &str,
+    creds: cove_registry::auth::Credentials,
+    rootless: bool,
+    tls_verify: Option<bool>,
+) -> Result<std::path::PathBuf> {
     let registry = normalize_registry(registry);
     let client = Client::new(&registry, &settings(&registry, rootless, tls_verify, Some(creds.clone()))?)?;
     client.ping()?;
@@ -300,7 +348,8 @@ pub fn save(eng: &Engine, names: &[String], format: cove_image::ArchiveFormat, o
     let tags = eng.db.tags()?;
     for n in names {
         let img = images::resolve(&eng.db, n)?;
-        let by_name = cove_oci::normalize_image_name(n).ok().filter(|t| tags.iter().any(|(name, id)| name == t && *id == img.id));
+        let by_name =
+            cove_oci::normalize_image_name(n).ok().filter(|t| tags.iter().any(|(name, id)| name == t && *id == img.id));
         let names = match by_name {
             Some(t) => vec![t],
             None => tags.iter().filter(|(_, id)| *id == img.id).map(|(t, _)| t.clone()).collect(),
@@ -321,7 +370,12 @@ fn du(path: &std::path::Path) -> u64 {
         use nix::sys::stat::{fstat, fstatat};
         let own = fstat(&dir).map(|s| s.st_blocks as u64 * 512).unwrap_or(0);
         let Ok(mut d) = nix::dir::Dir::from_fd(dir) else { return own };
-        let names: Vec<std::ffi::CString> = d.iter().flatten().map(|e| e.file_name().to_owned()).filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..").collect();
+        let names: Vec<std::ffi::CString> = d
+            .iter()
+            .flatten()
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
         let mut total = own;
         for n in names {
             let Ok(st) = fstatat(&d, n.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
@@ -337,7 +391,9 @@ fn du(path: &std::path::Path) -> u64 {
     }
     match openat(AT_FDCWD, path, DIR, Mode::empty()) {
         Ok(fd) => walk(fd, 0),
-        Err(_) => std::fs::symlink_metadata(path).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0),
+        Err(_) => {
+            std::fs::symlink_metadata(path).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0)
+        }
     }
 }
 
@@ -362,7 +418,11 @@ pub fn prune(eng: &mut Engine, all: bool, min_age: std::time::Duration) -> Resul
 }
 
 fn old_enough(path: &std::path::Path, min_age: std::time::Duration) -> bool {
-    std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|e| e >= min_age)
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e >= min_age)
 }
 
 fn gc(db: &Db, store: &cove_image::Store, min_age: std::time::Duration) -> Result<()> {
@@ -402,11 +462,22 @@ pub fn df(eng: &Engine) -> Result<Vec<DfRow>> {
     let unused: u64 = imgs.iter().filter(|i| !used.contains(i.id.as_str())).map(|i| i.size.max(0) as u64).sum();
     let running = containers.iter().filter(|c| c.state == crate::db::ContainerState::Running).count();
     let csize: u64 = containers.iter().map(|c| du(&eng.dirs.container(&c.id))).sum();
-    let cstopped: u64 = containers.iter().filter(|c| c.state != crate::db::ContainerState::Running).map(|c| du(&eng.dirs.container(&c.id))).sum();
-    let vols: Vec<std::path::PathBuf> = std::fs::read_dir(eng.dirs.volumes()).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let cstopped: u64 = containers
+        .iter()
+        .filter(|c| c.state != crate::db::ContainerState::Running)
+        .map(|c| du(&eng.dirs.container(&c.id)))
+        .sum();
+    let vols: Vec<std::path::PathBuf> =
+        std::fs::read_dir(eng.dirs.volumes()).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     let vsize: u64 = vols.iter().map(|v| du(v)).sum();
     Ok(vec![
-        DfRow { kind: "Images", total: imgs.len(), active: imgs.iter().filter(|i| used.contains(i.id.as_str())).count(), size: storage, reclaimable: unused.min(storage) },
+        DfRow {
+            kind: "Images",
+            total: imgs.len(),
+            active: imgs.iter().filter(|i| used.contains(i.id.as_str())).count(),
+            size: storage,
+            reclaimable: unused.min(storage),
+        },
         DfRow { kind: "Containers", total: containers.len(), active: running, size: csize, reclaimable: cstopped },
         DfRow { kind: "Local Volumes", total: vols.len(), active: 0, size: vsize, reclaimable: 0 },
     ])

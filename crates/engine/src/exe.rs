@@ -44,9 +44,13 @@ pub fn run_sealed() -> Result<()> {
         return Ok(());
     }
     let path = std::fs::read_link("/proc/self/exe").ctx(|| "read /proc/self/exe".into())?;
-    let copy = cove_sys::exeseal::sealed_copy(exe.as_fd(), c"cove").map_err(|e| Error::Other(format!("sealed copy of {}: {e}", path.display())))?;
+    let copy = cove_sys::exeseal::sealed_copy(exe.as_fd(), c"cove")
+        .map_err(|e| Error::Other(format!("sealed copy of {}: {e}", path.display())))?;
     drop(exe);
-    let cstr = |v: OsString| CString::new(v.into_vec()).map_err(|_| Error::Invalid("argument or environment variable with a NUL byte".into()));
+    let cstr = |v: OsString| {
+        CString::new(v.into_vec())
+            .map_err(|_| Error::Invalid("argument or environment variable with a NUL byte".into()))
+    };
     let argv = std::env::args_os().map(cstr).collect::<Result<Vec<_>>>()?;
     let mut envp = vec![];
     for (k, v) in std::env::vars_os().filter(|(k, _)| k != INSTALLED_VAR) {
@@ -70,7 +74,8 @@ pub fn installed() -> Result<PathBuf> {
         return std::fs::read_link("/proc/self/exe").ctx(|| "read /proc/self/exe".into());
     }
     let bad = |why: &str| Error::NotFound(format!("cannot find the installed cove binary: {why}"));
-    let path = PathBuf::from(std::env::var_os(INSTALLED_VAR).ok_or_else(|| bad(&format!("{INSTALLED_VAR} is not set")))?);
+    let path =
+        PathBuf::from(std::env::var_os(INSTALLED_VAR).ok_or_else(|| bad(&format!("{INSTALLED_VAR} is not set")))?);
     let meta = std::fs::metadata(&path).map_err(|e| bad(&format!("{}: {e}", path.display())))?;
     let ours = exe.metadata().ctx(|| "stat /proc/self/exe".into())?;
     if !path.is_absolute() || !meta.is_file() || meta.len() != ours.len() {

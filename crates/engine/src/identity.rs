@@ -34,7 +34,14 @@ pub fn synthesized_name(uid: u32) -> String {
 
 /// Builds the identity for `resolved` (from [`crate::userdb::resolve`]).
 /// `maps` = the caller's own (uid, gid) maps when rootless.
-pub fn build(dir: &Path, resolved: Resolved, passwd: &str, group: &str, user_home: Option<&str>, maps: Option<(&[IdRange], &[IdRange])>) -> Result<Identity> {
+pub fn build(
+    dir: &Path,
+    resolved: Resolved,
+    passwd: &str,
+    group: &str,
+    user_home: Option<&str>,
+    maps: Option<(&[IdRange], &[IdRange])>,
+) -> Result<Identity> {
     let mut resolved = resolved;
     let userns = maps.and_then(|(u, g)| NestedMaps::for_ids(resolved.uid, resolved.gid, u, g));
     if let Some(m) = &userns {
@@ -48,8 +55,17 @@ pub fn build(dir: &Path, resolved: Resolved, passwd: &str, group: &str, user_hom
         None => {
             let name = synthesized_name(resolved.uid);
             let home = user_home.map(String::from).unwrap_or_else(|| format!("/home/{name}"));
-            let shell = parse_passwd(passwd).into_iter().find(|e| e.uid == 0).map(|e| e.shell).filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into());
-            let mut pw = if passwd.trim().is_empty() { "root:x:0:0:root:/root:/bin/sh\n".to_string() } else { passwd.to_string() };
+            let shell = parse_passwd(passwd)
+                .into_iter()
+                .find(|e| e.uid == 0)
+                .map(|e| e.shell)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".into());
+            let mut pw = if passwd.trim().is_empty() {
+                "root:x:0:0:root:/root:/bin/sh\n".to_string()
+            } else {
+                passwd.to_string()
+            };
             if !pw.ends_with('\n') {
                 pw.push('\n');
             }
@@ -71,16 +87,22 @@ pub fn build(dir: &Path, resolved: Resolved, passwd: &str, group: &str, user_hom
     // A synthesized user (or an explicit --user-home) gets a private, writable HOME.
     if resolved.entry.is_none() && resolved.uid != 0 || user_home.is_some() {
         if !home.starts_with('/') || home == "/" {
-            return Err(crate::Error::Invalid(format!("invalid home directory {home:?}: it must be an absolute path other than /")));
+            return Err(crate::Error::Invalid(format!(
+                "invalid home directory {home:?}: it must be an absolute path other than /"
+            )));
         }
         let h = dir.join("home");
         std::fs::create_dir_all(&h).ctx(|| "create home".into())?;
         let (ou, og) = match &userns {
-            Some(m) => (NestedMaps::outer(&m.uids, resolved.uid).unwrap_or(0), NestedMaps::outer(&m.gids, resolved.gid).unwrap_or(0)),
+            Some(m) => (
+                NestedMaps::outer(&m.uids, resolved.uid).unwrap_or(0),
+                NestedMaps::outer(&m.gids, resolved.gid).unwrap_or(0),
+            ),
             None => (resolved.uid, resolved.gid),
         };
         std::os::unix::fs::chown(&h, Some(ou), Some(og)).ctx(|| format!("chown home to {ou}:{og}"))?;
-        std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx(|| "chmod home".into())?;
+        std::fs::set_permissions(&h, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .ctx(|| "chmod home".into())?;
         mounts.push((home.clone(), h));
     }
     let mut env = vec![format!("HOME={home}")];
@@ -96,7 +118,8 @@ mod tests {
     use super::*;
     use crate::userdb::resolve;
 
-    const RANGED: [IdRange; 2] = [IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }];
+    const RANGED: [IdRange; 2] =
+        [IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }];
     const SINGLE: [IdRange; 1] = [IdRange { container: 0, host: 1000, size: 1 }];
     const PW: &str = "root:x:0:0:root:/root:/bin/ash\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GR: &str = "root:x:0:\napp:x:1000:\n";
@@ -142,7 +165,8 @@ mod tests {
         }
         // An image user keeps its entry and HOME; no files are generated.
         let d2 = tempfile::tempdir().unwrap();
-        let id = build(d2.path(), resolve("app", PW, GR).unwrap(), PW, GR, None, Some((&RANGED[..], &RANGED[..]))).unwrap();
+        let id =
+            build(d2.path(), resolve("app", PW, GR).unwrap(), PW, GR, None, Some((&RANGED[..], &RANGED[..]))).unwrap();
         assert!(id.mounts.is_empty() && id.userns.is_none());
         assert_eq!(id.home, "/home/app");
         assert!(build(d2.path(), resolve("10000", PW, GR).unwrap(), PW, GR, Some("relative"), None).is_err());

@@ -87,7 +87,8 @@ pub fn apply_changes(cfg: &mut oci_spec::image::Config, changes: &[String]) -> R
         let rest = rest.trim();
         let list = |s: &str| -> Result<Vec<String>> {
             if s.starts_with('[') {
-                serde_json::from_str::<Vec<String>>(s).map_err(|e| Error::Invalid(format!("--change {ch:?}: bad JSON array: {e}")))
+                serde_json::from_str::<Vec<String>>(s)
+                    .map_err(|e| Error::Invalid(format!("--change {ch:?}: bad JSON array: {e}")))
             } else {
                 Ok(vec!["/bin/sh".into(), "-c".into(), s.to_string()])
             }
@@ -123,7 +124,9 @@ pub fn apply_changes(cfg: &mut oci_spec::image::Config, changes: &[String]) -> R
                 cfg.set_env(Some(env));
             }
             "LABEL" => {
-                let (k, v) = rest.split_once('=').ok_or_else(|| Error::Invalid(format!("--change {ch:?}: LABEL needs key=value")))?;
+                let (k, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| Error::Invalid(format!("--change {ch:?}: LABEL needs key=value")))?;
                 let mut l = cfg.labels().clone().unwrap_or_default();
                 l.insert(k.trim_matches('"').to_string(), v.trim_matches('"').to_string());
                 cfg.set_labels(Some(l));
@@ -142,7 +145,14 @@ pub fn apply_changes(cfg: &mut oci_spec::image::Config, changes: &[String]) -> R
 }
 
 /// `cove import FILE|- [REF]`.
-pub fn import(db: &mut Db, store: &Store, reader: impl std::io::Read, reference: Option<&str>, changes: &[String], opts: &UnpackOptions) -> Result<String> {
+pub fn import(
+    db: &mut Db,
+    store: &Store,
+    reader: impl std::io::Read,
+    reference: Option<&str>,
+    changes: &[String],
+    opts: &UnpackOptions,
+) -> Result<String> {
     let tag = reference.map(cove_oci::normalize_image_name).transpose()?;
     let mut cfg = oci_spec::image::Config::default();
     apply_changes(&mut cfg, changes)?;
@@ -152,7 +162,12 @@ pub fn import(db: &mut Db, store: &Store, reader: impl std::io::Read, reference:
 }
 
 /// `cove load -i FILE`: returns `(id, tags)` of every image loaded.
-pub fn load(db: &mut Db, store: &Store, path: &std::path::Path, opts: &UnpackOptions) -> Result<Vec<(String, Vec<String>)>> {
+pub fn load(
+    db: &mut Db,
+    store: &Store,
+    path: &std::path::Path,
+    opts: &UnpackOptions,
+) -> Result<Vec<(String, Vec<String>)>> {
     let imgs = store.load(path, &keeping_blobs(opts))?;
     let mut out = vec![];
     for img in &imgs {
@@ -182,7 +197,9 @@ pub struct Removed {
 /// `cove rmi [-f] NAME`: untags; deletes the image when no tag and no container is left.
 pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Removed> {
     let img = resolve(db, name)?;
-    let by_name = cove_oci::normalize_image_name(name).ok().filter(|n| db.tag_target(n).ok().flatten().as_deref() == Some(img.id.as_str()));
+    let by_name = cove_oci::normalize_image_name(name)
+        .ok()
+        .filter(|n| db.tag_target(n).ok().flatten().as_deref() == Some(img.id.as_str()));
     let tags: Vec<String> = db.tags()?.into_iter().filter(|(_, id)| *id == img.id).map(|(n, _)| n).collect();
     let mut out = Removed::default();
     let users: Vec<String> = db.containers()?.into_iter().filter(|c| c.image_id == img.id).map(|c| c.name).collect();
@@ -268,7 +285,18 @@ mod tests {
     #[test]
     fn changes() {
         let mut c = oci_spec::image::Config::default();
-        apply_changes(&mut c, &["CMD [\"sh\",\"-c\",\"x\"]".into(), "ENV A=1".into(), "ENV B 2".into(), "WORKDIR /w".into(), "ENTRYPOINT echo hi".into(), "EXPOSE 80 53/udp".into()]).unwrap();
+        apply_changes(
+            &mut c,
+            &[
+                "CMD [\"sh\",\"-c\",\"x\"]".into(),
+                "ENV A=1".into(),
+                "ENV B 2".into(),
+                "WORKDIR /w".into(),
+                "ENTRYPOINT echo hi".into(),
+                "EXPOSE 80 53/udp".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.cmd().as_ref().unwrap(), &["sh", "-c", "x"]);
         assert_eq!(c.entrypoint().as_ref().unwrap(), &["/bin/sh", "-c", "echo hi"]);
         assert_eq!(c.env().as_ref().unwrap(), &["A=1", "B=2"]);

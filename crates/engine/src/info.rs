@@ -3,9 +3,8 @@
 use crate::Dirs;
 use serde_json::json;
 
-pub use crate::storage::{storage_driver, storage_driver_reason, unpack_options, Driver};
 use crate::storage::tool;
-
+pub use crate::storage::{storage_driver, storage_driver_reason, unpack_options, Driver};
 
 fn dev_access(path: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
@@ -27,7 +26,8 @@ pub fn report(dirs: &Dirs, mapping: Option<&cove_runtime::userns::IdMapping>) ->
     let (driver, why) = storage_driver_reason(dirs);
     let cg = cove_cgroups::detect(dirs.rootless);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let keeper = cove_runtime::userns::live_keeper(&cove_runtime::userns::KeeperPaths::new(&dirs.run)).map(|p| p.as_raw());
+    let keeper =
+        cove_runtime::userns::live_keeper(&cove_runtime::userns::KeeperPaths::new(&dirs.run)).map(|p| p.as_raw());
     json!({
         "Rootless": dirs.rootless,
         "User": { "Name": dirs.user_name, "Uid": dirs.uid, "Gid": dirs.gid },

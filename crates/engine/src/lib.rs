@@ -6,19 +6,21 @@
 //! seccomp), and driving the runtime. It must not parse command lines (the CLI does) and
 //! contains no unchecked FFI code (that is the sys crate's).
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod config;
+pub mod container;
 pub mod db;
 pub mod dirs;
 pub mod distribution;
 mod etc;
 pub mod exe;
-pub mod config;
-pub mod container;
 pub mod identity;
 pub mod images;
 pub mod info;
-pub mod limits;
 pub mod lifecycle;
+pub mod limits;
 pub mod logs;
 pub mod monitor;
 pub mod netd;
@@ -142,7 +144,7 @@ pub(crate) fn spawn_helper(argv0: &str, verb: &str, args: &[String]) -> Result<S
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     // The installed file, not a sealed copy we may run from: the network helper meets no
     // container, and the monitor seals itself (a copy held by a long-lived helper is memory).
-    let exe = crate::exe::installed()?;
+    let exe = exe::installed()?;
     match cove_sys::fork().map_err(|e| Error::Other(format!("fork {verb}: {e}")))? {
         None => {
             drop(r);
@@ -185,10 +187,10 @@ mod tests {
     fn a_port_in_use_stays_a_conflict_through_the_runtime() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let specs = crate::ports::specs(&[format!("127.0.0.1:{port}:80")], false, &[]).unwrap();
-        let ep = crate::ports::Target { ip: "10.90.0.2".parse().unwrap(), ip6: None };
+        let specs = ports::specs(&[format!("127.0.0.1:{port}:80")], false, &[]).unwrap();
+        let ep = ports::Target { ip: "10.90.0.2".parse().unwrap(), ip6: None };
         let d = tempfile::tempdir().unwrap();
-        let e = crate::ports::publish(d.path(), d.path(), "abc", &specs, Some(ep)).unwrap_err();
+        let e = ports::publish(d.path(), d.path(), "abc", &specs, Some(ep)).unwrap_err();
         assert!(matches!(e, Error::Conflict(_)), "{e:?}");
         // What the runtime returns when the hook failed: the hook's typed error again.
         let kept = HookError::default();

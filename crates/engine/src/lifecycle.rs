@@ -4,8 +4,8 @@
 
 use crate::db::{ContainerRow, ContainerState};
 use crate::monitor::live_pid;
-use crate::state::Engine;
 use crate::spec::RunRequest;
+use crate::state::Engine;
 use crate::{Error, IoContext, Result};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -121,7 +121,13 @@ pub fn stop(eng: &mut Engine, key: &str, timeout: Option<i64>) -> Result<()> {
     }
     let req = c.request()?;
     // Checked by `prepare`: one that no longer parses is a corrupt row.
-    let sig = req.stop_signal.as_deref().map(parse_signal).transpose().map_err(|e| Error::Corrupt(format!("container {} has a corrupt stop signal: {e}", c.name)))?.unwrap_or(Signal::SIGTERM);
+    let sig = req
+        .stop_signal
+        .as_deref()
+        .map(parse_signal)
+        .transpose()
+        .map_err(|e| Error::Corrupt(format!("container {} has a corrupt stop signal: {e}", c.name)))?
+        .unwrap_or(Signal::SIGTERM);
     let timeout = timeout.or(req.stop_timeout).unwrap_or(10).max(0) as u64;
     kill(eng, &c.id, sig)?;
     if wait_exit(eng, &c.id, Duration::from_secs(timeout))? {
@@ -143,7 +149,11 @@ pub fn wait(eng: &mut Engine, key: &str) -> Result<i64> {
         if let Some((_, code)) = reconcile_collect(eng)?.into_iter().find(|(id, _)| *id == c.id) {
             return Ok(code);
         }
-        if !eng.db.container(&c.id)?.is_some_and(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting) {
+        if !eng
+            .db
+            .container(&c.id)?
+            .is_some_and(|c| c.state == ContainerState::Running || c.state == ContainerState::Restarting)
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -191,7 +201,8 @@ pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
     reconcile(eng)?;
     let mut out = vec![];
     for c in eng.db.containers()? {
-        if c.state != ContainerState::Running && live_pid(&eng.dirs.container_run(&c.id).join("monitor.pid")).is_none() {
+        if c.state != ContainerState::Running && live_pid(&eng.dirs.container_run(&c.id).join("monitor.pid")).is_none()
+        {
             out.push(remove(eng, &c.id, false)?);
         }
     }
@@ -209,7 +220,13 @@ pub struct LogsOptions {
 }
 
 /// `cove logs`: writes stdout records to `out` and stderr records to `err`.
-pub fn logs(eng: &mut Engine, key: &str, o: &LogsOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> Result<()> {
+pub fn logs(
+    eng: &mut Engine,
+    key: &str,
+    o: &LogsOptions,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> Result<()> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let path = eng.dirs.container(&c.id).join("container.log");
@@ -287,13 +304,21 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == ContainerState::Running).then(|| live_pid(&rd.join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running)
+        .then(|| live_pid(&rd.join("pid")))
+        .flatten()
+        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     if o.args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&std::fs::read(eng.dirs.container(&c.id).join("config.json")).ctx(|| "read config.json".into())?)
-        .map_err(|e| Error::Corrupt(format!("container {} has a corrupt config.json: {e}", c.name)))?;
-    let mut process = spec.process().clone().ok_or_else(|| Error::Corrupt(format!("container {} has a config.json without a process", c.name)))?;
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(
+        &std::fs::read(eng.dirs.container(&c.id).join("config.json")).ctx(|| "read config.json".into())?,
+    )
+    .map_err(|e| Error::Corrupt(format!("container {} has a corrupt config.json: {e}", c.name)))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| Error::Corrupt(format!("container {} has a config.json without a process", c.name)))?;
     process.set_args(Some(o.args.clone()));
     process.set_terminal(Some(o.tty));
     let mut env = process.env().clone().unwrap_or_default();
@@ -307,7 +332,10 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         }
     }
     if let Some(u) = &o.user {
-        let img = eng.db.image(&c.image_id)?.ok_or_else(|| Error::NotFound(format!("image of container {} is gone", c.name)))?;
+        let img = eng
+            .db
+            .image(&c.image_id)?
+            .ok_or_else(|| Error::NotFound(format!("image of container {} is gone", c.name)))?;
         // The container's generated passwd/group (when its user was synthesized) are what it
         // sees; else the image's.
         let dir = eng.dirs.container(&c.id);
@@ -337,7 +365,11 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
                 if generated {
                     use std::io::Write;
                     let line = format!("{name}:x:{}:{}:{name}:/tmp:/bin/sh\n", r.uid, r.gid);
-                    std::fs::OpenOptions::new().append(true).open(dir.join("passwd")).and_then(|mut f| f.write_all(line.as_bytes())).ctx(|| "update the container's passwd".into())?;
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(dir.join("passwd"))
+                        .and_then(|mut f| f.write_all(line.as_bytes()))
+                        .ctx(|| "update the container's passwd".into())?;
                 }
                 (name, "/tmp".to_string())
             }
@@ -367,7 +399,13 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     // Never cove's own descriptors: pipes without -t, a pty of the container's with it.
     let (stdio, pipes) = crate::tty::Relay::new(o.tty, o.interactive)?;
     let sfd = crate::tty::block_signals()?;
-    let j = cove_runtime::join::spawn_in(Pid::from_raw(pid), &process, seccomp.as_ref(), stdio, Some(&eng.dirs.seccomp_cache()))?;
+    let j = cove_runtime::join::spawn_in(
+        Pid::from_raw(pid),
+        &process,
+        seccomp.as_ref(),
+        stdio,
+        Some(&eng.dirs.seccomp_cache()),
+    )?;
     crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive, None)
 }
 
@@ -375,7 +413,10 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
 pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    let pid = (c.state == ContainerState::Running).then(|| live_pid(&eng.dirs.container_run(&c.id).join("pid"))).flatten().ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running)
+        .then(|| live_pid(&eng.dirs.container_run(&c.id).join("pid")))
+        .flatten()
+        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ctx(|| "read pid namespace".into())?;
     let mut rows = vec![];
     for e in std::fs::read_dir("/proc").ctx(|| "read /proc".into())?.flatten() {
@@ -385,9 +426,18 @@ pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
         }
         let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).split('\0').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
-        let uid = std::fs::read_to_string(format!("/proc/{p}/status")).ok().and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(String::from))).unwrap_or_default();
+        let uid = std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(String::from))
+            })
+            .unwrap_or_default();
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ticks: u64 = stat.rfind(')').map(|i| &stat[i + 2..]).map(|r| r.split_whitespace().skip(11).take(2).filter_map(|x| x.parse::<u64>().ok()).sum()).unwrap_or(0);
+        let ticks: u64 = stat
+            .rfind(')')
+            .map(|i| &stat[i + 2..])
+            .map(|r| r.split_whitespace().skip(11).take(2).filter_map(|x| x.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
         let secs = ticks / 100;
         rows.push([p.to_string(), uid, format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60), cmd]);
     }
@@ -398,8 +448,12 @@ pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
 /// Status text for `ps`, as Docker words it.
 pub fn status_text(c: &ContainerRow, ago: impl Fn(&str) -> String) -> String {
     match c.state {
-        ContainerState::Exited => format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(&ago).unwrap_or_default()),
-        ContainerState::Running => format!("Up {}", c.started_at.as_deref().map(&ago).unwrap_or_default().trim_end_matches(" ago")),
+        ContainerState::Exited => {
+            format!("Exited ({}) {}", c.exit_code.unwrap_or(0), c.finished_at.as_deref().map(&ago).unwrap_or_default())
+        }
+        ContainerState::Running => {
+            format!("Up {}", c.started_at.as_deref().map(&ago).unwrap_or_default().trim_end_matches(" ago"))
+        }
         ContainerState::Created => "Created".into(),
         s => s.to_string(),
     }
@@ -415,7 +469,8 @@ pub fn attach(eng: &mut Engine, key: &str) -> Result<i64> {
         return Err(Error::Conflict(format!("you cannot attach to a stopped container, start it first ({})", c.name)));
     }
     let rd = eng.dirs.container_run(&c.id);
-    let sock = crate::with_short_path(&rd, "attach.sock", |p| std::os::unix::net::UnixStream::connect(p)).ctx(|| format!("attach to {}", c.name))?;
+    let sock = crate::with_short_path(&rd, "attach.sock", |p| std::os::unix::net::UnixStream::connect(p))
+        .ctx(|| format!("attach to {}", c.name))?;
     let tty = c.request()?.tty;
     let pid = live_pid(&rd.join("pid"));
     let sfd = crate::tty::block_signals()?;
@@ -477,7 +532,14 @@ mod tests {
     use super::*;
 
     fn engine(d: &std::path::Path) -> Engine {
-        let dirs = crate::Dirs { data: d.join("data"), run: d.join("run"), rootless: true, uid: 1000, gid: 1000, user_name: "u".into() };
+        let dirs = crate::Dirs {
+            data: d.join("data"),
+            run: d.join("run"),
+            rootless: true,
+            uid: 1000,
+            gid: 1000,
+            user_name: "u".into(),
+        };
         std::fs::create_dir_all(dirs.containers()).unwrap();
         std::fs::create_dir_all(&dirs.run).unwrap();
         let db = crate::db::Db::open(&dirs.db_path()).unwrap();

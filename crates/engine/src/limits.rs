@@ -4,7 +4,12 @@
 /// Sets up cgroups for the spec's resources, warning (not failing) where the host cannot
 /// apply them.
 pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: bool) -> Option<cove_cgroups::Cgroup> {
-    let limits = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).map(cove_cgroups::Limits::from_oci).unwrap_or_default();
+    let limits = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .map(cove_cgroups::Limits::from_oci)
+        .unwrap_or_default();
     if limits.is_empty() {
         return None;
     }
@@ -28,4 +33,3 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
         }
     }
 }
-

@@ -30,11 +30,16 @@ impl LogOpts {
     pub fn parse(opts: &[String]) -> Result<LogOpts> {
         let mut o = LogOpts::default();
         for kv in opts {
-            let (k, v) = kv.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid --log-opt {kv:?}: expected key=value")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Error::Invalid(format!("invalid --log-opt {kv:?}: expected key=value")))?;
             match k {
                 "max-size" => o.max_size = if v == "-1" { 0 } else { crate::request::parse_size(v)? as u64 },
                 "max-file" => {
-                    o.max_file = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| Error::Invalid(format!("invalid max-file {v:?}: must be a positive number")))?
+                    o.max_file =
+                        v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            Error::Invalid(format!("invalid max-file {v:?}: must be a positive number"))
+                        })?
                 }
                 "mode" | "tag" | "labels" | "env" | "compress" => {}
                 _ => return Err(Error::Invalid(format!("unknown log opt {k:?} for the json-file driver"))),
@@ -144,7 +149,10 @@ mod tests {
 
     #[test]
     fn opts_and_times() {
-        assert_eq!(LogOpts::parse(&["max-size=1m".into(), "max-file=5".into()]).unwrap(), LogOpts { max_size: 1 << 20, max_file: 5 });
+        assert_eq!(
+            LogOpts::parse(&["max-size=1m".into(), "max-file=5".into()]).unwrap(),
+            LogOpts { max_size: 1 << 20, max_file: 5 }
+        );
         assert!(LogOpts::parse(&["max-file=0".into()]).is_err());
         assert!(LogOpts::parse(&["bogus=1".into()]).is_err());
         assert_eq!(parse_time("10m", 1000).unwrap(), 400);

@@ -93,7 +93,8 @@ pub struct LegacyPorts {
 impl MonitorConfig {
     /// Decodes monitor.json, older layouts included (their `-p` strings parsed once, here).
     pub fn decode(bytes: &[u8]) -> Result<MonitorConfig> {
-        let mut cfg: MonitorConfig = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("monitor.json: {e}")))?;
+        let mut cfg: MonitorConfig =
+            serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("monitor.json: {e}")))?;
         let old = std::mem::take(&mut cfg.legacy);
         if cfg.ports.is_empty() && (!old.publish.is_empty() || old.publish_all) {
             cfg.ports = crate::ports::specs(&old.publish, old.publish_all, &old.exposed)?;
@@ -132,7 +133,8 @@ impl NetFrom {
     /// Opens the namespace of the other container's running PID 1, checked against its pid
     /// file after the open, so a pid reused in between cannot slip in.
     fn open(&self) -> Result<OwnedFd> {
-        let not_running = || Error::Conflict(format!("cannot join the network of container {}: it is not running", self.name));
+        let not_running =
+            || Error::Conflict(format!("cannot join the network of container {}: it is not running", self.name));
         let pid_file = self.run_dir.join("pid");
         let pid = live_pid(&pid_file).ok_or_else(not_running)?;
         let ns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|_| not_running())?.into();
@@ -163,7 +165,12 @@ pub use cove_monitor::{live_pid, start_time, write_pid_file};
 /// Entry point of `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]` (the last argument
 /// when `cove-monitor` hands back after PID 1 exited; FD is then `-`). Never returns.
 pub fn main(dir: &Path, run_dir: &Path, report_fd: Option<OwnedFd>, state: Option<&std::ffi::OsStr>) -> ! {
-    let code = match state.map(Exited::parse).transpose().map_err(Error::from).and_then(|resumed| monitor(dir, run_dir, report_fd, resumed)) {
+    let code = match state
+        .map(Exited::parse)
+        .transpose()
+        .map_err(Error::from)
+        .and_then(|resumed| monitor(dir, run_dir, report_fd, resumed))
+    {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("monitor: {e}");
@@ -216,7 +223,8 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     }
     let read = |name: &str| std::fs::read(dir.join(name)).ctx(|| format!("read {}", dir.join(name).display()));
     let parsed = (|| -> Result<(oci_spec::runtime::Spec, MonitorConfig)> {
-        let spec = serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Corrupt(format!("config.json: {e}")))?;
+        let spec =
+            serde_json::from_slice(&read("config.json")?).map_err(|e| Error::Corrupt(format!("config.json: {e}")))?;
         let cfg = MonitorConfig::decode(&read("monitor.json")?)?;
         Ok((spec, cfg))
     })();
@@ -250,7 +258,8 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         set.add(s);
     }
     set.thread_block().map_err(|e| Error::Other(format!("sigprocmask: {e}")))?;
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| Error::Other(format!("signalfd: {e}")))?;
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
     let cg = crate::limits::cgroup_for_limits(&cfg.id, &spec, cfg.rootless);
     let mut restarts = resumed.map(|e| e.restarts).unwrap_or(0);
     // Exit code of the run that just ended (given by the pump when it handed back to us).
@@ -263,7 +272,10 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 break;
             }
             restarts += 1;
-            let _ = log.write("stderr", format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes());
+            let _ = log.write(
+                "stderr",
+                format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes(),
+            );
             std::thread::sleep(backoff(restarts));
             if run_dir.join("stopped").exists() || !dir.exists() {
                 cove_monitor::write_exit(run_dir, code, restarts - 1);
@@ -312,7 +324,17 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
 /// Execs `cove-monitor` with the container's descriptors (made inheritable) and an `O_PATH`
 /// descriptor of this binary to come back through. Returns only on failure.
 #[allow(clippy::too_many_arguments)]
-fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, attach: Option<&std::os::unix::net::UnixListener>, cfg: &MonitorConfig, dir: &Path, run_dir: &Path, restarts: u32) -> Error {
+fn hand_to_pump(
+    bin: &Path,
+    pid: Pid,
+    out: &OwnedFd,
+    err: Option<&OwnedFd>,
+    attach: Option<&std::os::unix::net::UnixListener>,
+    cfg: &MonitorConfig,
+    dir: &Path,
+    run_dir: &Path,
+    restarts: u32,
+) -> Error {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
     use std::os::fd::AsRawFd;
     // The way back is the installed file, not our sealed copy: the pump lives in the host's
@@ -357,7 +379,12 @@ fn hand_to_pump(bin: &Path, pid: Pid, out: &OwnedFd, err: Option<&OwnedFd>, atta
 
 type Started = (Pid, OwnedFd, Option<OwnedFd>);
 
-fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&cove_cgroups::Cgroup>, run_dir: &Path) -> Result<Started> {
+fn start_once(
+    spec: &oci_spec::runtime::Spec,
+    cfg: &MonitorConfig,
+    cg: Option<&cove_cgroups::Cgroup>,
+    run_dir: &Path,
+) -> Result<Started> {
     let null_in: OwnedFd = std::fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?.into();
     let hook_error = crate::HookError::default();
     let add = |pid: Pid| -> std::result::Result<(), String> {
@@ -368,21 +395,49 @@ fn start_once(spec: &oci_spec::runtime::Spec, cfg: &MonitorConfig, cg: Option<&c
             Some(run) => {
                 let db = cfg.db.clone().unwrap_or_default();
                 crate::network::attach(run, &db, pid.as_raw(), &cfg.endpoints, cfg.config.as_deref())?;
-                crate::ports::publish(run, run_dir, &cfg.id, &cfg.ports, cfg.endpoints.first().map(crate::network::Endpoint::port_target)).map_err(|e| hook_error.keep(e))
+                crate::ports::publish(
+                    run,
+                    run_dir,
+                    &cfg.id,
+                    &cfg.ports,
+                    cfg.endpoints.first().map(crate::network::Endpoint::port_target),
+                )
+                .map_err(|e| hook_error.keep(e))
             }
             None => Ok(()),
         }
     };
     if cfg.tty {
-        let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Pty, on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() }).map_err(|e| hook_error.or(e))?;
-        let master = c.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
+        let c = cove_runtime::create(CreateOptions {
+            spec,
+            rootfs: cfg.rootfs.clone(),
+            rootless: cfg.rootless,
+            stdio: Stdio::Pty,
+            on_pid: Some(&add),
+            userns: cfg.userns.clone(),
+            seccomp_cache: cfg.seccomp_dir.clone(),
+        })
+        .map_err(|e| hook_error.or(e))?;
+        let master =
+            c.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
         let pid = c.start()?;
         let master = master.ok_or_else(|| Error::Other("no pty from the container".into()))?;
         return Ok((pid, master, None));
     }
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let c = cove_runtime::create(CreateOptions { spec, rootfs: cfg.rootfs.clone(), rootless: cfg.rootless, stdio: Stdio::Fds(null_in, out_w, err_w), on_pid: Some(&add), userns: cfg.userns.clone(), seccomp_cache: cfg.seccomp_dir.clone() }).map_err(|e| hook_error.or(e))?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let c = cove_runtime::create(CreateOptions {
+        spec,
+        rootfs: cfg.rootfs.clone(),
+        rootless: cfg.rootless,
+        stdio: Stdio::Fds(null_in, out_w, err_w),
+        on_pid: Some(&add),
+        userns: cfg.userns.clone(),
+        seccomp_cache: cfg.seccomp_dir.clone(),
+    })
+    .map_err(|e| hook_error.or(e))?;
     let pid = c.start()?;
     Ok((pid, out_r, Some(err_r)))
 }
@@ -413,7 +468,10 @@ mod tests {
         };
         let json = serde_json::to_vec(&cfg).unwrap();
         let back = MonitorConfig::decode(&json).unwrap();
-        assert_eq!((back.restart, back.log_opts, &back.ports, &back.user_run_dir), (cfg.restart, cfg.log_opts, &cfg.ports, &cfg.user_run_dir));
+        assert_eq!(
+            (back.restart, back.log_opts, &back.ports, &back.user_run_dir),
+            (cfg.restart, cfg.log_opts, &cfg.ports, &cfg.user_run_dir)
+        );
         let text = String::from_utf8(json).unwrap();
         assert!(!text.contains("\"publish\"") && text.contains("\"log_opts\""), "{text}");
         // What containers created before the plan have: `log` as a pair, `run`, `-p` strings.

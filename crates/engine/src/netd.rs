@@ -96,8 +96,11 @@ pub fn sync(run: &Path, db: &Path) -> Result<()> {
     if !running(run) {
         return Ok(());
     }
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| Error::Other(format!("open {}: {e}", db.display())))?;
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Other(format!("open {}: {e}", db.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let t = table(&conn).map_err(|e| Error::Other(format!("read {}: {e}", db.display())))?;
     Ok(cove_netd::client::sync(run, &t)?)
@@ -123,10 +126,16 @@ mod tests {
         let t = table(&db.conn).unwrap();
         assert_eq!(t.networks.len(), 1);
         let n = &t.networks[0];
-        assert_eq!((n.name.as_str(), n.bridge.as_str(), n.internal, n.allow_host_loopback), ("web", "cove-n1", true, Some(true)));
+        assert_eq!(
+            (n.name.as_str(), n.bridge.as_str(), n.internal, n.allow_host_loopback),
+            ("web", "cove-n1", true, Some(true))
+        );
         assert_eq!(n.dns, vec!["192.0.2.1:53".parse::<SocketAddr>().unwrap()]);
         let e = &t.endpoints[0];
-        assert_eq!((e.name.as_str(), e.aliases.clone(), e.ip), ("db", vec!["pg".to_string()], "10.97.3.2".parse::<IpAddr>().unwrap()));
+        assert_eq!(
+            (e.name.as_str(), e.aliases.clone(), e.ip),
+            ("db", vec!["pg".to_string()], "10.97.3.2".parse::<IpAddr>().unwrap())
+        );
         // The container's own resolvers come from its run request.
         assert_eq!(e.dns, vec!["192.0.2.53:53".parse::<SocketAddr>().unwrap()]);
     }

@@ -113,7 +113,8 @@ pub struct NetOptions {
     pub allow_host_loopback: Option<bool>,
 }
 
-const SELECT: &str = "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
+const SELECT: &str =
+    "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
 
 pub fn list(eng: &Engine) -> Result<Vec<NetworkRow>> {
     let mut st = eng.db.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
@@ -137,7 +138,9 @@ pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
     }
     // Docker's name for its default network (as `--network bridge` is cove's default).
     if key == "bridge" {
-        if let Some(r) = eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [DEFAULT_NETWORK], row).optional()? {
+        if let Some(r) =
+            eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [DEFAULT_NETWORK], row).optional()?
+        {
             return Ok(r);
         }
     }
@@ -189,16 +192,26 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
                 // IPv6 needs 1280; pasta's and slirp4netns's links carry 65520.
                 let min = if ipv6 { 1280 } else { 68 };
                 let mtu = v.parse::<u32>().ok().filter(|m| (min..=65520).contains(m));
-                o.mtu = Some(mtu.ok_or_else(|| Error::Invalid(format!("invalid option {kv:?}: the MTU is a number from {min} to 65520")))?);
+                o.mtu = Some(mtu.ok_or_else(|| {
+                    Error::Invalid(format!("invalid option {kv:?}: the MTU is a number from {min} to 65520"))
+                })?);
             }
             "allow_host_loopback" => {
                 o.allow_host_loopback = Some(match v {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(Error::Invalid(format!("invalid option {kv:?}: allow_host_loopback is true or false"))),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "invalid option {kv:?}: allow_host_loopback is true or false"
+                        )))
+                    }
                 });
             }
-            _ => return Err(Error::Invalid(format!("unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback)"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                "unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback)"
+            )))
+            }
         }
     }
     Ok(o)
@@ -206,26 +219,39 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
 
 /// The subnet (given, or the pool's next free one) and gateway (given, or the first address)
 /// of one address family of a new network.
-fn subnet_and_gateway(subnet: Option<&str>, gateway: Option<&str>, taken: &[(String, Subnet)], pool: SubnetPool, v6: bool) -> Result<cove_net::ipam::Ipam> {
+fn subnet_and_gateway(
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    taken: &[(String, Subnet)],
+    pool: SubnetPool,
+    v6: bool,
+) -> Result<cove_net::ipam::Ipam> {
     let subnet = match subnet {
         Some(text) => {
             // Docker's rule: a CIDR. A bare address used to make a /32 whose every run
             // failed with "no free address".
             if !text.contains('/') {
-                return Err(Error::Invalid(format!("invalid --subnet {text:?}: a CIDR (ADDRESS/PREFIX, e.g. 10.91.0.0/24) is required")));
+                return Err(Error::Invalid(format!(
+                    "invalid --subnet {text:?}: a CIDR (ADDRESS/PREFIX, e.g. 10.91.0.0/24) is required"
+                )));
             }
             let s: Subnet = text.parse().map_err(|e: cove_net::Error| Error::Invalid(e.to_string()))?;
             if s.is_ipv4() == v6 {
-                return Err(Error::Invalid(format!("--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6")));
+                return Err(Error::Invalid(format!(
+                    "--subnet {s}: one IPv4 subnet per network, and one IPv6 subnet with --ipv6"
+                )));
             }
-            if let Some((what, other)) = host_subnets(v6).into_iter().find(|(_, h)| h.contains(s.network()) || s.contains(h.network())) {
+            if let Some((what, other)) =
+                host_subnets(v6).into_iter().find(|(_, h)| h.contains(s.network()) || s.contains(h.network()))
+            {
                 return Err(Error::Conflict(format!("subnet {s} overlaps {other}, {what}: pick another subnet")));
             }
             cove_net::ipam::ensure_no_overlap(&s, taken).map_err(|e| Error::Conflict(e.to_string()))?;
             s
         }
         None => {
-            let t: Vec<Subnet> = taken.iter().map(|(_, s)| *s).chain(host_subnets(v6).into_iter().map(|(_, s)| s)).collect();
+            let t: Vec<Subnet> =
+                taken.iter().map(|(_, s)| *s).chain(host_subnets(v6).into_iter().map(|(_, s)| s)).collect();
             pool.pick(&t).map_err(|e| Error::Conflict(format!("no free subnet for a new network: {e}")))?
         }
     };
@@ -252,11 +278,19 @@ fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
             let (Some(dest), Some(len), Some(dev)) = (f.first(), f.get(1), f.last()) else { continue };
             let (Ok(bits), Ok(len)) = (u128::from_str_radix(dest, 16), u8::from_str_radix(len, 16)) else { continue };
             let addr = std::net::Ipv6Addr::from(bits);
-            if len == 0 || len == 128 || *dev == "lo" || addr.segments()[0] & 0xffc0 == 0xfe80 || addr.segments()[0] & 0xff00 == 0xff00 {
+            if len == 0
+                || len == 128
+                || *dev == "lo"
+                || addr.segments()[0] & 0xffc0 == 0xfe80
+                || addr.segments()[0] & 0xff00 == 0xff00
+            {
                 continue;
             }
             if let Ok(s) = Subnet::new(IpAddr::V6(addr), len) {
-                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+                out.push((
+                    format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"),
+                    s,
+                ));
             }
         }
     } else {
@@ -274,7 +308,10 @@ fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
                 continue;
             }
             if let Ok(s) = Subnet::new(IpAddr::V4(addr), len) {
-                out.push((format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"), s));
+                out.push((
+                    format!("the host's route on {dev} (copied into cove's network namespace for outbound access)"),
+                    s,
+                ));
             }
         }
         if let Ok(s) = "10.0.2.0/24".parse() {
@@ -286,7 +323,13 @@ fn host_subnets(v6: bool) -> Vec<(String, Subnet)> {
 
 /// `-o`, `--dns`, `--ip-range` and `--aux-address` of `network create`, checked against the
 /// network's subnets and gateways.
-fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Option<Subnet>, gateway6: Option<IpAddr>) -> Result<NetOptions> {
+fn net_options(
+    o: &CreateOptions,
+    subnet: Subnet,
+    gateway: IpAddr,
+    subnet6: Option<Subnet>,
+    gateway6: Option<IpAddr>,
+) -> Result<NetOptions> {
     let mut options = parse_options(&o.options, subnet6.is_some())?;
     if o.internal && options.allow_host_loopback == Some(true) {
         return Err(Error::Invalid("-o allow_host_loopback=true: an --internal network reaches nothing outside it, the host's loopback neither".into()));
@@ -296,8 +339,10 @@ fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Opti
     }
     for r in &o.ip_ranges {
         let range: Subnet = r.parse().map_err(|e: cove_net::Error| Error::Invalid(format!("--ip-range: {e}")))?;
-        let (within, slot) = if range.is_ipv4() { (Some(subnet), &mut options.ip_range) } else { (subnet6, &mut options.ip_range6) };
-        let within = within.ok_or_else(|| Error::Invalid(format!("--ip-range {r}: the network has no IPv6 subnet (--ipv6)")))?;
+        let (within, slot) =
+            if range.is_ipv4() { (Some(subnet), &mut options.ip_range) } else { (subnet6, &mut options.ip_range6) };
+        let within =
+            within.ok_or_else(|| Error::Invalid(format!("--ip-range {r}: the network has no IPv6 subnet (--ipv6)")))?;
         cove_net::ipam::Ipam::new(within).with_range(range).map_err(|e| Error::Invalid(format!("--ip-range: {e}")))?;
         if slot.replace(range.to_string()).is_some() {
             return Err(Error::Invalid("--ip-range: at most one per address family".into()));
@@ -319,19 +364,27 @@ fn net_options(o: &CreateOptions, subnet: Subnet, gateway: IpAddr, subnet6: Opti
 /// `cove network create`.
 pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<NetworkRow> {
     // `bridge` is Docker's name for the default network, and `--network bridge` is cove's.
-    if cove_oci::validate_name(name).is_err() || ["none", "host", "bridge"].contains(&name) || name.starts_with("container:") {
+    if cove_oci::validate_name(name).is_err()
+        || ["none", "host", "bridge"].contains(&name)
+        || name.starts_with("container:")
+    {
         return Err(Error::Invalid(format!("invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (none, host and bridge are reserved)")));
     }
     let existing = list(eng)?;
     if existing.iter().any(|n| n.name == name) {
         return Err(Error::Conflict(format!("network with name {name} already exists")));
     }
-    let taken: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
+    let taken: Vec<(String, Subnet)> =
+        existing.iter().filter_map(|n| n.subnet.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
     let ipam = subnet_and_gateway(o.subnet.as_deref(), o.gateway.as_deref(), &taken, SubnetPool::default_v4(), false)?;
     let subnet = ipam.subnet();
     let (subnet6, gateway6) = if o.ipv6 || o.subnet6.is_some() {
-        let taken6: Vec<(String, Subnet)> = existing.iter().filter_map(|n| n.subnet6.as_ref()?.parse::<Subnet>().ok().map(|s| (n.name.clone(), s))).collect();
-        let ipam6 = subnet_and_gateway(o.subnet6.as_deref(), o.gateway6.as_deref(), &taken6, SubnetPool::default_v6(), true)?;
+        let taken6: Vec<(String, Subnet)> = existing
+            .iter()
+            .filter_map(|n| n.subnet6.as_ref()?.parse::<Subnet>().ok().map(|s| (n.name.clone(), s)))
+            .collect();
+        let ipam6 =
+            subnet_and_gateway(o.subnet6.as_deref(), o.gateway6.as_deref(), &taken6, SubnetPool::default_v6(), true)?;
         (Some(ipam6.subnet().to_string()), Some(ipam6.gateway().to_string()))
     } else {
         (None, None)
@@ -354,7 +407,10 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         labels,
         options,
     };
-    let (labels_json, options_json) = (serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()), serde_json::to_string(&r.options).unwrap_or_else(|_| "{}".into()));
+    let (labels_json, options_json) = (
+        serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()),
+        serde_json::to_string(&r.options).unwrap_or_else(|_| "{}".into()),
+    );
     eng.db
         .write(|tx| {
             tx.execute(
@@ -398,7 +454,8 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
     let n = find(eng, key)?;
     let users = endpoints_of(eng, &n.name)?;
     if !users.is_empty() {
-        let names: Vec<String> = users.iter().filter_map(|(id, _)| eng.db.container(id).ok().flatten().map(|c| c.name)).collect();
+        let names: Vec<String> =
+            users.iter().filter_map(|(id, _)| eng.db.container(id).ok().flatten().map(|c| c.name)).collect();
         return Err(Error::Conflict(format!("network {} has active endpoints ({})", n.name, names.join(", "))));
     }
     eng.db.write(|tx| {
@@ -467,7 +524,12 @@ pub fn prune(eng: &mut Engine, filters: &Filters) -> Result<Vec<String>> {
 
 /// Leases an address on each network for a new container (inside the caller's transaction,
 /// so two containers can never get the same address).
-pub fn lease(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], fixed: StaticIp) -> Result<Vec<Endpoint>> {
+pub fn lease(
+    tx: &rusqlite::Transaction<'_>,
+    container_id: &str,
+    nets: &[(NetworkRow, Vec<String>)],
+    fixed: StaticIp,
+) -> Result<Vec<Endpoint>> {
     lease_from(tx, container_id, nets, 0, fixed)
 }
 
@@ -506,36 +568,55 @@ impl StaticIp {
 }
 
 /// [`lease`], numbering the container's interfaces from `first` (eth<first>, ...).
-fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(NetworkRow, Vec<String>)], first: usize, fixed: StaticIp) -> Result<Vec<Endpoint>> {
+fn lease_from(
+    tx: &rusqlite::Transaction<'_>,
+    container_id: &str,
+    nets: &[(NetworkRow, Vec<String>)],
+    first: usize,
+    fixed: StaticIp,
+) -> Result<Vec<Endpoint>> {
     let mut out = vec![];
     for (k, (n, aliases)) in nets.iter().enumerate() {
         let i = first + k;
         let fixed = if k == 0 { fixed } else { StaticIp::default() };
         if fixed.v6.is_some() && n.subnet6.is_none() {
-            return Err(Error::Invalid(format!("--ip6: network {} has no IPv6 subnet (create it with --ipv6)", n.name)));
+            return Err(Error::Invalid(format!(
+                "--ip6: network {} has no IPv6 subnet (create it with --ipv6)",
+                n.name
+            )));
         }
         // A taken or unfit address asked for is the user's error (exit 125, a clear line).
         let ipam_err = |e: cove_net::Error| match (&e, fixed.is_empty()) {
-            (_, false) if !matches!(e, cove_net::Error::Exhausted { .. }) => Error::Invalid(format!("network {}: {e}", n.name)),
+            (_, false) if !matches!(e, cove_net::Error::Exhausted { .. }) => {
+                Error::Invalid(format!("network {}: {e}", n.name))
+            }
             _ => Error::Conflict(format!("network {}: {e}", n.name)),
         };
-        let subnet: Subnet = n.subnet.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
-        let gateway: IpAddr = n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
+        let subnet: Subnet = n
+            .subnet
+            .parse()
+            .map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad subnet: {e}", n.name)))?;
+        let gateway: IpAddr =
+            n.gateway.parse().map_err(|_| Error::Other(format!("network {}: bad gateway", n.name)))?;
         let aux_taken = |ip: Option<IpAddr>| -> Result<()> {
             match n.options.aux.iter().find(|(_, a)| Some(**a) == ip) {
-                Some((name, a)) => Err(Error::Invalid(format!("network {}: address {a} is reserved (--aux-address {name})", n.name))),
+                Some((name, a)) => {
+                    Err(Error::Invalid(format!("network {}: address {a} is reserved (--aux-address {name})", n.name)))
+                }
                 None => Ok(()),
             }
         };
         aux_taken(fixed.v4)?;
         aux_taken(fixed.v6)?;
         let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
-        let mut used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+        let mut used: HashSet<IpAddr> =
+            st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
         used.extend(n.options.aux.values());
-        let ranged = |ipam: cove_net::ipam::Ipam, range: &Option<String>| match range.as_deref().map(str::parse::<Subnet>) {
-            Some(Ok(r)) => ipam.with_range(r),
-            _ => Ok(ipam),
-        };
+        let ranged =
+            |ipam: cove_net::ipam::Ipam, range: &Option<String>| match range.as_deref().map(str::parse::<Subnet>) {
+                Some(Ok(r)) => ipam.with_range(r),
+                _ => Ok(ipam),
+            };
         let ip = cove_net::ipam::Ipam::with_gateway(subnet, gateway)
             .and_then(|ipam| ranged(ipam, &n.options.ip_range))
             .and_then(|ipam| ipam.allocate(&used, fixed.v4))
@@ -543,10 +624,14 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
         let ifname = format!("cv{}{}", &container_id[..10], i);
         let ip6 = match (&n.subnet6, &n.gateway6) {
             (Some(s6), Some(g6)) => {
-                let s6: Subnet = s6.parse().map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad IPv6 subnet: {e}", n.name)))?;
-                let g6: IpAddr = g6.parse().map_err(|_| Error::Other(format!("network {}: bad IPv6 gateway", n.name)))?;
+                let s6: Subnet = s6
+                    .parse()
+                    .map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad IPv6 subnet: {e}", n.name)))?;
+                let g6: IpAddr =
+                    g6.parse().map_err(|_| Error::Other(format!("network {}: bad IPv6 gateway", n.name)))?;
                 let mut st = tx.prepare("SELECT ip6 FROM endpoints WHERE network = ?1 AND ip6 IS NOT NULL")?;
-                let mut used: HashSet<IpAddr> = st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+                let mut used: HashSet<IpAddr> =
+                    st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
                 used.extend(n.options.aux.values());
                 let a = cove_net::ipam::Ipam::with_gateway(s6, g6)
                     .and_then(|ipam| ranged(ipam, &n.options.ip_range6))
@@ -558,9 +643,27 @@ fn lease_from(tx: &rusqlite::Transaction<'_>, container_id: &str, nets: &[(Netwo
         };
         tx.execute(
             "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![container_id, n.name, ip.to_string(), ifname, serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()), ip6.map(|(a, _, _)| a.to_string())],
+            params![
+                container_id,
+                n.name,
+                ip.to_string(),
+                ifname,
+                serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()),
+                ip6.map(|(a, _, _)| a.to_string())
+            ],
         )?;
-        out.push(Endpoint { network: n.name.clone(), bridge: n.bridge.clone(), ip, prefix_len: subnet.prefix_len(), gateway, ifname, aliases: aliases.clone(), ip6, mtu: n.options.mtu, mac: fixed.mac.map(cove_net::link::format_mac) });
+        out.push(Endpoint {
+            network: n.name.clone(),
+            bridge: n.bridge.clone(),
+            ip,
+            prefix_len: subnet.prefix_len(),
+            gateway,
+            ifname,
+            aliases: aliases.clone(),
+            ip6,
+            mtu: n.options.mtu,
+            mac: fixed.mac.map(cove_net::link::format_mac),
+        });
     }
     Ok(out)
 }
@@ -573,7 +676,13 @@ pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()>
 
 /// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
 /// `config`: the user's cove.conf, in case the network helper starts ([`crate::netd`]).
-pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoints: &[Endpoint], config: Option<&std::path::Path>) -> std::result::Result<(), String> {
+pub fn attach(
+    run_dir: &std::path::Path,
+    db: &std::path::Path,
+    pid: i32,
+    endpoints: &[Endpoint],
+    config: Option<&std::path::Path>,
+) -> std::result::Result<(), String> {
     if endpoints.is_empty() {
         return Ok(());
     }
@@ -610,14 +719,23 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
         // interface order; a later one adds it only when an earlier one did not: eth0 was
         // disconnected while the container was stopped, or by `connect` after it was).
         let gws: Vec<IpAddr> = std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect();
-        let spec = AttachSpec { bridge: &ep.bridge, host_ifname: &ep.ifname, container_ifname: &ifname, addrs: &addrs, gateways: &gws, mtu: ep.mtu, mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()) };
+        let spec = AttachSpec {
+            bridge: &ep.bridge,
+            host_ifname: &ep.ifname,
+            container_ifname: &ifname,
+            addrs: &addrs,
+            gateways: &gws,
+            mtu: ep.mtu,
+            mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()),
+        };
         tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
         // network namespace asynchronously): the name is this container's, so it goes.
         if let Ok(Some(stale)) = nl.link_index(&ep.ifname) {
             let _ = nl.delete_link(stale);
         }
-        cove_net::link::attach_container(&mut nl, container.as_fd(), &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))?;
+        cove_net::link::attach_container(&mut nl, container.as_fd(), &spec)
+            .map_err(|e| format!("attach to network {}: {e}", ep.network))?;
         tracing::debug!("attach: veth attached");
     }
     // The network's DNS answers for the container before it runs its first instruction.
@@ -625,13 +743,22 @@ pub fn attach(run_dir: &std::path::Path, db: &std::path::Path, pid: i32, endpoin
 }
 
 /// One `IPAM.Config` entry of `network inspect`, as Docker shows it.
-fn ipam_config(subnet: &str, gateway: Option<&str>, range: Option<&str>, aux: &BTreeMap<String, IpAddr>) -> serde_json::Value {
+fn ipam_config(
+    subnet: &str,
+    gateway: Option<&str>,
+    range: Option<&str>,
+    aux: &BTreeMap<String, IpAddr>,
+) -> serde_json::Value {
     let mut c = serde_json::json!({ "Subnet": subnet, "Gateway": gateway });
     if let Some(r) = range {
         c["IPRange"] = r.into();
     }
     let s: Option<Subnet> = subnet.parse().ok();
-    let mine: serde_json::Map<String, serde_json::Value> = aux.iter().filter(|(_, a)| s.is_some_and(|s| s.contains(**a))).map(|(k, a)| (k.clone(), a.to_string().into())).collect();
+    let mine: serde_json::Map<String, serde_json::Value> = aux
+        .iter()
+        .filter(|(_, a)| s.is_some_and(|s| s.contains(**a)))
+        .map(|(k, a)| (k.clone(), a.to_string().into()))
+        .collect();
     if !mine.is_empty() {
         c["AuxiliaryAddresses"] = mine.into();
     }
@@ -645,7 +772,16 @@ pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
         let name = eng.db.container(&cid)?.map(|c| c.name).unwrap_or_default();
         let prefix = n.subnet.split('/').nth(1).unwrap_or("24");
         let mut c = serde_json::json!({ "Name": name, "IPv4Address": format!("{ip}/{prefix}"), "IPv6Address": "" });
-        let ip6: Option<String> = eng.db.conn.query_row("SELECT ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2", params![cid, n.name], |r| r.get(0)).optional()?.flatten();
+        let ip6: Option<String> = eng
+            .db
+            .conn
+            .query_row(
+                "SELECT ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2",
+                params![cid, n.name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
         if let (Some(a), Some(s6)) = (ip6, &n.subnet6) {
             c["IPv6Address"] = format!("{a}/{}", s6.split('/').nth(1).unwrap_or("64")).into();
         }
@@ -705,7 +841,9 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
-    if let Err(e) = pid.map_or(Ok(()), |pid| attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())) {
+    if let Err(e) = pid.map_or(Ok(()), |pid| {
+        attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())
+    }) {
         let _ = eng.db.write(|tx| {
             tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
             Ok(())
@@ -717,10 +855,8 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
         use std::io::Write;
         let mut names = vec![c.name.clone()];
         names.extend(aliases.iter().cloned());
-        let _ = std::fs::OpenOptions::new()
-            .append(true)
-            .open(eng.dirs.container(&c.id).join("hosts"))
-            .and_then(|mut f| {
+        let _ =
+            std::fs::OpenOptions::new().append(true).open(eng.dirs.container(&c.id).join("hosts")).and_then(|mut f| {
                 let mut line = format!("{}\t{}\n", ep.ip, names.join(" "));
                 if let Some((ip6, _, _)) = ep.ip6 {
                     line.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
@@ -757,7 +893,12 @@ fn refresh_resolv_conf(eng: &Engine, c: &crate::db::ContainerRow) -> Result<()> 
     let path = eng.dirs.container(&c.id).join("resolv.conf");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
         use std::io::Write;
-        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| Error::Other(format!("rewrite {}: {e}", path.display())))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| Error::Other(format!("rewrite {}: {e}", path.display())))?;
     }
     Ok(())
 }
@@ -782,12 +923,14 @@ fn update_monitor_endpoints(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Endpo
 /// Gives the container's first remaining interface the default routes it lacks.
 fn move_default_route(eng: &Engine, container_id: &str, pid: i32) -> Result<()> {
     let mut st = eng.db.conn.prepare("SELECT e.ifname, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1")?;
-    let mut rows: Vec<(String, String, Option<String>)> = st.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut rows: Vec<(String, String, Option<String>)> =
+        st.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
     // Interface order: eth<N>, N after the cv + 10 id digits of the host end's name.
     rows.sort_by_key(|(ifname, _, _)| ifname.get(12..).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
     let Some((ifname, gw, gw6)) = rows.into_iter().next() else { return Ok(()) };
     let gws: Vec<IpAddr> = std::iter::once(gw).chain(gw6).filter_map(|g| g.parse().ok()).collect();
-    let container = cove_net::netns::of_pid(pid).map_err(|e| Error::Other(format!("container network namespace: {e}")))?;
+    let container =
+        cove_net::netns::of_pid(pid).map_err(|e| Error::Other(format!("container network namespace: {e}")))?;
     let mut inside = Netlink::open_in(container.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
     let inside_name = format!("eth{}", ifname.get(12..).unwrap_or("0"));
     let oif = inside.index_of(&inside_name).map_err(|e| Error::Other(format!("{inside_name}: {e}")))?;
@@ -802,13 +945,19 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
     let row: Option<(String, String, Option<String>)> = eng
         .db
         .conn
-        .query_row("SELECT ifname, ip, ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(
+            "SELECT ifname, ip, ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2",
+            params![c.id, n.name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let (ifname, ip, ip6) = row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
+    let (ifname, ip, ip6) =
+        row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == crate::db::ContainerState::Running {
         let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
-        cove_net::link::detach_container(&mut nl, &ifname).map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
+        cove_net::link::detach_container(&mut nl, &ifname)
+            .map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
     }
     eng.db.write(|tx| {
         tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
@@ -833,7 +982,11 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         let mine = |l: &str| l.split_whitespace().next().is_some_and(|a| a == ip || Some(a) == ip6.as_deref());
         let kept: String = text.lines().filter(|l| !mine(l)).map(|l| format!("{l}\n")).collect();
         if kept != text {
-            let _ = std::fs::OpenOptions::new().write(true).truncate(true).open(&hosts).and_then(|mut f| std::io::Write::write_all(&mut f, kept.as_bytes()));
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&hosts)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, kept.as_bytes()));
         }
     }
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())
@@ -850,13 +1003,19 @@ pub fn resolve(eng: &Engine, name: &str, qtype: &str, network: Option<&str>) -> 
         Ok(ip) => (Name::from(ip), RecordType::PTR),
         Err(_) => {
             let n = Name::from_ascii(name).map_err(|e| Error::Invalid(format!("invalid name {name:?}: {e}")))?;
-            let t: RecordType = qtype.to_ascii_uppercase().parse().map_err(|_| Error::Invalid(format!("unknown record type {qtype:?}")))?;
+            let t: RecordType = qtype
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|_| Error::Invalid(format!("unknown record type {qtype:?}")))?;
             (n, t)
         }
     };
     let all = list(eng)?;
     let chosen: Vec<&NetworkRow> = match network {
-        Some(n) => vec![all.iter().find(|r| r.name == n || r.id.starts_with(n)).ok_or_else(|| Error::NotFound(format!("network {n:?} not found")))?],
+        Some(n) => vec![all
+            .iter()
+            .find(|r| r.name == n || r.id.starts_with(n))
+            .ok_or_else(|| Error::NotFound(format!("network {n:?} not found")))?],
         None => {
             let last = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
             match all.iter().find(|r| r.name == last && name.contains('.')) {

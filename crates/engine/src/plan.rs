@@ -7,11 +7,11 @@
 //! spec (`linux.resources`), which is already typed.
 
 use crate::logs::LogOpts;
-use serde::{Deserialize, Serialize};
 use crate::request::{NetMode, RunRequest};
 use crate::{Error, Result};
 use cove_net::portmap::PortSpec;
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
 /// Parses `SIGTERM`, `TERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal> {
@@ -40,8 +40,14 @@ impl Restart {
             None if s == "always" => Restart::Always,
             None if s == "unless-stopped" => Restart::UnlessStopped,
             None if s == "on-failure" => Restart::OnFailure(None),
-            Some(("on-failure", n)) => Restart::OnFailure(Some(n.parse().map_err(|_| Error::Invalid(format!("invalid restart policy {s:?}: maximum retry count must be a number")))?)),
-            _ => return Err(Error::Invalid(format!("invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"))),
+            Some(("on-failure", n)) => Restart::OnFailure(Some(n.parse().map_err(|_| {
+                Error::Invalid(format!("invalid restart policy {s:?}: maximum retry count must be a number"))
+            })?)),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"
+                )))
+            }
         })
     }
 
@@ -81,7 +87,10 @@ impl Plan {
         // A bad --stop-signal used to be stored and only failed at `stop`, leaving a container
         // that could only be killed.
         let stop_signal = match &req.stop_signal {
-            Some(s) => Some(parse_signal(s).map_err(|_| Error::Invalid(format!("invalid --stop-signal {s:?}: not a signal name or number")))?),
+            Some(s) => Some(
+                parse_signal(s)
+                    .map_err(|_| Error::Invalid(format!("invalid --stop-signal {s:?}: not a signal name or number")))?,
+            ),
             None => image_stop_signal.and_then(|s| parse_signal(s).ok()),
         };
         let restart = match &req.restart {
@@ -101,7 +110,9 @@ impl Plan {
             NetMode::Bridge(_) => (ports, false),
             // Another container's namespace: publish them on that one.
             NetMode::Container(..) if !ports.is_empty() => {
-                return Err(Error::Invalid("conflicting options: published ports and --network container:NAME (publish them on NAME)".into()));
+                return Err(Error::Invalid(
+                    "conflicting options: published ports and --network container:NAME (publish them on NAME)".into(),
+                ));
             }
             _ => (vec![], !ports.is_empty()),
         };
@@ -170,10 +181,13 @@ mod tests {
         bad(|r| r.publish = vec!["99999:80".into()], "99999");
         bad(|r| r.restart = Some("sometimes".into()), "restart policy");
         bad(|r| r.restart = Some("on-failure:x".into()), "restart policy");
-        bad(|r| {
-            r.restart = Some("always".into());
-            r.rm = true;
-        }, "--restart and --rm");
+        bad(
+            |r| {
+                r.restart = Some("always".into());
+                r.rm = true;
+            },
+            "--restart and --rm",
+        );
         bad(|r| r.log_opts = vec!["max-file=0".into()], "max-file");
         bad(|r| r.log_opts = vec!["bogus=1".into()], "bogus");
         bad(|r| r.log_opts = vec!["max-size=lots".into()], "lots");
@@ -193,6 +207,7 @@ mod tests {
         assert!(!Plan::parse(&RunRequest::default(), None, &[], &NetMode::Host).unwrap().ports_discarded);
         let e = Plan::parse(&r, None, &[], &NetMode::Container("db".into(), Default::default())).unwrap_err();
         assert!(e.to_string().contains("container:NAME"), "{e}");
-        assert!(Plan::parse(&RunRequest::default(), None, &[], &NetMode::Container("db".into(), Default::default())).is_ok());
+        assert!(Plan::parse(&RunRequest::default(), None, &[], &NetMode::Container("db".into(), Default::default()))
+            .is_ok());
     }
 }

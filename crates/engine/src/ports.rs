@@ -119,7 +119,15 @@ pub fn bind(specs: &[PortSpec]) -> Result<Vec<(Published, OwnedFd)>> {
             // port taken on IPv6 only, keeps the IPv4 socket alone.
             if s.host_ip.is_none() {
                 match bind_v6_only(proto, actual) {
-                    Ok(fd6) => out.push((Published { proto: proto.into(), host_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), host_port: actual, container_port: cport }, fd6)),
+                    Ok(fd6) => out.push((
+                        Published {
+                            proto: proto.into(),
+                            host_ip: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                            host_port: actual,
+                            container_port: cport,
+                        },
+                        fd6,
+                    )),
                     Err(e) => tracing::debug!("publish [::]:{actual}/{proto}: {e}; IPv4 only"),
                 }
             }
@@ -134,7 +142,10 @@ fn bind_v6_only(proto: &str, port: u16) -> std::io::Result<OwnedFd> {
         use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
         let fd = socket(AddressFamily::Inet6, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0)))?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn6::from(std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0)),
+        )?;
         Ok(fd)
     } else {
         cove_net::forward::listen_v6_only(port).map(OwnedFd::from)
@@ -142,14 +153,24 @@ fn bind_v6_only(proto: &str, port: u16) -> std::io::Result<OwnedFd> {
 }
 
 fn local_port(fd: &OwnedFd) -> Result<u16> {
-    let a: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(|e| Error::Other(format!("getsockname: {e}")))?;
-    a.as_sockaddr_in().map(|s| s.port()).or_else(|| a.as_sockaddr_in6().map(|s| s.port())).ok_or_else(|| Error::Other("published socket has no port".into()))
+    let a: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd))
+        .map_err(|e| Error::Other(format!("getsockname: {e}")))?;
+    a.as_sockaddr_in()
+        .map(|s| s.port())
+        .or_else(|| a.as_sockaddr_in6().map(|s| s.port()))
+        .ok_or_else(|| Error::Other("published socket has no port".into()))
 }
 
 /// Hands the bound sockets to the helper (replacing what it served for this container).
 /// IPv6 host sockets go to the container's IPv6 address when it has one (`target6`), so an
 /// IPv6 client's address can be kept; everything else to its IPv4 address.
-pub fn register(run: &Path, container_id: &str, target: IpAddr, target6: Option<IpAddr>, bound: Vec<(Published, OwnedFd)>) -> Result<()> {
+pub fn register(
+    run: &Path,
+    container_id: &str,
+    target: IpAddr,
+    target6: Option<IpAddr>,
+    bound: Vec<(Published, OwnedFd)>,
+) -> Result<()> {
     let ports = bound
         .into_iter()
         .map(|(p, fd)| {
@@ -184,7 +205,10 @@ pub fn served(run: &Path, run_dir_of_container: &Path) -> Vec<Published> {
 }
 
 pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
-    std::fs::read(run_dir_of_container.join("ports.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(run_dir_of_container.join("ports.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Where a container's published ports go: the addresses of its first network.
@@ -195,11 +219,18 @@ pub struct Target {
 }
 
 /// Binds, registers and records the ports of a container whose network is up.
-pub fn publish(run: &Path, container_run: &Path, container_id: &str, specs: &[PortSpec], target: Option<Target>) -> Result<()> {
+pub fn publish(
+    run: &Path,
+    container_run: &Path,
+    container_id: &str,
+    specs: &[PortSpec],
+    target: Option<Target>,
+) -> Result<()> {
     if specs.is_empty() {
         return Ok(());
     }
-    let to = target.ok_or_else(|| Error::Invalid("published ports need a network (not --network none or host)".into()))?;
+    let to =
+        target.ok_or_else(|| Error::Invalid("published ports need a network (not --network none or host)".into()))?;
     // A port in use stays a conflict (`Error::Conflict`) on its way up.
     let bound = bind(specs)?;
     let published: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();

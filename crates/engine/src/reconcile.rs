@@ -6,8 +6,8 @@
 use crate::db::{ContainerRow, ContainerState};
 use crate::state::Engine;
 use crate::{Error, Result};
-use std::path::Path;
 use cove_monitor::live_pid;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Brings the rows of containers that were running up to date with their monitors' files:
@@ -85,7 +85,12 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
         .db
         .containers()?
         .into_iter()
-        .filter(|c| c.state == ContainerState::Exited && !removed.iter().any(|(id, _)| *id == c.id) && c.config.contains("\"rm\":true") && c.request().is_ok_and(|r| r.rm))
+        .filter(|c| {
+            c.state == ContainerState::Exited
+                && !removed.iter().any(|(id, _)| *id == c.id)
+                && c.config.contains("\"rm\":true")
+                && c.request().is_ok_and(|r| r.rm)
+        })
         .collect();
     for c in leftovers {
         let code = c.exit_code.unwrap_or(0);

@@ -77,7 +77,7 @@ pub enum NetMode {
     Bridge(Vec<String>),
     /// `container:NAME`: the network namespace of another (running) container, joined by
     /// this path (`/proc/<its pid>/ns/net`, resolved by `prepare`; empty until then).
-    Container(String, std::path::PathBuf),
+    Container(String, PathBuf),
 }
 
 impl NetMode {
@@ -96,12 +96,16 @@ pub fn net_mode(req: &RunRequest) -> Result<NetMode> {
         Some(list) => {
             let nets: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             if nets.iter().any(|n| n == "none" || n == "host") {
-                return Err(Error::Invalid(format!("--network {list:?}: none and host cannot be combined with other networks")));
+                return Err(Error::Invalid(format!(
+                    "--network {list:?}: none and host cannot be combined with other networks"
+                )));
             }
             if let Some(c) = nets.iter().find(|n| n.starts_with("container:")) {
                 let target = c.trim_start_matches("container:");
                 if nets.len() > 1 || target.is_empty() {
-                    return Err(Error::Invalid(format!("--network {list:?}: container:NAME cannot be combined with other networks")));
+                    return Err(Error::Invalid(format!(
+                        "--network {list:?}: container:NAME cannot be combined with other networks"
+                    )));
                 }
                 return Ok(NetMode::Container(target.to_string(), Default::default()));
             }
@@ -128,4 +132,3 @@ pub fn parse_size(s: &str) -> Result<i64> {
     }
     Ok((n * mult as f64) as i64)
 }
-

@@ -64,9 +64,24 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
             cg.add_pid(pid.as_raw()).map_err(|e| format!("join cgroup: {e}"))?;
         }
         crate::network::attach(&run_dir, &db_path, pid.as_raw(), &p.endpoints, config.as_deref())?;
-        crate::ports::publish(&run_dir, &container_run, &p.id, specs, p.endpoints.first().map(crate::network::Endpoint::port_target)).map_err(|e| hook_error.keep(e))
+        crate::ports::publish(
+            &run_dir,
+            &container_run,
+            &p.id,
+            specs,
+            p.endpoints.first().map(crate::network::Endpoint::port_target),
+        )
+        .map_err(|e| hook_error.keep(e))
     };
-    let created = cove_runtime::create(CreateOptions { spec: &p.spec, rootfs: p.rootfs.clone(), rootless: eng.dirs.rootless, stdio, on_pid: Some(&add), userns: p.userns.clone(), seccomp_cache: Some(eng.dirs.seccomp_cache()) });
+    let created = cove_runtime::create(CreateOptions {
+        spec: &p.spec,
+        rootfs: p.rootfs.clone(),
+        rootless: eng.dirs.rootless,
+        stdio,
+        on_pid: Some(&add),
+        userns: p.userns.clone(),
+        seccomp_cache: Some(eng.dirs.seccomp_cache()),
+    });
     let created = match created {
         Ok(c) => c,
         Err(e) => {
@@ -78,7 +93,8 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     };
     let pid = created.pid;
     tracing::debug!("created");
-    let master = created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
+    let master =
+        created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     let relay = pipes.or(master.map(crate::tty::Relay::Pty));
     eng.db.set_container_state(&p.id, ContainerState::Running, Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
@@ -90,11 +106,17 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
         Ok(_) => {
             // What a kept container prints goes to its log too (`cove logs`, as Docker's).
             let lo = Some(p.plan.log).filter(|_| !req.rm);
-            let log = lo.and_then(|lo| match cove_monitor::LogWriter::open(&eng.dirs.container(&p.id).join("container.log"), lo.max_size, lo.max_file) {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    tracing::warn!("container log: {e}");
-                    None
+            let log = lo.and_then(|lo| {
+                match cove_monitor::LogWriter::open(
+                    &eng.dirs.container(&p.id).join("container.log"),
+                    lo.max_size,
+                    lo.max_file,
+                ) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::warn!("container log: {e}");
+                        None
+                    }
                 }
             });
             crate::tty::wait_foreground(pid, sfd, relay, req.interactive, log)
@@ -114,4 +136,3 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     }
     code
 }
-

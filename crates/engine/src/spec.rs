@@ -75,7 +75,10 @@ pub fn parse_env_file(text: &str, host: &dyn Fn(&str) -> Option<String>) -> Resu
             None => {
                 let k = l.trim_end();
                 if k.contains(char::is_whitespace) {
-                    return Err(Error::Invalid(format!("env file line {}: variable {k:?} contains whitespaces", n + 1)));
+                    return Err(Error::Invalid(format!(
+                        "env file line {}: variable {k:?} contains whitespaces",
+                        n + 1
+                    )));
                 }
                 if let Some(v) = host(k) {
                     out.push(format!("{k}={v}"));
@@ -152,7 +155,9 @@ pub fn user_mounts(req: &RunRequest, volumes_dir: &Path) -> Result<Vec<rt::Mount
             _ => return Err(Error::Invalid(format!("invalid volume specification: {v:?}"))),
         };
         if !dst.starts_with('/') {
-            return Err(Error::Invalid(format!("invalid volume specification: {v:?}: destination must be an absolute path")));
+            return Err(Error::Invalid(format!(
+                "invalid volume specification: {v:?}: destination must be an absolute path"
+            )));
         }
         let mut mopts = vec!["rbind"];
         for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -192,16 +197,20 @@ pub fn user_mounts(req: &RunRequest, volumes_dir: &Path) -> Result<Vec<rt::Mount
         }
         let get = |ks: &[&str]| ks.iter().find_map(|k| kv.get(*k).cloned());
         let typ = get(&["type"]).unwrap_or_else(|| "volume".into());
-        let dst = get(&["target", "destination", "dst"]).ok_or_else(|| Error::Invalid(format!("invalid mount {m:?}: target is required")))?;
+        let dst = get(&["target", "destination", "dst"])
+            .ok_or_else(|| Error::Invalid(format!("invalid mount {m:?}: target is required")))?;
         if !dst.starts_with('/') {
             return Err(Error::Invalid(format!("invalid mount {m:?}: target must be an absolute path")));
         }
-        let ro = flags.iter().any(|f| f == "readonly" || f == "ro") || matches!(get(&["readonly", "ro"]).as_deref(), Some("true" | "1"));
+        let ro = flags.iter().any(|f| f == "readonly" || f == "ro")
+            || matches!(get(&["readonly", "ro"]).as_deref(), Some("true" | "1"));
         match typ.as_str() {
             "bind" | "volume" => {
                 let src = get(&["source", "src"]);
                 let path = match (typ.as_str(), src) {
-                    ("bind", Some(s)) => PathBuf::from(s).canonicalize().ctx(|| format!("bind source path does not exist: {m:?}"))?,
+                    ("bind", Some(s)) => {
+                        PathBuf::from(s).canonicalize().ctx(|| format!("bind source path does not exist: {m:?}"))?
+                    }
                     ("bind", None) => return Err(Error::Invalid(format!("invalid mount {m:?}: source is required"))),
                     (_, Some(s)) => crate::volumes::named(volumes_dir, &s)?,
                     (_, None) => crate::volumes::anonymous(volumes_dir)?,
@@ -229,7 +238,8 @@ pub fn user_mounts(req: &RunRequest, volumes_dir: &Path) -> Result<Vec<rt::Mount
                     o.push(format!("size={}", parse_size(&s)?));
                 }
                 if let Some(md) = get(&["tmpfs-mode"]) {
-                    let mode = u32::from_str_radix(&md, 8).map_err(|_| Error::Invalid(format!("invalid tmpfs-mode {md:?}")))?;
+                    let mode = u32::from_str_radix(&md, 8)
+                        .map_err(|_| Error::Invalid(format!("invalid tmpfs-mode {md:?}")))?;
                     o.push(format!("mode={mode:o}"));
                 }
                 let refs: Vec<&str> = o.iter().map(|s| s.as_str()).collect();
@@ -305,13 +315,17 @@ pub fn capabilities(req: &RunRequest) -> Result<Vec<String>> {
 fn oci_caps(names: &[String]) -> Result<rt::Capabilities> {
     names
         .iter()
-        .map(|n| serde_json::from_value::<rt::Capability>(serde_json::Value::String(n.clone())).map_err(|_| Error::Invalid(format!("unknown capability {n:?}"))))
+        .map(|n| {
+            serde_json::from_value::<rt::Capability>(serde_json::Value::String(n.clone()))
+                .map_err(|_| Error::Invalid(format!("unknown capability {n:?}")))
+        })
         .collect()
 }
 
 /// Parses `--ulimit name=soft[:hard]`.
 pub fn rlimit(s: &str) -> Result<rt::PosixRlimit> {
-    let (name, vals) = s.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid ulimit {s:?}: expected name=soft[:hard]")))?;
+    let (name, vals) =
+        s.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid ulimit {s:?}: expected name=soft[:hard]")))?;
     let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
     let num = |v: &str| -> Result<u64> {
         if v == "-1" || v == "unlimited" {
@@ -323,9 +337,15 @@ pub fn rlimit(s: &str) -> Result<rt::PosixRlimit> {
     if soft > hard {
         return Err(Error::Invalid(format!("invalid ulimit {s:?}: soft limit is above hard limit")));
     }
-    let typ: rt::PosixRlimitType = serde_json::from_value(serde_json::Value::String(format!("RLIMIT_{}", name.to_ascii_uppercase())))
-        .map_err(|_| Error::Invalid(format!("invalid ulimit name {name:?}")))?;
-    rt::PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().map_err(|e| Error::Invalid(format!("invalid ulimit {s:?}: {e}")))
+    let typ: rt::PosixRlimitType =
+        serde_json::from_value(serde_json::Value::String(format!("RLIMIT_{}", name.to_ascii_uppercase())))
+            .map_err(|_| Error::Invalid(format!("invalid ulimit name {name:?}")))?;
+    rt::PosixRlimitBuilder::default()
+        .typ(typ)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        .map_err(|e| Error::Invalid(format!("invalid ulimit {s:?}: {e}")))
 }
 
 /// The address of an `--add-host` entry.
@@ -355,7 +375,10 @@ impl NameOpts {
 
 /// A name for /etc/hosts or resolv.conf: letters, digits, `-`, `_`, `.`; not starting with `-`.
 fn plain_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && !s.starts_with('-') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Checks `--add-host`, `--dns`, `--dns-search`, `--dns-option` as Docker takes them.
@@ -364,7 +387,10 @@ pub fn name_opts(req: &RunRequest) -> Result<NameOpts> {
     for h in &req.add_hosts {
         let bad = |why: &str| Error::Invalid(format!("invalid --add-host {h:?}: {why}"));
         // HOST:IP, or HOST=IP (Docker 25); an IPv6 address after ':' keeps its colons.
-        let (name, ip) = h.split_once('=').or_else(|| h.split_once(':')).ok_or_else(|| bad("expected HOST:IP (IP may be host-gateway)"))?;
+        let (name, ip) = h
+            .split_once('=')
+            .or_else(|| h.split_once(':'))
+            .ok_or_else(|| bad("expected HOST:IP (IP may be host-gateway)"))?;
         if !plain_name(name) {
             return Err(bad(&format!("{name:?} is not a valid host name")));
         }
@@ -462,7 +488,8 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     let seccomp = if req.privileged && seccomp_opt.is_none() {
         None
     } else {
-        cove_seccomp::from_security_opt(seccomp_opt.as_deref(), &caps).map_err(|e| Error::Invalid(format!("seccomp profile: {e}")))?
+        cove_seccomp::from_security_opt(seccomp_opt.as_deref(), &caps)
+            .map_err(|e| Error::Invalid(format!("seccomp profile: {e}")))?
     };
 
     let mut process = rt::Process::default();
@@ -481,7 +508,12 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     let mut mounts = vec![
         oci_mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         oci_mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        oci_mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        oci_mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
         oci_mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         oci_mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]),
         oci_mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", if req.privileged { "rw" } else { "ro" }]),
@@ -492,7 +524,13 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     mounts.extend(i.user_mounts);
 
     let mut namespaces = vec![];
-    for t in [rt::LinuxNamespaceType::Pid, rt::LinuxNamespaceType::Ipc, rt::LinuxNamespaceType::Uts, rt::LinuxNamespaceType::Mount, rt::LinuxNamespaceType::Cgroup] {
+    for t in [
+        rt::LinuxNamespaceType::Pid,
+        rt::LinuxNamespaceType::Ipc,
+        rt::LinuxNamespaceType::Uts,
+        rt::LinuxNamespaceType::Mount,
+        rt::LinuxNamespaceType::Cgroup,
+    ] {
         let mut ns = rt::LinuxNamespace::default();
         ns.set_typ(t);
         namespaces.push(ns);
@@ -523,7 +561,12 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     let mut sysctl = HashMap::new();
     for s in &req.sysctls {
         let (k, v) = s.split_once('=').ok_or_else(|| Error::Invalid(format!("invalid sysctl {s:?}")))?;
-        if !(k.starts_with("net.") || k.starts_with("kernel.msg") || k.starts_with("kernel.sem") || k.starts_with("kernel.shm") || k.starts_with("fs.mqueue.")) {
+        if !(k.starts_with("net.")
+            || k.starts_with("kernel.msg")
+            || k.starts_with("kernel.sem")
+            || k.starts_with("kernel.shm")
+            || k.starts_with("fs.mqueue."))
+        {
             return Err(Error::Invalid(format!("sysctl {k:?} is not namespaced and cannot be set per container")));
         }
         if k.starts_with("net.") && net == NetMode::Host {
@@ -602,7 +645,13 @@ mod tests {
             dns_options: opts.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let o = name_opts(&req(&["db:10.0.0.5", "v6:fd00::1", "br=[fd00::2]", "gw:host-gateway"], &["192.0.2.53", "2001:db8::53"], &["a.example", "b.example."], &["ndots:2"])).unwrap();
+        let o = name_opts(&req(
+            &["db:10.0.0.5", "v6:fd00::1", "br=[fd00::2]", "gw:host-gateway"],
+            &["192.0.2.53", "2001:db8::53"],
+            &["a.example", "b.example."],
+            &["ndots:2"],
+        ))
+        .unwrap();
         assert_eq!(
             o.hosts,
             [
@@ -635,7 +684,11 @@ mod tests {
     use super::*;
 
     fn img(ep: &[&str], cmd: &[&str]) -> ImageDefaults {
-        ImageDefaults { entrypoint: ep.iter().map(|s| s.to_string()).collect(), cmd: cmd.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+        ImageDefaults {
+            entrypoint: ep.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -655,15 +708,24 @@ mod tests {
 
     #[test]
     fn env_rules() {
-        let r = RunRequest { env: vec!["A=1".into(), "B=2".into(), "A=3".into(), "COVE_SURELY_UNSET_VAR".into()], tty: true, ..Default::default() };
+        let r = RunRequest {
+            env: vec!["A=1".into(), "B=2".into(), "A=3".into(), "COVE_SURELY_UNSET_VAR".into()],
+            tty: true,
+            ..Default::default()
+        };
         let i = ImageDefaults { env: vec!["B=img".into(), "C=img".into()], ..Default::default() };
         let env = environment(&r, &i, "h1", &["HOME=/root".to_string()]).unwrap();
         assert!(env.contains(&"A=3".to_string()) && !env.contains(&"A=1".to_string()));
         assert!(env.contains(&"B=2".to_string()) && env.contains(&"C=img".to_string()));
         assert!(env.iter().any(|e| e.starts_with("PATH=")));
-        assert!(env.contains(&"HOSTNAME=h1".to_string()) && env.contains(&"HOME=/root".to_string()) && env.contains(&"TERM=xterm".to_string()));
+        assert!(
+            env.contains(&"HOSTNAME=h1".to_string())
+                && env.contains(&"HOME=/root".to_string())
+                && env.contains(&"TERM=xterm".to_string())
+        );
         assert!(!env.iter().any(|e| e.starts_with("COVE_SURELY_UNSET_VAR")));
-        let f = parse_env_file("# c\n\nX=1\nY= spaced \nHOSTVAR\n", &|k| (k == "HOSTVAR").then(|| "h".to_string())).unwrap();
+        let f = parse_env_file("# c\n\nX=1\nY= spaced \nHOSTVAR\n", &|k| (k == "HOSTVAR").then(|| "h".to_string()))
+            .unwrap();
         assert_eq!(f, ["X=1", "Y= spaced ", "HOSTVAR=h"]);
         assert!(parse_env_file("BAD KEY=1\n", &|_| None).is_err());
     }
@@ -681,7 +743,12 @@ mod tests {
         assert_eq!((r.soft(), r.hard()), (1024, 2048));
         assert!(rlimit("nofile=10:5").is_err());
         assert!(rlimit("bogus=1").is_err());
-        let req = RunRequest { memory: Some("64m".into()), cpus: Some("0.5".into()), pids_limit: Some(100), ..Default::default() };
+        let req = RunRequest {
+            memory: Some("64m".into()),
+            cpus: Some("0.5".into()),
+            pids_limit: Some(100),
+            ..Default::default()
+        };
         let res = resources(&req).unwrap().unwrap();
         assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
         assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(50_000));
@@ -690,7 +757,8 @@ mod tests {
 
     #[test]
     fn caps_rules() {
-        let r = RunRequest { cap_add: vec!["sys_admin".into()], cap_drop: vec!["NET_RAW".into()], ..Default::default() };
+        let r =
+            RunRequest { cap_add: vec!["sys_admin".into()], cap_drop: vec!["NET_RAW".into()], ..Default::default() };
         let c = capabilities(&r).unwrap();
         assert!(c.contains(&"CAP_SYS_ADMIN".to_string()) && !c.contains(&"CAP_NET_RAW".to_string()));
         let r = RunRequest { cap_drop: vec!["all".into()], cap_add: vec!["chown".into()], ..Default::default() };
@@ -706,7 +774,10 @@ mod tests {
         let r = RunRequest {
             volumes: vec![format!("{}:/data:ro", src.display())],
             tmpfs: vec!["/run:size=1m".into()],
-            mounts: vec![format!("type=bind,source={},target=/b,readonly", src.display()), "type=tmpfs,target=/t,tmpfs-size=1m".into()],
+            mounts: vec![
+                format!("type=bind,source={},target=/b,readonly", src.display()),
+                "type=tmpfs,target=/t,tmpfs-size=1m".into(),
+            ],
             ..Default::default()
         };
         let m = user_mounts(&r, &d.path().join("vols")).unwrap();

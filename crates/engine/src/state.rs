@@ -28,4 +28,3 @@ impl Engine {
         crate::storage::unpack_options(&self.dirs)
     }
 }
-

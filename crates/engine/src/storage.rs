@@ -75,7 +75,14 @@ fn probe_overlay(run: &Path, userxattr: bool) -> Result<(), String> {
         Ok(None) => {
             use nix::mount::MsFlags;
             let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_ok()
-                && nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).is_ok();
+                && nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .is_ok();
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}{}",
                 base.join("lower").display(),
@@ -83,7 +90,16 @@ fn probe_overlay(run: &Path, userxattr: bool) -> Result<(), String> {
                 base.join("work").display(),
                 if userxattr { ",userxattr" } else { "" }
             );
-            let code = match ok && nix::mount::mount(Some("overlay"), &base.join("merged"), Some("overlay"), MsFlags::empty(), Some(data.as_str())).is_ok() {
+            let code = match ok
+                && nix::mount::mount(
+                    Some("overlay"),
+                    &base.join("merged"),
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data.as_str()),
+                )
+                .is_ok()
+            {
                 true => 0,
                 false => 1,
             };
@@ -101,11 +117,17 @@ fn probe_overlay(run: &Path, userxattr: bool) -> Result<(), String> {
 
 /// How layers are unpacked for this user's store.
 pub fn unpack_options(dirs: &Dirs) -> cove_image::UnpackOptions {
-    cove_image::UnpackOptions { whiteouts: cove_image::WhiteoutMode::Overlay { userxattr: dirs.rootless }, ..Default::default() }
+    cove_image::UnpackOptions {
+        whiteouts: cove_image::WhiteoutMode::Overlay { userxattr: dirs.rootless },
+        ..Default::default()
+    }
 }
-
 
 /// An installed tool's path, from the usual directories.
 pub(crate) fn tool(name: &str) -> Option<String> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.exists()).map(|p| p.display().to_string())
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
 }

@@ -10,13 +10,13 @@
 //! that ends. cove's stdin is only read, never switched to non-blocking or another mode.
 
 use crate::{Error, Result};
+use cove_monitor::LogWriter;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use cove_monitor::LogWriter;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Puts a terminal in raw mode and restores it on drop.
@@ -61,7 +61,8 @@ pub fn block_signals() -> Result<SignalFd> {
         set.add(*s);
     }
     set.thread_block().map_err(|e| Error::Other(format!("block signals: {e}")))?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| Error::Other(format!("signalfd: {e}")))
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::Other(format!("signalfd: {e}")))
 }
 
 fn copy_winsize(master: BorrowedFd<'_>) {
@@ -114,7 +115,8 @@ impl Relay {
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")));
         // cove's ends are non-blocking (only ever polled); the container's stay blocking.
         let ours = |fd: OwnedFd| -> Result<OwnedFd> {
-            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                .map_err(|e| Error::Other(format!("pipe: {e}")))?;
             Ok(fd)
         };
         let (stdin, stdin_w): (OwnedFd, Option<OwnedFd>) = if interactive {
@@ -154,7 +156,14 @@ impl Output {
         if self.splice {
             // A few rounds before polling again: a busy writer refills the pipe meanwhile.
             for _ in 0..8 {
-                match nix::fcntl::splice(&self.from, None, self.to, None, 1 << 20, nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK) {
+                match nix::fcntl::splice(
+                    &self.from,
+                    None,
+                    self.to,
+                    None,
+                    1 << 20,
+                    nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK,
+                ) {
                     Ok(0) => return false,
                     Ok(_) | Err(Errno::EINTR) => continue,
                     Err(Errno::EAGAIN) => {
@@ -187,7 +196,7 @@ impl Output {
                 }
                 write_all(self.to, &buf[..n])
             }
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+            Err(Errno::EINTR | Errno::EAGAIN) => true,
             Err(_) => false,
         }
     }
@@ -197,7 +206,13 @@ impl Output {
 /// is `None` only for a `-t` container whose pty master did not come back.
 /// With `log`, what the container prints is also written to its log (copied through user
 /// space then: no splice).
-pub fn wait_foreground(pid: Pid, sfd: SignalFd, relay: Option<Relay>, forward_stdin: bool, log: Option<LogWriter>) -> Result<i32> {
+pub fn wait_foreground(
+    pid: Pid,
+    sfd: SignalFd,
+    relay: Option<Relay>,
+    forward_stdin: bool,
+    log: Option<LogWriter>,
+) -> Result<i32> {
     let (pty_master, pipes) = match relay {
         Some(Relay::Pty(m)) => (Some(m), None),
         Some(Relay::Pipes { stdin, stdout, stderr }) => (None, Some((stdin, stdout, stderr))),
@@ -261,7 +276,14 @@ impl Drop for SigpipeBlocked {
     }
 }
 
-fn wait_piped(pid: Pid, sfd: SignalFd, mut stdin_w: Option<OwnedFd>, out: OwnedFd, err: OwnedFd, log: Option<LogWriter>) -> Result<i32> {
+fn wait_piped(
+    pid: Pid,
+    sfd: SignalFd,
+    mut stdin_w: Option<OwnedFd>,
+    out: OwnedFd,
+    err: OwnedFd,
+    log: Option<LogWriter>,
+) -> Result<i32> {
     use nix::errno::Errno;
     let _sigpipe = SigpipeBlocked::new();
     let stdin = cove_sys::borrow_raw(0);
@@ -361,7 +383,13 @@ fn finish(pid: Pid, status: Option<i32>) -> Result<i32> {
     }
 }
 
-fn wait_pty(pid: Pid, sfd: SignalFd, pty_master: Option<OwnedFd>, forward_stdin: bool, mut log: Option<LogWriter>) -> Result<i32> {
+fn wait_pty(
+    pid: Pid,
+    sfd: SignalFd,
+    pty_master: Option<OwnedFd>,
+    forward_stdin: bool,
+    mut log: Option<LogWriter>,
+) -> Result<i32> {
     let stdin = cove_sys::borrow_raw(0);
     let stdout = cove_sys::borrow_raw(1);
     let _raw = match (&pty_master, forward_stdin && cove_sys::is_tty(stdin)) {

@@ -26,7 +26,13 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             if f.len() < 7 {
                 return None;
             }
-            Some(PasswdEntry { name: f[0].to_string(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].to_string(), shell: f[6].to_string() })
+            Some(PasswdEntry {
+                name: f[0].to_string(),
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].to_string(),
+                shell: f[6].to_string(),
+            })
         })
         .collect()
 }
@@ -71,16 +77,13 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Resolved> {
     if u.is_empty() {
         return Err(Error::Invalid(format!("invalid user {spec:?}")));
     }
-    let entry = match u.parse::<u32>() {
-        Ok(uid) => users.iter().find(|e| e.uid == uid).cloned(),
-        Err(_) => Some(
-            users
-                .iter()
-                .find(|e| e.name == u)
-                .cloned()
-                .ok_or_else(|| Error::Invalid(format!("unable to find user {u}: no matching entries in passwd file")))?,
-        ),
-    };
+    let entry =
+        match u.parse::<u32>() {
+            Ok(uid) => users.iter().find(|e| e.uid == uid).cloned(),
+            Err(_) => Some(users.iter().find(|e| e.name == u).cloned().ok_or_else(|| {
+                Error::Invalid(format!("unable to find user {u}: no matching entries in passwd file"))
+            })?),
+        };
     let uid = match &entry {
         Some(e) if u.parse::<u32>().is_err() => e.uid,
         _ => u.parse::<u32>().unwrap_or(0),
@@ -88,11 +91,9 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Resolved> {
     let gid = match g {
         Some(g) if !g.is_empty() => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => groups
-                .iter()
-                .find(|e| e.name == g)
-                .map(|e| e.gid)
-                .ok_or_else(|| Error::Invalid(format!("unable to find group {g}: no matching entries in group file")))?,
+            Err(_) => groups.iter().find(|e| e.name == g).map(|e| e.gid).ok_or_else(|| {
+                Error::Invalid(format!("unable to find group {g}: no matching entries in group file"))
+            })?,
         },
         _ => entry.as_ref().map(|e| e.gid).unwrap_or(0),
     };

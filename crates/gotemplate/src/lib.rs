@@ -29,6 +29,8 @@
 //! CLI builds the Docker-shaped objects it renders). Errors are one line starting with
 //! `template: ` and never panic, whatever the input (see the fuzz target in `fuzz/`).
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
@@ -43,11 +45,10 @@ const MAX_PRODUCED: usize = 16 * MAX_OUTPUT;
 /// Maximum evaluation steps, so hostile nested ranges terminate.
 const MAX_STEPS: u64 = 10_000_000;
 const FUNCS: &[&str] = &[
-    "and", "eq", "ge", "gt", "index", "join", "json", "le", "len", "lower", "lt", "ne", "not",
-    "or", "pad", "print", "printf", "println", "slice", "split", "title", "truncate", "upper",
+    "and", "eq", "ge", "gt", "index", "join", "json", "le", "len", "lower", "lt", "ne", "not", "or", "pad", "print",
+    "printf", "println", "slice", "split", "title", "truncate", "upper",
 ];
-const KEYWORDS: &[&str] =
-    &["if", "else", "end", "range", "with", "break", "continue", "define", "template", "block"];
+const KEYWORDS: &[&str] = &["if", "else", "end", "range", "with", "break", "continue", "define", "template", "block"];
 const WS: [char; 4] = [' ', '\t', '\r', '\n'];
 static NULL: Value = Value::Null;
 
@@ -100,15 +101,30 @@ fn tname(v: &Value) -> &'static str {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Dot, Field(String), Var(String), Ident(String), Lit(Value),
-    LParen, RParen, Pipe, Comma, Declare, Assign,
+    Dot,
+    Field(String),
+    Var(String),
+    Ident(String),
+    Lit(Value),
+    LParen,
+    RParen,
+    Pipe,
+    Comma,
+    Declare,
+    Assign,
 }
 
 /// A token and whether whitespace preceded it (`.A.B` vs `.A .B`).
 #[derive(Debug, Clone)]
-struct Token { tok: Tok, space: bool }
+struct Token {
+    tok: Tok,
+    space: bool,
+}
 
-enum Item { Text(String), Action(Vec<Token>) }
+enum Item {
+    Text(String),
+    Action(Vec<Token>),
+}
 
 fn lex(src: &str) -> Result<Vec<Item>, String> {
     let mut items = Vec::new();
@@ -250,7 +266,9 @@ fn lex_number(s: &str) -> Result<(Tok, usize), String> {
     while let Some(&c) = b.get(n) {
         let exp = if hex { [b'p', b'P'] } else { [b'e', b'E'] };
         let exp_sign = (c == b'+' || c == b'-') && n > 0 && exp.contains(&b[n - 1]);
-        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign) { break }
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || exp_sign) {
+            break;
+        }
         n += 1;
     }
     match parse_number(&s[..n]) {
@@ -314,8 +332,16 @@ enum Node {
     Text(String),
     Action(Pipe),
     /// `if`/`with` with its `else if`/`else with` branches.
-    Cond { with: bool, branches: Vec<(Pipe, Vec<Node>)>, els: Vec<Node> },
-    Range { pipe: Pipe, body: Vec<Node>, els: Vec<Node> },
+    Cond {
+        with: bool,
+        branches: Vec<(Pipe, Vec<Node>)>,
+        els: Vec<Node>,
+    },
+    Range {
+        pipe: Pipe,
+        body: Vec<Node>,
+        els: Vec<Node>,
+    },
     Break,
     Continue,
 }
@@ -326,9 +352,16 @@ pub struct Template {
     nodes: Vec<Node>,
 }
 
-enum Stop { Eof, End, Else(Vec<Token>) }
+enum Stop {
+    Eof,
+    End,
+    Else(Vec<Token>),
+}
 
-struct Cur<'t> { toks: &'t [Token], pos: usize }
+struct Cur<'t> {
+    toks: &'t [Token],
+    pos: usize,
+}
 
 impl<'t> Cur<'t> {
     fn peek(&self) -> Option<&'t Tok> {
@@ -350,19 +383,31 @@ impl<'t> Cur<'t> {
 }
 
 /// Recursive-descent parser; `vars` are the variables in scope (checked at parse time, as Go does).
-struct Parser { items: std::vec::IntoIter<Item>, vars: Vec<String>, depth: usize, in_range: usize }
+struct Parser {
+    items: std::vec::IntoIter<Item>,
+    vars: Vec<String>,
+    depth: usize,
+    in_range: usize,
+}
 
 impl Parser {
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { err(format!("nesting too deep (max {MAX_DEPTH})")) } else { Ok(()) }
+        if self.depth > MAX_DEPTH {
+            err(format!("nesting too deep (max {MAX_DEPTH})"))
+        } else {
+            Ok(())
+        }
     }
 
     fn list(&mut self) -> Result<(Vec<Node>, Stop), String> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let toks = match item {
-                Item::Text(t) => { nodes.push(Node::Text(t)); continue; }
+                Item::Text(t) => {
+                    nodes.push(Node::Text(t));
+                    continue;
+                }
                 Item::Action(t) => t,
             };
             let kw = match toks.first() {
@@ -453,16 +498,26 @@ impl Parser {
             (Some(Tok::Var(_)), Some(Tok::Comma), ..) => return err(format!("bad declaration in {ctx}")),
             _ => (Vec::new(), false, 0),
         };
-        if decl.len() > decl_max { return err(format!("too many declarations in {ctx}")); }
-        if decl.iter().any(|n| n == "$") { return err("cannot assign to $"); }
+        if decl.len() > decl_max {
+            return err(format!("too many declarations in {ctx}"));
+        }
+        if decl.iter().any(|n| n == "$") {
+            return err("cannot assign to $");
+        }
         if let Some(n) = decl.iter().find(|n| assign && !self.vars.contains(n)) {
             return err(format!("undefined variable \"{}\"", clip(n)));
         }
         let mut cur = Cur { toks: &toks[start..], pos: 0 };
-        if cur.peek().is_none() { return err(format!("missing value for {ctx}")); }
+        if cur.peek().is_none() {
+            return err(format!("missing value for {ctx}"));
+        }
         let cmds = self.cmds(&mut cur)?;
-        if cur.peek().is_some() { return err("unexpected right paren"); }
-        if !assign { self.vars.extend(decl.iter().cloned()); }
+        if cur.peek().is_some() {
+            return err("unexpected right paren");
+        }
+        if !assign {
+            self.vars.extend(decl.iter().cloned());
+        }
         Ok(Pipe { decl, assign, cmds })
     }
 
@@ -484,7 +539,9 @@ impl Parser {
                 Some(_) => {}
             }
             cmds.push(cmd);
-            if cur.peek() != Some(&Tok::Pipe) { return Ok(cmds); }
+            if cur.peek() != Some(&Tok::Pipe) {
+                return Ok(cmds);
+            }
             cur.pos += 1;
         }
     }
@@ -494,9 +551,7 @@ impl Parser {
         Ok(match &t.tok {
             Tok::Dot => Term::Dot(cur.chain()),
             Tok::Field(f) => Term::Dot([vec![f.clone()], cur.chain()].concat()),
-            Tok::Var(n) if !self.vars.contains(n) => {
-                return err(format!("undefined variable \"{}\"", clip(n)))
-            }
+            Tok::Var(n) if !self.vars.contains(n) => return err(format!("undefined variable \"{}\"", clip(n))),
             Tok::Var(n) => Term::Var(n.clone(), cur.chain()),
             Tok::Lit(v) => Term::Lit(v.clone()),
             Tok::Ident(id) => match id.as_str() {
@@ -558,7 +613,11 @@ impl Template {
 
 /// A value during execution: `Missing` is Go's "no value" for an absent map key.
 #[derive(Debug, Clone)]
-enum Val<'a> { Missing, Ref(&'a Value), Own(Rc<Value>) }
+enum Val<'a> {
+    Missing,
+    Ref(&'a Value),
+    Own(Rc<Value>),
+}
 
 fn val<'a>(v: impl Into<Value>) -> Val<'a> {
     Val::Own(Rc::new(v.into()))
@@ -588,7 +647,10 @@ impl Val<'_> {
     }
 }
 
-enum Key<'k> { Name(&'k str), Idx(usize) }
+enum Key<'k> {
+    Name(&'k str),
+    Idx(usize),
+}
 
 fn child<'a>(v: &Val<'a>, key: Key) -> Option<Val<'a>> {
     fn pick<'x>(v: &'x Value, key: &Key) -> Option<&'x Value> {
@@ -628,7 +690,9 @@ fn entries(v: &Value) -> Option<Vec<(Value, &Value)>> {
 
 /// Appends `v` formatted like Go's `%v`.
 fn write_go(out: &mut String, v: &Value, depth: usize) {
-    if out.len() > MAX_OUTPUT { return; }
+    if out.len() > MAX_OUTPUT {
+        return;
+    }
     match v {
         Value::Null => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -740,7 +804,11 @@ fn compare(a: &Value, b: &Value) -> Result<Ordering, String> {
 fn title(s: &str) -> String {
     let (mut out, mut sep) = (String::with_capacity(s.len()), true);
     for c in s.chars() {
-        if sep { out.extend(c.to_uppercase()) } else { out.push(c) }
+        if sep {
+            out.extend(c.to_uppercase())
+        } else {
+            out.push(c)
+        }
         sep = if c.is_ascii() { !(c.is_ascii_alphanumeric() || c == '_') } else { c.is_whitespace() };
     }
     out
@@ -776,7 +844,11 @@ fn fmt_verb(verb: char, v: &Value, prec: Option<usize>, plus: bool) -> Option<(S
 }
 
 fn bad_arg(v: &Value) -> String {
-    if v.is_null() { "<nil>".into() } else { format!("{}={}", go_type(v), go_fmt(v)) }
+    if v.is_null() {
+        "<nil>".into()
+    } else {
+        format!("{}={}", go_type(v), go_fmt(v))
+    }
 }
 
 /// Go's `fmt.Sprintf` for the verbs `%v %s %d %x %X %f %g %q %t %%`, flags `- + 0`,
@@ -787,14 +859,19 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
         while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
             it.next();
             n = Some(n.unwrap_or(0) * 10 + d as usize);
-            if n > Some(MAX_OUTPUT) { return err("printf width too large"); }
+            if n > Some(MAX_OUTPUT) {
+                return err("printf width too large");
+            }
         }
         Ok(n)
     }
     let (mut out, mut next) = (String::new(), 0);
     let mut it = f.chars().peekable();
     while let Some(c) = it.next() {
-        if c != '%' { out.push(c); continue; }
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
         let (mut minus, mut plus, mut zero) = (false, false, false);
         while let Some(&fl) = it.peek() {
             match fl {
@@ -817,7 +894,10 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
             out.push_str("%!(NOVERB)");
             break;
         };
-        if verb == '%' { out.push('%'); continue; }
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
         let Some(arg) = args.get(next) else {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
@@ -840,7 +920,9 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
             out.push_str(&" ".repeat(pad));
             out.push_str(&s);
         }
-        if out.len() > MAX_OUTPUT { return err("printf output too large"); }
+        if out.len() > MAX_OUTPUT {
+            return err("printf output too large");
+        }
     }
     if next < args.len() {
         let extra: Vec<String> = args[next..].iter().map(|v| bad_arg(v)).collect();
@@ -860,9 +942,7 @@ fn index<'a>(base: Val<'a>, key: &Val) -> Result<Val<'a>, String> {
     };
     match (base.get(), k) {
         (None | Some(Value::Null), _) => Ok(Val::Missing),
-        (Some(Value::Object(_)), Value::String(s)) => {
-            Ok(child(&base, Key::Name(s)).unwrap_or(Val::Missing))
-        }
+        (Some(Value::Object(_)), Value::String(s)) => Ok(child(&base, Key::Name(s)).unwrap_or(Val::Missing)),
         (Some(Value::Array(a)), _) => Ok(child(&base, Key::Idx(pos(a.len())?)).unwrap_or(Val::Missing)),
         (Some(Value::String(s)), _) => Ok(val(s.as_bytes()[pos(s.len())?])),
         (Some(o), _) => err(format!("can't index item of type {} with {}", tname(o), tname(k))),
@@ -911,7 +991,9 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
     if name == "index" {
         let mut it = a.into_iter();
         let mut cur = it.next().unwrap_or(Val::Missing);
-        for k in it { cur = index(cur, &k)?; }
+        for k in it {
+            cur = index(cur, &k)?;
+        }
         return Ok(cur);
     }
     let s = |i: usize| to_str(&a[i]);
@@ -933,7 +1015,9 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
                     for (i, e) in items.iter().enumerate() {
                         out.push_str(if i > 0 { &sep } else { "" });
                         write_go(&mut out, e, 0);
-                        if out.len() > MAX_OUTPUT { return err("join result too large"); }
+                        if out.len() > MAX_OUTPUT {
+                            return err("join result too large");
+                        }
                     }
                 }
                 Value::Null => {}
@@ -948,7 +1032,9 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
             } else {
                 src.split(sep.as_str()).take(1_000_001).map(Value::from).collect()
             };
-            if parts.len() > 1_000_000 { return err("split: too many parts"); }
+            if parts.len() > 1_000_000 {
+                return err("split: too many parts");
+            }
             val(parts)
         }
         "lower" => val(s(0).to_lowercase()),
@@ -976,7 +1062,9 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
         "truncate" => val(s(0).chars().take(to_count(&a[1])?).collect::<String>()),
         "pad" => {
             let (src, l, r) = (s(0), to_count(&a[1])?, to_count(&a[2])?);
-            if l.saturating_add(r) > MAX_OUTPUT { return err("pad too large"); }
+            if l.saturating_add(r) > MAX_OUTPUT {
+                return err("pad too large");
+            }
             val(if src.is_empty() { src } else { format!("{}{src}{}", " ".repeat(l), " ".repeat(r)) })
         }
         _ => return err(format!("function \"{}\" not defined", clip(name))),
@@ -985,21 +1073,38 @@ fn call_func<'a>(name: &str, a: Vec<Val<'a>>) -> Result<Val<'a>, String> {
 
 // ---------------------------------------------------------------- execution
 
-enum Flow { Normal, Break, Continue }
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
 
 type RangeNode<'a> = (&'a Pipe, &'a [Node], &'a [Node]);
 
 /// Execution state; `vars` is a stack truncated at the end of each control structure.
-struct Exec<'a> { vars: Vec<(&'a str, Val<'a>)>, out: String, steps: u64, produced: usize }
+struct Exec<'a> {
+    vars: Vec<(&'a str, Val<'a>)>,
+    out: String,
+    steps: u64,
+    produced: usize,
+}
 
 impl<'a> Exec<'a> {
     fn tick(&mut self) -> Result<(), String> {
         self.steps += 1;
-        if self.steps > MAX_STEPS { err("execution exceeds step limit") } else { Ok(()) }
+        if self.steps > MAX_STEPS {
+            err("execution exceeds step limit")
+        } else {
+            Ok(())
+        }
     }
 
     fn check_out(&self) -> Result<(), String> {
-        if self.out.len() > MAX_OUTPUT { err("output exceeds 16 MiB limit") } else { Ok(()) }
+        if self.out.len() > MAX_OUTPUT {
+            err("output exceeds 16 MiB limit")
+        } else {
+            Ok(())
+        }
     }
 
     fn bind(&mut self, name: &'a str, v: Val<'a>, assign: bool) -> Result<(), String> {
@@ -1039,7 +1144,9 @@ impl<'a> Exec<'a> {
                     let mut flow = None;
                     for (p, body) in branches {
                         let v = self.pipe(p, dot)?;
-                        if let Some(name) = p.decl.first() { self.bind(name, v.clone(), p.assign)?; }
+                        if let Some(name) = p.decl.first() {
+                            self.bind(name, v.clone(), p.assign)?;
+                        }
                         if v.truthy() {
                             flow = Some(self.walk(body, if *with { &v } else { dot })?);
                             break;
@@ -1062,7 +1169,9 @@ impl<'a> Exec<'a> {
                 Node::Break => Flow::Break,
                 Node::Continue => Flow::Continue,
             };
-            if !matches!(flow, Flow::Normal) { return Ok(flow); }
+            if !matches!(flow, Flow::Normal) {
+                return Ok(flow);
+            }
         }
         Ok(Flow::Normal)
     }
@@ -1072,30 +1181,35 @@ impl<'a> Exec<'a> {
         let (p, body, els) = node;
         let pairs: Option<Vec<(Val<'a>, Val<'a>)>> = match &v {
             Val::Ref(r) => entries(r).map(|es| es.into_iter().map(|(k, e)| (val(k), Val::Ref(e))).collect()),
-            Val::Own(rc) => {
-                entries(rc).map(|es| es.into_iter().map(|(k, e)| (val(k), val(e.clone()))).collect())
-            }
+            Val::Own(rc) => entries(rc).map(|es| es.into_iter().map(|(k, e)| (val(k), val(e.clone()))).collect()),
             Val::Missing => None,
         };
         let mut ran = false;
         if let Some(pairs) = pairs {
             for (k, e) in pairs {
                 ran = true;
-                if let Flow::Break = self.iteration(p, body, k, e)? { break; }
+                if let Flow::Break = self.iteration(p, body, k, e)? {
+                    break;
+                }
             }
         } else if let Some(n) = v.jv().as_i64() {
             for i in 0..n {
                 ran = true;
-                if let Flow::Break = self.iteration(p, body, val(i), val(i))? { break; }
+                if let Flow::Break = self.iteration(p, body, val(i), val(i))? {
+                    break;
+                }
             }
         } else if !v.jv().is_null() {
             return err(format!("range can't iterate over {} (type {})", short(v.jv()), tname(v.jv())));
         }
-        if ran { Ok(Flow::Normal) } else { self.walk(els, dot) }
+        if ran {
+            Ok(Flow::Normal)
+        } else {
+            self.walk(els, dot)
+        }
     }
 
-    fn iteration(&mut self, p: &'a Pipe, body: &'a [Node], key: Val<'a>, elem: Val<'a>)
-        -> Result<Flow, String> {
+    fn iteration(&mut self, p: &'a Pipe, body: &'a [Node], key: Val<'a>, elem: Val<'a>) -> Result<Flow, String> {
         self.tick()?;
         let mark = self.vars.len();
         match p.decl.as_slice() {
@@ -1139,8 +1253,7 @@ impl<'a> Exec<'a> {
     }
 
     /// Calls function `name` with `args` and, from a pipeline, the previous value `fin`.
-    fn call(&mut self, name: &str, args: &'a [Term], fin: Option<Val<'a>>, dot: &Val<'a>)
-        -> Result<Val<'a>, String> {
+    fn call(&mut self, name: &str, args: &'a [Term], fin: Option<Val<'a>>, dot: &Val<'a>) -> Result<Val<'a>, String> {
         if name == "and" || name == "or" {
             if args.is_empty() && fin.is_none() {
                 return err(format!("wrong number of args for {name}: want at least 1 got 0"));
@@ -1148,12 +1261,16 @@ impl<'a> Exec<'a> {
             let mut last = Val::Missing;
             for a in args {
                 last = self.term(a, dot)?;
-                if last.truthy() == (name == "or") { return Ok(last); }
+                if last.truthy() == (name == "or") {
+                    return Ok(last);
+                }
             }
             return Ok(fin.unwrap_or(last));
         }
         let mut vals = Vec::with_capacity(args.len() + 1);
-        for a in args { vals.push(self.term(a, dot)?); }
+        for a in args {
+            vals.push(self.term(a, dot)?);
+        }
         vals.extend(fin);
         let v = call_func(name, vals)?;
         if let Some(Value::String(s)) = v.get() {
@@ -1225,14 +1342,8 @@ mod tests {
     fn printing() {
         ok("{{.F}} {{.Big}} {{.Zero}} {{.Empty}}|{{.Nil}}", "1.5 1e+06 0 |<nil>");
         ok("{{.Args}} {{.M}}", "[a b c] map[x:[1 2] y:two z:1]");
-        ok(
-            "{{0.0001}} {{0.00001}} {{123456.5}} {{1234567.0}} {{-2.5}}",
-            "0.0001 1e-05 123456.5 1.234567e+06 -2.5",
-        );
-        ok(
-            "{{true}} {{false}} {{0x1F}} {{1_000}} {{-3}} {{1e3}} {{.5}}",
-            "true false 31 1000 -3 1000 0.5",
-        );
+        ok("{{0.0001}} {{0.00001}} {{123456.5}} {{1234567.0}} {{-2.5}}", "0.0001 1e-05 123456.5 1.234567e+06 -2.5");
+        ok("{{true}} {{false}} {{0x1F}} {{1_000}} {{-3}} {{1e3}} {{.5}}", "true false 31 1000 -3 1000 0.5");
         ok(r#"{{"a\tb\x41\u00e9\"\\"}}|{{`raw\n`}}"#, "a\tbAé\"\\|raw\\n");
         ok("{{print nil}}", "<nil>");
     }
@@ -1250,10 +1361,7 @@ mod tests {
         fails("{{range .Empty}}x{{end}}", "type string");
         fails("{{range .Name}}{{end}}", "range can't iterate over \"web\"");
         ok("{{range $i := 3}}{{$i}}{{end}}", "012");
-        ok(
-            "{{range .Arr}}{{if eq . 1}}{{continue}}{{end}}{{if eq . 2}}{{break}}{{end}}{{.}}{{end}}",
-            "3",
-        );
+        ok("{{range .Arr}}{{if eq . 1}}{{continue}}{{end}}{{if eq . 2}}{{break}}{{end}}{{.}}{{end}}", "3");
         ok("{{range split \"x,y\" \",\"}}<{{.}}>{{end}}", "<x><y>");
     }
 
@@ -1302,10 +1410,7 @@ mod tests {
         ok("{{json .State}}", r#"{"Pid":42,"Running":true,"Status":"running"}"#);
         ok("{{json .Nope}} {{.Name | json}} {{json .Args}}", r#"null "web" ["a","b","c"]"#);
         ok("{{join .Args \",\"}}|{{join .Arr \"-\"}}|{{join .Nil \",\"}}", "a,b,c|3-1-2|");
-        ok(
-            "{{.Name | upper}} {{lower \"ABC\"}} {{title \"hello wide-world\"}}",
-            "WEB abc Hello Wide-World",
-        );
+        ok("{{.Name | upper}} {{lower \"ABC\"}} {{title \"hello wide-world\"}}", "WEB abc Hello Wide-World");
         ok("{{split \"a,b,c\" \",\"}} {{len (split \"abc\" \"\")}}", "[a b c] 3");
         ok("{{len .Args}} {{len .M}} {{len \"héllo\"}} {{len .Nil}}", "3 3 6 0");
         fails("{{len .Zero}}", "len of type number");
@@ -1337,10 +1442,7 @@ mod tests {
 
     #[test]
     fn comparisons() {
-        ok(
-            "{{eq .State.Status \"running\"}} {{eq .State.Status \"exited\" \"running\"}}",
-            "true true",
-        );
+        ok("{{eq .State.Status \"running\"}} {{eq .State.Status \"exited\" \"running\"}}", "true true");
         ok("{{eq 1 1.0}} {{ne 1 2}} {{eq .Nope nil}} {{eq .Name 1}}", "true true true false");
         ok("{{lt 1 2}} {{le 2 2.0}} {{gt \"b\" \"a\"}} {{ge 1 2}}", "true true true false");
         fails("{{lt 1 \"a\"}}", "incompatible types for comparison");
@@ -1429,14 +1531,87 @@ mod tests {
     #[test]
     fn fuzz_no_panic() {
         const FRAGS: &[&str] = &[
-            "{{", "}}", "{{- ", " -}}", ".", ".A", ".State.Pid", "$", "$x", "$x := ", " = ", "|", "(",
-            ")", "\"s\"", "`r`", "1", "-2.5", "if ", "else ", "end", "range ", "with ", "break",
-            "continue", "{{end}}", "{{else}}", "index ", "printf ", "\"%5d %s %q %v %!\"", "json ",
-            "len ", "join ", "split ", "eq ", "and ", "or ", "not ", "slice ", "pad ", "truncate ",
-            "title ", " ", "text", "\n", "/*", "*/", "\\", "\"", "$k, $v := ", "nil", "true", ",",
-            ":=", "0x1F", "1e3", "{{.}}", "print ", "lt ", ".M", ".Args", ".Arr", "{{range .Arr}}",
-            "{{if .M}}", "{{$x := .Args}}", "é", "{{/* c */}}", "\"\\x", "'", "}", "{", "5 ",
-            "日本", "{{-日", "é -}}", "{{`é", "-é", "$é", ".é", "\"é\"", "\u{1F600}",
+            "{{",
+            "}}",
+            "{{- ",
+            " -}}",
+            ".",
+            ".A",
+            ".State.Pid",
+            "$",
+            "$x",
+            "$x := ",
+            " = ",
+            "|",
+            "(",
+            ")",
+            "\"s\"",
+            "`r`",
+            "1",
+            "-2.5",
+            "if ",
+            "else ",
+            "end",
+            "range ",
+            "with ",
+            "break",
+            "continue",
+            "{{end}}",
+            "{{else}}",
+            "index ",
+            "printf ",
+            "\"%5d %s %q %v %!\"",
+            "json ",
+            "len ",
+            "join ",
+            "split ",
+            "eq ",
+            "and ",
+            "or ",
+            "not ",
+            "slice ",
+            "pad ",
+            "truncate ",
+            "title ",
+            " ",
+            "text",
+            "\n",
+            "/*",
+            "*/",
+            "\\",
+            "\"",
+            "$k, $v := ",
+            "nil",
+            "true",
+            ",",
+            ":=",
+            "0x1F",
+            "1e3",
+            "{{.}}",
+            "print ",
+            "lt ",
+            ".M",
+            ".Args",
+            ".Arr",
+            "{{range .Arr}}",
+            "{{if .M}}",
+            "{{$x := .Args}}",
+            "é",
+            "{{/* c */}}",
+            "\"\\x",
+            "'",
+            "}",
+            "{",
+            "5 ",
+            "日本",
+            "{{-日",
+            "é -}}",
+            "{{`é",
+            "-é",
+            "$é",
+            ".é",
+            "\"é\"",
+            "\u{1F600}",
         ];
         let d = data();
         let mut seed: u64 = 0x2545_F491_4F6C_DD1D;

@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
-    UtimensatFlags,
+    fchmod, fchmodat, futimens, makedev, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
@@ -70,21 +69,14 @@ pub struct UnpackOptions {
 
 impl Default for UnpackOptions {
     fn default() -> Self {
-        UnpackOptions {
-            whiteouts: WhiteoutMode::Overlay { userxattr: false },
-            chown: true,
-            keep_layer_blobs: false,
-        }
+        UnpackOptions { whiteouts: WhiteoutMode::Overlay { userxattr: false }, chown: true, keep_layer_blobs: false }
     }
 }
 
 impl UnpackOptions {
     /// Defaults for a rootless store: opaque directories use `user.overlay.opaque`.
     pub fn rootless() -> Self {
-        UnpackOptions {
-            whiteouts: WhiteoutMode::Overlay { userxattr: true },
-            ..Default::default()
-        }
+        UnpackOptions { whiteouts: WhiteoutMode::Overlay { userxattr: true }, ..Default::default() }
     }
 }
 
@@ -238,12 +230,7 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn new(
-        target: &Path,
-        whiteouts: WhiteoutMode,
-        chown: bool,
-        layer: String,
-    ) -> Result<Applier> {
+    pub(crate) fn new(target: &Path, whiteouts: WhiteoutMode, chown: bool, layer: String) -> Result<Applier> {
         let root = open_root(target).map_err(|e| Error::Io {
             context: format!("open target directory {}", target.display()),
             source: e.into(),
@@ -275,17 +262,12 @@ impl Applier {
     }
 
     pub(crate) fn err(&self, entry: impl Into<String>, kind: EntryError) -> Error {
-        Error::Entry {
-            layer: self.layer.clone(),
-            entry: entry.into(),
-            kind,
-        }
+        Error::Entry { layer: self.layer.clone(), entry: entry.into(), kind }
     }
 
     /// Applies one entry; `shown` names it in errors; `content` is read for files.
     pub(crate) fn apply(&mut self, n: &Node, shown: &str, content: &mut dyn Read) -> Result<()> {
-        self.apply_inner(n, content)
-            .map_err(|kind| self.err(shown, kind))?;
+        self.apply_inner(n, content).map_err(|kind| self.err(shown, kind))?;
         self.report.entries += 1;
         Ok(())
     }
@@ -312,9 +294,7 @@ impl Applier {
             NodeKind::File { size } => self.file(&parent, name, n, *size, content)?,
             NodeKind::Symlink(target) => self.symlink(&parent, name, n, target)?,
             NodeKind::Hardlink(target) => self.hardlink(&parent, name, &n.path, target)?,
-            NodeKind::Char { .. } | NodeKind::Block { .. } | NodeKind::Fifo => {
-                self.special(&parent, name, n)?
-            }
+            NodeKind::Char { .. } | NodeKind::Block { .. } | NodeKind::Fifo => self.special(&parent, name, n)?,
             NodeKind::Whiteout | NodeKind::Opaque => false,
         };
         if made {
@@ -328,10 +308,7 @@ impl Applier {
     /// Apply mode a non-directory left by an earlier layer is replaced by a directory
     /// (what overlayfs shows when an upper directory covers a lower file or symlink).
     fn walk(&mut self, comps: &[OsString], create: bool) -> Result<OwnedFd, EntryError> {
-        let mut cur = self
-            .root
-            .try_clone()
-            .map_err(|e| EntryError::io("dup", e))?;
+        let mut cur = self.root.try_clone().map_err(|e| EntryError::io("dup", e))?;
         let mut k: Vec<u8> = Vec::new();
         for c in comps {
             if !k.is_empty() {
@@ -348,9 +325,7 @@ impl Applier {
                 Err(Errno::ENOENT) => return Err(EntryError::ParentMissing(lossy(&k))),
                 Err(Errno::ENOTDIR | Errno::ELOOP) => {
                     let st = lstat_at(&cur, c).map_err(|e| EntryError::io("lstat", e))?;
-                    let replace = create
-                        && self.whiteouts == WhiteoutMode::Apply
-                        && !self.created.contains(&k);
+                    let replace = create && self.whiteouts == WhiteoutMode::Apply && !self.created.contains(&k);
                     match st {
                         None if create => {}
                         None => return Err(EntryError::ParentMissing(lossy(&k))),
@@ -361,22 +336,15 @@ impl Applier {
                                 EntryError::ParentNotDir(lossy(&k))
                             })
                         }
-                        Some(_) => remove_at(&cur, c)
-                            .map_err(|e| EntryError::io("remove existing entry", e))?,
+                        Some(_) => remove_at(&cur, c).map_err(|e| EntryError::io("remove existing entry", e))?,
                     }
                 }
                 Err(e) => return Err(EntryError::io("open directory", e)),
             }
-            mkdirat(&cur, c, Mode::from_bits_truncate(0o755))
-                .map_err(|e| EntryError::io("mkdir", e))?;
+            mkdirat(&cur, c, Mode::from_bits_truncate(0o755)).map_err(|e| EntryError::io("mkdir", e))?;
             // Just created, so not a symlink; set the mode explicitly (umask).
-            fchmodat(
-                &cur,
-                c,
-                Mode::from_bits_truncate(0o755),
-                FchmodatFlags::FollowSymlink,
-            )
-            .map_err(|e| EntryError::io("chmod", e))?;
+            fchmodat(&cur, c, Mode::from_bits_truncate(0o755), FchmodatFlags::FollowSymlink)
+                .map_err(|e| EntryError::io("chmod", e))?;
             self.created.insert(k.clone());
             cur = open_dir_path(&cur, c).map_err(|e| EntryError::io("open directory", e))?;
         }
@@ -397,22 +365,12 @@ impl Applier {
     }
 
     fn root_dir(&mut self, n: &Node) -> Result<(), EntryError> {
-        let root = self
-            .root
-            .try_clone()
-            .map_err(|e| EntryError::io("dup", e))?;
+        let root = self.root.try_clone().map_err(|e| EntryError::io("dup", e))?;
         let dot = OsStr::new(".");
-        self.chown_with(n.uid, n.gid, |u, g| {
-            fchownat(&root, dot, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
-        })?;
+        self.chown_with(n.uid, n.gid, |u, g| fchownat(&root, dot, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW))?;
         if !n.xattrs.is_empty() {
-            let fd = openat(
-                &root,
-                dot,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| EntryError::io("open directory", e))?;
+            let fd = openat(&root, dot, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| EntryError::io("open directory", e))?;
             self.xattrs_fd(&File::from(fd), &n.xattrs)?;
         }
         self.deferred.insert(Vec::new(), (n.mode, n.mtime));
@@ -421,12 +379,9 @@ impl Applier {
 
     fn dir(&mut self, parent: &OwnedFd, name: &OsStr, n: &Node) -> Result<bool, EntryError> {
         if !self.clear(parent, name, true)? {
-            mkdirat(parent, name, Mode::from_bits_truncate(0o700))
-                .map_err(|e| EntryError::io("mkdir", e))?;
+            mkdirat(parent, name, Mode::from_bits_truncate(0o700)).map_err(|e| EntryError::io("mkdir", e))?;
         }
-        self.chown_with(n.uid, n.gid, |u, g| {
-            fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
-        })?;
+        self.chown_with(n.uid, n.gid, |u, g| fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW))?;
         if !n.xattrs.is_empty() {
             let fd = openat(
                 parent,
@@ -460,10 +415,7 @@ impl Applier {
         let mut file = File::from(fd);
         let copied = copy_exact(content, &mut file, size)?;
         if copied != size {
-            return Err(EntryError::Truncated {
-                expected: size,
-                actual: copied,
-            });
+            return Err(EntryError::Truncated { expected: size, actual: copied });
         }
         self.report.bytes += size;
         // Order matters: chown clears setuid bits and file capabilities, so the owner
@@ -475,31 +427,17 @@ impl Applier {
         Ok(true)
     }
 
-    fn symlink(
-        &mut self,
-        parent: &OwnedFd,
-        name: &OsStr,
-        n: &Node,
-        target: &OsStr,
-    ) -> Result<bool, EntryError> {
+    fn symlink(&mut self, parent: &OwnedFd, name: &OsStr, n: &Node, target: &OsStr) -> Result<bool, EntryError> {
         if target.is_empty() {
             return Err(EntryError::SymlinkWithoutTarget);
         }
         self.clear(parent, name, false)?;
         // The target is stored as-is and never resolved by us.
         symlinkat(target, parent, name).map_err(|e| EntryError::io("symlink", e))?;
-        self.chown_with(n.uid, n.gid, |u, g| {
-            fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
-        })?;
+        self.chown_with(n.uid, n.gid, |u, g| fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW))?;
         self.xattrs_nofollow(&n.path, &n.xattrs)?;
-        utimensat(
-            parent,
-            name,
-            &ts(n.mtime),
-            &ts(n.mtime),
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| EntryError::io("set times", e))?;
+        utimensat(parent, name, &ts(n.mtime), &ts(n.mtime), UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| EntryError::io("set times", e))?;
         Ok(true)
     }
 
@@ -520,10 +458,7 @@ impl Applier {
         let tdir = match self.walk(tparents, false) {
             Ok(fd) => fd,
             Err(EntryError::ParentSymlink(parent)) => {
-                return Err(EntryError::LinkThroughSymlink {
-                    target: shown,
-                    parent,
-                })
+                return Err(EntryError::LinkThroughSymlink { target: shown, parent })
             }
             Err(EntryError::ParentMissing(_) | EntryError::ParentNotDir(_)) => {
                 return Err(EntryError::LinkTargetMissing(shown))
@@ -560,21 +495,12 @@ impl Applier {
             }
             Err(e) => return Err(EntryError::io("mknod", e)),
         }
-        self.chown_with(n.uid, n.gid, |u, g| {
-            fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW)
-        })?;
+        self.chown_with(n.uid, n.gid, |u, g| fchownat(parent, name, Some(u), Some(g), AtFlags::AT_SYMLINK_NOFOLLOW))?;
         self.xattrs_nofollow(&n.path, &n.xattrs)?;
         // Just created by mknod, so not a symlink.
-        fchmodat(parent, name, perm(n.mode), FchmodatFlags::FollowSymlink)
-            .map_err(|e| EntryError::io("chmod", e))?;
-        utimensat(
-            parent,
-            name,
-            &ts(n.mtime),
-            &ts(n.mtime),
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| EntryError::io("set times", e))?;
+        fchmodat(parent, name, perm(n.mode), FchmodatFlags::FollowSymlink).map_err(|e| EntryError::io("chmod", e))?;
+        utimensat(parent, name, &ts(n.mtime), &ts(n.mtime), UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| EntryError::io("set times", e))?;
         Ok(true)
     }
 
@@ -591,8 +517,7 @@ impl Applier {
                 self.created.insert(key(path));
             }
             WhiteoutMode::Apply => {
-                remove_at(&parent, name)
-                    .map_err(|e| EntryError::io("remove whited-out entry", e))?;
+                remove_at(&parent, name).map_err(|e| EntryError::io("remove whited-out entry", e))?;
             }
         }
         self.report.whiteouts += 1;
@@ -603,21 +528,15 @@ impl Applier {
         let fd = self.walk(dir, true)?;
         match self.whiteouts {
             WhiteoutMode::Overlay { userxattr } => {
-                let file = openat(
-                    &fd,
-                    ".",
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map(File::from)
-                .map_err(|e| EntryError::io("open directory", e))?;
+                let file = openat(&fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map(File::from)
+                    .map_err(|e| EntryError::io("open directory", e))?;
                 let (xattr, op) = if userxattr {
                     (OPAQUE_USER, "set user.overlay.opaque")
                 } else {
                     (OPAQUE_TRUSTED, "set trusted.overlay.opaque")
                 };
-                file.set_xattr(xattr, b"y")
-                    .map_err(|e| EntryError::io(op, e))?;
+                file.set_xattr(xattr, b"y").map_err(|e| EntryError::io(op, e))?;
             }
             WhiteoutMode::Apply => {
                 let prefix = key(dir);
@@ -628,9 +547,8 @@ impl Applier {
                     }
                     k.extend_from_slice(&child);
                     if !self.created.contains(&k) {
-                        remove_at(&fd, OsStr::from_bytes(&child)).map_err(|e| {
-                            EntryError::io("remove entry hidden by opaque directory", e)
-                        })?;
+                        remove_at(&fd, OsStr::from_bytes(&child))
+                            .map_err(|e| EntryError::io("remove entry hidden by opaque directory", e))?;
                     }
                 }
             }
@@ -641,12 +559,7 @@ impl Applier {
     }
 
     /// Runs `chown(uid, gid)`; an id the kernel refuses is squashed to 0:0 and counted.
-    fn chown_with(
-        &mut self,
-        uid: u64,
-        gid: u64,
-        f: impl Fn(Uid, Gid) -> nix::Result<()>,
-    ) -> Result<(), EntryError> {
+    fn chown_with(&mut self, uid: u64, gid: u64, f: impl Fn(Uid, Gid) -> nix::Result<()>) -> Result<(), EntryError> {
         if !self.chown {
             return Ok(());
         }
@@ -676,12 +589,7 @@ impl Applier {
     fn xattr_result(&mut self, name: &OsStr, r: io::Result<()>) -> Result<(), EntryError> {
         match r {
             Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EPERM | libc::ENOTSUP | libc::EACCES)
-                ) =>
-            {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP | libc::EACCES)) => {
                 self.report.xattrs_skipped += 1;
                 tracing::debug!(layer = %self.layer, xattr = %name.to_string_lossy(), error = %e, "xattr skipped");
                 Ok(())
@@ -704,11 +612,7 @@ impl Applier {
 
     /// xattrs on a symlink or device node (`lsetxattr` by path: the parents were just
     /// checked by [`Self::walk`] and the name is not followed).
-    fn xattrs_nofollow(
-        &mut self,
-        path: &[OsString],
-        xattrs: &[(OsString, Vec<u8>)],
-    ) -> Result<(), EntryError> {
+    fn xattrs_nofollow(&mut self, path: &[OsString], xattrs: &[(OsString, Vec<u8>)]) -> Result<(), EntryError> {
         if xattrs.is_empty() {
             return Ok(());
         }
@@ -731,33 +635,20 @@ impl Applier {
         let mut dirs: Vec<_> = self.deferred.drain().collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
         for (path, (mode, mtime)) in dirs {
-            self.finish_dir(&path, mode, mtime)
-                .map_err(|kind| self.err(path_string(&path), kind))?;
+            self.finish_dir(&path, mode, mtime).map_err(|kind| self.err(path_string(&path), kind))?;
         }
         Ok(self.report)
     }
 
-    fn finish_dir(
-        &mut self,
-        path: &[OsString],
-        mode: u32,
-        mtime: (i64, i64),
-    ) -> Result<(), EntryError> {
+    fn finish_dir(&mut self, path: &[OsString], mode: u32, mtime: (i64, i64)) -> Result<(), EntryError> {
         let (dir, name) = match path.split_last() {
-            None => (
-                self.root
-                    .try_clone()
-                    .map_err(|e| EntryError::io("dup", e))?,
-                OsStr::new("."),
-            ),
+            None => (self.root.try_clone().map_err(|e| EntryError::io("dup", e))?, OsStr::new(".")),
             Some((name, parents)) => match self.walk(parents, false) {
                 Ok(fd) => (fd, name.as_os_str()),
                 // Replaced or removed by a later entry: nothing to do.
-                Err(
-                    EntryError::ParentMissing(_)
-                    | EntryError::ParentNotDir(_)
-                    | EntryError::ParentSymlink(_),
-                ) => return Ok(()),
+                Err(EntryError::ParentMissing(_) | EntryError::ParentNotDir(_) | EntryError::ParentSymlink(_)) => {
+                    return Ok(())
+                }
                 Err(e) => return Err(e),
             },
         };
@@ -766,16 +657,9 @@ impl Applier {
             _ => return Ok(()),
         }
         // `name` is a directory (just checked), so following is moot.
-        fchmodat(&dir, name, perm(mode), FchmodatFlags::FollowSymlink)
-            .map_err(|e| EntryError::io("chmod", e))?;
-        utimensat(
-            &dir,
-            name,
-            &ts(mtime),
-            &ts(mtime),
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| EntryError::io("set times", e))?;
+        fchmodat(&dir, name, perm(mode), FchmodatFlags::FollowSymlink).map_err(|e| EntryError::io("chmod", e))?;
+        utimensat(&dir, name, &ts(mtime), &ts(mtime), UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| EntryError::io("set times", e))?;
         Ok(())
     }
 }
@@ -789,17 +673,14 @@ fn copy_exact(from: &mut dyn Read, to: &mut File, size: u64) -> Result<u64, Entr
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
     while done < size {
-        let want = usize::try_from(size - done)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
+        let want = usize::try_from(size - done).unwrap_or(usize::MAX).min(buf.len());
         let n = match from.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(EntryError::io("read file data", e)),
         };
-        to.write_all(&buf[..n])
-            .map_err(|e| EntryError::io("write file data", e))?;
+        to.write_all(&buf[..n]).map_err(|e| EntryError::io("write file data", e))?;
         done += n as u64;
     }
     Ok(done)

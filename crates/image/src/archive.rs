@@ -26,15 +26,9 @@ pub(crate) fn read_limited(src: &dyn Source, name: &str, limit: u64) -> Result<V
     src.open(name)?
         .take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| Error::Io {
-            context: format!("{}: read {name}", src.describe()),
-            source,
-        })?;
+        .map_err(|source| Error::Io { context: format!("{}: read {name}", src.describe()), source })?;
     if buf.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            what: format!("{}: {name}", src.describe()),
-            limit,
-        });
+        return Err(Error::TooLarge { what: format!("{}: {name}", src.describe()), limit });
     }
     Ok(buf)
 }
@@ -71,21 +65,11 @@ pub(crate) struct TarSource {
 
 impl TarSource {
     pub(crate) fn open(path: &Path, describe: String) -> Result<TarSource> {
-        let file = File::open(path).map_err(|source| Error::Io {
-            context: format!("open {}", path.display()),
-            source,
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|source| Error::Io {
-                context: format!("stat {}", path.display()),
-                source,
-            })?
-            .len();
-        let read_err = |source| Error::Io {
-            context: format!("{describe}: read archive"),
-            source,
-        };
+        let file =
+            File::open(path).map_err(|source| Error::Io { context: format!("open {}", path.display()), source })?;
+        let len =
+            file.metadata().map_err(|source| Error::Io { context: format!("stat {}", path.display()), source })?.len();
+        let read_err = |source| Error::Io { context: format!("{describe}: read archive"), source };
         let mut members = HashMap::new();
         {
             let mut archive = tar::Archive::new(&file);
@@ -100,10 +84,7 @@ impl TarSource {
                         let offset = entry.raw_file_position();
                         let size = entry.size();
                         if offset.checked_add(size).is_none_or(|end| end > len) {
-                            return Err(format_err(
-                                describe,
-                                format!("member {name} is truncated"),
-                            ));
+                            return Err(format_err(describe, format!("member {name} is truncated")));
                         }
                         Member::File { offset, size }
                     }
@@ -132,16 +113,11 @@ impl TarSource {
                 members.insert(name, member);
             }
         }
-        Ok(TarSource {
-            file,
-            members,
-            describe,
-        })
+        Ok(TarSource { file, members, describe })
     }
 
     fn resolve(&self, name: &str) -> Result<(u64, u64)> {
-        let mut cur =
-            clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
+        let mut cur = clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
         for _ in 0..16 {
             match self.members.get(&cur) {
                 Some(Member::File { offset, size }) => return Ok((*offset, *size)),
@@ -156,11 +132,7 @@ impl TarSource {
 impl Source for TarSource {
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
         let (offset, size) = self.resolve(name)?;
-        Ok(Box::new(Region {
-            file: &self.file,
-            pos: offset,
-            end: offset + size,
-        }))
+        Ok(Box::new(Region { file: &self.file, pos: offset, end: offset + size }))
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -188,10 +160,7 @@ impl Read for Region<'_> {
         }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "archive member is truncated",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "archive member is truncated"));
         }
         self.pos += n as u64;
         Ok(n)
@@ -208,10 +177,7 @@ pub(crate) struct DirSource {
 
 impl DirSource {
     pub(crate) fn new(root: &Path) -> DirSource {
-        DirSource {
-            root: root.to_path_buf(),
-            describe: root.display().to_string(),
-        }
+        DirSource { root: root.to_path_buf(), describe: root.display().to_string() }
     }
 
     fn path(&self, name: &str) -> Option<PathBuf> {
@@ -224,18 +190,11 @@ impl DirSource {
 
 impl Source for DirSource {
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
-        let path = self
-            .path(name)
-            .ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
+        let path = self.path(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
         match File::open(&path) {
             Ok(f) => Ok(Box::new(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(Error::NotFound(format!("{}: {name}", self.describe)))
-            }
-            Err(source) => Err(Error::Io {
-                context: format!("open {}", path.display()),
-                source,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(format!("{}: {name}", self.describe))),
+            Err(source) => Err(Error::Io { context: format!("open {}", path.display()), source }),
         }
     }
 

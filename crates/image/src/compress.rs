@@ -46,10 +46,7 @@ fn peek(r: &mut dyn Read) -> io::Result<Vec<u8>> {
 /// errors. The returned reader yields the uncompressed bytes; read it to the end so a
 /// gzip checksum is verified.
 pub(crate) fn decompress<'a>(r: &'a mut dyn Read, what: &str) -> Result<Box<dyn Read + 'a>> {
-    let head = peek(r).map_err(|source| Error::Io {
-        context: format!("{what}: read"),
-        source,
-    })?;
+    let head = peek(r).map_err(|source| Error::Io { context: format!("{what}: read"), source })?;
     let kind = Compression::detect(&head);
     let buffered = BufReader::with_capacity(128 * 1024, Cursor::new(head).chain(r));
     match kind {
@@ -57,10 +54,7 @@ pub(crate) fn decompress<'a>(r: &'a mut dyn Read, what: &str) -> Result<Box<dyn 
         Compression::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered))),
         Compression::Zstd => zstd::stream::read::Decoder::with_buffer(buffered)
             .map(|d| Box::new(d) as Box<dyn Read + 'a>)
-            .map_err(|source| Error::Io {
-                context: format!("{what}: zstd"),
-                source,
-            }),
+            .map_err(|source| Error::Io { context: format!("{what}: zstd"), source }),
         Compression::Xz => Err(Error::Unsupported(format!("{what}: xz compression"))),
         Compression::Bzip2 => Err(Error::Unsupported(format!("{what}: bzip2 compression"))),
     }
@@ -90,10 +84,7 @@ mod tests {
     #[test]
     fn detects_by_magic() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
+        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
         assert_eq!(Compression::detect(b"BZh9"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"\xfd7zXZ\0"), Compression::Xz);
         assert_eq!(Compression::detect(b"etc/"), Compression::None);
@@ -108,19 +99,13 @@ mod tests {
         let gz = enc.finish().unwrap();
         let mut src = &gz[..];
         let mut out = String::new();
-        decompress(&mut src, "t")
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        decompress(&mut src, "t").unwrap().read_to_string(&mut out).unwrap();
         assert_eq!(out, "payload");
 
         let z = zstd::stream::encode_all(&b"zstd payload"[..], 3).unwrap();
         let mut src = &z[..];
         let mut out = String::new();
-        decompress(&mut src, "t")
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        decompress(&mut src, "t").unwrap().read_to_string(&mut out).unwrap();
         assert_eq!(out, "zstd payload");
 
         let mut x = &b"\xfd7zXZ\0rest"[..];

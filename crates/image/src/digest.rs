@@ -13,9 +13,7 @@ const PREFIX: &str = "sha256:";
 /// Every digest that comes from outside (archives, callers, the database) goes through
 /// this before it becomes part of a path, so a digest can never name `../x`.
 pub(crate) fn digest_hex(digest: &str) -> Result<&str> {
-    let hex = digest
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| Error::InvalidDigest(digest.to_owned()))?;
+    let hex = digest.strip_prefix(PREFIX).ok_or_else(|| Error::InvalidDigest(digest.to_owned()))?;
     if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(hex)
     } else {
@@ -49,13 +47,7 @@ pub(crate) struct Hashing<'a, R> {
 
 impl<'a, R: Read> Hashing<'a, R> {
     pub(crate) fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-            trailing_zeros: 0,
-            tee: None,
-        }
+        Hashing { inner, hasher: Sha256::new(), count: 0, trailing_zeros: 0, tee: None }
     }
 
     /// Also write every byte read to `tee` (a blob being stored).
@@ -76,10 +68,7 @@ impl<'a, R: Read> Hashing<'a, R> {
 
     /// The digest of everything read so far, and its length.
     pub(crate) fn finish(self) -> (String, u64) {
-        (
-            format!("{PREFIX}{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        )
+        (format!("{PREFIX}{}", hex::encode(self.hasher.finalize())), self.count)
     }
 }
 

@@ -21,25 +21,13 @@ pub enum Error {
     InvalidDigest(String),
     /// Content whose sha256 is not the one it was announced with.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: String,
-        actual: String,
-    },
+    DigestMismatch { what: String, expected: String, actual: String },
     /// Content whose length is not the one its descriptor announced.
     #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        what: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { what: String, expected: u64, actual: u64 },
     /// A layer entry that was refused or could not be written.
     #[error("layer {layer}: entry {entry:?}: {kind}")]
-    Entry {
-        layer: String,
-        entry: String,
-        kind: EntryError,
-    },
+    Entry { layer: String, entry: String, kind: EntryError },
     /// A malformed archive, manifest, index or layer stream.
     #[error("{context}: {reason}")]
     Format { context: String, reason: String },
@@ -112,10 +100,7 @@ pub enum EntryError {
 
 impl EntryError {
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
-        EntryError::Io {
-            op,
-            source: source.into(),
-        }
+        EntryError::Io { op, source: source.into() }
     }
 }
 
@@ -127,8 +112,5 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Er
 
 /// Shorthand for building [`Error::Format`].
 pub(crate) fn format_err(context: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::Format {
-        context: context.into(),
-        reason: reason.into(),
-    }
+    Error::Format { context: context.into(), reason: reason.into() }
 }

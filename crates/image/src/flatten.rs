@@ -89,11 +89,7 @@ fn visit(
     if ft.is_dir() {
         applier.apply(&node, &shown, &mut io::empty())?;
         if is_opaque(path) {
-            let opaque = Node {
-                kind: NodeKind::Opaque,
-                xattrs: Vec::new(),
-                ..node.clone()
-            };
+            let opaque = Node { kind: NodeKind::Opaque, xattrs: Vec::new(), ..node.clone() };
             applier.apply(&opaque, &shown, &mut io::empty())?;
         }
         return walk(path, &mut rel.to_vec(), applier, links);
@@ -111,23 +107,13 @@ fn visit(
         return applier.apply(&node, &shown, &mut file);
     }
     node.kind = if ft.is_symlink() {
-        NodeKind::Symlink(
-            fs::read_link(path)
-                .map_err(io_ctx(path, "readlink"))?
-                .into_os_string(),
-        )
+        NodeKind::Symlink(fs::read_link(path).map_err(io_ctx(path, "readlink"))?.into_os_string())
     } else if ft.is_char_device() && meta.rdev() == 0 {
         NodeKind::Whiteout
     } else if ft.is_char_device() {
-        NodeKind::Char {
-            major: major(meta.rdev()),
-            minor: minor(meta.rdev()),
-        }
+        NodeKind::Char { major: major(meta.rdev()), minor: minor(meta.rdev()) }
     } else if ft.is_block_device() {
-        NodeKind::Block {
-            major: major(meta.rdev()),
-            minor: minor(meta.rdev()),
-        }
+        NodeKind::Block { major: major(meta.rdev()), minor: minor(meta.rdev()) }
     } else if ft.is_fifo() {
         NodeKind::Fifo
     } else {
@@ -144,25 +130,18 @@ fn grant_owner(path: &Path, meta: &fs::Metadata, need: u32) -> Result<Option<u32
     if mode & need == need || meta.uid() != geteuid().as_raw() || geteuid().is_root() {
         return Ok(None);
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode | need))
-        .map_err(io_ctx(path, "chmod"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode | need)).map_err(io_ctx(path, "chmod"))?;
     Ok(Some(mode))
 }
 
 fn open_for_read(path: &Path, meta: &fs::Metadata) -> Result<File> {
-    let open = || {
-        File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-    };
+    let open = || File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
     match open() {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             let restore = grant_owner(path, meta, 0o400)?;
             let file = open();
             if let Some(mode) = restore {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                    .map_err(io_ctx(path, "chmod"))?;
+                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_ctx(path, "chmod"))?;
             }
             file.map_err(io_ctx(path, "open"))
         }

@@ -20,23 +20,13 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 /// `O_PATH` handle on the directory `name` under `dir`; fails with `ELOOP`/`ENOTDIR`
 /// when `name` is a symlink or not a directory.
 pub(crate) fn open_dir_path<Fd: AsFd>(dir: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    openat(dir, name, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 /// `O_PATH` handle on a directory given by path (symlinks in `path` are followed: this
 /// is for paths the caller owns, like the store root or a target directory).
 pub(crate) fn open_root(path: &Path) -> nix::Result<OwnedFd> {
-    openat(
-        AT_FDCWD,
-        path,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    openat(AT_FDCWD, path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 /// `lstat` relative to `dir`; `None` when the name does not exist.
@@ -58,12 +48,7 @@ pub(crate) fn is_symlink(st: &FileStat) -> bool {
 
 /// Names in the directory `dir` (without `.` and `..`).
 pub(crate) fn list_dir<Fd: AsFd>(dir: Fd) -> nix::Result<Vec<Vec<u8>>> {
-    let mut d = Dir::openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let mut d = Dir::openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
     let mut names = Vec::new();
     for entry in d.iter() {
         let entry = entry?;
@@ -109,16 +94,9 @@ pub(crate) fn remove_at<Fd: AsFd>(dir: Fd, name: &OsStr) -> io::Result<()> {
 /// Removes the tree at `path` (see [`remove_at`]); a missing path is not an error.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("refusing to remove {}", path.display()),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("refusing to remove {}", path.display())));
     };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
     let dir = match open_root(parent) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
@@ -138,8 +116,7 @@ pub(crate) fn tree_size(path: &Path) -> io::Result<u64> {
             let meta = entry.path().symlink_metadata()?;
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino())))
-            {
+            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
                 total += meta.len();
             }
         }
@@ -155,9 +132,7 @@ pub(crate) struct TmpTree {
 impl TmpTree {
     pub(crate) fn new(parent: &Path, prefix: &str) -> io::Result<TmpTree> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
-        Ok(TmpTree {
-            path: Some(dir.keep()),
-        })
+        Ok(TmpTree { path: Some(dir.keep()) })
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -61,10 +61,8 @@ impl ImageFs {
     pub fn open(layers_top_first: &[PathBuf]) -> Result<ImageFs> {
         let mut layers = Vec::with_capacity(layers_top_first.len());
         for p in layers_top_first {
-            let fd = open_root(p).map_err(|e| Error::Io {
-                context: format!("open layer {}", p.display()),
-                source: e.into(),
-            })?;
+            let fd = open_root(p)
+                .map_err(|e| Error::Io { context: format!("open layer {}", p.display()), source: e.into() })?;
             layers.push(fd);
         }
         Ok(ImageFs { layers })
@@ -75,10 +73,7 @@ impl ImageFs {
     /// non-directory in a parent position). Errors: a symlink loop or chain longer than
     /// [`MAX_SYMLINK_HOPS`], a directory or special file, a file larger than `limit` bytes.
     pub fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let fail = |reason: String| Error::ImagePath {
-            path: path.to_string(),
-            reason,
-        };
+        let fail = |reason: String| Error::ImagePath { path: path.to_string(), reason };
         let io = |op: &str, e: Errno| Error::ImagePath {
             path: path.to_string(),
             reason: format!("{op}: {}", std::io::Error::from(e)),
@@ -99,9 +94,7 @@ impl ImageFs {
                     cur = self
                         .dir_at(&resolved)
                         .map_err(|e| io("lookup", e))?
-                        .ok_or_else(|| {
-                            fail("a parent directory changed during the lookup".into())
-                        })?;
+                        .ok_or_else(|| fail("a parent directory changed during the lookup".into()))?;
                 }
                 continue;
             }
@@ -124,14 +117,10 @@ impl ImageFs {
                     t.reverse();
                     pending.extend(t);
                 }
-                Entry::File(dir) if pending.is_empty() => {
-                    return read_file(&dir, &c, limit).map(Some).map_err(fail)
-                }
+                Entry::File(dir) if pending.is_empty() => return read_file(&dir, &c, limit).map(Some).map_err(fail),
                 // A file where a directory is needed: nothing there (ENOTDIR).
                 Entry::File(_) => return Ok(None),
-                Entry::Special if pending.is_empty() => {
-                    return Err(fail("not a regular file".into()))
-                }
+                Entry::Special if pending.is_empty() => return Err(fail("not a regular file".into())),
                 Entry::Special => return Ok(None),
             }
         }
@@ -142,10 +131,7 @@ impl ImageFs {
     fn root(&self) -> nix::Result<Vec<OwnedFd>> {
         self.layers
             .iter()
-            .map(|l| {
-                l.try_clone()
-                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
-            })
+            .map(|l| l.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF))))
             .collect()
     }
 
@@ -183,13 +169,7 @@ fn lookup(dir: &[OwnedFd], name: &OsStr) -> nix::Result<Entry> {
                 // An aufs-style whiteout (not written by our unpacker, honoured anyway).
                 let mut wh = OsString::from(".wh.");
                 wh.push(name);
-                if fstatat(
-                    layer,
-                    wh.as_os_str(),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .is_ok()
-                {
+                if fstatat(layer, wh.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
                     break;
                 }
                 continue;
@@ -213,42 +193,25 @@ fn lookup(dir: &[OwnedFd], name: &OsStr) -> nix::Result<Entry> {
         return Ok(match fmt {
             libc::S_IFCHR if st.st_rdev == 0 => Entry::Missing, // overlay whiteout
             libc::S_IFLNK => Entry::Symlink(readlinkat(layer, name)?),
-            libc::S_IFREG => Entry::File(
-                layer
-                    .try_clone()
-                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?,
-            ),
+            libc::S_IFREG => {
+                Entry::File(layer.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))?)
+            }
             _ => Entry::Special,
         });
     }
-    Ok(if dirs.is_empty() {
-        Entry::Missing
-    } else {
-        Entry::Dir(dirs)
-    })
+    Ok(if dirs.is_empty() { Entry::Missing } else { Entry::Dir(dirs) })
 }
 
 /// Whether a layer's directory hides the layers below it (overlay opaque xattr, or an
 /// aufs-style `.wh..wh..opq` marker).
 fn is_opaque(dir: &OwnedFd) -> bool {
-    if fstatat(
-        dir,
-        ".wh..wh..opq",
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .is_ok()
-    {
+    if fstatat(dir, ".wh..wh..opq", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
         return true;
     }
     let yes = |v: std::io::Result<Option<Vec<u8>>>| matches!(v, Ok(Some(v)) if v == b"y");
     // xattrs cannot be read through an O_PATH descriptor: reopen the directory itself, or
     // (when it may not be read) go through its /proc/self/fd link.
-    match openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    match openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(fd) => {
             use xattr::FileExt;
             let f = File::from(fd);
@@ -267,11 +230,7 @@ fn read_file(dir: &OwnedFd, name: &OsStr, limit: u64) -> std::result::Result<Vec
     let fd = openat(
         dir,
         name,
-        OFlag::O_RDONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY
-            | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| format!("open: {}", std::io::Error::from(e)))?;
@@ -283,10 +242,7 @@ fn read_file(dir: &OwnedFd, name: &OsStr, limit: u64) -> std::result::Result<Vec
         return Err(format!("larger than {limit} bytes"));
     }
     let mut buf = Vec::with_capacity(st.st_size as usize);
-    File::from(fd)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("read: {e}"))?;
+    File::from(fd).take(limit + 1).read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
     if buf.len() as u64 > limit {
         return Err(format!("larger than {limit} bytes"));
     }

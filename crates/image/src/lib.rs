@@ -68,6 +68,8 @@
 //! (a layer renamed into place is not flushed; after a power loss the engine should
 //! verify or re-import).
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod apply;
 mod archive;
@@ -98,11 +100,7 @@ pub use store::{import_config, LoadedImage, Store, METADATA_LIMIT};
 /// Unpacks one layer stream (plain or gzip tar) directly into `target`, which must
 /// exist, with `opts.whiteouts` deciding how whiteouts are written. Unlike the store,
 /// this writes in place: on error `target` is left partly written.
-pub fn unpack_layer(
-    reader: impl Read,
-    target: &Path,
-    opts: &UnpackOptions,
-) -> Result<UnpackReport> {
+pub fn unpack_layer(reader: impl Read, target: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
     let mut reader = reader;
     let mut applier = apply::Applier::new(target, opts.whiteouts, opts.chown, "stream".into())?;
     tarlayer::unpack_stream(&mut reader, &mut applier)?;

@@ -85,10 +85,7 @@ struct LayerRef {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8], context: impl Into<String>) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| Error::Json {
-        context: context.into(),
-        source,
-    })
+    serde_json::from_slice(bytes).map_err(|source| Error::Json { context: context.into(), source })
 }
 
 /// `sha256:<hex>` when a member name embeds a digest: `blobs/sha256/<hex>` or
@@ -135,8 +132,7 @@ impl Store {
                 let mut tmp = NamedTempFile::with_prefix_in(crate::store::tmp_prefix("archive"), self.tmp_dir())
                     .map_err(io_err("create temporary file"))?;
                 let mut decoded = decompress(&mut buffered, &shown)?;
-                io::copy(&mut decoded, tmp.as_file_mut())
-                    .map_err(io_err(format!("decompress {shown}")))?;
+                io::copy(&mut decoded, tmp.as_file_mut()).map_err(io_err(format!("decompress {shown}")))?;
                 let source = TarSource::open(tmp.path(), shown.clone())?;
                 _decompressed = Some(tmp);
                 Box::new(source)
@@ -159,10 +155,8 @@ impl Store {
 
     fn load_docker(&self, src: &dyn Source, opts: &UnpackOptions) -> Result<Vec<LoadedImage>> {
         let what = format!("{}: manifest.json", src.describe());
-        let entries: Vec<DockerManifestEntry> = parse(
-            &read_limited(src, "manifest.json", METADATA_LIMIT)?,
-            what.clone(),
-        )?;
+        let entries: Vec<DockerManifestEntry> =
+            parse(&read_limited(src, "manifest.json", METADATA_LIMIT)?, what.clone())?;
         if entries.is_empty() {
             return Err(format_err(what, "lists no images"));
         }
@@ -199,17 +193,12 @@ impl Store {
         if !src.exists("oci-layout") {
             return Err(format_err(shown, "index.json without oci-layout"));
         }
-        let layout: OciLayout = parse(
-            &read_limited(src, "oci-layout", METADATA_LIMIT)?,
-            format!("{shown}: oci-layout"),
-        )?;
+        let layout: OciLayout =
+            parse(&read_limited(src, "oci-layout", METADATA_LIMIT)?, format!("{shown}: oci-layout"))?;
         if layout.image_layout_version != "1.0.0" {
             tracing::debug!(version = %layout.image_layout_version, "unknown OCI layout version");
         }
-        let index: Index = parse(
-            &read_limited(src, "index.json", METADATA_LIMIT)?,
-            format!("{shown}: index.json"),
-        )?;
+        let index: Index = parse(&read_limited(src, "index.json", METADATA_LIMIT)?, format!("{shown}: index.json"))?;
         let mut found: Vec<(Descriptor, Vec<String>)> = Vec::new();
         for desc in index.manifests {
             let tags = tags_of(&desc);
@@ -222,16 +211,12 @@ impl Store {
             }
         }
         if found.is_empty() {
-            return Err(format_err(
-                format!("{shown}: index.json"),
-                "lists no image manifest",
-            ));
+            return Err(format_err(format!("{shown}: index.json"), "lists no image manifest"));
         }
         let mut images = Vec::new();
         for (desc, tags) in found {
             let bytes = read_desc(src, &desc)?;
-            let manifest: Manifest =
-                parse(&bytes, format!("{shown}: manifest {}", short(&desc.digest)))?;
+            let manifest: Manifest = parse(&bytes, format!("{shown}: manifest {}", short(&desc.digest)))?;
             let config = read_desc(src, &manifest.config)?;
             let mut layers = Vec::new();
             for l in &manifest.layers {
@@ -246,20 +231,9 @@ impl Store {
                     }
                     return Err(Error::NotFound(format!("{shown}: layer blob {}", l.digest)));
                 }
-                layers.push(LayerRef {
-                    member,
-                    blob: Some(l.digest.clone()),
-                    size: l.size,
-                });
+                layers.push(LayerRef { member, blob: Some(l.digest.clone()), size: l.size });
             }
-            images.push(self.assemble(
-                src,
-                config,
-                layers,
-                tags,
-                Some((desc.digest, bytes)),
-                opts,
-            )?);
+            images.push(self.assemble(src, config, layers, tags, Some((desc.digest, bytes)), opts)?);
         }
         Ok(images)
     }
@@ -282,11 +256,7 @@ impl Store {
         if diff_ids.len() != layers.len() {
             return Err(format_err(
                 what,
-                format!(
-                    "lists {} diff_ids but the manifest has {} layers",
-                    diff_ids.len(),
-                    layers.len()
-                ),
+                format!("lists {} diff_ids but the manifest has {} layers", diff_ids.len(), layers.len()),
             ));
         }
         for d in &diff_ids {
@@ -319,17 +289,7 @@ impl Store {
             None => None,
         };
         tracing::info!(image = %short(&id), tags = ?repo_tags, layers = diff_ids.len(), "image loaded");
-        Ok(LoadedImage {
-            id,
-            config,
-            diff_ids,
-            repo_tags,
-            size,
-            manifest_digest,
-            blobs,
-            layer_blobs,
-            report,
-        })
+        Ok(LoadedImage { id, config, diff_ids, repo_tags, size, manifest_digest, blobs, layer_blobs, report })
     }
 }
 
@@ -346,18 +306,10 @@ fn read_desc(src: &dyn Source, desc: &Descriptor) -> Result<Vec<u8>> {
     let what = format!("{}: blob {}", src.describe(), short(&desc.digest));
     let actual = sha256_of(&bytes);
     if actual != desc.digest {
-        return Err(Error::DigestMismatch {
-            what,
-            expected: desc.digest.clone(),
-            actual,
-        });
+        return Err(Error::DigestMismatch { what, expected: desc.digest.clone(), actual });
     }
     if let Some(size) = desc.size.filter(|s| *s != bytes.len() as u64) {
-        return Err(Error::SizeMismatch {
-            what,
-            expected: size,
-            actual: bytes.len() as u64,
-        });
+        return Err(Error::SizeMismatch { what, expected: size, actual: bytes.len() as u64 });
     }
     Ok(bytes)
 }
@@ -381,10 +333,8 @@ fn resolve_manifest(src: &dyn Source, desc: &Descriptor, depth: u32) -> Result<O
             return Ok(None);
         }
         None => {
-            let value: serde_json::Value = parse(
-                &read_desc(src, desc)?,
-                format!("{}: blob {}", src.describe(), short(&desc.digest)),
-            )?;
+            let value: serde_json::Value =
+                parse(&read_desc(src, desc)?, format!("{}: blob {}", src.describe(), short(&desc.digest)))?;
             if value.get("manifests").is_some() {
                 Kind::Index
             } else if value.get("layers").is_some() && value.get("config").is_some() {
@@ -409,25 +359,15 @@ fn resolve_manifest(src: &dyn Source, desc: &Descriptor, depth: u32) -> Result<O
 fn choose_platform<'a>(manifests: &'a [Descriptor], what: &str) -> Result<&'a Descriptor> {
     let os = Os::default().to_string();
     let arch = Arch::default().to_string();
-    let host = manifests.iter().find(|m| {
-        m.platform
-            .as_ref()
-            .is_some_and(|p| p.os == os && p.architecture == arch)
-    });
+    let host = manifests.iter().find(|m| m.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch));
     if let Some(m) = host {
         return Ok(m);
     }
     // Buildx attestation manifests say unknown/unknown.
-    let images: Vec<_> = manifests
-        .iter()
-        .filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown"))
-        .collect();
+    let images: Vec<_> = manifests.iter().filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown")).collect();
     match images.as_slice() {
         [only] => {
-            tracing::warn!(
-                index = what,
-                "no manifest for {os}/{arch}; loading the only one"
-            );
+            tracing::warn!(index = what, "no manifest for {os}/{arch}; loading the only one");
             Ok(only)
         }
         _ => Err(format_err(what, format!("no manifest for {os}/{arch}"))),
@@ -467,8 +407,7 @@ fn merge_by_id(images: Vec<LoadedImage>) -> Vec<LoadedImage> {
                         existing.blobs.push(blob);
                     }
                 }
-                existing.manifest_digest =
-                    existing.manifest_digest.take().or(image.manifest_digest);
+                existing.manifest_digest = existing.manifest_digest.take().or(image.manifest_digest);
             }
             None => out.push(image),
         }

@@ -52,10 +52,7 @@ pub struct BuiltManifest {
 }
 
 fn tar_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        context: format!("write archive: {what}"),
-        source,
-    }
+    move |source| Error::Io { context: format!("write archive: {what}"), source }
 }
 
 fn header(size: u64) -> tar::Header {
@@ -87,20 +84,14 @@ impl Store {
         for i in 0..img.diff_ids.len() {
             let digest = self.layer_blob(img, i)?;
             let path = self.blob_path(&digest)?;
-            let size = std::fs::metadata(&path)
-                .map_err(io_err(format!("stat blob {}", short(&digest))))?
-                .len();
+            let size = std::fs::metadata(&path).map_err(io_err(format!("stat blob {}", short(&digest))))?.len();
             let media_type = match self.blob_compression(&digest)? {
                 "gzip" => "application/vnd.oci.image.layer.v1.tar+gzip",
                 "zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
                 "none" => "application/vnd.oci.image.layer.v1.tar",
                 other => return Err(Error::Unsupported(format!("layer blob compressed with {other}"))),
             };
-            layers.push(LayerBlob {
-                digest,
-                size,
-                media_type,
-            });
+            layers.push(LayerBlob { digest, size, media_type });
         }
         let manifest = json!({
             "schemaVersion": 2,
@@ -108,17 +99,10 @@ impl Store {
             "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": img.id, "size": config_size },
             "layers": layers.iter().map(|l| json!({ "mediaType": l.media_type, "digest": l.digest, "size": l.size })).collect::<Vec<_>>(),
         });
-        let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
-            context: "encode manifest".into(),
-            source,
-        })?;
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|source| Error::Json { context: "encode manifest".into(), source })?;
         let digest = crate::digest::sha256_of(&bytes);
-        Ok(BuiltManifest {
-            bytes,
-            digest,
-            config_size,
-            layers,
-        })
+        Ok(BuiltManifest { bytes, digest, config_size, layers })
     }
 
     /// Writes `images` to `out` as one archive.
@@ -147,10 +131,8 @@ impl Store {
                     }
                     entries.push(json!({ "Config": config_name, "RepoTags": img.names, "Layers": layer_names }));
                 }
-                let manifest = serde_json::to_vec(&entries).map_err(|source| Error::Json {
-                    context: "encode manifest.json".into(),
-                    source,
-                })?;
+                let manifest = serde_json::to_vec(&entries)
+                    .map_err(|source| Error::Json { context: "encode manifest.json".into(), source })?;
                 tar.append_data(&mut header(manifest.len() as u64), "manifest.json", &manifest[..])
                     .map_err(tar_err("manifest.json"))?;
             }
@@ -161,7 +143,8 @@ impl Store {
                 let mut index = Vec::new();
                 for img in images {
                     let built = self.build_manifest(img)?;
-                    let mut blobs: Vec<(String, Option<Vec<u8>>)> = vec![(img.id.clone(), None), (built.digest.clone(), Some(built.bytes.clone()))];
+                    let mut blobs: Vec<(String, Option<Vec<u8>>)> =
+                        vec![(img.id.clone(), None), (built.digest.clone(), Some(built.bytes.clone()))];
                     blobs.extend(built.layers.iter().map(|l| (l.digest.clone(), None)));
                     for (digest, bytes) in blobs {
                         if !written.insert(digest.clone()) {
@@ -179,15 +162,15 @@ impl Store {
                         }
                         .map_err(tar_err(&name))?;
                     }
-                    let desc = |annotations: serde_json::Value| {
-                        json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": built.digest, "size": built.bytes.len(), "annotations": annotations })
-                    };
+                    let desc = |annotations: serde_json::Value| json!({ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": built.digest, "size": built.bytes.len(), "annotations": annotations });
                     if img.names.is_empty() {
                         index.push(desc(json!({})));
                     }
                     for n in &img.names {
                         let tag = n.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest");
-                        index.push(desc(json!({ "io.containerd.image.name": n, "org.opencontainers.image.ref.name": tag })));
+                        index.push(desc(
+                            json!({ "io.containerd.image.name": n, "org.opencontainers.image.ref.name": tag }),
+                        ));
                     }
                 }
                 let index = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index }))
@@ -204,14 +187,21 @@ impl Store {
     }
 
     /// Appends a layer as an uncompressed tar (its content hashing to `diff_id`).
-    fn append_uncompressed<W: Write>(&self, tar: &mut tar::Builder<W>, blob: &str, diff_id: &str, name: &str) -> Result<()> {
+    fn append_uncompressed<W: Write>(
+        &self,
+        tar: &mut tar::Builder<W>,
+        blob: &str,
+        diff_id: &str,
+        name: &str,
+    ) -> Result<()> {
         let path = self.blob_path(blob)?;
         let mut file = File::open(&path).map_err(io_err(format!("open blob {}", short(blob))))?;
         if self.blob_compression(blob)? == "none" && blob == diff_id {
             let len = file.metadata().map_err(io_err(format!("stat blob {}", short(blob))))?.len();
             return tar.append_data(&mut header(len), name, file).map_err(tar_err(name));
         }
-        let mut tmp = NamedTempFile::with_prefix_in(crate::store::tmp_prefix("save"), self.tmp_dir()).map_err(io_err("create temporary file"))?;
+        let mut tmp = NamedTempFile::with_prefix_in(crate::store::tmp_prefix("save"), self.tmp_dir())
+            .map_err(io_err("create temporary file"))?;
         let (actual, len) = {
             let label = format!("layer {}", short(diff_id));
             let plain = decompress(&mut file, &label)?;

@@ -107,11 +107,7 @@ fn process_is(pid: u32, start: u64) -> bool {
 }
 
 fn mkdir_private(path: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err(format!("create {}", path.display())))
+    DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(io_err(format!("create {}", path.display())))
 }
 
 impl Store {
@@ -165,11 +161,7 @@ impl Store {
     /// The merged view of an image's layers (`diff_ids` bottom-most first, as in its
     /// config), for reading its files from the host side without leaving it.
     pub fn image_fs(&self, diff_ids: &[String]) -> Result<crate::ImageFs> {
-        let dirs: Vec<PathBuf> = diff_ids
-            .iter()
-            .rev()
-            .map(|d| self.layer_dir(d))
-            .collect::<Result<_>>()?;
+        let dirs: Vec<PathBuf> = diff_ids.iter().rev().map(|d| self.layer_dir(d)).collect::<Result<_>>()?;
         crate::ImageFs::open(&dirs)
     }
 
@@ -203,9 +195,8 @@ impl Store {
             digest_hex(e)?;
         }
         let what = expected.map(short).unwrap_or_else(|| "blob".into());
-        let mut tmp = NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp).map_err(io_err(
-            format!("create temporary file in {}", self.tmp.display()),
-        ))?;
+        let mut tmp = NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp)
+            .map_err(io_err(format!("create temporary file in {}", self.tmp.display())))?;
         let (digest, size) = {
             let mut h = Hashing::with_tee(reader, Some(tmp.as_file_mut()));
             h.drain().map_err(io_err(format!("write {what}")))?;
@@ -213,11 +204,7 @@ impl Store {
         };
         if let Some(e) = expected {
             if e != digest {
-                return Err(Error::DigestMismatch {
-                    what,
-                    expected: e.to_owned(),
-                    actual: digest,
-                });
+                return Err(Error::DigestMismatch { what, expected: e.to_owned(), actual: digest });
             }
         }
         self.persist_blob(tmp, &digest)?;
@@ -226,13 +213,9 @@ impl Store {
 
     fn persist_blob(&self, tmp: NamedTempFile, digest: &str) -> Result<()> {
         let dest = self.blob_path(digest)?;
-        let _ = tmp
-            .as_file()
-            .set_permissions(fs::Permissions::from_mode(0o444));
+        let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o444));
         // Another writer may have stored the same bytes; replacing them is harmless.
-        tmp.persist(&dest)
-            .map_err(|e| e.error)
-            .map_err(io_err(format!("store blob {}", short(digest))))?;
+        tmp.persist(&dest).map_err(|e| e.error).map_err(io_err(format!("store blob {}", short(digest))))?;
         Ok(())
     }
 
@@ -249,20 +232,13 @@ impl Store {
         let path = self.blob_path(digest)?;
         let file = match fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(format!("blob {digest}")))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(format!("blob {digest}"))),
             Err(e) => return Err(io_err(format!("open blob {}", short(digest)))(e)),
         };
         let mut buf = Vec::new();
-        file.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_err(format!("read blob {}", short(digest))))?;
+        file.take(limit + 1).read_to_end(&mut buf).map_err(io_err(format!("read blob {}", short(digest))))?;
         if buf.len() as u64 > limit {
-            return Err(Error::TooLarge {
-                what: format!("blob {}", short(digest)),
-                limit,
-            });
+            return Err(Error::TooLarge { what: format!("blob {}", short(digest)), limit });
         }
         let actual = sha256_of(&buf);
         if actual != digest {
@@ -278,10 +254,8 @@ impl Store {
     /// The configuration of image `image_id` (its config blob).
     pub fn read_config(&self, image_id: &str) -> Result<ImageConfiguration> {
         let bytes = self.read_blob(image_id, METADATA_LIMIT)?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-            context: format!("image config {}", short(image_id)),
-            source,
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|source| Error::Json { context: format!("image config {}", short(image_id)), source })
     }
 
     /// Removes an unpacked layer. Whether it is still used is the engine's business.
@@ -315,8 +289,7 @@ impl Store {
     /// its name (made before owners were recorded) once it is older than `age`.
     pub fn clean_tmp(&self, age: Duration) -> Result<()> {
         let now = SystemTime::now();
-        let entries =
-            fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
+        let entries = fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
         for entry in entries.flatten() {
             let old = match tmp_owner(&entry.file_name().to_string_lossy()) {
                 Some((pid, start)) => !process_is(pid, start),
@@ -343,20 +316,14 @@ impl Store {
         base: ImageConfiguration,
         opts: &UnpackOptions,
     ) -> Result<LoadedImage> {
-        let spec = LayerSpec {
-            label: "rootfs import".into(),
-            blob: None,
-            diff_id: None,
-        };
+        let spec = LayerSpec { label: "rootfs import".into(), blob: None, diff_id: None };
         let layer = self.ensure_layer(|| Ok(reader), spec, opts)?;
         let mut config = base;
         let mut rootfs = RootFs::default();
         rootfs.set_diff_ids(vec![layer.diff_id.clone()]);
         config.set_rootfs(rootfs);
-        let bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
-            context: "serialize image config".into(),
-            source,
-        })?;
+        let bytes = serde_json::to_vec(&config)
+            .map_err(|source| Error::Json { context: "serialize image config".into(), source })?;
         let id = self.put_bytes(&bytes)?;
         let mut blobs = vec![id.clone()];
         blobs.extend(layer.blob.clone());
@@ -410,44 +377,28 @@ impl Store {
             });
         }
 
-        let tmp_err = io_err(format!(
-            "create staging directory in {}",
-            self.tmp.display()
-        ));
+        let tmp_err = io_err(format!("create staging directory in {}", self.tmp.display()));
         let staging = TmpTree::new(&self.tmp, &tmp_prefix("layer")).map_err(tmp_err)?;
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err(format!("chmod {}", staging.path().display())))?;
         let mut blob_tmp = match opts.keep_layer_blobs {
             true => Some(
-                NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp).map_err(io_err(format!(
-                    "create temporary file in {}",
-                    self.tmp.display()
-                )))?,
+                NamedTempFile::with_prefix_in(tmp_prefix("blob"), &self.tmp)
+                    .map_err(io_err(format!("create temporary file in {}", self.tmp.display())))?,
             ),
             false => None,
         };
-        let label = spec
-            .diff_id
-            .or(spec.blob.map(|b| b.0))
-            .map(short)
-            .unwrap_or(spec.label);
+        let label = spec.diff_id.or(spec.blob.map(|b| b.0)).map(short).unwrap_or(spec.label);
         let whiteouts = match opts.whiteouts {
             WhiteoutMode::Overlay { .. } => opts.whiteouts,
             // A stored layer is always an overlay lowerdir; only root may set trusted.*.
-            WhiteoutMode::Apply => WhiteoutMode::Overlay {
-                userxattr: !nix::unistd::geteuid().is_root(),
-            },
+            WhiteoutMode::Apply => WhiteoutMode::Overlay { userxattr: !nix::unistd::geteuid().is_root() },
         };
         let mut applier = Applier::new(staging.path(), whiteouts, opts.chown, label.clone())?;
 
-        let limit = spec
-            .blob
-            .and_then(|b| b.1)
-            .map_or(u64::MAX, |s| s.saturating_add(1));
+        let limit = spec.blob.and_then(|b| b.1).map_or(u64::MAX, |s| s.saturating_add(1));
         let source = open()?;
-        let tee = blob_tmp
-            .as_mut()
-            .map(|t| t.as_file_mut() as &mut dyn io::Write);
+        let tee = blob_tmp.as_mut().map(|t| t.as_file_mut() as &mut dyn io::Write);
         let mut raw = Hashing::with_tee(source.take(limit), tee);
         let (diff_id, _) = match unpack_stream(&mut raw, &mut applier) {
             Ok(v) => v,
@@ -469,8 +420,7 @@ impl Store {
                 return Err(e);
             }
         };
-        raw.drain()
-            .map_err(io_err(format!("layer {label}: read")))?;
+        raw.drain().map_err(io_err(format!("layer {label}: read")))?;
         let (blob_digest, blob_size) = raw.finish();
 
         if let Some((expected, size)) = spec.blob {
@@ -482,11 +432,7 @@ impl Store {
                 });
             }
             if let Some(size) = size.filter(|s| *s != blob_size) {
-                return Err(Error::SizeMismatch {
-                    what: format!("layer {label}"),
-                    expected: size,
-                    actual: blob_size,
-                });
+                return Err(Error::SizeMismatch { what: format!("layer {label}"), expected: size, actual: blob_size });
             }
         }
         if let Some(expected) = spec.diff_id {
@@ -521,12 +467,7 @@ impl Store {
             }
             None => None,
         };
-        Ok(LayerResult {
-            diff_id,
-            size,
-            report,
-            blob,
-        })
+        Ok(LayerResult { diff_id, size, report, blob })
     }
 
     /// Unpacks a layer blob read from `reader` (from a registry, or the stored blob itself)
@@ -541,15 +482,8 @@ impl Store {
         diff_id: &str,
         opts: &UnpackOptions,
     ) -> Result<(u64, UnpackReport)> {
-        let spec = LayerSpec {
-            label: short(diff_id),
-            blob: Some((digest, Some(size))),
-            diff_id: Some(diff_id),
-        };
-        let opts = UnpackOptions {
-            keep_layer_blobs: true,
-            ..opts.clone()
-        };
+        let spec = LayerSpec { label: short(diff_id), blob: Some((digest, Some(size))), diff_id: Some(diff_id) };
+        let opts = UnpackOptions { keep_layer_blobs: true, ..opts.clone() };
         let done = self.ensure_layer(reader, spec, &opts)?;
         Ok((done.size, done.report))
     }
@@ -590,12 +524,7 @@ impl Store {
     /// `diff_ids` (bottom first) into `target`, honouring whiteouts and opaque
     /// directories by deletion. `opts.whiteouts` is ignored (always applied).
     /// On error `target` is left partly written; the caller removes it.
-    pub fn flatten_into(
-        &self,
-        diff_ids: &[String],
-        target: &Path,
-        opts: &UnpackOptions,
-    ) -> Result<UnpackReport> {
+    pub fn flatten_into(&self, diff_ids: &[String], target: &Path, opts: &UnpackOptions) -> Result<UnpackReport> {
         fs::create_dir_all(target).map_err(io_err(format!("create {}", target.display())))?;
         let mut applier = Applier::new(target, WhiteoutMode::Apply, opts.chown, String::new())?;
         for diff_id in diff_ids {
@@ -642,9 +571,7 @@ pub fn import_config(config: Config, comment: &str) -> ImageConfiguration {
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -657,12 +584,7 @@ fn rfc3339_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

@@ -23,25 +23,17 @@ pub(crate) fn unpack_stream(raw: &mut dyn Read, applier: &mut Applier) -> Result
     let mut diff = Hashing::new(&mut decoded);
     apply_tar(&mut diff, applier)?;
     let terminated = diff.trailing_zeros() >= 512;
-    diff.drain().map_err(|source| Error::Io {
-        context: format!("{what}: read"),
-        source,
-    })?;
+    diff.drain().map_err(|source| Error::Io { context: format!("{what}: read"), source })?;
     if !terminated {
-        return Err(format_err(
-            what,
-            "archive ends without an end-of-archive block (truncated?)",
-        ));
+        return Err(format_err(what, "archive ends without an end-of-archive block (truncated?)"));
     }
     Ok(diff.finish())
 }
 
 /// Applies every entry of an uncompressed tar stream.
 pub(crate) fn apply_tar(reader: &mut dyn Read, applier: &mut Applier) -> Result<()> {
-    let read_err = |applier: &Applier, source| Error::Io {
-        context: format!("layer {}: read archive", applier.layer()),
-        source,
-    };
+    let read_err =
+        |applier: &Applier, source| Error::Io { context: format!("layer {}: read archive", applier.layer()), source };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| read_err(applier, e))?;
     for entry in entries {
@@ -57,10 +49,7 @@ pub(crate) fn apply_tar(reader: &mut dyn Read, applier: &mut Applier) -> Result<
     Ok(())
 }
 
-fn node_from_entry<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    raw: &[u8],
-) -> Result<Option<Node>, EntryError> {
+fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Option<Node>, EntryError> {
     let header = entry.header();
     let ty = header.entry_type();
     if ty.is_pax_global_extensions() {
@@ -86,18 +75,13 @@ fn node_from_entry<R: Read>(
         }
         tar::EntryType::Directory => NodeKind::Dir,
         tar::EntryType::Symlink => {
-            let target = entry
-                .link_name_bytes()
-                .ok_or(EntryError::SymlinkWithoutTarget)?;
+            let target = entry.link_name_bytes().ok_or(EntryError::SymlinkWithoutTarget)?;
             NodeKind::Symlink(OsString::from_vec(target.into_owned()))
         }
         tar::EntryType::Link => {
-            let target = entry
-                .link_name_bytes()
-                .ok_or(EntryError::LinkTargetMissing(String::new()))?;
-            let comps = normalize(&target).map_err(|_| {
-                EntryError::LinkEscapes(String::from_utf8_lossy(&target).into_owned())
-            })?;
+            let target = entry.link_name_bytes().ok_or(EntryError::LinkTargetMissing(String::new()))?;
+            let comps = normalize(&target)
+                .map_err(|_| EntryError::LinkEscapes(String::from_utf8_lossy(&target).into_owned()))?;
             NodeKind::Hardlink(comps)
         }
         tar::EntryType::Char => {
@@ -144,10 +128,7 @@ fn node_from_entry<R: Read>(
             let ext = ext.map_err(EntryError::Header)?;
             let key = ext.key_bytes();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((
-                    OsString::from_vec(name.to_vec()),
-                    ext.value_bytes().to_vec(),
-                ));
+                xattrs.push((OsString::from_vec(name.to_vec()), ext.value_bytes().to_vec()));
             } else if key == b"mtime" {
                 if let Some(t) = parse_pax_time(ext.value_bytes()) {
                     mtime = t;
@@ -156,15 +137,7 @@ fn node_from_entry<R: Read>(
         }
     }
 
-    Ok(Some(Node {
-        path,
-        kind,
-        mode,
-        uid,
-        gid,
-        mtime,
-        xattrs,
-    }))
+    Ok(Some(Node { path, kind, mode, uid, gid, mtime, xattrs }))
 }
 
 /// PAX times are decimal seconds with an optional fraction: `1700000000.123456789`.
@@ -176,11 +149,7 @@ fn parse_pax_time(v: &[u8]) -> Option<(i64, i64)> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let nanos = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
+    let nanos = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
     Some((secs, nanos))
 }
 
@@ -191,10 +160,7 @@ mod tests {
     #[test]
     fn pax_time() {
         assert_eq!(parse_pax_time(b"1700000000"), Some((1_700_000_000, 0)));
-        assert_eq!(
-            parse_pax_time(b"1700000000.5"),
-            Some((1_700_000_000, 500_000_000))
-        );
+        assert_eq!(parse_pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
         assert_eq!(parse_pax_time(b"12.123456789123"), Some((12, 123_456_789)));
         assert_eq!(parse_pax_time(b"x"), None);
     }

@@ -98,7 +98,8 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// Writes "<pid> <starttime>" atomically.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{pid} {}\n", start_time(pid).unwrap_or(0))).ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::write(&tmp, format!("{pid} {}\n", start_time(pid).unwrap_or(0)))
+        .ctx(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).ctx(|| format!("rename {}", path.display()))
 }
 
@@ -131,7 +132,11 @@ pub struct ExitRecord {
 impl ExitRecord {
     pub fn parse(text: &str) -> ExitRecord {
         let mut it = text.split_whitespace();
-        ExitRecord { code: it.next().and_then(|x| x.parse().ok()), finished_at: it.next().map(String::from), restarts: it.next().and_then(|x| x.parse().ok()) }
+        ExitRecord {
+            code: it.next().and_then(|x| x.parse().ok()),
+            finished_at: it.next().map(String::from),
+            restarts: it.next().and_then(|x| x.parse().ok()),
+        }
     }
 }
 
@@ -212,11 +217,22 @@ impl PumpArgs {
         let (mut max_size, mut max_file, mut restarts) = (0u64, 1u32, 0u32);
         for a in args {
             let bytes = a.as_bytes();
-            let eq = bytes.iter().position(|b| *b == b'=').ok_or_else(|| Error::Invalid(format!("invalid argument {a:?}: expected key=value")))?;
+            let eq = bytes
+                .iter()
+                .position(|b| *b == b'=')
+                .ok_or_else(|| Error::Invalid(format!("invalid argument {a:?}: expected key=value")))?;
             let (k, v) = (&bytes[..eq], OsStr::from_bytes(&bytes[eq + 1..]));
             let text = || v.to_str().unwrap_or("");
-            let num = |what: &str| -> Result<i64> { text().parse().map_err(|_| Error::Invalid(format!("invalid {what} {v:?}: expected a number"))) };
-            let fd = |what: &str| -> Result<Option<RawFd>> { if text() == "-" { Ok(None) } else { num(what).map(|n| Some(n as RawFd)) } };
+            let num = |what: &str| -> Result<i64> {
+                text().parse().map_err(|_| Error::Invalid(format!("invalid {what} {v:?}: expected a number")))
+            };
+            let fd = |what: &str| -> Result<Option<RawFd>> {
+                if text() == "-" {
+                    Ok(None)
+                } else {
+                    num(what).map(|n| Some(n as RawFd))
+                }
+            };
             match k {
                 b"pid" => pid = Some(num("pid")? as i32),
                 b"out" => out = fd("out")?,
@@ -232,7 +248,9 @@ impl PumpArgs {
                 _ => return Err(Error::Invalid(format!("unknown argument {a:?}"))),
             }
         }
-        let need = |what: &str| Error::Invalid(format!("missing {what}= (cove-monitor is started by `cove __monitor`, not by hand)"));
+        let need = |what: &str| {
+            Error::Invalid(format!("missing {what}= (cove-monitor is started by `cove __monitor`, not by hand)"))
+        };
         Ok(PumpArgs {
             pid: pid.filter(|p| *p > 0).ok_or_else(|| need("pid"))?,
             out: out.ok_or_else(|| need("out"))?,
@@ -308,7 +326,8 @@ fn run(a: PumpArgs) -> i32 {
             set.add(s);
         }
         set.thread_block().map_err(sys("sigprocmask"))?;
-        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(sys("signalfd"))?;
+        let sfd =
+            SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(sys("signalfd"))?;
         Ok((out, err, attach, log, sfd))
     })();
     let code = match setup {
@@ -328,8 +347,21 @@ fn run(a: PumpArgs) -> i32 {
     let _ = std::fs::remove_file(a.run_dir.join("attach.sock"));
     let done = Exited { code, restarts: a.restarts };
     if let Ok(exe) = &exe {
-        let argv: Vec<OsString> = vec!["cove".into(), "__monitor".into(), a.dir.clone().into(), a.run_dir.clone().into(), "-".into(), done.to_arg().into()];
-        let e = nix::unistd::execveat(exe.as_fd(), c"", &cstrings(argv), &environment(), nix::fcntl::AtFlags::AT_EMPTY_PATH);
+        let argv: Vec<OsString> = vec![
+            "cove".into(),
+            "__monitor".into(),
+            a.dir.clone().into(),
+            a.run_dir.clone().into(),
+            "-".into(),
+            done.to_arg().into(),
+        ];
+        let e = nix::unistd::execveat(
+            exe.as_fd(),
+            c"",
+            &cstrings(argv),
+            &environment(),
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
+        );
         eprintln!("cove-monitor: error: exec cove: {e:?}");
     }
     // The cove binary cannot run: record the exit ourselves (no restart, no cleanup).

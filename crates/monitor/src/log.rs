@@ -45,7 +45,8 @@ fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
 
 impl LogWriter {
     pub fn open(path: &Path, max_size: u64, max_file: u32) -> Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("open log {}", path.display()))?;
+        let file =
+            OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("open log {}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogWriter { path: path.to_path_buf(), file, size, max_size, max_file: max_file.max(1) })
     }
@@ -107,7 +108,11 @@ impl LogWriter {
         for i in (0..n - 1).rev() {
             let _ = std::fs::rename(name(i), name(i + 1));
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|source| Error::Io { what: format!("open log {}", self.path.display()), source })?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| Error::Io { what: format!("open log {}", self.path.display()), source })?;
         self.size = 0;
         Ok(())
     }

@@ -25,7 +25,14 @@ pub fn exit_code(st: WaitStatus) -> Option<i32> {
 const IDLE_MS: u16 = 1000;
 
 /// Copies output to the log until PID 1 exits and its pipes are drained; returns the exit code.
-pub fn pump(pid: Pid, sfd: &SignalFd, out: OwnedFd, err: Option<OwnedFd>, log: &mut LogWriter, attach: Option<&std::os::unix::net::UnixListener>) -> i32 {
+pub fn pump(
+    pid: Pid,
+    sfd: &SignalFd,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+    log: &mut LogWriter,
+    attach: Option<&std::os::unix::net::UnixListener>,
+) -> i32 {
     let mut open = [true, err.is_some()];
     // Signals that came while the monitor exec'd stay pending across exec: forward them, and
     // look at PID 1 once (it may have exited already). Stale ones (a SIGCHLD of a helper cove

@@ -29,7 +29,9 @@ fn main() {
     });
     println!("listening on {}", listener.local_addr().expect("bound"));
     let shutdown = cove_net::forward::Shutdown::new().expect("shutdown pipe");
-    if let Err(e) = cove_net::forward::serve_tcp(listener, move |_| cove_net::forward::start_connect(target, None), &shutdown) {
+    if let Err(e) =
+        cove_net::forward::serve_tcp(listener, move |_| cove_net::forward::start_connect(target, None), &shutdown)
+    {
         eprintln!("fwd: {e}");
         std::process::exit(1);
     }

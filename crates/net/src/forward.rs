@@ -57,7 +57,8 @@ struct ShutdownInner {
 
 impl Shutdown {
     pub fn new() -> Result<Self> {
-        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(crate::sys_err("pipe2 for shutdown"))?;
+        let (rx, tx) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(crate::sys_err("pipe2 for shutdown"))?;
         Ok(Shutdown { inner: Arc::new(ShutdownInner { flag: AtomicBool::new(false), rx, tx }) })
     }
 
@@ -117,7 +118,12 @@ where
 }
 
 /// [`serve_tcp`] that also updates `stats`.
-pub fn serve_tcp_with_stats<C>(listener: TcpListener, connect: C, shutdown: &Shutdown, stats: Arc<TcpStats>) -> Result<()>
+pub fn serve_tcp_with_stats<C>(
+    listener: TcpListener,
+    connect: C,
+    shutdown: &Shutdown,
+    stats: Arc<TcpStats>,
+) -> Result<()>
 where
     C: Fn(SocketAddr) -> io::Result<TcpStream> + Send + Sync + 'static,
 {
@@ -157,7 +163,9 @@ const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 /// A TCP listener on `[::]:port` that takes IPv6 only (`IPV6_V6ONLY`), so that it can share
 /// its port with a listener on 0.0.0.0.
 pub fn listen_v6_only(port: u16) -> io::Result<TcpListener> {
-    use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6};
+    use nix::sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6,
+    };
     use std::os::fd::AsRawFd;
     let fd = socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
     setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io::Error::from)?;
@@ -229,8 +237,10 @@ where
     let _span = tracing::debug_span!("forward_udp", %local).entered();
     socket.set_nonblocking(true).map_err(io_err(format!("set {local} non-blocking")))?;
     let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(crate::sys_err("epoll_create"))?;
-    ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, UDP_SHUTDOWN)).map_err(crate::sys_err("epoll add shutdown pipe"))?;
-    ep.add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, UDP_LISTENER)).map_err(crate::sys_err("epoll add udp socket"))?;
+    ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, UDP_SHUTDOWN))
+        .map_err(crate::sys_err("epoll add shutdown pipe"))?;
+    ep.add(&socket, EpollEvent::new(EpollFlags::EPOLLIN, UDP_LISTENER))
+        .map_err(crate::sys_err("epoll add udp socket"))?;
     let mut by_client: HashMap<SocketAddr, usize> = HashMap::new();
     let mut slots: Vec<Option<Flow>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
@@ -238,7 +248,10 @@ where
     let mut next_sweep = Instant::now() + sweep_every;
     let mut events = vec![EpollEvent::empty(); 64];
     let mut buf = vec![0u8; 65536];
-    let close = |slots: &mut Vec<Option<Flow>>, free: &mut Vec<usize>, by_client: &mut HashMap<SocketAddr, usize>, slot: usize| {
+    let close = |slots: &mut Vec<Option<Flow>>,
+                 free: &mut Vec<usize>,
+                 by_client: &mut HashMap<SocketAddr, usize>,
+                 slot: usize| {
         if let Some(f) = slots[slot].take() {
             let _ = ep.delete(&f.upstream);
             by_client.remove(&f.client);
@@ -249,7 +262,8 @@ where
         let timeout = if by_client.is_empty() {
             EpollTimeout::NONE
         } else {
-            EpollTimeout::try_from(next_sweep.saturating_duration_since(Instant::now()) + Duration::from_millis(1)).unwrap_or(EpollTimeout::MAX)
+            EpollTimeout::try_from(next_sweep.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+                .unwrap_or(EpollTimeout::MAX)
         };
         let n = match ep.wait(&mut events, timeout) {
             Ok(n) => n,
@@ -292,7 +306,11 @@ where
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     // ICMP port unreachable from the container, reported on the connected
                     // socket: the datagram is lost, the flow stays.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e)
+                        if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         tracing::debug!("udp recv from upstream of {}: {e}", flow.client);
                         break;
@@ -307,7 +325,9 @@ where
             let (n, client) = match socket.recv_from(&mut buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::Interrupted => {
+                    continue
+                }
                 Err(e) => return Err(io_err(format!("recv on udp socket {local}"))(e)),
             };
             let now = Instant::now();
@@ -325,7 +345,12 @@ where
                 None => {
                     if by_client.len() >= opts.max_flows.max(1) {
                         // The least recently used goes (a scan, only when the table is full).
-                        let oldest = slots.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (f.last, i))).min().map(|(_, i)| i);
+                        let oldest = slots
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, f)| f.as_ref().map(|f| (f.last, i)))
+                            .min()
+                            .map(|(_, i)| i);
                         if let Some(o) = oldest {
                             close(&mut slots, &mut free, &mut by_client, o);
                         }

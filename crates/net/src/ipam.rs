@@ -204,9 +204,11 @@ impl FromStr for Subnet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| {
-            bad(format!("{addr:?} is not an IP address"))
-        })?;
+        let addr: IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad(format!("{addr:?} is not an IP address")))?;
         let prefix = match prefix {
             None => bits(addr) as u8,
             Some(p) => p
@@ -252,8 +254,14 @@ impl Ipam {
 
     /// Picks addresses from `range` only (Docker's `--ip-range`), a subnet of the subnet.
     pub fn with_range(self, range: Subnet) -> Result<Self> {
-        if range.is_ipv4() != self.subnet.is_ipv4() || range.prefix_len < self.subnet.prefix_len || !self.subnet.contains(range.network) {
-            return Err(Error::InvalidSubnet { input: range.to_string(), reason: format!("the IP range must be inside subnet {}", self.subnet) });
+        if range.is_ipv4() != self.subnet.is_ipv4()
+            || range.prefix_len < self.subnet.prefix_len
+            || !self.subnet.contains(range.network)
+        {
+            return Err(Error::InvalidSubnet {
+                input: range.to_string(),
+                reason: format!("the IP range must be inside subnet {}", self.subnet),
+            });
         }
         Ok(Ipam { range: Some(range), ..self })
     }
@@ -398,7 +406,11 @@ mod tests {
         assert_eq!(ipam.allocate(&used, Some("10.9.0.7".parse().unwrap())).unwrap().to_string(), "10.9.0.7");
         // The range's edges that are the subnet's network/broadcast are skipped.
         let edge = Ipam::new("10.9.0.0/24".parse().unwrap()).with_range("10.9.0.0/30".parse().unwrap()).unwrap();
-        assert_eq!(edge.allocate(&HashSet::new(), None).unwrap().to_string(), "10.9.0.2", "not .0 (network) or .1 (gateway)");
+        assert_eq!(
+            edge.allocate(&HashSet::new(), None).unwrap().to_string(),
+            "10.9.0.2",
+            "not .0 (network) or .1 (gateway)"
+        );
         for bad in ["10.9.1.0/25", "10.8.0.0/16", "fd00::/64"] {
             assert!(Ipam::new("10.9.0.0/24".parse().unwrap()).with_range(bad.parse().unwrap()).is_err(), "{bad}");
         }

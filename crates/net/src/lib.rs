@@ -50,6 +50,8 @@
 //!   Docker (172.17/16 upward) so cove can coexist with both on one host.
 
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod forward;
 pub mod ipam;

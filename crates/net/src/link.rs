@@ -21,7 +21,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -43,7 +45,10 @@ pub fn validate_ifname(name: &str) -> Result<()> {
     if name == "." || name == ".." {
         return bad("reserved name");
     }
-    if name.bytes().any(|b| b == b'/' || b == b':' || b == b'"' || b.is_ascii_whitespace() || b.is_ascii_control() || b >= 0x80) {
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == b'"' || b.is_ascii_whitespace() || b.is_ascii_control() || b >= 0x80)
+    {
         return bad("contains '/', ':', '\"', whitespace or a non-ASCII byte");
     }
     Ok(())
@@ -101,7 +106,12 @@ impl Netlink {
     }
 
     /// Sends one request and collects the replies until the kernel's ACK (or `Done`).
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, op: impl Fn() -> String) -> Result<Vec<RouteNetlinkMessage>> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: impl Fn() -> String,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         let nl_err = |source: io::Error| Error::Netlink { op: op(), source };
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
@@ -315,8 +325,10 @@ impl Netlink {
         }
         msg.attributes.push(AddressAttribute::Local(addr.addr));
         msg.attributes.push(AddressAttribute::Address(addr.addr));
-        self.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL, || format!("add address {addr} to link {index}"))
-            .map(drop)
+        self.request(RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL, || {
+            format!("add address {addr} to link {index}")
+        })
+        .map(drop)
     }
 
     /// Adds a default route via `gateway` (`ip route add default via GW`), optionally bound to
@@ -333,8 +345,10 @@ impl Netlink {
         if let Some(oif) = oif {
             msg.attributes.push(RouteAttribute::Oif(oif));
         }
-        self.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL, || format!("add default route via {gateway}"))
-            .map(drop)
+        self.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL, || {
+            format!("add default route via {gateway}")
+        })
+        .map(drop)
     }
 
     /// Routes packets carrying firewall mark `mark` to the local stack, IPv4 and IPv6:
@@ -355,8 +369,15 @@ impl Netlink {
             rule.header.family = family;
             rule.header.table = table;
             rule.header.action = RuleAction::ToTable;
-            rule.attributes = vec![RuleAttribute::FwMark(mark), RuleAttribute::FwMask(u32::MAX), RuleAttribute::Table(u32::from(table)), RuleAttribute::Priority(100)];
-            exists(self.request(RouteNetlinkMessage::NewRule(rule), NLM_F_CREATE | NLM_F_EXCL, || format!("add rule fwmark {mark:#x} lookup {table}")))?;
+            rule.attributes = vec![
+                RuleAttribute::FwMark(mark),
+                RuleAttribute::FwMask(u32::MAX),
+                RuleAttribute::Table(u32::from(table)),
+                RuleAttribute::Priority(100),
+            ];
+            exists(self.request(RouteNetlinkMessage::NewRule(rule), NLM_F_CREATE | NLM_F_EXCL, || {
+                format!("add rule fwmark {mark:#x} lookup {table}")
+            }))?;
             let mut route = RouteMessage::default();
             route.header.address_family = family;
             route.header.table = table;
@@ -365,7 +386,9 @@ impl Netlink {
             route.header.kind = RouteType::Local;
             route.attributes.push(RouteAttribute::Oif(lo));
             route.attributes.push(RouteAttribute::Table(u32::from(table)));
-            exists(self.request(RouteNetlinkMessage::NewRoute(route), NLM_F_CREATE | NLM_F_EXCL, || format!("add local default route in table {table}")))?;
+            exists(self.request(RouteNetlinkMessage::NewRoute(route), NLM_F_CREATE | NLM_F_EXCL, || {
+                format!("add local default route in table {table}")
+            }))?;
         }
         Ok(())
     }
@@ -436,7 +459,8 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     }
     let mut mac = [0u8; 6];
     for (m, p) in mac.iter_mut().zip(&parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| bad("a MAC address is six two-digit hex bytes, e.g. 02:42:ac:11:00:02"))?;
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| bad("a MAC address is six two-digit hex bytes, e.g. 02:42:ac:11:00:02"))?;
     }
     if mac[0] & 1 == 1 || mac == [0; 6] {
         return Err(bad("not a unicast address (the first byte must be even, and not all zero)"));
@@ -515,7 +539,16 @@ mod tests {
     fn mac_addresses_parse_as_docker_takes_them() {
         assert_eq!(parse_mac("02:42:ac:11:00:02").unwrap(), [2, 0x42, 0xac, 0x11, 0, 2]);
         assert_eq!(format_mac(parse_mac("02-42-AC-11-00-0a").unwrap()), "02:42:ac:11:00:0a");
-        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:02:03", "0g:42:ac:11:00:02", "2:42:ac:11:00:02", "01:00:5e:00:00:01", "00:00:00:00:00:00", "02:42:ac:11:00:+2"] {
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "0g:42:ac:11:00:02",
+            "2:42:ac:11:00:02",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "02:42:ac:11:00:+2",
+        ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
     }

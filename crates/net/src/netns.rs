@@ -84,7 +84,12 @@ pub fn run_on_thread<T: Send>(target: BorrowedFd<'_>, f: impl FnOnce() -> T + Se
                 Ok(f())
             })
             .join()
-            .unwrap_or_else(|_| Err(crate::Error::Io { op: "run in netns".into(), source: std::io::Error::other("helper thread panicked") }))
+            .unwrap_or_else(|_| {
+                Err(crate::Error::Io {
+                    op: "run in netns".into(),
+                    source: std::io::Error::other("helper thread panicked"),
+                })
+            })
     })
 }
 
@@ -109,5 +114,7 @@ pub fn create() -> Result<OwnedFd> {
         })
         .map_err(io_err("spawn thread to create a netns"))?
         .join()
-        .unwrap_or_else(|_| Err(crate::Error::Io { op: "create netns".into(), source: std::io::Error::other("helper thread panicked") }))
+        .unwrap_or_else(|_| {
+            Err(crate::Error::Io { op: "create netns".into(), source: std::io::Error::other("helper thread panicked") })
+        })
 }

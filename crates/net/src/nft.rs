@@ -90,7 +90,11 @@ pub fn ruleset(networks: &[NftNetwork]) -> Result<String> {
 /// original destination and connects from the host's side (no tap, no userspace TCP stack).
 /// `host_loopback`: the addresses the outbound tool maps to the host's loopback; a network
 /// that does not allow that gets a `forward` drop for them (each family's own).
-pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>, host_loopback: &[IpAddr]) -> Result<String> {
+pub fn ruleset_with(
+    networks: &[NftNetwork],
+    redirect_tcp: Option<Redirect>,
+    host_loopback: &[IpAddr],
+) -> Result<String> {
     validate(networks)?;
     let mut nets: Vec<&NftNetwork> = networks.iter().collect();
     nets.sort_by(|a, b| a.bridge.cmp(&b.bridge));
@@ -114,15 +118,27 @@ pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>, hos
             let _ = writeln!(o, "\t\tiifname \"{br}\" oifname != \"{br}\" drop comment \"{}: internal\"", n.name);
             let _ = writeln!(o, "\t\toifname \"{br}\" iifname != \"{br}\" drop comment \"{}: internal\"", n.name);
         } else {
-            let others: Vec<String> = nets.iter().filter(|m| m.bridge != n.bridge).map(|m| format!("\"{}\"", m.bridge)).collect();
+            let others: Vec<String> =
+                nets.iter().filter(|m| m.bridge != n.bridge).map(|m| format!("\"{}\"", m.bridge)).collect();
             if !others.is_empty() {
-                let _ = writeln!(o, "\t\tiifname \"{br}\" oifname {{ {} }} drop comment \"{}: isolated\"", others.join(", "), n.name);
+                let _ = writeln!(
+                    o,
+                    "\t\tiifname \"{br}\" oifname {{ {} }} drop comment \"{}: isolated\"",
+                    others.join(", "),
+                    n.name
+                );
             }
             if !n.host_loopback {
                 for (fam, v4) in [("ip", true), ("ip6", false)] {
-                    let addrs: Vec<String> = host_loopback.iter().filter(|a| a.is_ipv4() == v4).map(|a| a.to_string()).collect();
+                    let addrs: Vec<String> =
+                        host_loopback.iter().filter(|a| a.is_ipv4() == v4).map(|a| a.to_string()).collect();
                     if !addrs.is_empty() {
-                        let _ = writeln!(o, "\t\tiifname \"{br}\" {fam} daddr {{ {} }} drop comment \"{}: no host loopback\"", addrs.join(", "), n.name);
+                        let _ = writeln!(
+                            o,
+                            "\t\tiifname \"{br}\" {fam} daddr {{ {} }} drop comment \"{}: no host loopback\"",
+                            addrs.join(", "),
+                            n.name
+                        );
                     }
                 }
             }
@@ -131,9 +147,11 @@ pub fn ruleset_with(networks: &[NftNetwork], redirect_tcp: Option<Redirect>, hos
     let _ = writeln!(o, "\t}}");
 
     if let Some(Redirect { port, ipv6 }) = redirect_tcp {
-        let all: Vec<String> = nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| s.is_ipv4()).map(|s| s.to_string()).collect();
+        let all: Vec<String> =
+            nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| s.is_ipv4()).map(|s| s.to_string()).collect();
         // Link-local destinations stay on the link (they name the bridge's own addresses).
-        let mut all6: Vec<String> = nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| !s.is_ipv4()).map(|s| s.to_string()).collect();
+        let mut all6: Vec<String> =
+            nets.iter().flat_map(|n| n.subnets.iter()).filter(|s| !s.is_ipv4()).map(|s| s.to_string()).collect();
         all6.push("fe80::/10".into());
         let _ = writeln!(o, "\tchain prerouting {{");
         let _ = writeln!(o, "\t\ttype nat hook prerouting priority dstnat; policy accept;");
@@ -194,9 +212,15 @@ mod tests {
 
     #[test]
     fn tcp_redirect_for_open_networks_only() {
-        let nets = [net("web", "cove-aaaa", &["10.90.0.0/24"], false), net("closed", "cove-bbbb", &["10.90.1.0/24"], true)];
+        let nets =
+            [net("web", "cove-aaaa", &["10.90.0.0/24"], false), net("closed", "cove-bbbb", &["10.90.1.0/24"], true)];
         let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false }), &[]).unwrap();
-        assert!(t.contains("iifname \"cove-aaaa\" ip daddr != { 10.90.0.0/24, 10.90.1.0/24 } meta l4proto tcp redirect to :40000"), "{t}");
+        assert!(
+            t.contains(
+                "iifname \"cove-aaaa\" ip daddr != { 10.90.0.0/24, 10.90.1.0/24 } meta l4proto tcp redirect to :40000"
+            ),
+            "{t}"
+        );
         assert!(!t.contains("iifname \"cove-bbbb\" ip daddr"), "{t}");
         assert!(t.contains("type nat hook prerouting priority dstnat"));
         // Without a port the text is the plain ruleset.
@@ -205,9 +229,17 @@ mod tests {
 
     #[test]
     fn ipv6_redirect_only_for_dual_stack_networks_with_a_v6_listener() {
-        let nets = [net("dual", "cove-d", &["10.90.0.0/24", "fd63:6f76:65::/64"], false), net("v4", "cove-e", &["10.90.1.0/24"], false)];
+        let nets = [
+            net("dual", "cove-d", &["10.90.0.0/24", "fd63:6f76:65::/64"], false),
+            net("v4", "cove-e", &["10.90.1.0/24"], false),
+        ];
         let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: true }), &[]).unwrap();
-        assert!(t.contains("iifname \"cove-d\" ip6 daddr != { fd63:6f76:65::/64, fe80::/10 } meta l4proto tcp redirect to :40000"), "{t}");
+        assert!(
+            t.contains(
+                "iifname \"cove-d\" ip6 daddr != { fd63:6f76:65::/64, fe80::/10 } meta l4proto tcp redirect to :40000"
+            ),
+            "{t}"
+        );
         assert!(!t.contains("iifname \"cove-e\" ip6"), "{t}");
         let t = ruleset_with(&nets, Some(Redirect { port: 40000, ipv6: false }), &[]).unwrap();
         assert!(!t.contains("outbound tcp (IPv6)"), "{t}");

@@ -283,7 +283,8 @@ pub const UNPRIVILEGED_PORT_START: &str = "/proc/sys/net/ipv4/ip_unprivileged_po
 
 /// Reads `net.ipv4.ip_unprivileged_port_start` of the calling process's network namespace.
 pub fn unprivileged_port_start() -> Result<u16> {
-    let text = std::fs::read_to_string(UNPRIVILEGED_PORT_START).map_err(io_err(format!("read {UNPRIVILEGED_PORT_START}")))?;
+    let text =
+        std::fs::read_to_string(UNPRIVILEGED_PORT_START).map_err(io_err(format!("read {UNPRIVILEGED_PORT_START}")))?;
     text.trim().parse().map_err(|_| Error::Io {
         op: format!("parse {UNPRIVILEGED_PORT_START}"),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected content {:?}", text.trim())),
@@ -323,7 +324,12 @@ mod tests {
         assert_eq!(p("80"), PortSpec::random(80, Protocol::Tcp));
         assert_eq!(
             p("8080:80"),
-            PortSpec { host_ip: None, host: HostPorts::Exact(PortRange::single(8080)), container: PortRange::single(80), protocol: Protocol::Tcp }
+            PortSpec {
+                host_ip: None,
+                host: HostPorts::Exact(PortRange::single(8080)),
+                container: PortRange::single(80),
+                protocol: Protocol::Tcp
+            }
         );
         assert_eq!(
             p("127.0.0.1:5353:53/udp"),
@@ -344,7 +350,10 @@ mod tests {
         let r = p("127.0.0.1::80");
         assert_eq!((r.host_ip, r.host), (Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), HostPorts::Random));
         let r = p("[::]::53/udp");
-        assert_eq!((r.host_ip, r.host, r.protocol), (Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), HostPorts::Random, Protocol::Udp));
+        assert_eq!(
+            (r.host_ip, r.host, r.protocol),
+            (Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), HostPorts::Random, Protocol::Udp)
+        );
         let r = p("8000-8010:80");
         assert_eq!(r.host, HostPorts::AnyOf(PortRange { start: 8000, end: 8010 }));
         assert_eq!(r.host_candidates().len(), 11);
@@ -359,7 +368,15 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["80/tcp", "8080:80/tcp", "127.0.0.1:5353:53/udp", "[::1]:8080:80/tcp", "127.0.0.1::80/tcp", "9000-9010:9000-9010/tcp", "8000-8010:80/udp"] {
+        for s in [
+            "80/tcp",
+            "8080:80/tcp",
+            "127.0.0.1:5353:53/udp",
+            "[::1]:8080:80/tcp",
+            "127.0.0.1::80/tcp",
+            "9000-9010:9000-9010/tcp",
+            "8000-8010:80/udp",
+        ] {
             assert_eq!(p(s).to_string(), s);
             assert_eq!(p(&p(s).to_string()), p(s));
         }

@@ -64,7 +64,13 @@ const TOKEN_LISTENER: u64 = u64::MAX - 1;
 /// Runs the event loop over `listener` on the calling thread until `shutdown` fires; then
 /// every live connection is reset. Upstream sockets the callback makes live in the calling
 /// thread's network namespace.
-pub(crate) fn serve(listener: TcpListener, connect: Arc<ConnectFn>, shutdown: &Shutdown, stats: Arc<TcpStats>, spin_max: Duration) -> Result<()> {
+pub(crate) fn serve(
+    listener: TcpListener,
+    connect: Arc<ConnectFn>,
+    shutdown: &Shutdown,
+    stats: Arc<TcpStats>,
+    spin_max: Duration,
+) -> Result<()> {
     let local = listener.local_addr().map_err(io_err("getsockname of tcp listener"))?;
     listener.set_nonblocking(true).map_err(io_err(format!("set {local} non-blocking")))?;
     Loop::new(&listener, &*connect, shutdown, &stats, spin_max)?.run()
@@ -131,12 +137,32 @@ struct Loop<'a> {
 }
 
 impl<'a> Loop<'a> {
-    fn new(listener: &'a TcpListener, connect: &'a ConnectFn, shutdown: &'a Shutdown, stats: &'a TcpStats, spin_max: Duration) -> Result<Self> {
+    fn new(
+        listener: &'a TcpListener,
+        connect: &'a ConnectFn,
+        shutdown: &'a Shutdown,
+        stats: &'a TcpStats,
+        spin_max: Duration,
+    ) -> Result<Self> {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(crate::sys_err("epoll_create"))?;
-        ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SHUTDOWN)).map_err(crate::sys_err("epoll add shutdown pipe"))?;
+        ep.add(shutdown.fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SHUTDOWN))
+            .map_err(crate::sys_err("epoll add shutdown pipe"))?;
         ep.add(listener, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER))
             .map_err(crate::sys_err("epoll add tcp listener"))?;
-        Ok(Loop { ep, listener, connect, shutdown, stats, conns: Vec::new(), free: Vec::new(), again: Vec::new(), bulk_until: Instant::now(), spin_max, connecting: 0, paused_until: None })
+        Ok(Loop {
+            ep,
+            listener,
+            connect,
+            shutdown,
+            stats,
+            conns: Vec::new(),
+            free: Vec::new(),
+            again: Vec::new(),
+            bulk_until: Instant::now(),
+            spin_max,
+            connecting: 0,
+            paused_until: None,
+        })
     }
 
     fn run(&mut self) -> Result<()> {
@@ -203,7 +229,11 @@ impl<'a> Loop<'a> {
     /// How long epoll may sleep: until the oldest upstream connect times out, or the paused
     /// listener is to be resumed.
     fn connect_timeout(&self) -> EpollTimeout {
-        let oldest = if self.connecting > 0 { self.conns.iter().flatten().filter_map(|c| c.connecting).min().map(|t| t + CONNECT_TIMEOUT) } else { None };
+        let oldest = if self.connecting > 0 {
+            self.conns.iter().flatten().filter_map(|c| c.connecting).min().map(|t| t + CONNECT_TIMEOUT)
+        } else {
+            None
+        };
         match [oldest, self.paused_until].into_iter().flatten().min() {
             None => EpollTimeout::NONE,
             Some(t) => {
@@ -254,7 +284,9 @@ impl<'a> Loop<'a> {
             let (client, peer) = match self.listener.accept() {
                 Ok(c) => c,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {
+                    continue
+                }
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: the connection stays queued.
                     tracing::warn!("accept: {e}; pausing for {ACCEPT_PAUSE:?}");
@@ -291,7 +323,14 @@ impl<'a> Loop<'a> {
                 .ep
                 .add(&client, EpollEvent::new(flags, token))
                 .and_then(|_| self.ep.add(&upstream, EpollEvent::new(flags, token | 1)));
-            let conn = Conn { client, upstream, peer, connecting: Some(Instant::now()), up: Dir::default(), down: Dir::default() };
+            let conn = Conn {
+                client,
+                upstream,
+                peer,
+                connecting: Some(Instant::now()),
+                up: Dir::default(),
+                down: Dir::default(),
+            };
             self.stats.active.fetch_add(1, Ordering::Relaxed);
             self.connecting += 1;
             if let Err(e) = added {
@@ -446,7 +485,13 @@ fn reset(s: &TcpStream) {
 }
 
 /// Moves what it can `from → to` without blocking.
-fn pump(d: &mut Dir, from: &TcpStream, to: &TcpStream, counter: &std::sync::atomic::AtomicU64, bulk: &mut bool) -> Step {
+fn pump(
+    d: &mut Dir,
+    from: &TcpStream,
+    to: &TcpStream,
+    counter: &std::sync::atomic::AtomicU64,
+    bulk: &mut bool,
+) -> Step {
     if d.done {
         return Step::Blocked;
     }
@@ -510,7 +555,8 @@ fn pump(d: &mut Dir, from: &TcpStream, to: &TcpStream, counter: &std::sync::atom
 pub fn start_connect(target: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
     let family = if target.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)?;
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .map_err(io::Error::from)?;
     if let Some(src) = source {
         // IP_TRANSPARENT sets the same socket flag as IPV6_TRANSPARENT, on either family
         // (the kernel passes SOL_IP options of an IPv6 TCP socket to the IPv4 code).

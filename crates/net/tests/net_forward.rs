@@ -43,7 +43,9 @@ impl Fwd {
         let shutdown = Shutdown::new().unwrap();
         let stats = Arc::new(TcpStats::default());
         let (sd, st) = (shutdown.clone(), stats.clone());
-        let thread = std::thread::spawn(move || serve_tcp_with_stats(l, move |_peer| start_connect(target, None), &sd, st).unwrap());
+        let thread = std::thread::spawn(move || {
+            serve_tcp_with_stats(l, move |_peer| start_connect(target, None), &sd, st).unwrap()
+        });
         Fwd { addr, shutdown, stats, thread: Some(thread) }
     }
 
@@ -275,7 +277,12 @@ fn tcp_pending_upstream_connect_does_not_stall_other_connections() {
     let first = std::sync::atomic::AtomicBool::new(true);
     let sd2 = sd.clone();
     let t = std::thread::spawn(move || {
-        serve_tcp(l, move |_peer| start_connect(if first.swap(false, Ordering::SeqCst) { stuck } else { echo }, None), &sd2).unwrap()
+        serve_tcp(
+            l,
+            move |_peer| start_connect(if first.swap(false, Ordering::SeqCst) { stuck } else { echo }, None),
+            &sd2,
+        )
+        .unwrap()
     });
     let _a = connect(addr);
     std::thread::sleep(Duration::from_millis(100));

@@ -243,13 +243,21 @@ fn bridge_veth_tcp() -> Result<(), String> {
     let ctr = check!(netns::create(), "create container netns");
     let addrs = [ifaddr("10.99.0.2/24"), ifaddr("fd99::2/64")];
     let gws = [v4(10, 99, 0, 1), "fd99::1".parse().unwrap()];
-    let spec = AttachSpec { bridge: "cove-test0", host_ifname: "vcove0", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: Some(1400), mac: None };
+    let spec = AttachSpec {
+        bridge: "cove-test0",
+        host_ifname: "vcove0",
+        container_ifname: "eth0",
+        addrs: &addrs,
+        gateways: &gws,
+        mtu: Some(1400),
+        mac: None,
+    };
     check!(attach_container(&mut nl, ctr.as_fd(), &spec), "attach container");
 
     // Inside the container netns: eth0 and lo exist; nothing named like the temporary peer.
     let mut inside = check!(Netlink::open_in(ctr.as_fd()), "netlink in container");
     check!(inside.index_of("eth0"), "eth0 inside");
-    if check!(inside.link_index("vpvcove0"), "temp name") .is_some() {
+    if check!(inside.link_index("vpvcove0"), "temp name").is_some() {
         return Err("temporary peer name left inside".into());
     }
     // The host side must not have eth0 (it moved).
@@ -258,7 +266,8 @@ fn bridge_veth_tcp() -> Result<(), String> {
     }
 
     // Bridge side -> container: a listener inside the container netns (via the guard).
-    let l4 = check!(check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("10.99.0.2:0")), "enter"), "bind in container");
+    let l4 =
+        check!(check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("10.99.0.2:0")), "enter"), "bind in container");
     let a4 = l4.local_addr().unwrap();
     let peers = echo_on(l4);
     check!(round_trip(a4, b"hello container"), "bridge -> container v4");
@@ -266,7 +275,10 @@ fn bridge_veth_tcp() -> Result<(), String> {
     if peer.ip() != v4(10, 99, 0, 1) {
         return Err(format!("container saw peer {peer}, expected the gateway 10.99.0.1"));
     }
-    let l6 = check!(check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("[fd99::2]:0")), "enter"), "bind v6 in container");
+    let l6 = check!(
+        check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("[fd99::2]:0")), "enter"),
+        "bind v6 in container"
+    );
     let a6 = l6.local_addr().unwrap();
     let _peers6 = echo_on(l6);
     check!(round_trip(a6, b"hello over ipv6"), "bridge -> container v6");
@@ -275,7 +287,10 @@ fn bridge_veth_tcp() -> Result<(), String> {
     let lr = check!(TcpListener::bind("10.200.0.1:0"), "bind 10.200.0.1");
     let ar = lr.local_addr().unwrap();
     let _peers_r = echo_on(lr);
-    check!(check!(netns::run_in(ctr.as_fd(), || round_trip(ar, b"via default route")), "enter"), "container -> 10.200.0.1");
+    check!(
+        check!(netns::run_in(ctr.as_fd(), || round_trip(ar, b"via default route")), "enter"),
+        "container -> 10.200.0.1"
+    );
 
     // Teardown: deleting the host end removes eth0 inside too.
     check!(detach_container(&mut nl, "vcove0"), "detach");
@@ -331,7 +346,15 @@ fn bridge_veth_by_pid() -> Result<(), String> {
     // A failing attach (address already present inside) removes the veth it made.
     let ctr2 = check!(netns::create(), "second container netns");
     let bad = [ifaddr("10.98.0.3/24"), ifaddr("10.98.0.3/24")];
-    let spec = AttachSpec { bridge: "cove-test1", host_ifname: "vcove2", container_ifname: "eth0", addrs: &bad, gateways: &[], mtu: None, mac: None };
+    let spec = AttachSpec {
+        bridge: "cove-test1",
+        host_ifname: "vcove2",
+        container_ifname: "eth0",
+        addrs: &bad,
+        gateways: &[],
+        mtu: None,
+        mac: None,
+    };
     match attach_container(&mut nl, ctr2.as_fd(), &spec) {
         Ok(()) => return Err("attach with a duplicate address succeeded".into()),
         Err(e) if e.to_string().contains("add address 10.98.0.3/24") => {}
@@ -358,7 +381,8 @@ fn bridge_veth_by_pid() -> Result<(), String> {
 fn published_port_into_container() -> Result<(), String> {
     // Our namespaces were already entered by the harness: re-enter the *host* side is not
     // possible as a user, so this test made its host sockets in `pre_unshare` (see below).
-    let (host_listener, client_fd) = PRE.with(|p| p.borrow_mut().take()).ok_or("host sockets were not prepared before unshare")?;
+    let (host_listener, client_fd) =
+        PRE.with(|p| p.borrow_mut().take()).ok_or("host sockets were not prepared before unshare")?;
     let host_addr = host_listener.local_addr().unwrap();
 
     let mut nl = check!(Netlink::open(), "open netlink");
@@ -367,22 +391,37 @@ fn published_port_into_container() -> Result<(), String> {
     let ctr = check!(netns::create(), "container netns");
     let addrs = [ifaddr("10.97.0.2/24")];
     let gws = [v4(10, 97, 0, 1)];
-    let spec = AttachSpec { bridge: "cove-test2", host_ifname: "vcove3", container_ifname: "eth0", addrs: &addrs, gateways: &gws, mtu: None, mac: None };
+    let spec = AttachSpec {
+        bridge: "cove-test2",
+        host_ifname: "vcove3",
+        container_ifname: "eth0",
+        addrs: &addrs,
+        gateways: &gws,
+        mtu: None,
+        mac: None,
+    };
     check!(attach_container(&mut nl, ctr.as_fd(), &spec), "attach");
-    let l = check!(check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("10.97.0.2:8080")), "enter"), "bind in container");
+    let l = check!(
+        check!(netns::run_in(ctr.as_fd(), || TcpListener::bind("10.97.0.2:8080")), "enter"),
+        "bind in container"
+    );
     let peers = echo_on(l);
 
     // This thread is in the rootless netns, so the forwarder's connects start here.
     let stop = Stop::new().map_err(|e| e.to_string())?;
     let stop2 = stop.clone();
-    let fwd = std::thread::spawn(move || serve_tcp(host_listener, |_client| TcpStream::connect("10.97.0.2:8080"), &stop2));
+    let fwd =
+        std::thread::spawn(move || serve_tcp(host_listener, |_client| TcpStream::connect("10.97.0.2:8080"), &stop2));
 
     // The client socket lives in the host netns: connect it to the published port there.
     let target = nix::sys::socket::SockaddrIn::from(match host_addr {
         SocketAddr::V4(a) => a,
         SocketAddr::V6(_) => unreachable!(),
     });
-    check!(nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&client_fd), &target), "client connect to {host_addr}");
+    check!(
+        nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&client_fd), &target),
+        "client connect to {host_addr}"
+    );
     let mut c = TcpStream::from(client_fd);
     check!(c.set_read_timeout(Some(Duration::from_secs(5))), "timeout");
     let msg = vec![42u8; 1 << 20];

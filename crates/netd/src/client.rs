@@ -26,8 +26,14 @@ pub fn pid(run: &Path) -> Option<i32> {
 /// `cove __netd` detached and returns what it wrote on its report pipe ([`Report`]).
 pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<String, String>) -> Result<OwnedFd> {
     let files = RunFiles::new(run);
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(files.lock()).map_err(crate::io_err(format!("open {}", files.lock().display())))?;
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(files.lock())
+        .map_err(crate::io_err(format!("open {}", files.lock().display())))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
     let (pid, fd) = match live(&files) {
         Some(x) => x,
         None => {
@@ -38,7 +44,8 @@ pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<St
             live(&files).ok_or_else(|| Error::Start("it did not start".into()))?
         }
     };
-    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}")).map_err(crate::io_err(format!("open the network namespace of the helper (pid {pid})")))?;
+    let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}"))
+        .map_err(crate::io_err(format!("open the network namespace of the helper (pid {pid})")))?;
     // Tell the helper it is in use, so it does not exit between now and the attach.
     let _ = std::fs::write(files.used(), "");
     Ok(f.into())
@@ -77,7 +84,10 @@ pub fn register(run: &Path, container_id: &str, ports: Vec<(Port, OwnedFd)>) -> 
 /// Stops serving the container's ports (no-op when the helper is gone).
 pub fn unregister(run: &Path, container_id: &str) {
     if let Ok(s) = connect(run) {
-        let _ = Request::Del { id: container_id.to_string() }.send(&s).and_then(|_| Request::End.send(&s)).and_then(|_| Reply::recv(&s));
+        let _ = Request::Del { id: container_id.to_string() }
+            .send(&s)
+            .and_then(|_| Request::End.send(&s))
+            .and_then(|_| Reply::recv(&s));
     }
 }
 

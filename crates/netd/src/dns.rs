@@ -81,7 +81,11 @@ pub(crate) fn upstreams() -> Vec<SocketAddr> {
 }
 
 /// Runs a serve loop on the runtime; its end by error is logged (the other listeners go on).
-fn spawn_logged(rt: &tokio::runtime::Handle, what: &'static str, serve: impl std::future::Future<Output = Result<(), String>> + Send + 'static) {
+fn spawn_logged(
+    rt: &tokio::runtime::Handle,
+    what: &'static str,
+    serve: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+) {
     rt.spawn(async move {
         if let Err(e) = serve.await {
             tracing::warn!("{what}: {e}");
@@ -92,7 +96,14 @@ fn spawn_logged(rt: &tokio::runtime::Handle, what: &'static str, serve: impl std
 impl Dns {
     pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>, host: Option<IpAddr>, port: u16) -> Dns {
         let (records, _) = watch::channel(Arc::new(Records::new(&[])));
-        Dns { rt, records, listeners: HashMap::new(), upstream: Arc::new(Upstream::new(upstreams)), host: host.into_iter().collect(), port }
+        Dns {
+            rt,
+            records,
+            listeners: HashMap::new(),
+            upstream: Arc::new(Upstream::new(upstreams)),
+            host: host.into_iter().collect(),
+            port,
+        }
     }
 
     /// Drops the listeners of these bridges (deleted: their sockets are gone with them).
@@ -108,7 +119,17 @@ impl Dns {
         let nets = &table.networks;
         let mut failures = vec![];
         // Listeners follow the bridges.
-        self.listeners.retain(|name, l| nets.iter().any(|n| &n.name == name && n.bridge == l.bridge && n.gateway == l.gateway && n.gateway6 == l.gateway6 && n.internal == l.internal && n.dns == l.dns && here.contains(&n.bridge)));
+        self.listeners.retain(|name, l| {
+            nets.iter().any(|n| {
+                &n.name == name
+                    && n.bridge == l.bridge
+                    && n.gateway == l.gateway
+                    && n.gateway6 == l.gateway6
+                    && n.internal == l.internal
+                    && n.dns == l.dns
+                    && here.contains(&n.bridge)
+            })
+        });
         for n in nets.iter().filter(|n| here.contains(&n.bridge)) {
             if !self.listeners.contains_key(&n.name) {
                 match self.listen(n) {
@@ -124,7 +145,8 @@ impl Dns {
             // An --internal network forwards nothing, whatever the container asked for.
             let internal = nets.iter().any(|n| n.name == e.network && n.internal);
             let dns = if internal { vec![] } else { e.dns.clone() };
-            let mut entry = Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), dns, ..Default::default() };
+            let mut entry =
+                Entry { id: e.id.clone(), name: e.name.clone(), aliases: e.aliases.clone(), dns, ..Default::default() };
             for ip in std::iter::once(e.ip).chain(e.ip6) {
                 match ip {
                     IpAddr::V4(a) => entry.ipv4.push(a),
@@ -156,8 +178,10 @@ impl Dns {
         let mut sockets = vec![];
         for gw in std::iter::once(n.gateway).chain(n.gateway6) {
             let addr = SocketAddr::new(gw, self.port);
-            let udp = std::net::UdpSocket::bind(addr).map_err(|e| format!("DNS of network {}: bind udp {addr}: {e}", n.name))?;
-            let tcp = std::net::TcpListener::bind(addr).map_err(|e| format!("DNS of network {}: bind tcp {addr}: {e}", n.name))?;
+            let udp = std::net::UdpSocket::bind(addr)
+                .map_err(|e| format!("DNS of network {}: bind udp {addr}: {e}", n.name))?;
+            let tcp = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("DNS of network {}: bind tcp {addr}: {e}", n.name))?;
             udp.set_nonblocking(true).map_err(|e| e.to_string())?;
             tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
             sockets.push((udp, tcp));
@@ -175,17 +199,26 @@ impl Dns {
             while rx.changed().await.is_ok() {}
         };
         for (udp, tcp) in sockets {
-            let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
+            let (name, records, up, rx) =
+                (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
             spawn_logged(&self.rt, "dns udp", async move {
                 let s = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
                 cove_dns::serve_udp(s, name, records, up, stopped(rx)).await.map_err(|e| e.to_string())
             });
-            let (name, records, up, rx) = (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
+            let (name, records, up, rx) =
+                (n.name.clone(), self.records.subscribe(), upstream.clone(), stop.subscribe());
             spawn_logged(&self.rt, "dns tcp", async move {
                 let s = tokio::net::TcpListener::from_std(tcp).map_err(|e| e.to_string())?;
                 cove_dns::serve_tcp(s, name, records, up, stopped(rx)).await.map_err(|e| e.to_string())
             });
         }
-        Ok(Listener { bridge: n.bridge.clone(), gateway: n.gateway, gateway6: n.gateway6, internal: n.internal, dns: n.dns.clone(), _stop: stop })
+        Ok(Listener {
+            bridge: n.bridge.clone(),
+            gateway: n.gateway,
+            gateway6: n.gateway6,
+            internal: n.internal,
+            dns: n.dns.clone(),
+            _stop: stop,
+        })
     }
 }

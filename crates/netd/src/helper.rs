@@ -96,11 +96,14 @@ fn setup(run: &Path, loopback_default: LoopbackDefault) -> Result<(std::os::unix
     });
     let transparent_route = setup.map_err(|e| e.to_string())??;
     let _ = std::fs::remove_file(files.sock());
-    let control = cove_sys::with_short_path(run, RunFiles::SOCK, |p| std::os::unix::net::UnixListener::bind(p)).map_err(|e| format!("listen on {}: {e}", files.sock().display()))?;
+    let control = cove_sys::with_short_path(run, RunFiles::SOCK, |p| std::os::unix::net::UnixListener::bind(p))
+        .map_err(|e| format!("listen on {}: {e}", files.sock().display()))?;
     let me = std::process::id() as i32;
     let line = format!("{me} {} {}\n", cove_monitor::start_time(me).unwrap_or(0), netns.as_raw_fd());
     let tmp = files.pid().with_extension("tmp");
-    std::fs::write(&tmp, line).and_then(|_| std::fs::rename(&tmp, files.pid())).map_err(|_| "write netd.pid".to_string())?;
+    std::fs::write(&tmp, line)
+        .and_then(|_| std::fs::rename(&tmp, files.pid()))
+        .map_err(|_| "write netd.pid".to_string())?;
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
             let _ = cove_sys::dup_onto(null.as_fd(), fd);

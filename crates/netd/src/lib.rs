@@ -16,6 +16,8 @@
 //! loopback), or close a DNS listener for a reload. No process-wide state: everything lives in
 //! the server (tests run several side by side).
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod client;
 mod dns;

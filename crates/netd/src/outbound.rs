@@ -38,7 +38,8 @@ pub enum Tool {
 }
 
 /// The one-line explanation when neither tool is there.
-pub const MISSING: &str = "containers on networks have no outbound access: neither pasta (Debian package passt) nor slirp4netns is installed";
+pub const MISSING: &str =
+    "containers on networks have no outbound access: neither pasta (Debian package passt) nor slirp4netns is installed";
 
 fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -65,7 +66,10 @@ fn choose_from(setting: Option<&str>) -> Result<Option<Tool>, String> {
         Some("none") => Ok(None),
         Some(name @ ("pasta" | "slirp4netns")) => match find(name) {
             Some(p) => kind(p),
-            None => Err(format!("COVE_NETWORK_CMD={name}, but {name} is not installed (Debian package {})", if name == "pasta" { "passt" } else { "slirp4netns" })),
+            None => Err(format!(
+                "COVE_NETWORK_CMD={name}, but {name} is not installed (Debian package {})",
+                if name == "pasta" { "passt" } else { "slirp4netns" }
+            )),
         },
         Some(path) => {
             let p = PathBuf::from(path);
@@ -74,7 +78,11 @@ fn choose_from(setting: Option<&str>) -> Result<Option<Tool>, String> {
             }
             kind(p)
         }
-        None => find("pasta").map(Tool::Pasta).or_else(|| find("slirp4netns").map(Tool::Slirp4netns)).map(Some).ok_or_else(|| MISSING.to_string()),
+        None => find("pasta")
+            .map(Tool::Pasta)
+            .or_else(|| find("slirp4netns").map(Tool::Slirp4netns))
+            .map(Some)
+            .ok_or_else(|| MISSING.to_string()),
     }
 }
 
@@ -83,7 +91,10 @@ fn default_gateway() -> Option<Ipv4Addr> {
     let t = std::fs::read_to_string("/proc/net/route").ok()?;
     t.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&"00000000") && f.get(7) == Some(&"00000000")).then(|| u32::from_str_radix(f.get(2)?, 16).ok()).flatten().map(|g| Ipv4Addr::from(g.to_le_bytes()))
+        (f.get(1) == Some(&"00000000") && f.get(7) == Some(&"00000000"))
+            .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+            .flatten()
+            .map(|g| Ipv4Addr::from(g.to_le_bytes()))
     })
 }
 
@@ -93,7 +104,8 @@ fn default_gateway6() -> Option<Ipv6Addr> {
     t.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         let hop = u128::from_str_radix(f.get(4)?, 16).ok()?;
-        (f.first() == Some(&"00000000000000000000000000000000") && f.get(1) == Some(&"00") && hop != 0).then(|| Ipv6Addr::from(hop))
+        (f.first() == Some(&"00000000000000000000000000000000") && f.get(1) == Some(&"00") && hop != 0)
+            .then(|| Ipv6Addr::from(hop))
     })
 }
 
@@ -137,7 +149,8 @@ impl LoopbackPolicy {
 /// inheritable here). The child gets SIGTERM when the calling thread exits; its messages go
 /// to `log`.
 pub fn start(tool: &Tool, netns: BorrowedFd<'_>, log: &Path) -> Result<Child, String> {
-    nix::fcntl::fcntl(netns, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map_err(|e| format!("share the namespace descriptor: {e}"))?;
+    nix::fcntl::fcntl(netns, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+        .map_err(|e| format!("share the namespace descriptor: {e}"))?;
     let ns_path = format!("/proc/self/fd/{}", netns.as_raw_fd());
     let mut cmd = match tool {
         Tool::Pasta(p) => {
@@ -145,7 +158,25 @@ pub fn start(tool: &Tool, netns: BorrowedFd<'_>, log: &Path) -> Result<Child, St
             // No port forwarding of pasta's own in either direction: cove publishes ports itself.
             // `--runas 0:0`: as root, pasta would switch to nobody, who cannot enter the
             // namespace (rootless, 0 is the user's own id in the user namespace anyway).
-            c.args(["-f", "-q", "--runas", "0:0", "--config-net", "-I", "tap0", "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--netns", &ns_path]);
+            c.args([
+                "-f",
+                "-q",
+                "--runas",
+                "0:0",
+                "--config-net",
+                "-I",
+                "tap0",
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+                "--netns",
+                &ns_path,
+            ]);
             c
         }
         Tool::Slirp4netns(p) => {
@@ -154,19 +185,30 @@ pub fn start(tool: &Tool, netns: BorrowedFd<'_>, log: &Path) -> Result<Child, St
             c
         }
     };
-    let err = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("open {}: {e}", log.display()))?;
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("open {}: {e}", log.display()))?;
     cmd.stdin(Stdio::null()).stdout(err.try_clone().map_err(|e| e.to_string())?).stderr(err);
     cove_sys::die_with_parent(&mut cmd);
-    cmd.spawn().map_err(|e| format!("start {}: {e}", match tool {
-        Tool::Pasta(p) | Tool::Slirp4netns(p) => p.display().to_string(),
-    }))
+    cmd.spawn().map_err(|e| {
+        format!(
+            "start {}: {e}",
+            match tool {
+                Tool::Pasta(p) | Tool::Slirp4netns(p) => p.display().to_string(),
+            }
+        )
+    })
 }
 
 /// Waits (up to `limit`) until `tap0` has an IPv4 address in the calling thread's namespace.
 pub fn wait_configured(limit: std::time::Duration) -> bool {
     let start = std::time::Instant::now();
     loop {
-        let up = std::fs::read_to_string("/proc/thread-self/net/route").map(|t| t.lines().any(|l| l.starts_with("tap0\t00000000"))).unwrap_or(false);
+        let up = std::fs::read_to_string("/proc/thread-self/net/route")
+            .map(|t| t.lines().any(|l| l.starts_with("tap0\t00000000")))
+            .unwrap_or(false);
         if up {
             return true;
         }
@@ -196,7 +238,12 @@ pub struct Nat {
 }
 
 impl Nat {
-    pub fn new(redirect: Option<cove_net::nft::Redirect>, tool: bool, mapped: Vec<IpAddr>, policy: LoopbackPolicy) -> Nat {
+    pub fn new(
+        redirect: Option<cove_net::nft::Redirect>,
+        tool: bool,
+        mapped: Vec<IpAddr>,
+        policy: LoopbackPolicy,
+    ) -> Nat {
         Nat { applied: None, forwarding: false, redirect, tool, mapped, policy, apply: Box::new(nft_apply) }
     }
 
@@ -214,7 +261,11 @@ impl Nat {
 /// is reached at the host's loopback for networks `policy` allows, else at the host's own
 /// address ([`outbound_target`]). No tap device, no userspace TCP stack in the way; it
 /// works without pasta or slirp4netns too. Returns the listener's port.
-pub fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>, policy: LoopbackPolicy) -> Result<cove_net::nft::Redirect, String> {
+pub fn serve_tcp(
+    netns: BorrowedFd<'_>,
+    host: Option<IpAddr>,
+    policy: LoopbackPolicy,
+) -> Result<cove_net::nft::Redirect, String> {
     let listener = cove_net::netns::run_on_thread(netns, || std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("bind the outbound TCP listener: {e}"))?;
@@ -242,7 +293,12 @@ pub fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>, policy: LoopbackPo
                     Ok(s) => s,
                     Err(e) => return tracing::warn!("outbound tcp: {e}"),
                 };
-                if let Err(e) = cove_net::forward::serve_tcp_by(l, move |c: &std::net::TcpStream, _| connect_outbound(c, host, &policy), &stop, Default::default()) {
+                if let Err(e) = cove_net::forward::serve_tcp_by(
+                    l,
+                    move |c: &std::net::TcpStream, _| connect_outbound(c, host, &policy),
+                    &stop,
+                    Default::default(),
+                ) {
                     tracing::warn!("outbound tcp: {e}");
                 }
             })
@@ -252,7 +308,11 @@ pub fn serve_tcp(netns: BorrowedFd<'_>, host: Option<IpAddr>, policy: LoopbackPo
 }
 
 /// Opens the host-side connection for a redirected container connection ([`outbound_target`]).
-fn connect_outbound(client: &std::net::TcpStream, host: Option<IpAddr>, policy: &LoopbackPolicy) -> std::io::Result<std::net::TcpStream> {
+fn connect_outbound(
+    client: &std::net::TcpStream,
+    host: Option<IpAddr>,
+    policy: &LoopbackPolicy,
+) -> std::io::Result<std::net::TcpStream> {
     let dst = cove_net::forward::original_destination(client)?;
     // `redirect` made the bridge's own address (the network's gateway) the destination: it
     // says which network the connection came from, whatever source address it carries.
@@ -269,8 +329,15 @@ fn connect_outbound(client: &std::net::TcpStream, host: Option<IpAddr>, policy: 
 /// not; refused when the host has none). A loopback or unspecified `dst` is refused whatever
 /// the network allows: a container's own stack never sends one out, so only a crafted packet
 /// (a raw socket) gets here, and the host's side would turn it into the host's loopback.
-fn outbound_target(dst: SocketAddr, local: SocketAddr, host: Option<IpAddr>, allowed: bool, own: impl FnOnce() -> Option<IpAddr>) -> std::io::Result<SocketAddr> {
-    let denied = |why: &str| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("outbound tcp to {dst}: {why}"));
+fn outbound_target(
+    dst: SocketAddr,
+    local: SocketAddr,
+    host: Option<IpAddr>,
+    allowed: bool,
+    own: impl FnOnce() -> Option<IpAddr>,
+) -> std::io::Result<SocketAddr> {
+    let denied =
+        |why: &str| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("outbound tcp to {dst}: {why}"));
     if dst == local {
         return Err(denied("not a redirected connection (someone connected to the listener itself)"));
     }
@@ -301,13 +368,23 @@ fn host_own_address() -> Option<IpAddr> {
 }
 
 fn nft_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].iter().map(PathBuf::from).find(|p| p.is_file()).or_else(|| find("nft"))
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| find("nft"))
 }
 
 /// Runs `nft -f -` with the ruleset's text.
 fn nft_apply(text: &str) -> Result<(), String> {
     let nft = nft_binary().ok_or("no outbound NAT: nft is not installed (Debian package nftables)")?;
-    let mut child = Command::new(&nft).args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("run {}: {e}", nft.display()))?;
+    let mut child = Command::new(&nft)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run {}: {e}", nft.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         stdin.write_all(text.as_bytes()).map_err(|e| format!("nft: {e}"))?;
@@ -326,7 +403,9 @@ impl Nat {
     /// subnets of a ruleset it has just applied (the `transparent` chain now covers them).
     pub fn sync(&mut self, nets: &[cove_net::nft::NftNetwork]) -> Result<Option<Vec<cove_net::ipam::Subnet>>, String> {
         // The TCP path follows at once (it needs no ruleset of its own).
-        self.policy.set(nets.iter().filter(|n| n.host_loopback && !n.internal).flat_map(|n| n.subnets.iter().cloned()).collect());
+        self.policy.set(
+            nets.iter().filter(|n| n.host_loopback && !n.internal).flat_map(|n| n.subnets.iter().cloned()).collect(),
+        );
         let mut applied = None;
         if self.applied.as_deref() != Some(nets) {
             let text = cove_net::nft::ruleset_with(nets, self.redirect, &self.mapped).map_err(|e| e.to_string())?;
@@ -374,10 +453,15 @@ mod tests {
         assert_eq!(outbound_target(a("192.0.2.1:5432"), local, host, true, own).unwrap(), a("127.0.0.1:5432"));
         assert_eq!(outbound_target(a("192.0.2.1:5432"), local, host, false, own).unwrap(), a("198.51.100.7:5432"));
         assert!(outbound_target(a("192.0.2.1:5432"), local, host, false, || None).is_err());
-        assert!(outbound_target(a("192.0.2.1:5432"), local, host, false, || Some("127.0.0.1".parse().unwrap())).is_err());
+        assert!(
+            outbound_target(a("192.0.2.1:5432"), local, host, false, || Some("127.0.0.1".parse().unwrap())).is_err()
+        );
         // Anything else goes where it was going.
         assert_eq!(outbound_target(a("203.0.113.9:443"), local, host, false, own).unwrap(), a("203.0.113.9:443"));
-        assert_eq!(outbound_target(a("[2001:db8::9]:443"), a("[fd63::1]:40000"), host, false, own).unwrap(), a("[2001:db8::9]:443"));
+        assert_eq!(
+            outbound_target(a("[2001:db8::9]:443"), a("[fd63::1]:40000"), host, false, own).unwrap(),
+            a("[2001:db8::9]:443")
+        );
         // Loopback destinations (crafted packets) never, allowed or not; nor the listener.
         for dst in ["127.0.0.1:22", "127.1.2.3:22", "0.0.0.0:22", "[::1]:22", "[::ffff:127.0.0.1]:22", "[::]:22"] {
             assert!(outbound_target(a(dst), local, host, true, own).is_err(), "{dst}");

@@ -129,9 +129,11 @@ impl Request {
                 if !valid_id(id) {
                     return Err(Error::Protocol(format!("invalid container id {id:?}")));
                 }
-                cove_sys::send_fd(sock.as_fd(), fd.as_fd()).map_err(|e| Error::Other(format!("pass a published port to the network helper: {e}")))?;
+                cove_sys::send_fd(sock.as_fd(), fd.as_fd())
+                    .map_err(|e| Error::Other(format!("pass a published port to the network helper: {e}")))?;
                 let proto = if port.udp { "udp" } else { "tcp" };
-                s.write_all(format!("ADD {id} {proto} {} {}\n", port.target.ip(), port.target.port()).as_bytes()).map_err(io)
+                s.write_all(format!("ADD {id} {proto} {} {}\n", port.target.ip(), port.target.port()).as_bytes())
+                    .map_err(io)
             }
             Request::Del { id } => {
                 if !valid_id(id) {
@@ -237,7 +239,10 @@ impl<'a> Reader<'a> {
             return Ok(false);
         }
         let mut chunk = [0u8; 4096];
-        let (n, fd) = cove_sys::recv_with_fd(self.sock.as_fd(), &mut chunk).map_err(|e| Error::Io { what: "read from the control socket".into(), source: e.errno().map(std::io::Error::from).unwrap_or_else(|| std::io::Error::other(e.to_string())) })?;
+        let (n, fd) = cove_sys::recv_with_fd(self.sock.as_fd(), &mut chunk).map_err(|e| Error::Io {
+            what: "read from the control socket".into(),
+            source: e.errno().map(std::io::Error::from).unwrap_or_else(|| std::io::Error::other(e.to_string())),
+        })?;
         self.fds.extend(fd);
         self.buf.extend_from_slice(&chunk[..n]);
         if n == 0 {
@@ -254,7 +259,9 @@ impl<'a> Reader<'a> {
                     return Err(Error::Protocol(format!("line longer than {MAX_LINE} bytes")));
                 }
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
-                return String::from_utf8(line[..i].to_vec()).map(Some).map_err(|_| Error::Protocol("a line that is not UTF-8".into()));
+                return String::from_utf8(line[..i].to_vec())
+                    .map(Some)
+                    .map_err(|_| Error::Protocol("a line that is not UTF-8".into()));
             }
             if self.buf.len() > MAX_LINE {
                 return Err(Error::Protocol(format!("line longer than {MAX_LINE} bytes")));
@@ -315,7 +322,9 @@ impl<'a> Reader<'a> {
                     "tcp" => false,
                     _ => return Err(bad("bad ADD")),
                 };
-                let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) else { return Err(bad("bad ADD")) };
+                let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) else {
+                    return Err(bad("bad ADD"));
+                };
                 if !valid_id(id) {
                     return Err(bad("bad ADD"));
                 }
@@ -373,7 +382,13 @@ mod tests {
         let id = "ab".repeat(32);
         Request::Sync(table()).send(&a).unwrap();
         Request::Add { id: id.clone(), port, fd: OwnedFd::from(sock.try_clone().unwrap()) }.send(&a).unwrap();
-        Request::Add { id: id.clone(), port: Port { udp: false, target: "[fd63::2]:80".parse().unwrap() }, fd: OwnedFd::from(sock.try_clone().unwrap()) }.send(&a).unwrap();
+        Request::Add {
+            id: id.clone(),
+            port: Port { udp: false, target: "[fd63::2]:80".parse().unwrap() },
+            fd: OwnedFd::from(sock.try_clone().unwrap()),
+        }
+        .send(&a)
+        .unwrap();
         Request::Del { id: id.clone() }.send(&a).unwrap();
         Request::End.send(&a).unwrap();
         drop(a);
@@ -394,14 +409,20 @@ mod tests {
         // Replies and reports.
         for rep in [Reply::Ok, Reply::Err("no: bad\nthing".into())] {
             let back = Reply::decode(std::str::from_utf8(&rep.encode()).unwrap()).unwrap();
-            assert_eq!(back, match rep {
-                Reply::Err(_) => Reply::Err("no: bad thing".into()),
-                r => r,
-            });
+            assert_eq!(
+                back,
+                match rep {
+                    Reply::Err(_) => Reply::Err("no: bad thing".into()),
+                    r => r,
+                }
+            );
         }
         assert!(Reply::decode("MAYBE").is_err());
         assert_eq!(Report::decode(std::str::from_utf8(&Report::Ok.encode()).unwrap()), Report::Ok);
-        assert_eq!(Report::decode(std::str::from_utf8(&Report::Failed("no netns".into()).encode()).unwrap()), Report::Failed("no netns".into()));
+        assert_eq!(
+            Report::decode(std::str::from_utf8(&Report::Failed("no netns".into()).encode()).unwrap()),
+            Report::Failed("no netns".into())
+        );
         assert!(matches!(Report::decode(""), Report::Failed(_)));
         // Ids that would break a line are refused before anything is sent.
         assert!(Request::Del { id: "a b".into() }.send(&b).is_err());

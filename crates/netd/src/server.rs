@@ -194,7 +194,13 @@ impl State {
         exit
     }
 
-    fn serve(&mut self, jobs: mpsc::Receiver<Job>, idle: Option<&Idle>, tick: Duration, shutdown: &cove_net::forward::Shutdown) -> Exit {
+    fn serve(
+        &mut self,
+        jobs: mpsc::Receiver<Job>,
+        idle: Option<&Idle>,
+        tick: Duration,
+        shutdown: &cove_net::forward::Shutdown,
+    ) -> Exit {
         let mut containers_seen = BTreeSet::new();
         let mut last_busy = Instant::now();
         loop {
@@ -259,7 +265,10 @@ impl State {
             // Bridges follow the table: one whose network is gone (`network rm`, or a state
             // that diverged) is deleted with its listeners before anything binds its gateway
             // again.
-            let stale: Vec<String> = interfaces_here().into_iter().filter(|i| i.starts_with(BRIDGE_PREFIX) && !named(i) && self.known_bridges.contains(i)).collect();
+            let stale: Vec<String> = interfaces_here()
+                .into_iter()
+                .filter(|i| i.starts_with(BRIDGE_PREFIX) && !named(i) && self.known_bridges.contains(i))
+                .collect();
             if !stale.is_empty() {
                 self.dns.forget_bridges(&stale);
                 match cove_net::link::Netlink::open() {
@@ -286,7 +295,13 @@ impl State {
                     let mut subnets = vec![n.subnet.parse().ok()?];
                     subnets.extend(n.subnet6.as_ref().and_then(|s| s.parse::<cove_net::ipam::Subnet>().ok()));
                     let host_loopback = n.allow_host_loopback.unwrap_or(default);
-                    Some(cove_net::nft::NftNetwork { name: n.name.clone(), bridge: n.bridge.clone(), subnets, internal: n.internal, host_loopback })
+                    Some(cove_net::nft::NftNetwork {
+                        name: n.name.clone(),
+                        bridge: n.bridge.clone(),
+                        subnets,
+                        internal: n.internal,
+                        host_loopback,
+                    })
                 })
                 .collect();
             let r = self.nat.as_mut().map(|nat| nat.sync(&nft));
@@ -306,7 +321,9 @@ impl State {
         match (self.loopback_default)() {
             Ok(b) => b,
             Err(e) => {
-                self.note(&format!("{e}: the host's loopback stays closed to networks that do not allow it themselves"));
+                self.note(&format!(
+                    "{e}: the host's loopback stays closed to networks that do not allow it themselves"
+                ));
                 false
             }
         }
@@ -326,7 +343,11 @@ impl State {
 
 impl Idle {
     fn used_age(&self) -> Duration {
-        std::fs::metadata(self.files.used()).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX)
+        std::fs::metadata(self.files.used())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or(Duration::MAX)
     }
 
     /// `Some(Exit::Idle)` when the helper should leave now; `netd.lock` is then kept held

@@ -3,6 +3,8 @@
 //! Owns parsing and validation only; it performs no I/O besides reading randomness for ids.
 //! The OCI runtime and image types themselves come from the `oci-spec` crate, re-exported here.
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub use oci_spec;
 
@@ -71,7 +73,10 @@ impl Reference {
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
                 let (algo, hexpart) = d.split_once(':').ok_or_else(bad)?;
-                if algo != "sha256" || hexpart.len() != 64 || !hexpart.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                if algo != "sha256"
+                    || hexpart.len() != 64
+                    || !hexpart.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
                     return Err(bad());
                 }
                 (r, Some(d.to_string()))
@@ -92,7 +97,8 @@ impl Reference {
             }
         }
         let mut parts: Vec<&str> = name.split('/').collect();
-        let domain = if parts.len() > 1 && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost") {
+        let domain = if parts.len() > 1 && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
+        {
             Some(parts.remove(0).to_string())
         } else {
             None
@@ -110,7 +116,10 @@ impl Reference {
             }
         }
         if let Some(d) = &domain {
-            if d.is_empty() || d.starts_with('-') || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+            if d.is_empty()
+                || d.starts_with('-')
+                || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            {
                 return Err(bad());
             }
         }

@@ -24,7 +24,10 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub(crate) fn basic_header(&self) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.username, self.password)))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.username, self.password))
+        )
     }
 }
 
@@ -41,7 +44,9 @@ pub fn login_file() -> Result<PathBuf> {
         return Ok(d.join("containers/auth.json"));
     }
     let config = env_path("XDG_CONFIG_HOME").or_else(|| env_path("HOME").map(|h| h.join(".config")));
-    config.map(|c| c.join("containers/auth.json")).ok_or_else(|| Error::Invalid("neither XDG_RUNTIME_DIR nor HOME is set: nowhere to store credentials".into()))
+    config
+        .map(|c| c.join("containers/auth.json"))
+        .ok_or_else(|| Error::Invalid("neither XDG_RUNTIME_DIR nor HOME is set: nowhere to store credentials".into()))
 }
 
 /// Every file credentials are read from, in order.
@@ -64,7 +69,12 @@ pub fn search_path() -> Vec<PathBuf> {
 /// The key a registry is stored under, and the keys it may be found under.
 fn keys(registry: &str) -> Vec<String> {
     if registry == DOCKER_HUB {
-        vec![DOCKER_HUB.into(), "https://index.docker.io/v1/".into(), "index.docker.io".into(), "registry-1.docker.io".into()]
+        vec![
+            DOCKER_HUB.into(),
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "registry-1.docker.io".into(),
+        ]
     } else {
         vec![registry.into(), format!("https://{registry}"), format!("http://{registry}")]
     }
@@ -77,11 +87,14 @@ fn key_host(key: &str) -> &str {
 }
 
 fn decode(entry: &serde_json::Value, file: &Path) -> Result<Option<Credentials>> {
-    if let (Some(u), Some(p)) = (entry.get("username").and_then(|v| v.as_str()), entry.get("password").and_then(|v| v.as_str())) {
+    if let (Some(u), Some(p)) =
+        (entry.get("username").and_then(|v| v.as_str()), entry.get("password").and_then(|v| v.as_str()))
+    {
         return Ok(Some(Credentials { username: u.into(), password: p.into() }));
     }
     let Some(auth) = entry.get("auth").and_then(|v| v.as_str()).filter(|a| !a.is_empty()) else { return Ok(None) };
-    let bad = || Error::Invalid(format!("{}: invalid \"auth\" entry (expected base64 of user:password)", file.display()));
+    let bad =
+        || Error::Invalid(format!("{}: invalid \"auth\" entry (expected base64 of user:password)", file.display()));
     let raw = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (u, p) = text.split_once(':').ok_or_else(bad)?;
@@ -90,9 +103,13 @@ fn decode(entry: &serde_json::Value, file: &Path) -> Result<Option<Credentials>>
 
 fn read_json(file: &Path) -> Result<Option<serde_json::Value>> {
     match std::fs::read(file) {
-        Ok(b) if b.len() as u64 > crate::METADATA_LIMIT => Err(Error::TooLarge { what: file.display().to_string(), limit: crate::METADATA_LIMIT }),
+        Ok(b) if b.len() as u64 > crate::METADATA_LIMIT => {
+            Err(Error::TooLarge { what: file.display().to_string(), limit: crate::METADATA_LIMIT })
+        }
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| Error::Json { context: file.display().to_string(), source }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| Error::Json { context: file.display().to_string(), source }),
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => Ok(None),
         Err(e) => Err(crate::error::io_err(format!("read {}", file.display()))(e)),
     }
@@ -104,7 +121,10 @@ pub fn credentials_for(registry: &str) -> Result<Option<Credentials>> {
     for file in search_path() {
         let Some(doc) = read_json(&file)? else { continue };
         let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else { continue };
-        let hit = want.iter().find_map(|k| auths.get(k)).or_else(|| auths.iter().find(|(k, _)| want.iter().any(|w| key_host(w) == key_host(k))).map(|(_, v)| v));
+        let hit = want
+            .iter()
+            .find_map(|k| auths.get(k))
+            .or_else(|| auths.iter().find(|(k, _)| want.iter().any(|w| key_host(w) == key_host(k))).map(|(_, v)| v));
         if let Some(entry) = hit {
             if let Some(c) = decode(entry, &file)? {
                 tracing::debug!(registry, file = %file.display(), "using stored credentials");
@@ -119,11 +139,24 @@ fn write_json(file: &Path, doc: &serde_json::Value) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(crate::error::io_err(format!("create {}", dir.display())))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(crate::error::io_err(format!("create {}", dir.display())))?;
     let tmp = dir.join(format!(".auth.json.{}", std::process::id()));
-    let text = serde_json::to_vec_pretty(doc).map_err(|source| Error::Json { context: "encode credentials".into(), source })?;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(crate::error::io_err(format!("create {}", tmp.display())))?;
-    f.write_all(&text).and_then(|_| f.write_all(b"\n")).map_err(crate::error::io_err(format!("write {}", tmp.display())))?;
+    let text = serde_json::to_vec_pretty(doc)
+        .map_err(|source| Error::Json { context: "encode credentials".into(), source })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(crate::error::io_err(format!("create {}", tmp.display())))?;
+    f.write_all(&text)
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(crate::error::io_err(format!("write {}", tmp.display())))?;
     std::fs::rename(&tmp, file).map_err(crate::error::io_err(format!("write {}", file.display())))
 }
 

@@ -193,15 +193,22 @@ impl Client {
 
     fn unauthorized(&self) -> Error {
         match &self.credentials {
-            Some(c) => Error::Unauthorized(format!("{}: access denied for user {:?} (wrong credentials, or no access to this repository)", self.registry, c.username)),
-            None => Error::Unauthorized(format!("{}: authentication required (cove login {})", self.registry, self.registry)),
+            Some(c) => Error::Unauthorized(format!(
+                "{}: access denied for user {:?} (wrong credentials, or no access to this repository)",
+                self.registry, c.username
+            )),
+            None => Error::Unauthorized(format!(
+                "{}: authentication required (cove login {})",
+                self.registry, self.registry
+            )),
         }
     }
 
     /// Answers a 401: Basic with the credentials, or a bearer token from the realm.
     fn authenticate(&self, resp: &Response<Body>) -> Result<()> {
         let header = resp.headers().get(http::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let (scheme, params) = parse_challenge(header).ok_or_else(|| Error::Invalid(format!("{}: malformed WWW-Authenticate header", self.registry)))?;
+        let (scheme, params) = parse_challenge(header)
+            .ok_or_else(|| Error::Invalid(format!("{}: malformed WWW-Authenticate header", self.registry)))?;
         let value = match scheme.as_str() {
             "basic" => match &self.credentials {
                 Some(c) => c.basic_header(),
@@ -218,7 +225,8 @@ impl Client {
 
     fn token(&self, params: &[(String, String)]) -> Result<String> {
         let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        let realm = get("realm").ok_or_else(|| Error::Invalid(format!("{}: bearer challenge without a realm", self.registry)))?;
+        let realm = get("realm")
+            .ok_or_else(|| Error::Invalid(format!("{}: bearer challenge without a realm", self.registry)))?;
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
             return Err(Error::Invalid(format!("{}: bearer realm {realm:?} is not an http(s) URL", self.registry)));
         }
@@ -244,10 +252,15 @@ impl Client {
             return Err(self.unauthorized());
         }
         if !resp.status().is_success() {
-            return Err(Error::Status { what: format!("{}: token from {realm}", self.registry), status: resp.status().as_u16(), message: None });
+            return Err(Error::Status {
+                what: format!("{}: token from {realm}", self.registry),
+                status: resp.status().as_u16(),
+                message: None,
+            });
         }
         let body = read_capped(resp.body_mut(), 1024 * 1024, "token response")?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|source| Error::Json { context: format!("{}: token response", self.registry), source })?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|source| Error::Json { context: format!("{}: token response", self.registry), source })?;
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
@@ -288,18 +301,27 @@ impl Client {
         let mut resp = self.call(http::Method::GET, &url, Some(&accept.join(", ")))?;
         if !resp.status().is_success() {
             return Err(match resp.status().as_u16() {
-                404 => Error::Status { what: format!("manifest for {what}"), status: 404, message: Some("not found".into()) },
+                404 => Error::Status {
+                    what: format!("manifest for {what}"),
+                    status: 404,
+                    message: Some("not found".into()),
+                },
                 _ => self.fail(resp, &format!("manifest for {what}")),
             });
         }
         if content_length(&resp).is_some_and(|n| n > METADATA_LIMIT) {
             return Err(Error::TooLarge { what: format!("manifest for {what}"), limit: METADATA_LIMIT });
         }
-        let media_type = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let media_type =
+            resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let bytes = read_capped(resp.body_mut(), METADATA_LIMIT, &format!("manifest for {what}"))?;
         let digest = sha256(&bytes);
         if reference.starts_with("sha256:") && digest != reference {
-            return Err(Error::DigestMismatch { what: format!("manifest for {what}"), expected: reference.to_owned(), actual: digest });
+            return Err(Error::DigestMismatch {
+                what: format!("manifest for {what}"),
+                expected: reference.to_owned(),
+                actual: digest,
+            });
         }
         Ok(Fetched { bytes, media_type, digest })
     }
@@ -315,7 +337,9 @@ impl Client {
         }
         if let (Some(want), Some(got)) = (size, content_length(&resp)) {
             if want != got {
-                return Err(Error::Invalid(format!("{what}: the registry sends {got} bytes, the manifest says {want}")));
+                return Err(Error::Invalid(format!(
+                    "{what}: the registry sends {got} bytes, the manifest says {want}"
+                )));
             }
         }
         Ok(Box::new(resp.into_body().into_reader()))
@@ -360,10 +384,17 @@ impl Client {
             .get(http::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .ok_or_else(|| Error::Invalid(format!("{what}: no Location in the registry's answer")))?;
-        let mut url = if location.starts_with("http://") || location.starts_with("https://") { location.to_owned() } else { self.url(location) };
+        let mut url = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            self.url(location)
+        };
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&format!("digest={}", enc(digest)));
-        let req = http::Request::builder().method(http::Method::PUT).uri(&url).header(http::header::CONTENT_TYPE, "application/octet-stream");
+        let req = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(&url)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream");
         let resp = self.run(req, file)?;
         if resp.status().as_u16() != 201 {
             return Err(self.fail(resp, &what));
@@ -375,7 +406,9 @@ impl Client {
     pub fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Result<String> {
         let what = format!("manifest {}/{repository}:{reference}", self.registry);
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
-        let req = || http::Request::builder().method(http::Method::PUT).uri(&url).header(http::header::CONTENT_TYPE, media_type);
+        let req = || {
+            http::Request::builder().method(http::Method::PUT).uri(&url).header(http::header::CONTENT_TYPE, media_type)
+        };
         let mut resp = self.run(req(), bytes)?;
         if resp.status() == http::StatusCode::UNAUTHORIZED {
             self.authenticate(&resp)?;
@@ -394,9 +427,19 @@ mod tests {
 
     #[test]
     fn challenges() {
-        let (s, p) = parse_challenge(r#"Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push""#).unwrap();
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
         assert_eq!(s, "bearer");
-        assert_eq!(p, vec![("realm".into(), "https://auth.example/token".into()), ("service".into(), "reg.example".into()), ("scope".into(), "repository:a/b:pull,push".into())]);
+        assert_eq!(
+            p,
+            vec![
+                ("realm".into(), "https://auth.example/token".into()),
+                ("service".into(), "reg.example".into()),
+                ("scope".into(), "repository:a/b:pull,push".into())
+            ]
+        );
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
         assert_eq!((s.as_str(), p.len()), ("basic", 1));
         assert_eq!(enc("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");

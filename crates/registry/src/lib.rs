@@ -17,6 +17,8 @@
 //! auth::{credentials_for, store_login, remove_login}
 //! ```
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod auth;
 mod client;

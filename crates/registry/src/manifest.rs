@@ -60,8 +60,12 @@ impl Platform {
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: None }),
-            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: Some((*v).into()) }),
+            [os, arch] if !os.is_empty() && !arch.is_empty() => {
+                Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: None })
+            }
+            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
+                Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: Some((*v).into()) })
+            }
             _ => Err(Error::Invalid(format!("invalid platform {s:?}: expected os/arch[/variant]"))),
         }
     }
@@ -116,7 +120,9 @@ pub fn parse(bytes: &[u8], content_type: &str, what: &str) -> Result<Parsed> {
         }
         OCI_INDEX | DOCKER_LIST => Ok(Parsed::Index(serde_json::from_value(field).map_err(json_err)?)),
         "" if field.get("manifests").is_some() => Ok(Parsed::Index(serde_json::from_value(field).map_err(json_err)?)),
-        "" if field.get("layers").is_some() && field.get("config").is_some() => Ok(Parsed::Manifest(serde_json::from_value(field).map_err(json_err)?)),
+        "" if field.get("layers").is_some() && field.get("config").is_some() => {
+            Ok(Parsed::Manifest(serde_json::from_value(field).map_err(json_err)?))
+        }
         other => {
             let shown = if other.is_empty() { ct } else { other };
             Err(Error::Unsupported(format!("{what}: media type {shown:?} (not an image manifest or index)")))
@@ -127,10 +133,21 @@ pub fn parse(bytes: &[u8], content_type: &str, what: &str) -> Result<Parsed> {
 /// Checks that a manifest describes a container image this engine can unpack.
 pub fn check_image(m: &Manifest, what: &str) -> Result<()> {
     if !matches!(m.config.media_type.as_str(), OCI_CONFIG | DOCKER_CONFIG | "") {
-        return Err(Error::Unsupported(format!("{what}: config media type {:?} (not a container image)", m.config.media_type)));
+        return Err(Error::Unsupported(format!(
+            "{what}: config media type {:?} (not a container image)",
+            m.config.media_type
+        )));
     }
     for l in &m.layers {
-        let ok = matches!(l.media_type.as_str(), OCI_LAYER_TAR | OCI_LAYER_GZIP | OCI_LAYER_ZSTD | DOCKER_LAYER_GZIP | "application/vnd.docker.image.rootfs.diff.tar" | "application/vnd.docker.image.rootfs.diff.tar.zstd");
+        let ok = matches!(
+            l.media_type.as_str(),
+            OCI_LAYER_TAR
+                | OCI_LAYER_GZIP
+                | OCI_LAYER_ZSTD
+                | DOCKER_LAYER_GZIP
+                | "application/vnd.docker.image.rootfs.diff.tar"
+                | "application/vnd.docker.image.rootfs.diff.tar.zstd"
+        );
         if !ok {
             return Err(Error::Unsupported(format!("{what}: layer {} has media type {:?}", l.digest, l.media_type)));
         }
@@ -147,12 +164,22 @@ pub fn choose<'a>(index: &'a Index, want: &Platform, what: &str) -> Result<&'a D
         .filter(|d| d.platform.as_ref().is_some_and(|p| p.os == want.os && p.architecture == want.architecture))
         .filter(|d| matches!(d.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST | OCI_INDEX | DOCKER_LIST | ""))
         .collect();
-    let by_variant = candidates.iter().find(|d| d.platform.as_ref().and_then(|p| p.variant.as_deref()) == want.variant.as_deref());
+    let by_variant =
+        candidates.iter().find(|d| d.platform.as_ref().and_then(|p| p.variant.as_deref()) == want.variant.as_deref());
     match by_variant.or(candidates.first()) {
         Some(d) => Ok(d),
         None => {
-            let have: Vec<String> = index.manifests.iter().filter_map(|d| d.platform.as_ref()).filter(|p| p.os != "unknown").map(|p| p.to_string()).collect();
-            Err(Error::Unsupported(format!("{what}: no image for platform {want} (has: {})", if have.is_empty() { "none".into() } else { have.join(", ") })))
+            let have: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .filter(|p| p.os != "unknown")
+                .map(|p| p.to_string())
+                .collect();
+            Err(Error::Unsupported(format!(
+                "{what}: no image for platform {want} (has: {})",
+                if have.is_empty() { "none".into() } else { have.join(", ") }
+            )))
         }
     }
 }
@@ -182,7 +209,14 @@ mod tests {
 
     #[test]
     fn platform_choice() {
-        let idx = Index { manifests: vec![d("unknown", "unknown", None, 'f'), d("linux", "arm", Some("v6"), 'a'), d("linux", "arm", Some("v7"), 'b'), d("linux", "amd64", None, 'c')] };
+        let idx = Index {
+            manifests: vec![
+                d("unknown", "unknown", None, 'f'),
+                d("linux", "arm", Some("v6"), 'a'),
+                d("linux", "arm", Some("v7"), 'b'),
+                d("linux", "amd64", None, 'c'),
+            ],
+        };
         assert!(choose(&idx, &Platform::parse("linux/amd64").unwrap(), "x").unwrap().digest.ends_with('c'));
         assert!(choose(&idx, &Platform::parse("linux/arm/v7").unwrap(), "x").unwrap().digest.ends_with('b'));
         let e = choose(&idx, &Platform::parse("linux/s390x").unwrap(), "x").unwrap_err().to_string();
@@ -193,7 +227,10 @@ mod tests {
     #[test]
     fn media_types() {
         let m = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:x","size":1},"layers":[{"mediaType":"application/x-bogus","digest":"sha256:y","size":2}]}"#;
-        let Parsed::Manifest(man) = parse(m.as_bytes(), "application/vnd.oci.image.manifest.v1+json", "m").unwrap() else { panic!() };
+        let Parsed::Manifest(man) = parse(m.as_bytes(), "application/vnd.oci.image.manifest.v1+json", "m").unwrap()
+        else {
+            panic!()
+        };
         assert!(check_image(&man, "m").unwrap_err().to_string().contains("application/x-bogus"));
         assert!(parse(b"{}", "text/html", "m").is_err());
     }

@@ -26,7 +26,8 @@ impl ImageRef {
             Some("index.docker.io" | "registry-1.docker.io") => DOCKER_HUB.to_owned(),
             Some(d) => d.to_owned(),
         };
-        let repository = if registry == DOCKER_HUB && !r.path.contains('/') { format!("library/{}", r.path) } else { r.path };
+        let repository =
+            if registry == DOCKER_HUB && !r.path.contains('/') { format!("library/{}", r.path) } else { r.path };
         let tag = match (&r.tag, &r.digest) {
             (None, None) => Some("latest".to_owned()),
             _ => r.tag,
@@ -81,7 +82,10 @@ mod tests {
         assert_eq!(r.to_string(), "reg.example:5000/alpine:latest");
         let d = format!("sha256:{}", "a".repeat(64));
         let r = ImageRef::parse(&format!("127.0.0.1:5000/team/app@{d}"), DOCKER_HUB).unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref(), r.reference()), ("127.0.0.1:5000", "team/app", None, d.as_str()));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref(), r.reference()),
+            ("127.0.0.1:5000", "team/app", None, d.as_str())
+        );
         assert_eq!(ImageRef::parse("index.docker.io/x/y", DOCKER_HUB).unwrap().name(), "docker.io/x/y");
         assert!(ImageRef::parse("Bad:ref:x", DOCKER_HUB).is_err());
     }

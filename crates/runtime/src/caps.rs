@@ -15,7 +15,11 @@ pub use cove_seccomp::DOCKER_DEFAULT_CAPS;
 /// so they are left out, as Docker does.
 pub fn all_caps() -> Vec<String> {
     let bounding = caps::read(None, CapSet::Bounding).ok();
-    caps::runtime::thread_all_supported().iter().filter(|c| bounding.as_ref().is_none_or(|b| b.contains(c))).map(|c| c.to_string()).collect()
+    caps::runtime::thread_all_supported()
+        .iter()
+        .filter(|c| bounding.as_ref().is_none_or(|b| b.contains(c)))
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// Normalizes `sys_admin`, `SYS_ADMIN`, `CAP_SYS_ADMIN` to `CAP_SYS_ADMIN`; validates it.
@@ -43,7 +47,8 @@ pub fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
     let keep = to_set(c.bounding());
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::Spec(format!("drop {cap} from bounding set: {e}")))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| Error::Spec(format!("drop {cap} from bounding set: {e}")))?;
         }
     }
     Ok(())
@@ -62,12 +67,14 @@ pub fn set_user(user: &User) -> Result<()> {
         tracing::debug!("setgroups denied in this user namespace; additional groups ignored");
     }
     let unmapped = |what: &'static str, id: u32| {
-        move |e: nix::Error| match e {
+        move |e: nix::Error| {
+            match e {
             nix::errno::Errno::EINVAL => Error::UserNs(format!(
                 "{what} {id} is not mapped in the user namespace (the id map has {} ids; add a range for your user in /etc/subuid and /etc/subgid)",
                 crate::userns::current_uid_map().iter().map(|r| r.size as u64).sum::<u64>()
             )),
             e => Error::Sys { what: format!("set{what} {id}"), source: e },
+        }
         }
     };
     nix::unistd::setresgid(gid, gid, gid).map_err(unmapped("gid", gid.as_raw()))?;

@@ -76,8 +76,14 @@ impl NestedMaps {
     /// both ids exist in the caller's namespace; else identity over the caller's ids (one line
     /// per line of the caller's map: the kernel wants every line inside one parent extent),
     /// with the requested id taking the caller's last id (or its only one).
-    pub fn for_ids(uid: u32, gid: u32, uid_map: &[crate::userns::IdRange], gid_map: &[crate::userns::IdRange]) -> Option<NestedMaps> {
-        let fits = |id: u32, m: &[crate::userns::IdRange]| m.iter().any(|r| id >= r.container && id - r.container < r.size);
+    pub fn for_ids(
+        uid: u32,
+        gid: u32,
+        uid_map: &[crate::userns::IdRange],
+        gid_map: &[crate::userns::IdRange],
+    ) -> Option<NestedMaps> {
+        let fits =
+            |id: u32, m: &[crate::userns::IdRange]| m.iter().any(|r| id >= r.container && id - r.container < r.size);
         if fits(uid, uid_map) && fits(gid, gid_map) {
             return None;
         }
@@ -92,7 +98,8 @@ impl NestedMaps {
 
 fn nested(parent: &[crate::userns::IdRange], want: u32) -> Vec<crate::userns::IdRange> {
     use crate::userns::IdRange;
-    let mut lines: Vec<IdRange> = parent.iter().map(|r| IdRange { container: r.container, host: r.container, size: r.size }).collect();
+    let mut lines: Vec<IdRange> =
+        parent.iter().map(|r| IdRange { container: r.container, host: r.container, size: r.size }).collect();
     lines.sort_by_key(|r| r.container);
     if lines.iter().any(|r| want >= r.container && want - r.container < r.size) {
         return lines;
@@ -249,10 +256,14 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Created> {
 }
 
 fn write_nested_maps(pid: Pid, maps: &NestedMaps) -> Result<()> {
-    let fmt = |rs: &[crate::userns::IdRange]| rs.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect::<String>();
+    let fmt = |rs: &[crate::userns::IdRange]| {
+        rs.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect::<String>()
+    };
     // We are root of the namespace above (CAP_SETUID/CAP_SETGID there): no helper needed.
-    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&maps.uids)).ctx(|| format!("write uid_map of the container ({:?})", maps.uids))?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&maps.gids)).ctx(|| format!("write gid_map of the container ({:?})", maps.gids))?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&maps.uids))
+        .ctx(|| format!("write uid_map of the container ({:?})", maps.uids))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&maps.gids))
+        .ctx(|| format!("write gid_map of the container ({:?})", maps.gids))?;
     Ok(())
 }
 
@@ -270,7 +281,13 @@ fn fail(code: i32) -> impl Fn(Error) -> ExecFailure {
 }
 
 /// The container's PID 1 before exec. Returns only on failure.
-fn child_main(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<std::convert::Infallible, ExecFailure> {
+fn child_main(
+    opts: &CreateOptions<'_>,
+    seccomp: Option<&crate::CompiledSeccomp>,
+    new_ns: CloneFlags,
+    join_ns: &[(CloneFlags, PathBuf)],
+    sock: &mut UnixStream,
+) -> Result<std::convert::Infallible, ExecFailure> {
     let f = fail(125);
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     // The parent (monitor or CLI) may have signals blocked for its signalfd; a blocked mask
@@ -317,7 +334,13 @@ fn wants_init(spec: &Spec) -> bool {
     spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|v| v == "true")
 }
 
-fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new_ns: CloneFlags, join_ns: &[(CloneFlags, PathBuf)], sock: &mut UnixStream) -> Result<()> {
+fn setup(
+    opts: &CreateOptions<'_>,
+    seccomp: Option<&crate::CompiledSeccomp>,
+    new_ns: CloneFlags,
+    join_ns: &[(CloneFlags, PathBuf)],
+    sock: &mut UnixStream,
+) -> Result<()> {
     let spec = opts.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::Spec("spec has no process".into()))?;
     let root_spec = spec.root().as_ref().ok_or_else(|| Error::Spec("spec has no root".into()))?;
@@ -333,7 +356,8 @@ fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new
         cove_sys::loopback_up()?;
     }
     use nix::mount::MsFlags;
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).ctx(|| "make / rprivate".into())?;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .ctx(|| "make / rprivate".into())?;
     mounts::mount_rootfs(&opts.rootfs, &root)?;
     mounts::mount_all(spec, &root, opts.rootless, new_ns.contains(CloneFlags::CLONE_NEWNET))?;
     mounts::create_devices(spec, &root, opts.rootless)?;
@@ -352,7 +376,12 @@ fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new
             // As Docker does: unprivileged ICMP echo sockets for every group, so `ping` works
             // for non-root users with default capabilities. The range must consist of gids
             // that exist in our user namespace.
-            let max_gid = crate::userns::current_gid_map().iter().map(|r| r.container as u64 + r.size as u64 - 1).max().unwrap_or(0).min(2147483647);
+            let max_gid = crate::userns::current_gid_map()
+                .iter()
+                .map(|r| r.container as u64 + r.size as u64 - 1)
+                .max()
+                .unwrap_or(0)
+                .min(2147483647);
             let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {max_gid}"));
         }
         for (k, v) in &sysctl {
@@ -372,7 +401,8 @@ fn setup(opts: &CreateOptions<'_>, seccomp: Option<&crate::CompiledSeccomp>, new
     if let Some(mask) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    std::env::set_current_dir(process.cwd()).ctx(|| format!("chdir to working directory {}", process.cwd().display()))?;
+    std::env::set_current_dir(process.cwd())
+        .ctx(|| format!("chdir to working directory {}", process.cwd().display()))?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     let caps_spec = process.capabilities().clone().unwrap_or_default();
     caps::drop_bounding(&caps_spec)?;
@@ -411,7 +441,8 @@ fn setup_stdio(stdio: &Stdio, sock: &mut UnixStream) -> Result<()> {
         }
         Stdio::Pty => {
             use nix::fcntl::OFlag;
-            let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).ctx(|| "open /dev/ptmx in the container".into())?;
+            let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+                .ctx(|| "open /dev/ptmx in the container".into())?;
             nix::pty::grantpt(&master).ctx(|| "grantpt".into())?;
             nix::pty::unlockpt(&master).ctx(|| "unlockpt".into())?;
             let slave = cove_sys::open_pty_peer(master.as_fd())?;

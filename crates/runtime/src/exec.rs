@@ -13,7 +13,9 @@ pub struct ExecFailure {
 }
 
 fn env_path(env: &[String]) -> &str {
-    env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
 /// Resolves `arg0` against the container's `PATH` (from its environment, as Docker does).
@@ -34,21 +36,32 @@ pub fn lookup(arg0: &str, env: &[String]) -> Result<PathBuf, ExecFailure> {
             Err(_) => {}
         }
     }
-    Err(denied.unwrap_or(ExecFailure { code: 127, message: format!("exec: {arg0:?}: executable file not found in $PATH") }))
+    Err(denied
+        .unwrap_or(ExecFailure { code: 127, message: format!("exec: {arg0:?}: executable file not found in $PATH") }))
 }
 
 fn check(p: &Path, arg0: &str) -> Result<PathBuf, ExecFailure> {
     match std::fs::metadata(p) {
-        Err(_) => Err(ExecFailure { code: 127, message: format!("exec: {arg0:?}: stat {}: no such file or directory", p.display()) }),
+        Err(_) => Err(ExecFailure {
+            code: 127,
+            message: format!("exec: {arg0:?}: stat {}: no such file or directory", p.display()),
+        }),
         Ok(m) if m.is_dir() => Err(ExecFailure { code: 126, message: format!("exec: {arg0:?}: is a directory") }),
-        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(ExecFailure { code: 126, message: format!("exec: {arg0:?}: permission denied") }),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            Err(ExecFailure { code: 126, message: format!("exec: {arg0:?}: permission denied") })
+        }
         Ok(_) => Ok(p.to_path_buf()),
     }
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>, ExecFailure> {
     v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| ExecFailure { code: 126, message: format!("argument or variable contains a NUL byte: {s:?}") }))
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| ExecFailure {
+                code: 126,
+                message: format!("argument or variable contains a NUL byte: {s:?}"),
+            })
+        })
         .collect()
 }
 

@@ -32,15 +32,25 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 ];
 
 /// Starts `process` inside the namespaces of `target` (the container's PID 1).
-pub fn spawn_in(target: Pid, process: &Process, seccomp: Option<&LinuxSeccomp>, stdio: Stdio, seccomp_cache: Option<&std::path::Path>) -> Result<Joined> {
+pub fn spawn_in(
+    target: Pid,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    stdio: Stdio,
+    seccomp_cache: Option<&std::path::Path>,
+) -> Result<Joined> {
     let compiled = seccomp.map(|sc| crate::CompiledSeccomp::new(sc, seccomp_cache)).transpose()?;
     let seccomp = compiled.as_ref();
     // Open every namespace first, from our side, so a failure is reported before forking.
     let mut fds = vec![];
     let own_user = std::fs::read_link("/proc/self/ns/user").ok();
-    let target_user = std::fs::read_link(format!("/proc/{target}/ns/user")).ctx(|| format!("container process {target} is gone"))?;
+    let target_user =
+        std::fs::read_link(format!("/proc/{target}/ns/user")).ctx(|| format!("container process {target} is gone"))?;
     if own_user.as_ref() != Some(&target_user) {
-        fds.push((std::fs::File::open(format!("/proc/{target}/ns/user")).ctx(|| "open user namespace".into())?, CloneFlags::CLONE_NEWUSER));
+        fds.push((
+            std::fs::File::open(format!("/proc/{target}/ns/user")).ctx(|| "open user namespace".into())?,
+            CloneFlags::CLONE_NEWUSER,
+        ));
     }
     for (name, flag) in NAMESPACES {
         let p = format!("/proc/{target}/ns/{name}");
@@ -99,7 +109,13 @@ pub fn spawn_in(target: Pid, process: &Process, seccomp: Option<&LinuxSeccomp>, 
     }
 }
 
-fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Option<&crate::CompiledSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
+fn helper(
+    fds: &[(std::fs::File, CloneFlags)],
+    process: &Process,
+    seccomp: Option<&crate::CompiledSeccomp>,
+    stdio: &Stdio,
+    sock: &mut UnixStream,
+) -> ExecFailure {
     let fail = |e: Error| ExecFailure { code: 125, message: e.to_string() };
     // Nothing in the container may open our /proc/PID/exe while we sit in its namespaces.
     if let Err(e) = cove_sys::set_not_dumpable() {
@@ -127,7 +143,12 @@ fn helper(fds: &[(std::fs::File, CloneFlags)], process: &Process, seccomp: Optio
     }
 }
 
-fn inner(process: &Process, seccomp: Option<&crate::CompiledSeccomp>, stdio: &Stdio, sock: &mut UnixStream) -> ExecFailure {
+fn inner(
+    process: &Process,
+    seccomp: Option<&crate::CompiledSeccomp>,
+    stdio: &Stdio,
+    sock: &mut UnixStream,
+) -> ExecFailure {
     let r = (|| -> Result<()> {
         // The caller blocks signals for its signalfd; the mask survives execve.
         let _ = nix::sys::signal::SigSet::all().thread_unblock();

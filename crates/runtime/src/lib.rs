@@ -8,6 +8,8 @@
 //! It must not know about images, names, the state database or the CLI: the engine prepares
 //! the spec and the root filesystem description and hands them over.
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod caps;
 pub mod container;
@@ -106,16 +108,22 @@ impl CompiledSeccomp {
             };
         }
         let json = serde_json::to_vec(sc).map_err(|e| Error::Spec(format!("seccomp profile: {e}")))?;
-        let seal = |program: &[u8]| -> [u8; 32] { Sha256::new().chain_update(&json).chain_update(program).finalize().into() };
+        let seal =
+            |program: &[u8]| -> [u8; 32] { Sha256::new().chain_update(&json).chain_update(program).finalize().into() };
         let key: String = Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect();
         let path = cache_dir.map(|d| d.join(format!("{key}.bpf")));
         if let Some(p) = &path {
             if let Ok(file) = std::fs::read(p) {
                 match file.split_at_checked(32) {
-                    Some((digest, program)) if !program.is_empty() && program.len() % 8 == 0 && digest == seal(program) => {
+                    Some((digest, program))
+                        if !program.is_empty() && program.len() % 8 == 0 && digest == seal(program) =>
+                    {
                         return Ok(CompiledSeccomp { program: program.to_vec(), flags });
                     }
-                    _ => tracing::warn!("{}: not a program cove compiled for this profile; compiling it again", p.display()),
+                    _ => tracing::warn!(
+                        "{}: not a program cove compiled for this profile; compiling it again",
+                        p.display()
+                    ),
                 }
             }
         }
@@ -133,7 +141,9 @@ impl CompiledSeccomp {
     /// Loads the program into the calling thread.
     pub fn load(&self) -> Result<()> {
         cove_sys::seccomp_set_filter(&self.program, self.flags).map_err(|e| match e.errno() {
-            Some(nix::errno::Errno::EACCES) => Error::Spec("load seccomp filter: permission denied (set no_new_privs or hold CAP_SYS_ADMIN)".into()),
+            Some(nix::errno::Errno::EACCES) => {
+                Error::Spec("load seccomp filter: permission denied (set no_new_privs or hold CAP_SYS_ADMIN)".into())
+            }
             _ => Error::Sys2(e),
         })
     }
@@ -150,7 +160,12 @@ fn write_cache(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> s
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
     let r = f.write_all(bytes).and_then(|()| std::fs::rename(&tmp, path));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -25,7 +25,14 @@ pub struct MountOpts {
 
 /// Parses OCI/`mount(8)` options (`ro`, `nosuid`, `rbind`, `mode=755`, ...).
 pub fn parse_options(options: &[String]) -> MountOpts {
-    let mut o = MountOpts { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![], bind: false, recursive: false };
+    let mut o = MountOpts {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: vec![],
+        bind: false,
+        recursive: false,
+    };
     for opt in options {
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -82,7 +89,14 @@ fn mnt(src: Option<&Path>, dst: &Path, fstype: Option<&str>, flags: MsFlags, dat
 }
 
 /// mount(2) on `at` (a `/proc/self/fd/N` path), naming `shown` in errors.
-fn mnt_shown(src: Option<&Path>, at: &Path, shown: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+fn mnt_shown(
+    src: Option<&Path>,
+    at: &Path,
+    shown: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
     mount(src, at, fstype, flags, data).map_err(|source| Error::Mount {
         src: src.map(|p| p.display().to_string()).or(fstype.map(String::from)).unwrap_or_default(),
         dst: shown.to_path_buf(),
@@ -124,7 +138,15 @@ fn remount_shown(path: &Path, shown: &Path, flags: MsFlags, clear: MsFlags) -> R
     match mnt_shown(None, path, shown, None, want, None) {
         Ok(()) => Ok(()),
         // Atime flags are the usual culprit when a remount is refused: retry without touching them.
-        Err(_) => mnt_shown(None, path, shown, None, want & !(MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_STRICTATIME) | (locked_flags(path) & (MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)), None),
+        Err(_) => mnt_shown(
+            None,
+            path,
+            shown,
+            None,
+            want & !(MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME | MsFlags::MS_STRICTATIME)
+                | (locked_flags(path) & (MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_NODIRATIME)),
+            None,
+        ),
     }
 }
 
@@ -155,20 +177,31 @@ fn check_target(dst: &Path, rel: &Path, target: BorrowedFd<'_>, typ: &str, bind:
     use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC, SYSFS_MAGIC};
     let fs = fstatfs(target).map(|s| s.filesystem_type()).ok();
     let under = |top: &str| rel == Path::new(top) || rel.starts_with(top);
-    let refuse = |what: &str| Err(Error::Refused(format!("refusing to mount on {}: it resolves to /{}, {what}", dst.display(), rel.display())));
+    let refuse = |what: &str| {
+        Err(Error::Refused(format!(
+            "refusing to mount on {}: it resolves to /{}, {what}",
+            dst.display(),
+            rel.display()
+        )))
+    };
     let literal = lexical(dst) == rel;
     let fs_kind = !bind && matches!(typ, "proc" | "sysfs");
     if fs_kind && !literal {
-        return refuse(&format!("not {} (a symlink in the container's root leads there)", Path::new("/").join(lexical(dst)).display()));
+        return refuse(&format!(
+            "not {} (a symlink in the container's root leads there)",
+            Path::new("/").join(lexical(dst)).display()
+        ));
     }
     if under("proc") || fs == Some(PROC_SUPER_MAGIC) {
-        let ok = (typ == "proc" && !bind && rel == Path::new("proc")) || (bind && literal && PROC_BIND_ALLOWED.iter().any(|a| rel == Path::new(a)));
+        let ok = (typ == "proc" && !bind && rel == Path::new("proc"))
+            || (bind && literal && PROC_BIND_ALLOWED.iter().any(|a| rel == Path::new(a)));
         if !ok {
             return refuse("inside /proc of the container");
         }
     }
     if under("sys") || fs == Some(SYSFS_MAGIC) {
-        let ok = (typ == "sysfs" && rel == Path::new("sys")) || (matches!(typ, "cgroup" | "cgroup2") && !bind && rel == Path::new("sys/fs/cgroup"));
+        let ok = (typ == "sysfs" && rel == Path::new("sys"))
+            || (matches!(typ, "cgroup" | "cgroup2") && !bind && rel == Path::new("sys/fs/cgroup"));
         if !ok {
             return refuse("inside /sys of the container");
         }
@@ -179,7 +212,9 @@ fn check_target(dst: &Path, rel: &Path, target: BorrowedFd<'_>, typ: &str, bind:
 /// Opens `dst` again after a mount on it (now the mount's root), checking it still resolves
 /// to `rel`; for remounts and propagation changes.
 fn reopen(root: &Root, dst: &Path, rel: &Path) -> Result<OwnedFd> {
-    let fd = root.resolve(dst)?.ok_or_else(|| Error::Refused(format!("mount target {} vanished during the mount", dst.display())))?;
+    let fd = root
+        .resolve(dst)?
+        .ok_or_else(|| Error::Refused(format!("mount target {} vanished during the mount", dst.display())))?;
     if root.relative(fd.as_fd())? != rel {
         return Err(Error::Refused(format!("mount target {} changed during the mount", dst.display())));
     }
@@ -200,12 +235,17 @@ pub fn mount_rootfs(rootfs: &Rootfs, root: &Path) -> Result<()> {
         Rootfs::Overlay { lower, upper, work, userxattr } => {
             // lowerdir lists the top-most layer first. mount(2) data is limited to one page, so
             // when the layers share a parent directory, mount from inside it with short names.
-            let common = lower.first().and_then(|l| l.parent()).filter(|p| lower.iter().all(|l| l.parent() == Some(*p)));
+            let common =
+                lower.first().and_then(|l| l.parent()).filter(|p| lower.iter().all(|l| l.parent() == Some(*p)));
             let names: Vec<String> = match common {
-                Some(_) => lower.iter().map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
+                Some(_) => lower
+                    .iter()
+                    .map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                    .collect(),
                 None => lower.iter().map(|l| l.display().to_string()).collect(),
             };
-            let mut data = format!("lowerdir={},upperdir={},workdir={}", names.join(":"), upper.display(), work.display());
+            let mut data =
+                format!("lowerdir={},upperdir={},workdir={}", names.join(":"), upper.display(), work.display());
             if *userxattr {
                 data.push_str(",userxattr");
             }
@@ -291,7 +331,8 @@ fn do_mount(m: &Mount, root: &Root, rootless: bool, new_netns: bool) -> Result<(
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
     let bind = opts.bind || typ == "bind";
     let create = if bind {
-        let src = m.source().as_ref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", dst.display())))?;
+        let src =
+            m.source().as_ref().ok_or_else(|| Error::Spec(format!("bind mount on {} has no source", dst.display())))?;
         let meta = std::fs::metadata(src).ctx(|| format!("bind mount source {}", src.display()))?;
         if meta.is_dir() {
             Create::Dir
@@ -326,7 +367,12 @@ fn do_mount(m: &Mount, root: &Root, rootless: bool, new_netns: bool) -> Result<(
             (Err(_), "sysfs") if rootless || !new_netns => {
                 mnt_shown(Some(Path::new("/sys")), &at, dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
                 let mounted = reopen(root, dst, &rel)?;
-                let _ = remount_shown(&fd_path(mounted.as_fd()), dst, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty());
+                let _ = remount_shown(
+                    &fd_path(mounted.as_fd()),
+                    dst,
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    MsFlags::empty(),
+                );
             }
             // A cgroup namespace on a v1 or hybrid host may refuse cgroup mounts; containers
             // work without /sys/fs/cgroup, so this is not fatal.
@@ -353,13 +399,20 @@ fn do_mount(m: &Mount, root: &Root, rootless: bool, new_netns: bool) -> Result<(
 /// mknod is refused, so the host's nodes are bind-mounted instead. Everything is created
 /// relative to a descriptor of the container's /dev and resolved inside it.
 pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
-    let mut wanted: Vec<(PathBuf, SFlag, u64, u64, u32)> = ["null:1:3", "zero:1:5", "full:1:7", "random:1:8", "urandom:1:9", "tty:5:0"]
-        .iter()
-        .map(|s| {
-            let v: Vec<&str> = s.split(':').collect();
-            (PathBuf::from("/dev").join(v[0]), SFlag::S_IFCHR, v[1].parse().unwrap_or(0), v[2].parse().unwrap_or(0), 0o666)
-        })
-        .collect();
+    let mut wanted: Vec<(PathBuf, SFlag, u64, u64, u32)> =
+        ["null:1:3", "zero:1:5", "full:1:7", "random:1:8", "urandom:1:9", "tty:5:0"]
+            .iter()
+            .map(|s| {
+                let v: Vec<&str> = s.split(':').collect();
+                (
+                    PathBuf::from("/dev").join(v[0]),
+                    SFlag::S_IFCHR,
+                    v[1].parse().unwrap_or(0),
+                    v[2].parse().unwrap_or(0),
+                    0o666,
+                )
+            })
+            .collect();
     if let Some(devs) = spec.linux().as_ref().and_then(|l| l.devices().clone()) {
         for d in devs {
             let kind = match d.typ() {
@@ -375,20 +428,38 @@ pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
     let (devfd, _) = root.ensure(Path::new("/dev"), Create::Dir)?;
     let rel = root.relative(devfd.as_fd())?;
     if fstat(&devfd).map(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR).unwrap_or(true) {
-        return Err(Error::Refused(format!("/dev of the container resolves to /{}, which is not a directory", rel.display())));
+        return Err(Error::Refused(format!(
+            "/dev of the container resolves to /{}, which is not a directory",
+            rel.display()
+        )));
     }
     if rel != Path::new("dev") {
-        return Err(Error::Refused(format!("/dev of the container resolves to /{} (a symlink in the container's root leads there)", rel.display())));
+        return Err(Error::Refused(format!(
+            "/dev of the container resolves to /{} (a symlink in the container's root leads there)",
+            rel.display()
+        )));
     }
     let dev = Root::from_fd(devfd)?;
     for (path, kind, major, minor, mode) in wanted {
-        let sub = path.strip_prefix("/dev").ok().filter(|s| !s.as_os_str().is_empty() && !s.components().any(|c| matches!(c, std::path::Component::ParentDir)));
-        let Some((name, parent)) = sub.and_then(|s| Some((s.file_name()?.to_os_string(), s.parent().unwrap_or(Path::new("")).to_path_buf()))) else {
+        let sub = path.strip_prefix("/dev").ok().filter(|s| {
+            !s.as_os_str().is_empty() && !s.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        });
+        let Some((name, parent)) =
+            sub.and_then(|s| Some((s.file_name()?.to_os_string(), s.parent().unwrap_or(Path::new("")).to_path_buf())))
+        else {
             return Err(Error::Spec(format!("device {} is not under /dev", path.display())));
         };
         let (pfd, _) = dev.ensure(&parent, Create::Dir)?;
         let _ = unlinkat(&pfd, name.as_os_str(), UnlinkatFlags::NoRemoveDir);
-        let made = !rootless && mknodat(&pfd, name.as_os_str(), kind, Mode::from_bits_truncate(mode), nix::sys::stat::makedev(major, minor)).is_ok();
+        let made = !rootless
+            && mknodat(
+                &pfd,
+                name.as_os_str(),
+                kind,
+                Mode::from_bits_truncate(mode),
+                nix::sys::stat::makedev(major, minor),
+            )
+            .is_ok();
         if made {
             // Just made by mknod (not a symlink), so following is moot.
             let _ = fchmodat(&pfd, name.as_os_str(), Mode::from_bits_truncate(mode), FchmodatFlags::FollowSymlink);
@@ -398,18 +469,31 @@ pub fn create_devices(spec: &Spec, root: &Path, rootless: bool) -> Result<()> {
             tracing::debug!("host has no {}, skipping", path.display());
             continue;
         }
-        match openat(&pfd, name.as_os_str(), OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644)) {
+        match openat(
+            &pfd,
+            name.as_os_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        ) {
             Ok(_) | Err(Errno::EEXIST) => {}
             Err(source) => return Err(Error::Sys { what: format!("create {}", path.display()), source }),
         }
-        let target = openat(&pfd, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).ctx(|| format!("open {}", path.display()))?;
+        let target =
+            openat(&pfd, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("open {}", path.display()))?;
         if fstat(&target).map(|st| st.st_mode & libc::S_IFMT != libc::S_IFREG).unwrap_or(true) {
             return Err(Error::Refused(format!("refusing to mount on {}: not a regular file", path.display())));
         }
         mnt_shown(Some(&path), &fd_path(target.as_fd()), &path, None, MsFlags::MS_BIND, None)?;
     }
     let absent = |name: &str| matches!(fstatat(dev.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW), Err(Errno::ENOENT));
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")] {
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
         if absent(link) {
             let _ = symlinkat(target, dev.fd(), link);
         }
@@ -454,7 +538,11 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
             continue;
         }
         mnt(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        bind_remount(path, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+        bind_remount(
+            path,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            MsFlags::empty(),
+        )?;
     }
     Ok(())
 }
@@ -468,9 +556,17 @@ pub fn readonly_root() -> Result<()> {
 /// (symlinks on the way resolved inside it).
 pub fn ensure_cwd(root: &Path, cwd: &Path, uid: u32, gid: u32) -> Result<()> {
     let root = Root::open(root)?;
-    let (fd, made) = root.ensure(cwd, Create::Dir).map_err(|e| Error::Refused(format!("working directory {}: {e}", cwd.display())))?;
+    let (fd, made) = root
+        .ensure(cwd, Create::Dir)
+        .map_err(|e| Error::Refused(format!("working directory {}: {e}", cwd.display())))?;
     if made && (uid != 0 || gid != 0) {
-        let _ = nix::unistd::fchownat(&fd, "", Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)), AtFlags::AT_EMPTY_PATH);
+        let _ = nix::unistd::fchownat(
+            &fd,
+            "",
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            AtFlags::AT_EMPTY_PATH,
+        );
     }
     Ok(())
 }
@@ -483,7 +579,9 @@ mod tests {
     fn targets_in_proc_and_sys_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let dir = std::fs::File::open(d.path()).unwrap();
-        let check = |dst: &str, rel: &str, typ: &str, bind: bool| check_target(Path::new(dst), Path::new(rel), dir.as_fd(), typ, bind);
+        let check = |dst: &str, rel: &str, typ: &str, bind: bool| {
+            check_target(Path::new(dst), Path::new(rel), dir.as_fd(), typ, bind)
+        };
         assert!(check("/proc", "proc", "proc", false).is_ok());
         assert!(check("/sys", "sys", "sysfs", false).is_ok());
         assert!(check("/sys/fs/cgroup", "sys/fs/cgroup", "cgroup2", false).is_ok());
@@ -506,7 +604,14 @@ mod tests {
 
     #[test]
     fn options() {
-        let o = parse_options(&["rbind".into(), "ro".into(), "nosuid".into(), "mode=755".into(), "size=65536k".into(), "rprivate".into()]);
+        let o = parse_options(&[
+            "rbind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+            "rprivate".into(),
+        ]);
         assert!(o.bind && o.recursive);
         assert_eq!(o.flags, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
         assert_eq!(o.data, vec!["mode=755", "size=65536k"]);

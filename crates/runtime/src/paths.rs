@@ -54,13 +54,16 @@ fn sys(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> Error {
 impl Root {
     /// Opens `path` (a path of cove's own, trusted) as a root.
     pub fn open(path: &Path) -> Result<Root> {
-        let fd = openat(nix::fcntl::AT_FDCWD, path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys(|| format!("open {}", path.display())))?;
+        let fd =
+            openat(nix::fcntl::AT_FDCWD, path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(sys(|| format!("open {}", path.display())))?;
         Root::from_fd(fd)
     }
 
     /// A root at a directory descriptor (one obtained from another root, for example).
     pub fn from_fd(fd: OwnedFd) -> Result<Root> {
-        let path = std::fs::read_link(fd_path(fd.as_fd())).map_err(|e| Error::Io { what: "read the root's path from /proc/self/fd".into(), source: e })?;
+        let path = std::fs::read_link(fd_path(fd.as_fd()))
+            .map_err(|e| Error::Io { what: "read the root's path from /proc/self/fd".into(), source: e })?;
         Ok(Root { fd, path })
     }
 
@@ -91,16 +94,22 @@ impl Root {
         if let Some(fd) = self.resolve(p)? {
             return Ok((fd, false));
         }
-        self.walk(p, create)?.ok_or_else(|| Error::Sys { what: format!("resolve {} in the container", p.display()), source: Errno::ENOENT })
+        self.walk(p, create)?.ok_or_else(|| Error::Sys {
+            what: format!("resolve {} in the container", p.display()),
+            source: Errno::ENOENT,
+        })
     }
 
     /// Where `fd` is, relative to the root; an error if it is not below the root (it then
     /// was not obtained from this root, or something moved it out).
     pub fn relative(&self, fd: BorrowedFd<'_>) -> Result<PathBuf> {
-        let p = std::fs::read_link(fd_path(fd)).map_err(|e| Error::Io { what: "read a descriptor's path from /proc/self/fd".into(), source: e })?;
+        let p = std::fs::read_link(fd_path(fd))
+            .map_err(|e| Error::Io { what: "read a descriptor's path from /proc/self/fd".into(), source: e })?;
         match p.strip_prefix(&self.path) {
             Ok(rel) => Ok(rel.to_path_buf()),
-            Err(_) => Err(Error::Spec(format!("{} is outside the container's root {}", p.display(), self.path.display()))),
+            Err(_) => {
+                Err(Error::Spec(format!("{} is outside the container's root {}", p.display(), self.path.display())))
+            }
         }
     }
 
@@ -155,7 +164,13 @@ impl Root {
                 }
                 Err(Errno::ENOENT) if create != Create::Nothing => {
                     let made = if last && create == Create::File {
-                        openat(cur, c.as_os_str(), OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644)).map(drop)
+                        openat(
+                            cur,
+                            c.as_os_str(),
+                            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                            Mode::from_bits_truncate(0o644),
+                        )
+                        .map(drop)
                     } else {
                         mkdirat(cur, c.as_os_str(), Mode::from_bits_truncate(0o755))
                     };
@@ -187,7 +202,9 @@ fn openat2_in_root(root: BorrowedFd<'_>, p: &Path) -> nix::Result<OwnedFd> {
     let rel: PathBuf = if rel.is_empty() { PathBuf::from(".") } else { rel.iter().collect() };
     let mut tries = 0;
     loop {
-        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         match nix::fcntl::openat2(root, rel.as_path(), how) {
             Err(Errno::EAGAIN) if tries < 16 => tries += 1,
             r => return r,
@@ -197,7 +214,11 @@ fn openat2_in_root(root: BorrowedFd<'_>, p: &Path) -> nix::Result<OwnedFd> {
 
 /// Path components, `.` and empty ones dropped (`..` kept for the walk to resolve).
 fn components(p: &OsStr) -> Vec<OsString> {
-    p.as_bytes().split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").map(|c| OsStr::from_bytes(c).to_os_string()).collect()
+    p.as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
+        .collect()
 }
 
 /// `p` as components joined by `/`, without `.`, empty components or a leading `/` (`..`
@@ -271,7 +292,11 @@ mod tests {
         assert_eq!(resolve(&t, "/toa/rel/../b/file").unwrap().as_deref(), Some("a/b/file"));
         assert_eq!(resolve(&t, "../../a").unwrap().as_deref(), Some("a"));
         assert_eq!(resolve(&t, "/").unwrap().as_deref(), Some(""));
-        assert_eq!(resolve(&t, "/hostdir/secret").unwrap(), None, "an absolute link to the host's dir is a path of the root");
+        assert_eq!(
+            resolve(&t, "/hostdir/secret").unwrap(),
+            None,
+            "an absolute link to the host's dir is a path of the root"
+        );
         assert_eq!(resolve(&t, "/environ").unwrap(), None);
         assert!(resolve(&t, "/loop/x").is_err());
         assert!(resolve(&t, &format!("/{}a", "self/".repeat(41))).is_err(), "hop limit");
@@ -285,7 +310,11 @@ mod tests {
         let (fd, made) = t.root.ensure(Path::new("/abs/hostdir/new/dir"), Create::Dir).unwrap();
         assert!(made);
         let inside = t.base.join("outside").strip_prefix("/").unwrap().to_path_buf();
-        assert_eq!(t.root.relative(fd.as_fd()).unwrap(), inside.join("new/dir"), "created below where /hostdir leads inside the root");
+        assert_eq!(
+            t.root.relative(fd.as_fd()).unwrap(),
+            inside.join("new/dir"),
+            "created below where /hostdir leads inside the root"
+        );
         assert!(!t.base.join("outside/new").exists());
         let (fd, made) = t.root.ensure(Path::new("/a/up/etc/hosts"), Create::File).unwrap();
         assert!(made);

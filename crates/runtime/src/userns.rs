@@ -80,7 +80,9 @@ pub fn plan_mapping(uid: Uid, gid: Gid, user_name: &str) -> IdMapping {
         single_reason: Some(reason),
     };
     let sub_u = std::fs::read_to_string("/etc/subuid").ok().and_then(|t| parse_subid(&t, user_name, uid.as_raw()));
-    let sub_g = std::fs::read_to_string("/etc/subgid").ok().and_then(|t| parse_subid(&t, user_name, gid.as_raw()).or_else(|| parse_subid(&t, user_name, uid.as_raw())));
+    let sub_g = std::fs::read_to_string("/etc/subgid")
+        .ok()
+        .and_then(|t| parse_subid(&t, user_name, gid.as_raw()).or_else(|| parse_subid(&t, user_name, uid.as_raw())));
     let (Some((us, uc)), Some((gs, gc))) = (sub_u, sub_g) else {
         return single(format!("no range for {user_name:?} in /etc/subuid and /etc/subgid"));
     };
@@ -120,7 +122,8 @@ pub fn in_initial_userns() -> bool {
 }
 
 fn write_maps(pid: Pid, map: &IdMapping) -> Result<()> {
-    let fmt = |rs: &[IdRange]| rs.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect::<String>();
+    let fmt =
+        |rs: &[IdRange]| rs.iter().map(|r| format!("{} {} {}\n", r.container, r.host, r.size)).collect::<String>();
     if map.is_single() {
         std::fs::write(format!("/proc/{pid}/setgroups"), "deny").ctx(|| format!("write /proc/{pid}/setgroups"))?;
         std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&map.uids)).ctx(|| format!("write /proc/{pid}/uid_map"))?;
@@ -155,7 +158,11 @@ pub struct KeeperPaths {
 
 impl KeeperPaths {
     pub fn new(run_dir: &Path) -> Self {
-        KeeperPaths { pid_file: run_dir.join("keeper.pid"), lock_file: run_dir.join("keeper.lock"), ns_file: run_dir.join("keeper.ns") }
+        KeeperPaths {
+            pid_file: run_dir.join("keeper.pid"),
+            lock_file: run_dir.join("keeper.lock"),
+            ns_file: run_dir.join("keeper.ns"),
+        }
     }
 }
 
@@ -167,13 +174,19 @@ pub fn live_keeper(paths: &KeeperPaths) -> Option<Pid> {
     let pid: i32 = text.trim().parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let meta = std::fs::metadata(format!("/proc/{pid}")).ok()?;
-    (comm.trim() == KEEPER_NAME && meta.uid() == nix::unistd::geteuid().as_raw() && !is_zombie(pid)).then(|| Pid::from_raw(pid))
+    (comm.trim() == KEEPER_NAME && meta.uid() == nix::unistd::geteuid().as_raw() && !is_zombie(pid))
+        .then(|| Pid::from_raw(pid))
 }
 
 /// A killed process nobody reaped yet (an init that does not reap leaves it for good) still
 /// has its /proc entry, comm and namespaces: it is not alive.
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z" || st == "X"))).unwrap_or(true)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st == "Z" || st == "X"))
+        })
+        .unwrap_or(true)
 }
 
 /// A live process of ours in the user namespace a previous keeper held (its containers,
@@ -189,12 +202,19 @@ fn surviving_namespace(paths: &KeeperPaths) -> Option<std::fs::File> {
         if std::fs::metadata(e.path()).map(|m| m.uid()).ok() != Some(me) || is_zombie(pid) {
             continue;
         }
-        if std::fs::read_link(format!("/proc/{pid}/ns/user")).ok().and_then(|l| l.to_str().map(String::from)).as_deref() != Some(want.as_str()) {
+        if std::fs::read_link(format!("/proc/{pid}/ns/user")).ok().and_then(|l| l.to_str().map(String::from)).as_deref()
+            != Some(want.as_str())
+        {
             continue;
         }
         let Ok(f) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else { continue };
         // The pid may have been reused between the check and the open: what we hold counts.
-        if std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok().and_then(|l| l.to_str().map(String::from)).as_deref() == Some(want.as_str()) {
+        if std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+            .ok()
+            .and_then(|l| l.to_str().map(String::from))
+            .as_deref()
+            == Some(want.as_str())
+        {
             return Some(f);
         }
     }
@@ -208,8 +228,14 @@ fn surviving_namespace(paths: &KeeperPaths) -> Option<std::fs::File> {
 /// containers. Returns the mapping in force.
 pub fn join_keeper(run_dir: &Path, mapping: &IdMapping) -> Result<()> {
     let paths = KeeperPaths::new(run_dir);
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&paths.lock_file).ctx(|| format!("open {}", paths.lock_file.display()))?;
-    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::Sys { what: "flock keeper.lock".into(), source: e })?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.lock_file)
+        .ctx(|| format!("open {}", paths.lock_file.display()))?;
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Sys { what: "flock keeper.lock".into(), source: e })?;
     let pid = match live_keeper(&paths) {
         Some(pid) => pid,
         // A keeper that was killed while its namespace lives on (containers run in it): the
@@ -225,8 +251,10 @@ pub fn join_keeper(run_dir: &Path, mapping: &IdMapping) -> Result<()> {
     nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).ctx(|| "setns(user namespace of the keeper)".into())?;
     // Become root of the namespace explicitly (ids are mapped, so this cannot fail unless the
     // map is broken) and drop supplementary groups when allowed.
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setresgid(0) in the user namespace".into())?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setresuid(0) in the user namespace".into())?;
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .ctx(|| "setresgid(0) in the user namespace".into())?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .ctx(|| "setresuid(0) in the user namespace".into())?;
     if !mapping.is_single() {
         let _ = nix::unistd::setgroups(&[]);
     }
@@ -290,7 +318,12 @@ fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
 
-fn keeper_child(to_parent: &mut std::fs::File, from_parent: &mut std::fs::File, paths: &KeeperPaths, join: Option<&std::fs::File>) -> Result<()> {
+fn keeper_child(
+    to_parent: &mut std::fs::File,
+    from_parent: &mut std::fs::File,
+    paths: &KeeperPaths,
+    join: Option<&std::fs::File>,
+) -> Result<()> {
     let pid_file = &paths.pid_file;
     match join {
         // We created that namespace (same uid, from the parent namespace): we may enter it.
@@ -313,7 +346,9 @@ fn keeper_child(to_parent: &mut std::fs::File, from_parent: &mut std::fs::File, 
     let mypid = nix::unistd::getpid();
     if let Ok(ns) = std::fs::read_link("/proc/self/ns/user") {
         let tmp = paths.ns_file.with_extension(format!("tmp{mypid}"));
-        std::fs::write(&tmp, format!("{}\n", ns.display())).and_then(|_| std::fs::rename(&tmp, &paths.ns_file)).ctx(|| format!("write {}", paths.ns_file.display()))?;
+        std::fs::write(&tmp, format!("{}\n", ns.display()))
+            .and_then(|_| std::fs::rename(&tmp, &paths.ns_file))
+            .ctx(|| format!("write {}", paths.ns_file.display()))?;
     }
     let tmp = pid_file.with_extension(format!("tmp{mypid}"));
     std::fs::write(&tmp, format!("{mypid}\n")).ctx(|| format!("write {}", tmp.display()))?;
@@ -392,7 +427,8 @@ mod tests {
     fn nested_maps() {
         use crate::NestedMaps;
         let single = [IdRange { container: 0, host: 1000, size: 1 }];
-        let ranged = [IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }];
+        let ranged =
+            [IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }];
         assert_eq!(NestedMaps::for_ids(0, 0, &single, &single), None);
         assert_eq!(NestedMaps::for_ids(1000, 1000, &ranged, &ranged), None);
         let m = NestedMaps::for_ids(10000, 0, &single, &single).unwrap();
@@ -401,9 +437,16 @@ mod tests {
         let m = NestedMaps::for_ids(70000, 0, &ranged, &ranged).unwrap();
         assert_eq!(
             m.uids,
-            vec![IdRange { container: 0, host: 0, size: 1 }, IdRange { container: 1, host: 1, size: 65535 }, IdRange { container: 70000, host: 65536, size: 1 }]
+            vec![
+                IdRange { container: 0, host: 0, size: 1 },
+                IdRange { container: 1, host: 1, size: 65535 },
+                IdRange { container: 70000, host: 65536, size: 1 }
+            ]
         );
-        assert_eq!(m.gids, vec![IdRange { container: 0, host: 0, size: 1 }, IdRange { container: 1, host: 1, size: 65536 }]);
+        assert_eq!(
+            m.gids,
+            vec![IdRange { container: 0, host: 0, size: 1 }, IdRange { container: 1, host: 1, size: 65536 }]
+        );
         assert_eq!(NestedMaps::outer(&m.uids, 70000), Some(65536));
         assert_eq!(NestedMaps::outer(&m.uids, 5), Some(5));
         assert_eq!(NestedMaps::outer(&m.uids, 65536), None);
@@ -421,6 +464,9 @@ mod tests {
     #[test]
     fn map_parsing() {
         let m = parse_map("         0       1000          1\n         1     100000      65536\n");
-        assert_eq!(m, vec![IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }]);
+        assert_eq!(
+            m,
+            vec![IdRange { container: 0, host: 1000, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }]
+        );
     }
 }

@@ -63,7 +63,13 @@ fn spec(root: &Path, args: &[&str]) -> rt::Spec {
     ]));
     let mut linux = rt::Linux::default();
     let mut nss = vec![];
-    for t in [rt::LinuxNamespaceType::Pid, rt::LinuxNamespaceType::Mount, rt::LinuxNamespaceType::Uts, rt::LinuxNamespaceType::Ipc, rt::LinuxNamespaceType::Network] {
+    for t in [
+        rt::LinuxNamespaceType::Pid,
+        rt::LinuxNamespaceType::Mount,
+        rt::LinuxNamespaceType::Uts,
+        rt::LinuxNamespaceType::Ipc,
+        rt::LinuxNamespaceType::Network,
+    ] {
         let mut ns = rt::LinuxNamespace::default();
         ns.set_typ(t);
         nss.push(ns);
@@ -91,7 +97,16 @@ fn run_container(args: &[&str]) -> (i32, String) {
     let devnull: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
     let err: OwnedFd = std::fs::File::options().write(true).open("/dev/null").unwrap().into();
     let rootless = !cove_runtime::userns::in_initial_userns();
-    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless, stdio: Stdio::Fds(devnull, w, err), on_pid: None, userns: None, seccomp_cache: None }).expect("create");
+    let c = create(CreateOptions {
+        spec: &s,
+        rootfs: Rootfs::Directory,
+        rootless,
+        stdio: Stdio::Fds(devnull, w, err),
+        on_pid: None,
+        userns: None,
+        seccomp_cache: None,
+    })
+    .expect("create");
     let pid = c.pid;
     c.start().expect("start");
     let mut out = String::new();
@@ -127,11 +142,8 @@ fn in_child(name: &str) {
         c.args(["--user", "--map-root-user"]).arg(&exe);
         c
     };
-    let out = cmd
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("COVE_RT_CHILD", name)
-        .output()
-        .unwrap();
+    let out =
+        cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]).env("COVE_RT_CHILD", name).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if text.contains("SKIP:") {
         skip(&format!("{name}: user namespaces unavailable"));
@@ -175,7 +187,16 @@ fn exit_codes_and_exec_failures() {
     let root = d.path().join("rootfs");
     make_rootfs(&root, &bb);
     let s = spec(&root, &["no-such-binary"]);
-    let c = create(CreateOptions { spec: &s, rootfs: Rootfs::Directory, rootless: !cove_runtime::userns::in_initial_userns(), stdio: Stdio::Inherit, on_pid: None, userns: None, seccomp_cache: None }).unwrap();
+    let c = create(CreateOptions {
+        spec: &s,
+        rootfs: Rootfs::Directory,
+        rootless: !cove_runtime::userns::in_initial_userns(),
+        stdio: Stdio::Inherit,
+        on_pid: None,
+        userns: None,
+        seccomp_cache: None,
+    })
+    .unwrap();
     match c.start() {
         Err(cove_runtime::Error::Child { exit_code, message }) => {
             assert_eq!(exit_code, 127);

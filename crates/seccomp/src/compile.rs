@@ -13,12 +13,9 @@
 
 use std::io::{Read, Seek};
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
 use crate::{Error, Result};
@@ -38,24 +35,13 @@ pub fn compile_bpf(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
     let ctx = build(seccomp)?;
     // The system libseccomp may predate seccomp_export_bpf_mem (2.6), so export to an
     // anonymous in-memory file and read it back.
-    let fd =
-        nix::sys::memfd::memfd_create("cove-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(|errno| Error::Export {
-            source: errno.into(),
-        })?;
-    ctx.export_bpf(&fd).map_err(|source| Error::Seccomp {
-        context: "export seccomp filter".into(),
-        source,
-    })?;
+    let fd = nix::sys::memfd::memfd_create("cove-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(|errno| Error::Export { source: errno.into() })?;
+    ctx.export_bpf(&fd).map_err(|source| Error::Seccomp { context: "export seccomp filter".into(), source })?;
     let mut file = std::fs::File::from(fd);
     let mut bpf = Vec::new();
-    file.rewind()
-        .and_then(|()| file.read_to_end(&mut bpf))
-        .map_err(|source| Error::Export { source })?;
-    tracing::debug!(
-        instructions = bpf.len() / BPF_INSTRUCTION_LEN,
-        "seccomp: filter compiled"
-    );
+    file.rewind().and_then(|()| file.read_to_end(&mut bpf)).map_err(|source| Error::Export { source })?;
+    tracing::debug!(instructions = bpf.len() / BPF_INSTRUCTION_LEN, "seccomp: filter compiled");
     Ok(bpf)
 }
 
@@ -77,20 +63,14 @@ pub fn load(seccomp: &LinuxSeccomp) -> Result<()> {
         let errno = e.sysrawrc().map_or(libc::ECANCELED, |rc| rc.abs());
         Error::Load {
             source: std::io::Error::from_raw_os_error(errno),
-            hint: if errno == libc::EACCES {
-                " (set no_new_privs or hold CAP_SYS_ADMIN before loading)"
-            } else {
-                ""
-            },
+            hint: if errno == libc::EACCES { " (set no_new_privs or hold CAP_SYS_ADMIN before loading)" } else { "" },
         }
     })?;
     tracing::debug!("seccomp: filter loaded");
     Ok(())
 }
 
-fn seccomp_err(
-    context: impl Into<String>,
-) -> impl FnOnce(libseccomp::error::SeccompError) -> Error {
+fn seccomp_err(context: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> Error {
     let context = context.into();
     move |source| Error::Seccomp { context, source }
 }
@@ -98,10 +78,7 @@ fn seccomp_err(
 /// The libseccomp filter for `seccomp`.
 fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     if seccomp.default_errno_ret().is_some()
-        && !matches!(
-            seccomp.default_action(),
-            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
-        )
+        && !matches!(seccomp.default_action(), LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace)
     {
         return Err(Error::Invalid {
             reason: format!(
@@ -110,24 +87,17 @@ fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             ),
         });
     }
-    let default = action(
-        seccomp.default_action(),
-        seccomp.default_errno_ret(),
-        "as default action",
-    )?;
+    let default = action(seccomp.default_action(), seccomp.default_errno_ret(), "as default action")?;
     let mut ctx = ScmpFilterContext::new(default).map_err(seccomp_err("create seccomp filter"))?;
     // The runtime owns no_new_privs; libseccomp would otherwise set it on load.
-    ctx.set_ctl_nnp(false)
-        .map_err(seccomp_err("clear seccomp no_new_privs attribute"))?;
+    ctx.set_ctl_nnp(false).map_err(seccomp_err("clear seccomp no_new_privs attribute"))?;
     // Report the kernel's errno on load failure instead of ECANCELED (libseccomp >= 2.5).
     if let Err(e) = ctx.set_api_sysrawrc(true) {
         tracing::debug!("seccomp: cannot enable raw error codes: {e}");
     }
 
     for arch in seccomp.architectures().iter().flatten() {
-        ctx.add_arch(scmp_arch(*arch)).map_err(seccomp_err(format!(
-            "add architecture {arch} to seccomp filter"
-        )))?;
+        ctx.add_arch(scmp_arch(*arch)).map_err(seccomp_err(format!("add architecture {arch} to seccomp filter")))?;
     }
 
     for flag in seccomp.flags().iter().flatten() {
@@ -147,20 +117,11 @@ fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             continue;
         }
         let args = rule.args().as_deref().unwrap_or_default();
-        let conditions: Vec<ScmpArgCompare> = args
-            .iter()
-            .map(|a| condition(a, &context))
-            .collect::<Result<_>>()?;
-        let repeated_index = args
-            .iter()
-            .enumerate()
-            .any(|(i, a)| args[..i].iter().any(|b| b.index() == a.index()));
+        let conditions: Vec<ScmpArgCompare> = args.iter().map(|a| condition(a, &context)).collect::<Result<_>>()?;
+        let repeated_index = args.iter().enumerate().any(|(i, a)| args[..i].iter().any(|b| b.index() == a.index()));
         // either one rule with all conditions AND'ed, or one rule per condition (OR)
-        let rule_sets: Vec<&[ScmpArgCompare]> = if repeated_index {
-            conditions.iter().map(std::slice::from_ref).collect()
-        } else {
-            vec![&conditions[..]]
-        };
+        let rule_sets: Vec<&[ScmpArgCompare]> =
+            if repeated_index { conditions.iter().map(std::slice::from_ref).collect() } else { vec![&conditions[..]] };
 
         for name in rule.names() {
             let Ok(syscall) = ScmpSyscall::from_name(name) else {
@@ -179,14 +140,11 @@ fn build(seccomp: &LinuxSeccomp) -> Result<ScmpFilterContext> {
 fn action(action: LinuxSeccompAction, errno_ret: Option<u32>, context: &str) -> Result<ScmpAction> {
     let value = || -> Result<u16> {
         let value = errno_ret.unwrap_or(libc::EPERM as u32);
-        u16::try_from(value).map_err(|_| Error::Invalid {
-            reason: format!("errnoRet {value} does not fit in 16 bits {context}"),
-        })
+        u16::try_from(value)
+            .map_err(|_| Error::Invalid { reason: format!("errnoRet {value} does not fit in 16 bits {context}") })
     };
     Ok(match action {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            ScmpAction::KillThread
-        }
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(value()?)),
@@ -194,23 +152,15 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>, context: &str) -> 
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Unsupported {
-                what: format!("SCMP_ACT_NOTIFY {context}"),
-            })
+            return Err(Error::Unsupported { what: format!("SCMP_ACT_NOTIFY {context}") })
         }
     })
 }
 
 fn condition(arg: &LinuxSeccompArg, context: &str) -> Result<ScmpArgCompare> {
-    let index = u32::try_from(arg.index())
-        .ok()
-        .filter(|i| *i <= 5)
-        .ok_or_else(|| Error::Invalid {
-            reason: format!(
-                "argument index {} out of range 0..=5 {context}",
-                arg.index()
-            ),
-        })?;
+    let index = u32::try_from(arg.index()).ok().filter(|i| *i <= 5).ok_or_else(|| Error::Invalid {
+        reason: format!("argument index {} out of range 0..=5 {context}", arg.index()),
+    })?;
     let (op, datum) = match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
         LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
@@ -219,10 +169,9 @@ fn condition(arg: &LinuxSeccompArg, context: &str) -> Result<ScmpArgCompare> {
         LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
         LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
         // OCI: (arg & value) == valueTwo
-        LinuxSeccompOperator::ScmpCmpMaskedEq => (
-            ScmpCompareOp::MaskedEqual(arg.value()),
-            arg.value_two().unwrap_or(0),
-        ),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0))
+        }
     };
     Ok(ScmpArgCompare::new(index, op, datum))
 }

@@ -65,9 +65,8 @@ pub fn docker_default(caps: &[String]) -> LinuxSeccomp {
 
 /// The unresolved profile, as if read from Docker's `default.json`.
 pub(crate) fn docker_default_profile() -> Profile {
-    let strings = |s: &[&str]| -> Option<Vec<String>> {
-        (!s.is_empty()).then(|| s.iter().map(|s| s.to_string()).collect())
-    };
+    let strings =
+        |s: &[&str]| -> Option<Vec<String>> { (!s.is_empty()).then(|| s.iter().map(|s| s.to_string()).collect()) };
     let syscalls = GROUPS
         .iter()
         .map(|g| Syscall {
@@ -98,11 +97,7 @@ pub(crate) fn docker_default_profile() -> Profile {
                 arches: strings(g.arches),
                 min_kernel: g.min_kernel.map(Into::into),
             }),
-            excludes: Some(Filter {
-                caps: strings(g.not_caps),
-                arches: strings(g.not_arches),
-                min_kernel: None,
-            }),
+            excludes: Some(Filter { caps: strings(g.not_caps), arches: strings(g.not_arches), min_kernel: None }),
         })
         .collect();
     Profile {
@@ -111,10 +106,7 @@ pub(crate) fn docker_default_profile() -> Profile {
         arch_map: Some(
             ARCH_MAP
                 .iter()
-                .map(|(arch, subs)| ArchMap {
-                    architecture: arch.to_string(),
-                    sub_architectures: strings(subs),
-                })
+                .map(|(arch, subs)| ArchMap { architecture: arch.to_string(), sub_architectures: strings(subs) })
                 .collect(),
         ),
         syscalls: Some(syscalls),
@@ -126,22 +118,10 @@ pub(crate) fn docker_default_profile() -> Profile {
 const ARCH_MAP: &[(&str, &[&str])] = &[
     ("SCMP_ARCH_X86_64", &["SCMP_ARCH_X86", "SCMP_ARCH_X32"]),
     ("SCMP_ARCH_AARCH64", &["SCMP_ARCH_ARM"]),
-    (
-        "SCMP_ARCH_MIPS64",
-        &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"],
-    ),
-    (
-        "SCMP_ARCH_MIPS64N32",
-        &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"],
-    ),
-    (
-        "SCMP_ARCH_MIPSEL64",
-        &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"],
-    ),
-    (
-        "SCMP_ARCH_MIPSEL64N32",
-        &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"],
-    ),
+    ("SCMP_ARCH_MIPS64", &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"]),
+    ("SCMP_ARCH_MIPS64N32", &["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"]),
+    ("SCMP_ARCH_MIPSEL64", &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"]),
+    ("SCMP_ARCH_MIPSEL64N32", &["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"]),
     ("SCMP_ARCH_S390X", &["SCMP_ARCH_S390"]),
     ("SCMP_ARCH_PPC64LE", &[]),
     ("SCMP_ARCH_RISCV64", &[]),
@@ -204,12 +184,7 @@ macro_rules! personality {
     ($value:expr) => {
         Group {
             names: &["personality"],
-            args: &[Cmp {
-                index: 0,
-                value: $value,
-                value_two: 0,
-                op: "SCMP_CMP_EQ",
-            }],
+            args: &[Cmp { index: 0, value: $value, value_two: 0, op: "SCMP_CMP_EQ" }],
             ..ALLOW
         }
     };
@@ -389,47 +364,24 @@ mod tests {
     use oci_spec::runtime::{Arch, LinuxSeccompAction, LinuxSeccompOperator, LinuxSyscall};
 
     fn caps(extra: &[&str]) -> Vec<String> {
-        DOCKER_DEFAULT_CAPS
-            .iter()
-            .chain(extra)
-            .map(|c| c.to_string())
-            .collect()
+        DOCKER_DEFAULT_CAPS.iter().chain(extra).map(|c| c.to_string()).collect()
     }
 
     fn rules<'a>(s: &'a LinuxSeccomp, name: &str) -> Vec<&'a LinuxSyscall> {
-        s.syscalls()
-            .iter()
-            .flatten()
-            .filter(|r| r.names().iter().any(|n| n == name))
-            .collect()
+        s.syscalls().iter().flatten().filter(|r| r.names().iter().any(|n| n == name)).collect()
     }
 
     fn unconditionally_allowed(s: &LinuxSeccomp, name: &str) -> bool {
-        rules(s, name)
-            .iter()
-            .any(|r| r.action() == LinuxSeccompAction::ScmpActAllow && r.args().is_none())
+        rules(s, name).iter().any(|r| r.action() == LinuxSeccompAction::ScmpActAllow && r.args().is_none())
     }
 
     #[test]
     fn table_resolves_for_every_host() {
-        for arch in [
-            "x86_64",
-            "x86",
-            "aarch64",
-            "arm",
-            "powerpc64",
-            "s390x",
-            "riscv64",
-            "loongarch64",
-            "mips64",
-            "sparc64",
-        ] {
+        for arch in
+            ["x86_64", "x86", "aarch64", "arm", "powerpc64", "s390x", "riscv64", "loongarch64", "mips64", "sparc64"]
+        {
             let (arch_names, scmp_arch) = profile::arch_names(arch);
-            let host = Host {
-                arch_names,
-                scmp_arch,
-                kernel: Some((6, 1)),
-            };
+            let host = Host { arch_names, scmp_arch, kernel: Some((6, 1)) };
             profile::resolve(&docker_default_profile(), &caps(&[]), &host).unwrap();
         }
     }
@@ -483,36 +435,25 @@ mod tests {
         assert_eq!(clone.len(), 1);
         let arg = clone[0].args().as_ref().unwrap()[0];
         assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
-        assert_eq!(
-            (arg.value(), arg.value_two()),
-            (CLONE_NAMESPACE_FLAGS, Some(0))
-        );
+        assert_eq!((arg.value(), arg.value_two()), (CLONE_NAMESPACE_FLAGS, Some(0)));
         // clone3: ENOSYS
         let clone3 = rules(&s, "clone3");
         assert_eq!(clone3.len(), 1);
         assert_eq!(clone3[0].action(), LinuxSeccompAction::ScmpActErrno);
         assert_eq!(clone3[0].errno_ret(), Some(libc::ENOSYS as u32));
         // personality: five value rules
-        let values: Vec<u64> = rules(&s, "personality")
-            .iter()
-            .map(|r| r.args().as_ref().unwrap()[0].value())
-            .collect();
+        let values: Vec<u64> = rules(&s, "personality").iter().map(|r| r.args().as_ref().unwrap()[0].value()).collect();
         assert_eq!(values, [0, 8, 0x20000, 0x20008, 0xffff_ffff]);
         // socket: not AF_VSOCK
         let socket = rules(&s, "socket");
         let arg = socket[0].args().as_ref().unwrap()[0];
-        assert_eq!(
-            (arg.op(), arg.value()),
-            (LinuxSeccompOperator::ScmpCmpNe, 40)
-        );
+        assert_eq!((arg.op(), arg.value()), (LinuxSeccompOperator::ScmpCmpNe, 40));
     }
 
     #[test]
     fn with_sys_admin() {
         let s = docker_default(&caps(&["CAP_SYS_ADMIN"]));
-        for name in [
-            "mount", "umount2", "unshare", "setns", "clone", "clone3", "bpf",
-        ] {
+        for name in ["mount", "umount2", "unshare", "setns", "clone", "clone3", "bpf"] {
             assert!(unconditionally_allowed(&s, name), "{name} must be allowed");
         }
         assert_eq!(rules(&s, "clone").len(), 1);
@@ -536,10 +477,7 @@ mod tests {
             ("SYS_TTY_CONFIG", "vhangup"),
         ] {
             assert!(!unconditionally_allowed(&docker_default(&caps(&[])), name));
-            assert!(
-                unconditionally_allowed(&docker_default(&caps(&[cap])), name),
-                "{cap}"
-            );
+            assert!(unconditionally_allowed(&docker_default(&caps(&[cap])), name), "{cap}");
         }
         // chroot goes away with CAP_SYS_CHROOT
         assert!(rules(&docker_default(&[]), "chroot").is_empty());

@@ -41,6 +41,8 @@
 //!   is the case that matters for glibc.
 //! - `SCMP_ACT_NOTIFY` (seccomp user notification) is parsed but refused at compile time.
 #![forbid(unsafe_code)]
+// A library reports through its return values and `tracing`, never by printing.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod compile;
 mod default;

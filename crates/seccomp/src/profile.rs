@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+    LinuxSyscall,
 };
 use serde::Deserialize;
 
@@ -117,11 +117,7 @@ impl Host {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
             .and_then(|release| parse_kernel_version(release.trim()));
-        Self {
-            arch_names,
-            scmp_arch,
-            kernel,
-        }
+        Self { arch_names, scmp_arch, kernel }
     }
 }
 
@@ -184,10 +180,7 @@ pub fn from_security_opt(opt: Option<&str>, caps: &[String]) -> Result<Option<Li
         Some("unconfined") => Ok(None),
         Some(path) => {
             let path = Path::new(path);
-            let json = std::fs::read(path).map_err(|source| Error::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let json = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
             parse_profile(&json, caps).map(Some)
         }
     }
@@ -217,9 +210,7 @@ pub(crate) fn resolve(profile: &Profile, caps: &[String], host: &Host) -> Result
     let listed = profile.architectures.as_deref().unwrap_or_default();
     let mapped = profile.arch_map.as_deref().unwrap_or_default();
     if !listed.is_empty() && !mapped.is_empty() {
-        return Err(Error::Invalid {
-            reason: "both architectures and archMap are set, use one".into(),
-        });
+        return Err(Error::Invalid { reason: "both architectures and archMap are set, use one".into() });
     }
     let mut arches: Vec<Arch> = Vec::new();
     let mut push_arch = |name: &str| -> Result<()> {
@@ -254,10 +245,8 @@ pub(crate) fn resolve(profile: &Profile, caps: &[String], host: &Host) -> Result
         let flags = flags
             .iter()
             .map(|f| {
-                serde_json::from_value::<LinuxSeccompFilterFlag>(serde_json::Value::String(
-                    f.clone(),
-                ))
-                .map_err(|_| Error::UnknownFlag { flag: f.clone() })
+                serde_json::from_value::<LinuxSeccompFilterFlag>(serde_json::Value::String(f.clone()))
+                    .map_err(|_| Error::UnknownFlag { flag: f.clone() })
             })
             .collect::<Result<Vec<_>>>()?;
         out.set_flags((!flags.is_empty()).then_some(flags));
@@ -275,17 +264,11 @@ pub(crate) fn resolve(profile: &Profile, caps: &[String], host: &Host) -> Result
 }
 
 /// One entry: validated always, kept only if its conditions hold.
-fn resolve_syscall(
-    entry: &Syscall,
-    held: &HashSet<String>,
-    host: &Host,
-) -> Result<Option<LinuxSyscall>> {
+fn resolve_syscall(entry: &Syscall, held: &HashSet<String>, host: &Host) -> Result<Option<LinuxSyscall>> {
     let mut names = entry.names.clone().unwrap_or_default();
     if let Some(name) = &entry.name {
         if !names.is_empty() {
-            return Err(Error::Invalid {
-                reason: format!("syscall entry {names:?} sets both name and names"),
-            });
+            return Err(Error::Invalid { reason: format!("syscall entry {names:?} sets both name and names") });
         }
         names.push(name.clone());
     }
@@ -298,25 +281,22 @@ fn resolve_syscall(
                 reason: format!("argument index {} out of range 0..=5 {context}", arg.index),
             });
         }
-        let mut builder = LinuxSeccompArgBuilder::default()
-            .index(arg.index)
-            .value(arg.value)
-            .op(parse_op(&arg.op, &context)?);
+        let mut builder =
+            LinuxSeccompArgBuilder::default().index(arg.index).value(arg.value).op(parse_op(&arg.op, &context)?);
         if let Some(two) = arg.value_two {
             builder = builder.value_two(two);
         }
-        args.push(builder.build().map_err(|e| Error::Invalid {
-            reason: format!("argument {context}: {e}"),
-        })?);
+        args.push(builder.build().map_err(|e| Error::Invalid { reason: format!("argument {context}: {e}") })?);
     }
     let includes = entry.includes.clone().unwrap_or_default();
     let excludes = entry.excludes.clone().unwrap_or_default();
-    let min_kernel = match &includes.min_kernel {
-        Some(v) => Some(parse_kernel_version(v).ok_or_else(|| Error::Invalid {
-            reason: format!("minKernel {v:?} is not a kernel version {context}"),
-        })?),
-        None => None,
-    };
+    let min_kernel =
+        match &includes.min_kernel {
+            Some(v) => Some(parse_kernel_version(v).ok_or_else(|| Error::Invalid {
+                reason: format!("minKernel {v:?} is not a kernel version {context}"),
+            })?),
+            None => None,
+        };
     if names.is_empty() {
         tracing::debug!("seccomp: syscall entry without names ignored");
         return Ok(None);
@@ -324,10 +304,7 @@ fn resolve_syscall(
 
     // conditions, in moby's order
     let on_host = |arches: &Option<Vec<String>>| {
-        arches
-            .iter()
-            .flatten()
-            .any(|a| host.arch_names.iter().any(|h| h.eq_ignore_ascii_case(a)))
+        arches.iter().flatten().any(|a| host.arch_names.iter().any(|h| h.eq_ignore_ascii_case(a)))
     };
     if on_host(&excludes.arches) {
         return Ok(None);
@@ -340,20 +317,10 @@ fn resolve_syscall(
             return Ok(None);
         }
     }
-    if excludes
-        .caps
-        .iter()
-        .flatten()
-        .any(|c| held.contains(&normalize_cap(c)))
-    {
+    if excludes.caps.iter().flatten().any(|c| held.contains(&normalize_cap(c))) {
         return Ok(None);
     }
-    if !includes
-        .caps
-        .iter()
-        .flatten()
-        .all(|c| held.contains(&normalize_cap(c)))
-    {
+    if !includes.caps.iter().flatten().all(|c| held.contains(&normalize_cap(c))) {
         return Ok(None);
     }
 
@@ -376,12 +343,7 @@ pub(crate) fn parse_action(action: &str, context: &str) -> Result<LinuxSeccompAc
         "SCMP_ACT_TRACE" => LinuxSeccompAction::ScmpActTrace,
         "SCMP_ACT_LOG" => LinuxSeccompAction::ScmpActLog,
         "SCMP_ACT_ALLOW" => LinuxSeccompAction::ScmpActAllow,
-        _ => {
-            return Err(Error::UnknownAction {
-                action: action.to_owned(),
-                context: context.to_owned(),
-            })
-        }
+        _ => return Err(Error::UnknownAction { action: action.to_owned(), context: context.to_owned() }),
     })
 }
 
@@ -394,12 +356,7 @@ fn parse_op(op: &str, context: &str) -> Result<LinuxSeccompOperator> {
         "SCMP_CMP_GE" => LinuxSeccompOperator::ScmpCmpGe,
         "SCMP_CMP_GT" => LinuxSeccompOperator::ScmpCmpGt,
         "SCMP_CMP_MASKED_EQ" => LinuxSeccompOperator::ScmpCmpMaskedEq,
-        _ => {
-            return Err(Error::UnknownOperator {
-                op: op.to_owned(),
-                context: context.to_owned(),
-            })
-        }
+        _ => return Err(Error::UnknownOperator { op: op.to_owned(), context: context.to_owned() }),
     })
 }
 
@@ -413,10 +370,7 @@ fn check_arch_name(name: &str) -> Result<()> {
 fn parse_arch(name: &str) -> Result<Option<Arch>> {
     let arch = lookup_arch(name)?;
     if arch.is_none() {
-        tracing::warn!(
-            arch = name,
-            "seccomp: architecture not representable in the oci spec, ignored"
-        );
+        tracing::warn!(arch = name, "seccomp: architecture not representable in the oci spec, ignored");
     }
     Ok(arch)
 }
@@ -427,9 +381,7 @@ fn lookup_arch(name: &str) -> Result<Option<Arch>> {
     }
     match name.parse::<libseccomp::ScmpArch>() {
         Ok(_) => Ok(None),
-        Err(_) => Err(Error::UnknownArch {
-            arch: name.to_owned(),
-        }),
+        Err(_) => Err(Error::UnknownArch { arch: name.to_owned() }),
     }
 }
 
@@ -442,33 +394,20 @@ mod tests {
     }
 
     fn amd64() -> Host {
-        Host {
-            arch_names: &["amd64", "x86_64"],
-            scmp_arch: "SCMP_ARCH_X86_64",
-            kernel: Some((6, 1)),
-        }
+        Host { arch_names: &["amd64", "x86_64"], scmp_arch: "SCMP_ARCH_X86_64", kernel: Some((6, 1)) }
     }
 
     fn s390x() -> Host {
-        Host {
-            arch_names: &["s390x"],
-            scmp_arch: "SCMP_ARCH_S390X",
-            kernel: Some((4, 4)),
-        }
+        Host { arch_names: &["s390x"], scmp_arch: "SCMP_ARCH_S390X", kernel: Some((4, 4)) }
     }
 
     fn resolve_json(json: &str, caps: &[String], host: &Host) -> Result<LinuxSeccomp> {
-        let profile: Profile =
-            serde_json::from_str(json).map_err(|source| Error::Json { source })?;
+        let profile: Profile = serde_json::from_str(json).map_err(|source| Error::Json { source })?;
         resolve(&profile, caps, host)
     }
 
     fn names(s: &LinuxSeccomp) -> Vec<String> {
-        s.syscalls()
-            .iter()
-            .flatten()
-            .flat_map(|r| r.names().clone())
-            .collect()
+        s.syscalls().iter().flatten().flat_map(|r| r.names().clone()).collect()
     }
 
     const DOCKER_STYLE: &str = r#"{
@@ -508,26 +447,12 @@ mod tests {
             s.architectures().as_deref(),
             Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
         );
-        assert_eq!(
-            names(&s),
-            [
-                "read",
-                "write",
-                "clone",
-                "clone3",
-                "arch_prctl",
-                "ptrace",
-                "old_style"
-            ]
-        );
+        assert_eq!(names(&s), ["read", "write", "clone", "clone3", "arch_prctl", "ptrace", "old_style"]);
         let rules = s.syscalls().as_ref().unwrap();
         let clone = &rules[1];
         let arg = clone.args().as_ref().unwrap()[0];
         assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
-        assert_eq!(
-            (arg.index(), arg.value(), arg.value_two()),
-            (0, 0x7E02_0000, Some(0))
-        );
+        assert_eq!((arg.index(), arg.value(), arg.value_two()), (0, 0x7E02_0000, Some(0)));
         assert_eq!(rules[2].errno_ret(), Some(38));
         assert_eq!(rules[5].action(), LinuxSeccompAction::ScmpActLog);
     }
@@ -535,23 +460,8 @@ mod tests {
     #[test]
     fn docker_format_with_sys_admin() {
         let s = resolve_json(DOCKER_STYLE, &caps(&["sys_admin"]), &amd64()).unwrap();
-        assert_eq!(
-            names(&s),
-            [
-                "read",
-                "write",
-                "mount",
-                "arch_prctl",
-                "ptrace",
-                "old_style"
-            ]
-        );
-        let s = resolve_json(
-            DOCKER_STYLE,
-            &caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]),
-            &amd64(),
-        )
-        .unwrap();
+        assert_eq!(names(&s), ["read", "write", "mount", "arch_prctl", "ptrace", "old_style"]);
+        let s = resolve_json(DOCKER_STYLE, &caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]), &amd64()).unwrap();
         assert!(names(&s).contains(&"both".to_string()));
     }
 
@@ -559,10 +469,7 @@ mod tests {
     fn docker_format_other_host() {
         // s390x: its archMap entry, no clone rule (excluded arch), no arch_prctl, old kernel
         let s = resolve_json(DOCKER_STYLE, &[], &s390x()).unwrap();
-        assert_eq!(
-            s.architectures().as_deref(),
-            Some(&[Arch::ScmpArchS390x, Arch::ScmpArchS390][..])
-        );
+        assert_eq!(s.architectures().as_deref(), Some(&[Arch::ScmpArchS390x, Arch::ScmpArchS390][..]));
         assert_eq!(names(&s), ["read", "write", "clone3", "old_style"]);
     }
 
@@ -581,14 +488,8 @@ mod tests {
         }"#;
         let s = parse_profile(json.as_bytes(), &[]).unwrap();
         assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActKillProcess);
-        assert_eq!(
-            s.architectures().as_deref(),
-            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchAarch64][..])
-        );
-        assert_eq!(
-            s.flags().as_deref(),
-            Some(&[LinuxSeccompFilterFlag::SeccompFilterFlagLog][..])
-        );
+        assert_eq!(s.architectures().as_deref(), Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchAarch64][..]));
+        assert_eq!(s.flags().as_deref(), Some(&[LinuxSeccompFilterFlag::SeccompFilterFlagLog][..]));
         assert_eq!(names(&s), ["getpid", "personality", "kill"]);
         // the same document through oci-spec's own types gives the same value
         let direct: LinuxSeccomp = serde_json::from_str(json).unwrap();
@@ -597,20 +498,10 @@ mod tests {
 
     #[test]
     fn bad_json_is_an_error() {
-        for json in [
-            "",
-            "{",
-            "[]",
-            "{\"syscalls\": []}",
-            "{\"defaultAction\": 3}",
-            "\u{0}",
-        ] {
+        for json in ["", "{", "[]", "{\"syscalls\": []}", "{\"defaultAction\": 3}", "\u{0}"] {
             let err = parse_profile(json.as_bytes(), &[]).unwrap_err();
             assert!(matches!(err, Error::Json { .. }), "{json:?}: {err}");
-            assert!(
-                err.to_string().starts_with("parse seccomp profile: "),
-                "{err}"
-            );
+            assert!(err.to_string().starts_with("parse seccomp profile: "), "{err}");
         }
     }
 
@@ -618,10 +509,7 @@ mod tests {
     fn unknown_names_are_errors() {
         let err = parse_profile(br#"{"defaultAction": "SCMP_ACT_NOPE"}"#, &[]).unwrap_err();
         assert!(matches!(err, Error::UnknownAction { .. }));
-        assert_eq!(
-            err.to_string(),
-            "unknown seccomp action \"SCMP_ACT_NOPE\" as defaultAction"
-        );
+        assert_eq!(err.to_string(), "unknown seccomp action \"SCMP_ACT_NOPE\" as defaultAction");
 
         let err = parse_profile(
             br#"{"defaultAction": "SCMP_ACT_ERRNO",
@@ -629,10 +517,7 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown seccomp action \"ALLOW\" for syscalls [\"read\"]"
-        );
+        assert_eq!(err.to_string(), "unknown seccomp action \"ALLOW\" for syscalls [\"read\"]");
 
         let err = parse_profile(
             br#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"],
@@ -642,21 +527,12 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::UnknownOperator { .. }), "{err}");
 
-        let err = parse_profile(
-            br#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_VAX"]}"#,
-            &[],
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown seccomp architecture \"SCMP_ARCH_VAX\""
-        );
+        let err = parse_profile(br#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_VAX"]}"#, &[])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "unknown seccomp architecture \"SCMP_ARCH_VAX\"");
 
-        let err = parse_profile(
-            br#"{"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}"#,
-            &[],
-        )
-        .unwrap_err();
+        let err = parse_profile(br#"{"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}"#, &[])
+            .unwrap_err();
         assert!(matches!(err, Error::UnknownFlag { .. }), "{err}");
     }
 
@@ -688,15 +564,9 @@ mod tests {
 
     #[test]
     fn security_opt() {
-        assert!(from_security_opt(Some("unconfined"), &[])
-            .unwrap()
-            .is_none());
+        assert!(from_security_opt(Some("unconfined"), &[]).unwrap().is_none());
         assert!(from_security_opt(None, &[]).unwrap().is_some());
         let err = from_security_opt(Some("/nonexistent/profile.json"), &[]).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("read seccomp profile /nonexistent/profile.json: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("read seccomp profile /nonexistent/profile.json: "), "{err}");
     }
 }

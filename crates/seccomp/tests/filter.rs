@@ -54,14 +54,7 @@ fn run_bpf(prog: &[u8], data: &[u8]) -> u32 {
     assert_eq!(prog.len() % BPF_INSTRUCTION_LEN, 0);
     let insns: Vec<(u16, u8, u8, u32)> = prog
         .chunks_exact(8)
-        .map(|c| {
-            (
-                u16::from_ne_bytes([c[0], c[1]]),
-                c[2],
-                c[3],
-                u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-            )
-        })
+        .map(|c| (u16::from_ne_bytes([c[0], c[1]]), c[2], c[3], u32::from_ne_bytes([c[4], c[5], c[6], c[7]])))
         .collect();
     let load = |off: u32| -> u32 {
         let off = off as usize;
@@ -166,10 +159,7 @@ impl Filter {
     fn new(seccomp: &cove_seccomp::LinuxSeccomp) -> Option<Self> {
         let bpf = compile_bpf(seccomp).expect("compile");
         let Some(arch) = native_audit_arch() else {
-            println!(
-                "SKIP: no AUDIT_ARCH value for {} in the test",
-                std::env::consts::ARCH
-            );
+            println!("SKIP: no AUDIT_ARCH value for {} in the test", std::env::consts::ARCH);
             return None;
         };
         Some(Self { bpf, arch })
@@ -188,11 +178,7 @@ impl Filter {
 }
 
 fn caps(extra: &[&str]) -> Vec<String> {
-    cove_seccomp::DOCKER_DEFAULT_CAPS
-        .iter()
-        .chain(extra)
-        .map(|c| c.to_string())
-        .collect()
+    cove_seccomp::DOCKER_DEFAULT_CAPS.iter().chain(extra).map(|c| c.to_string()).collect()
 }
 
 const EPERM: Verdict = Verdict::Errno(libc::EPERM as u16);
@@ -219,16 +205,7 @@ fn default_profile_without_sys_admin() {
     let Some(f) = Filter::new(&docker_default(&caps(&[]))) else {
         return;
     };
-    for name in [
-        "getpid",
-        "read",
-        "write",
-        "execve",
-        "exit_group",
-        "futex",
-        "chroot",
-        "ptrace",
-    ] {
+    for name in ["getpid", "read", "write", "execve", "exit_group", "futex", "chroot", "ptrace"] {
         assert_eq!(f.check(name, &[]), Verdict::Allow, "{name}");
     }
     for name in [
@@ -268,11 +245,7 @@ fn default_profile_without_sys_admin() {
     for ok in [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
         assert_eq!(f.check("personality", &[ok]), Verdict::Allow, "{ok:#x}");
     }
-    for bad in [
-        0x40_0000, /* READ_IMPLIES_EXEC */
-        0x4_0000,  /* ADDR_NO_RANDOMIZE */
-        0x9,
-    ] {
+    for bad in [0x40_0000 /* READ_IMPLIES_EXEC */, 0x4_0000 /* ADDR_NO_RANDOMIZE */, 0x9] {
         assert_eq!(f.check("personality", &[bad]), EPERM, "{bad:#x}");
     }
     // socket: all but AF_VSOCK
@@ -286,14 +259,7 @@ fn default_profile_with_sys_admin() {
     let Some(f) = Filter::new(&docker_default(&caps(&["CAP_SYS_ADMIN"]))) else {
         return;
     };
-    for name in [
-        "mount",
-        "umount2",
-        "unshare",
-        "setns",
-        "clone3",
-        "sethostname",
-    ] {
+    for name in ["mount", "umount2", "unshare", "setns", "clone3", "sethostname"] {
         assert_eq!(f.check(name, &[]), Verdict::Allow, "{name}");
     }
     assert_eq!(f.check("unshare", &[CLONE_NEWUSER]), Verdict::Allow);
@@ -312,18 +278,12 @@ fn default_profile_other_abis() {
     }
     // i386 ABI (int 0x80): AUDIT_ARCH_I386
     let x86 = 0x4000_0003;
-    let nr = |name| {
-        ScmpSyscall::from_name_by_arch(name, ScmpArch::X86)
-            .unwrap()
-            .as_raw_syscall()
-    };
+    let nr = |name| ScmpSyscall::from_name_by_arch(name, ScmpArch::X86).unwrap().as_raw_syscall();
     assert_eq!(f.check_arch(x86, nr("getpid"), &[]), Verdict::Allow);
     assert_eq!(f.check_arch(x86, nr("socketcall"), &[]), Verdict::Allow);
     assert_eq!(f.check_arch(x86, nr("mount"), &[]), EPERM);
     // x32 ABI: AUDIT_ARCH_X86_64 with __X32_SYSCALL_BIT
-    let nr = ScmpSyscall::from_name_by_arch("getpid", ScmpArch::X32)
-        .unwrap()
-        .as_raw_syscall();
+    let nr = ScmpSyscall::from_name_by_arch("getpid", ScmpArch::X32).unwrap().as_raw_syscall();
     assert!(nr & 0x4000_0000 != 0);
     assert_eq!(f.check_arch(f.arch, nr, &[]), Verdict::Allow);
     // an ABI the filter does not know: killed
@@ -376,54 +336,28 @@ fn every_action_and_operator() {
     assert_eq!(f.check("getpgrp", &[]), Verdict::KillProcess);
     assert_eq!(f.check("getuid", &[]), Verdict::Trap);
     assert_eq!(f.check("getgid", &[]), Verdict::Errno(95));
-    assert_eq!(
-        f.check("geteuid", &[]),
-        EPERM,
-        "ERRNO without errnoRet is EPERM"
-    );
+    assert_eq!(f.check("geteuid", &[]), EPERM, "ERRNO without errnoRet is EPERM");
     assert_eq!(f.check("getegid", &[]), Verdict::Trace(7));
     assert_eq!(f.check("getpid", &[]), Verdict::Log);
-    assert_eq!(
-        f.check("sync", &[]),
-        Verdict::Errno(5),
-        "unknown names are skipped"
-    );
+    assert_eq!(f.check("sync", &[]), Verdict::Errno(5), "unknown names are skipped");
     assert_eq!(f.check("read", &[]), Verdict::Allow);
 
     let e = Verdict::Errno(1);
     let a = Verdict::Allow;
     assert_eq!((f.check("dup", &[10]), f.check("dup", &[11])), (a, e));
-    assert_eq!(
-        (f.check("dup2", &[0, 9]), f.check("dup2", &[0, 10])),
-        (e, a)
-    );
-    assert_eq!(
-        (f.check("dup3", &[0, 10]), f.check("dup3", &[0, 11])),
-        (e, a)
-    );
+    assert_eq!((f.check("dup2", &[0, 9]), f.check("dup2", &[0, 10])), (e, a));
+    assert_eq!((f.check("dup3", &[0, 10]), f.check("dup3", &[0, 11])), (e, a));
     assert_eq!((f.check("close", &[10]), f.check("close", &[11])), (e, a));
     assert_eq!((f.check("fsync", &[10]), f.check("fsync", &[9])), (e, a));
-    assert_eq!(
-        (f.check("fdatasync", &[11]), f.check("fdatasync", &[10])),
-        (e, a)
-    );
+    assert_eq!((f.check("fdatasync", &[11]), f.check("fdatasync", &[10])), (e, a));
     // (arg & 0o22) == 0o2
-    assert_eq!(
-        (f.check("umask", &[0o2]), f.check("umask", &[0o22])),
-        (e, a)
-    );
+    assert_eq!((f.check("umask", &[0o2]), f.check("umask", &[0o22])), (e, a));
     assert_eq!(f.check("umask", &[0o7]), e);
     // different arguments: AND
     assert_eq!(f.check("kill", &[1, 9]), e);
-    assert_eq!(
-        (f.check("kill", &[1, 15]), f.check("kill", &[2, 9])),
-        (a, a)
-    );
+    assert_eq!((f.check("kill", &[1, 15]), f.check("kill", &[2, 9])), (a, a));
     // the same argument twice: OR
-    assert_eq!(
-        (f.check("tkill", &[0, 9]), f.check("tkill", &[0, 15])),
-        (e, e)
-    );
+    assert_eq!((f.check("tkill", &[0, 9]), f.check("tkill", &[0, 15])), (e, e));
     assert_eq!(f.check("tkill", &[0, 2]), a);
 }
 
@@ -464,10 +398,7 @@ fn compile_errors() {
         "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_NOTIFY"}]}"#;
     let err = compile_bpf(&parse_profile(notify, &[]).unwrap()).unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert_eq!(
-        err.to_string(),
-        "unsupported seccomp feature: SCMP_ACT_NOTIFY for syscalls [\"getpid\"]"
-    );
+    assert_eq!(err.to_string(), "unsupported seccomp feature: SCMP_ACT_NOTIFY for syscalls [\"getpid\"]");
 
     let errno_on_allow = br#"{"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}"#;
     let err = compile_bpf(&parse_profile(errno_on_allow, &[]).unwrap()).unwrap_err();

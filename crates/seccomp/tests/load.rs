@@ -36,11 +36,7 @@ fn spawn_child(mode: &str) -> (std::process::ExitStatus, String, String) {
 }
 
 fn docker_caps(extra: &[&str]) -> Vec<String> {
-    DOCKER_DEFAULT_CAPS
-        .iter()
-        .chain(extra)
-        .map(|c| c.to_string())
-        .collect()
+    DOCKER_DEFAULT_CAPS.iter().chain(extra).map(|c| c.to_string()).collect()
 }
 
 fn status_field(name: &str) -> String {
@@ -75,13 +71,7 @@ fn try_unshare_user() -> Result<(), Errno> {
 }
 
 fn try_vsock() -> Result<(), Errno> {
-    socket(
-        AddressFamily::Vsock,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map(drop)
+    socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map(drop)
 }
 
 /// The checks run by the child. Returns a SKIP reason if the environment prevents them.
@@ -96,11 +86,7 @@ fn child_main(mode: &str) -> Option<String> {
     match mode {
         "default" | "sys_admin" => {
             nix::sys::prctl::set_no_new_privs().unwrap();
-            let extra: &[&str] = if mode == "sys_admin" {
-                &["CAP_SYS_ADMIN"]
-            } else {
-                &[]
-            };
+            let extra: &[&str] = if mode == "sys_admin" { &["CAP_SYS_ADMIN"] } else { &[] };
             load(&docker_default(&docker_caps(extra))).unwrap();
         }
         "no_nnp" => {
@@ -131,10 +117,7 @@ fn child_main(mode: &str) -> Option<String> {
             let err = std::env::current_dir().unwrap_err();
             assert_eq!(err.raw_os_error(), Some(95), "getcwd -> ERRNO(95)");
             // argument filter: dup(0) is refused, dup(1) is not
-            assert_eq!(
-                nix::unistd::dup(std::io::stdin()).map(drop),
-                Err(Errno::EINVAL)
-            );
+            assert_eq!(nix::unistd::dup(std::io::stdin()).map(drop), Err(Errno::EINVAL));
             nix::unistd::dup(std::io::stdout()).expect("dup(1) allowed");
             println!("child: ERRNO(95) ok; now getppid, which must kill the process");
             let _ = nix::unistd::getppid();
@@ -151,10 +134,7 @@ fn child_main(mode: &str) -> Option<String> {
     // Errors from a filter that came before ours (e.g. running inside Docker) would make
     // EPERM meaningless; only assert what the environment lets us tell apart.
     let mut skipped = Vec::new();
-    let mut expect = |what: &str,
-                      before: Result<(), Errno>,
-                      after: Result<(), Errno>,
-                      want: Result<(), Errno>| {
+    let mut expect = |what: &str, before: Result<(), Errno>, after: Result<(), Errno>, want: Result<(), Errno>| {
         if before == Err(Errno::EPERM) && want == Err(Errno::EPERM) {
             skipped.push(format!("{what} already EPERM before the filter"));
         } else {
@@ -174,17 +154,12 @@ fn child_main(mode: &str) -> Option<String> {
     // personality: the query and PER_LINUX are allowed, READ_IMPLIES_EXEC is not
     let current = personality::get().expect("personality(0xffffffff) allowed");
     personality::set(Persona::empty()).expect("personality(PER_LINUX) allowed");
-    assert_eq!(
-        personality::set(Persona::READ_IMPLIES_EXEC),
-        Err(Errno::EPERM)
-    );
+    assert_eq!(personality::set(Persona::READ_IMPLIES_EXEC), Err(Errno::EPERM));
     println!("child: personality {current:?}");
 
     // fork+exec under the filter: glibc's posix_spawn tries clone3 first and must get
     // ENOSYS (not EPERM) to fall back to clone without namespace flags
-    let status = Command::new("/bin/true")
-        .status()
-        .expect("spawn /bin/true under the filter");
+    let status = Command::new("/bin/true").status().expect("spawn /bin/true under the filter");
     assert!(status.success());
     println!("child: spawned /bin/true (clone3 -> ENOSYS fallback works)");
 

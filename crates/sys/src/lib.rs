@@ -64,7 +64,13 @@ pub fn fork() -> Result<Option<nix::unistd::Pid>> {
 pub fn clone_fork(flags: nix::sched::CloneFlags) -> Result<Option<nix::unistd::Pid>> {
     use nix::sched::CloneFlags as F;
     // Only namespace flags pass: CLONE_VM, CLONE_THREAD & co. would break fork semantics.
-    let ns = F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC | F::CLONE_NEWPID | F::CLONE_NEWNET | F::CLONE_NEWCGROUP | F::CLONE_NEWUSER;
+    let ns = F::CLONE_NEWNS
+        | F::CLONE_NEWUTS
+        | F::CLONE_NEWIPC
+        | F::CLONE_NEWPID
+        | F::CLONE_NEWNET
+        | F::CLONE_NEWCGROUP
+        | F::CLONE_NEWUSER;
     let flags = (flags & ns).bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // A NULL stack makes raw clone duplicate the address space copy-on-write like fork(2); glibc
     // no longer caches the pid, so getpid() stays correct in the child.
@@ -99,9 +105,8 @@ pub fn exit_now(code: i32) -> ! {
 pub fn cloexec_from(first: RawFd) -> Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags; arguments are plain integers.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC)
-    };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
     if ret == 0 {
         return Ok(());
     }
@@ -184,7 +189,8 @@ pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<()> {
 pub fn open_pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd> {
     const TIOCGPTPEER: libc::c_ulong = 0x5441;
     // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new descriptor.
-    let fd = unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER as _, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let fd =
+        unsafe { libc::ioctl(master.as_raw_fd(), TIOCGPTPEER as _, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(errno("ioctl(TIOCGPTPEER)"));
     }
@@ -268,7 +274,15 @@ pub fn loopback_up() -> Result<()> {
 /// /proc/<pid>/exe or ptrace us while we sit in its namespaces (CVE-2019-5736 class).
 pub fn set_not_dumpable() -> Result<()> {
     // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
-    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
     if ret < 0 {
         return Err(errno("prctl(PR_SET_DUMPABLE)"));
     }
@@ -283,8 +297,15 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     // which is async-signal-safe, with integer arguments.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) < 0 {
-                return Err(std::io::Error::last_os_error());
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            ) < 0
+            {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
@@ -301,7 +322,7 @@ pub fn only_stdio(cmd: &mut std::process::Command) {
     unsafe {
         cmd.pre_exec(|| {
             if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
@@ -331,7 +352,7 @@ pub fn default_sigpipe() {
 /// libseccomp: native-endian `struct sock_filter` records, 8 bytes each. The caller must have
 /// set no_new_privs or hold CAP_SYS_ADMIN.
 pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
-    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    const INSN: usize = size_of::<libc::sock_filter>();
     if program.is_empty() || !program.len().is_multiple_of(INSN) || program.len() / INSN > u16::MAX as usize {
         return Err(Error::Other(format!("invalid seccomp program of {} bytes", program.len())));
     }
@@ -347,7 +368,14 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
     // SAFETY: `prog` points to `insns`, a live buffer of `len` instructions that outlives the
     // call; the kernel copies the program before returning.
-    let ret = unsafe { libc::syscall(libc::SYS_seccomp, 1 as libc::c_uint /* SECCOMP_SET_MODE_FILTER */, flags, &prog as *const libc::sock_fprog) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1 as libc::c_uint, /* SECCOMP_SET_MODE_FILTER */
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
     if ret < 0 {
         return Err(errno("seccomp(SECCOMP_SET_MODE_FILTER)"));
     }
@@ -435,7 +463,11 @@ pub fn is_tty<F: AsFd>(fd: F) -> bool {
 /// Binds or connects a unix socket named `name` in `dir` whatever the length of `dir`:
 /// socket paths are limited to 107 bytes, so the path goes through `/proc/self/fd/N`, a short
 /// magic link to the directory, held open only for the call.
-pub fn with_short_path<T>(dir: &std::path::Path, name: &str, f: impl FnOnce(&std::path::Path) -> io::Result<T>) -> io::Result<T> {
+pub fn with_short_path<T>(
+    dir: &std::path::Path,
+    name: &str,
+    f: impl FnOnce(&std::path::Path) -> io::Result<T>,
+) -> io::Result<T> {
     use std::os::unix::fs::OpenOptionsExt;
     let d = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
     let p = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", d.as_raw_fd()));

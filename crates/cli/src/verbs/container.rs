@@ -4,9 +4,9 @@
 use crate::args::{ExecArgs, PsArgs, RunArgs};
 use crate::format::ListFormat;
 use anyhow::{anyhow, bail, Result};
+use cove_engine::db::ContainerState;
 use cove_engine::lifecycle;
 use cove_engine::run::Engine;
-use cove_engine::db::ContainerState;
 use std::io::Write;
 
 pub fn run(eng: &mut Engine, args: RunArgs) -> Result<i32> {
@@ -63,8 +63,17 @@ pub fn wait(eng: &mut Engine, containers: &[String]) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn logs(eng: &mut Engine, container: &str, follow: bool, tail: Option<String>, since: Option<String>, until: Option<String>, timestamps: bool) -> Result<i32> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+pub fn logs(
+    eng: &mut Engine,
+    container: &str,
+    follow: bool,
+    tail: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    timestamps: bool,
+) -> Result<i32> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let tail = match tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| anyhow!("invalid --tail {n:?}: a number or \"all\""))?),
@@ -84,7 +93,15 @@ pub fn exec(eng: &mut Engine, a: ExecArgs) -> Result<i32> {
     if a.tty && a.interactive && !stdin_is_a_tty() {
         return Ok(not_a_tty());
     }
-    let o = lifecycle::ExecOptions { args: a.command, user: a.user, workdir: a.workdir, env: a.env, tty: a.tty, interactive: a.interactive, privileged: a.privileged };
+    let o = lifecycle::ExecOptions {
+        args: a.command,
+        user: a.user,
+        workdir: a.workdir,
+        env: a.env,
+        tty: a.tty,
+        interactive: a.interactive,
+        privileged: a.privileged,
+    };
     Ok(lifecycle::exec(eng, &a.container, &o)?)
 }
 
@@ -186,13 +203,24 @@ pub fn ps(eng: &mut Engine, a: &PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let data: Vec<serde_json::Value> = rows.iter().map(|(c, req)| crate::docker::ps_row(eng, c, req, a.no_trunc)).collect();
+    let data: Vec<serde_json::Value> =
+        rows.iter().map(|(c, req)| crate::docker::ps_row(eng, c, req, a.no_trunc)).collect();
     let headers = [
-        ("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("CreatedAt", "CREATED AT"), ("RunningFor", "CREATED"),
-        ("Ports", "PORTS"), ("State", "STATE"), ("Status", "STATUS"), ("Names", "NAMES"), ("Labels", "LABELS"), ("Networks", "NETWORKS"),
+        ("ID", "CONTAINER ID"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("CreatedAt", "CREATED AT"),
+        ("RunningFor", "CREATED"),
+        ("Ports", "PORTS"),
+        ("State", "STATE"),
+        ("Status", "STATUS"),
+        ("Names", "NAMES"),
+        ("Labels", "LABELS"),
+        ("Networks", "NETWORKS"),
     ];
     format.print(&data, &headers, || {
-        let mut table = crate::table::Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]);
+        let mut table =
+            crate::table::Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]);
         for d in &data {
             let f = |k: &str| d[k].as_str().unwrap_or_default().to_string();
             table.row(vec![f("ID"), f("Image"), f("Command"), f("RunningFor"), f("Status"), f("Ports"), f("Names")]);

@@ -55,7 +55,11 @@ pub fn load(eng: &mut Engine, input: Option<PathBuf>, quiet: bool) -> Result<i32
         None => {
             let d = eng.dirs.storage().join("tmp");
             std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-            let mut tmp = tempfile::Builder::new().prefix("stdin-").suffix(".tar").tempfile_in(&d).with_context(|| format!("create a file in {}", d.display()))?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix("stdin-")
+                .suffix(".tar")
+                .tempfile_in(&d)
+                .with_context(|| format!("create a file in {}", d.display()))?;
             std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()).context("read image archive from stdin")?;
             (tmp.path().to_path_buf(), Some(tmp.into_temp_path()))
         }
@@ -87,8 +91,17 @@ pub fn list(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let data: Vec<serde_json::Value> = imgs.iter().flat_map(|i| crate::docker::image_rows(i, &tags, a.no_trunc)).collect();
-    let headers = [("Repository", "REPOSITORY"), ("Tag", "TAG"), ("Digest", "DIGEST"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("CreatedAt", "CREATED AT"), ("Size", "SIZE")];
+    let data: Vec<serde_json::Value> =
+        imgs.iter().flat_map(|i| crate::docker::image_rows(i, &tags, a.no_trunc)).collect();
+    let headers = [
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("Digest", "DIGEST"),
+        ("ID", "IMAGE ID"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+        ("Size", "SIZE"),
+    ];
     format.print(&data, &headers, || {
         let mut cols = vec!["REPOSITORY", "TAG"];
         if a.digests {
@@ -111,7 +124,6 @@ pub fn list(eng: &Engine, a: &ImagesArgs) -> Result<i32> {
     Ok(0)
 }
 
-
 /// Per-layer bars on a terminal; nothing otherwise.
 struct Bars {
     multi: Option<MultiProgress>,
@@ -122,7 +134,11 @@ struct Bars {
 impl Bars {
     fn new(quiet: bool, verb: &'static str) -> Bars {
         let on = !quiet && std::io::stderr().is_terminal();
-        Bars { multi: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())), bars: Mutex::new(HashMap::new()), verb }
+        Bars {
+            multi: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+            verb,
+        }
     }
 
     fn event(&self, e: Event) {
@@ -131,7 +147,11 @@ impl Bars {
         match e {
             Event::Layer { digest, size } => {
                 let bar = multi.add(ProgressBar::new(size));
-                bar.set_style(ProgressStyle::with_template("{prefix}: {msg:<14} [{bar:30}] {bytes}/{total_bytes}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg:<14} [{bar:30}] {bytes}/{total_bytes}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
                 bar.set_prefix(cove_oci::short_id(&digest).to_string());
                 bar.set_message("Waiting");
                 bars.insert(digest, bar);
@@ -146,7 +166,13 @@ impl Bars {
                 if let Some(b) = bars.get(&digest) {
                     let len = b.length().unwrap_or(0);
                     b.set_position(len);
-                    b.finish_with_message(if reused { "Already exists" } else if self.verb == "Pushing" { "Pushed" } else { "Pull complete" });
+                    b.finish_with_message(if reused {
+                        "Already exists"
+                    } else if self.verb == "Pushing" {
+                        "Pushed"
+                    } else {
+                        "Pull complete"
+                    });
                 }
             }
         }
@@ -183,7 +209,7 @@ pub fn pull(eng: &mut Engine, a: &PullArgs) -> Result<i32> {
 
 /// `run`/`create --pull=missing|always|never`, before the container is prepared.
 pub fn pull_for_run(eng: &mut Engine, image: &str, policy: &str) -> Result<()> {
-    let present = || cove_engine::images::resolve(&eng.db, image).is_ok();
+    let present = || images::resolve(&eng.db, image).is_ok();
     let go = match policy {
         "never" => false,
         "missing" => !present(),
@@ -237,7 +263,10 @@ pub fn save(eng: &Engine, a: &SaveArgs) -> Result<i32> {
         Some(path) => {
             // Written next to the destination and renamed: a failed save leaves no file.
             let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile::Builder::new().prefix(".cove-save-").tempfile_in(dir).with_context(|| format!("create a file in {}", dir.display()))?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".cove-save-")
+                .tempfile_in(dir)
+                .with_context(|| format!("create a file in {}", dir.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
             distribution::save(eng, &a.images, format, &mut w)?;
             w.flush().with_context(|| format!("write {}", path.display()))?;
@@ -255,7 +284,6 @@ pub fn save(eng: &Engine, a: &SaveArgs) -> Result<i32> {
     }
     Ok(0)
 }
-
 
 pub fn prune(eng: &mut Engine, all: bool) -> Result<i32> {
     let (removed, bytes) = distribution::prune(eng, all, std::time::Duration::from_secs(600))?;

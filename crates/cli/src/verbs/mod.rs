@@ -26,7 +26,11 @@ fn enter_userns(dirs: &Dirs) -> Result<Option<IdMapping>> {
     if !dirs.rootless {
         return Ok(None);
     }
-    let mapping = cove_runtime::userns::plan_mapping(nix::unistd::Uid::from_raw(dirs.uid), nix::unistd::Gid::from_raw(dirs.gid), &dirs.user_name);
+    let mapping = cove_runtime::userns::plan_mapping(
+        nix::unistd::Uid::from_raw(dirs.uid),
+        nix::unistd::Gid::from_raw(dirs.gid),
+        &dirs.user_name,
+    );
     cove_runtime::userns::join_keeper(&dirs.run, &mapping).context("cannot enter the rootless user namespace")?;
     Ok(Some(mapping))
 }
@@ -67,7 +71,9 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
             each(&containers, |c| lifecycle::kill(eng, c, sig).map(|_| ()))
         }
         Command::Wait { containers } => container::wait(eng, &containers),
-        Command::Logs { follow, tail, since, until, timestamps, container } => container::logs(eng, &container, follow, tail, since, until, timestamps),
+        Command::Logs { follow, tail, since, until, timestamps, container } => {
+            container::logs(eng, &container, follow, tail, since, until, timestamps)
+        }
         Command::Exec(a) => container::exec(eng, a),
         Command::Attach { container } => Ok(lifecycle::attach(eng, &container)? as i32),
         Command::Port { container, port } => container::port(eng, &container, port),
@@ -75,8 +81,25 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
         Command::Container(ContainerCmd::Prune { force: _ }) => container::prune(eng),
         Command::Container(ContainerCmd::Ls(a)) | Command::Ps(a) => container::ps(eng, &a),
         Command::Rm { force, containers } => container::remove(eng, force, &containers),
-        Command::Network(NetworkCmd::Create { subnet, gateway, ipv6, internal, driver, label, opt, dns, ip_range, aux_address, name }) => {
-            network::create(eng, &name, &driver, subnet, gateway, cove_engine::network::CreateOptions {
+        Command::Network(NetworkCmd::Create {
+            subnet,
+            gateway,
+            ipv6,
+            internal,
+            driver,
+            label,
+            opt,
+            dns,
+            ip_range,
+            aux_address,
+            name,
+        }) => network::create(
+            eng,
+            &name,
+            &driver,
+            subnet,
+            gateway,
+            cove_engine::network::CreateOptions {
                 internal,
                 ipv6,
                 labels: label,
@@ -85,29 +108,46 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
                 ip_ranges: ip_range,
                 aux_addresses: aux_address,
                 ..Default::default()
-            })
+            },
+        ),
+        Command::Network(NetworkCmd::Ls { quiet, filter, format }) => {
+            network::list(eng, quiet, &filter, format.as_deref())
         }
-        Command::Network(NetworkCmd::Ls { quiet, filter, format }) => network::list(eng, quiet, &filter, format.as_deref()),
-        Command::Network(NetworkCmd::Inspect { networks, format }) => network::inspect(eng, &networks, format.as_deref()),
-        Command::Dns(DnsCmd::Resolve { qtype, network, name }) => network::resolve(eng, &name, &qtype, network.as_deref()),
-        Command::Network(NetworkCmd::Connect { alias, ip, ip6, network, container }) => network::connect(eng, &network, &container, &alias, ip.as_deref(), ip6.as_deref()),
+        Command::Network(NetworkCmd::Inspect { networks, format }) => {
+            network::inspect(eng, &networks, format.as_deref())
+        }
+        Command::Dns(DnsCmd::Resolve { qtype, network, name }) => {
+            network::resolve(eng, &name, &qtype, network.as_deref())
+        }
+        Command::Network(NetworkCmd::Connect { alias, ip, ip6, network, container }) => {
+            network::connect(eng, &network, &container, &alias, ip.as_deref(), ip6.as_deref())
+        }
         Command::Network(NetworkCmd::Disconnect { force: _, network, container }) => {
             cove_engine::network::disconnect(eng, &network, &container)?;
             Ok(0)
         }
-        Command::Network(NetworkCmd::Rm { networks }) => each(&networks, |n| cove_engine::network::remove(eng, n).map(|_| ())),
+        Command::Network(NetworkCmd::Rm { networks }) => {
+            each(&networks, |n| cove_engine::network::remove(eng, n).map(|_| ()))
+        }
         Command::Network(NetworkCmd::Prune { force: _, filter }) => network::prune(eng, &filter),
-        Command::Import { file, reference, change, quiet: _ } | Command::Image(ImageCmd::Import { file, reference, change }) => image::import(eng, &file, reference.as_deref(), &change),
+        Command::Import { file, reference, change, quiet: _ }
+        | Command::Image(ImageCmd::Import { file, reference, change }) => {
+            image::import(eng, &file, reference.as_deref(), &change)
+        }
         Command::Load { input, quiet } => image::load(eng, input, quiet),
         Command::Image(ImageCmd::Load { input }) => image::load(eng, input, false),
         Command::Images(a) | Command::Image(ImageCmd::Ls(a)) => image::list(eng, &a),
-        Command::Image(ImageCmd::Inspect { images: names, format }) => system::inspect(eng, &names, Some("image"), format.as_deref()),
+        Command::Image(ImageCmd::Inspect { images: names, format }) => {
+            system::inspect(eng, &names, Some("image"), format.as_deref())
+        }
         Command::Inspect { names, kind, format } => system::inspect(eng, &names, kind.as_deref(), format.as_deref()),
         Command::Tag { source, target } | Command::Image(ImageCmd::Tag { source, target }) => {
             cove_engine::images::tag(&mut eng.db, &source, &target)?;
             Ok(0)
         }
-        Command::Rmi { force, images: names } | Command::Image(ImageCmd::Rm { force, images: names }) => image::remove(eng, force, &names),
+        Command::Rmi { force, images: names } | Command::Image(ImageCmd::Rm { force, images: names }) => {
+            image::remove(eng, force, &names)
+        }
         Command::Info { format } => system::info(eng, mapping.as_ref(), format.as_deref()),
         Command::Pull(a) | Command::Image(ImageCmd::Pull(a)) => image::pull(eng, &a),
         Command::Push(a) | Command::Image(ImageCmd::Push(a)) => image::push(eng, &a),

@@ -7,7 +7,14 @@ use cove_engine::network::{self, CreateOptions};
 use cove_engine::run::Engine;
 
 /// `network create`: `subnet` and `gateway` as given (at most one IPv4 and one IPv6 each).
-pub fn create(eng: &mut Engine, name: &str, driver: &str, subnet: Vec<String>, gateway: Vec<String>, o: CreateOptions) -> Result<i32> {
+pub fn create(
+    eng: &mut Engine,
+    name: &str,
+    driver: &str,
+    subnet: Vec<String>,
+    gateway: Vec<String>,
+    o: CreateOptions,
+) -> Result<i32> {
     if driver != "bridge" {
         bail!("network driver {driver:?} is not supported (bridge)");
     }
@@ -40,7 +47,18 @@ pub fn list(eng: &mut Engine, quiet: bool, filter: &[String], format: Option<&st
         return Ok(0);
     }
     let data: Vec<serde_json::Value> = rows.iter().map(crate::docker::network_row).collect();
-    let headers = [("ID", "NETWORK ID"), ("Name", "NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE"), ("IPv6", "IPV6"), ("Internal", "INTERNAL"), ("Labels", "LABELS"), ("CreatedAt", "CREATED"), ("Subnet", "SUBNET"), ("Gateway", "GATEWAY")];
+    let headers = [
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED"),
+        ("Subnet", "SUBNET"),
+        ("Gateway", "GATEWAY"),
+    ];
     format.print(&data, &headers, || {
         let mut table = crate::table::Table::new(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"]);
         for d in &data {
@@ -88,7 +106,14 @@ pub fn resolve(eng: &mut Engine, name: &str, qtype: &str, net: Option<&str>) -> 
     }
 }
 
-pub fn connect(eng: &mut Engine, net: &str, container: &str, aliases: &[String], ip: Option<&str>, ip6: Option<&str>) -> Result<i32> {
+pub fn connect(
+    eng: &mut Engine,
+    net: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+    ip6: Option<&str>,
+) -> Result<i32> {
     let fixed = network::StaticIp::parse(ip, ip6)?;
     network::connect(eng, net, container, aliases, fixed)?;
     Ok(0)

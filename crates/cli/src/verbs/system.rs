@@ -36,11 +36,19 @@ pub fn inspect(eng: &mut Engine, names: &[String], kind: Option<&str>, format: O
     let mut failed = false;
     for n in names {
         let found = match kind {
-            Some("image") => images::resolve(&eng.db, n).and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?))).map_err(anyhow::Error::from),
-            Some("container") => eng.db.find_container(n).map_err(anyhow::Error::from).and_then(|c| crate::docker::container_json(eng, &c)),
+            Some("image") => images::resolve(&eng.db, n)
+                .and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?)))
+                .map_err(anyhow::Error::from),
+            Some("container") => eng
+                .db
+                .find_container(n)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| crate::docker::container_json(eng, &c)),
             None => match eng.db.find_container(n) {
                 Ok(c) => crate::docker::container_json(eng, &c),
-                Err(_) => images::resolve(&eng.db, n).and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?))).map_err(|_| anyhow!("no such object: {n}")),
+                Err(_) => images::resolve(&eng.db, n)
+                    .and_then(|i| Ok(crate::docker::image_json(&i, &eng.db.tags()?)))
+                    .map_err(|_| anyhow!("no such object: {n}")),
             },
             Some(other) => bail!("unknown --type {other:?} (image or container)"),
         };
@@ -106,17 +114,28 @@ pub fn df(eng: &Engine) -> Result<i32> {
     println!("{:<16}{:<8}{:<8}{:<12}RECLAIMABLE", "TYPE", "TOTAL", "ACTIVE", "SIZE");
     for r in distribution::df(eng)? {
         let pct = (r.reclaimable * 100).checked_div(r.size).map(|p| format!(" ({p}%)")).unwrap_or_default();
-        println!("{:<16}{:<8}{:<8}{:<12}{}{pct}", r.kind, r.total, r.active, human_size(r.size as i64), human_size(r.reclaimable as i64));
+        println!(
+            "{:<16}{:<8}{:<8}{:<12}{}{pct}",
+            r.kind,
+            r.total,
+            r.active,
+            human_size(r.size as i64),
+            human_size(r.reclaimable as i64)
+        );
     }
     Ok(0)
 }
 
 fn print_info(v: &serde_json::Value) {
-    let s = |p: &str| v.pointer(p).map(|x| match x {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        o => o.to_string(),
-    }).unwrap_or_else(|| "-".into());
+    let s = |p: &str| {
+        v.pointer(p)
+            .map(|x| match x {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".into(),
+                o => o.to_string(),
+            })
+            .unwrap_or_else(|| "-".into())
+    };
     println!("Rootless: {}", s("/Rootless"));
     println!("User: {} (uid {}, gid {})", s("/User/Name"), s("/User/Uid"), s("/User/Gid"));
     if v.pointer("/IdMapping").is_some_and(|m| !m.is_null()) {
@@ -131,7 +150,11 @@ fn print_info(v: &serde_json::Value) {
     println!("Storage driver: {}", s("/Storage/Driver"));
     println!("  why: {}", s("/Storage/Why"));
     println!("  root: {}", s("/Storage/Root"));
-    println!("Cgroups: {} hierarchy, limits {}", s("/Cgroups/Hierarchy"), if v.pointer("/Cgroups/Usable") == Some(&serde_json::Value::Bool(true)) { "applied" } else { "not applied" });
+    println!(
+        "Cgroups: {} hierarchy, limits {}",
+        s("/Cgroups/Hierarchy"),
+        if v.pointer("/Cgroups/Usable") == Some(&serde_json::Value::Bool(true)) { "applied" } else { "not applied" }
+    );
     if v.pointer("/Cgroups/Why").is_some_and(|w| !w.is_null()) {
         println!("  why: {}", s("/Cgroups/Why"));
     }

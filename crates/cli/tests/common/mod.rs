@@ -35,6 +35,12 @@ pub fn tmp_base() -> PathBuf {
 
 /// Asserts that `cove args` succeeded and returns its stdout.
 pub fn stdout_of_success(args: &[&str], o: Output) -> String {
-    assert!(o.status.success(), "cove {args:?} failed ({:?}):\nstdout: {}\nstderr: {}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "cove {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

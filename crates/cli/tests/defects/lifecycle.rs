@@ -20,7 +20,18 @@ fn a_bad_stop_signal_is_refused_before_anything_exists() {
         assert_eq!(w.ok(&["ps", "-aq"]).trim(), "", "nothing was created by {verb}");
     }
     // Names and numbers, with or without SIG, are signals; stop uses the one given.
-    w.ok(&["run", "-d", "--name", "sig", "--stop-signal", "usr1", "bb", "sh", "-c", "trap 'exit 7' USR1; echo ready; while :; do sleep 0.1; done"]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--stop-signal",
+        "usr1",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
     assert!(wait_until(|| w.ok(&["logs", "sig"]).contains("ready"), 10), "the trap is set");
     w.ok(&["stop", "-t", "10", "sig"]);
     assert_eq!(w.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]).trim(), "7");
@@ -59,14 +70,26 @@ fn a_killed_foreground_run_rm_releases_its_port_and_goes_away() {
     let Some(w) = World::new() else { return };
     let port = free_port();
     let publish = format!("{port}:80");
-    let mut cli = w.cmd(&["run", "--rm", "-p", &publish, "bb", "sleep", "100"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove run");
+    let mut cli = w
+        .cmd(&["run", "--rm", "-p", &publish, "bb", "sleep", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cove run");
     assert!(wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_err(), 20), "the port was published");
     cli.kill().expect("SIGKILL the CLI");
     let _ = cli.wait();
     // The container dies with its CLI (parent-death signal); the next command notices.
-    assert!(wait_until(|| w.ok(&["ps", "-aq"]).trim().is_empty(), 20), "a --rm container whose CLI was killed is removed");
+    assert!(
+        wait_until(|| w.ok(&["ps", "-aq"]).trim().is_empty(), 20),
+        "a --rm container whose CLI was killed is removed"
+    );
     let released = wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), 20);
-    let holders = Command::new("ss").args(["-Htlnp", &format!("sport = :{port}")]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let holders = Command::new("ss")
+        .args(["-Htlnp", &format!("sport = :{port}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     assert!(released, "its published port {port} was released; held by: {holders}");
 }
 
@@ -86,7 +109,10 @@ fn dash_it_without_a_terminal_is_refused_before_anything_exists() {
     assert!(o.status.success(), "{}", stderr(&o));
     w.ok(&["run", "-d", "--name", "up", "bb", "sleep", "100"]);
     let o = w.cove(&["exec", "-it", "up", "true"]);
-    assert_eq!((o.status.code(), stderr(&o).trim().to_string()), (Some(1), "cove: error: the input device is not a TTY".to_string()));
+    assert_eq!(
+        (o.status.code(), stderr(&o).trim().to_string()),
+        (Some(1), "cove: error: the input device is not a TTY".to_string())
+    );
 }
 
 #[test]
@@ -121,11 +147,19 @@ fn a_killed_foreground_run_releases_its_port_and_is_exited() {
     let Some(w) = World::new() else { return };
     let port = free_port();
     let publish = format!("{port}:80");
-    let mut cli = w.cmd(&["run", "--name", "fgk", "-p", &publish, "bb", "sleep", "100"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove run");
+    let mut cli = w
+        .cmd(&["run", "--name", "fgk", "-p", &publish, "bb", "sleep", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cove run");
     assert!(wait_until(|| w.ok(&["ps", "--format", "{{.Names}}"]).contains("fgk"), 20), "it runs");
     cli.kill().expect("SIGKILL the CLI");
     let _ = cli.wait();
-    assert!(wait_until(|| w.ok(&["inspect", "-f", "{{.State.Status}}", "fgk"]).trim() == "exited", 20), "the next command sees it exited");
+    assert!(
+        wait_until(|| w.ok(&["inspect", "-f", "{{.State.Status}}", "fgk"]).trim() == "exited", 20),
+        "the next command sees it exited"
+    );
     // Another container (of this world, with the helper still up) can take the port.
     w.ok(&["run", "-d", "--name", "next", "-p", &publish, "bb", "sleep", "100"]);
 }
@@ -139,7 +173,12 @@ fn a_killed_import_leaves_nothing_behind_at_the_next_command() {
     // The import reads from a FIFO the test feeds half a tarball into, then is killed.
     let fifo = w.path().join("feed");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).expect("mkfifo");
-    let mut cove = w.cmd(&["import", fifo.to_str().unwrap(), "half"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cove import");
+    let mut cove = w
+        .cmd(&["import", fifo.to_str().unwrap(), "half"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cove import");
     let tar = std::fs::read(rootfs().expect("rootfs")).expect("read the rootfs tarball");
     let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the fifo");
     std::io::Write::write_all(&mut f, &tar[..tar.len() / 2]).expect("feed half");
@@ -169,7 +208,13 @@ fn another_runtime_dir_does_not_rewrite_running_containers() {
     let (data, login, su) = (dir("xdg-data"), dir("xdg-run-login"), dir("xdg-run-su"));
     // As a login shell (XDG_RUNTIME_DIR of logind) and as `su`/cron (another one): no COVE_ROOT.
     let cove = |run: &Path, args: &[&str]| {
-        let o = w.cmd(args).env_remove("COVE_ROOT").env("XDG_DATA_HOME", &data).env("XDG_RUNTIME_DIR", run).output().expect("run cove");
+        let o = w
+            .cmd(args)
+            .env_remove("COVE_ROOT")
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_RUNTIME_DIR", run)
+            .output()
+            .expect("run cove");
         assert!(o.status.success(), "{args:?} with XDG_RUNTIME_DIR={}: {}", run.display(), stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
@@ -181,7 +226,10 @@ fn another_runtime_dir_does_not_rewrite_running_containers() {
     cove(&su, &["stop", "-t", "1", "longrun"]);
     assert_eq!(cove(&login, &["inspect", "-f", "{{.State.Status}}", "longrun"]).trim(), "exited");
     cove(&login, &["rm", "longrun"]);
-    assert!(std::fs::read_dir(su.join("cove")).map(|d| d.count() == 0).unwrap_or(true), "nothing of cove's runs from the other run dir");
+    assert!(
+        std::fs::read_dir(su.join("cove")).map(|d| d.count() == 0).unwrap_or(true),
+        "nothing of cove's runs from the other run dir"
+    );
 }
 
 #[test]
@@ -191,13 +239,22 @@ fn a_foreground_container_keeps_its_logs_and_starts_again() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out-2\n", "still printed to the caller");
     let logs = w.cove(&["logs", "fg"]);
-    assert_eq!((String::from_utf8_lossy(&logs.stdout).into_owned(), stderr(&logs)), ("out-2\n".to_string(), "err\n".to_string()), "cove logs shows both streams");
+    assert_eq!(
+        (String::from_utf8_lossy(&logs.stdout).into_owned(), stderr(&logs)),
+        ("out-2\n".to_string(), "err\n".to_string()),
+        "cove logs shows both streams"
+    );
     // Started again: detached, by the monitor, appending to the same log.
     w.ok(&["start", "fg"]);
     assert_eq!(w.ok(&["wait", "fg"]).trim(), "0");
     assert_eq!(w.ok(&["logs", "fg"]), "out-2\nout-2\n");
     // A running foreground container restarted by `restart` comes back running (detached).
-    let mut cli = w.cmd(&["run", "--name", "fgr", "bb", "sleep", "300"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run");
+    let mut cli = w
+        .cmd(&["run", "--name", "fgr", "bb", "sleep", "300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
     assert!(wait_until(|| w.ok(&["ps", "--format", "{{.Names}}"]).contains("fgr"), 20));
     w.ok(&["restart", "-t", "1", "fgr"]);
     let _ = cli.wait();
@@ -212,7 +269,9 @@ fn a_foreground_container_keeps_its_logs_and_starts_again() {
 fn a_killed_keeper_is_replaced_by_one_in_the_same_namespace() {
     // Rootless only (root has no keeper): as the test user, or as covetest in the root pass.
     let Some(w) = rootless_world() else { return };
-    let ns = |pid: &str| std::fs::read_link(format!("/proc/{}/ns/user", pid.trim())).map(|l| l.display().to_string()).unwrap_or_default();
+    let ns = |pid: &str| {
+        std::fs::read_link(format!("/proc/{}/ns/user", pid.trim())).map(|l| l.display().to_string()).unwrap_or_default()
+    };
     let keeper = || std::fs::read_to_string(w.path().join("run/keeper.pid")).unwrap_or_default().trim().to_string();
     w.ok(&["network", "create", "--subnet", "10.98.9.0/24", "kn"]);
     let id = w.ok(&["run", "-d", "--name", "up", "--network", "kn", "bb", "sleep", "300"]);
@@ -221,7 +280,8 @@ fn a_killed_keeper_is_replaced_by_one_in_the_same_namespace() {
     let pid1 = pid1.split_whitespace().next().unwrap().to_string();
     let old = keeper();
     assert_eq!(ns(&old), ns(&pid1), "the container lives in the keeper's namespace");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.parse().unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.parse().unwrap()), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     // Every command works on: exec into the running one, start the stopped one on the same
     // network (the helper's namespace), a new container.
     assert_eq!(w.ok(&["exec", "up", "echo", "in"]).trim(), "in");

@@ -28,7 +28,9 @@ fn subnets_that_collide_with_the_way_out_are_refused() {
     // The host's own subnets: pasta copies them into cove's namespace.
     match a_host_route() {
         Some(r) => refused(&["network", "create", "--subnet", &r, "n1"], "the host's route"),
-        None => println!("note: the host has no route besides the default one; the host-route case is not checked here"),
+        None => {
+            println!("note: the host has no route besides the default one; the host-route case is not checked here")
+        }
     }
     // A CIDR is required (a bare address made a /32 network where every run failed).
     refused(&["network", "create", "--subnet", "10.91.0.0", "n1"], "a CIDR");
@@ -48,13 +50,17 @@ fn disconnecting_the_first_network_moves_the_default_route() {
     let Some(w) = World::new() else { return };
     w.ok(&["network", "create", "--subnet", "10.97.1.0/24", "ma"]);
     w.ok(&["network", "create", "--subnet", "10.97.2.0/24", "--ipv6", "--subnet", "fd63:6f76:6597::/64", "mb"]);
-    let routes = |c: &str| w.ok(&["exec", c, "sh", "-c", "ip route | grep ^default; ip -6 route | grep ^default || true"]);
+    let routes =
+        |c: &str| w.ok(&["exec", c, "sh", "-c", "ip route | grep ^default; ip -6 route | grep ^default || true"]);
     // Running: eth0 (ma) leaves, eth1 (mb) takes the default routes of both families.
     w.ok(&["run", "-d", "--name", "two", "--network", "ma,mb", "bb", "sleep", "100"]);
     assert!(routes("two").starts_with("default via 10.97.1.1 dev eth0"), "{}", routes("two"));
     w.ok(&["network", "disconnect", "ma", "two"]);
     let r = routes("two");
-    assert!(r.contains("default via 10.97.2.1 dev eth1") && r.contains("default via fd63:6f76:6597::1 dev eth1"), "{r}");
+    assert!(
+        r.contains("default via 10.97.2.1 dev eth1") && r.contains("default via fd63:6f76:6597::1 dev eth1"),
+        "{r}"
+    );
     // The gateway answers through it (the network's DNS there).
     assert!(w.ok(&["exec", "two", "nslookup", "two", "10.97.2.1"]).contains("10.97.2."));
     // Stopped: the next start wires the remaining network with the default route.
@@ -73,11 +79,30 @@ fn helper_bridges(w: &World) -> Option<Vec<String>> {
     if !is_root() {
         return None;
     }
-    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid")).expect("the helper runs").split_whitespace().next().and_then(|p| p.parse().ok()).expect("netd.pid");
-    let fd = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the helper's descriptors").flatten().find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("net:"))).expect("the helper holds its namespace");
-    let out = Command::new("nsenter").arg(format!("--net={}", fd.path().display())).args(["ip", "-o", "link", "show", "type", "bridge"]).output().expect("nsenter");
+    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid"))
+        .expect("the helper runs")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("netd.pid");
+    let fd = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the helper's descriptors")
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("net:")))
+        .expect("the helper holds its namespace");
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", fd.path().display()))
+        .args(["ip", "-o", "link", "show", "type", "bridge"])
+        .output()
+        .expect("nsenter");
     assert!(out.status.success(), "nsenter: {}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(':').nth(1)).map(|n| n.trim().to_string()).collect())
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().to_string())
+            .collect(),
+    )
 }
 
 fn bridge_of(w: &World, net: &str) -> String {
@@ -93,7 +118,8 @@ fn network_rm_then_create_again(w: &World) {
         w.ok(&["network", "create", "--subnet", "10.98.5.0/24", "proj"]);
         let bridge = bridge_of(w, "proj");
         w.ok(&["run", "-d", "--name", "db", "--network", "proj", "bb", "sleep", "300"]);
-        let asked = w.sh_ok(&["--network", "proj"], "nslookup db 10.98.5.1 && ping -c 1 -W 2 10.98.5.1 >/dev/null && echo pong");
+        let asked = w
+            .sh_ok(&["--network", "proj"], "nslookup db 10.98.5.1 && ping -c 1 -W 2 10.98.5.1 >/dev/null && echo pong");
         assert!(asked.contains("10.98.5.2") && asked.contains("pong"), "round {round}: {asked}");
         if let Some(b) = helper_bridges(w) {
             assert!(b.contains(&bridge), "round {round}: {b:?}");
@@ -119,7 +145,9 @@ fn network_rm_then_create_again(w: &World) {
 fn network_rm_removes_the_bridge_and_its_dns_at_once() {
     if is_root() {
         // The root pass checks the kernel's view for root's helper and covetest's.
-        let Some(worlds) = root_and_covetest_worlds("network_rm_removes_the_bridge_and_its_dns_at_once") else { return };
+        let Some(worlds) = root_and_covetest_worlds("network_rm_removes_the_bridge_and_its_dns_at_once") else {
+            return;
+        };
         for (_, w) in worlds {
             if let Some(w) = w {
                 network_rm_then_create_again(&w);
@@ -138,11 +166,24 @@ fn ports_are_not_reported_once_the_helper_that_served_them_is_gone() {
     w.ok(&["run", "-d", "--name", "web", "-p", &publish, "bb", "sleep", "300"]);
     let ps = || w.ok(&["ps", "--format", "{{.Ports}}"]);
     assert!(ps().contains(&format!("127.0.0.1:{port}->80/tcp")), "{}", ps());
-    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    assert!(wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), 10), "the port closed with the helper");
+    assert!(
+        wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), 10),
+        "the port closed with the helper"
+    );
     assert_eq!(ps().trim(), "", "ps no longer reports a port nobody serves");
     assert_eq!(w.ok(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]).trim(), "{}");
     let o = w.cove(&["port", "web", "80"]);
-    assert!(!o.status.success() || String::from_utf8_lossy(&o.stdout).trim().is_empty(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success() || String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

@@ -47,7 +47,9 @@ fn udp_question(w: &World, extra: &[&str], port: u16) -> String {
 /// Whether the host has a default IPv4 route (the host's own address is then the one towards
 /// its gateway: what a closed network's host.containers.internal reaches over TCP).
 fn has_default_route() -> bool {
-    std::fs::read_to_string("/proc/net/route").map(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000"))).unwrap_or(false)
+    std::fs::read_to_string("/proc/net/route")
+        .map(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000")))
+        .unwrap_or(false)
 }
 
 #[test]
@@ -59,30 +61,57 @@ fn host_loopback_is_closed_unless_a_network_or_cove_conf_opens_it() {
         let w = w.with_env("COVE_NETWORK_CMD", tool);
 
         // The default network: the name still names the host (hosts file and DNS)...
-        let out = w.sh_ok(&[], "grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK");
-        assert!(out.contains("host.containers.internal host.docker.internal\n") && out.contains("DNS-OK\n"), "{tool}: {out}");
+        let out = w.sh_ok(
+            &[],
+            "grep host.containers.internal /etc/hosts; nslookup host.containers.internal >/dev/null && echo DNS-OK",
+        );
+        assert!(
+            out.contains("host.containers.internal host.docker.internal\n") && out.contains("DNS-OK\n"),
+            "{tool}: {out}"
+        );
         // ...but a service bound only to 127.0.0.1 is out of reach, over TCP (the helper's
         // path) and UDP (the tool's).
         let before = seen.load(Ordering::SeqCst);
         let (ok, out) = wget(&w, &[], port);
-        assert!(!ok && !out.contains("hello-from-loopback"), "{tool}: the default network reached the host's loopback: {out}");
-        assert_eq!(seen.load(Ordering::SeqCst), before, "{tool}: the loopback server saw a connection from the default network");
+        assert!(
+            !ok && !out.contains("hello-from-loopback"),
+            "{tool}: the default network reached the host's loopback: {out}"
+        );
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            before,
+            "{tool}: the loopback server saw a connection from the default network"
+        );
         let asked = questions.load(Ordering::SeqCst);
         let out = udp_question(&w, &[], uport);
         assert!(!out.contains("192.0.2.7"), "{tool}: UDP reached the host's loopback: {out}");
-        assert_eq!(questions.load(Ordering::SeqCst), asked, "{tool}: the loopback resolver got a question from the default network");
+        assert_eq!(
+            questions.load(Ordering::SeqCst),
+            asked,
+            "{tool}: the loopback resolver got a question from the default network"
+        );
         // `--add-host NAME:host-gateway` is the same address, closed the same way.
         let o = w.run_sh(&["--add-host", "gw:host-gateway"], &format!("timeout 10 wget -qO- http://gw:{port}/"));
         assert!(!o.status.success(), "{tool}: host-gateway reached the host's loopback");
-        assert_eq!(seen.load(Ordering::SeqCst), before, "{tool}: the loopback server saw a connection through host-gateway");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            before,
+            "{tool}: the loopback server saw a connection through host-gateway"
+        );
 
         // A network made with the option reaches it (no restart of the helper or the tool:
         // it is running since the containers above, and goes on running).
         let helper = std::fs::read_to_string(w.path().join("run/netd.pid")).unwrap_or_default();
         w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
         let (ok, out) = wget(&w, &["--network", "open"], port);
-        assert!(ok && out == "hello-from-loopback\n", "{tool}: -o allow_host_loopback=true did not reach the host's loopback: {out}");
-        assert!(udp_question(&w, &["--network", "open"], uport).contains("192.0.2.7"), "{tool}: UDP to the host's loopback on the open network");
+        assert!(
+            ok && out == "hello-from-loopback\n",
+            "{tool}: -o allow_host_loopback=true did not reach the host's loopback: {out}"
+        );
+        assert!(
+            udp_question(&w, &["--network", "open"], uport).contains("192.0.2.7"),
+            "{tool}: UDP to the host's loopback on the open network"
+        );
         let again = std::fs::read_to_string(w.path().join("run/netd.pid")).unwrap_or_default();
         assert!(helper.is_empty() || again.is_empty() || helper == again, "{tool}: the helper was restarted");
         let v: serde_json::Value = serde_json::from_str(&w.ok(&["network", "inspect", "open"])).unwrap();
@@ -104,7 +133,10 @@ fn host_loopback_is_closed_unless_a_network_or_cove_conf_opens_it() {
     std::fs::write(&conf, "allow_host_loopback = true\n").unwrap();
     let w = w.with_env("COVE_CONFIG", conf.to_str().unwrap());
     let (ok, out) = wget(&w, &[], port);
-    assert!(ok && out == "hello-from-loopback\n", "cove.conf allow_host_loopback = true: the default network did not reach the host's loopback: {out}");
+    assert!(
+        ok && out == "hello-from-loopback\n",
+        "cove.conf allow_host_loopback = true: the default network did not reach the host's loopback: {out}"
+    );
     w.ok(&["network", "create", "-o", "allow_host_loopback=false", "shut"]);
     let before = seen.load(Ordering::SeqCst);
     let (ok, out) = wget(&w, &["--network", "shut"], port);
@@ -193,7 +225,23 @@ fn host_loopback_is_not_reached_by_a_crafted_packet_to_127_0_0_1() {
         if net == "open" {
             w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
         }
-        let out = w.ok(&["run", "--rm", "--network", net, "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro", "bb", "/usr/bin/python3", "-c", CRAFTED_SYN, &port.to_string()]);
+        let out = w.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            "bb",
+            "/usr/bin/python3",
+            "-c",
+            CRAFTED_SYN,
+            &port.to_string(),
+        ]);
         // The crafted SYN got as far as the helper (else this test would prove nothing)...
         assert_eq!(out, "HANDSHAKE\n", "{net}: the crafted SYN to 127.0.0.1 was not answered");
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -214,7 +262,16 @@ fn host_loopback_default_from_xdg_config_home_when_a_monitor_starts_the_helper()
     std::fs::write(xdg.join("cove/cove.conf"), "allow_host_loopback = true\n").unwrap();
     let w = w.with_env("XDG_CONFIG_HOME", xdg.to_str().unwrap());
     let (port, seen) = http_server("127.0.0.1:0", "hello-from-loopback\n");
-    w.ok(&["run", "-d", "--name", "web", "bb", "sh", "-c", &format!("timeout 10 wget -qO- http://host.containers.internal:{port}/; echo rc=$?")]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "bb",
+        "sh",
+        "-c",
+        &format!("timeout 10 wget -qO- http://host.containers.internal:{port}/; echo rc=$?"),
+    ]);
     assert!(wait_until(|| w.ok(&["logs", "web"]).contains("rc="), 30), "the container did not finish");
     let logs = w.ok(&["logs", "web"]);
     assert_eq!(logs, "hello-from-loopback\nrc=0\n", "cove.conf in XDG_CONFIG_HOME did not open the default network");

@@ -86,7 +86,12 @@ fn image_passwd_symlinks_cannot_read_host_files() {
     // x -> / and etc/passwd -> /x/<the host file>: cove read the host's file when it
     // synthesized an entry for uid 4242 (the image's "User"), and put it in the container.
     let l = Layer::new().symlink("x", "/").dir("etc").symlink("etc/passwd", &format!("/x{secret}"));
-    load_image(&w, "leak", serde_json::json!({"User": "4242", "Cmd": ["cat", "/etc/passwd"], "Env": ["PATH=/bin"]}), vec![l.finish()]);
+    load_image(
+        &w,
+        "leak",
+        serde_json::json!({"User": "4242", "Cmd": ["cat", "/etc/passwd"], "Env": ["PATH=/bin"]}),
+        vec![l.finish()],
+    );
     let o = w.cove(&["run", "--rm", "leak"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!out(&o).contains(&marker), "the host file leaked into the container: {}", out(&o));
@@ -106,7 +111,10 @@ fn image_passwd_symlinks_cannot_read_host_files() {
 
     // A symlink in an upper layer to a real passwd of a lower layer (through x -> /) works:
     // its users resolve, and a synthesized entry is appended to it.
-    let l2 = Layer::new().dir("usr").dir("usr/lib").file("usr/lib/passwd", "root:x:0:0:root:/root:/bin/sh\ntester:x:4343:4343::/home/tester:/bin/sh\n");
+    let l2 = Layer::new()
+        .dir("usr")
+        .dir("usr/lib")
+        .file("usr/lib/passwd", "root:x:0:0:root:/root:/bin/sh\ntester:x:4343:4343::/home/tester:/bin/sh\n");
     let l3 = Layer::new().symlink("x", "/").dir("etc").symlink("etc/passwd", "/x/usr/lib/passwd");
     load_image(&w, "lower", serde_json::json!({"Env": ["PATH=/bin"]}), vec![l2.finish(), l3.finish()]);
     assert_eq!(w.ok(&["run", "--rm", "-u", "tester", "lower", "id", "-u"]), "4343\n");
@@ -172,7 +180,11 @@ fn exec_user_lookup_stays_in_the_image() {
 /// PID 1's environment, which has PATH and no hosts or passwd lines).
 fn assert_refused_under_proc(o: &Output, what: &str) {
     let e = stderr(o);
-    assert!(!out(o).contains("localhost") && !out(o).contains("user4242") && !out(o).contains("SECRETFILE"), "{what}: cove's mount was placed under /proc: {}", out(o));
+    assert!(
+        !out(o).contains("localhost") && !out(o).contains("user4242") && !out(o).contains("SECRETFILE"),
+        "{what}: cove's mount was placed under /proc: {}",
+        out(o)
+    );
     assert!(o.status.code().is_some_and(|c| c != 0), "{what}: {}{e}", out(o));
     assert_eq!(e.lines().count(), 1, "{what}: {e}");
     assert!(e.contains("inside /proc"), "{what}: {e}");

@@ -37,10 +37,21 @@ fn assert_not_reachable(who: &str, what: &str, scan: &str, host: &(String, Strin
     // keeps its /proc/PID/exe closed to the container whatever its capabilities.)
     assert!(!scan.trim().is_empty(), "{who} {what}: nothing listed");
     for l in scan.lines() {
-        assert!(!l.starts_with("WROTE") && !l.starts_with("TRUNCATED"), "{who} {what}: a process's executable was opened for writing: {l}\n{scan}");
+        assert!(
+            !l.starts_with("WROTE") && !l.starts_with("TRUNCATED"),
+            "{who} {what}: a process's executable was opened for writing: {l}\n{scan}"
+        );
         let f: Vec<&str> = l.split_whitespace().collect();
-        assert!(f.get(1) != Some(&path.as_str()), "{who} {what}: /proc/{}/exe is the installed cove binary {path}:\n{scan}", f[0]);
-        assert!(f.get(2) != Some(&devino.as_str()), "{who} {what}: /proc/{}/exe has the installed binary's device and inode {devino}:\n{scan}", f[0]);
+        assert!(
+            f.get(1) != Some(&path.as_str()),
+            "{who} {what}: /proc/{}/exe is the installed cove binary {path}:\n{scan}",
+            f[0]
+        );
+        assert!(
+            f.get(2) != Some(&devino.as_str()),
+            "{who} {what}: /proc/{}/exe has the installed binary's device and inode {devino}:\n{scan}",
+            f[0]
+        );
         assert!(!l.contains("cove-monitor"), "{who} {what}: the pump is visible from the container: {l}");
     }
 }
@@ -82,12 +93,16 @@ fn host_binary_is_not_reachable_through_proc_exe() {
             let seen = w.ok(&["exec", "sealed", "sh", "-c", "cat /tmp/seen 2>/dev/null; true"]);
             for l in seen.lines() {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                assert!(f.get(1) != Some(&host.0.as_str()) && f.get(2) != Some(&host.1.as_str()), "{who} {caps:?}: a process in the container ran the installed binary: {l}");
+                assert!(
+                    f.get(1) != Some(&host.0.as_str()) && f.get(2) != Some(&host.1.as_str()),
+                    "{who} {caps:?}: a process in the container ran the installed binary: {l}"
+                );
             }
             // After a restart by policy: the pump exec'd back into `cove __monitor`, which
             // cloned the new PID 1.
             w.ok(&["exec", "sealed", "touch", "/dev/shm/stop"]);
-            let restarted = wait_until(|| w.cove(&["exec", "sealed", "sh", "-c", "[ ! -e /dev/shm/stop ]"]).status.success(), 15);
+            let restarted =
+                wait_until(|| w.cove(&["exec", "sealed", "sh", "-c", "[ ! -e /dev/shm/stop ]"]).status.success(), 15);
             assert!(restarted, "{who} {caps:?}: the container was not restarted");
             let scan = w.ok(&["exec", "sealed", "sh", "-c", EXE_SCAN]);
             assert_not_reachable(&who, &format!("restarted {caps:?}"), &scan, &host);
@@ -152,21 +167,46 @@ done; echo scanned"#
             args.extend_from_slice(caps);
             args.extend_from_slice(&["bb", "sh", "-c", &scan]);
             let out = w.ok(&args);
-            assert_eq!(out, "scanned\n", "{who} run {caps:?}: the storage daemon is reachable from the container:\n{out}");
+            assert_eq!(
+                out, "scanned\n",
+                "{who} run {caps:?}: the storage daemon is reachable from the container:\n{out}"
+            );
             let mut args = vec!["run", "-d", "--name", "fused"];
             args.extend_from_slice(caps);
             args.extend_from_slice(&["bb", "sleep", "1000"]);
             w.ok(&args);
             let out = w.ok(&["exec", "fused", "sh", "-c", &scan]);
-            assert_eq!(out, "scanned\n", "{who} run -d {caps:?}: the storage daemon is reachable from the container:\n{out}");
+            assert_eq!(
+                out, "scanned\n",
+                "{who} run -d {caps:?}: the storage daemon is reachable from the container:\n{out}"
+            );
             w.ok(&["rm", "-f", "fused"]);
-            let written: Vec<_> = std::fs::read_dir(w.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("written-")).collect();
+            let written: Vec<_> = std::fs::read_dir(w.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("written-"))
+                .collect();
             assert!(written.is_empty(), "{who} {caps:?}: the container wrote into the host's {dir}: {written:?}");
-            assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who} {caps:?}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
+            assert!(
+                wait_until(|| fuse_daemons(&w).is_empty(), 10),
+                "{who} {caps:?}: fuse-overlayfs outlived its container: {:?}",
+                fuse_daemons(&w)
+            );
         }
         // Restarts by policy (the monitor execs back and mounts anew): no daemon piles up, the
         // upper dir kept, none left after rm.
-        w.ok(&["run", "-d", "--name", "again", "--restart", "always", "bb", "sh", "-c", "echo x >> /etc/runs; sleep 0.3; exit 2"]);
+        w.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "again",
+            "--restart",
+            "always",
+            "bb",
+            "sh",
+            "-c",
+            "echo x >> /etc/runs; sleep 0.3; exit 2",
+        ]);
         let mut most = 0;
         let restarted = wait_until(
             || {
@@ -180,12 +220,20 @@ done; echo scanned"#
         // may be a moment after the restart mounted anew: two at once, never more (no leak).
         assert!(most <= 2, "{who}: {most} fuse-overlayfs daemons for one container");
         w.ok(&["rm", "-f", "again"]);
-        assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who}: fuse-overlayfs outlived its restarted container: {:?}", fuse_daemons(&w));
+        assert!(
+            wait_until(|| fuse_daemons(&w).is_empty(), 10),
+            "{who}: fuse-overlayfs outlived its restarted container: {:?}",
+            fuse_daemons(&w)
+        );
         if who != "root" {
             // An id outside the caller's map: the container gets a user namespace of its own.
             let o = w.cove(&["run", "--rm", "-u", "200000", "bb", "sh", "-c", "echo ok > /tmp/f; cat /tmp/f; id -u"]);
             assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\n200000\n", "{who}: {}", stderr(&o));
-            assert!(wait_until(|| fuse_daemons(&w).is_empty(), 10), "{who}: fuse-overlayfs outlived its container: {:?}", fuse_daemons(&w));
+            assert!(
+                wait_until(|| fuse_daemons(&w).is_empty(), 10),
+                "{who}: fuse-overlayfs outlived its container: {:?}",
+                fuse_daemons(&w)
+            );
         }
     }
 }

@@ -89,9 +89,17 @@ fn run_dir_in_tmp_must_be_a_private_directory_of_the_user() {
         let refused = |why: &str, what: &str| {
             let o = cove(&["ps"]);
             let err = stderr(&o);
-            assert_eq!(o.status.code(), Some(125), "{name}, {why}: cove ps must refuse:\nstdout: {}\nstderr: {err}", String::from_utf8_lossy(&o.stdout));
+            assert_eq!(
+                o.status.code(),
+                Some(125),
+                "{name}, {why}: cove ps must refuse:\nstdout: {}\nstderr: {err}",
+                String::from_utf8_lossy(&o.stdout)
+            );
             assert_eq!(err.lines().count(), 1, "{name}, {why}: one line: {err}");
-            assert!(err.contains(&run.path.display().to_string()) && err.contains(what), "{name}, {why}: names the path and says {what:?}: {err}");
+            assert!(
+                err.contains(&run.path.display().to_string()) && err.contains(what),
+                "{name}, {why}: names the path and says {what:?}: {err}"
+            );
             // Whatever it started (nothing, after the fix) goes away with it.
             let _ = cove(&["system", "migrate"]);
         };
@@ -121,7 +129,12 @@ fn run_dir_in_tmp_must_be_a_private_directory_of_the_user() {
         let o = cove(&["ps"]);
         assert!(o.status.success(), "{name}: cove ps with a fresh run dir: {}", stderr(&o));
         let m = std::fs::symlink_metadata(&run.path).expect("run dir made");
-        assert!(m.is_dir() && m.uid() == uid && m.mode() & 0o7777 == 0o700, "{name}: run dir {:o} uid {}", m.mode(), m.uid());
+        assert!(
+            m.is_dir() && m.uid() == uid && m.mode() & 0o7777 == 0o700,
+            "{name}: run dir {:o} uid {}",
+            m.mode(),
+            m.uid()
+        );
         let _ = cove(&["system", "migrate"]);
     }
     assert!(checked > 0 || std::env::var("COVE_REQUIRE_ALL").as_deref() != Ok("1"));
@@ -158,7 +171,11 @@ fn tampered_seccomp_cache_is_not_loaded() {
         }
         let o = w.run_sh(&[], probe);
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success() && out.contains("BLOCKED"), "with {what} in the seccomp cache the container must still get its profile: {out} {}", stderr(&o));
+        assert!(
+            o.status.success() && out.contains("BLOCKED"),
+            "with {what} in the seccomp cache the container must still get its profile: {out} {}",
+            stderr(&o)
+        );
         let exec_out = {
             let id = w.ok(&["run", "-d", "bb", "sleep", "30"]);
             for f in &cached {

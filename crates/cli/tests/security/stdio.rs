@@ -75,7 +75,12 @@ fn run_without_t_gets_pipes_not_the_callers_terminal() {
     for extra in [&["-i"][..], &[][..]] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["bb", "sh", "-c", "stty -echo; stty -echo <&1; [ -t 0 ] && echo STDIN-IS-A-TTY; [ -t 1 ] && echo STDOUT-IS-A-TTY; echo done"]);
+        args.extend_from_slice(&[
+            "bb",
+            "sh",
+            "-c",
+            "stty -echo; stty -echo <&1; [ -t 0 ] && echo STDIN-IS-A-TTY; [ -t 1 ] && echo STDOUT-IS-A-TTY; echo done",
+        ]);
         let (code, _, err) = term.run(w.cmd(&args));
         let shown = Terminal::read_ready(term.master.as_fd(), 300);
         assert!(term.echo(), "cove {args:?} turned the caller's terminal's ECHO off (exit {code:?}, {err})");
@@ -83,12 +88,20 @@ fn run_without_t_gets_pipes_not_the_callers_terminal() {
     }
     // Output, stream separation and exit codes as before.
     let o = w.run_sh(&[], "echo out; echo err >&2; exit 3");
-    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref(), stderr(&o).as_str()), (Some(3), "out\n", "err\n"));
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref(), stderr(&o).as_str()),
+        (Some(3), "out\n", "err\n")
+    );
     let big = w.sh_ok(&[], "head -c 3000000 /dev/zero");
     assert_eq!(big.len(), 3000000);
     // cove's stdout closed early (`| head`): the container gets SIGPIPE as it did writing to
     // that pipe itself, and cove lives on to report and clean up.
-    let mut child = w.cmd(&["run", "--rm", "bb", "sh", "-c", "yes; echo yes-exit=$? >&2"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = w
+        .cmd(&["run", "--rm", "bb", "sh", "-c", "yes; echo yes-exit=$? >&2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Read;
         let mut first = [0u8; 10];

@@ -11,18 +11,13 @@ use crate::{Error, LoadedImage, Store};
 
 fn layer1() -> Vec<u8> {
     let mut tb = Tb::new();
-    tb.dir("bin")
-        .file_mode("bin/sh", b"#!shell", 0o755)
-        .dir("etc")
-        .file("etc/old", b"old");
+    tb.dir("bin").file_mode("bin/sh", b"#!shell", 0o755).dir("etc").file("etc/old", b"old");
     tb.finish()
 }
 
 fn layer2() -> Vec<u8> {
     let mut tb = Tb::new();
-    tb.dir("etc")
-        .file("etc/.wh.old", b"")
-        .file("etc/new", b"new");
+    tb.dir("etc").file("etc/.wh.old", b"").file("etc/new", b"new");
     tb.finish()
 }
 
@@ -74,14 +69,11 @@ fn docker_archive_legacy_layout() {
     let cfg_name = format!("{}.json", hexof(&sha256(&cfg)));
     let (id1, id2, id3) = ("1".repeat(64), "2".repeat(64), "3".repeat(64));
     let mut tb = Tb::new();
-    tb.dir(&id1)
-        .file(&format!("{id1}/VERSION"), b"1.0")
-        .file(&format!("{id1}/json"), b"{}");
+    tb.dir(&id1).file(&format!("{id1}/VERSION"), b"1.0").file(&format!("{id1}/json"), b"{}");
     tb.file(&format!("{id1}/layer.tar"), &l1);
     tb.dir(&id2).file(&format!("{id2}/layer.tar"), &l2);
     // A repeated layer is stored once, as a symlink (as `docker save` does).
-    tb.dir(&id3)
-        .symlink(&format!("{id3}/layer.tar"), &format!("../{id1}/layer.tar"));
+    tb.dir(&id3).symlink(&format!("{id3}/layer.tar"), &format!("../{id1}/layer.tar"));
     tb.file(&cfg_name, &cfg);
     let manifest = json!([{
         "Config": cfg_name,
@@ -89,10 +81,7 @@ fn docker_archive_legacy_layout() {
         "Layers": [format!("{id1}/layer.tar"), format!("{id2}/layer.tar"), format!("{id3}/layer.tar")]
     }]);
     tb.file("manifest.json", manifest.to_string().as_bytes());
-    tb.file(
-        "repositories",
-        json!({"busybox": {"latest": id3}}).to_string().as_bytes(),
-    );
+    tb.file("repositories", json!({"busybox": {"latest": id3}}).to_string().as_bytes());
     let path = d.path().join("save.tar");
     fs::write(&path, tb.finish()).unwrap();
 
@@ -103,15 +92,7 @@ fn docker_archive_legacy_layout() {
     assert_eq!(img.manifest_digest, None);
     assert_eq!(img.diff_ids, diff_ids);
     assert_eq!(img.id, sha256(&cfg));
-    assert_eq!(
-        img.config
-            .config()
-            .as_ref()
-            .unwrap()
-            .exposed_ports()
-            .as_deref(),
-        Some(&["80/tcp".to_owned()][..])
-    );
+    assert_eq!(img.config.config().as_ref().unwrap().exposed_ports().as_deref(), Some(&["80/tcp".to_owned()][..]));
     assert_clean(&s, 2, 1);
 
     // Loading again is cheap and gives the same answer.
@@ -123,12 +104,7 @@ fn docker_archive_blobs_layout_gzipped() {
     let (d, s) = store();
     let (l1, l2) = (layer1(), layer2());
     let cfg = config(&[sha256(&l1), sha256(&l2)]);
-    let blob = |data: &[u8]| {
-        (
-            format!("blobs/sha256/{}", hexof(&sha256(data))),
-            data.to_vec(),
-        )
-    };
+    let blob = |data: &[u8]| (format!("blobs/sha256/{}", hexof(&sha256(data))), data.to_vec());
     let manifest = json!([{
         "Config": blob(&cfg).0,
         "RepoTags": ["app:v2"],
@@ -139,18 +115,9 @@ fn docker_archive_blobs_layout_gzipped() {
         blob(&l1),
         blob(&l2),
         blob(&cfg),
-        (
-            "oci-layout".to_owned(),
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-        ),
-        (
-            "index.json".to_owned(),
-            br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(),
-        ),
-        (
-            "manifest.json".to_owned(),
-            manifest.to_string().into_bytes(),
-        ),
+        ("oci-layout".to_owned(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        ("index.json".to_owned(), br#"{"schemaVersion":2,"manifests":[]}"#.to_vec()),
+        ("manifest.json".to_owned(), manifest.to_string().into_bytes()),
     ];
     let plain = d.path().join("plain.tar");
     write_archive(&plain, &members);
@@ -166,12 +133,7 @@ fn docker_archive_blobs_layout_gzipped() {
 
 /// Writes an OCI layout (gzip layers) into `out` (a directory) and returns the
 /// manifest digest. `index` builds index.json from the manifest descriptor.
-fn oci_layout(
-    out: &Path,
-    l1: &[u8],
-    l2: &[u8],
-    index: impl FnOnce(serde_json::Value) -> serde_json::Value,
-) -> String {
+fn oci_layout(out: &Path, l1: &[u8], l2: &[u8], index: impl FnOnce(serde_json::Value) -> serde_json::Value) -> String {
     let blobs = out.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -197,11 +159,7 @@ fn oci_layout(
     let mut mdesc = put(&manifest);
     mdesc["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
     fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    fs::write(
-        out.join("index.json"),
-        serde_json::to_vec(&index(mdesc.clone())).unwrap(),
-    )
-    .unwrap();
+    fs::write(out.join("index.json"), serde_json::to_vec(&index(mdesc.clone())).unwrap()).unwrap();
     mdesc["digest"].as_str().unwrap().to_owned()
 }
 
@@ -246,10 +204,7 @@ fn oci_archive_tar() {
     let images = s.load(&archive, &overlay_opts()).unwrap();
     assert_eq!(images.len(), 1, "one manifest, several names");
     let img = &images[0];
-    assert_eq!(
-        img.repo_tags,
-        vec!["example.com/app:1", "docker.io/library/app:latest"]
-    );
+    assert_eq!(img.repo_tags, vec!["example.com/app:1", "docker.io/library/app:latest"]);
     assert_eq!(img.manifest_digest.as_deref(), Some(mdigest.as_str()));
     check_image(&s, img, &l1, &l2);
     assert!(s.has_blob(&mdigest));
@@ -263,11 +218,7 @@ fn oci_layout_directory_multi_platform() {
     let (l1, l2) = (layer1(), layer2());
     let layout = d.path().join("layout");
     let host = (Os::default().to_string(), Arch::default().to_string());
-    let other = if host.1 == "s390x" {
-        "riscv64"
-    } else {
-        "s390x"
-    };
+    let other = if host.1 == "s390x" { "riscv64" } else { "s390x" };
     let mut index_digest = String::new();
     oci_layout(&layout, &l1, &l2, |mut m| {
         m["platform"] = json!({"os": host.0, "architecture": host.1});
@@ -288,11 +239,7 @@ fn oci_layout_directory_multi_platform() {
         }))
         .unwrap();
         index_digest = sha256(&nested);
-        fs::write(
-            layout.join("blobs/sha256").join(hexof(&index_digest)),
-            &nested,
-        )
-        .unwrap();
+        fs::write(layout.join("blobs/sha256").join(hexof(&index_digest)), &nested).unwrap();
         json!({"schemaVersion": 2, "manifests": [{
             "mediaType": "application/vnd.oci.image.index.v1+json",
             "digest": index_digest, "size": nested.len(),
@@ -330,8 +277,7 @@ fn docker_archive_diff_id_mismatch_leaves_nothing() {
     let l1 = layer1();
     let cfg = config(&[sha256(b"not the layer")]);
     let path = d.path().join("bad.tar");
-    let manifest =
-        json!([{"Config": "config.json", "RepoTags": ["x:y"], "Layers": ["l/layer.tar"]}]);
+    let manifest = json!([{"Config": "config.json", "RepoTags": ["x:y"], "Layers": ["l/layer.tar"]}]);
     write_archive(
         &path,
         &[
@@ -341,10 +287,7 @@ fn docker_archive_diff_id_mismatch_leaves_nothing() {
         ],
     );
     let err = s.load(&path, &overlay_opts()).unwrap_err().to_string();
-    assert!(
-        err.contains("uncompressed content (diff_id): digest mismatch"),
-        "{err}"
-    );
+    assert!(err.contains("uncompressed content (diff_id): digest mismatch"), "{err}");
     assert_clean(&s, 0, 0);
 }
 
@@ -369,10 +312,7 @@ fn malformed_archives() {
     let manifest = json!([{"Config": "c.json", "Layers": ["../../../etc/passwd"]}]);
     write_archive(
         &path,
-        &[
-            ("c.json".into(), cfg.clone()),
-            ("manifest.json".into(), manifest.to_string().into_bytes()),
-        ],
+        &[("c.json".into(), cfg.clone()), ("manifest.json".into(), manifest.to_string().into_bytes())],
     );
     let err = s.load(&path, &overlay_opts()).unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
@@ -380,22 +320,13 @@ fn malformed_archives() {
     // A config whose name is a digest it does not have.
     let wrong = format!("{}.json", "0".repeat(64));
     let manifest = json!([{"Config": wrong, "Layers": []}]);
-    write_archive(
-        &path,
-        &[
-            (wrong.clone(), cfg),
-            ("manifest.json".into(), manifest.to_string().into_bytes()),
-        ],
-    );
+    write_archive(&path, &[(wrong.clone(), cfg), ("manifest.json".into(), manifest.to_string().into_bytes())]);
     let err = s.load(&path, &overlay_opts()).unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
 
     // Garbage JSON.
     write_archive(&path, &[("manifest.json".into(), b"{not json".to_vec())]);
-    assert!(matches!(
-        s.load(&path, &overlay_opts()),
-        Err(Error::Json { .. })
-    ));
+    assert!(matches!(s.load(&path, &overlay_opts()), Err(Error::Json { .. })));
 
     // A truncated archive.
     let mut members = vec![("manifest.json".to_owned(), b"[]".to_vec())];

@@ -25,9 +25,7 @@ fn image(layers: &[Vec<u8>]) -> (tempfile::TempDir, ImageFs) {
 }
 
 fn read(fs: &ImageFs, p: &str) -> Option<String> {
-    fs.read(p, LIMIT)
-        .unwrap()
-        .map(|b| String::from_utf8(b).unwrap())
+    fs.read(p, LIMIT).unwrap().map(|b| String::from_utf8(b).unwrap())
 }
 
 fn err(fs: &ImageFs, p: &str) -> String {
@@ -84,11 +82,7 @@ fn symlinks_to_the_hosts_root_stay_in_the_image() {
 #[test]
 fn loops_and_long_chains_fail_cleanly() {
     let mut tb = Tb::new();
-    tb.dir("etc")
-        .symlink("etc/passwd", "/etc/passwd")
-        .symlink("etc/a", "b")
-        .symlink("etc/b", "a")
-        .symlink("self", ".");
+    tb.dir("etc").symlink("etc/passwd", "/etc/passwd").symlink("etc/a", "b").symlink("etc/b", "a").symlink("self", ".");
     // A chain of 41 links: one more than the limit.
     for i in 0..41 {
         tb.symlink(&format!("c{i}"), &format!("c{}", i + 1));
@@ -98,17 +92,10 @@ fn loops_and_long_chains_fail_cleanly() {
     assert!(err(&fs, "/etc/passwd").contains("too many levels of symbolic links"));
     assert!(err(&fs, "/etc/a").contains("too many levels of symbolic links"));
     assert!(err(&fs, "/c0").contains("too many levels of symbolic links"));
-    assert_eq!(
-        read(&fs, "/c2").as_deref(),
-        Some("end of chain\n"),
-        "39 links are fine"
-    );
+    assert_eq!(read(&fs, "/c2").as_deref(), Some("end of chain\n"), "39 links are fine");
     let deep = format!("/{}etc/gone", "self/".repeat(41));
     assert!(err(&fs, &deep).contains("too many levels"));
-    assert_eq!(
-        read(&fs, &format!("/{}etc/gone", "self/".repeat(40))).as_deref(),
-        Some("g")
-    );
+    assert_eq!(read(&fs, &format!("/{}etc/gone", "self/".repeat(40))).as_deref(), Some("g"));
 }
 
 #[test]
@@ -121,14 +108,8 @@ fn dotdot_never_climbs_above_the_root() {
         .symlink("etc/sub/up", "../../../..");
     let (_d, fs) = image(&[base_layer(), tb.finish()]);
     assert_eq!(read(&fs, "/etc/passwd").as_deref(), Some("lower\n"));
-    assert_eq!(
-        read(&fs, "/../../../usr/lib/passwd").as_deref(),
-        Some("lower\n")
-    );
-    assert_eq!(
-        read(&fs, "/etc/sub/up/usr/lib/passwd").as_deref(),
-        Some("lower\n")
-    );
+    assert_eq!(read(&fs, "/../../../usr/lib/passwd").as_deref(), Some("lower\n"));
+    assert_eq!(read(&fs, "/etc/sub/up/usr/lib/passwd").as_deref(), Some("lower\n"));
     // `..` after a symlink applies to where the link led (usr/lib/.. = usr), not lexically.
     assert_eq!(read(&fs, "/lib/../lib/passwd").as_deref(), Some("lower\n"));
     assert_eq!(read(&fs, "/lib/../etc/passwd"), None);
@@ -146,25 +127,14 @@ fn whiteouts_and_opaque_directories_hide_lower_files() {
     let l2 = tb.finish();
     let (d, fs) = image(&[base_layer(), l2]);
     if !user_xattrs_supported(d.path()) {
-        println!(
-            "SKIP: the file system of {} does not support user xattrs",
-            d.path().display()
-        );
+        println!("SKIP: the file system of {} does not support user xattrs", d.path().display());
         return;
     }
     assert_eq!(read(&fs, "/etc/gone"), None);
     assert_eq!(read(&fs, "/d/a"), None, "opaque directory");
     assert_eq!(read(&fs, "/d/b").as_deref(), Some("b"));
-    assert_eq!(
-        read(&fs, "/etc/via"),
-        None,
-        "a symlink to a whited-out file"
-    );
-    assert_eq!(
-        read(&fs, "/etc/passwd").as_deref(),
-        Some("root:x:0:0::/root:/bin/sh\n"),
-        "the rest of etc is merged"
-    );
+    assert_eq!(read(&fs, "/etc/via"), None, "a symlink to a whited-out file");
+    assert_eq!(read(&fs, "/etc/passwd").as_deref(), Some("root:x:0:0::/root:/bin/sh\n"), "the rest of etc is merged");
 }
 
 #[test]
@@ -188,14 +158,8 @@ fn directories_special_files_and_size() {
         .file("big", &[b'x'; 100])
         .file("etc/passwd/x", b"");
     let (_d, fs) = image(&[base_layer(), tb.finish()]);
-    assert!(
-        err(&fs, "/usr/lib/passwd").contains("is a directory"),
-        "an upper directory hides the lower file"
-    );
-    assert!(
-        err(&fs, "/fifo").contains("not a regular file"),
-        "never opened, so never blocks"
-    );
+    assert!(err(&fs, "/usr/lib/passwd").contains("is a directory"), "an upper directory hides the lower file");
+    assert!(err(&fs, "/fifo").contains("not a regular file"), "never opened, so never blocks");
     assert!(matches!(fs.read("/big", 99), Err(Error::ImagePath { .. })));
     assert_eq!(fs.read("/big", 100).unwrap().unwrap().len(), 100);
     assert_eq!(read(&fs, "/d/a/x"), None, "a file in a parent position");

@@ -76,15 +76,7 @@ impl Tb {
     }
 
     pub(crate) fn dir_mode(&mut self, name: &str, mode: u32) -> &mut Tb {
-        self.raw(
-            name,
-            tar::EntryType::Directory,
-            b"",
-            "",
-            mode,
-            me().0,
-            me().1,
-        )
+        self.raw(name, tar::EntryType::Directory, b"", "", mode, me().0, me().1)
     }
 
     pub(crate) fn file(&mut self, name: &str, data: &[u8]) -> &mut Tb {
@@ -92,48 +84,18 @@ impl Tb {
     }
 
     pub(crate) fn file_mode(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Tb {
-        self.raw(
-            name,
-            tar::EntryType::Regular,
-            data,
-            "",
-            mode,
-            me().0,
-            me().1,
-        )
+        self.raw(name, tar::EntryType::Regular, data, "", mode, me().0, me().1)
     }
 
     pub(crate) fn symlink(&mut self, name: &str, target: &str) -> &mut Tb {
-        self.raw(
-            name,
-            tar::EntryType::Symlink,
-            b"",
-            target,
-            0o777,
-            me().0,
-            me().1,
-        )
+        self.raw(name, tar::EntryType::Symlink, b"", target, 0o777, me().0, me().1)
     }
 
     pub(crate) fn hardlink(&mut self, name: &str, target: &str) -> &mut Tb {
-        self.raw(
-            name,
-            tar::EntryType::Link,
-            b"",
-            target,
-            0o644,
-            me().0,
-            me().1,
-        )
+        self.raw(name, tar::EntryType::Link, b"", target, 0o644, me().0, me().1)
     }
 
-    pub(crate) fn device(
-        &mut self,
-        name: &str,
-        ty: tar::EntryType,
-        major: u32,
-        minor: u32,
-    ) -> &mut Tb {
+    pub(crate) fn device(&mut self, name: &str, ty: tar::EntryType, major: u32, minor: u32) -> &mut Tb {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).unwrap();
         h.set_entry_type(ty);
@@ -151,9 +113,7 @@ impl Tb {
 
     /// PAX records for the next entry.
     pub(crate) fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tb {
-        self.0
-            .append_pax_extensions(records.iter().copied())
-            .unwrap();
+        self.0.append_pax_extensions(records.iter().copied()).unwrap();
         self
     }
 
@@ -182,17 +142,11 @@ pub(crate) fn sha256(data: &[u8]) -> String {
 }
 
 pub(crate) fn overlay_opts() -> UnpackOptions {
-    UnpackOptions {
-        whiteouts: WhiteoutMode::Overlay { userxattr: true },
-        ..Default::default()
-    }
+    UnpackOptions { whiteouts: WhiteoutMode::Overlay { userxattr: true }, ..Default::default() }
 }
 
 pub(crate) fn apply_opts() -> UnpackOptions {
-    UnpackOptions {
-        whiteouts: WhiteoutMode::Apply,
-        ..Default::default()
-    }
+    UnpackOptions { whiteouts: WhiteoutMode::Apply, ..Default::default() }
 }
 
 /// Whether the file system at `dir` takes `user.*` xattrs.
@@ -206,16 +160,13 @@ pub(crate) fn user_xattrs_supported(dir: &Path) -> bool {
 
 pub(crate) fn is_whiteout(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    path.symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
 /// Names in a directory, sorted.
 pub(crate) fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }

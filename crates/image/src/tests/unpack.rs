@@ -23,11 +23,7 @@ fn unpack(data: &[u8], target: &Path) -> crate::Result<UnpackReport> {
 }
 
 fn assert_only_target(base: &Path) {
-    assert_eq!(
-        names(base),
-        vec!["target"],
-        "something was written next to the target"
-    );
+    assert_eq!(names(base), vec!["target"], "something was written next to the target");
 }
 
 #[test]
@@ -37,11 +33,7 @@ fn dotdot_entries_are_refused() {
         let mut tb = Tb::new();
         tb.dir("a/").file_mode(name, b"pwned", 0o644);
         let err = unpack(&tb.finish(), &t).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains(&format!("entry {name:?}: path escapes the layer")),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&format!("entry {name:?}: path escapes the layer")), "{err}");
         assert!(matches!(err, Error::Entry { .. }));
         assert_only_target(base.path());
     }
@@ -66,11 +58,7 @@ fn entries_below_a_symlink_are_refused() {
     let outside = tempfile::tempdir().unwrap();
     let cases = [
         ("link", outside.path().display().to_string(), "link/file"),
-        (
-            "link",
-            "../../../../../../../../../..".to_owned(),
-            "link/tmp/file",
-        ),
+        ("link", "../../../../../../../../../..".to_owned(), "link/tmp/file"),
         ("a/b", outside.path().display().to_string(), "a/b/c/file"),
     ];
     for (link, dest, entry) in cases {
@@ -78,10 +66,7 @@ fn entries_below_a_symlink_are_refused() {
         let mut tb = Tb::new();
         tb.dir("a/").symlink(link, &dest).file(entry, b"pwned");
         let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("parent {link:?} is a symlink")),
-            "{err}"
-        );
+        assert!(err.contains(&format!("parent {link:?} is a symlink")), "{err}");
         assert!(names(outside.path()).is_empty(), "wrote through {link}");
         assert_only_target(base.path());
     }
@@ -94,10 +79,8 @@ fn a_file_replaces_a_symlink_instead_of_writing_through_it() {
     fs::write(&victim, b"orig").unwrap();
     let (_base, t) = target();
     let mut tb = Tb::new();
-    tb.symlink("f", &victim.display().to_string())
-        .file("f", b"new");
-    tb.symlink("d", &outside.path().display().to_string())
-        .dir("d");
+    tb.symlink("f", &victim.display().to_string()).file("f", b"new");
+    tb.symlink("d", &outside.path().display().to_string()).dir("d");
     unpack(&tb.finish(), &t).unwrap();
     assert_eq!(fs::read(&victim).unwrap(), b"orig");
     assert!(t.join("f").symlink_metadata().unwrap().is_file());
@@ -115,18 +98,14 @@ fn hard_links_must_stay_in_the_layer() {
     let mut tb = Tb::new();
     tb.hardlink("h", "/etc/passwd");
     let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
-    assert!(
-        err.contains("hard link target \"etc/passwd\" does not exist in the layer"),
-        "{err}"
-    );
+    assert!(err.contains("hard link target \"etc/passwd\" does not exist in the layer"), "{err}");
     assert_only_target(base.path());
     assert_eq!(names(&t), Vec::<String>::new());
 
     // With an etc/passwd in the layer, the link is to that one, not the host's.
     let (_base, t) = target();
     let mut tb = Tb::new();
-    tb.file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
-        .hardlink("h", "/etc/passwd");
+    tb.file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n").hardlink("h", "/etc/passwd");
     unpack(&tb.finish(), &t).unwrap();
     let h = fs::metadata(t.join("h")).unwrap();
     assert_eq!(h.ino(), fs::metadata(t.join("etc/passwd")).unwrap().ino());
@@ -137,10 +116,7 @@ fn hard_links_must_stay_in_the_layer() {
     let mut tb = Tb::new();
     tb.hardlink("h", "../x");
     let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
-    assert!(
-        err.contains("hard link target \"../x\" escapes the layer"),
-        "{err}"
-    );
+    assert!(err.contains("hard link target \"../x\" escapes the layer"), "{err}");
     assert_only_target(base.path());
 
     // Through a symlink.
@@ -148,14 +124,10 @@ fn hard_links_must_stay_in_the_layer() {
     fs::write(outside.path().join("secret"), b"s").unwrap();
     let (base, t) = target();
     let mut tb = Tb::new();
-    tb.symlink("d", &outside.path().display().to_string())
-        .hardlink("h", "d/secret");
+    tb.symlink("d", &outside.path().display().to_string()).hardlink("h", "d/secret");
     let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
     assert!(err.contains("parent \"d\" is a symlink"), "{err}");
-    assert_eq!(
-        fs::metadata(outside.path().join("secret")).unwrap().nlink(),
-        1
-    );
+    assert_eq!(fs::metadata(outside.path().join("secret")).unwrap().nlink(), 1);
     assert_only_target(base.path());
 
     assert_eq!(fs::metadata("/etc/passwd").unwrap().nlink(), host.nlink());
@@ -165,16 +137,10 @@ fn hard_links_must_stay_in_the_layer() {
 fn hard_links_within_the_layer() {
     let (_base, t) = target();
     let mut tb = Tb::new();
-    tb.file_mode("a", b"content", 0o640)
-        .hardlink("dir/b", "a")
-        .symlink("s", "a")
-        .hardlink("s2", "s");
+    tb.file_mode("a", b"content", 0o640).hardlink("dir/b", "a").symlink("s", "a").hardlink("s2", "s");
     tb.dir("sub").hardlink("c", "sub");
     let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
-    assert!(
-        err.contains("entry \"c\": hard link target \"sub\" is a directory"),
-        "{err}"
-    );
+    assert!(err.contains("entry \"c\": hard link target \"sub\" is a directory"), "{err}");
     let a = fs::metadata(t.join("a")).unwrap();
     assert_eq!(a.ino(), fs::metadata(t.join("dir/b")).unwrap().ino());
     assert_eq!(a.nlink(), 2);
@@ -241,15 +207,7 @@ fn modes_owners_and_times() {
     let (_base, t) = target();
     let owner = if is_root() { 1000 } else { me().0 };
     let mut tb = Tb::new();
-    tb.raw(
-        "suid",
-        EntryType::Regular,
-        b"#!/bin/sh\n",
-        "",
-        0o4755,
-        owner,
-        owner,
-    );
+    tb.raw("suid", EntryType::Regular, b"#!/bin/sh\n", "", 0o4755, owner, owner);
     tb.raw("other", EntryType::Regular, b"x", "", 0o600, 4321, 4321);
     tb.dir_mode("ro", 0o555).file_mode("ro/inner", b"i", 0o444);
     tb.dir_mode("locked", 0o000);
@@ -274,10 +232,7 @@ fn modes_owners_and_times() {
     assert_eq!(fs::read(t.join("ro/inner")).unwrap(), b"i");
     assert_eq!(fs::metadata(t.join("locked")).unwrap().mode() & 0o7777, 0);
     let precise = fs::metadata(t.join("precise")).unwrap();
-    assert_eq!(
-        (precise.mtime(), precise.mtime_nsec()),
-        (MTIME as i64, 250_000_000)
-    );
+    assert_eq!((precise.mtime(), precise.mtime_nsec()), (MTIME as i64, 250_000_000));
     assert_eq!(report.bytes, 10 + 1 + 1 + 1);
 
     // Everything we unpacked we can remove, even read-only directories.
@@ -290,8 +245,7 @@ fn modes_owners_and_times() {
 fn devices_and_fifos() {
     let (_base, t) = target();
     let mut tb = Tb::new();
-    tb.device("dev/null", EntryType::Char, 1, 3)
-        .device("fifo", EntryType::Fifo, 0, 0);
+    tb.device("dev/null", EntryType::Char, 1, 3).device("fifo", EntryType::Fifo, 0, 0);
     let report = unpack(&tb.finish(), &t).unwrap();
     assert!(fs::metadata(t.join("fifo")).unwrap().file_type().is_fifo());
     let null = t.join("dev/null").symlink_metadata();
@@ -321,28 +275,16 @@ fn xattrs_are_applied_filtered_and_skipped() {
     .file("f", b"x");
     let report = unpack(&tb.finish(), &t).unwrap();
     let f = t.join("f");
-    assert_eq!(
-        xattr::get(&f, "trusted.overlay.opaque").unwrap_or(None),
-        None
-    );
-    assert_eq!(
-        xattr::get(&f, "user.overlay.redirect").unwrap_or(None),
-        None
-    );
+    assert_eq!(xattr::get(&f, "trusted.overlay.opaque").unwrap_or(None), None);
+    assert_eq!(xattr::get(&f, "user.overlay.redirect").unwrap_or(None), None);
     let user_ok = user_xattrs_supported(&t);
     if user_ok {
-        assert_eq!(
-            xattr::get(&f, "user.cove").unwrap().as_deref(),
-            Some(&b"v"[..])
-        );
+        assert_eq!(xattr::get(&f, "user.cove").unwrap().as_deref(), Some(&b"v"[..]));
     }
     let expected_skips = 2 + u64::from(!user_ok) + u64::from(!is_root());
     assert_eq!(report.xattrs_skipped, expected_skips);
     if is_root() {
-        assert_eq!(
-            xattr::get(&f, "trusted.cove").unwrap().as_deref(),
-            Some(&b"t"[..])
-        );
+        assert_eq!(xattr::get(&f, "trusted.cove").unwrap().as_deref(), Some(&b"t"[..]));
     }
 }
 
@@ -352,10 +294,7 @@ fn later_entries_replace_earlier_ones() {
     let mut tb = Tb::new();
     tb.dir("d").file("d/child", b"c").file("d", b"now a file");
     tb.file("x", b"file").dir("x").file("x/y", b"in dir");
-    tb.dir("keep")
-        .file("keep/a", b"a")
-        .dir_mode("keep", 0o700)
-        .file("keep/b", b"b");
+    tb.dir("keep").file("keep/a", b"a").dir_mode("keep", 0o700).file("keep/b", b"b");
     unpack(&tb.finish(), &t).unwrap();
     assert_eq!(fs::read(t.join("d")).unwrap(), b"now a file");
     assert_eq!(fs::read(t.join("x/y")).unwrap(), b"in dir");
@@ -387,10 +326,7 @@ fn invalid_whiteouts_are_refused() {
         let mut tb = Tb::new();
         tb.file(name, b"");
         let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
-        assert!(
-            err.contains("invalid whiteout name") || err.contains("escapes"),
-            "{name}: {err}"
-        );
+        assert!(err.contains("invalid whiteout name") || err.contains("escapes"), "{name}: {err}");
     }
     // aufs metadata is not content.
     let (_base, t) = target();
@@ -403,11 +339,7 @@ fn invalid_whiteouts_are_refused() {
 
 fn whiteout_layer() -> Vec<u8> {
     let mut tb = Tb::new();
-    tb.dir("a")
-        .file("a/new", b"n")
-        .file("a/.wh..wh..opq", b"")
-        .file(".wh.b", b"")
-        .file("c/.wh.gone", b"");
+    tb.dir("a").file("a/new", b"n").file("a/.wh..wh..opq", b"").file(".wh.b", b"").file("c/.wh.gone", b"");
     tb.finish()
 }
 
@@ -415,21 +347,13 @@ fn whiteout_layer() -> Vec<u8> {
 fn overlay_whiteouts_userxattr() {
     let (_base, t) = target();
     if !user_xattrs_supported(&t) {
-        println!(
-            "SKIP: the file system of {} does not support user xattrs",
-            t.display()
-        );
+        println!("SKIP: the file system of {} does not support user xattrs", t.display());
         return;
     }
     let report = unpack(&whiteout_layer(), &t).unwrap();
     assert!(is_whiteout(&t.join("b")), "whiteout is a 0/0 char device");
     assert!(is_whiteout(&t.join("c/gone")));
-    assert_eq!(
-        xattr::get(t.join("a"), "user.overlay.opaque")
-            .unwrap()
-            .as_deref(),
-        Some(&b"y"[..])
-    );
+    assert_eq!(xattr::get(t.join("a"), "user.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
     assert_eq!(fs::read(t.join("a/new")).unwrap(), b"n");
     assert_eq!(report.whiteouts, 3);
 }
@@ -437,19 +361,11 @@ fn overlay_whiteouts_userxattr() {
 #[test]
 fn overlay_whiteouts_trusted_xattr() {
     let (_base, t) = target();
-    let opts = UnpackOptions {
-        whiteouts: WhiteoutMode::Overlay { userxattr: false },
-        ..Default::default()
-    };
+    let opts = UnpackOptions { whiteouts: WhiteoutMode::Overlay { userxattr: false }, ..Default::default() };
     let result = unpack_layer(&whiteout_layer()[..], &t, &opts);
     if is_root() {
         result.unwrap();
-        assert_eq!(
-            xattr::get(t.join("a"), "trusted.overlay.opaque")
-                .unwrap()
-                .as_deref(),
-            Some(&b"y"[..])
-        );
+        assert_eq!(xattr::get(t.join("a"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
         assert!(is_whiteout(&t.join("b")));
     } else {
         // trusted.* needs CAP_SYS_ADMIN: a rootless store must use userxattr.
@@ -469,11 +385,7 @@ fn apply_mode_deletes() {
     fs::write(t.join("keep"), b"k").unwrap();
     let report = unpack_layer(&whiteout_layer()[..], &t, &apply_opts()).unwrap();
     assert_eq!(names(&t), vec!["a", "c", "keep"]);
-    assert_eq!(
-        names(&t.join("a")),
-        vec!["new"],
-        "opaque keeps this layer's entries only"
-    );
+    assert_eq!(names(&t.join("a")), vec!["new"], "opaque keeps this layer's entries only");
     assert!(names(&t.join("c")).is_empty());
     assert_eq!(report.whiteouts, 3);
 }
@@ -486,18 +398,12 @@ fn apply_mode_replaces_lower_symlinks_but_not_own_ones() {
     let mut tb = Tb::new();
     tb.file("lib/file", b"x");
     unpack_layer(&tb.finish()[..], &t, &apply_opts()).unwrap();
-    assert!(
-        t.join("lib").symlink_metadata().unwrap().is_dir(),
-        "as overlayfs would show it"
-    );
+    assert!(t.join("lib").symlink_metadata().unwrap().is_dir(), "as overlayfs would show it");
     assert!(names(outside.path()).is_empty());
 
     let mut tb = Tb::new();
-    tb.symlink("own", &outside.path().display().to_string())
-        .file("own/file", b"x");
-    let err = unpack_layer(&tb.finish()[..], &t, &apply_opts())
-        .unwrap_err()
-        .to_string();
+    tb.symlink("own", &outside.path().display().to_string()).file("own/file", b"x");
+    let err = unpack_layer(&tb.finish()[..], &t, &apply_opts()).unwrap_err().to_string();
     assert!(err.contains("parent \"own\" is a symlink"), "{err}");
     assert!(names(outside.path()).is_empty());
     assert_only_target(base.path());

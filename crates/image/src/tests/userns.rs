@@ -21,13 +21,7 @@ fn unpack_in_single_id_user_namespace() {
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user", "--"])
         .arg(&exe)
-        .args([
-            "--exact",
-            "tests::userns::child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "tests::userns::child", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
         .output();
     let out = match out {
@@ -44,20 +38,11 @@ fn unpack_in_single_id_user_namespace() {
         return;
     }
     if stdout.contains("SKIP:") {
-        println!(
-            "{}",
-            stdout
-                .lines()
-                .find(|l| l.contains("SKIP:"))
-                .unwrap_or_default()
-        );
+        println!("{}", stdout.lines().find(|l| l.contains("SKIP:")).unwrap_or_default());
         return;
     }
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("userns child ok"),
-        "child did not run:\n{stdout}\n{stderr}"
-    );
+    assert!(stdout.contains("userns child ok"), "child did not run:\n{stdout}\n{stderr}");
 }
 
 #[test]
@@ -67,47 +52,22 @@ fn child() {
         return;
     }
     let map = fs::read_to_string("/proc/self/uid_map").unwrap();
-    assert_eq!(
-        map.split_whitespace().nth(2),
-        Some("1"),
-        "expected a single-id map: {map}"
-    );
+    assert_eq!(map.split_whitespace().nth(2), Some("1"), "expected a single-id map: {map}");
     assert!(is_root(), "uid 0 in the namespace");
 
     let base = tempfile::tempdir().unwrap();
     let t = base.path().join("layer");
     fs::create_dir(&t).unwrap();
     if !user_xattrs_supported(&t) {
-        println!(
-            "SKIP: the file system of {} does not support user xattrs",
-            t.display()
-        );
+        println!("SKIP: the file system of {} does not support user xattrs", t.display());
         return;
     }
     let mut tb = Tb::new();
-    tb.raw(
-        "bin/ping",
-        EntryType::Regular,
-        b"elf",
-        "",
-        0o4755,
-        1234,
-        1234,
-    );
-    tb.raw(
-        "home/user",
-        EntryType::Directory,
-        b"",
-        "",
-        0o700,
-        1000,
-        1000,
-    );
+    tb.raw("bin/ping", EntryType::Regular, b"elf", "", 0o4755, 1234, 1234);
+    tb.raw("home/user", EntryType::Directory, b"", "", 0o700, 1000, 1000);
     tb.raw("etc/shadow", EntryType::Regular, b"s", "", 0o640, 0, 42);
     tb.device("dev/null", EntryType::Char, 1, 3);
-    tb.file("etc/.wh.old", b"")
-        .dir("opt")
-        .file("opt/.wh..wh..opq", b"");
+    tb.file("etc/.wh.old", b"").dir("opt").file("opt/.wh..wh..opq", b"");
     let report = unpack_layer(&tb.finish()[..], &t, &overlay_opts()).unwrap();
 
     let ping = fs::metadata(t.join("bin/ping")).unwrap();
@@ -116,21 +76,10 @@ fn child() {
     assert_eq!(fs::metadata(t.join("home/user")).unwrap().uid(), 0);
     assert_eq!(fs::metadata(t.join("etc/shadow")).unwrap().gid(), 0);
     assert_eq!(report.chown_squashed, 3);
-    assert_eq!(
-        report.devices_skipped, 1,
-        "mknod of a real device is refused in a user namespace"
-    );
+    assert_eq!(report.devices_skipped, 1, "mknod of a real device is refused in a user namespace");
     assert!(!t.join("dev/null").exists());
-    assert!(
-        is_whiteout(&t.join("etc/old")),
-        "0/0 whiteouts are allowed unprivileged"
-    );
-    assert_eq!(
-        xattr::get(t.join("opt"), "user.overlay.opaque")
-            .unwrap()
-            .as_deref(),
-        Some(&b"y"[..])
-    );
+    assert!(is_whiteout(&t.join("etc/old")), "0/0 whiteouts are allowed unprivileged");
+    assert_eq!(xattr::get(t.join("opt"), "user.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
     fs::set_permissions(&t, fs::Permissions::from_mode(0o755)).unwrap();
     println!("userns child ok");
 }

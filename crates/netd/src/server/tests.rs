@@ -49,10 +49,12 @@ fn start() -> Running {
     let rulesets = Arc::new(Mutex::new(vec![]));
     let loopback = Arc::new(AtomicBool::new(false));
     let (rs, lb) = (rulesets.clone(), loopback.clone());
-    let nat = Nat::new(None, false, vec!["192.0.2.2".parse().unwrap()], Default::default()).with_apply(Box::new(move |text: &str| {
-        rs.lock().unwrap().push(text.to_string());
-        Ok(())
-    }));
+    let nat = Nat::new(None, false, vec!["192.0.2.2".parse().unwrap()], Default::default()).with_apply(Box::new(
+        move |text: &str| {
+            rs.lock().unwrap().push(text.to_string());
+            Ok(())
+        },
+    ));
     let dns_port = free_port();
     let opts = Options {
         netns: None,
@@ -173,9 +175,24 @@ fn table(with_web: bool) -> Table {
         dns: vec![],
         allow_host_loopback: None,
     };
-    let web = Endpoint { network: "n1".into(), id: "ab".repeat(32), name: "web".into(), aliases: vec!["www".into()], ip: "10.97.1.2".parse().unwrap(), ip6: None, ifname: "lo".into(), dns: vec![] };
+    let web = Endpoint {
+        network: "n1".into(),
+        id: "ab".repeat(32),
+        name: "web".into(),
+        aliases: vec!["www".into()],
+        ip: "10.97.1.2".parse().unwrap(),
+        ip6: None,
+        ifname: "lo".into(),
+        dns: vec![],
+    };
     // An endpoint whose interface is not in the namespace is not served.
-    let gone = Endpoint { name: "gone".into(), id: "cd".repeat(32), ip: "10.97.1.3".parse().unwrap(), ifname: "cv-not-here".into(), ..web.clone() };
+    let gone = Endpoint {
+        name: "gone".into(),
+        id: "cd".repeat(32),
+        ip: "10.97.1.3".parse().unwrap(),
+        ifname: "cv-not-here".into(),
+        ..web.clone()
+    };
     Table { networks: vec![net], endpoints: if with_web { vec![web, gone] } else { vec![gone] } }
 }
 
