@@ -829,7 +829,9 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     // compose does: create, connect the other networks, start).
     let pid = match c.state {
         crate::db::ContainerState::Running => Some(
-            cove_monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
+            eng.dirs
+                .container_run(&c.id)
+                .live_pid()
                 .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?,
         ),
         _ => None,
