@@ -550,7 +550,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut eng = engine(d.path());
         eng.db
-            .conn
+            .raw()
             .execute("INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES ('abc123', 'web', 'i', 'img', 'now', '{\"rm\": tru', 'exited')", [])
             .unwrap();
         let c = eng.db.find_container("web").unwrap();

@@ -25,7 +25,7 @@
 //! (CAP_NET_ADMIN in the namespace of the upstream socket) can pass it as the source to
 //! [`start_connect`], so the container sees the real client. Replies to that foreign address
 //! must be routed back to the socket (policy routing and a `socket transparent` rule): that is
-//! namespace setup, the caller's (cove-netd: [`crate::nft`] and [`crate::link`]). Loopback
+//! namespace setup, the caller's (cove-netd: the `nft` and `link` modules). Loopback
 //! clients (127.0.0.1) cannot be preserved at all: a container would answer its own loopback.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The TCP relay behind [`crate::forward::serve_tcp`]: epoll event loops that accept, start the
+//! The TCP relay behind `forward::serve_tcp`: epoll event loops that accept, start the
 //! upstream connect without waiting for it, and move bytes both ways with splice(2).
 //!
 //! Why an event loop and not a thread per direction (what this replaced): a published port's
@@ -46,7 +46,7 @@ pub struct TcpStats {
     pub bytes_to_client: AtomicU64,
 }
 
-/// What opens the upstream socket for an accepted client (see [`crate::forward::serve_tcp_by`]).
+/// What opens the upstream socket for an accepted client (see `forward::serve_tcp_by`).
 pub(crate) type ConnectFn = dyn Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync;
 
 /// Pipe capacity a direction grows to once one read fills the default 64 KiB pipe (bulk).
