@@ -135,6 +135,14 @@ impl Drop for World {
     }
 }
 
+/// `-v` mounts that lend the busybox image the host's /usr read-only (python3, dig).
+const HOST_USR: [&str; 6] = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"];
+
+/// `RUN… <HOST_USR> bb CMD…`: the arguments of a `run` whose command comes from the host's /usr.
+fn with_host_usr<'a>(run: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+    run.iter().copied().chain(HOST_USR).chain(["bb"]).chain(cmd.iter().copied()).collect()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -991,22 +999,7 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         let Some(w) = w else { break };
         let w = w.with_env("COVE_NETWORK_CMD", "none");
         w.ok(&["network", "create", "--ipv6", "dual"]);
-        let out = w.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            "dual",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            &client,
-        ]);
+        let out = w.ok(&with_host_usr(&["run", "--rm", "--network", "dual"], &["/usr/bin/python3", "-c", &client]));
         assert_eq!(out.trim(), "v6-ok", "{who}: IPv6 TCP from a container to [{}]:{port}", lan.client_ip6);
     }
     // SIGTERM, which timeout passes on to the server (SIGKILL would end timeout alone).
@@ -1041,28 +1034,10 @@ fn published_ports_keep_the_clients_address() {
         let publish = [format!("{port}:80"), format!("{port}:80/udp")];
         // On a dual-stack network: IPv6 clients reach it too (the port is published on [::]).
         w.ok(&["network", "create", "--ipv6", "dual"]);
-        w.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "peer",
-            "--network",
-            "dual",
-            "-p",
-            &publish[0],
-            "-p",
-            &publish[1],
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            PEER_SERVER_PY,
-        ]);
+        w.ok(&with_host_usr(
+            &["run", "-d", "--name", "peer", "--network", "dual", "-p", &publish[0], "-p", &publish[1]],
+            &["/usr/bin/python3", "-c", PEER_SERVER_PY],
+        ));
         let ports = w.ok(&["port", "peer"]);
         assert!(
             ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")) && ports.contains(&format!("80/tcp -> [::]:{port}")),
@@ -1588,22 +1563,7 @@ fn dig(w: &World, net: &str, args: &str) -> String {
         skip("dig not installed (apt-get install bind9-dnsutils)");
         return String::new();
     }
-    w.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        net,
-        "-v",
-        "/usr:/usr:ro",
-        "-v",
-        "/usr/lib:/lib:ro",
-        "-v",
-        "/usr/lib64:/lib64:ro",
-        "bb",
-        "/bin/sh",
-        "-c",
-        &format!("dig {args}"),
-    ])
+    w.ok(&with_host_usr(&["run", "--rm", "--network", net], &["/bin/sh", "-c", &format!("dig {args}")]))
 }
 
 #[test]
@@ -1686,22 +1646,7 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         let dead = free_port();
         // The reset may come before connect() returns, or at the first read.
         let py = format!("import socket\ntry:\n    s = socket.create_connection(('host.containers.internal', {dead}), timeout=5)\n    print('recv', s.recv(10))\nexcept Exception as e:\n    print('error', type(e).__name__)");
-        let out = w.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            "open",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            &py,
-        ]);
+        let out = w.ok(&with_host_usr(&["run", "--rm", "--network", "open"], &["/usr/bin/python3", "-c", &py]));
         assert_eq!(out, "error ConnectionResetError\n", "{tool}");
         // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
         // host's loopback, asked directly (not through cove's DNS).
