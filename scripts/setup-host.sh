@@ -17,14 +17,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
-# mDNS peers for the simulated-LAN tests (issue 15): avahi-daemon and python-zeroconf run only
-# inside network namespaces the tests make (crates/cli/tests/mdns/lan.rs). Without recommends:
+# mDNS peers for the simulated-LAN tests (issue 15): avahi-daemon (and avahi-utils' browse and
+# resolve, over a private bus) and python-zeroconf run only inside network namespaces the
+# tests make (crates/cli/tests/mdns/lan.rs). Without recommends:
 # libnss-mdns would rewrite nsswitch.conf's hosts line. The package's own daemon must never
 # run on this machine's real interfaces: when this script installs it, services are kept from
 # starting during the install (policy-rc.d 101, Debian's mechanism, if none is in place), and
 # whatever started anyway is stopped and disabled afterwards.
 mdns_missing=()
-for p in avahi-daemon python3-zeroconf; do
+for p in avahi-daemon avahi-utils python3-zeroconf; do
   dpkg -s "$p" >/dev/null 2>&1 || mdns_missing+=("$p")
 done
 if [ ${#mdns_missing[@]} -gt 0 ]; then
@@ -37,12 +38,15 @@ if [ ${#mdns_missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${mdns_missing[@]}" >/dev/null
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
-  if [ -d /run/systemd/system ]; then
-    systemctl disable --now avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
-    systemctl mask avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
+  # Only an avahi-daemon this script installed: one that was there before is the owner's.
+  if [[ " ${mdns_missing[*]} " == *" avahi-daemon "* ]]; then
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
+      systemctl mask avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
+    fi
+    update-rc.d avahi-daemon disable >/dev/null 2>&1 || true
+    avahi-daemon --kill >/dev/null 2>&1 || true
   fi
-  update-rc.d avahi-daemon disable >/dev/null 2>&1 || true
-  avahi-daemon --kill >/dev/null 2>&1 || true
 fi
 
 add_user() { # name, with_range(0|1), range_start

@@ -40,6 +40,29 @@ const ZEROCONF_AGENT: &str = include_str!("zeroconf_agent.py");
 const MDNS_QUERY: &str = include_str!("mdns_query.py");
 const PREFIX: &str = "cove-lan-";
 
+/// A private system bus for one avahi peer (root only reaches it: the socket is in the peer's
+/// own /run): everything allowed.
+const DBUS_CONF: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_type="method_return"/>
+    <allow send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="signal"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+  </policy>
+</busconfig>
+"#;
+
 /// Debian's python (python3-zeroconf is installed for it), whatever `python3` PATH finds first.
 fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
@@ -296,10 +319,11 @@ impl Host {
             conf.path().join("avahi-daemon.conf"),
             format!(
                 "[server]\nhost-name={host_name}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=yes\n\
-                 allow-interfaces={}\nenable-dbus=no\n\n[wide-area]\nenable-wide-area=no\n\n\
+                 allow-interfaces={}\nenable-dbus={}\n\n[wide-area]\nenable-wide-area=no\n\n\
                  [publish]\npublish-hinfo=no\npublish-workstation=no\n\n[reflector]\nenable-reflector=no\n\n\
                  [rlimits]\n",
-                self.ifname
+                self.ifname,
+                if opts.dbus { "yes" } else { "no" }
             ),
         )
         .unwrap();
@@ -311,8 +335,21 @@ impl Host {
         // avahi-daemon reads /etc/avahi/hosts and /etc/avahi/services/ (fixed paths) and keeps its
         // pid file and socket in /run/avahi-daemon: all private to its mount namespace.
         // --no-drop-root: a uid change would clear the parent-death signal.
+        // With a bus: a private dbus-daemon (its socket in the private /run, where avahi and
+        // avahi-utils look), a child of the shell that becomes avahi-daemon, so it dies with it.
+        let dbus = if opts.dbus {
+            let dbus_conf = conf.path().join("dbus.conf");
+            std::fs::write(&dbus_conf, DBUS_CONF).unwrap();
+            format!(
+                "mkdir /run/dbus && setpriv --pdeathsig KILL dbus-daemon --config-file={} --nofork --nopidfile & \
+                 i=0; while [ ! -S /run/dbus/system_bus_socket ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; ",
+                dbus_conf.display()
+            )
+        } else {
+            String::new()
+        };
         let script = format!(
-            "mount -t tmpfs tmpfs /run && mkdir /run/avahi-daemon && mount --bind {} /etc/avahi && \
+            "mount -t tmpfs tmpfs /run && mkdir /run/avahi-daemon && mount --bind {} /etc/avahi && {dbus}\
              exec avahi-daemon -f /etc/avahi/avahi-daemon.conf --no-drop-root --no-chroot --no-rlimits --no-proc-title",
             conf.path().display()
         );
@@ -436,6 +473,9 @@ pub struct AvahiOpts {
     pub publish: Vec<(String, IpAddr)>,
     /// Static services (avahi's `services/*.service`).
     pub services: Vec<AvahiService>,
+    /// A private system bus for it, so that [`AvahiPeer::resolve`] and [`AvahiPeer::browse`]
+    /// (avahi-utils) work; default: no D-Bus at all (`enable-dbus=no`).
+    pub dbus: bool,
 }
 
 impl AvahiOpts {
@@ -445,6 +485,12 @@ impl AvahiOpts {
 
     pub fn host_name(mut self, name: &str) -> AvahiOpts {
         self.host_name = Some(name.to_string());
+        self
+    }
+
+    /// With a private D-Bus: avahi-resolve and avahi-browse work ([`AvahiPeer::resolve`]).
+    pub fn with_dbus(mut self) -> AvahiOpts {
+        self.dbus = true;
         self
     }
 
@@ -512,6 +558,96 @@ impl AvahiPeer {
     pub fn stop(&mut self) {
         self.peer.stop()
     }
+
+    /// Runs `args` in avahi's namespaces (network, and mount: its /run with the private bus).
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.peer.pid().to_string(), "-m", "-n", "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("nsenter {args:?}: {e}"))
+    }
+
+    /// `avahi-resolve -n NAME` (`-6`: AAAA, else A) through this peer's daemon (needs
+    /// [`AvahiOpts::with_dbus`]): the address, or `None` (avahi gives up after ~5 s).
+    pub fn resolve(&self, name: &str, v6: bool) -> Option<IpAddr> {
+        let o = self.exec(&["timeout", "10", "avahi-resolve", "-n", if v6 { "-6" } else { "-4" }, name]);
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.split('\t').nth(1)?.trim().parse().ok())
+    }
+
+    /// `avahi-browse -rptk TYPE` through this peer's daemon (needs [`AvahiOpts::with_dbus`]): the
+    /// instances in its cache once avahi says "all for now", resolved, as [`ZeroconfPeer::browse`]
+    /// gives them (full instance name, host with its final dot).
+    pub fn browse(&self, ty: &str) -> Vec<ServiceInstance> {
+        let o = self.exec(&["timeout", "10", "avahi-browse", "-rptk", ty]);
+        let mut out: Vec<ServiceInstance> = vec![];
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            let f: Vec<&str> = l.splitn(10, ';').collect();
+            if f.len() < 10 || f[0] != "=" {
+                continue;
+            }
+            let name = format!("{}.{}.{}.", avahi_unescape(f[3]), f[4], f[5]);
+            let addr: Option<IpAddr> = f[7].split('%').next().and_then(|a| a.parse().ok());
+            if let Some(i) = out.iter_mut().find(|i| i.name == name) {
+                i.addresses.extend(addr.filter(|a| !i.addresses.contains(a)));
+                continue;
+            }
+            let txt = avahi_txt(f[9]).into_iter().map(|t| match t.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (t, String::new()),
+            });
+            out.push(ServiceInstance {
+                name,
+                host: format!("{}.", f[6]),
+                port: f[8].parse().unwrap_or(0),
+                addresses: addr.into_iter().collect(),
+                txt: txt.collect(),
+            });
+        }
+        out
+    }
+}
+
+/// avahi-browse -p's label escapes: `\DDD` (decimal) and `\X`.
+fn avahi_unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let (mut out, mut i) = (vec![], 0);
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            out.push(std::str::from_utf8(&b[i + 1..i + 4]).unwrap().parse::<u16>().unwrap_or(63) as u8);
+            i += 4;
+        } else if b[i] == b'\\' && i + 1 < b.len() {
+            out.push(b[i + 1]);
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// avahi-browse -p's TXT field: `"k=v" "k2=v2"`, each string quoted (`\"` inside).
+fn avahi_txt(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut inside, mut esc) = (vec![], String::new(), false, false);
+    for c in s.chars() {
+        match (inside, esc, c) {
+            (true, true, _) => {
+                cur.push(c);
+                esc = false;
+            }
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => {
+                out.push(std::mem::take(&mut cur));
+                inside = false;
+            }
+            (true, false, _) => cur.push(c),
+            (false, _, '"') => inside = true,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A python-zeroconf peer (see [`Host::zeroconf`] and `zeroconf_agent.py`); killed on drop.

@@ -321,3 +321,45 @@ fn mdns_lan_cove_runs_in_a_host_as_each_user() {
         println!("{label}: {out}");
     }
 }
+
+#[test]
+fn mdns_lan_avahi_utils_resolve_and_browse_over_a_private_bus() {
+    let Some(()) = root_only("mdns_lan_avahi_utils_resolve_and_browse_over_a_private_bus") else { return };
+    let lan = Lan::new();
+    let (h1, h2, h3) = (lan.host("h1"), lan.host("h2"), lan.host("h3"));
+    let t0 = Instant::now();
+    let client = h1.avahi(AvahiOpts::new().with_dbus());
+    println!("avahi with its bus ready: {:?}", t0.elapsed());
+    let far = h3.avahi(AvahiOpts::new().publish("node1.mycluster.local", "192.168.88.51").service(
+        "_http._tcp",
+        "Far Web",
+        8080,
+        &["path=/a b", "k"],
+    ));
+    let zc = h2.zeroconf();
+    zc.register_host("zc.host.local", &["192.168.88.80", "fd88::80"]);
+    let svc = zc.register_service("_http._tcp", "Near Web", 9090, &[("x", "1")]);
+    for (name, v6, want) in [
+        ("node1.mycluster.local", false, "192.168.88.51"),
+        ("zc.host.local", false, "192.168.88.80"),
+        ("zc.host.local", true, "fd88::80"),
+    ] {
+        let t0 = Instant::now();
+        assert_eq!(client.resolve(name, v6), Some(want.parse().unwrap()), "{name}\n{}", client.log());
+        println!("avahi-resolve {name} (v6: {v6}): {:?}", t0.elapsed());
+    }
+    let t0 = Instant::now();
+    let mut found = client.browse("_http._tcp");
+    println!("avahi-browse: {:?}", t0.elapsed());
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    let got: Vec<(&str, &str, u16)> = found.iter().map(|i| (i.name.as_str(), i.host.as_str(), i.port)).collect();
+    let far_host = format!("{}.local.", far.host_name);
+    assert_eq!(
+        got,
+        vec![("Far Web._http._tcp.local.", far_host.as_str(), 8080), (svc.as_str(), "zc-192-168-88-12.local.", 9090)],
+        "{found:?}"
+    );
+    assert_eq!(found[0].txt.get("path").map(String::as_str), Some("/a b"), "{found:?}");
+    assert_eq!(found[0].txt.get("k").map(String::as_str), Some(""), "{found:?}");
+    assert_eq!(found[1].txt.get("x").map(String::as_str), Some("1"), "{found:?}");
+}
