@@ -8,9 +8,10 @@
 //!   224.0.0.0/4 and ff02::/16 on eth0 and a default route to the bridge (so pasta, which wants
 //!   one, starts in a host's namespace; nothing is routed beyond the switch).
 //! - Peers in a host's namespace: [`Host::avahi`] (avahi-daemon without D-Bus, in a private mount
-//!   namespace with its own /etc/avahi and /run), [`Host::zeroconf`] (python-zeroconf behind a
-//!   JSON-line agent, `zeroconf_agent.py`), [`Host::mdns_query`] (one raw query and every reply,
-//!   `mdns_query.py`), [`Host::dig`].
+//!   namespace with its own /etc/avahi and /run; or with a private bus of its own,
+//!   [`AvahiOpts::with_dbus`], for avahi-resolve and avahi-browse), [`Host::zeroconf`]
+//!   (python-zeroconf behind a JSON-line agent, `zeroconf_agent.py`), [`Host::mdns_query`] (one
+//!   raw query and every reply, `mdns_query.py`), [`Host::dig`], [`Host::spawn`] (anything).
 //! - cove itself in a host's namespace: [`Host::world`] / `World::new_in` (as root, covetest or
 //!   covenosub), [`lan_worlds`] for one world per user.
 //!
@@ -20,6 +21,31 @@
 //! `cove-lan-PID-*` namespaces of processes that are gone. Declare the `Lan` before the worlds
 //! and peers that live in it (locals drop in reverse order: a world's cleanup runs its cove
 //! commands in the namespace, which must still exist).
+//!
+//! A test (root pass only; cove as covetest in h1, avahi on h2, zeroconf on h3):
+//! ```ignore
+//! let Some(()) = root_only("mdns_publishes_containers") else { return };
+//! let lan = Lan::new();                                   // first: dropped last
+//! let (h1, h2, h3) = (lan.host("h1"), lan.host("h2"), lan.host("h3"));
+//! let avahi = h2.avahi(AvahiOpts::new().publish("printer.office.local", "192.168.88.50")
+//!     .service("_ipp._tcp", "Office", 631, &["rp=print"]));
+//! let zc = h3.zeroconf();
+//! let Some(w) = h1.world(Some("covetest")) else { return }; // cove in h1, as covetest
+//! w.ok(&["network", "create", "--mdns", "mycluster"]);
+//! w.ok(&["run", "-d", "--name", "node1", "--network", "mycluster", "-p", "12000:6379", "bb", "sleep", "60"]);
+//! assert_eq!(zc.resolve("node1.mycluster.local", Some("A"), Duration::from_secs(3)), vec![IpAddr::from(h1.ipv4)]);
+//! assert!(w.sh_ok(&[], "nslookup printer.office.local").contains("192.168.88.50"));
+//! zc.watch_goodbye("node1.mycluster.local");
+//! let t0 = SystemTime::now();
+//! w.ok(&["rm", "-f", "node1"]);
+//! let g = zc.wait_goodbye("node1.mycluster.local", Duration::from_secs(2)).expect("goodbye");
+//! ```
+//! For every user: `for (label, user) in lan_users(test)? { let h = lan.host(...); h.world(user) }`.
+//!
+//! Timing: a Lan with two hosts takes ~0.1 s; an avahi peer ~1–2 s to be ready (it probes
+//! every name: 3 × 250 ms after a random delay); a zeroconf peer ~0.1 s. Right after avahi is
+//! ready, its answer to a query may wait up to 1 s: it has just announced its records and
+//! multicasts a record at most once a second (RFC 6762 §6), so time answers after that.
 //!
 //! Names: namespaces `cove-lan-PID-N-sw` and `cove-lan-PID-N-HOST` (N counts the LANs of this
 //! process), interfaces `br0`, `pK` (switch side) and `eth0` (host side): each LAN is its own
@@ -849,6 +875,17 @@ impl MdnsReply {
             answers: recs(&v["answers"]),
             additionals: recs(&v["additionals"]),
         }
+    }
+}
+
+/// `None` outside the root pass, after a note (only root builds namespaces): for tests that run
+/// cove as root only, or not at all.
+pub fn root_only(test: &str) -> Option<()> {
+    if is_root() {
+        Some(())
+    } else {
+        println!("note: {test} runs in the root pass (it builds a simulated LAN of network namespaces)");
+        None
     }
 }
 

@@ -21,16 +21,6 @@ use super::*;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-/// `None` outside the root pass, after a note (only root builds namespaces).
-fn root_only(test: &str) -> Option<()> {
-    if is_root() {
-        Some(())
-    } else {
-        println!("note: {test} runs in the root pass (it builds a simulated LAN of network namespaces)");
-        None
-    }
-}
-
 fn ips(v: &[&str]) -> Vec<IpAddr> {
     v.iter().map(|a| a.parse().unwrap()).collect()
 }
