@@ -734,8 +734,9 @@ impl ZeroconfPeer {
         self.request(cmd).unwrap_or_else(|e| panic!("zeroconf agent: {what}: {e}"))
     }
 
-    /// Resolves `name` by mDNS (`rtype`: "A", "AAAA", or `None` for both), forgetting what the
-    /// cache held; empty if no answer within `timeout`.
+    /// Resolves `name` by mDNS (`rtype`: "A", "AAAA", or `None` for both in one query), forgetting
+    /// what the cache held; returns with the first answer (with `None`, a responder that answers
+    /// A and AAAA separately gives one family only: ask each), empty if none within `timeout`.
     pub fn resolve(&self, name: &str, rtype: Option<&str>, timeout: Duration) -> Vec<IpAddr> {
         self.resolve_timed(name, rtype, timeout).0
     }
@@ -748,7 +749,9 @@ impl ZeroconfPeer {
         (addrs, v["ms"].as_f64())
     }
 
-    /// Browses `ty` (`_http._tcp`) for `secs`, then resolves every instance found.
+    /// Browses `ty` (`_http._tcp`) for `secs`, then resolves every instance found (SRV, TXT and
+    /// the addresses known once one is: a responder may leave out an address record it
+    /// multicast less than a second ago, so resolve the host for all of them).
     pub fn browse(&self, ty: &str, secs: f64) -> Vec<ServiceInstance> {
         let v = self.must(serde_json::json!({"cmd": "browse", "type": ty, "seconds": secs}));
         v["instances"]
