@@ -98,6 +98,18 @@ fn python() -> &'static str {
     }
 }
 
+/// `dir/name` with `text` (written once per LAN; renamed into place, so a parallel reader never
+/// sees half of it).
+fn script_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if !path.exists() {
+        let tmp = tempfile::NamedTempFile::new_in(dir).expect("temp file");
+        std::fs::write(tmp.path(), text).unwrap();
+        tmp.persist(&path).expect("persist the script");
+    }
+    path
+}
+
 /// Runs `ip ARGS`; panics with its stderr on failure.
 fn ip(args: &[&str]) {
     let o = Command::new("ip").args(args).output().expect("run ip");
@@ -304,7 +316,8 @@ impl Host {
         if qu {
             args.push("--qu");
         }
-        let o = self.python(MDNS_QUERY, &args);
+        let script = script_file(&self.dir, "mdns_query.py", MDNS_QUERY);
+        let o = self.cmd(python()).arg(&script).args(&args).output().expect("run python3");
         assert!(o.status.success(), "mdns_query.py {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("mdns_query.py prints JSON");
         v["replies"].as_array().into_iter().flatten().map(MdnsReply::from_json).collect()
@@ -411,10 +424,7 @@ impl Host {
 
     /// A python-zeroconf peer on this host (bound to eth0's IPv4 and IPv6 addresses), ready.
     pub fn zeroconf(&self) -> ZeroconfPeer {
-        let script = self.dir.join("zeroconf_agent.py");
-        if !script.exists() {
-            std::fs::write(&script, ZEROCONF_AGENT).unwrap();
-        }
+        let script = script_file(&self.dir, "zeroconf_agent.py", ZEROCONF_AGENT);
         let log = tempfile::NamedTempFile::new_in(&self.dir).expect("log file");
         let mut child = self
             .cmd("setpriv")
