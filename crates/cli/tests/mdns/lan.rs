@@ -350,6 +350,15 @@ impl Host {
     /// log after 10 s).
     pub fn avahi(&self, opts: AvahiOpts) -> AvahiPeer {
         static MADE: AtomicU32 = AtomicU32::new(0);
+        let installed = |p: &str| Path::new(p).exists();
+        assert!(
+            installed("/usr/sbin/avahi-daemon"),
+            "avahi-daemon is not installed (scripts/setup-host.sh installs it)"
+        );
+        assert!(
+            !opts.dbus || (installed("/usr/bin/dbus-daemon") && installed("/usr/bin/avahi-resolve")),
+            "dbus-daemon or avahi-utils is not installed (scripts/setup-host.sh installs them)"
+        );
         let k = MADE.fetch_add(1, Ordering::SeqCst);
         let host_name = opts.host_name.clone().unwrap_or_else(|| format!("{}-avahi{k}", self.name));
         let conf = tempfile::Builder::new().prefix("avahi-").tempdir_in(&self.dir).expect("tempdir");
@@ -449,7 +458,13 @@ impl Host {
         });
         let zc = ZeroconfPeer { peer: Peer { child, log }, io: Mutex::new((stdin, rx)), host: self.clone() };
         let ready = zc.read_reply(Duration::from_secs(15));
-        assert_eq!(ready["ready"], true, "zeroconf agent in {}: {ready}\n{}", self.ns, zc.peer.log());
+        assert_eq!(
+            ready["ready"],
+            true,
+            "zeroconf agent in {} (python3-zeroconf: scripts/setup-host.sh installs it): {ready}\n{}",
+            self.ns,
+            zc.peer.log()
+        );
         zc
     }
 }
