@@ -7,11 +7,12 @@
 //!   fd88::(10+n)/64 and a link-local address (no DAD: usable at once), MULTICAST, routes for
 //!   224.0.0.0/4 and ff02::/16 on eth0 and a default route to the bridge (so pasta, which wants
 //!   one, starts in a host's namespace; nothing is routed beyond the switch).
-//! - Peers in a host's namespace: [`Host::avahi`] (avahi-daemon without D-Bus, in a private mount
-//!   namespace with its own /etc/avahi and /run; or with a private bus of its own,
+//! - Peers in a host's namespace: [`Host::avahi`] (avahi.rs: avahi-daemon without D-Bus, in a
+//!   private mount namespace with its own /etc/avahi and /run; or with a private bus of its own,
 //!   [`AvahiOpts::with_dbus`], for avahi-resolve and avahi-browse), [`Host::zeroconf`]
-//!   (python-zeroconf behind a JSON-line agent, `zeroconf_agent.py`), [`Host::mdns_query`] (one
-//!   raw query and every reply, `mdns_query.py`), [`Host::dig`], [`Host::spawn`] (anything).
+//!   (zeroconf.rs: python-zeroconf behind a JSON-line agent, `zeroconf_agent.py`),
+//!   [`Host::mdns_query`] (one raw query and every reply, `mdns_query.py`), [`Host::dig`],
+//!   [`Host::spawn`] (anything).
 //! - cove itself in a host's namespace: [`Host::world`] / `World::new_in` (as root, covetest or
 //!   covenosub), [`lan_worlds`] for one world per user.
 //!
@@ -53,44 +54,18 @@
 #![allow(dead_code)] // the fixture's API is for the mDNS tests; the self-tests use part of it
 
 use super::super::*;
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin};
+use std::process::Child;
 use std::sync::atomic::AtomicU32;
-use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-const ZEROCONF_AGENT: &str = include_str!("zeroconf_agent.py");
 const MDNS_QUERY: &str = include_str!("mdns_query.py");
 const PREFIX: &str = "cove-lan-";
 
-/// A private system bus for one avahi peer (root only reaches it: the socket is in the peer's
-/// own /run): everything allowed.
-const DBUS_CONF: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=/run/dbus/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_type="method_return"/>
-    <allow send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="signal"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-  </policy>
-</busconfig>
-"#;
-
 /// Debian's python (python3-zeroconf is installed for it), whatever `python3` PATH finds first.
-fn python() -> &'static str {
+pub(super) fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {
@@ -100,7 +75,7 @@ fn python() -> &'static str {
 
 /// `dir/name` with `text` (written once per LAN; renamed into place, so a parallel reader never
 /// sees half of it).
-fn script_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(super) fn script_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         let tmp = tempfile::NamedTempFile::new_in(dir).expect("temp file");
@@ -267,7 +242,7 @@ pub struct Host {
     pub ipv6: Ipv6Addr,
     /// eth0's link-local address.
     pub ipv6_ll: Ipv6Addr,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 impl Host {
@@ -342,137 +317,12 @@ impl Host {
             .unwrap_or_else(|e| panic!("start {args:?} in {}: {e}", self.ns));
         Peer { child, log }
     }
-
-    /// avahi-daemon on this host: no D-Bus, only eth0, IPv4 and IPv6, as root in a private mount
-    /// namespace whose /etc/avahi (config, `hosts`, `services/`) and /run are its own, so that
-    /// several can run on one LAN and beside cove in one namespace. Returns once avahi says
-    /// startup is complete and every static host and service is established (panics with its
-    /// log after 10 s).
-    pub fn avahi(&self, opts: AvahiOpts) -> AvahiPeer {
-        static MADE: AtomicU32 = AtomicU32::new(0);
-        let installed = |p: &str| Path::new(p).exists();
-        assert!(
-            installed("/usr/sbin/avahi-daemon"),
-            "avahi-daemon is not installed (scripts/setup-host.sh installs it)"
-        );
-        assert!(
-            !opts.dbus || (installed("/usr/bin/dbus-daemon") && installed("/usr/bin/avahi-resolve")),
-            "dbus-daemon or avahi-utils is not installed (scripts/setup-host.sh installs them)"
-        );
-        let k = MADE.fetch_add(1, Ordering::SeqCst);
-        let host_name = opts.host_name.clone().unwrap_or_else(|| format!("{}-avahi{k}", self.name));
-        let conf = tempfile::Builder::new().prefix("avahi-").tempdir_in(&self.dir).expect("tempdir");
-        std::fs::create_dir(conf.path().join("services")).unwrap();
-        std::fs::write(
-            conf.path().join("avahi-daemon.conf"),
-            format!(
-                "[server]\nhost-name={host_name}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=yes\n\
-                 allow-interfaces={}\nenable-dbus={}\n\n[wide-area]\nenable-wide-area=no\n\n\
-                 [publish]\npublish-hinfo=no\npublish-workstation=no\n\n[reflector]\nenable-reflector=no\n\n\
-                 [rlimits]\n",
-                self.ifname,
-                if opts.dbus { "yes" } else { "no" }
-            ),
-        )
-        .unwrap();
-        let hosts: String = opts.publish.iter().map(|(name, addr)| format!("{addr} {name}\n")).collect();
-        std::fs::write(conf.path().join("hosts"), hosts).unwrap();
-        for (i, s) in opts.services.iter().enumerate() {
-            std::fs::write(conf.path().join(format!("services/s{i}.service")), s.xml()).unwrap();
-        }
-        // avahi-daemon reads /etc/avahi/hosts and /etc/avahi/services/ (fixed paths) and keeps its
-        // pid file and socket in /run/avahi-daemon: all private to its mount namespace.
-        // --no-drop-root: a uid change would clear the parent-death signal.
-        // With a bus: a private dbus-daemon (its socket in the private /run, where avahi and
-        // avahi-utils look), a child of the shell that becomes avahi-daemon, so it dies with it.
-        let dbus = if opts.dbus {
-            let dbus_conf = conf.path().join("dbus.conf");
-            std::fs::write(&dbus_conf, DBUS_CONF).unwrap();
-            format!(
-                "mkdir /run/dbus && setpriv --pdeathsig KILL dbus-daemon --config-file={} --nofork --nopidfile & \
-                 i=0; while [ ! -S /run/dbus/system_bus_socket ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; ",
-                dbus_conf.display()
-            )
-        } else {
-            String::new()
-        };
-        let script = format!(
-            "mount -t tmpfs tmpfs /run && mkdir /run/avahi-daemon && mount --bind {} /etc/avahi && {dbus}\
-             exec avahi-daemon -f /etc/avahi/avahi-daemon.conf --no-drop-root --no-chroot --no-rlimits --no-proc-title",
-            conf.path().display()
-        );
-        let t0 = Instant::now();
-        let peer = self.spawn(&["unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
-        let mut avahi = AvahiPeer { peer, host_name, conf, host: self.clone() };
-        let mut wanted = vec!["Server startup complete".to_string()];
-        wanted.extend(opts.publish.iter().map(|(n, _)| format!("Static host name \"{n}\" successfully established")));
-        wanted.extend(opts.services.iter().map(|s| format!("Service \"{}\"", s.name)));
-        let ready = |log: &str| {
-            wanted.iter().all(|w| {
-                if w.starts_with("Service \"") {
-                    log.lines().any(|l| l.starts_with(w.as_str()) && l.ends_with("successfully established."))
-                } else {
-                    log.contains(w.as_str())
-                }
-            })
-        };
-        while !ready(&avahi.log()) {
-            if let Ok(Some(st)) = avahi.peer.child.try_wait() {
-                panic!("avahi-daemon in {} exited ({st}):\n{}", self.ns, avahi.log());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "avahi-daemon in {} not ready after 10 s:\n{}",
-                self.ns,
-                avahi.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        avahi
-    }
-
-    /// A python-zeroconf peer on this host (bound to eth0's IPv4 and IPv6 addresses), ready.
-    pub fn zeroconf(&self) -> ZeroconfPeer {
-        let script = script_file(&self.dir, "zeroconf_agent.py", ZEROCONF_AGENT);
-        let log = tempfile::NamedTempFile::new_in(&self.dir).expect("log file");
-        let mut child = self
-            .cmd("setpriv")
-            .args(["--pdeathsig", "KILL", "--", python()])
-            .arg(&script)
-            .args([self.ipv4.to_string(), self.ipv6.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().expect("log"))
-            .spawn()
-            .expect("start the zeroconf agent");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let zc = ZeroconfPeer { peer: Peer { child, log }, io: Mutex::new((stdin, rx)), host: self.clone() };
-        let ready = zc.read_reply(Duration::from_secs(15));
-        assert_eq!(
-            ready["ready"],
-            true,
-            "zeroconf agent in {} (python3-zeroconf: scripts/setup-host.sh installs it): {ready}\n{}",
-            self.ns,
-            zc.peer.log()
-        );
-        zc
-    }
 }
 
 /// A process started by [`Host::spawn`]: SIGKILLed and reaped on drop.
 pub struct Peer {
-    child: Child,
-    log: tempfile::NamedTempFile,
+    pub(super) child: Child,
+    pub(super) log: tempfile::NamedTempFile,
 }
 
 impl Peer {
@@ -511,331 +361,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// What an avahi peer publishes. Build with [`AvahiOpts::new`] and its chained setters.
-#[derive(Clone, Debug, Default)]
-pub struct AvahiOpts {
-    /// Its own host name (`NAME.local`, with its eth0 addresses); default `HOST-avahiK`.
-    pub host_name: Option<String>,
-    /// Static host names and their addresses (avahi's `hosts` file: one name per address
-    /// family and line; any label count works, see mod.rs).
-    pub publish: Vec<(String, IpAddr)>,
-    /// Static services (avahi's `services/*.service`).
-    pub services: Vec<AvahiService>,
-    /// A private system bus for it, so that [`AvahiPeer::resolve`] and [`AvahiPeer::browse`]
-    /// (avahi-utils) work; default: no D-Bus at all (`enable-dbus=no`).
-    pub dbus: bool,
-}
-
-impl AvahiOpts {
-    pub fn new() -> AvahiOpts {
-        AvahiOpts::default()
-    }
-
-    pub fn host_name(mut self, name: &str) -> AvahiOpts {
-        self.host_name = Some(name.to_string());
-        self
-    }
-
-    /// With a private D-Bus: avahi-resolve and avahi-browse work ([`AvahiPeer::resolve`]).
-    pub fn with_dbus(mut self) -> AvahiOpts {
-        self.dbus = true;
-        self
-    }
-
-    /// Publishes `name` (e.g. `printer.local`) with `addr`.
-    pub fn publish(mut self, name: &str, addr: &str) -> AvahiOpts {
-        self.publish.push((name.to_string(), addr.parse().expect("an IP address")));
-        self
-    }
-
-    /// Publishes service `name` of type `ty` (`_http._tcp`) on `port` with TXT `txt` (`k=v`).
-    pub fn service(mut self, ty: &str, name: &str, port: u16, txt: &[&str]) -> AvahiOpts {
-        self.services.push(AvahiService {
-            ty: ty.to_string(),
-            name: name.to_string(),
-            port,
-            txt: txt.iter().map(|s| s.to_string()).collect(),
-            host: None,
-        });
-        self
-    }
-}
-
-/// One static service of an avahi peer.
-#[derive(Clone, Debug)]
-pub struct AvahiService {
-    pub ty: String,
-    pub name: String,
-    pub port: u16,
-    pub txt: Vec<String>,
-    /// The SRV target; default: the peer's own host name.
-    pub host: Option<String>,
-}
-
-impl AvahiService {
-    fn xml(&self) -> String {
-        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        let txt: String = self.txt.iter().map(|t| format!("    <txt-record>{}</txt-record>\n", esc(t))).collect();
-        let host = self.host.as_deref().map(|h| format!("    <host-name>{}</host-name>\n", esc(h))).unwrap_or_default();
-        format!(
-            "<?xml version=\"1.0\" standalone='no'?>\n<!DOCTYPE service-group SYSTEM \"avahi-service.dtd\">\n\
-             <service-group>\n  <name>{}</name>\n  <service>\n    <type>{}</type>\n    <port>{}</port>\n{host}{txt}  </service>\n</service-group>\n",
-            esc(&self.name),
-            esc(&self.ty),
-            self.port
-        )
-    }
-}
-
-/// A running avahi-daemon (see [`Host::avahi`]); killed on drop ([`AvahiPeer::stop`]: a clean
-/// exit with goodbyes).
-pub struct AvahiPeer {
-    pub peer: Peer,
-    /// Its own host name, without `.local`.
-    pub host_name: String,
-    conf: tempfile::TempDir,
-    pub host: Host,
-}
-
-impl AvahiPeer {
-    /// What avahi-daemon printed so far (startup, conflicts: "Host name conflict", "withdrawing").
-    pub fn log(&self) -> String {
-        self.peer.log()
-    }
-
-    pub fn stop(&mut self) {
-        self.peer.stop()
-    }
-
-    /// Runs `args` in avahi's namespaces (network, and mount: its /run with the private bus).
-    pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.peer.pid().to_string(), "-m", "-n", "--"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("nsenter {args:?}: {e}"))
-    }
-
-    /// `avahi-resolve -n NAME` (`-6`: AAAA, else A) through this peer's daemon (needs
-    /// [`AvahiOpts::with_dbus`]): the address, or `None` (avahi gives up after ~5 s).
-    pub fn resolve(&self, name: &str, v6: bool) -> Option<IpAddr> {
-        let o = self.exec(&["timeout", "10", "avahi-resolve", "-n", if v6 { "-6" } else { "-4" }, name]);
-        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.split('\t').nth(1)?.trim().parse().ok())
-    }
-
-    /// `avahi-browse -rptk TYPE` through this peer's daemon (needs [`AvahiOpts::with_dbus`]): the
-    /// instances in its cache once avahi says "all for now", resolved, as [`ZeroconfPeer::browse`]
-    /// gives them (full instance name, host with its final dot).
-    pub fn browse(&self, ty: &str) -> Vec<ServiceInstance> {
-        let o = self.exec(&["timeout", "10", "avahi-browse", "-rptk", ty]);
-        let mut out: Vec<ServiceInstance> = vec![];
-        for l in String::from_utf8_lossy(&o.stdout).lines() {
-            let f: Vec<&str> = l.splitn(10, ';').collect();
-            if f.len() < 10 || f[0] != "=" {
-                continue;
-            }
-            let name = format!("{}.{}.{}.", avahi_unescape(f[3]), f[4], f[5]);
-            let addr: Option<IpAddr> = f[7].split('%').next().and_then(|a| a.parse().ok());
-            if let Some(i) = out.iter_mut().find(|i| i.name == name) {
-                i.addresses.extend(addr.filter(|a| !i.addresses.contains(a)));
-                continue;
-            }
-            let txt = avahi_txt(f[9]).into_iter().map(|t| match t.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (t, String::new()),
-            });
-            out.push(ServiceInstance {
-                name,
-                host: format!("{}.", f[6]),
-                port: f[8].parse().unwrap_or(0),
-                addresses: addr.into_iter().collect(),
-                txt: txt.collect(),
-            });
-        }
-        out
-    }
-}
-
-/// avahi-browse -p's label escapes: `\DDD` (decimal) and `\X`.
-fn avahi_unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let (mut out, mut i) = (vec![], 0);
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            out.push(std::str::from_utf8(&b[i + 1..i + 4]).unwrap().parse::<u16>().unwrap_or(63) as u8);
-            i += 4;
-        } else if b[i] == b'\\' && i + 1 < b.len() {
-            out.push(b[i + 1]);
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// avahi-browse -p's TXT field: `"k=v" "k2=v2"`, each string quoted (`\"` inside).
-fn avahi_txt(s: &str) -> Vec<String> {
-    let (mut out, mut cur, mut inside, mut esc) = (vec![], String::new(), false, false);
-    for c in s.chars() {
-        match (inside, esc, c) {
-            (true, true, _) => {
-                cur.push(c);
-                esc = false;
-            }
-            (true, false, '\\') => esc = true,
-            (true, false, '"') => {
-                out.push(std::mem::take(&mut cur));
-                inside = false;
-            }
-            (true, false, _) => cur.push(c),
-            (false, _, '"') => inside = true,
-            _ => {}
-        }
-    }
-    out
-}
-
-/// A python-zeroconf peer (see [`Host::zeroconf`] and `zeroconf_agent.py`); killed on drop.
-pub struct ZeroconfPeer {
-    pub peer: Peer,
-    io: Mutex<(ChildStdin, mpsc::Receiver<String>)>,
-    pub host: Host,
-}
-
-/// One DNS-SD instance found by [`ZeroconfPeer::browse`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceInstance {
-    /// The full instance name, `Web Box._http._tcp.local.`
-    pub name: String,
-    /// The SRV target, `host.local.`; empty if the instance could not be resolved.
-    pub host: String,
-    pub port: u16,
-    pub addresses: Vec<IpAddr>,
-    pub txt: BTreeMap<String, String>,
-}
-
-/// A goodbye (a record with TTL 0) seen by [`ZeroconfPeer::wait_goodbye`].
-#[derive(Clone, Debug)]
-pub struct Goodbye {
-    /// When the agent received it (its wall clock: compare with `SystemTime::now()` here).
-    pub at: SystemTime,
-    /// The record's type: A, AAAA, PTR, SRV, TXT.
-    pub rtype: String,
-}
-
-impl ZeroconfPeer {
-    fn read_reply(&self, timeout: Duration) -> serde_json::Value {
-        let io = self.io.lock().unwrap();
-        match io.1.recv_timeout(timeout) {
-            Ok(line) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("zeroconf agent said {line:?}: {e}")),
-            Err(e) => panic!("zeroconf agent in {}: no reply ({e}):\n{}", self.host.ns, self.peer.log()),
-        }
-    }
-
-    /// Sends one command (`{"cmd": ..., ...}`) and returns the reply, or its error line.
-    pub fn request(&self, cmd: serde_json::Value) -> Result<serde_json::Value, String> {
-        let secs = cmd["timeout"].as_f64().or(cmd["seconds"].as_f64()).unwrap_or(0.0);
-        {
-            let mut io = self.io.lock().unwrap();
-            writeln!(io.0, "{cmd}").unwrap_or_else(|e| panic!("zeroconf agent gone ({e}):\n{}", self.peer.log()));
-            io.0.flush().unwrap();
-        }
-        let v = self.read_reply(Duration::from_secs_f64(secs + 20.0));
-        if v["ok"] == true {
-            Ok(v)
-        } else {
-            Err(v["error"].as_str().unwrap_or("?").to_string())
-        }
-    }
-
-    fn must(&self, cmd: serde_json::Value) -> serde_json::Value {
-        let what = cmd.to_string();
-        self.request(cmd).unwrap_or_else(|e| panic!("zeroconf agent: {what}: {e}"))
-    }
-
-    /// Resolves `name` by mDNS (`rtype`: "A", "AAAA", or `None` for both in one query), forgetting
-    /// what the cache held; returns with the first answer (with `None`, a responder that answers
-    /// A and AAAA separately gives one family only: ask each), empty if none within `timeout`.
-    pub fn resolve(&self, name: &str, rtype: Option<&str>, timeout: Duration) -> Vec<IpAddr> {
-        self.resolve_timed(name, rtype, timeout).0
-    }
-
-    /// [`ZeroconfPeer::resolve`], and how long the answer took (ms; `None` without one).
-    pub fn resolve_timed(&self, name: &str, rtype: Option<&str>, timeout: Duration) -> (Vec<IpAddr>, Option<f64>) {
-        let v = self
-            .must(serde_json::json!({"cmd": "resolve", "name": name, "type": rtype, "timeout": timeout.as_secs_f64()}));
-        let addrs = v["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()?.parse().ok()).collect();
-        (addrs, v["ms"].as_f64())
-    }
-
-    /// Browses `ty` (`_http._tcp`) for `secs`, then resolves every instance found (SRV, TXT and
-    /// the addresses known once one is: a responder may leave out an address record it
-    /// multicast less than a second ago, so resolve the host for all of them).
-    pub fn browse(&self, ty: &str, secs: f64) -> Vec<ServiceInstance> {
-        let v = self.must(serde_json::json!({"cmd": "browse", "type": ty, "seconds": secs}));
-        v["instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| ServiceInstance {
-                name: i["name"].as_str().unwrap_or_default().to_string(),
-                host: i["host"].as_str().unwrap_or_default().to_string(),
-                port: i["port"].as_u64().unwrap_or(0) as u16,
-                addresses: i["addresses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a.as_str()?.parse().ok())
-                    .collect(),
-                txt: i["txt"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-            })
-            .collect()
-    }
-
-    /// Answers A/AAAA queries for `name` with `addrs` (announced twice; no probing, no PTR).
-    pub fn register_host(&self, name: &str, addrs: &[&str]) {
-        self.must(serde_json::json!({"cmd": "register_host", "name": name, "addresses": addrs}));
-    }
-
-    /// Registers instance `instance` of `ty` on `port` with TXT `txt`, its SRV pointing at
-    /// `zc-192-168-88-N.local.` (this host's addresses); returns the full instance name.
-    pub fn register_service(&self, ty: &str, instance: &str, port: u16, txt: &[(&str, &str)]) -> String {
-        let txt: serde_json::Map<String, serde_json::Value> =
-            txt.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
-        let v = self.must(
-            serde_json::json!({"cmd": "register_service", "type": ty, "instance": instance, "port": port, "txt": txt}),
-        );
-        v["name"].as_str().unwrap_or_default().to_string()
-    }
-
-    /// Withdraws a host or service instance registered here (goodbye packets, TTL 0).
-    pub fn unregister(&self, name: &str) {
-        self.must(serde_json::json!({"cmd": "unregister", "name": name}));
-    }
-
-    /// From now on, goodbyes for `name` (a record's name, or a PTR's target) count.
-    pub fn watch_goodbye(&self, name: &str) {
-        self.must(serde_json::json!({"cmd": "watch_goodbye", "name": name}));
-    }
-
-    /// The first goodbye for `name` since [`ZeroconfPeer::watch_goodbye`], waiting up to `timeout`.
-    pub fn wait_goodbye(&self, name: &str, timeout: Duration) -> Option<Goodbye> {
-        let v = self.must(serde_json::json!({"cmd": "wait_goodbye", "name": name, "timeout": timeout.as_secs_f64()}));
-        (v["seen"] == true).then(|| Goodbye {
-            at: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(v["at"].as_f64().unwrap_or(0.0)),
-            rtype: v["type"].as_str().unwrap_or_default().to_string(),
-        })
     }
 }
 

@@ -13,9 +13,13 @@
 //!   own address, which the kernel then drops. `dig -p 5353 @PEER_ADDRESS NAME` works (legacy
 //!   unicast too), and [`lan::Host::mdns_query`] asks the group and shows every reply.
 
+mod avahi;
 mod lan;
+mod zeroconf;
 
+pub use avahi::*;
 pub use lan::*;
+pub use zeroconf::*;
 
 use super::*;
 use std::net::IpAddr;
