@@ -25,6 +25,8 @@ struct World {
     env: Vec<(String, String)>,
     /// Run cove as this user (through runuser) instead of as the test's own user.
     user: Option<String>,
+    /// Run cove in this network namespace (`ip netns exec`; the mDNS tests' simulated LAN).
+    netns: Option<String>,
 }
 
 impl World {
@@ -38,6 +40,16 @@ impl World {
     }
 
     fn new_for(user: Option<&str>) -> Option<World> {
+        World::new_with(user, None)
+    }
+
+    /// A world whose cove commands (its import too) run in network namespace `ns`, as root or
+    /// as `user` (the test runs as root): `ip netns exec NS [runuser -u USER --] cove ...`.
+    fn new_in(ns: &str, user: Option<&str>) -> Option<World> {
+        World::new_with(user, Some(ns))
+    }
+
+    fn new_with(user: Option<&str>, netns: Option<&str>) -> Option<World> {
         let Some(fs) = rootfs() else {
             skip("COVE_TEST_ROOTFS not set (run scripts/make-rootfs.sh and export it)");
             return None;
@@ -48,7 +60,7 @@ impl World {
             let pw = nix::unistd::User::from_name(u).ok().flatten().expect("user exists");
             nix::unistd::chown(root.path(), Some(pw.uid), Some(pw.gid)).expect("chown the world to its user");
         }
-        let w = World { root, env: vec![], user: user.map(String::from) };
+        let w = World { root, env: vec![], user: user.map(String::from), netns: netns.map(String::from) };
         let out = w.cove(&["import", fs.to_str().unwrap(), "bb", "--change", "CMD [\"sh\"]"]);
         assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
         Some(w)
@@ -56,9 +68,9 @@ impl World {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = match &self.user {
-            None => Command::new(bin()),
+            None => self.in_netns(bin().as_os_str()),
             Some(u) => {
-                let mut c = Command::new("runuser");
+                let mut c = self.in_netns("runuser".as_ref());
                 c.args(["-u", u, "--"])
                     .arg(bin())
                     .env("HOME", format!("/home/{u}"))
@@ -78,6 +90,18 @@ impl World {
         c.env("COVE_DNS_UPSTREAMS", "127.0.0.1:1");
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
+    }
+
+    /// `prog`, through `ip netns exec NS` for a world in a namespace.
+    fn in_netns(&self, prog: &std::ffi::OsStr) -> Command {
+        match &self.netns {
+            None => Command::new(prog),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(prog);
+                c
+            }
+        }
     }
 
     fn with_env(mut self, k: &str, v: &str) -> World {
@@ -2123,3 +2147,7 @@ mod security_stdio;
 mod defects_lifecycle;
 #[path = "defects/networks.rs"]
 mod defects_networks;
+
+// mDNS (issue 15): the simulated LAN (network namespaces, avahi and python-zeroconf peers) and
+// the tests run on it.
+mod mdns;
