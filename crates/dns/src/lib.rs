@@ -34,9 +34,9 @@ use std::time::Duration;
 
 pub use handler::{handle_packet, handle_query, handle_query_from, Handled, Transport, MAX_UDP_PAYLOAD};
 pub use hickory_proto;
-pub use records::{Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL};
+pub use records::{Answer, Entry, Forward, LocalName, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL};
 pub use server::{serve_tcp, serve_udp};
-pub use upstream::{upstreams_from_resolv_conf, Upstream, DEFAULT_TIMEOUT};
+pub use upstream::{upstreams_from_resolv_conf, LocalResolver, Upstream, DEFAULT_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
