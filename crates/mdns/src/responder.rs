@@ -211,12 +211,14 @@ impl Responder {
         }
     }
 
-    /// Replaces the interface table. Interfaces that are new or whose addresses changed get
-    /// every announced entry announced again (RFC 6762 section 8.4); addresses that went away
-    /// from an interface that stays get goodbyes there.
+    /// Replaces the interface table (RFC 6762 section 8.4). A new interface (another link,
+    /// maybe with its own holders of our names) sends every entry back to probing under its
+    /// current name; an interface whose addresses changed gets every announced entry announced
+    /// again, and goodbyes for the addresses it lost.
     pub fn set_interfaces(&mut self, interfaces: Vec<Interface>, now: Instant) {
         let new: BTreeMap<u32, Interface> = interfaces.into_iter().map(|i| (i.index, i)).collect();
         let mut changed = false;
+        let mut added = false;
         for (index, iface) in &new {
             match self.interfaces.get(index).cloned() {
                 Some(old) if old.addrs == iface.addrs => {}
@@ -233,12 +235,16 @@ impl Responder {
                         self.goodbye_on(&old, &records);
                     }
                 }
-                None => changed = true,
+                None => added |= !iface.addrs.is_empty(),
             }
         }
         self.interfaces = new;
         self.pending.retain(|p| self.interfaces.contains_key(&p.interface));
-        if changed {
+        if added {
+            for e in self.entries.iter_mut().filter(|e| e.answers()) {
+                e.phase = Phase::Probing { sent: 0, next: now + self.rng.millis(0, 250) };
+            }
+        } else if changed {
             for e in &mut self.entries {
                 if e.answers() {
                     e.phase = Phase::Announcing { sent: 0, next: now };
@@ -396,6 +402,13 @@ impl Responder {
             .filter(|&i| matches!(self.entries[i].phase, Phase::Probing { next, .. } if next <= now))
             .collect();
         if due.is_empty() {
+            return;
+        }
+        if !self.interfaces.values().any(|i| !i.addrs.is_empty()) {
+            // Nowhere to probe: wait for an interface rather than claim a name unasked.
+            for i in due {
+                self.entries[i].phase = Phase::Probing { sent: 0, next: now + PROBE_INTERVAL };
+            }
             return;
         }
         let mut probes: Vec<(Name, bool)> = Vec::new();

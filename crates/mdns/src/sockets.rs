@@ -113,3 +113,24 @@ pub fn open(interfaces: &[Interface]) -> Result<Sockets> {
 pub fn local_addr(sock: &UdpSocket) -> Result<SocketAddr> {
     sock.local_addr().map_err(|e| err("getsockname", e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two engines (or cove and an avahi-daemon) share the port; on loopback only, no group.
+    #[test]
+    fn the_port_is_shared_and_packet_info_is_on() {
+        let a = bind_v4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = local_addr(&a).unwrap().port();
+        let b = bind_v4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).unwrap();
+        assert_eq!(local_addr(&b).unwrap().port(), port);
+        assert!(nix::sys::socket::getsockopt(&a, sockopt::Ipv4PacketInfo).unwrap());
+        assert!(nix::sys::socket::getsockopt(&a, sockopt::ReusePort).unwrap());
+        assert_eq!(nix::sys::socket::getsockopt(&a, sockopt::IpMulticastTtl).unwrap(), 255);
+        assert!(nix::sys::socket::getsockopt(&a, sockopt::IpMulticastLoop).unwrap());
+        if let Ok(v6) = bind_v6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 0, 0, 0)) {
+            assert!(nix::sys::socket::getsockopt(&v6, sockopt::Ipv6RecvPacketInfo).unwrap());
+        }
+    }
+}

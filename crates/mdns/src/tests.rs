@@ -783,3 +783,24 @@ mod serve_loop {
         ));
     }
 }
+
+#[test]
+fn no_interface_no_claim_and_a_new_interface_probes_again() {
+    let t0 = Instant::now();
+    let mut r = Responder::with_seed(PORT, 3);
+    r.publish_host("node1.local", t0).unwrap();
+    let sent = run(&mut r, t0, t0 + Duration::from_secs(3));
+    assert!(sent.is_empty());
+    assert_eq!(r.published()[0].state, State::Probing);
+    let t1 = t0 + Duration::from_secs(3);
+    r.set_interfaces(vec![eth0()], t1);
+    establish(&mut r, t1);
+    let t2 = t1 + Duration::from_secs(4);
+    r.set_interfaces(vec![eth0(), eth1()], t2);
+    assert_eq!(r.published()[0].state, State::Probing);
+    let sent = run(&mut r, t2, t2 + Duration::from_secs(3));
+    let probes = sent.iter().filter(|(_, t)| msg(t).metadata.message_type == MessageType::Query).count();
+    // Three probes on each of eth0 (v4), eth1 (v4 and v6).
+    assert_eq!(probes, 9);
+    assert_eq!(r.published()[0].state, State::Established);
+}
