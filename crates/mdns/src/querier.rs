@@ -23,6 +23,8 @@ use crate::{Error, Interface, Result};
 const MAX_PENDING: usize = 256;
 /// A one-shot query is sent again this long after the first if nothing answered yet.
 const RESEND_AFTER: Duration = Duration::from_millis(300);
+/// The longest a query or browse may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Instances a browse follows up (SRV, TXT, addresses).
 const MAX_INSTANCES: usize = 64;
 
@@ -145,7 +147,7 @@ impl Querier {
             id,
             kind: Kind::Resolve { name, qtype },
             start: now,
-            deadline: now + timeout,
+            deadline: now + timeout.min(MAX_WAIT),
             resend: Some(now + RESEND_AFTER),
         });
         Ok(id)
@@ -161,7 +163,7 @@ impl Querier {
             id,
             kind: Kind::Browse { type_name, followed_up: false },
             start: now,
-            deadline: now + timeout,
+            deadline: now + timeout.min(MAX_WAIT),
             resend: None,
         });
         Ok(id)

@@ -633,7 +633,18 @@ impl Responder {
                 let e = &mut self.entries[i];
                 e.phase = Phase::Probing { sent: 0, next: first };
                 let id = e.id;
+                let host = matches!(e.what, What::Host).then(|| e.requested.clone());
                 self.events.push_back(Event::Renamed { id, from, to: current });
+                // Services on a renamed host: their SRV follows, so announce them again.
+                if let Some(host) = host {
+                    for s in self.entries.iter_mut().filter(|s| s.answers()) {
+                        if let What::Service { host: h, .. } = &s.what {
+                            if h.trim_end_matches('.').eq_ignore_ascii_case(&host) {
+                                s.phase = Phase::Announcing { sent: 0, next: now };
+                            }
+                        }
+                    }
+                }
             }
             Phase::Announcing { .. } | Phase::Established => {
                 // RFC 6762 section 9: back to probing under the same name.

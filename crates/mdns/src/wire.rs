@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query};
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
@@ -70,7 +70,8 @@ pub(crate) fn parse(packet: &[u8]) -> Option<Message> {
         return None;
     }
     let m = Message::from_vec(packet).ok()?;
-    if m.metadata.op_code != OpCode::Query {
+    // RFC 6762 section 18.3 and 18.11: other opcodes and non-zero response codes are ignored.
+    if m.metadata.op_code != OpCode::Query || m.metadata.response_code != ResponseCode::NoError {
         return None;
     }
     Some(m)
