@@ -33,6 +33,34 @@
 //! and must answer each interface with its own addresses. hickory-proto (already cove's wire
 //! format for crates/dns) parses and writes the packets, with the QU and cache-flush bits of its
 //! `mdns` feature; no byte is read by hand here except the header counts checked before parsing.
+//!
+//! How the network helper uses it (on the host's side, on a thread of its own):
+//! ```no_run
+//! use std::time::Duration;
+//! use cove_mdns::hickory_proto::rr::{Name, RecordType};
+//! use cove_mdns::{channel, serve, sockets, Interface, Options, ServiceSpec};
+//!
+//! let lan = vec![Interface { index: 2, name: "eth0".into(), addrs: vec!["192.168.1.20".parse()?] }];
+//! let socks = sockets::open(&lan)?; // UDP 5353 v4/v6 in the groups, plus one-shot sockets
+//! let (control, commands) = channel()?;
+//! let options = Options::standard(lan);
+//! let engine = std::thread::spawn(move || serve(socks, options, commands, |event| drop(event)));
+//! let id = control.publish_host("node1.mycluster.local")?;
+//! control.publish_service(ServiceSpec {
+//!     service_type: "_redis._tcp".into(),
+//!     instance: "node1 on mycluster".into(),
+//!     host: "node1.mycluster.local".into(),
+//!     port: 12000,
+//!     txt: vec!["container=node1".into()],
+//! })?;
+//! let answers = control.resolve(&Name::from_ascii("printer.local.")?, RecordType::A, Duration::from_secs(1))?;
+//! let cached = control.lookup_cached(&Name::from_ascii("printer.local.")?, RecordType::A); // no wake-up
+//! control.withdraw(id)?; // goodbye
+//! control.shutdown(); // goodbyes for the rest, then serve returns
+//! engine.join().expect("mdns thread")?;
+//! # let _ = (answers, cached);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 // A library reports through its return values and `tracing`, never by printing.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]

@@ -168,7 +168,7 @@ struct Pending {
 type SentKey = (u32, Family, Name, RecordType, Vec<u8>);
 
 /// The mDNS responder: see the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Responder {
     port: u16,
     interfaces: BTreeMap<u32, Interface>,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use cove_mdns::hickory_proto::op::Message;
@@ -41,8 +41,10 @@ fn established() -> (Responder, Instant) {
     (r, now + Duration::from_secs(2))
 }
 
+static ESTABLISHED: LazyLock<(Responder, Instant)> = LazyLock::new(established);
+
 fuzz_target!(|data: &[u8]| {
-    let (mut r, now) = established();
+    let (mut r, now) = ESTABLISHED.clone();
     let mut q = Querier::new(5353, Arc::new(Mutex::new(Cache::new(64))));
     q.set_interfaces(r.interfaces().cloned().collect());
     for port in [5353u16, 40000] {
