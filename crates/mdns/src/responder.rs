@@ -575,6 +575,8 @@ impl Responder {
                 .iter()
                 .copied()
                 .filter(|r| r.name == e.name && r.ttl > 0 && r.dns_class == DNSClass::IN)
+                // An NSEC (ours looped back, or a peer's negative answer) claims nothing new.
+                .filter(|r| r.record_type() != RecordType::NSEC)
                 .collect();
             if theirs.is_empty() {
                 continue;
@@ -736,8 +738,13 @@ impl Responder {
             if !msg.queries.iter().take(MAX_QUESTIONS).any(|q| q.name == e.name) {
                 continue;
             }
-            let theirs: Vec<Record> =
-                msg.authorities.iter().take(MAX_RECORDS).filter(|r| r.name == e.name).cloned().collect();
+            let theirs: Vec<Record> = msg
+                .authorities
+                .iter()
+                .take(MAX_RECORDS)
+                .filter(|r| r.name == e.name && r.record_type() != RecordType::NSEC)
+                .cloned()
+                .collect();
             if theirs.is_empty() {
                 continue;
             }
@@ -827,16 +834,37 @@ impl Responder {
     }
 
     /// The records of answered entries that `q` asks for, on `iface`.
+    /// A question for a type we do not have under a name we own gets an NSEC saying which
+    /// types exist (RFC 6762 section 6.1), so the asker need not wait for a timeout.
     fn answers_for(&self, q: &Query, iface: &Interface) -> Vec<Record> {
         let mut out = Vec::new();
+        let mut owner = None;
         for e in self.entries.iter().filter(|e| e.answers()) {
+            if e.name == q.name {
+                owner = Some(e);
+            }
             for r in self.records_of(e, iface) {
                 if wire::asks_for(q, &r) {
                     out.push(r);
                 }
             }
         }
+        if let Some(e) = owner {
+            if out.is_empty()
+                && q.query_type != RecordType::ANY
+                && matches!(q.query_class, DNSClass::IN | DNSClass::ANY)
+            {
+                out.push(self.nsec(e, iface));
+            }
+        }
         out
+    }
+
+    /// The NSEC of `e`'s unique name on `iface`: the types it has there.
+    fn nsec(&self, e: &Entry, iface: &Interface) -> Record {
+        let types: Vec<RecordType> =
+            self.records_of(e, iface).iter().filter(|r| r.name == e.name).map(|r| r.record_type()).collect();
+        wire::nsec(&e.name, &types, HOST_TTL)
     }
 
     /// RFC 6763 section 12: PTR answers bring SRV, TXT and addresses; SRV answers bring
@@ -866,6 +894,17 @@ impl Responder {
             for e in self.entries.iter().filter(|e| e.answers() && matches!(e.what, What::Host) && e.name == t) {
                 out.extend(self.records_of(e, iface));
             }
+        }
+        // A host's addresses of one family only: an NSEC says there is none of the other.
+        if !(iface.has(Family::V4) && iface.has(Family::V6)) {
+            let hosts: Vec<Record> = answers
+                .iter()
+                .chain(out.iter())
+                .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                .filter_map(|r| self.entries.iter().find(|e| matches!(e.what, What::Host) && e.name == r.name))
+                .map(|e| self.nsec(e, iface))
+                .collect();
+            out.extend(hosts);
         }
         out.retain(|r| !answers.iter().any(|a| wire::same_rr(a, r)));
         dedup(&mut out);

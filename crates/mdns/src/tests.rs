@@ -312,15 +312,9 @@ fn answers_unique_at_once_and_known_answers_suppress() {
     let stale = address_record(&name("node1.local"), "192.0.2.10".parse().unwrap(), 59);
     r.handle_packet(&query(&[(name("node1.local"), RecordType::A, false)], &[stale]), peer(), 7, t2);
     assert_eq!(drain(&mut r).len(), 1);
-    // Not ours, or another type we have not: nothing.
+    // Not ours: nothing.
     r.handle_packet(
         &query(&[(name("other.local"), RecordType::A, false)], &[]),
-        peer(),
-        7,
-        t2 + Duration::from_secs(2),
-    );
-    r.handle_packet(
-        &query(&[(name("node1.local"), RecordType::AAAA, false)], &[]),
         peer(),
         7,
         t2 + Duration::from_secs(2),
@@ -803,4 +797,37 @@ fn no_interface_no_claim_and_a_new_interface_probes_again() {
     // Three probes on each of eth0 (v4), eth1 (v4 and v6).
     assert_eq!(probes, 9);
     assert_eq!(r.published()[0].state, State::Established);
+}
+
+#[test]
+fn nsec_for_types_we_do_not_have() {
+    let t0 = Instant::now();
+    let mut r = responder(t0);
+    r.publish_host("node1.local", t0).unwrap();
+    let t1 = establish(&mut r, t0) + Duration::from_secs(2);
+    // AAAA on a v4-only interface: NSEC in the answer, listing A only; sent at once.
+    r.handle_packet(&query(&[(name("node1.local"), RecordType::AAAA, false)], &[]), peer(), 7, t1);
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1);
+    let m = msg(&out[0]);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), RecordType::NSEC);
+    assert!(m.answers[0].mdns_cache_flush);
+    assert_eq!(wire::nsec_types(&m.answers[0]).unwrap(), [RecordType::A]);
+    // The A answer carries the NSEC as an additional.
+    r.handle_packet(&query(&[(name("node1.local"), RecordType::A, false)], &[]), peer(), 7, t1);
+    let m = msg(&drain(&mut r)[0]);
+    assert_eq!(m.answers[0].record_type(), RecordType::A);
+    assert!(m.additionals.iter().any(|a| a.record_type() == RecordType::NSEC));
+    // Our NSEC looped back, or a peer's NSEC for our name: no conflict.
+    r.handle_packet(&out[0].payload, "192.0.2.10:5353".parse().unwrap(), 7, t1);
+    assert!(events(&mut r).is_empty());
+    // Names we do not own: no NSEC.
+    r.handle_packet(
+        &query(&[(name("other.local"), RecordType::AAAA, false)], &[]),
+        peer(),
+        7,
+        t1 + Duration::from_secs(3),
+    );
+    assert!(drain(&mut r).is_empty());
 }

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, NULL};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
@@ -131,6 +131,56 @@ pub(crate) fn address_record(name: &Name, addr: IpAddr, ttl: u32) -> Record {
         IpAddr::V6(a) => RData::AAAA(AAAA(a)),
     };
     unique(Record::from_rdata(name.clone(), ttl, data))
+}
+
+/// An NSEC record in mDNS's restricted form (RFC 6762 section 6.1): next name = own name,
+/// one bitmap window for types below 256. hickory-proto has NSEC only with DNSSEC support, so
+/// the rdata is written here, as unknown-type data.
+pub(crate) fn nsec(name: &Name, types: &[RecordType], ttl: u32) -> Record {
+    let mut rdata = Vec::with_capacity(name.len() + 36);
+    for label in name.iter() {
+        rdata.push(label.len() as u8);
+        rdata.extend_from_slice(label);
+    }
+    rdata.push(0);
+    let mut bitmap = [0u8; 32];
+    for t in types {
+        let v = usize::from(u16::from(*t));
+        if v < 256 {
+            bitmap[v / 8] |= 0x80 >> (v % 8);
+        }
+    }
+    if let Some(last) = bitmap.iter().rposition(|b| *b != 0) {
+        rdata.push(0);
+        rdata.push(last as u8 + 1);
+        rdata.extend_from_slice(&bitmap[..=last]);
+    }
+    let data = RData::Unknown { code: RecordType::NSEC, rdata: NULL::with(rdata) };
+    unique(Record::from_rdata(name.clone(), ttl, data))
+}
+
+/// The types an mDNS NSEC (as [`nsec`] writes it) lists, or `None` for anything else.
+#[cfg(test)]
+pub(crate) fn nsec_types(r: &Record) -> Option<Vec<RecordType>> {
+    let RData::Unknown { code: RecordType::NSEC, rdata } = &r.data else { return None };
+    let b = &rdata.anything;
+    let mut at = 0;
+    while *b.get(at)? != 0 {
+        at += 1 + usize::from(b[at]);
+    }
+    at += 1;
+    let mut types = Vec::new();
+    if at < b.len() {
+        let len = usize::from(*b.get(at + 1)?);
+        for (i, byte) in b.get(at + 2..at + 2 + len)?.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (0x80 >> bit) != 0 {
+                    types.push(RecordType::from((i * 8 + bit) as u16));
+                }
+            }
+        }
+    }
+    Some(types)
 }
 
 pub(crate) fn unique(mut r: Record) -> Record {
