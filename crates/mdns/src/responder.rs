@@ -767,7 +767,7 @@ impl Responder {
         query: &Message,
         query_len: usize,
         legacy: bool,
-        mut answers: Vec<Record>,
+        answers: Vec<Record>,
         iface: &Interface,
         to: SocketAddr,
         now: Instant,
@@ -777,6 +777,7 @@ impl Responder {
             return;
         }
         let mut additionals = self.additionals(&answers, iface);
+        let mut answers = answers;
         let template = if legacy {
             // RFC 6762 section 6.7: ID and question echoed, TTL capped, no cache-flush bit.
             for r in answers.iter_mut().chain(additionals.iter_mut()) {
@@ -788,24 +789,13 @@ impl Responder {
         } else {
             wire::response(0, vec![])
         };
-        // No amplification: at most a few times the query's bytes, additionals dropped first,
-        // then answers (and the answer says it is truncated).
+        // No amplification: at most a few times the query's bytes.
         let limit = (query_len * UNICAST_AMPLIFICATION).min(MAX_PACKET);
-        let mut packets = wire::pack(&template, &answers, &additionals, limit);
-        while packets.len() > 1 || packets.first().is_some_and(|p| p.len() > limit) {
-            if !additionals.is_empty() {
-                additionals.clear();
-            } else if answers.len() > 1 {
-                answers.pop();
-            } else {
-                return;
-            }
-            let mut t = template.clone();
-            t.metadata.truncation = answers.len() > 1 && additionals.is_empty();
-            packets = wire::pack(&t, &answers, &additionals, limit);
-        }
-        if let Some(payload) = packets.pop() {
-            if payload.len() <= limit {
+        // What does not fit in one datagram is left out (the first datagram holds as many
+        // answers as fit; additionals only come after every answer). No TC: mDNS has no TCP.
+        let packets = wire::pack(&template, &answers, &additionals, limit);
+        if let Some(payload) = packets.into_iter().next() {
+            if payload.len() <= limit && parse_answers(&payload) > 0 {
                 self.out.push_back(Transmit { interface: iface.index, target: Target::Unicast(to), payload });
             }
         }
@@ -968,6 +958,14 @@ fn same_type(a: &Entry, b: &Entry) -> bool {
         (What::Service { type_name: x, .. }, What::Service { type_name: y, .. }) => x == y,
         _ => false,
     }
+}
+
+/// How many answers an encoded response carries (0 if it does not parse).
+fn parse_answers(payload: &[u8]) -> usize {
+    if payload.len() < 8 {
+        return 0;
+    }
+    usize::from(u16::from_be_bytes([payload[6], payload[7]]))
 }
 
 fn sent_key(index: u32, family: Family, r: &Record) -> SentKey {
