@@ -232,7 +232,7 @@ pub enum NetworkCmd {
         /// Set metadata on the network (KEY[=VALUE])
         #[arg(long)]
         label: Vec<String>,
-        /// Driver options: mtu=N (also com.docker.network.driver.mtu), allow_host_loopback=true (reach services on the host's 127.0.0.1 through host.containers.internal; off by default)
+        /// Driver options: mtu=N (also com.docker.network.driver.mtu), allow_host_loopback=true (reach services on the host's 127.0.0.1 through host.containers.internal; off by default), mdns_resolve=false (`.local` names go to the unicast upstreams instead of mDNS)
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// The network DNS's upstream servers (default: the host's resolvers)
@@ -244,6 +244,13 @@ pub enum NetworkCmd {
         /// Addresses IPAM must not hand out (NAME=IP)
         #[arg(long)]
         aux_address: Vec<String>,
+        /// Publish the network's containers on the LAN by mDNS (NAME.NETWORK.local,
+        /// NAME-NETWORK.local, NETWORK.local, and a DNS-SD service per published port)
+        #[arg(long)]
+        mdns: bool,
+        /// Publish only on this host interface (repeatable; default: every LAN interface)
+        #[arg(long = "mdns-interface", value_name = "IFACE", requires = "mdns")]
+        mdns_interface: Vec<String>,
         name: String,
     },
     /// List networks

@@ -4,10 +4,12 @@
 
 use cove_engine::db::{ContainerRow, ContainerState, ImageRow};
 use cove_engine::lifecycle;
-use cove_engine::network::NetworkRow;
+use cove_engine::network::{Attached, NetworkRow};
 use cove_engine::run::Engine;
 use cove_engine::spec::RunRequest;
 use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 pub fn container_json(eng: &Engine, c: &ContainerRow) -> anyhow::Result<serde_json::Value> {
     let req = serde_json::to_value(c.request()?)?;
@@ -225,6 +227,66 @@ pub fn network_row(n: &NetworkRow) -> serde_json::Value {
         "IPv6": n.subnet6.is_some().to_string(), "Internal": n.internal.to_string(),
         "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "CreatedAt": n.created, "Subnet": subnet, "Gateway": gateway,
+    })
+}
+
+/// One `IPAM.Config` entry of `network inspect`, as Docker shows it.
+fn ipam_config(
+    subnet: &str,
+    gateway: Option<&str>,
+    range: Option<&str>,
+    aux: &BTreeMap<String, IpAddr>,
+) -> serde_json::Value {
+    let mut c = serde_json::json!({ "Subnet": subnet, "Gateway": gateway });
+    if let Some(r) = range {
+        c["IPRange"] = r.into();
+    }
+    let s: Option<cove_engine::network::Subnet> = subnet.parse().ok();
+    let mine: serde_json::Map<String, serde_json::Value> = aux
+        .iter()
+        .filter(|(_, a)| s.is_some_and(|s| s.contains(**a)))
+        .map(|(k, a)| (k.clone(), a.to_string().into()))
+        .collect();
+    if !mine.is_empty() {
+        c["AuxiliaryAddresses"] = mine.into();
+    }
+    c
+}
+
+/// Docker-shaped `network inspect` of `n` with the containers attached to it.
+pub fn network_json(n: &NetworkRow, attached: &[Attached]) -> serde_json::Value {
+    let mut containers = serde_json::Map::new();
+    for a in attached {
+        let v6 = a.ip6.map(|(ip, p)| format!("{ip}/{p}")).unwrap_or_default();
+        containers.insert(
+            a.id.clone(),
+            json!({ "Name": a.name, "IPv4Address": format!("{}/{}", a.ip, a.prefix_len), "IPv6Address": v6 }),
+        );
+    }
+    let mut options = json!({ "com.docker.network.bridge.name": n.bridge });
+    if let Some(m) = n.options.mtu {
+        options["com.docker.network.driver.mtu"] = m.to_string().into();
+    }
+    if let Some(b) = n.options.allow_host_loopback {
+        options["allow_host_loopback"] = b.to_string().into();
+    }
+    let dns: Vec<String> = n.options.dns.iter().map(|a| a.to_string()).collect();
+    let ipam: Vec<serde_json::Value> =
+        std::iter::once(ipam_config(&n.subnet, Some(&n.gateway), n.options.ip_range.as_deref(), &n.options.aux))
+            .chain(
+                n.subnet6
+                    .iter()
+                    .map(|s6| ipam_config(s6, n.gateway6.as_deref(), n.options.ip_range6.as_deref(), &n.options.aux)),
+            )
+            .collect();
+    json!({
+        "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
+        "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
+        "IPAM": { "Driver": "default", "Config": ipam },
+        "Options": options,
+        "Labels": n.labels,
+        "NetworkDNSServers": dns,
+        "Containers": containers,
     })
 }
 

@@ -79,7 +79,10 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         };
         *path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         shared_from = Some(eng.dirs.container(&c.id));
-        net_from = Some(crate::monitor::NetFrom { name: c.name.clone(), run_dir: eng.dirs.container_run(&c.id) });
+        net_from = Some(crate::monitor::NetFrom {
+            name: c.name.clone(),
+            run_dir: eng.dirs.container_run(&c.id).path().to_path_buf(),
+        });
     }
     let mut nets = vec![];
     if let NetMode::Bridge(names) = &net {

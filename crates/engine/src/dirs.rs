@@ -75,8 +75,8 @@ impl Dirs {
         self.containers().join(id)
     }
     /// Runtime files of one container (monitor and container pid files, exit status).
-    pub fn container_run(&self, id: &str) -> PathBuf {
-        self.run.join("containers").join(id)
+    pub fn container_run(&self, id: &str) -> cove_monitor::RunDir {
+        cove_monitor::RunDir::new(self.run.join("containers").join(id))
     }
     pub fn volumes(&self) -> PathBuf {
         self.data.join("volumes")

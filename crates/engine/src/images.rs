@@ -3,7 +3,6 @@
 use crate::db::{now_rfc3339, Db, ImageRow};
 use crate::{Error, Result};
 use cove_image::{LoadedImage, Store, UnpackOptions};
-use rusqlite::params;
 
 /// Finds an image by name (`bb`, `bb:v1`, `docker.io/library/bb`), full id or unique id
 /// prefix (with or without `sha256:`).
@@ -15,8 +14,7 @@ pub fn resolve(db: &Db, name: &str) -> Result<ImageRow> {
     }
     let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
     if hexpart.len() >= 3 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut st = db.conn.prepare("SELECT id FROM images WHERE id LIKE ?1 || '%' LIMIT 2")?;
-        let ids: Vec<String> = st.query_map([format!("sha256:{hexpart}")], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids = db.image_ids_by_prefix(&format!("sha256:{hexpart}"))?;
         match ids.len() {
             1 => return db.image(&ids[0])?.ok_or_else(|| Error::NotFound(format!("image {name:?} not found"))),
             2 => return Err(Error::Conflict(format!("image id prefix {name:?} is ambiguous"))),
@@ -30,27 +28,20 @@ pub fn resolve(db: &Db, name: &str) -> Result<ImageRow> {
 pub fn record(db: &mut Db, img: &LoadedImage, extra_tags: &[String]) -> Result<()> {
     let config = serde_json::to_string(&img.config).map_err(|e| Error::Other(format!("encode image config: {e}")))?;
     let created = img.config.created().clone().unwrap_or_else(now_rfc3339);
-    let diff = serde_json::to_string(&img.diff_ids).unwrap_or_else(|_| "[]".into());
     let mut tags: Vec<String> = vec![];
     for t in img.repo_tags.iter().chain(extra_tags) {
         tags.push(cove_oci::normalize_image_name(t)?);
     }
-    db.write(|tx| {
-        tx.execute(
-            "INSERT INTO images (id, config, diff_ids, size, created, added, digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(id) DO NOTHING",
-            params![img.id, config, diff, img.size as i64, created, now_rfc3339(), img.manifest_digest],
-        )?;
-        for t in &tags {
-            tx.execute("INSERT INTO tags (name, image_id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id", params![t, img.id])?;
-        }
-        for (d, b) in img.diff_ids.iter().zip(&img.layer_blobs) {
-            if let Some(b) = b {
-                tx.execute("INSERT INTO layer_blobs (image_id, diff_id, blob) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET blob = excluded.blob", params![img.id, d, b])?;
-            }
-        }
-        Ok(())
-    })
+    let new = crate::db::NewImage {
+        id: &img.id,
+        config: &config,
+        diff_ids: &img.diff_ids,
+        size: img.size as i64,
+        created: &created,
+        digest: img.manifest_digest.as_deref(),
+        layer_blobs: &img.layer_blobs,
+    };
+    db.record_image(&new, &tags)
 }
 
 /// Layer blobs are kept (for push and save) for everything imported, loaded or pulled.
@@ -60,21 +51,14 @@ fn keeping_blobs(opts: &UnpackOptions) -> UnpackOptions {
 
 /// What `save` and `push` need to know about an image: its layers' stored blobs.
 pub fn save_image(db: &Db, img: &ImageRow, names: Vec<String>) -> Result<cove_image::SaveImage> {
-    let mut st = db.conn.prepare("SELECT blob FROM layer_blobs WHERE image_id = ?1 AND diff_id = ?2")?;
-    let mut layer_blobs = vec![];
-    for d in &img.diff_ids {
-        layer_blobs.push(st.query_row(params![img.id, d], |r| r.get::<_, String>(0)).ok());
-    }
+    let layer_blobs = db.layer_blobs(&img.id, &img.diff_ids)?;
     Ok(cove_image::SaveImage { id: img.id.clone(), diff_ids: img.diff_ids.clone(), layer_blobs, names })
 }
 
 /// Every blob some image still needs: configs and layer blobs.
 pub fn referenced_blobs(db: &Db) -> Result<std::collections::HashSet<String>> {
     let mut set: std::collections::HashSet<String> = db.images()?.into_iter().map(|i| i.id).collect();
-    let mut st = db.conn.prepare("SELECT blob FROM layer_blobs")?;
-    for b in st.query_map([], |r| r.get::<_, String>(0))? {
-        set.insert(b?);
-    }
+    set.extend(db.all_layer_blobs()?);
     Ok(set)
 }
 
@@ -181,10 +165,7 @@ pub fn load(
 pub fn tag(db: &mut Db, src: &str, new: &str) -> Result<()> {
     let img = resolve(db, src)?;
     let n = cove_oci::normalize_image_name(new)?;
-    db.write(|tx| {
-        tx.execute("INSERT INTO tags (name, image_id) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id", params![n, img.id])?;
-        Ok(())
-    })
+    db.tag_image(&n, &img.id)
 }
 
 /// What `rmi` did, in Docker's words.
@@ -206,10 +187,7 @@ pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Rem
     // Untag by name when the image has other tags; otherwise the image itself goes.
     if let Some(n) = &by_name {
         if tags.len() > 1 {
-            db.write(|tx| {
-                tx.execute("DELETE FROM tags WHERE name = ?1", [n])?;
-                Ok(())
-            })?;
+            db.untag(n)?;
             out.untagged.push(n.clone());
             return Ok(out);
         }
@@ -228,12 +206,7 @@ pub fn remove(db: &mut Db, store: &Store, name: &str, force: bool) -> Result<Rem
     let other_layers: std::collections::HashSet<String> =
         db.images()?.into_iter().filter(|i| i.id != img.id).flat_map(|i| i.diff_ids).collect();
     let blobs = save_image(db, &img, vec![])?.layer_blobs;
-    db.write(|tx| {
-        tx.execute("DELETE FROM tags WHERE image_id = ?1", [&img.id])?;
-        tx.execute("DELETE FROM images WHERE id = ?1", [&img.id])?;
-        tx.execute("DELETE FROM layer_blobs WHERE image_id = ?1", [&img.id])?;
-        Ok(())
-    })?;
+    db.delete_image(&img.id)?;
     let still_used = referenced_blobs(db)?;
     for b in blobs.iter().flatten().filter(|b| !still_used.contains(*b)) {
         if let Err(e) = store.remove_blob(b) {

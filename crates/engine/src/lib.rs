@@ -63,7 +63,7 @@ pub enum Error {
     #[error("{0}")]
     HostDenied(String),
     #[error("state database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -85,6 +85,19 @@ pub enum Error {
     Netd(#[from] cove_netd::Error),
     #[error("{0}")]
     Other(String),
+}
+
+impl From<rusqlite::Error> for Error {
+    /// A column that did not decode ([`db::corrupt`]) is [`Error::Corrupt`] with its message;
+    /// the rest is the database's.
+    fn from(e: rusqlite::Error) -> Error {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(_, rusqlite::types::Type::Text, m) => {
+                Error::Corrupt(m.to_string())
+            }
+            e => Error::Db(e),
+        }
+    }
 }
 
 impl Error {

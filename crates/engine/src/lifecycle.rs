@@ -3,7 +3,6 @@
 //! dir into the state database (`reconcile`); `create` is the container module's.
 
 use crate::db::{ContainerRow, ContainerState};
-use crate::monitor::live_pid;
 use crate::spec::RunRequest;
 use crate::state::Engine;
 use crate::{Error, IoContext, Result};
@@ -44,10 +43,10 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     // before stays Exited. Its run dir goes once the monitor is gone, so no later reconcile
     // reads the monitor's files as a run that ended.
     let t0 = Instant::now();
-    while live_pid(&rd.join("monitor.pid")).is_some() && t0.elapsed() < Duration::from_secs(2) {
+    while rd.live_monitor().is_some() && t0.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    if live_pid(&rd.join("monitor.pid")).is_none() {
+    if rd.live_monitor().is_none() {
         let _ = std::fs::remove_dir_all(&rd);
     }
     let state = if c.state == ContainerState::Created { ContainerState::Created } else { ContainerState::Exited };
@@ -97,17 +96,17 @@ pub fn kill(eng: &mut Engine, key: &str, sig: Signal) -> Result<String> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == ContainerState::Running).then(|| live_pid(&rd.join("pid"))).flatten();
+    let pid = (c.state == ContainerState::Running).then(|| rd.live_pid()).flatten();
     let Some(pid) = pid else {
         // Between two runs of a restart policy (PID 1 gone, its monitor waiting to start it
         // again): marking it stopped ends it, as Docker's stop does.
-        if c.state == ContainerState::Running && live_pid(&rd.join("monitor.pid")).is_some() {
-            let _ = std::fs::write(rd.join("stopped"), "");
+        if c.state == ContainerState::Running && rd.live_monitor().is_some() {
+            rd.mark_stopped();
             return Ok(c.id);
         }
         return Err(Error::Conflict(format!("container {} is not running", c.name)));
     };
-    let _ = std::fs::write(rd.join("stopped"), "");
+    rd.mark_stopped();
     nix::sys::signal::kill(Pid::from_raw(pid), sig).map_err(|e| Error::Other(format!("kill {}: {e}", c.name)))?;
     Ok(c.id)
 }
@@ -167,7 +166,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let running = c.state == ContainerState::Running || live_pid(&rd.join("monitor.pid")).is_some();
+    let running = c.state == ContainerState::Running || rd.live_monitor().is_some();
     if running {
         if !force {
             return Err(Error::Conflict(format!(
@@ -175,20 +174,20 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
                 c.name
             )));
         }
-        let _ = std::fs::write(rd.join("stopped"), "");
-        if let Some(pid) = live_pid(&rd.join("pid")) {
+        rd.mark_stopped();
+        if let Some(pid) = rd.live_pid() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
         // The monitor follows its container (and SIGKILL of the monitor takes the container
         // down through the parent-death signal).
         let t0 = Instant::now();
-        while live_pid(&rd.join("monitor.pid")).is_some() && t0.elapsed() < Duration::from_secs(5) {
+        while rd.live_monitor().is_some() && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if let Some(m) = live_pid(&rd.join("monitor.pid")) {
+        if let Some(m) = rd.live_monitor() {
             let _ = nix::sys::signal::kill(Pid::from_raw(m), Signal::SIGKILL);
         }
-        if let Some(pid) = live_pid(&rd.join("pid")) {
+        if let Some(pid) = rd.live_pid() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -201,8 +200,7 @@ pub fn prune(eng: &mut Engine) -> Result<Vec<String>> {
     reconcile(eng)?;
     let mut out = vec![];
     for c in eng.db.containers()? {
-        if c.state != ContainerState::Running && live_pid(&eng.dirs.container_run(&c.id).join("monitor.pid")).is_none()
-        {
+        if c.state != ContainerState::Running && eng.dirs.container_run(&c.id).live_monitor().is_none() {
             out.push(remove(eng, &c.id, false)?);
         }
     }
@@ -305,7 +303,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
     let pid = (c.state == ContainerState::Running)
-        .then(|| live_pid(&rd.join("pid")))
+        .then(|| rd.live_pid())
         .flatten()
         .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     if o.args.is_empty() {
@@ -414,7 +412,7 @@ pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let pid = (c.state == ContainerState::Running)
-        .then(|| live_pid(&eng.dirs.container_run(&c.id).join("pid")))
+        .then(|| eng.dirs.container_run(&c.id).live_pid())
         .flatten()
         .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ctx(|| "read pid namespace".into())?;
@@ -472,7 +470,7 @@ pub fn attach(eng: &mut Engine, key: &str) -> Result<i64> {
     let sock = crate::with_short_path(&rd, "attach.sock", |p| std::os::unix::net::UnixStream::connect(p))
         .ctx(|| format!("attach to {}", c.name))?;
     let tty = c.request()?.tty;
-    let pid = live_pid(&rd.join("pid"));
+    let pid = rd.live_pid();
     let sfd = crate::tty::block_signals()?;
     let stdin = cove_sys::borrow_raw(0);
     let stdout = cove_sys::borrow_raw(1);
@@ -552,7 +550,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut eng = engine(d.path());
         eng.db
-            .conn
+            .raw()
             .execute("INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES ('abc123', 'web', 'i', 'img', 'now', '{\"rm\": tru', 'exited')", [])
             .unwrap();
         let c = eng.db.find_container("web").unwrap();

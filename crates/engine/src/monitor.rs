@@ -135,7 +135,7 @@ impl NetFrom {
     fn open(&self) -> Result<OwnedFd> {
         let not_running =
             || Error::Conflict(format!("cannot join the network of container {}: it is not running", self.name));
-        let pid_file = self.run_dir.join("pid");
+        let pid_file = cove_monitor::RunDir::new(&self.run_dir).pid_file();
         let pid = live_pid(&pid_file).ok_or_else(not_running)?;
         let ns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|_| not_running())?.into();
         if live_pid(&pid_file) != Some(pid) {
@@ -212,6 +212,7 @@ fn backoff(n: u32) -> Duration {
 }
 
 fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: Option<Exited>) -> Result<()> {
+    let rd = cove_monitor::RunDir::new(run_dir);
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
     // stdio of the monitor itself: nothing (the CLI that started us goes away; errors travel
@@ -242,15 +243,15 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
             if let Some(ex) = resumed {
                 // Gone while the container ran (`rm` of the container): record the end anyway.
                 cove_monitor::write_exit(run_dir, ex.code, ex.restarts);
-                let _ = std::fs::remove_file(run_dir.join("monitor.pid"));
+                let _ = std::fs::remove_file(rd.monitor_pid_file());
             }
             return Err(e);
         }
     };
     if resumed.is_none() {
         std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
-        write_pid_file(&run_dir.join("monitor.pid"), std::process::id() as i32)?;
-        let _ = std::fs::remove_file(run_dir.join("exit"));
+        write_pid_file(&rd.monitor_pid_file(), std::process::id() as i32)?;
+        let _ = std::fs::remove_file(rd.exit_file());
     }
     let mut log = LogWriter::open(&cfg.log_path, cfg.log_opts.max_size, cfg.log_opts.max_file)?;
     let mut set = SigSet::empty();
@@ -266,7 +267,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     let mut ended = resumed.map(|e| e.code);
     loop {
         if let Some(code) = ended {
-            let stopped = run_dir.join("stopped").exists() || !dir.exists();
+            let stopped = rd.is_stopped() || !dir.exists();
             if !cfg.restart.again(code, restarts, stopped) {
                 cove_monitor::write_exit(run_dir, code, restarts);
                 break;
@@ -277,7 +278,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes(),
             );
             std::thread::sleep(backoff(restarts));
-            if run_dir.join("stopped").exists() || !dir.exists() {
+            if rd.is_stopped() || !dir.exists() {
                 cove_monitor::write_exit(run_dir, code, restarts - 1);
                 break;
             }
@@ -293,8 +294,8 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 return Err(e);
             }
         };
-        write_pid_file(&run_dir.join("pid"), pid.as_raw())?;
-        let attach_path = run_dir.join("attach.sock");
+        write_pid_file(&rd.pid_file(), pid.as_raw())?;
+        let attach_path = rd.attach_sock();
         let _ = std::fs::remove_file(&attach_path);
         let attach = crate::with_short_path(run_dir, "attach.sock", |p| std::os::unix::net::UnixListener::bind(p)).ok();
         if let Some(l) = &attach {
@@ -317,7 +318,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
     if let Some(cg) = cg {
         let _ = cg.remove();
     }
-    let _ = std::fs::remove_file(run_dir.join("monitor.pid"));
+    let _ = std::fs::remove_file(rd.monitor_pid_file());
     Ok(())
 }
 

@@ -2,8 +2,10 @@
 //! `cove __netd`, finding or starting the helper, and the one place where the table the helper
 //! serves ([`cove_netd::proto::Table`]) is built from the state database.
 
+use crate::db::Db;
 use crate::{Error, Result};
 use cove_netd::proto::{Endpoint, Network, Table};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -35,58 +37,54 @@ pub fn rootless_netns(run: &Path, config: Option<&Path>) -> Result<OwnedFd> {
     })?)
 }
 
-/// Resolver addresses stored as a JSON array of IPs (`--dns`), on port 53.
-fn dns_servers(json: Option<&str>) -> Vec<SocketAddr> {
-    let list: Vec<String> = json.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
-    list.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|a| SocketAddr::new(a, 53)).collect()
+/// Resolver addresses (`--dns`, validated where given) on port 53.
+fn dns_servers<'a>(list: impl IntoIterator<Item = &'a str>) -> Vec<SocketAddr> {
+    list.into_iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|a| SocketAddr::new(a, 53)).collect()
 }
 
-/// The networks and endpoints the helper serves, read in one transaction. A row that fails to
-/// read fails the whole (the helper keeps its last table): never a partial table, which would
-/// drop listeners and names.
-pub fn table(conn: &rusqlite::Connection) -> Result<Table> {
-    let tx = conn.unchecked_transaction()?;
-    let networks = tx
-        .prepare("SELECT name, gateway, bridge, internal, subnet, subnet6, gateway6, json_extract(options, '$.dns'), json_extract(options, '$.allow_host_loopback') FROM networks")?
-        .query_map([], |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?),
-                (r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
-                r.get::<_, Option<i64>>(8)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .filter_map(|((name, gw, bridge, internal), (subnet, subnet6, gw6, dns), host_loopback)| {
-            Some(Network {
-                name,
-                bridge,
-                subnet,
-                subnet6,
-                gateway: gw.parse().ok()?,
-                gateway6: gw6.and_then(|g| g.parse().ok()),
-                internal: internal != 0,
-                dns: dns_servers(dns.as_deref()),
-                allow_host_loopback: host_loopback.map(|b| b != 0),
+/// The networks and endpoints the helper serves, read in one transaction. A row that does
+/// not decode fails the whole (the helper keeps its last table): never a partial table, which
+/// would drop listeners and names.
+pub fn table(db: &Db) -> Result<Table> {
+    db.read(|db| {
+        let networks = db
+            .networks()?
+            .into_iter()
+            .map(|n| {
+                let bad = |what: &str| Error::Corrupt(format!("network {} has a corrupt {what}", n.name));
+                Ok(Network {
+                    gateway: n.gateway.parse().map_err(|_| bad("gateway"))?,
+                    gateway6: n.gateway6.as_deref().map(str::parse).transpose().map_err(|_| bad("IPv6 gateway"))?,
+                    internal: n.internal,
+                    dns: n.options.dns.iter().map(|a| SocketAddr::new(*a, 53)).collect(),
+                    allow_host_loopback: n.options.allow_host_loopback,
+                    name: n.name,
+                    bridge: n.bridge,
+                    subnet: n.subnet,
+                    subnet6: n.subnet6,
+                })
             })
-        })
-        .collect();
-    let endpoints = tx
-        // `--dns` is the run request's `dns` (the `RunRequest` of the spec module), validated there.
-        .prepare("SELECT e.network, e.container_id, c.name, e.ip, e.ifname, e.aliases, e.ip6, json_extract(c.config, '$.dns') FROM endpoints e JOIN containers c ON c.id = e.container_id")?
-        .query_map([], |r| {
-            Ok((
-                (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
-                (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, Option<String>>(6)?, r.get::<_, Option<String>>(7)?),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .filter_map(|((network, id, name, ip), (ifname, aliases, ip6, dns))| {
-            Some(Endpoint { network, id, name, ip: ip.parse().ok()?, ip6: ip6.and_then(|a| a.parse().ok()), ifname, aliases: serde_json::from_str(&aliases).unwrap_or_default(), dns: dns_servers(dns.as_deref()) })
-        })
-        .collect();
-    Ok(Table { networks, endpoints })
+            .collect::<Result<Vec<_>>>()?;
+        let containers: HashMap<String, crate::db::ContainerRow> =
+            db.containers()?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut endpoints = vec![];
+        for e in db.all_endpoints()? {
+            // An endpoint outlives its container only inside a transaction that removes both.
+            let Some(c) = containers.get(&e.container_id) else { continue };
+            endpoints.push(Endpoint {
+                network: e.network,
+                id: e.container_id,
+                name: c.name.clone(),
+                ip: e.ip,
+                ip6: e.ip6,
+                ifname: e.ifname,
+                aliases: e.aliases,
+                // The container's own upstreams (`--dns`) come from its run request.
+                dns: dns_servers(c.request()?.dns.iter().map(String::as_str)),
+            });
+        }
+        Ok(Table { networks, endpoints })
+    })
 }
 
 /// Sends the helper the table of the database at `db` (after a container joined or left a
@@ -96,13 +94,7 @@ pub fn sync(run: &Path, db: &Path) -> Result<()> {
     if !running(run) {
         return Ok(());
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| Error::Other(format!("open {}: {e}", db.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let t = table(&conn).map_err(|e| Error::Other(format!("read {}: {e}", db.display())))?;
+    let t = table(&Db::open(db)?)?;
     Ok(cove_netd::client::sync(run, &t)?)
 }
 
@@ -113,9 +105,9 @@ mod tests {
     #[test]
     fn table_from_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::Db::open(&dir.path().join("cove.db")).unwrap();
+        let db = Db::open(&dir.path().join("cove.db")).unwrap();
         let req = crate::spec::RunRequest { dns: vec!["192.0.2.53".into()], ..Default::default() };
-        db.conn
+        db.raw()
             .execute_batch(&format!(
                 "INSERT INTO networks (id, name, subnet, gateway, bridge, internal, created, options) VALUES ('n1', 'web', '10.97.3.0/24', '10.97.3.1', 'cove-n1', 1, '', '{{\"dns\":[\"192.0.2.1\"],\"allow_host_loopback\":true}}');
                  INSERT INTO containers (id, name, image_id, image, config, state, created) VALUES ('c1', 'db', 'i', 'i', '{}', 'running', '');
@@ -123,7 +115,7 @@ mod tests {
                 serde_json::to_string(&req).unwrap().replace('\'', "''")
             ))
             .unwrap();
-        let t = table(&db.conn).unwrap();
+        let t = table(&db).unwrap();
         assert_eq!(t.networks.len(), 1);
         let n = &t.networks[0];
         assert_eq!(
@@ -138,5 +130,25 @@ mod tests {
         );
         // The container's own resolvers come from its run request.
         assert_eq!(e.dns, vec!["192.0.2.53:53".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn a_corrupt_row_fails_the_table_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("cove.db")).unwrap();
+        db.raw()
+            .execute_batch(
+                "INSERT INTO networks (id, name, subnet, gateway, bridge, internal, created) VALUES ('n1', 'web', '10.97.3.0/24', '10.97.3.1', 'cove-n1', 0, '');
+                 INSERT INTO containers (id, name, image_id, image, config, state, created) VALUES ('c1', 'db', 'i', 'i', '{}', 'running', '');
+                 INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES ('c1', 'web', '10.97.3.2', 'cv00000000010', '[\"pg\"', NULL);",
+            )
+            .unwrap();
+        let e = table(&db).unwrap_err();
+        assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+        assert!(e.to_string().contains("container c1 on network web"), "{e}");
+        // A network's options that do not decode name the network.
+        db.raw().execute_batch("DELETE FROM endpoints; UPDATE networks SET options = '{' WHERE name = 'web';").unwrap();
+        let e = table(&db).unwrap_err();
+        assert!(e.to_string().contains("network web has corrupt options"), "{e}");
     }
 }

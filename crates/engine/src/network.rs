@@ -11,40 +11,18 @@
 use crate::db::now_rfc3339;
 use crate::state::Engine;
 use crate::{Error, Result};
-use cove_net::ipam::{Subnet, SubnetPool};
+pub use cove_net::ipam::Subnet;
+use cove_net::ipam::SubnetPool;
 use cove_net::link::{AttachSpec, IfAddr, Netlink};
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 /// The network containers join when no `--network` is given.
+pub use crate::db::{NetOptions, NetworkRow};
 pub use crate::request::DEFAULT_NETWORK;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NetworkRow {
-    pub name: String,
-    pub id: String,
-    pub subnet: String,
-    pub gateway: String,
-    pub bridge: String,
-    pub internal: bool,
-    pub created: String,
-    /// `--ipv6`: the IPv6 subnet and gateway (dual stack).
-    #[serde(default)]
-    pub subnet6: Option<String>,
-    #[serde(default)]
-    pub gateway6: Option<String>,
-    /// `--label`s.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// `-o mtu`, `--dns`, `--ip-range`, `--aux-address`.
-    #[serde(default)]
-    pub options: NetOptions,
-}
-
-/// A container's place on one network (what the container process needs to be wired).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Endpoint {
     pub network: String,
@@ -72,64 +50,17 @@ impl Endpoint {
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NetworkRow> {
-    Ok(NetworkRow {
-        name: r.get(0)?,
-        id: r.get(1)?,
-        subnet: r.get(2)?,
-        gateway: r.get(3)?,
-        bridge: r.get(4)?,
-        internal: r.get::<_, i64>(5)? != 0,
-        created: r.get(6)?,
-        subnet6: r.get(7)?,
-        gateway6: r.get(8)?,
-        labels: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
-        options: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
-    })
-}
-
-/// What `network create` set besides subnets and labels, as stored (the `options` column).
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetOptions {
-    /// `-o mtu=N`: the MTU of the network's links (default: the kernel's, 1500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    /// `--dns`: the network's upstream resolvers (the host's when empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns: Vec<IpAddr>,
-    /// `--ip-range` of each family: where addresses are picked from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_range: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_range6: Option<String>,
-    /// `--aux-address NAME=IP`: addresses never handed out.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub aux: BTreeMap<String, IpAddr>,
-    /// `-o allow_host_loopback=BOOL` (podman's name, from slirp4netns): whether the network's
-    /// containers reach services bound to the host's loopback through
-    /// `host.containers.internal`. Unset: cove.conf's `allow_host_loopback` (off by default),
-    /// read by the network helper at every reload, so the default network follows it too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allow_host_loopback: Option<bool>,
-}
-
-const SELECT: &str =
-    "SELECT name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options FROM networks";
-
 pub fn list(eng: &Engine) -> Result<Vec<NetworkRow>> {
-    let mut st = eng.db.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
-    let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    eng.db.networks()
 }
 
 /// Finds a network by name, id or unique id prefix.
 pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
-    if let Some(r) = eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1 OR id = ?1"), [key], row).optional()? {
+    if let Some(r) = eng.db.network(key)? {
         return Ok(r);
     }
     if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut st = eng.db.conn.prepare(&format!("{SELECT} WHERE id LIKE ?1 || '%' LIMIT 2"))?;
-        let mut rows = st.query_map([key], row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut rows = eng.db.networks_by_id_prefix(key)?;
         if rows.len() == 1 {
             if let Some(r) = rows.pop() {
                 return Ok(r);
@@ -138,9 +69,7 @@ pub fn find(eng: &Engine, key: &str) -> Result<NetworkRow> {
     }
     // Docker's name for its default network (as `--network bridge` is cove's default).
     if key == "bridge" {
-        if let Some(r) =
-            eng.db.conn.query_row(&format!("{SELECT} WHERE name = ?1"), [DEFAULT_NETWORK], row).optional()?
-        {
+        if let Some(r) = eng.db.network(DEFAULT_NETWORK)? {
             return Ok(r);
         }
     }
@@ -167,6 +96,10 @@ pub struct CreateOptions {
     pub ip_ranges: Vec<String>,
     /// `--aux-address NAME=IP`: addresses IPAM never hands out (a router, say).
     pub aux_addresses: Vec<String>,
+    /// `--mdns`: publish the network's containers on the LAN.
+    pub mdns: bool,
+    /// `--mdns-interface`: only on these host interfaces.
+    pub mdns_interfaces: Vec<String>,
 }
 
 /// Parses `--label`s (KEY or KEY=VALUE, as Docker takes them).
@@ -207,9 +140,16 @@ fn parse_options(opts: &[String], ipv6: bool) -> Result<NetOptions> {
                     }
                 });
             }
+            "mdns_resolve" => {
+                o.mdns_resolve = Some(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(Error::Invalid(format!("invalid option {kv:?}: mdns_resolve is true or false"))),
+                });
+            }
             _ => {
                 return Err(Error::Invalid(format!(
-                "unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback)"
+                "unsupported network option {k:?} (supported: mtu, com.docker.network.driver.mtu, allow_host_loopback, mdns_resolve)"
             )))
             }
         }
@@ -358,6 +298,22 @@ fn net_options(
         }
         options.aux.insert(name.to_string(), ip);
     }
+    if o.mdns && o.internal {
+        return Err(Error::Invalid("--mdns: an --internal network is not reachable from the LAN".into()));
+    }
+    options.mdns = o.mdns;
+    for i in &o.mdns_interfaces {
+        cove_net::link::validate_ifname(i)
+            .map_err(|e| Error::Invalid(format!("invalid --mdns-interface {i:?}: {e}")))?;
+        if i == "lo" || i.starts_with("cove-") || i.starts_with("cv") {
+            return Err(Error::Invalid(format!(
+                "invalid --mdns-interface {i:?}: loopback and cove's own interfaces are never announced on"
+            )));
+        }
+        if !options.mdns_interfaces.contains(i) {
+            options.mdns_interfaces.push(i.clone());
+        }
+    }
     Ok(options)
 }
 
@@ -407,24 +363,12 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         labels,
         options,
     };
-    let (labels_json, options_json) = (
-        serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()),
-        serde_json::to_string(&r.options).unwrap_or_else(|_| "{}".into()),
-    );
-    eng.db
-        .write(|tx| {
-            tx.execute(
-                "INSERT INTO networks (name, id, subnet, gateway, bridge, internal, created, subnet6, gateway6, labels, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![r.name, r.id, r.subnet, r.gateway, r.bridge, r.internal as i64, r.created, r.subnet6, r.gateway6, labels_json, options_json],
-            )?;
-            Ok(())
-        })
-        .map_err(|e| match e {
-            Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Error::Conflict(format!("network with name {name} already exists (or its subnet is taken)"))
-            }
-            e => e,
-        })?;
+    eng.db.insert_network(&r).map_err(|e| match e {
+        Error::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Error::Conflict(format!("network with name {name} already exists (or its subnet is taken)"))
+        }
+        e => e,
+    })?;
     Ok(r)
 }
 
@@ -444,9 +388,7 @@ pub fn ensure_default(eng: &mut Engine) -> Result<NetworkRow> {
 
 /// Containers attached to a network: (container id, ip).
 pub fn endpoints_of(eng: &Engine, network: &str) -> Result<Vec<(String, String)>> {
-    let mut st = eng.db.conn.prepare("SELECT container_id, ip FROM endpoints WHERE network = ?1 ORDER BY ip")?;
-    let rows = st.query_map([network], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    eng.db.endpoints_of(network)
 }
 
 /// `cove network rm`: refused while containers are attached.
@@ -458,10 +400,7 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
             users.iter().filter_map(|(id, _)| eng.db.container(id).ok().flatten().map(|c| c.name)).collect();
         return Err(Error::Conflict(format!("network {} has active endpoints ({})", n.name, names.join(", "))));
     }
-    eng.db.write(|tx| {
-        tx.execute("DELETE FROM networks WHERE name = ?1", [&n.name])?;
-        Ok(())
-    })?;
+    eng.db.delete_network(&n.name)?;
     // The helper (if it runs) deletes the bridge, its DNS listeners and rules at once: a
     // network made again with the same subnet (compose up/down/up) must find nothing of them.
     if let Err(e) = crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path()) {
@@ -525,7 +464,7 @@ pub fn prune(eng: &mut Engine, filters: &Filters) -> Result<Vec<String>> {
 /// Leases an address on each network for a new container (inside the caller's transaction,
 /// so two containers can never get the same address).
 pub fn lease(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &crate::db::Tx<'_>,
     container_id: &str,
     nets: &[(NetworkRow, Vec<String>)],
     fixed: StaticIp,
@@ -569,7 +508,7 @@ impl StaticIp {
 
 /// [`lease`], numbering the container's interfaces from `first` (eth<first>, ...).
 fn lease_from(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &crate::db::Tx<'_>,
     container_id: &str,
     nets: &[(NetworkRow, Vec<String>)],
     first: usize,
@@ -608,9 +547,7 @@ fn lease_from(
         };
         aux_taken(fixed.v4)?;
         aux_taken(fixed.v6)?;
-        let mut st = tx.prepare("SELECT ip FROM endpoints WHERE network = ?1")?;
-        let mut used: HashSet<IpAddr> =
-            st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+        let mut used: HashSet<IpAddr> = tx.leased_ips(&n.name)?;
         used.extend(n.options.aux.values());
         let ranged =
             |ipam: cove_net::ipam::Ipam, range: &Option<String>| match range.as_deref().map(str::parse::<Subnet>) {
@@ -629,9 +566,7 @@ fn lease_from(
                     .map_err(|e: cove_net::Error| Error::Other(format!("network {}: bad IPv6 subnet: {e}", n.name)))?;
                 let g6: IpAddr =
                     g6.parse().map_err(|_| Error::Other(format!("network {}: bad IPv6 gateway", n.name)))?;
-                let mut st = tx.prepare("SELECT ip6 FROM endpoints WHERE network = ?1 AND ip6 IS NOT NULL")?;
-                let mut used: HashSet<IpAddr> =
-                    st.query_map([&n.name], |r| r.get::<_, String>(0))?.filter_map(|r| r.ok()?.parse().ok()).collect();
+                let mut used: HashSet<IpAddr> = tx.leased_ips6(&n.name)?;
                 used.extend(n.options.aux.values());
                 let a = cove_net::ipam::Ipam::with_gateway(s6, g6)
                     .and_then(|ipam| ranged(ipam, &n.options.ip_range6))
@@ -641,17 +576,7 @@ fn lease_from(
             }
             _ => None,
         };
-        tx.execute(
-            "INSERT INTO endpoints (container_id, network, ip, ifname, aliases, ip6) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                container_id,
-                n.name,
-                ip.to_string(),
-                ifname,
-                serde_json::to_string(aliases).unwrap_or_else(|_| "[]".into()),
-                ip6.map(|(a, _, _)| a.to_string())
-            ],
-        )?;
+        tx.insert_endpoint(container_id, &n.name, ip, &ifname, aliases, ip6.map(|(a, _, _)| a))?;
         out.push(Endpoint {
             network: n.name.clone(),
             bridge: n.bridge.clone(),
@@ -669,9 +594,8 @@ fn lease_from(
 }
 
 /// Releases every lease of a container.
-pub fn release(tx: &rusqlite::Transaction<'_>, container_id: &str) -> Result<()> {
-    tx.execute("DELETE FROM endpoints WHERE container_id = ?1", [container_id])?;
-    Ok(())
+pub fn release(tx: &crate::db::Tx<'_>, container_id: &str) -> Result<()> {
+    tx.release_endpoints(container_id)
 }
 
 /// Wires the container whose PID 1 is `pid` to its networks (called before it starts).
@@ -742,69 +666,34 @@ pub fn attach(
     crate::netd::sync(run_dir, db).map_err(|e| format!("DNS: {e}"))
 }
 
-/// One `IPAM.Config` entry of `network inspect`, as Docker shows it.
-fn ipam_config(
-    subnet: &str,
-    gateway: Option<&str>,
-    range: Option<&str>,
-    aux: &BTreeMap<String, IpAddr>,
-) -> serde_json::Value {
-    let mut c = serde_json::json!({ "Subnet": subnet, "Gateway": gateway });
-    if let Some(r) = range {
-        c["IPRange"] = r.into();
-    }
-    let s: Option<Subnet> = subnet.parse().ok();
-    let mine: serde_json::Map<String, serde_json::Value> = aux
-        .iter()
-        .filter(|(_, a)| s.is_some_and(|s| s.contains(**a)))
-        .map(|(k, a)| (k.clone(), a.to_string().into()))
-        .collect();
-    if !mine.is_empty() {
-        c["AuxiliaryAddresses"] = mine.into();
-    }
-    c
+/// A container on a network, for `network inspect`: its name and addresses with prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub id: String,
+    pub name: String,
+    pub ip: IpAddr,
+    pub prefix_len: u8,
+    pub ip6: Option<(IpAddr, u8)>,
 }
 
-/// Docker-shaped `network inspect`.
-pub fn inspect_json(eng: &Engine, n: &NetworkRow) -> Result<serde_json::Value> {
-    let mut containers = serde_json::Map::new();
-    for (cid, ip) in endpoints_of(eng, &n.name)? {
+/// The containers attached to network `n`, by address.
+pub fn attached(eng: &Engine, n: &NetworkRow) -> Result<Vec<Attached>> {
+    let bad = |what: &str| Error::Corrupt(format!("network {} has a corrupt {what}", n.name));
+    let prefix = n.subnet.parse::<Subnet>().map_err(|_| bad("subnet"))?.prefix_len();
+    let prefix6 = n.subnet6.as_deref().map(str::parse::<Subnet>).transpose().map_err(|_| bad("IPv6 subnet"))?;
+    let mut out = vec![];
+    for (cid, _) in endpoints_of(eng, &n.name)? {
+        let Some(e) = eng.db.endpoint(&cid, &n.name)? else { continue };
         let name = eng.db.container(&cid)?.map(|c| c.name).unwrap_or_default();
-        let prefix = n.subnet.split('/').nth(1).unwrap_or("24");
-        let mut c = serde_json::json!({ "Name": name, "IPv4Address": format!("{ip}/{prefix}"), "IPv6Address": "" });
-        let ip6: Option<String> = eng
-            .db
-            .conn
-            .query_row(
-                "SELECT ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2",
-                params![cid, n.name],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
-        if let (Some(a), Some(s6)) = (ip6, &n.subnet6) {
-            c["IPv6Address"] = format!("{a}/{}", s6.split('/').nth(1).unwrap_or("64")).into();
-        }
-        containers.insert(cid, c);
+        out.push(Attached {
+            id: cid,
+            name,
+            ip: e.ip,
+            prefix_len: prefix,
+            ip6: e.ip6.zip(prefix6.map(|s| s.prefix_len())),
+        });
     }
-    let mut options = serde_json::json!({ "com.docker.network.bridge.name": n.bridge });
-    if let Some(m) = n.options.mtu {
-        options["com.docker.network.driver.mtu"] = m.to_string().into();
-    }
-    if let Some(b) = n.options.allow_host_loopback {
-        options["allow_host_loopback"] = b.to_string().into();
-    }
-    let dns: Vec<String> = n.options.dns.iter().map(|a| a.to_string()).collect();
-    Ok(serde_json::json!({
-        "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge", "Scope": "local",
-        "Internal": n.internal, "EnableIPv6": n.subnet6.is_some(),
-        "IPAM": { "Driver": "default", "Config": std::iter::once(ipam_config(&n.subnet, Some(&n.gateway), n.options.ip_range.as_deref(), &n.options.aux))
-            .chain(n.subnet6.iter().map(|s6| ipam_config(s6, n.gateway6.as_deref(), n.options.ip_range6.as_deref(), &n.options.aux))).collect::<Vec<_>>() },
-        "Options": options,
-        "Labels": n.labels,
-        "NetworkDNSServers": dns,
-        "Containers": containers,
-    }))
+    Ok(out)
 }
 
 /// `cove network connect`: attaches a running container to one more network.
@@ -829,14 +718,15 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     // compose does: create, connect the other networks, start).
     let pid = match c.state {
         crate::db::ContainerState::Running => Some(
-            cove_monitor::live_pid(&eng.dirs.container_run(&c.id).join("pid"))
+            eng.dirs
+                .container_run(&c.id)
+                .live_pid()
                 .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?,
         ),
         _ => None,
     };
     let used: usize = {
-        let mut st = eng.db.conn.prepare("SELECT ifname FROM endpoints WHERE container_id = ?1")?;
-        let names: Vec<String> = st.query_map([&c.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let names = eng.db.endpoint_ifnames(&c.id)?;
         names.iter().filter_map(|i| i.get(12..)?.parse::<usize>().ok()).map(|i| i + 1).max().unwrap_or(0)
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
@@ -844,10 +734,7 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     if let Err(e) = pid.map_or(Ok(()), |pid| {
         attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())
     }) {
-        let _ = eng.db.write(|tx| {
-            tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
-            Ok(())
-        });
+        let _ = eng.db.write(|tx| tx.delete_endpoint(&c.id, &n.name));
         return Err(Error::Other(e));
     }
     // The container's /etc/hosts is a bind mount of this file: appending shows inside.
@@ -879,15 +766,8 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
 fn refresh_resolv_conf(eng: &Engine, c: &crate::db::ContainerRow) -> Result<()> {
     let req = c.request()?;
     let names = crate::spec::name_opts(&req).unwrap_or_default();
-    let mut st = eng.db.conn.prepare(
-        "SELECT n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1 ORDER BY length(e.ifname), e.ifname",
-    )?;
-    let gws: Vec<(IpAddr, Option<IpAddr>)> = st
-        .query_map([&c.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter_map(|(g, g6)| Some((g.parse().ok()?, g6.and_then(|g| g.parse().ok()))))
-        .collect();
+    let gws: Vec<(IpAddr, Option<IpAddr>)> =
+        eng.db.container_gateways(&c.id)?.into_iter().map(|g| (g.gateway, g.gateway6)).collect();
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let text = crate::etc::gateways_resolv_conf(&host, &gws, &names);
     let path = eng.dirs.container(&c.id).join("resolv.conf");
@@ -922,13 +802,11 @@ fn update_monitor_endpoints(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Endpo
 
 /// Gives the container's first remaining interface the default routes it lacks.
 fn move_default_route(eng: &Engine, container_id: &str, pid: i32) -> Result<()> {
-    let mut st = eng.db.conn.prepare("SELECT e.ifname, n.gateway, n.gateway6 FROM endpoints e JOIN networks n ON n.name = e.network WHERE e.container_id = ?1")?;
-    let mut rows: Vec<(String, String, Option<String>)> =
-        st.query_map([container_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut rows = eng.db.container_gateways(container_id)?;
     // Interface order: eth<N>, N after the cv + 10 id digits of the host end's name.
-    rows.sort_by_key(|(ifname, _, _)| ifname.get(12..).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
-    let Some((ifname, gw, gw6)) = rows.into_iter().next() else { return Ok(()) };
-    let gws: Vec<IpAddr> = std::iter::once(gw).chain(gw6).filter_map(|g| g.parse().ok()).collect();
+    rows.sort_by_key(|g| g.ifname.get(12..).and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
+    let Some(crate::db::Gateways { ifname, gateway, gateway6 }) = rows.into_iter().next() else { return Ok(()) };
+    let gws: Vec<IpAddr> = std::iter::once(gateway).chain(gateway6).collect();
     let container =
         cove_net::netns::of_pid(pid).map_err(|e| Error::Other(format!("container network namespace: {e}")))?;
     let mut inside = Netlink::open_in(container.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
@@ -942,27 +820,17 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
     crate::reconcile::reconcile(eng)?;
     let n = find(eng, network)?;
     let c = eng.db.find_container(container)?;
-    let row: Option<(String, String, Option<String>)> = eng
+    let crate::db::EndpointRow { ifname, ip, ip6, .. } = eng
         .db
-        .conn
-        .query_row(
-            "SELECT ifname, ip, ip6 FROM endpoints WHERE container_id = ?1 AND network = ?2",
-            params![c.id, n.name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let (ifname, ip, ip6) =
-        row.ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
+        .endpoint(&c.id, &n.name)?
+        .ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == crate::db::ContainerState::Running {
         let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
         cove_net::link::detach_container(&mut nl, &ifname)
             .map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
     }
-    eng.db.write(|tx| {
-        tx.execute("DELETE FROM endpoints WHERE container_id = ?1 AND network = ?2", params![c.id, n.name])?;
-        Ok(())
-    })?;
+    eng.db.write(|tx| tx.delete_endpoint(&c.id, &n.name))?;
     if let (true, Some(pid)) = (c.state == crate::db::ContainerState::Running, c.pid) {
         // The default route left with the interface that held it: as Docker, the first
         // remaining network takes it (a no-op when another interface has it already).
@@ -979,7 +847,12 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
     // file is bind-mounted, a new inode would not show inside).
     let hosts = eng.dirs.container(&c.id).join("hosts");
     if let Ok(text) = std::fs::read_to_string(&hosts) {
-        let mine = |l: &str| l.split_whitespace().next().is_some_and(|a| a == ip || Some(a) == ip6.as_deref());
+        let mine = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .is_some_and(|a| a == ip || Some(a) == ip6)
+        };
         let kept: String = text.lines().filter(|l| !mine(l)).map(|l| format!("{l}\n")).collect();
         if kept != text {
             let _ = std::fs::OpenOptions::new()

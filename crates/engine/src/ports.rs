@@ -190,7 +190,7 @@ pub fn unregister(run: &Path, container_id: &str) {
 pub fn save(run_dir_of_container: &Path, ports: &[Published]) {
     let _ = std::fs::create_dir_all(run_dir_of_container);
     if let Ok(j) = serde_json::to_vec(ports) {
-        let _ = std::fs::write(run_dir_of_container.join("ports.json"), j);
+        let _ = std::fs::write(cove_monitor::RunDir::new(run_dir_of_container).ports_json(), j);
     }
 }
 
@@ -205,7 +205,7 @@ pub fn served(run: &Path, run_dir_of_container: &Path) -> Vec<Published> {
 }
 
 pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
-    std::fs::read(run_dir_of_container.join("ports.json"))
+    std::fs::read(cove_monitor::RunDir::new(run_dir_of_container).ports_json())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

@@ -6,7 +6,6 @@
 use crate::db::{ContainerRow, ContainerState};
 use crate::state::Engine;
 use crate::{Error, Result};
-use cove_monitor::live_pid;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
         .into_iter()
         .filter(|c| match c.state {
             ContainerState::Running | ContainerState::Restarting => true,
-            ContainerState::Created => eng.dirs.container_run(&c.id).join("monitor.pid").exists(),
+            ContainerState::Created => eng.dirs.container_run(&c.id).monitor_pid_file().exists(),
             ContainerState::Exited => false,
         })
         .collect();
@@ -40,14 +39,14 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
         let read_exit = || cove_monitor::read_exit(&rd);
         let exit = match read_exit() {
             Some(t) => Some(t),
-            None if let Some(pid) = live_pid(&rd.join("pid")) => {
+            None if let Some(pid) = rd.live_pid() => {
                 // Running; after a restart by the monitor its PID 1 is a new process.
                 if Some(pid as i64) != c.pid || c.state == ContainerState::Created {
                     eng.db.mark_started(&c.id, pid as i64)?;
                 }
                 continue;
             }
-            None if live_pid(&rd.join("monitor.pid")).is_some() => continue, // between restarts
+            None if rd.live_monitor().is_some() => continue, // between restarts
             // The monitor may have written its exit file and left between our checks: look
             // once more before concluding that it died without one.
             None => read_exit(),
@@ -106,7 +105,7 @@ fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
     let rd = eng.dirs.container_run(&c.id);
     // The monitor writes the exit file, then cleans up (cgroup, ports) and goes: give it that.
     let t0 = Instant::now();
-    while live_pid(&rd.join("monitor.pid")).is_some() {
+    while rd.live_monitor().is_some() {
         if t0.elapsed() > Duration::from_millis(500) {
             return Err(Error::Conflict(format!("container {} is still being monitored", c.name)));
         }

@@ -51,7 +51,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     // ports released, removed with --rm) instead of leaving it `created` forever.
     let rd = eng.dirs.container_run(&p.id);
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
-    crate::monitor::write_pid_file(&rd.join("monitor.pid"), std::process::id() as i32)?;
+    crate::monitor::write_pid_file(&rd.monitor_pid_file(), std::process::id() as i32)?;
     let cg = crate::limits::cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let run_dir = eng.dirs.run.clone();
     let config = crate::config::path(eng.dirs.rootless);
@@ -98,7 +98,7 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let relay = pipes.or(master.map(crate::tty::Relay::Pty));
     eng.db.set_container_state(&p.id, ContainerState::Running, Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
-    let _ = crate::monitor::write_pid_file(&rd.join("pid"), pid.as_raw());
+    let _ = crate::monitor::write_pid_file(&rd.pid_file(), pid.as_raw());
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
     tracing::debug!("started");

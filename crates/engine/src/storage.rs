@@ -123,11 +123,7 @@ pub fn unpack_options(dirs: &Dirs) -> cove_image::UnpackOptions {
     }
 }
 
-/// An installed tool's path, from the usual directories.
+/// An installed tool's path ([`cove_sys::find_program`]), as text for `info` and messages.
 pub(crate) fn tool(name: &str) -> Option<String> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .map(|p| p.display().to_string())
+    cove_sys::find_program(name).map(|p| p.display().to_string())
 }

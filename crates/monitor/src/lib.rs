@@ -95,6 +95,75 @@ pub fn start_time(pid: i32) -> Option<u64> {
     f.nth(18)?.parse().ok()
 }
 
+/// A container's run directory: the files its monitor, the CLI and the engine's reconcile share.
+/// Every name in it is spelled here only.
+///
+/// | file | written by | meaning |
+/// |---|---|---|
+/// | `pid` | the monitor (or foreground CLI) | the container's PID 1, "<pid> <starttime>" |
+/// | `monitor.pid` | the monitor (or foreground CLI) | the process supervising it |
+/// | `stopped` | `stop`/`kill`/`rm` | a stop was asked for: no restart |
+/// | `exit` | the monitor | "<code> <finished_at> <restarts>" ([`write_exit`]) |
+/// | `ports.json` | the engine | the published ports served for this container |
+/// | `attach.sock` | the monitor | `attach` and `start -a` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> RunDir {
+        RunDir(path.into())
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.0.join("pid")
+    }
+    pub fn monitor_pid_file(&self) -> PathBuf {
+        self.0.join("monitor.pid")
+    }
+    pub fn stopped_file(&self) -> PathBuf {
+        self.0.join("stopped")
+    }
+    pub fn exit_file(&self) -> PathBuf {
+        self.0.join("exit")
+    }
+    pub fn ports_json(&self) -> PathBuf {
+        self.0.join("ports.json")
+    }
+    pub fn attach_sock(&self) -> PathBuf {
+        self.0.join("attach.sock")
+    }
+    /// The container's PID 1, if that very process still runs.
+    pub fn live_pid(&self) -> Option<i32> {
+        live_pid(&self.pid_file())
+    }
+    /// The monitor, if that very process still runs.
+    pub fn live_monitor(&self) -> Option<i32> {
+        live_pid(&self.monitor_pid_file())
+    }
+    /// Marks that a stop was asked for (the monitor does not restart the container).
+    pub fn mark_stopped(&self) {
+        let _ = std::fs::write(self.stopped_file(), "");
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.stopped_file().exists()
+    }
+}
+
+impl std::ops::Deref for RunDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for RunDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// Writes "<pid> <starttime>" atomically.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -116,7 +185,7 @@ pub fn live_pid(path: &Path) -> Option<i32> {
 pub fn write_exit(run_dir: &Path, code: i32, restarts: u32) {
     let tmp = run_dir.join("exit.tmp");
     if std::fs::write(&tmp, format!("{code} {} {restarts}\n", time::now_rfc3339())).is_ok() {
-        let _ = std::fs::rename(&tmp, run_dir.join("exit"));
+        let _ = std::fs::rename(&tmp, RunDir::new(run_dir).exit_file());
     }
 }
 
@@ -142,7 +211,7 @@ impl ExitRecord {
 
 /// Reads the `exit` file of `run_dir`; `None` while there is none.
 pub fn read_exit(run_dir: &Path) -> Option<ExitRecord> {
-    std::fs::read_to_string(run_dir.join("exit")).ok().map(|t| ExitRecord::parse(&t))
+    std::fs::read_to_string(RunDir::new(run_dir).exit_file()).ok().map(|t| ExitRecord::parse(&t))
 }
 
 /// How PID 1 ended, handed from the pump back to `cove __monitor` as `exited=CODE:RESTARTS`.
@@ -344,7 +413,7 @@ fn run(a: PumpArgs) -> i32 {
             nix::sys::wait::waitpid(pid, None).ok().and_then(pump::exit_code).unwrap_or(255)
         }
     };
-    let _ = std::fs::remove_file(a.run_dir.join("attach.sock"));
+    let _ = std::fs::remove_file(RunDir::new(&a.run_dir).attach_sock());
     let done = Exited { code, restarts: a.restarts };
     if let Ok(exe) = &exe {
         let argv: Vec<OsString> = vec![
@@ -366,7 +435,7 @@ fn run(a: PumpArgs) -> i32 {
     }
     // The cove binary cannot run: record the exit ourselves (no restart, no cleanup).
     write_exit(&a.run_dir, done.code, done.restarts);
-    let _ = std::fs::remove_file(a.run_dir.join("monitor.pid"));
+    let _ = std::fs::remove_file(RunDir::new(&a.run_dir).monitor_pid_file());
     0
 }
 

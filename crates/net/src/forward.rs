@@ -25,70 +25,20 @@
 //! (CAP_NET_ADMIN in the namespace of the upstream socket) can pass it as the source to
 //! [`start_connect`], so the container sees the real client. Replies to that foreign address
 //! must be routed back to the socket (policy routing and a `socket transparent` rule): that is
-//! namespace setup, the caller's (cove-netd: [`crate::nft`] and [`crate::link`]). Loopback
+//! namespace setup, the caller's (cove-netd: the `nft` and `link` modules). Loopback
 //! clients (127.0.0.1) cannot be preserved at all: a container would answer its own loopback.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 
-pub use crate::relay::start_connect;
+pub use crate::relay::{start_connect, TcpStats};
+pub use crate::stop::Shutdown;
 use crate::{io_err, Result};
-
-/// A cloneable stop signal for the forwarders. Once triggered it stays triggered; it wakes
-/// threads blocked in poll(2) through a pipe.
-#[derive(Clone)]
-pub struct Shutdown {
-    inner: Arc<ShutdownInner>,
-}
-
-struct ShutdownInner {
-    flag: AtomicBool,
-    rx: OwnedFd,
-    tx: OwnedFd,
-}
-
-impl Shutdown {
-    pub fn new() -> Result<Self> {
-        let (rx, tx) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(crate::sys_err("pipe2 for shutdown"))?;
-        Ok(Shutdown { inner: Arc::new(ShutdownInner { flag: AtomicBool::new(false), rx, tx }) })
-    }
-
-    /// Stops every forwarder that holds a clone of this signal.
-    pub fn trigger(&self) {
-        if !self.inner.flag.swap(true, Ordering::SeqCst) {
-            // The byte is never read: the pipe stays readable, so every poller wakes.
-            let _ = nix::unistd::write(&self.inner.tx, b"x");
-        }
-    }
-
-    pub fn is_triggered(&self) -> bool {
-        self.inner.flag.load(Ordering::SeqCst)
-    }
-
-    /// Readable once triggered (for a caller's own poll).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.inner.rx.as_fd()
-    }
-}
-
-/// Counters of a TCP forwarder, readable while it runs.
-#[derive(Debug, Default)]
-pub struct TcpStats {
-    pub accepted: AtomicU64,
-    pub connect_failed: AtomicU64,
-    pub active: AtomicU64,
-    pub bytes_to_upstream: AtomicU64,
-    pub bytes_to_client: AtomicU64,
-}
 
 /// Where a connection redirected by netfilter (`redirect`, `dnat`) was going:
 /// `SO_ORIGINAL_DST` (IPv4) or `IP6T_SO_ORIGINAL_DST` (IPv6) of the accepted socket.

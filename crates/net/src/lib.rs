@@ -60,6 +60,7 @@ pub mod netns;
 pub mod nft;
 pub mod portmap;
 mod relay;
+mod stop;
 
 use std::io;
 use std::net::IpAddr;

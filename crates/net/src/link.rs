@@ -355,7 +355,7 @@ impl Netlink {
     /// `ip rule add fwmark MARK lookup TABLE` and `ip route add local default dev lo table
     /// TABLE`. With the ruleset's `socket transparent 1 meta mark set MARK` this delivers a
     /// container's replies to an `IP_TRANSPARENT` socket bound to a client's (foreign)
-    /// address, instead of routing them out (see [`crate::forward`], "Client source address").
+    /// address, instead of routing them out (see the `forward` module, "Client source address").
     /// Idempotent.
     pub fn route_marked_to_local(&mut self, mark: u32, table: u8) -> Result<()> {
         use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};

@@ -1,4 +1,4 @@
-//! The TCP relay behind [`crate::forward::serve_tcp`]: epoll event loops that accept, start the
+//! The TCP relay behind `forward::serve_tcp`: epoll event loops that accept, start the
 //! upstream connect without waiting for it, and move bytes both ways with splice(2).
 //!
 //! Why an event loop and not a thread per direction (what this replaced): a published port's
@@ -24,7 +24,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,20 @@ use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
-use crate::forward::{Shutdown, TcpStats};
+use crate::stop::Shutdown;
 use crate::{io_err, Result};
 
-/// What opens the upstream socket for an accepted client (see [`crate::forward::serve_tcp_by`]).
+/// Counters of a TCP relay (a forwarder's, re-exported as `forward::TcpStats`), readable while it runs.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    pub accepted: AtomicU64,
+    pub connect_failed: AtomicU64,
+    pub active: AtomicU64,
+    pub bytes_to_upstream: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+}
+
+/// What opens the upstream socket for an accepted client (see `forward::serve_tcp_by`).
 pub(crate) type ConnectFn = dyn Fn(&TcpStream, SocketAddr) -> io::Result<TcpStream> + Send + Sync;
 
 /// Pipe capacity a direction grows to once one read fills the default 64 KiB pipe (bulk).
@@ -485,13 +495,7 @@ fn reset(s: &TcpStream) {
 }
 
 /// Moves what it can `from → to` without blocking.
-fn pump(
-    d: &mut Dir,
-    from: &TcpStream,
-    to: &TcpStream,
-    counter: &std::sync::atomic::AtomicU64,
-    bulk: &mut bool,
-) -> Step {
+fn pump(d: &mut Dir, from: &TcpStream, to: &TcpStream, counter: &AtomicU64, bulk: &mut bool) -> Step {
     if d.done {
         return Step::Blocked;
     }

@@ -42,11 +42,7 @@ pub const MISSING: &str =
     "containers on networks have no outbound access: neither pasta (Debian package passt) nor slirp4netns is installed";
 
 fn find(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    cove_sys::find_program(name)
 }
 
 /// The tool to use, `Ok(None)` for `none`, or why there is none.
@@ -368,11 +364,7 @@ fn host_own_address() -> Option<IpAddr> {
 }
 
 fn nft_binary() -> Option<PathBuf> {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| find("nft"))
+    find("nft")
 }
 
 /// Runs `nft -f -` with the ruleset's text.

@@ -62,16 +62,6 @@ pub fn parse_subid(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
     None
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(tool);
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// Decides the mapping for the calling user from /etc/subuid, /etc/subgid and the tools.
 pub fn plan_mapping(uid: Uid, gid: Gid, user_name: &str) -> IdMapping {
     let single = |reason: String| IdMapping {
@@ -86,7 +76,7 @@ pub fn plan_mapping(uid: Uid, gid: Gid, user_name: &str) -> IdMapping {
     let (Some((us, uc)), Some((gs, gc))) = (sub_u, sub_g) else {
         return single(format!("no range for {user_name:?} in /etc/subuid and /etc/subgid"));
     };
-    if which("newuidmap").is_none() || which("newgidmap").is_none() {
+    if cove_sys::find_program("newuidmap").is_none() || cove_sys::find_program("newgidmap").is_none() {
         return single("newuidmap/newgidmap not installed (Debian package uidmap)".into());
     }
     IdMapping {
@@ -131,7 +121,7 @@ fn write_maps(pid: Pid, map: &IdMapping) -> Result<()> {
         return Ok(());
     }
     for (tool, rs) in [("newuidmap", &map.uids), ("newgidmap", &map.gids)] {
-        let mut cmd = std::process::Command::new(which(tool).unwrap_or_else(|| PathBuf::from(tool)));
+        let mut cmd = std::process::Command::new(cove_sys::find_program(tool).unwrap_or_else(|| PathBuf::from(tool)));
         cmd.arg(pid.to_string());
         for r in rs.iter() {
             cmd.args([r.container.to_string(), r.host.to_string(), r.size.to_string()]);

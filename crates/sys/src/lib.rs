@@ -44,6 +44,23 @@ impl Error {
     }
 }
 
+/// A host program by name: the first executable regular file called `name` in the
+/// directories of `PATH`, then in the usual system directories (a helper started with a
+/// minimal environment, or a user whose PATH lacks /usr/sbin, still finds newuidmap, pasta,
+/// nft or fuse-overlayfs). The one lookup every crate uses.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .chain(
+            ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+                .map(std::path::PathBuf::from),
+        )
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
 /// `fork(2)`. Returns `None` in the child and the child's pid in the parent.
 ///
 /// Callers must be single-threaded (cove's CLI, monitor and runtime are): after a fork in a
@@ -479,6 +496,12 @@ pub fn with_short_path<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_program_finds_programs_only() {
+        assert!(find_program("sh").is_some_and(|p| p.is_absolute()));
+        assert_eq!(find_program("cove-no-such-program"), None);
+    }
 
     #[test]
     fn fd_passing_roundtrip() {

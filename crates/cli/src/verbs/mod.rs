@@ -92,6 +92,8 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
             dns,
             ip_range,
             aux_address,
+            mdns,
+            mdns_interface,
             name,
         }) => network::create(
             eng,
@@ -107,6 +109,8 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
                 dns,
                 ip_ranges: ip_range,
                 aux_addresses: aux_address,
+                mdns,
+                mdns_interfaces: mdns_interface,
                 ..Default::default()
             },
         ),

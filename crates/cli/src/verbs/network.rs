@@ -76,7 +76,7 @@ pub fn inspect(eng: &mut Engine, networks: &[String], format: Option<&str>) -> R
     let mut out = vec![];
     let mut failed = false;
     for n in networks {
-        match network::find(eng, n).and_then(|r| network::inspect_json(eng, &r)) {
+        match network::find(eng, n).and_then(|r| Ok(crate::docker::network_json(&r, &network::attached(eng, &r)?))) {
             Ok(v) => out.push(v),
             Err(e) => {
                 eprintln!("cove: error: {e}");

@@ -8,11 +8,17 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 
+mod images;
+mod networks;
+
+pub use images::NewImage;
+pub use networks::{EndpointRow, Gateways, NetOptions, NetworkRow};
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCHEMA_VERSION: i64 = 5;
 
 pub struct Db {
-    pub conn: Connection,
+    conn: Connection,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -189,9 +195,23 @@ impl Db {
     }
 
     /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks).
-    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let out = f(&Tx(&tx))?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The connection itself, for tests that write rows the engine never would (corrupt ones).
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one read transaction: what it reads is one consistent state.
+    pub fn read<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self)?;
         tx.commit()?;
         Ok(out)
     }
@@ -282,20 +302,20 @@ impl Db {
         let now = now_rfc3339();
         self.write(|tx| {
             match state {
-                ContainerState::Running => tx.execute(
+                ContainerState::Running => tx.0.execute(
                     "UPDATE containers SET state = ?2, pid = ?3, started_at = ?4, exit_code = NULL WHERE id = ?1",
                     params![id, state, pid, now],
                 )?,
-                ContainerState::Exited => tx.execute(
+                ContainerState::Exited => tx.0.execute(
                     "UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3, finished_at = ?4 WHERE id = ?1",
                     params![id, state, exit_code, now],
                 )?,
                 // A start that failed: never ran, the code of the failure kept for inspect.
-                ContainerState::Created if exit_code.is_some() => tx.execute(
+                ContainerState::Created if exit_code.is_some() => tx.0.execute(
                     "UPDATE containers SET state = ?2, pid = NULL, exit_code = ?3 WHERE id = ?1",
                     params![id, state, exit_code],
                 )?,
-                _ => tx.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
+                _ => tx.0.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?,
             };
             Ok(())
         })
@@ -310,13 +330,9 @@ impl Db {
 
     /// Inserts a `created` container and, in the same transaction, runs `then` (the network
     /// leases), so a name taken in between or an address already leased leaves nothing behind.
-    pub fn insert_container<T>(
-        &mut self,
-        c: &NewContainer<'_>,
-        then: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
+    pub fn insert_container<T>(&mut self, c: &NewContainer<'_>, then: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         self.write(|tx| {
-            tx.execute(
+            tx.0.execute(
                 "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![c.id, c.name, c.image_id, c.image, c.created, c.config, ContainerState::Created],
             )?;
@@ -328,12 +344,12 @@ impl Db {
     /// its row says exited (a `start` that came in between wins). Whether it was deleted.
     pub fn delete_container(&mut self, id: &str, only_if_exited: bool) -> Result<bool> {
         self.write(|tx| {
-            let n = tx.execute(
+            let n = tx.0.execute(
                 "DELETE FROM containers WHERE id = ?1 AND (?2 = 0 OR state = ?3)",
                 params![id, only_if_exited, ContainerState::Exited],
             )?;
             if n > 0 {
-                tx.execute("DELETE FROM endpoints WHERE container_id = ?1", [id])?;
+                tx.0.execute("DELETE FROM endpoints WHERE container_id = ?1", [id])?;
             }
             Ok(n > 0)
         })
@@ -343,7 +359,7 @@ impl Db {
     /// restart by the monitor, a new pid).
     pub fn mark_started(&mut self, id: &str, pid: i64) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.0.execute(
                 "UPDATE containers SET state = CASE state WHEN ?4 THEN ?5 ELSE state END, pid = ?2, started_at = ?3 WHERE id = ?1",
                 params![id, pid, now_rfc3339(), ContainerState::Created, ContainerState::Running],
             )?;
@@ -355,7 +371,7 @@ impl Db {
     /// a running, restarting or created row changes).
     pub fn mark_exited(&mut self, id: &str, code: i64, finished_at: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.0.execute(
                 "UPDATE containers SET state = ?4, pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND state IN (?5, ?6, ?7)",
                 params![id, code, finished_at, ContainerState::Exited, ContainerState::Running, ContainerState::Restarting, ContainerState::Created],
             )?;
@@ -363,14 +379,19 @@ impl Db {
         })
     }
 
-    /// (network, `--network-alias`es) of every network the container is on; an alias list
-    /// that does not decode reads as none.
+    /// (network, `--network-alias`es) of every network the container is on.
     pub fn container_aliases(&self, id: &str) -> Result<Vec<(String, Vec<String>)>> {
         let mut st = self.conn.prepare("SELECT network, aliases FROM endpoints WHERE container_id = ?1")?;
         let rows = st
-            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .query_map([id], |r| {
+                let (network, aliases): (String, String) = (r.get(0)?, r.get(1)?);
+                let aliases = serde_json::from_str(&aliases).map_err(|e| {
+                    corrupt(1, format!("the endpoint of container {id} on network {network} has corrupt aliases: {e}"))
+                })?;
+                Ok((network, aliases))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows.into_iter().map(|(n, a)| (n, serde_json::from_str(&a).unwrap_or_default())).collect())
+        Ok(rows)
     }
 }
 
@@ -390,11 +411,14 @@ const CONTAINER_SELECT: &str =
     "SELECT id, name, image_id, image, created, config, state, pid, exit_code, started_at, finished_at FROM containers";
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    let id: String = r.get(0)?;
     let diff: String = r.get(2)?;
+    let diff_ids =
+        serde_json::from_str(&diff).map_err(|e| corrupt(2, format!("image {id} has corrupt layer ids: {e}")))?;
     Ok(ImageRow {
-        id: r.get(0)?,
+        id,
         config: r.get(1)?,
-        diff_ids: serde_json::from_str(&diff).unwrap_or_default(),
+        diff_ids,
         size: r.get(3)?,
         created: r.get(4)?,
         added: r.get(5)?,
@@ -405,13 +429,9 @@ fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
 fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
     let name: String = r.get(1)?;
     let state: String = r.get(6)?;
-    let state = state.parse::<ContainerState>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            6,
-            rusqlite::types::Type::Text,
-            format!("container {name} has a corrupt state: {e}").into(),
-        )
-    })?;
+    let state = state
+        .parse::<ContainerState>()
+        .map_err(|e| corrupt(6, format!("container {name} has a corrupt state: {e}")))?;
     Ok(ContainerRow {
         id: r.get(0)?,
         name,
@@ -426,6 +446,15 @@ fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
         finished_at: r.get(10)?,
     })
 }
+
+/// A column that does not decode: carried out of rusqlite's row mapping as a conversion
+/// failure, turned into [`crate::Error::Corrupt`] (with `message`) by the engine's error.
+pub(crate) fn corrupt(col: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, message.into())
+}
+
+/// A write transaction ([`Db::write`]): the statements that must share one are its methods.
+pub struct Tx<'a>(&'a Connection);
 
 pub use cove_monitor::time::{now_rfc3339, rfc3339};
 
@@ -499,7 +528,7 @@ mod tests {
         let mut db = Db::open(&d.path().join("s.db")).unwrap();
         let ins = |db: &mut Db, id: &str, name: &str| {
             db.write(|tx| {
-                tx.execute(
+                tx.0.execute(
                     "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, 'i', 'img', 'now', '{}', 'created')",
                     params![id, name],
                 )?;
