@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         groups_v4: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
         groups_v6: vec![],
         interfaces: vec![Interface { index: lo, name: "lo".into(), addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)] }],
+        manage_groups: false,
     };
     let (control, commands) = channel()?;
     let engine = std::thread::spawn(move || {

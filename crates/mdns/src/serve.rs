@@ -20,6 +20,7 @@ use nix::sys::socket::{
 use crate::cache::{Cache, Lookup};
 use crate::querier::{lock, Outcome, Querier, QueryId, ServiceInstance, SharedCache};
 use crate::responder::{Event, Id, Published, Responder, ServiceSpec};
+use crate::sockets;
 use crate::wire::{Family, Target, Transmit, MAX_INPUT};
 use crate::{Error, Interface, Result, GROUP_V4, GROUP_V6, MDNS_PORT};
 
@@ -70,6 +71,11 @@ pub struct Options {
     pub groups_v6: Vec<SocketAddr>,
     /// The interfaces to start with (see [`Control::set_interfaces`]).
     pub interfaces: Vec<Interface>,
+    /// Whether the loop joins the groups on interfaces that appear through
+    /// [`Control::set_interfaces`] and leaves them on those that go ([`crate::sockets::join`]);
+    /// the first ones are the opener's to join ([`crate::sockets::open`] does). Off in tests
+    /// (no multicast on real interfaces).
+    pub manage_groups: bool,
 }
 
 impl Options {
@@ -80,6 +86,7 @@ impl Options {
             groups_v4: vec![SocketAddr::from((GROUP_V4, MDNS_PORT))],
             groups_v6: vec![SocketAddr::from((GROUP_V6, MDNS_PORT))],
             interfaces,
+            manage_groups: true,
         }
     }
 }
@@ -312,6 +319,9 @@ impl Engine {
             let now = Instant::now();
             match cmd {
                 Command::SetInterfaces(v) => {
+                    if self.options.manage_groups {
+                        self.update_groups(&v);
+                    }
                     self.responder.set_interfaces(v.clone(), now);
                     self.querier.set_interfaces(v.clone());
                     self.options.interfaces = v;
@@ -338,6 +348,24 @@ impl Engine {
                 }
                 Command::List { reply } => reply(self.responder.published()),
                 Command::Shutdown => return false,
+            }
+        }
+    }
+
+    /// Leaves the groups on interfaces that went (or lost their addresses), joins them on
+    /// those that came.
+    fn update_groups(&self, new: &[Interface]) {
+        let (v4, v6) = (self.sockets[V4].as_ref(), self.sockets[V6].as_ref());
+        for old in &self.options.interfaces {
+            if !new.iter().any(|n| n.index == old.index && n.addrs == old.addrs) {
+                sockets::leave(v4, v6, old);
+            }
+        }
+        for iface in new {
+            if !self.options.interfaces.iter().any(|o| o.index == iface.index && o.addrs == iface.addrs) {
+                if let Err(e) = sockets::join(v4, v6, iface) {
+                    tracing::debug!(error = %e, "mDNS group membership");
+                }
             }
         }
     }

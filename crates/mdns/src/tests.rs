@@ -672,6 +672,7 @@ mod serve_loop {
             groups_v4: vec![SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from(([127, 0, 0, 2], port))],
             groups_v6: vec![],
             interfaces: vec![Interface { index: lo_index(), name: "lo".into(), addrs: vec![IpAddr::V4(ip)] }],
+            manage_groups: false,
         };
         let (control, commands) = channel().unwrap();
         let (tx, events) = mpsc::channel();
@@ -775,6 +776,22 @@ mod serve_loop {
             b.control.lookup_cached(&name("alpha.mycluster.local"), RecordType::A),
             crate::Lookup::Found(_)
         ));
+
+        // A gains an address: announced again (cache-flush), B sees it.
+        let lo = Interface {
+            index: lo_index(),
+            name: "lo".into(),
+            addrs: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 3])],
+        };
+        a.control.set_interfaces(vec![lo]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut seen = Vec::new();
+        for n in ["dup.local", "dup-2.local"] {
+            if let crate::Lookup::Found(v) = b.control.lookup_cached(&name(n), RecordType::A) {
+                seen.extend(addrs(&v));
+            }
+        }
+        assert!(seen.contains(&IpAddr::from([127, 0, 0, 3])), "{seen:?}");
     }
 }
 
