@@ -82,7 +82,8 @@ pub use cache::{Cache, Lookup, NEGATIVE_TTL};
 pub use hickory_proto;
 pub use querier::{Outcome, Querier, QueryId, ServiceInstance};
 pub use responder::{Event, Id, Published, Responder, ServiceSpec, State, HOST_TTL, OTHER_TTL};
-pub use serve::{channel, serve, Command, Commands, Control, Options, Reply, Sockets};
+pub use serve::{channel, serve, Command, Commands, Control, Options, Reply};
+pub use sockets::Sockets;
 pub use wire::{Family, Target, Transmit};
 
 /// The mDNS port (RFC 6762 section 3).

@@ -20,7 +20,7 @@ use nix::sys::socket::{
 use crate::cache::{Cache, Lookup};
 use crate::querier::{lock, Outcome, Querier, QueryId, ServiceInstance, SharedCache};
 use crate::responder::{Event, Id, Published, Responder, ServiceSpec};
-use crate::sockets;
+use crate::sockets::{self, Sockets};
 use crate::wire::{Family, Target, Transmit, MAX_INPUT};
 use crate::{Error, Interface, Result, GROUP_V4, GROUP_V6, MDNS_PORT};
 
@@ -44,19 +44,6 @@ pub enum Command {
     Browse { service_type: String, timeout: Duration, reply: Reply<Result<Vec<ServiceInstance>>> },
     List { reply: Reply<Vec<Published>> },
     Shutdown,
-}
-
-/// The sockets the loop serves, bound by the caller ([`crate::sockets::open`] for the real
-/// ones). `v4`/`v6` are the mDNS sockets (the port of [`Options::port`], in the groups):
-/// responder traffic, and every response heard fills the cache. `query_v4`/`query_v6` are
-/// ephemeral-port sockets for one-shot queries. Each may be absent; packet info
-/// (IP_PKTINFO / IPV6_RECVPKTINFO) must be on, or arrivals have no interface and are dropped.
-#[derive(Debug, Default)]
-pub struct Sockets {
-    pub v4: Option<UdpSocket>,
-    pub v6: Option<UdpSocket>,
-    pub query_v4: Option<UdpSocket>,
-    pub query_v6: Option<UdpSocket>,
 }
 
 /// How the loop addresses the LAN.

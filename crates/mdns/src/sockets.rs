@@ -11,8 +11,20 @@ use nix::sys::socket::{
     bind, setsockopt, socket, sockopt, AddressFamily, IpMembershipRequest, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
 
-use crate::serve::Sockets;
 use crate::{Error, Interface, Result, GROUP_V4, GROUP_V6, MDNS_PORT};
+
+/// The sockets [`crate::serve`] serves, bound by the caller ([`open`] for the real ones).
+/// `v4`/`v6` are the mDNS sockets (the port of [`crate::Options::port`], in the groups):
+/// responder traffic, and every response heard fills the cache. `query_v4`/`query_v6` are
+/// ephemeral-port sockets for one-shot queries. Each may be absent; packet info
+/// (IP_PKTINFO / IPV6_RECVPKTINFO) must be on, or arrivals have no interface and are dropped.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    pub v4: Option<UdpSocket>,
+    pub v6: Option<UdpSocket>,
+    pub query_v4: Option<UdpSocket>,
+    pub query_v6: Option<UdpSocket>,
+}
 
 fn err(what: &str, e: impl Into<std::io::Error>) -> Error {
     Error::Socket { what: what.to_string(), source: e.into() }
