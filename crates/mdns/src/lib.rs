@@ -1,7 +1,7 @@
 //! cove's Multicast DNS (RFC 6762) and DNS-SD (RFC 6763) engine: `.local` names for containers,
 //! and containers published on the LAN.
 //!
-//! Owns, as sans-IO state machines that take the time as an [`Instant`] and hand back the
+//! Owns, as sans-IO state machines that take the time as an [`Instant`](std::time::Instant) and hand back the
 //! datagrams to send (quinn-proto's shape, so unit tests drive them with a fake clock):
 //! - [`Responder`]: the records cove publishes — host names ([`Responder::publish_host`]: A/AAAA
 //!   with the addresses of the interface a query arrived on) and services

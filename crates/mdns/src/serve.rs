@@ -27,7 +27,7 @@ use crate::{Error, Interface, Result, GROUP_V4, GROUP_V6, MDNS_PORT};
 /// Datagrams read from one socket before timers get their turn.
 const READ_BATCH: usize = 64;
 /// Records the shared cache holds at most.
-pub const CACHE_CAPACITY: usize = 4096;
+const CACHE_CAPACITY: usize = 4096;
 
 /// Where a reply goes: called once, on the loop's thread (send it on a channel).
 pub type Reply<T> = Box<dyn FnOnce(T) + Send>;
@@ -112,7 +112,7 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// A control handle and the loop's end, sharing a cache of [`CACHE_CAPACITY`] records.
+/// A control handle and the loop's end, sharing a cache of 4096 records (`CACHE_CAPACITY`).
 pub fn channel() -> Result<(Control, Commands)> {
     let (a, b) = UnixDatagram::pair().map_err(|source| Error::Socket { what: "wake pair".into(), source })?;
     for s in [&a, &b] {
