@@ -4,7 +4,7 @@
 //! known-answer and duplicate-answer suppression, QU and legacy unicast, the per-record
 //! multicast rate limit and the unicast budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::{dedup, sent_key, Entry, Pending, Responder, What, HOST_TTL, UNICAST_BURST};
+use super::{dedup, rr_key, sent_key, Entry, Pending, Responder, RrKey, What, HOST_TTL, UNICAST_BURST};
 use crate::wire::{self, Family, Target, Transmit, MAX_PACKET, MAX_QUESTIONS, MAX_RECORDS};
 use crate::Interface;
 
@@ -119,12 +119,17 @@ impl Responder {
         } else {
             self.rng.millis(20, 120)
         };
+        let mut waiting: HashMap<RrKey, usize> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.interface == iface.index && p.family == family)
+            .map(|(i, p)| (rr_key(&p.record), i))
+            .collect();
         for record in multicast {
-            if let Some(p) = self
-                .pending
-                .iter_mut()
-                .find(|p| p.interface == iface.index && p.family == family && wire::same_rr(&p.record, &record))
-            {
+            let key = rr_key(&record);
+            if let Some(&i) = waiting.get(&key) {
+                let p = &mut self.pending[i];
                 p.due = p.due.min(now + delay);
                 p.probe |= is_probe;
                 continue;
@@ -132,6 +137,7 @@ impl Responder {
             if self.pending.len() >= MAX_PENDING {
                 break;
             }
+            waiting.insert(key, self.pending.len());
             self.pending.push(Pending { interface: iface.index, family, record, due: now + delay, probe: is_probe });
         }
     }
@@ -204,7 +210,7 @@ impl Responder {
     fn answers_for(&self, q: &Query, iface: &Interface) -> Vec<Record> {
         let mut out = Vec::new();
         let mut owner = None;
-        for e in self.entries.iter().filter(|e| e.answers()) {
+        for e in self.named(&q.name).filter(|e| e.answers()) {
             if e.name == q.name {
                 owner = Some(e);
             }
@@ -235,19 +241,18 @@ impl Responder {
     /// RFC 6763 section 12: PTR answers bring SRV, TXT and addresses; SRV answers bring
     /// addresses.
     pub(super) fn additionals(&self, answers: &[Record], iface: &Interface) -> Vec<Record> {
+        let by_name = ByName(self);
         let mut out = Vec::new();
         let mut targets: Vec<Name> = Vec::new();
         for a in answers {
             match &a.data {
                 RData::PTR(PTR(instance)) => {
-                    for e in self.entries.iter().filter(|e| e.answers() && &e.name == instance) {
-                        for r in self.records_of(e, iface) {
-                            if matches!(r.record_type(), RecordType::SRV | RecordType::TXT) {
-                                if let RData::SRV(srv) = &r.data {
-                                    targets.push(srv.target.clone());
-                                }
-                                out.push(r);
+                    if let Some(e) = by_name.get(instance) {
+                        for r in self.unique_records(e, iface) {
+                            if let RData::SRV(srv) = &r.data {
+                                targets.push(srv.target.clone());
                             }
+                            out.push(r);
                         }
                     }
                 }
@@ -255,23 +260,30 @@ impl Responder {
                 _ => {}
             }
         }
-        for t in targets {
-            for e in self.entries.iter().filter(|e| e.answers() && matches!(e.what, What::Host) && e.name == t) {
-                out.extend(self.records_of(e, iface));
+        let mut hosts: Vec<&Entry> = Vec::new();
+        for t in &targets {
+            if let Some(e) = by_name.get(t).filter(|e| matches!(e.what, What::Host)) {
+                if !hosts.iter().any(|h| h.id == e.id) {
+                    hosts.push(e);
+                    out.extend(self.records_of(e, iface));
+                }
             }
         }
         // A host's addresses of one family only: an NSEC says there is none of the other.
         if !(iface.has(Family::V4) && iface.has(Family::V6)) {
-            let hosts: Vec<Record> = answers
-                .iter()
-                .chain(out.iter())
-                .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
-                .filter_map(|r| self.entries.iter().find(|e| matches!(e.what, What::Host) && e.name == r.name))
-                .map(|e| self.nsec(e, iface))
-                .collect();
-            out.extend(hosts);
+            for a in answers.iter().filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA)) {
+                if let Some(e) = by_name.get(&a.name).filter(|e| matches!(e.what, What::Host)) {
+                    if !hosts.iter().any(|h| h.id == e.id) {
+                        hosts.push(e);
+                    }
+                }
+            }
+            for e in &hosts {
+                out.push(self.nsec(e, iface));
+            }
         }
-        out.retain(|r| !answers.iter().any(|a| wire::same_rr(a, r)));
+        let in_answers: HashSet<RrKey> = answers.iter().map(rr_key).collect();
+        out.retain(|r| !in_answers.contains(&rr_key(r)));
         dedup(&mut out);
         out
     }
@@ -283,4 +295,13 @@ fn parse_answers(payload: &[u8]) -> usize {
         return 0;
     }
     usize::from(u16::from_be_bytes([payload[6], payload[7]]))
+}
+
+/// The answering entry whose unique name is the one asked for.
+struct ByName<'a>(&'a Responder);
+
+impl<'a> ByName<'a> {
+    fn get(&self, name: &Name) -> Option<&'a Entry> {
+        self.0.named(name).find(|e| e.answers() && e.name == *name)
+    }
 }
