@@ -5,14 +5,14 @@
 //! multicast rate limit and the unicast budget.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::{dedup, rr_key, sent_key, Entry, Pending, Responder, RrKey, What, HOST_TTL, UNICAST_BURST};
+use super::{dedup, rr_key, sent_key, Entry, Pending, Responder, RrKey, What, HOST_TTL};
 use crate::wire::{self, Family, Target, Transmit, MAX_PACKET, MAX_QUESTIONS, MAX_RECORDS};
 use crate::Interface;
 
@@ -23,8 +23,16 @@ const MULTICAST_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// ... except in answer to a probe, which waits at most 250 ms.
 const PROBE_DEFENCE_INTERVAL: Duration = Duration::from_millis(250);
 /// Unicast answers (QU and legacy) to everyone together: a token bucket of this many a second,
-/// bursts up to [`UNICAST_BURST`].
+/// bursts up to `UNICAST_BURST`...
 const UNICAST_RATE: f64 = 50.0;
+const UNICAST_BURST: f64 = 100.0;
+/// ... and to one source address: this many a second, bursts up to `SOURCE_BURST`.
+const SOURCE_RATE: f64 = 10.0;
+const SOURCE_BURST: f64 = 20.0;
+/// Source addresses with a bucket at most; idle ones are forgotten after `SOURCE_IDLE`, and
+/// past the limit the least recently served.
+const MAX_SOURCES: usize = 256;
+const SOURCE_IDLE: Duration = Duration::from_secs(10);
 /// A unicast answer is at most this many times the bytes of the query it answers (no
 /// amplification towards a forged source): what does not fit is left out.
 const UNICAST_AMPLIFICATION: usize = 3;
@@ -153,7 +161,7 @@ impl Responder {
         to: SocketAddr,
         now: Instant,
     ) {
-        if !self.take_token(now) {
+        if !self.take_token(to.ip(), now) {
             tracing::trace!(%to, "unicast mDNS answer dropped by the rate limit");
             return;
         }
@@ -182,18 +190,19 @@ impl Responder {
         }
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
-        if let Some(at) = self.tokens_at {
-            let dt = now.saturating_duration_since(at).as_secs_f64();
-            self.tokens = (self.tokens + dt * UNICAST_RATE).min(UNICAST_BURST);
+    /// The unicast budget: the source's own bucket first (one flooding source cannot starve
+    /// the others), then everyone's.
+    fn take_token(&mut self, source: IpAddr, now: Instant) -> bool {
+        if !self.per_source.contains_key(&source) && self.per_source.len() >= MAX_SOURCES {
+            self.per_source.retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < SOURCE_IDLE));
+            // Still full (a flood of forged sources): the least recently served one goes, so
+            // the table never locks a newcomer out.
+            if let Some(oldest) = self.per_source.iter().min_by_key(|(_, b)| b.at).map(|(a, _)| *a) {
+                self.per_source.remove(&oldest);
+            }
         }
-        self.tokens_at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let mine = self.per_source.entry(source).or_insert_with(|| Bucket::full(SOURCE_BURST));
+        mine.take(now, SOURCE_RATE, SOURCE_BURST) && self.unicast.take(now, UNICAST_RATE, UNICAST_BURST)
     }
 
     /// RFC 6762 section 5.4: a QU question still gets a multicast answer when the record was not
@@ -303,5 +312,37 @@ struct ByName<'a>(&'a Responder);
 impl<'a> ByName<'a> {
     fn get(&self, name: &Name) -> Option<&'a Entry> {
         self.0.named(name).find(|e| e.answers() && e.name == *name)
+    }
+}
+
+/// A token bucket.
+#[derive(Debug, Clone)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Bucket {
+    /// The bucket of unicast answers to everyone, full.
+    pub(super) fn everyone() -> Bucket {
+        Bucket::full(UNICAST_BURST)
+    }
+
+    fn full(burst: f64) -> Bucket {
+        Bucket { tokens: burst, at: None }
+    }
+
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        if let Some(at) = self.at {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate).min(burst);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }

@@ -38,8 +38,6 @@ const ANNOUNCEMENTS: u8 = 2;
 const CONFLICT_WINDOW: Duration = Duration::from_secs(10);
 const CONFLICT_LIMIT: usize = 15;
 const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
-/// The unicast answers' token bucket holds this many (see `answer::UNICAST_RATE`).
-pub(super) const UNICAST_BURST: f64 = 100.0;
 
 /// What the caller gets back from a publish: the handle to withdraw it with, and the key of
 /// its events.
@@ -172,8 +170,9 @@ pub struct Responder {
     next_id: u64,
     pending: Vec<Pending>,
     last_multicast: HashMap<SentKey, Instant>,
-    tokens: f64,
-    tokens_at: Option<Instant>,
+    /// Unicast answers to everyone, and per source address.
+    unicast: answer::Bucket,
+    per_source: HashMap<std::net::IpAddr, answer::Bucket>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     rng: Rng,
@@ -200,8 +199,8 @@ impl Responder {
             next_id: 1,
             pending: Vec::new(),
             last_multicast: HashMap::new(),
-            tokens: UNICAST_BURST,
-            tokens_at: None,
+            unicast: answer::Bucket::everyone(),
+            per_source: HashMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             rng,
