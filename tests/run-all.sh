@@ -3,8 +3,8 @@
 #   L0 unit tests, L2 root tests and L3 end-to-end tests as root;
 #   L0/L1 tests and L3 end-to-end tests again as `covetest` (subuid range) and `covenosub` (none).
 # End-to-end suites must not skip (COVE_REQUIRE_ALL=1): a skip there fails the run.
-# `cargo clippy -- -D warnings`, `cargo fmt --check` and tests/module-cycles.py run first and
-# count as one test each.
+# `cargo clippy -- -D warnings`, `cargo fmt --check`, the fuzz targets' build and
+# tests/module-cycles.py run first and count as one test each.
 # The last line is "N passed, M failed, K skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,14 @@ echo "== fmt"
 fmt=0
 cargo fmt --all --check >"$work/fmt" 2>&1 || fmt=1
 if [ $fmt = 0 ]; then echo "   clean"; else head -n 30 "$work/fmt" | sed 's/^/   | /'; echo "   -> FAILED (cargo fmt --check; run cargo fmt --all)"; fi
+# The fuzz targets (crates/*/fuzz, outside the workspace) still build against the crates they
+# feed: counted too (a target that no longer compiles fuzzes nothing).
+echo "== fuzz targets build"
+fuzzb=0
+for d in crates/*/fuzz; do
+  (cd "$d" && cargo check --quiet) >"$work/fuzz" 2>&1 || { fuzzb=1; tail -n 20 "$work/fuzz" | sed 's/^/   | /'; echo "   -> FAILED ($d)"; }
+done
+[ $fuzzb = 1 ] || echo "   ok"
 # No import circle among the top-level modules of a crate (tests/module-cycles.py), counted too.
 echo "== module circles"
 circ=0
@@ -87,7 +95,7 @@ failed=$(awk '/^test result:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^failed/)
 skipped=$(grep -cE '^SKIP:' "$log" || true)
 echo "== summary"
 grep -E '^SKIP:' "$log" | sort | uniq -c | sed 's/^/   /' || true
-passed=$((passed + 3 - lint - fmt - circ)); failed=$((failed + lint + fmt + circ)); [ $((lint + fmt + circ)) = 0 ] || status=1
+passed=$((passed + 4 - lint - fmt - circ - fuzzb)); failed=$((failed + lint + fmt + circ + fuzzb)); [ $((lint + fmt + circ + fuzzb)) = 0 ] || status=1
 [ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit $status

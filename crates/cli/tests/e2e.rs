@@ -25,6 +25,8 @@ struct World {
     env: Vec<(String, String)>,
     /// Run cove as this user (through runuser) instead of as the test's own user.
     user: Option<String>,
+    /// Run cove in this network namespace (`ip netns exec`; the mDNS tests' simulated LAN).
+    netns: Option<String>,
 }
 
 impl World {
@@ -38,6 +40,16 @@ impl World {
     }
 
     fn new_for(user: Option<&str>) -> Option<World> {
+        World::new_with(user, None)
+    }
+
+    /// A world whose cove commands (its import too) run in network namespace `ns`, as root or
+    /// as `user` (the test runs as root): `ip netns exec NS [runuser -u USER --] cove ...`.
+    fn new_in(ns: &str, user: Option<&str>) -> Option<World> {
+        World::new_with(user, Some(ns))
+    }
+
+    fn new_with(user: Option<&str>, netns: Option<&str>) -> Option<World> {
         let Some(fs) = rootfs() else {
             skip("COVE_TEST_ROOTFS not set (run scripts/make-rootfs.sh and export it)");
             return None;
@@ -48,7 +60,7 @@ impl World {
             let pw = nix::unistd::User::from_name(u).ok().flatten().expect("user exists");
             nix::unistd::chown(root.path(), Some(pw.uid), Some(pw.gid)).expect("chown the world to its user");
         }
-        let w = World { root, env: vec![], user: user.map(String::from) };
+        let w = World { root, env: vec![], user: user.map(String::from), netns: netns.map(String::from) };
         let out = w.cove(&["import", fs.to_str().unwrap(), "bb", "--change", "CMD [\"sh\"]"]);
         assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
         Some(w)
@@ -56,9 +68,9 @@ impl World {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = match &self.user {
-            None => Command::new(bin()),
+            None => self.in_netns(bin().as_os_str()),
             Some(u) => {
-                let mut c = Command::new("runuser");
+                let mut c = self.in_netns("runuser".as_ref());
                 c.args(["-u", u, "--"])
                     .arg(bin())
                     .env("HOME", format!("/home/{u}"))
@@ -78,6 +90,18 @@ impl World {
         c.env("COVE_DNS_UPSTREAMS", "127.0.0.1:1");
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
+    }
+
+    /// `prog`, through `ip netns exec NS` for a world in a namespace.
+    fn in_netns(&self, prog: &std::ffi::OsStr) -> Command {
+        match &self.netns {
+            None => Command::new(prog),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(prog);
+                c
+            }
+        }
     }
 
     fn with_env(mut self, k: &str, v: &str) -> World {
@@ -133,6 +157,14 @@ impl Drop for World {
         }
         let _ = self.cmd(&["system", "migrate"]).output();
     }
+}
+
+/// `-v` mounts that lend the busybox image the host's /usr read-only (python3, dig).
+const HOST_USR: [&str; 6] = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"];
+
+/// `RUN… <HOST_USR> bb CMD…`: the arguments of a `run` whose command comes from the host's /usr.
+fn with_host_usr<'a>(run: &[&'a str], cmd: &[&'a str]) -> Vec<&'a str> {
+    run.iter().copied().chain(HOST_USR).chain(["bb"]).chain(cmd.iter().copied()).collect()
 }
 
 fn stderr(o: &Output) -> String {
@@ -991,22 +1023,7 @@ fn outbound_ipv6_tcp_goes_through_the_helper() {
         let Some(w) = w else { break };
         let w = w.with_env("COVE_NETWORK_CMD", "none");
         w.ok(&["network", "create", "--ipv6", "dual"]);
-        let out = w.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            "dual",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            &client,
-        ]);
+        let out = w.ok(&with_host_usr(&["run", "--rm", "--network", "dual"], &["/usr/bin/python3", "-c", &client]));
         assert_eq!(out.trim(), "v6-ok", "{who}: IPv6 TCP from a container to [{}]:{port}", lan.client_ip6);
     }
     // SIGTERM, which timeout passes on to the server (SIGKILL would end timeout alone).
@@ -1041,28 +1058,10 @@ fn published_ports_keep_the_clients_address() {
         let publish = [format!("{port}:80"), format!("{port}:80/udp")];
         // On a dual-stack network: IPv6 clients reach it too (the port is published on [::]).
         w.ok(&["network", "create", "--ipv6", "dual"]);
-        w.ok(&[
-            "run",
-            "-d",
-            "--name",
-            "peer",
-            "--network",
-            "dual",
-            "-p",
-            &publish[0],
-            "-p",
-            &publish[1],
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            PEER_SERVER_PY,
-        ]);
+        w.ok(&with_host_usr(
+            &["run", "-d", "--name", "peer", "--network", "dual", "-p", &publish[0], "-p", &publish[1]],
+            &["/usr/bin/python3", "-c", PEER_SERVER_PY],
+        ));
         let ports = w.ok(&["port", "peer"]);
         assert!(
             ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")) && ports.contains(&format!("80/tcp -> [::]:{port}")),
@@ -1588,22 +1587,7 @@ fn dig(w: &World, net: &str, args: &str) -> String {
         skip("dig not installed (apt-get install bind9-dnsutils)");
         return String::new();
     }
-    w.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        net,
-        "-v",
-        "/usr:/usr:ro",
-        "-v",
-        "/usr/lib:/lib:ro",
-        "-v",
-        "/usr/lib64:/lib64:ro",
-        "bb",
-        "/bin/sh",
-        "-c",
-        &format!("dig {args}"),
-    ])
+    w.ok(&with_host_usr(&["run", "--rm", "--network", net], &["/bin/sh", "-c", &format!("dig {args}")]))
 }
 
 #[test]
@@ -1686,22 +1670,7 @@ fn outbound_reaches_the_hosts_loopback_through_pasta_and_slirp4netns() {
         let dead = free_port();
         // The reset may come before connect() returns, or at the first read.
         let py = format!("import socket\ntry:\n    s = socket.create_connection(('host.containers.internal', {dead}), timeout=5)\n    print('recv', s.recv(10))\nexcept Exception as e:\n    print('error', type(e).__name__)");
-        let out = w.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            "open",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            &py,
-        ]);
+        let out = w.ok(&with_host_usr(&["run", "--rm", "--network", "open"], &["/usr/bin/python3", "-c", &py]));
         assert_eq!(out, "error ConnectionResetError\n", "{tool}");
         // UDP takes the tool's path (TCP is the helper's): a DNS query to a resolver on the
         // host's loopback, asked directly (not through cove's DNS).
@@ -2178,3 +2147,7 @@ mod security_stdio;
 mod defects_lifecycle;
 #[path = "defects/networks.rs"]
 mod defects_networks;
+
+// mDNS (issue 15): the simulated LAN (network namespaces, avahi and python-zeroconf peers) and
+// the tests run on it.
+mod mdns;

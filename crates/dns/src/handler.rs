@@ -228,30 +228,11 @@ fn encode(m: &Message, out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{Entry, NetworkRecords};
     use hickory_proto::op::Query;
     use hickory_proto::rr::{Name, RecordType};
 
     fn records() -> Records {
-        let mut containers = vec![Entry {
-            id: "0123456789abcdef".into(),
-            name: "web".into(),
-            aliases: vec!["www".into()],
-            ipv4: vec!["10.1.0.2".parse().unwrap()],
-            ipv6: vec!["fd01::2".parse().unwrap()],
-            dns: vec![],
-        }];
-        for i in 0..60u8 {
-            containers.push(Entry {
-                id: format!("{i:016x}"),
-                name: format!("r{i}"),
-                aliases: vec!["big".into()],
-                ipv4: vec![[10, 1, 1, i].into()],
-                ipv6: vec![],
-                dns: vec![],
-            });
-        }
-        Records::new(&[NetworkRecords { name: "net".into(), containers, host: vec![] }])
+        crate::sample_records(vec![])
     }
 
     fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {

@@ -34,9 +34,9 @@ use std::time::Duration;
 
 pub use handler::{handle_packet, handle_query, handle_query_from, Handled, Transport, MAX_UDP_PAYLOAD};
 pub use hickory_proto;
-pub use records::{Answer, Entry, Forward, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL};
+pub use records::{Answer, Entry, Forward, LocalName, NetworkRecords, Records, DOCKER_HOST_NAME, HOST_NAME, TTL};
 pub use server::{serve_tcp, serve_udp};
-pub use upstream::{upstreams_from_resolv_conf, Upstream, DEFAULT_TIMEOUT};
+pub use upstream::{upstreams_from_resolv_conf, LocalResolver, Upstream, DEFAULT_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,3 +54,29 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A table with one network `net`: `web` (alias `www`, 10.1.0.2 and fd01::2) and 60 containers
+/// `r0`…`r59` that share the alias `big` (an answer too large for 512 bytes). The fixture of the
+/// handler's tests and of the fuzz target (`fuzz/`), kept in one place.
+#[doc(hidden)]
+pub fn sample_records(host: Vec<std::net::IpAddr>) -> Records {
+    let mut containers = vec![Entry {
+        id: "0123456789abcdef".into(),
+        name: "web".into(),
+        aliases: vec!["www".into()],
+        ipv4: vec![std::net::Ipv4Addr::new(10, 1, 0, 2)],
+        ipv6: vec![std::net::Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 2)],
+        dns: vec![],
+    }];
+    for i in 0..60u8 {
+        containers.push(Entry {
+            id: format!("{i:016x}"),
+            name: format!("r{i}"),
+            aliases: vec!["big".into()],
+            ipv4: vec![[10, 1, 1, i].into()],
+            ipv6: vec![],
+            dns: vec![],
+        });
+    }
+    Records::new(&[NetworkRecords { name: "net".into(), containers, host }])
+}

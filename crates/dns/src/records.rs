@@ -59,10 +59,19 @@ pub struct NetworkRecords {
     pub host: Vec<IpAddr>,
 }
 
-/// Where a name that the records do not answer goes.
-///
-/// This is the hook for the mDNS issue: today the server sends both variants to the upstream
-/// resolvers; `Mdns` will be routed to the mDNS resolver instead, without changing the table.
+/// A `.local` name this host answers itself (RFC 6762): a container published by mDNS
+/// (`NAME.NETWORK.local`, `NAME-NETWORK.local`) or a network (`NETWORK.local`), seen the same
+/// from every network's server ([`Records::with_local`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalName {
+    /// Without the trailing `.local`: `node1.mycluster`.
+    pub name: String,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+}
+
+/// Where a name that the records do not answer goes: upstream, or for `.local` to the mDNS
+/// resolver when the listener has one (`Upstream::with_local`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Forward {
@@ -147,6 +156,8 @@ pub(crate) enum Resolved<'a> {
 #[derive(Debug, Default)]
 pub struct Records {
     zones: HashMap<Box<str>, Zone>,
+    /// `.local` names of this host, keyed like a zone's (`node1.mycluster.local`).
+    local: Zone,
 }
 
 impl Records {
@@ -187,7 +198,22 @@ impl Records {
                 }
             }
         }
-        Records { zones }
+        Records { zones, local: Zone::default() }
+    }
+
+    /// The table with this host's own `.local` names ([`LocalName`]) answered on every network.
+    pub fn with_local(mut self, names: &[LocalName]) -> Self {
+        for n in names {
+            let label = lower(&n.name);
+            if label.is_empty() {
+                continue;
+            }
+            if let Some(data) = self.local.name_data(&format!("{label}.local")) {
+                extend_unique(&mut data.ipv4, &n.ipv4);
+                extend_unique(&mut data.ipv6, &n.ipv6);
+            }
+        }
+        self
     }
 
     /// The upstream resolvers of the container at `client` on `network`, when it has its own
@@ -260,6 +286,15 @@ impl Records {
             return if key == OWNED_ZONE { Resolved::NoData } else { Resolved::NxDomain };
         }
         if in_zone(key, b"local") {
+            if let Some(data) = self.local.names.get(key) {
+                let found = match qtype {
+                    RecordType::A => Found { ipv4: &data.ipv4, ipv6: &[], ptr: &[] },
+                    RecordType::AAAA => Found { ipv4: &[], ipv6: &data.ipv6, ptr: &[] },
+                    RecordType::ANY => Found { ipv4: &data.ipv4, ipv6: &data.ipv6, ptr: &[] },
+                    _ => return Resolved::NoData,
+                };
+                return if found.is_empty() { Resolved::NoData } else { Resolved::Found(found) };
+            }
             return Resolved::NotOurs(Forward::Mdns);
         }
         Resolved::NotOurs(Forward::Upstream)

@@ -208,12 +208,17 @@ fn upstream_for(shared: &Arc<Upstream>, records: &Records, network: &str, client
 }
 
 /// Forwards one query and returns the reply for the client: the upstream's, or SERVFAIL.
-///
-/// The mDNS hook: `Forward::Mdns` (`.local` names) goes upstream too until cove has an mDNS
-/// resolver; that resolver plugs in here.
+/// `.local` names (`Forward::Mdns`) go to the listener's mDNS resolver when it has one (a
+/// network made with `-o mdns_resolve=false` has none: its upstreams own `.local`).
 async fn forward(upstream: &Upstream, to: Forward, query: &[u8], client: Transport) -> Option<Vec<u8>> {
-    match to {
-        Forward::Upstream | Forward::Mdns => {}
+    if let (Forward::Mdns, Some(local)) = (to, upstream.local()) {
+        return match local.resolve(query.to_vec(), client).await {
+            Some(reply) => Some(reply),
+            None => {
+                let mut out = Vec::new();
+                error_reply(query, ResponseCode::ServFail, &mut out).then_some(out)
+            }
+        };
     }
     match upstream.forward(query, client).await {
         Ok(reply) => Some(reply),

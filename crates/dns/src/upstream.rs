@@ -39,14 +39,37 @@ const POOL_PER_SERVER: usize = 8;
 ///
 /// Upstreams are tried in order, each given an equal share of the timeout (at least 250 ms) and
 /// the last one whatever is left; an upstream that refuses (ICMP port unreachable) costs no wait.
-#[derive(Debug)]
 pub struct Upstream {
     servers: Vec<SocketAddr>,
     timeout: Duration,
+    /// Where `.local` questions go (mDNS), when this listener resolves them.
+    local: Option<Arc<dyn LocalResolver>>,
     pools: Vec<Mutex<Vec<UdpSocket>>>,
     /// Containers' own resolver lists (`--dns`), each with its socket pools: see
     /// [`Upstream::custom`].
     custom: Mutex<HashMap<Arc<[SocketAddr]>, Arc<Upstream>>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("servers", &self.servers)
+            .field("timeout", &self.timeout)
+            .field("local", &self.local.is_some())
+            .finish()
+    }
+}
+
+/// Answers `.local` questions (RFC 6762) for the server: the mDNS querier of the network
+/// helper. It gets the client's query as received and returns the whole reply for the client
+/// (its id and question echoed), or `None` to fall back to SERVFAIL. Bounded in time by the
+/// implementation (a second or so: nobody may answer on the LAN).
+pub trait LocalResolver: Send + Sync {
+    fn resolve(
+        &self,
+        query: Vec<u8>,
+        client: Transport,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>;
 }
 
 /// Custom resolver lists kept at once; past that the memo starts over (their sockets close).
@@ -57,7 +80,18 @@ impl Upstream {
     /// forward fail (SERVFAIL).
     pub fn new(servers: Vec<SocketAddr>) -> Self {
         let pools = servers.iter().map(|_| Mutex::new(Vec::new())).collect();
-        Upstream { servers, timeout: DEFAULT_TIMEOUT, pools, custom: Mutex::new(HashMap::new()) }
+        Upstream { servers, timeout: DEFAULT_TIMEOUT, local: None, pools, custom: Mutex::new(HashMap::new()) }
+    }
+
+    /// Sends `.local` questions to `resolver` instead of the upstream servers.
+    pub fn with_local(mut self, resolver: Arc<dyn LocalResolver>) -> Self {
+        self.local = Some(resolver);
+        self
+    }
+
+    /// The `.local` resolver, if this upstream has one.
+    pub fn local(&self) -> Option<&Arc<dyn LocalResolver>> {
+        self.local.as_ref()
     }
 
     /// Sets the time a forward may take in all.
@@ -76,7 +110,9 @@ impl Upstream {
         if memo.len() >= MAX_CUSTOM {
             memo.clear();
         }
-        let u = Arc::new(Upstream::new(servers.to_vec()).with_timeout(self.timeout));
+        let mut u = Upstream::new(servers.to_vec()).with_timeout(self.timeout);
+        u.local = self.local.clone();
+        let u = Arc::new(u);
         memo.insert(servers.clone(), u.clone());
         u
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cove_dns::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use cove_dns::hickory_proto::rr::rdata::A;
 use cove_dns::hickory_proto::rr::{Name, RData, Record, RecordType};
-use cove_dns::{serve_tcp, serve_udp, Entry, NetworkRecords, Records, Upstream};
+use cove_dns::{serve_tcp, serve_udp, Entry, NetworkRecords, Records, Transport, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, watch};
@@ -415,7 +415,7 @@ async fn forwards_to_upstream_over_udp_and_tcp() {
     assert_eq!(m.answers[0].ttl, 60, "relayed as the upstream sent it");
     assert_eq!(addrs(&tcp(srv.addr, &q).await), ["192.0.2.1"]);
     let (m, _) = udp(srv.addr, &query("printer.local", RecordType::A, None)).await;
-    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, ".local goes upstream for now");
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "without an mDNS resolver .local goes upstream");
 
     // A big upstream answer: TC to a UDP client, then in full when it retries over TCP (the
     // forwarder retries upstream over TCP too).
@@ -794,5 +794,57 @@ async fn oversized_datagrams_are_dropped_and_serving_goes_on() {
     assert!(udp_raw_wait(srv.addr, &big, Duration::from_millis(200)).await.is_none());
     let (m, _) = udp(srv.addr, &query("web", RecordType::A, None)).await;
     assert_eq!(addrs(&m), ["10.1.0.2"]);
+    srv.stop().await;
+}
+
+/// A `.local` resolver that answers every name with 192.0.2.77 (as the mDNS querier would with
+/// what the LAN said) and counts what it was asked.
+struct FakeMdns(Arc<AtomicUsize>);
+
+impl cove_dns::LocalResolver for FakeMdns {
+    fn resolve(
+        &self,
+        query: Vec<u8>,
+        _client: Transport,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let q = Message::from_vec(&query).ok()?;
+            let mut m = Message::response(q.metadata.id, OpCode::Query);
+            m.metadata.recursion_desired = q.metadata.recursion_desired;
+            m.metadata.recursion_available = true;
+            let question = q.queries.first()?.clone();
+            m.add_answer(Record::from_rdata(question.name().clone(), 120, RData::A(A::new(192, 0, 2, 77))));
+            m.add_query(question);
+            m.to_vec().ok()
+        })
+    }
+}
+
+#[tokio::test]
+async fn local_names_go_to_the_mdns_resolver_and_this_hosts_own_are_answered_directly() {
+    let up = fake_upstream().await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let own =
+        [cove_dns::LocalName { name: "node1.mycluster".into(), ipv4: vec![Ipv4Addr::new(10, 5, 0, 2)], ipv6: vec![] }];
+    let (_tx, rx) = watch::channel(Arc::new(Records::new(&networks()).with_local(&own)));
+    let upstream = Upstream::new(vec![up.addr]).with_local(Arc::new(FakeMdns(asked.clone())));
+    let srv = Server::start("front", rx, upstream).await;
+    // A name of this host: from the table, on any network's server, no mDNS query.
+    let (m, _) = udp(srv.addr, &query("Node1.MyCluster.local", RecordType::A, None)).await;
+    assert_eq!(addrs(&m), ["10.5.0.2"]);
+    let (m, _) = udp(srv.addr, &query("node1.mycluster.local", RecordType::AAAA, None)).await;
+    assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0), "NODATA");
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    // Any other .local name (two, three, four labels) goes to the mDNS resolver, UDP and TCP.
+    for name in ["printer.local", "nas.office.local", "a.b.c.local"] {
+        let (m, _) = udp(srv.addr, &query(name, RecordType::A, None)).await;
+        assert_eq!(addrs(&m), ["192.0.2.77"], "{name}");
+    }
+    assert_eq!(addrs(&tcp(srv.addr, &query("printer.local", RecordType::A, None)).await), ["192.0.2.77"]);
+    assert_eq!(asked.load(Ordering::SeqCst), 4);
+    // Other names still go upstream.
+    let (m, _) = udp(srv.addr, &query("www.example.test", RecordType::A, None)).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
     srv.stop().await;
 }

@@ -28,6 +28,7 @@ use nix::sys::stat::{fstat, fstatat, Mode};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{open_dir_path, open_root};
+use cove_sys::path_components as components;
 
 /// Symlinks followed in one lookup before it fails (Linux's own limit is 40).
 pub const MAX_SYMLINK_HOPS: usize = 40;
@@ -147,15 +148,6 @@ impl ImageFs {
         }
         Ok(Some(cur))
     }
-}
-
-/// Path components, `.` and empty ones dropped (`..` kept: it is resolved by the walk).
-fn components(p: &OsStr) -> Vec<OsString> {
-    p.as_bytes()
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(|c| OsStr::from_bytes(c).to_os_string())
-        .collect()
 }
 
 /// Looks `name` up in the merged directory made of `dir` (one descriptor per contributing

@@ -11,10 +11,11 @@
 //! (the runc CVE-2021-30465 class).
 
 use crate::{Error, Result};
+use cove_sys::path_components as components;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, OFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -210,15 +211,6 @@ fn openat2_in_root(root: BorrowedFd<'_>, p: &Path) -> nix::Result<OwnedFd> {
             r => return r,
         }
     }
-}
-
-/// Path components, `.` and empty ones dropped (`..` kept for the walk to resolve).
-fn components(p: &OsStr) -> Vec<OsString> {
-    p.as_bytes()
-        .split(|b| *b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(|c| OsStr::from_bytes(c).to_os_string())
-        .collect()
 }
 
 /// `p` as components joined by `/`, without `.`, empty components or a leading `/` (`..`

@@ -44,6 +44,17 @@ impl Error {
     }
 }
 
+/// The components of a path, `.` and empty ones dropped (`..` kept: a descriptor walk resolves
+/// it, inside its root). Shared by the walks of image files and of mount targets.
+pub fn path_components(p: &std::ffi::OsStr) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| std::ffi::OsStr::from_bytes(c).to_os_string())
+        .collect()
+}
+
 /// A host program by name: the first executable regular file called `name` in the
 /// directories of `PATH`, then in the usual system directories (a helper started with a
 /// minimal environment, or a user whose PATH lacks /usr/sbin, still finds newuidmap, pasta,

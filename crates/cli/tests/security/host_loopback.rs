@@ -225,23 +225,10 @@ fn host_loopback_is_not_reached_by_a_crafted_packet_to_127_0_0_1() {
         if net == "open" {
             w.ok(&["network", "create", "-o", "allow_host_loopback=true", "open"]);
         }
-        let out = w.ok(&[
-            "run",
-            "--rm",
-            "--network",
-            net,
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/usr/lib:/lib:ro",
-            "-v",
-            "/usr/lib64:/lib64:ro",
-            "bb",
-            "/usr/bin/python3",
-            "-c",
-            CRAFTED_SYN,
-            &port.to_string(),
-        ]);
+        let out = w.ok(&with_host_usr(
+            &["run", "--rm", "--network", net],
+            &["/usr/bin/python3", "-c", CRAFTED_SYN, &port.to_string()],
+        ));
         // The crafted SYN got as far as the helper (else this test would prove nothing)...
         assert_eq!(out, "HANDSHAKE\n", "{net}: the crafted SYN to 127.0.0.1 was not answered");
         std::thread::sleep(std::time::Duration::from_millis(300));
