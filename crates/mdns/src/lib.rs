@@ -11,7 +11,8 @@
 //!   per-record per-interface rate limit, bounded unicast amplification) and goodbyes.
 //! - [`Querier`] and its [`Cache`]: one-shot queries (RFC 6762 section 5.1), browsing, a bounded
 //!   cache with TTL expiry, negative entries and cache-flush semantics, answers for A/AAAA,
-//!   reverse PTR, SRV and TXT that a DNS server can serve ([`Cache::lookup`]).
+//!   reverse PTR, SRV and TXT that a DNS server can serve ([`Cache::lookup`], and as reply
+//!   bytes to a DNS query through [`Control::answer_dns`]).
 //! - [`serve`]: the loop that runs both over sockets the caller has already bound, with poll(2)
 //!   and timers, driven by a [`Control`] handle (publish, withdraw, resolve, browse, interfaces,
 //!   shutdown); and [`sockets::open`], the one helper that opens and configures the real mDNS
@@ -66,6 +67,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod cache;
+mod dnsreply;
 mod querier;
 mod responder;
 mod rng;
