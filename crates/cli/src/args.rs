@@ -174,6 +174,9 @@ pub enum Command {
     /// Query the embedded DNS of cove's networks (for debugging)
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// mDNS: what this user publishes on the LAN, and what the LAN offers
+    #[command(subcommand)]
+    Mdns(MdnsCmd),
     /// Display system-wide information (rootless mode, id mapping, storage, cgroups)
     Info {
         /// Output format: text (default) or json
@@ -193,6 +196,31 @@ pub enum Command {
     Logout { registry: Option<String> },
     /// Save images to a docker-archive or oci-archive
     Save(SaveArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MdnsCmd {
+    /// What this user publishes (names, services, their state) and on which interfaces
+    #[command(alias = "list")]
+    Ls,
+    /// Browse the LAN's services, like avahi-browse (all types when none is given)
+    Browse {
+        /// Service type, e.g. _http._tcp
+        service_type: Option<String>,
+        /// How long to listen for answers, in seconds
+        #[arg(long, default_value = "3")]
+        timeout: f64,
+    },
+    /// Resolve a .local name on the LAN, like avahi-resolve
+    Resolve {
+        /// Record type (A, AAAA, PTR, SRV, TXT, ANY)
+        #[arg(short = 't', long = "type", default_value = "A")]
+        qtype: String,
+        /// How long to wait for an answer, in seconds
+        #[arg(long, default_value = "1")]
+        timeout: f64,
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

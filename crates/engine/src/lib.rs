@@ -22,6 +22,7 @@ pub mod info;
 pub mod lifecycle;
 pub mod limits;
 pub mod logs;
+pub mod mdns;
 pub mod monitor;
 pub mod netd;
 pub use cove_netd::outbound;

@@ -58,6 +58,9 @@ pub fn table(db: &Db) -> Result<Table> {
                     internal: n.internal,
                     dns: n.options.dns.iter().map(|a| SocketAddr::new(*a, 53)).collect(),
                     allow_host_loopback: n.options.allow_host_loopback,
+                    mdns: n.options.mdns,
+                    mdns_interfaces: n.options.mdns_interfaces.clone(),
+                    mdns_resolve: n.options.mdns_resolve.unwrap_or(true),
                     name: n.name,
                     bridge: n.bridge,
                     subnet: n.subnet,
@@ -71,6 +74,14 @@ pub fn table(db: &Db) -> Result<Table> {
         for e in db.all_endpoints()? {
             // An endpoint outlives its container only inside a transaction that removes both.
             let Some(c) = containers.get(&e.container_id) else { continue };
+            let req = c.request()?;
+            let mdns_labels = req
+                .labels
+                .iter()
+                .filter_map(|l| l.split_once('=').or(Some((l.as_str(), ""))))
+                .filter(|(k, _)| k.starts_with("cove.mdns."))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             endpoints.push(Endpoint {
                 network: e.network,
                 id: e.container_id,
@@ -80,7 +91,8 @@ pub fn table(db: &Db) -> Result<Table> {
                 ifname: e.ifname,
                 aliases: e.aliases,
                 // The container's own upstreams (`--dns`) come from its run request.
-                dns: dns_servers(c.request()?.dns.iter().map(String::as_str)),
+                dns: dns_servers(req.dns.iter().map(String::as_str)),
+                mdns_labels,
             });
         }
         Ok(Table { networks, endpoints })

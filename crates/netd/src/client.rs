@@ -76,8 +76,20 @@ pub fn register(run: &Path, container_id: &str, ports: Vec<(Port, OwnedFd)>) -> 
     }
     Request::End.send(&s)?;
     match Reply::recv(&s)? {
-        Reply::Ok => Ok(()),
+        Reply::Ok | Reply::Data(_) => Ok(()),
         Reply::Err(e) => Err(Error::Refused(format!("the ports were refused: {e}"))),
+    }
+}
+
+/// Asks the helper's mDNS a `cove mdns` question; the answer is JSON (a [`crate::proto::Listing`],
+/// a list of records as text, or [`crate::proto::BrowsedView`]s).
+pub fn mdns(run: &Path, ask: &crate::proto::Ask) -> Result<Vec<u8>> {
+    let s = connect(run).map_err(crate::io_err("connect to the network helper"))?;
+    Request::Mdns(ask.clone()).send(&s)?;
+    match Reply::recv(&s)? {
+        Reply::Data(body) => Ok(body),
+        Reply::Ok => Ok(vec![]),
+        Reply::Err(e) => Err(Error::Refused(e)),
     }
 }
 

@@ -38,6 +38,8 @@ struct Listener {
     /// The network's own upstreams it serves with (a network made anew with others gets a new
     /// listener).
     dns: Vec<SocketAddr>,
+    /// Whether `.local` goes to mDNS (`-o mdns_resolve`).
+    mdns_resolve: bool,
     /// Dropping it ends both serve loops (and closes their sockets).
     _stop: watch::Sender<()>,
 }
@@ -47,6 +49,10 @@ pub(crate) struct Dns {
     records: watch::Sender<Arc<Records>>,
     listeners: HashMap<String, Listener>,
     upstream: Arc<Upstream>,
+    /// The same upstreams with the mDNS resolver for `.local` (networks that resolve it).
+    upstream_mdns: Arc<Upstream>,
+    /// The helper's mDNS resolver, if it runs.
+    local: Option<Arc<dyn cove_dns::LocalResolver>>,
     /// `host.containers.internal` on non-internal networks.
     host: Vec<IpAddr>,
     /// The port it listens on ([`PORT`]; tests choose another).
@@ -94,13 +100,25 @@ fn spawn_logged(
 }
 
 impl Dns {
-    pub(crate) fn new(rt: tokio::runtime::Handle, upstreams: Vec<SocketAddr>, host: Option<IpAddr>, port: u16) -> Dns {
+    pub(crate) fn new(
+        rt: tokio::runtime::Handle,
+        upstreams: Vec<SocketAddr>,
+        host: Option<IpAddr>,
+        port: u16,
+        local: Option<Arc<dyn cove_dns::LocalResolver>>,
+    ) -> Dns {
         let (records, _) = watch::channel(Arc::new(Records::new(&[])));
+        let upstream_mdns = match &local {
+            Some(l) => Arc::new(Upstream::new(upstreams.clone()).with_local(l.clone())),
+            None => Arc::new(Upstream::new(upstreams.clone())),
+        };
         Dns {
             rt,
             records,
             listeners: HashMap::new(),
             upstream: Arc::new(Upstream::new(upstreams)),
+            upstream_mdns,
+            local,
             host: host.into_iter().collect(),
             port,
         }
@@ -127,6 +145,7 @@ impl Dns {
                     && n.gateway6 == l.gateway6
                     && n.internal == l.internal
                     && n.dns == l.dns
+                    && n.mdns_resolve == l.mdns_resolve
                     && here.contains(&n.bridge)
             })
         });
@@ -163,7 +182,8 @@ impl Dns {
                 host: if n.internal { vec![] } else { self.host.clone() },
             })
             .collect();
-        self.records.send_replace(Arc::new(Records::new(&networks)));
+        let local = crate::mdns::local_names(table, here);
+        self.records.send_replace(Arc::new(Records::new(&networks).with_local(&local)));
         if failures.is_empty() {
             Ok(())
         } else {
@@ -189,10 +209,20 @@ impl Dns {
         let (stop, _) = watch::channel(());
         // Internal networks reach nothing outside: no forwarding (SERVFAIL for other names).
         // A network's own servers (`network create --dns`) replace the host's.
-        let upstream = match (n.internal, n.dns.is_empty()) {
-            (true, _) => Arc::new(Upstream::new(vec![])),
-            (false, false) => Arc::new(Upstream::new(n.dns.clone()).with_timeout(self.upstream.timeout())),
-            (false, true) => self.upstream.clone(),
+        // `.local` goes to mDNS unless the network says its upstreams own it; an internal
+        // network asks nobody, the LAN neither.
+        let local = self.local.clone().filter(|_| n.mdns_resolve && !n.internal);
+        let upstream = match (n.internal, n.dns.is_empty(), local) {
+            (true, _, _) => Arc::new(Upstream::new(vec![])),
+            (false, false, local) => {
+                let u = Upstream::new(n.dns.clone()).with_timeout(self.upstream.timeout());
+                Arc::new(match local {
+                    Some(l) => u.with_local(l),
+                    None => u,
+                })
+            }
+            (false, true, Some(_)) => self.upstream_mdns.clone(),
+            (false, true, None) => self.upstream.clone(),
         };
         let stopped = |mut rx: watch::Receiver<()>| async move {
             // Completes when the sender is dropped.
@@ -218,6 +248,7 @@ impl Dns {
             gateway6: n.gateway6,
             internal: n.internal,
             dns: n.dns.clone(),
+            mdns_resolve: n.mdns_resolve,
             _stop: stop,
         })
     }

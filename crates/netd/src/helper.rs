@@ -145,6 +145,9 @@ fn setup(run: &Path, loopback_default: LoopbackDefault) -> Result<(std::os::unix
         }
     };
     let nat = outbound::Nat::new(redirect, tool, mapped, policy);
+    // mDNS runs on this (the host's) side: see crate::mdns. Without it `.local` names go to the
+    // upstreams as any other name.
+    let mdns = crate::mdns::Mdns::start();
     let opts = Options {
         netns: Some(netns),
         dns_runtime: rt,
@@ -157,6 +160,7 @@ fn setup(run: &Path, loopback_default: LoopbackDefault) -> Result<(std::os::unix
         log: Some(files.log()),
         idle: Some(Idle { files, limit: idle_limit() }),
         tick: Duration::from_millis(250),
+        mdns,
     };
     Ok((control, opts))
 }

@@ -22,6 +22,7 @@
 pub mod client;
 mod dns;
 pub mod helper;
+pub mod mdns;
 pub mod outbound;
 mod ports;
 pub mod proto;

@@ -5,7 +5,7 @@
 use crate::proto::Port;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, RwLock};
 
 /// Whether published ports may keep their clients' addresses ([`Transparent::source`]):
@@ -59,14 +59,19 @@ impl Transparent {
     }
 }
 
-/// The ports served, by container id.
+/// The ports served, by container id: their stop signals, and what they are (for mDNS).
 #[derive(Default)]
-pub(crate) struct Served(HashMap<String, Vec<cove_net::forward::Shutdown>>);
+pub(crate) struct Served(HashMap<String, Vec<(cove_net::forward::Shutdown, crate::mdns::PortInfo)>>);
 
 impl Served {
     /// Serves the host socket `fd` for container `id`, on a thread of its own.
     pub(crate) fn add(&mut self, id: String, port: Port, fd: OwnedFd, transparent: &Arc<Transparent>) {
         let Ok(shutdown) = cove_net::forward::Shutdown::new() else { return };
+        let host_port = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
+            .ok()
+            .and_then(|a| a.as_sockaddr_in().map(|v| v.port()).or_else(|| a.as_sockaddr_in6().map(|v| v.port())))
+            .unwrap_or(0);
+        let info = crate::mdns::PortInfo { udp: port.udp, host_port, container_port: port.target.port() };
         let sd = shutdown.clone();
         let tr = transparent.clone();
         let target = port.target;
@@ -96,21 +101,26 @@ impl Served {
             }
         });
         if r.is_ok() {
-            self.0.entry(id).or_default().push(shutdown);
+            self.0.entry(id).or_default().push((shutdown, info));
         }
     }
 
     /// Stops serving the ports of container `id`.
     pub(crate) fn remove(&mut self, id: &str) {
-        for s in self.0.remove(id).unwrap_or_default() {
+        for (s, _) in self.0.remove(id).unwrap_or_default() {
             s.trigger();
         }
     }
 
     pub(crate) fn clear(&mut self) {
         for (_, list) in self.0.drain() {
-            list.iter().for_each(|s| s.trigger());
+            list.iter().for_each(|(s, _)| s.trigger());
         }
+    }
+
+    /// The published ports of container `id`.
+    pub(crate) fn ports_of(&self, id: &str) -> Vec<crate::mdns::PortInfo> {
+        self.0.get(id).map(|l| l.iter().map(|(_, p)| *p).filter(|p| p.host_port != 0).collect()).unwrap_or_default()
     }
 }
 

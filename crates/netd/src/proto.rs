@@ -8,6 +8,7 @@
 //! F ADD <id> <tcp|udp> <ip> <port>\n             (F: one byte carrying the descriptor, SCM_RIGHTS)
 //! DEL <id>\n
 //! END\n                                          -> OK | ERR <why>   (the session ends)
+//! MDNS <len>\n<len bytes: an mdns::Ask as JSON>   -> DATA <len>\n<JSON> | ERR <why>
 //! ```
 //!
 //! A bad request gets `ERR <why>` and ends its session; the helper goes on serving others.
@@ -56,6 +57,19 @@ pub struct Network {
     /// `-o allow_host_loopback`, if given (else cove.conf's, read by the helper).
     #[serde(default)]
     pub allow_host_loopback: Option<bool>,
+    /// `--mdns`: its containers are published on the LAN.
+    #[serde(default)]
+    pub mdns: bool,
+    /// `--mdns-interface`: only on these host interfaces (empty: every LAN interface).
+    #[serde(default)]
+    pub mdns_interfaces: Vec<String>,
+    /// Whether its DNS resolves `.local` by mDNS (`-o mdns_resolve=false`: the upstreams do).
+    #[serde(default = "yes")]
+    pub mdns_resolve: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +88,66 @@ pub struct Endpoint {
     /// `--dns`: the container's own upstreams.
     #[serde(default)]
     pub dns: Vec<SocketAddr>,
+    /// The container's `cove.mdns.*` labels (service types and instance name of its published
+    /// ports, see [`crate::mdns`]).
+    #[serde(default)]
+    pub mdns_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A `cove mdns` question (`MDNS`), answered by the helper's mDNS (see `crate::mdns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ask {
+    /// What this helper publishes, and where.
+    List,
+    Resolve {
+        name: String,
+        qtype: String,
+        timeout_ms: u64,
+    },
+    Browse {
+        service_type: String,
+        timeout_ms: u64,
+    },
+}
+
+/// The answer to [`Ask::List`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub interfaces: Vec<String>,
+    pub published: Vec<PublishedView>,
+    /// Renames and conflicts, newest last.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedView {
+    /// The name in use on the LAN (after a rename, not the one asked for).
+    pub name: String,
+    pub requested: String,
+    /// `None` for a host name.
+    pub service_type: Option<String>,
+    pub state: String,
+}
+
+/// One record of a `.local` answer (`cove mdns resolve`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedView {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: u32,
+    /// The record's data as text (`192.168.1.20`, `0 0 8080 node1.mycluster.local.`).
+    pub data: String,
+}
+
+/// One browsed service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowsedView {
+    pub instance: String,
+    pub service_type: String,
+    pub host: String,
+    pub port: u16,
+    pub txt: Vec<String>,
+    pub addrs: Vec<IpAddr>,
 }
 
 /// Where a published port's connections go.
@@ -93,12 +167,16 @@ pub enum Request {
     Del { id: String },
     /// The end of a session of ADD/DEL.
     End,
+    /// A `cove mdns` question; answered with [`Reply::Data`].
+    Mdns(Ask),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     Ok,
     Err(String),
+    /// A body (JSON) of at most [`MAX_TABLE`] bytes.
+    Data(Vec<u8>),
 }
 
 /// Container ids travel as words: letters, digits, `_`, `-`, `.` (a 64-digit hex id in practice).
@@ -142,6 +220,12 @@ impl Request {
                 s.write_all(format!("DEL {id}\n").as_bytes()).map_err(io)
             }
             Request::End => s.write_all(b"END\n").map_err(io),
+            Request::Mdns(ask) => {
+                let body = serde_json::to_vec(ask).map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+                let mut msg = format!("MDNS {}\n", body.len()).into_bytes();
+                msg.extend_from_slice(&body);
+                s.write_all(&msg).map_err(io)
+            }
         }
     }
 }
@@ -151,6 +235,11 @@ impl Reply {
         match self {
             Reply::Ok => b"OK\n".to_vec(),
             Reply::Err(e) => format!("ERR {}\n", one_line(e)).into_bytes(),
+            Reply::Data(body) => {
+                let mut msg = format!("DATA {}\n", body.len()).into_bytes();
+                msg.extend_from_slice(body);
+                msg
+            }
         }
     }
 
@@ -169,11 +258,20 @@ impl Reply {
         }
     }
 
-    /// Reads one reply line from `sock` (EOF before it: an error).
+    /// Reads one reply from `sock` (EOF before it: an error).
     pub fn recv(sock: &UnixStream) -> Result<Reply> {
         let mut r = Reader::new(sock);
         match r.line()? {
-            Some(l) => Reply::decode(&l),
+            Some(l) => match l.strip_prefix("DATA ") {
+                Some(len) => {
+                    let len: usize = len.parse().map_err(|_| Error::Protocol("bad DATA".into()))?;
+                    if len > MAX_TABLE {
+                        return Err(Error::Protocol(format!("a reply of {len} bytes is more than {MAX_TABLE}")));
+                    }
+                    Ok(Reply::Data(r.bytes(len)?))
+                }
+                None => Reply::decode(&l),
+            },
             None => Err(Error::Protocol("the network helper closed the connection without a reply".into())),
         }
     }
@@ -181,7 +279,7 @@ impl Reply {
     /// `Ok(())` for OK, the helper's words for ERR.
     pub fn into_result(self) -> Result<()> {
         match self {
-            Reply::Ok => Ok(()),
+            Reply::Ok | Reply::Data(_) => Ok(()),
             Reply::Err(e) => Err(Error::Refused(e)),
         }
     }
@@ -333,6 +431,14 @@ impl<'a> Reader<'a> {
             (["ADD", ..], None) => return Err(bad("ADD without a descriptor")),
             (["DEL", id], None) if valid_id(id) => Request::Del { id: id.to_string() },
             (["END"], None) => Request::End,
+            (["MDNS", len], None) => {
+                let len: usize = len.parse().map_err(|_| bad("bad MDNS"))?;
+                if len > MAX_LINE * 8 {
+                    return Err(bad("an MDNS question too long"));
+                }
+                let body = self.bytes(len)?;
+                Request::Mdns(serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("bad MDNS: {e}")))?)
+            }
             (_, Some(_)) => return Err(bad("a descriptor with something else than ADD")),
             _ => return Err(bad("unknown request")),
         };
@@ -356,6 +462,9 @@ mod tests {
                 internal: false,
                 dns: vec!["192.0.2.53:53".parse().unwrap()],
                 allow_host_loopback: Some(true),
+                mdns: true,
+                mdns_interfaces: vec!["eth0".into()],
+                mdns_resolve: false,
             }],
             endpoints: vec![Endpoint {
                 network: "cove".into(),
@@ -366,6 +475,7 @@ mod tests {
                 ip6: None,
                 ifname: "cvabababab0".into(),
                 dns: vec![],
+                mdns_labels: [("cove.mdns.service.80".to_string(), "_http._tcp".to_string())].into(),
             }],
         }
     }

@@ -59,6 +59,8 @@ pub struct Options {
     pub log: Option<PathBuf>,
     pub idle: Option<Idle>,
     pub tick: Duration,
+    /// The host side's mDNS (`.local` resolution, publishing `--mdns` networks), if it runs.
+    pub mdns: Option<Arc<crate::mdns::Mdns>>,
 }
 
 /// Why [`serve`] returned.
@@ -81,6 +83,7 @@ enum Job {
 /// Serves `control` until `shutdown` is triggered or the state thread leaves ([`Exit`]).
 pub fn serve(control: UnixListener, opts: Options, shutdown: cove_net::forward::Shutdown) -> Result<Exit> {
     let (jobs_tx, jobs) = mpsc::channel::<Job>();
+    let mdns = opts.mdns.clone();
     let stop = shutdown.clone();
     let state = std::thread::Builder::new()
         .name("netns".into())
@@ -102,7 +105,10 @@ pub fn serve(control: UnixListener, opts: Options, shutdown: cove_net::forward::
             match control.accept() {
                 Ok((conn, _)) => {
                     let jobs = jobs_tx.clone();
-                    let _ = std::thread::Builder::new().name("control".into()).spawn(move || session(conn, &jobs));
+                    let mdns = mdns.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("control".into())
+                        .spawn(move || session(conn, &jobs, mdns.as_deref()));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -114,12 +120,17 @@ pub fn serve(control: UnixListener, opts: Options, shutdown: cove_net::forward::
         }
     }
     drop(jobs_tx);
-    state.join().map_err(|_| Error::Other("the namespace thread panicked".into()))
+    let exit = state.join().map_err(|_| Error::Other("the namespace thread panicked".into()));
+    // Goodbyes for what was published, before the process goes.
+    if let Some(m) = &mdns {
+        m.shutdown();
+    }
+    exit
 }
 
 /// One client's requests until its reply: ADD/DEL up to END, or one SYNC. A bad request is
 /// answered with ERR and ends the session (the server goes on).
-fn session(conn: UnixStream, jobs: &mpsc::Sender<Job>) {
+fn session(conn: UnixStream, jobs: &mpsc::Sender<Job>, mdns: Option<&crate::mdns::Mdns>) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(SESSION_TIMEOUT));
     let mut r = Reader::new(&conn);
@@ -128,6 +139,14 @@ fn session(conn: UnixStream, jobs: &mpsc::Sender<Job>) {
             Ok(None) => return,
             Err(e) => break Reply::Err(e.to_string()),
             Ok(Some(Request::End)) => break Reply::Ok,
+            // Answered here: the mDNS loop runs on the host's side, not in the namespace.
+            Ok(Some(Request::Mdns(ask))) => {
+                break match mdns.map(|m| m.ask(&ask)) {
+                    Some(Ok(body)) => Reply::Data(body),
+                    Some(Err(e)) => Reply::Err(e),
+                    None => Reply::Err("mDNS is not running in the network helper".into()),
+                };
+            }
             Ok(Some(Request::Del { id })) => {
                 let _ = jobs.send(Job::Del { id });
             }
@@ -168,6 +187,8 @@ struct State {
     known_bridges: BTreeSet<String>,
     loopback_default: LoopbackDefault,
     log: Option<PathBuf>,
+    mdns: Option<Arc<crate::mdns::Mdns>>,
+    services: crate::mdns::ServicesFile,
 }
 
 impl State {
@@ -180,7 +201,13 @@ impl State {
             }
         }
         let mut st = State {
-            dns: Dns::new(opts.dns_runtime, opts.upstreams, opts.host, opts.dns_port),
+            dns: Dns::new(
+                opts.dns_runtime,
+                opts.upstreams,
+                opts.host,
+                opts.dns_port,
+                opts.mdns.as_ref().map(|m| m.resolver()),
+            ),
             nat: opts.nat,
             served: Served::default(),
             transparent: Arc::new(Transparent::new(opts.transparent_route)),
@@ -188,6 +215,8 @@ impl State {
             known_bridges: BTreeSet::new(),
             loopback_default: opts.loopback_default,
             log: opts.log,
+            services: if opts.mdns.is_some() { crate::mdns::ServicesFile::read() } else { Default::default() },
+            mdns: opts.mdns,
         };
         let exit = st.serve(jobs, opts.idle.as_ref(), opts.tick, shutdown);
         st.served.clear();
@@ -214,10 +243,12 @@ impl State {
                 }
                 Ok(Job::Add { id, port, fd }) => {
                     self.served.add(id, port, fd, &self.transparent);
+                    self.publish();
                     continue;
                 }
                 Ok(Job::Del { id }) => {
                     self.served.remove(&id);
+                    self.publish();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -256,7 +287,16 @@ impl State {
         let Some(table) = self.table.take() else { return Ok(()) };
         let r = self.reload_with(&table, fresh);
         self.table = Some(table);
+        self.publish();
         r
+    }
+
+    /// Tells the host side's mDNS what to publish now (the table's `--mdns` networks, their
+    /// containers present here, their published ports).
+    fn publish(&self) {
+        let (Some(m), Some(t)) = (&self.mdns, &self.table) else { return };
+        let here = interfaces_here();
+        m.publish(crate::mdns::desired(t, &here, |id| self.served.ports_of(id), &self.services));
     }
 
     fn reload_with(&mut self, table: &Table, fresh: bool) -> std::result::Result<(), String> {

@@ -7,7 +7,7 @@ mod image;
 mod network;
 mod system;
 
-use crate::args::{Cli, Command, ContainerCmd, DnsCmd, ImageCmd, NetworkCmd, SystemCmd};
+use crate::args::{Cli, Command, ContainerCmd, DnsCmd, ImageCmd, MdnsCmd, NetworkCmd, SystemCmd};
 use anyhow::{Context, Result};
 use cove_engine::run::Engine;
 use cove_engine::{lifecycle, Dirs};
@@ -123,6 +123,13 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
         Command::Dns(DnsCmd::Resolve { qtype, network, name }) => {
             network::resolve(eng, &name, &qtype, network.as_deref())
         }
+        Command::Mdns(MdnsCmd::Ls) => network::mdns_ls(eng),
+        Command::Mdns(MdnsCmd::Browse { service_type, timeout }) => {
+            network::mdns_browse(eng, service_type.as_deref(), seconds(timeout)?)
+        }
+        Command::Mdns(MdnsCmd::Resolve { qtype, timeout, name }) => {
+            network::mdns_resolve(eng, &name, &qtype, seconds(timeout)?)
+        }
         Command::Network(NetworkCmd::Connect { alias, ip, ip6, network, container }) => {
             network::connect(eng, &network, &container, &alias, ip.as_deref(), ip6.as_deref())
         }
@@ -175,4 +182,12 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> cove_engine::Result<()>) ->
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// A `--timeout` in seconds: positive and at most a minute.
+fn seconds(s: f64) -> Result<std::time::Duration> {
+    if !(s.is_finite() && s > 0.0 && s <= 60.0) {
+        anyhow::bail!("invalid --timeout {s}: seconds, more than 0 and at most 60");
+    }
+    Ok(std::time::Duration::from_secs_f64(s))
 }

@@ -106,6 +106,44 @@ pub fn resolve(eng: &mut Engine, name: &str, qtype: &str, net: Option<&str>) -> 
     }
 }
 
+/// `cove mdns ls`: names and services published, their state, the interfaces; renames.
+pub fn mdns_ls(eng: &mut Engine) -> Result<i32> {
+    let l = cove_engine::mdns::list(eng)?;
+    println!("interfaces: {}", if l.interfaces.is_empty() { "(none)".to_string() } else { l.interfaces.join(", ") });
+    let mut table = crate::table::Table::new(&["NAME", "SERVICE", "STATE", "ASKED FOR"]);
+    for p in &l.published {
+        let asked = if p.requested == p.name { String::new() } else { p.requested.clone() };
+        table.row(vec![p.name.clone(), p.service_type.clone().unwrap_or_default(), p.state.clone(), asked]);
+    }
+    table.write(&mut std::io::stdout().lock())?;
+    for n in &l.notes {
+        eprintln!("cove: warning: {n}");
+    }
+    Ok(0)
+}
+
+/// `cove mdns browse [TYPE]`: one line a service, as avahi-browse -r prints the essentials.
+pub fn mdns_browse(eng: &mut Engine, service_type: Option<&str>, timeout: std::time::Duration) -> Result<i32> {
+    for s in cove_engine::mdns::browse(eng, service_type, timeout)? {
+        let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string()).collect();
+        println!("{}\t{}\t{}:{}\t{}\t{}", s.instance, s.service_type, s.host, s.port, addrs.join(","), s.txt.join(" "));
+    }
+    Ok(0)
+}
+
+/// `cove mdns resolve NAME`: `NAME<TAB>DATA` lines, as avahi-resolve; exit 1 when nobody answered.
+pub fn mdns_resolve(eng: &mut Engine, name: &str, qtype: &str, timeout: std::time::Duration) -> Result<i32> {
+    let records = cove_engine::mdns::resolve(eng, name, qtype, timeout)?;
+    if records.is_empty() {
+        eprintln!("cove: error: {name}: no answer on the LAN within {timeout:?}");
+        return Ok(1);
+    }
+    for r in records {
+        println!("{}\t{}", r.name.trim_end_matches('.'), r.data);
+    }
+    Ok(0)
+}
+
 pub fn connect(
     eng: &mut Engine,
     net: &str,

@@ -14,6 +14,7 @@
 //!   unicast too), and [`lan::Host::mdns_query`] asks the group and shows every reply.
 
 mod avahi;
+mod cove;
 mod lan;
 mod zeroconf;
 

@@ -68,6 +68,7 @@ fn start() -> Running {
         log: None,
         idle: None,
         tick: Duration::from_millis(20),
+        mdns: None,
     };
     let shutdown = cove_net::forward::Shutdown::new().unwrap();
     let sd = shutdown.clone();
@@ -174,6 +175,9 @@ fn table(with_web: bool) -> Table {
         internal: false,
         dns: vec![],
         allow_host_loopback: None,
+        mdns: false,
+        mdns_interfaces: vec![],
+        mdns_resolve: true,
     };
     let web = Endpoint {
         network: "n1".into(),
@@ -184,6 +188,7 @@ fn table(with_web: bool) -> Table {
         ip6: None,
         ifname: "lo".into(),
         dns: vec![],
+        mdns_labels: Default::default(),
     };
     // An endpoint whose interface is not in the namespace is not served.
     let gone = Endpoint {
@@ -266,6 +271,7 @@ fn serve_returns_when_its_run_directory_is_gone() {
         log: None,
         idle: Some(Idle { files: RunFiles::new(&run), limit: Duration::from_secs(60) }),
         tick: Duration::from_millis(20),
+        mdns: None,
     };
     let sd = cove_net::forward::Shutdown::new().unwrap();
     let t = std::thread::spawn(move || serve(control, opts, sd));
