@@ -151,7 +151,11 @@ fn mdns_two_cove_hosts_publishing_one_name_both_stay_resolvable() {
         let ls = w2.cove(&["mdns", "ls"]);
         assert!(stderr(&ls).contains("published as"), "{who}: no warning about the rename: {}", stderr(&ls));
         assert_eq!(zc.resolve("node1.mycluster.local", Some("A"), Duration::from_secs(5)), vec![IpAddr::V4(h1.ipv4)]);
-        assert_eq!(zc.resolve(&second, Some("A"), Duration::from_secs(5)), vec![IpAddr::V4(h2.ipv4)], "{who}: {second}");
+        assert_eq!(
+            zc.resolve(&second, Some("A"), Duration::from_secs(5)),
+            vec![IpAddr::V4(h2.ipv4)],
+            "{who}: {second}"
+        );
     }
 }
 
@@ -163,7 +167,9 @@ fn mdns_cove_and_avahi_share_a_host_and_avahis_names_are_not_claimed() {
         let (h1, h3) = (lan.host("h1"), lan.host("h3"));
         // avahi on the same host as cove: both bind 5353 and answer.
         let _avahi = h1.avahi(
-            AvahiOpts::new().publish("printer.local", "192.168.88.50").publish("taken.mycluster.local", "192.168.88.60"),
+            AvahiOpts::new()
+                .publish("printer.local", "192.168.88.50")
+                .publish("taken.mycluster.local", "192.168.88.60"),
         );
         let zc = h3.zeroconf();
         let Some(w) = h1.world(user) else { continue };
