@@ -297,6 +297,11 @@ impl Records {
             }
             return Resolved::NotOurs(Forward::Mdns);
         }
+        // Reverse names of link-local addresses are mDNS's too (RFC 6762 section 4): nobody's
+        // unicast DNS knows them.
+        if LINK_LOCAL_REVERSE.iter().any(|z| in_zone(key, z)) {
+            return Resolved::NotOurs(Forward::Mdns);
+        }
         Resolved::NotOurs(Forward::Upstream)
     }
 }
@@ -425,6 +430,10 @@ fn extend_unique<T: PartialEq + Copy>(into: &mut Vec<T>, from: &[T]) {
         }
     }
 }
+
+/// The reverse zones of 169.254/16 and fe80::/10.
+const LINK_LOCAL_REVERSE: [&[u8]; 5] =
+    [b"254.169.in-addr.arpa", b"8.e.f.ip6.arpa", b"9.e.f.ip6.arpa", b"a.e.f.ip6.arpa", b"b.e.f.ip6.arpa"];
 
 /// Whether `key` is `zone` or below it.
 fn in_zone(key: &[u8], zone: &[u8]) -> bool {
@@ -561,6 +570,12 @@ mod tests {
         assert_eq!(t.lookup("frontend", &name("nope.frontend"), RecordType::A), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("frontend", &name("example.com"), RecordType::A), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("frontend", &name("printer.local"), RecordType::A), Answer::NotOurs(Forward::Mdns));
+        let ll = name("7.3.254.169.in-addr.arpa");
+        assert_eq!(t.lookup("frontend", &ll, RecordType::PTR), Answer::NotOurs(Forward::Mdns));
+        let ll6 = name("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.e.f.ip6.arpa");
+        assert_eq!(t.lookup("frontend", &ll6, RecordType::PTR), Answer::NotOurs(Forward::Mdns));
+        let lan = name("7.3.168.192.in-addr.arpa");
+        assert_eq!(t.lookup("frontend", &lan, RecordType::PTR), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("frontend", &Name::root(), RecordType::NS), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("nosuchnet", &name("web"), RecordType::A), Answer::NotOurs(Forward::Upstream));
     }

@@ -19,6 +19,8 @@ const FLUSH_DELAY: Duration = Duration::from_secs(1);
 /// A cached record is never trusted for longer than this (a peer's TTL can be anything).
 const MAX_TTL: u32 = 4500;
 const MAX_NEGATIVES: usize = 1024;
+/// An NSEC's negative entries last at most this long (seconds).
+const NSEC_MAX_TTL: u32 = 120;
 
 type Key = (Name, RecordType);
 
@@ -74,7 +76,26 @@ impl Cache {
             }
         }
         for r in records {
-            self.insert(r, now);
+            if let Some(types) = wire::nsec_types(r) {
+                self.insert_nsec(r, &types, now);
+            } else {
+                self.insert(r, now);
+            }
+        }
+    }
+
+    /// An NSEC (RFC 6762 section 6.1) says which types a name has: the usual types it does not
+    /// list become negative entries, for its TTL (at most two minutes), so a question for them
+    /// ends at once instead of at the timeout.
+    fn insert_nsec(&mut self, r: &Record, types: &[RecordType], now: Instant) {
+        if r.ttl == 0 || r.dns_class != DNSClass::IN {
+            return;
+        }
+        let until = now + Duration::from_secs(u64::from(r.ttl.min(NSEC_MAX_TTL)));
+        for t in [RecordType::A, RecordType::AAAA, RecordType::PTR, RecordType::SRV, RecordType::TXT] {
+            if !types.contains(&t) {
+                self.negative_until(&r.name, t, until, now);
+            }
         }
     }
 
@@ -156,13 +177,17 @@ impl Cache {
 
     /// Remembers that nobody answered `name`/`qtype`, for [`NEGATIVE_TTL`].
     pub fn insert_negative(&mut self, name: &Name, qtype: RecordType, now: Instant) {
+        self.negative_until(name, qtype, now + NEGATIVE_TTL, now);
+    }
+
+    fn negative_until(&mut self, name: &Name, qtype: RecordType, until: Instant, now: Instant) {
         if self.negative.len() >= MAX_NEGATIVES {
             self.negative.retain(|_, until| *until > now);
             if self.negative.len() >= MAX_NEGATIVES {
                 return;
             }
         }
-        self.negative.insert((name.to_lowercase(), qtype), now + NEGATIVE_TTL);
+        self.negative.insert((name.to_lowercase(), qtype), until);
     }
 
     /// Drops what expired.
@@ -315,6 +340,23 @@ mod tests {
         c.insert_message(&msg(&[a("nas.local", "192.0.2.1", 0)]), t0);
         assert!(matches!(c.lookup(&n, RecordType::A, t0), Lookup::Found(_)));
         assert_eq!(c.lookup(&n, RecordType::A, t0 + Duration::from_millis(1001)), Lookup::Miss);
+    }
+
+    #[test]
+    fn nsec_makes_negative_entries() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(16);
+        let n = host_name("nas.local").unwrap();
+        // Through the wire, as peers' NSECs arrive (hickory reads it as unknown-type data).
+        let nsec = wire::nsec(&n, &[RecordType::A], 120);
+        let nsec = wire::parse(&msg(&[nsec]).to_vec().unwrap()).unwrap().answers.remove(0);
+        c.insert_message(&msg(&[a("nas.local", "192.0.2.7", 120), nsec]), t0);
+        assert!(matches!(c.lookup(&n, RecordType::A, t0), Lookup::Found(_)));
+        assert_eq!(c.lookup(&n, RecordType::AAAA, t0), Lookup::Negative);
+        assert_eq!(c.lookup(&n, RecordType::AAAA, t0 + Duration::from_secs(121)), Lookup::Miss);
+        // The address appears after all: the negative entry goes.
+        c.insert(&a("nas.local", "2001:db8::7", 120), t0 + Duration::from_secs(1));
+        assert!(matches!(c.lookup(&n, RecordType::AAAA, t0 + Duration::from_secs(1)), Lookup::Found(_)));
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! cove's Multicast DNS (RFC 6762) and DNS-SD (RFC 6763) engine: `.local` names for containers,
 //! and containers published on the LAN.
 //!
-//! Owns, as sans-IO state machines that take the time as an [`Instant`](std::time::Instant) and hand back the
-//! datagrams to send (quinn-proto's shape, so unit tests drive them with a fake clock):
+//! Owns, as sans-IO state machines that take the time as an [`Instant`](std::time::Instant)
+//! and hand back the datagrams to send (quinn-proto's shape, so unit tests drive them with a
+//! fake clock):
 //! - [`Responder`]: the records cove publishes — host names ([`Responder::publish_host`]: A/AAAA
 //!   with the addresses of the interface a query arrived on) and services
 //!   ([`Responder::publish_service`]: PTR, SRV, TXT) — with their lifecycle: probing, tie-breaking,
 //!   renaming on conflict (reported as [`Event::Renamed`]), announcing, conflict detection after
 //!   announcing, answering (multicast, QU unicast, legacy unicast, known-answer suppression,
-//!   per-record per-interface rate limit, bounded unicast amplification) and goodbyes.
+//!   NSEC for types a name lacks, per-record per-interface rate limit, unicast answers
+//!   budgeted per source and never much bigger than the query) and goodbyes.
 //! - [`Querier`] and its [`Cache`]: one-shot queries (RFC 6762 section 5.1), browsing, a bounded
 //!   cache with TTL expiry, negative entries and cache-flush semantics, answers for A/AAAA,
-//!   reverse PTR, SRV and TXT that a DNS server can serve ([`Cache::lookup`]).
+//!   reverse PTR, SRV and TXT that a DNS server can serve ([`Cache::lookup`], and as reply
+//!   bytes to a DNS query through [`Control::answer_dns`]).
 //! - [`serve`]: the loop that runs both over sockets the caller has already bound, with poll(2)
 //!   and timers, driven by a [`Control`] handle (publish, withdraw, resolve, browse, interfaces,
 //!   shutdown); and [`sockets::open`], the one helper that opens and configures the real mDNS
@@ -32,7 +35,8 @@
 //! side, decides which interfaces are announcement targets (never loopback or cove's bridges)
 //! and must answer each interface with its own addresses. hickory-proto (already cove's wire
 //! format for crates/dns) parses and writes the packets, with the QU and cache-flush bits of its
-//! `mdns` feature; no byte is read by hand here except the header counts checked before parsing.
+//! `mdns` feature; no byte is read by hand here except the header counts checked before parsing
+//! and the NSEC rdata (hickory-proto has NSEC only with its DNSSEC code).
 //!
 //! How the network helper uses it (on the host's side, on a thread of its own):
 //! ```no_run
@@ -55,6 +59,9 @@
 //! })?;
 //! let answers = control.resolve(&Name::from_ascii("printer.local.")?, RecordType::A, Duration::from_secs(1))?;
 //! let cached = control.lookup_cached(&Name::from_ascii("printer.local.")?, RecordType::A); // no wake-up
+//! // The DNS server's `.local` hook: query bytes in, reply bytes out (callback, for async callers).
+//! # let query: Vec<u8> = Vec::new();
+//! control.answer_dns(&query, Duration::from_secs(1), Box::new(|reply| drop(reply)));
 //! control.withdraw(id)?; // goodbye
 //! control.shutdown(); // goodbyes for the rest, then serve returns
 //! engine.join().expect("mdns thread")?;
@@ -66,6 +73,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod cache;
+mod dnsreply;
 mod querier;
 mod responder;
 mod rng;

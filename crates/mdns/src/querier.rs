@@ -212,16 +212,20 @@ impl Querier {
         let mut finished = Vec::new();
         for (i, p) in self.pending.iter().enumerate() {
             if let Kind::Resolve { name, qtype } = &p.kind {
-                if let Lookup::Found(v) = cache.lookup(name, *qtype, now) {
-                    finished.push((i, Outcome::Records(v)));
+                match cache.lookup(name, *qtype, now) {
+                    Lookup::Found(v) => finished.push((i, Outcome::Records(v))),
+                    // An NSEC said the name has no such record.
+                    Lookup::Negative => finished.push((i, Outcome::Records(Vec::new()))),
+                    Lookup::Miss => {}
                 }
             }
         }
         drop(cache);
+        let mut ids = Vec::with_capacity(finished.len());
         for (i, outcome) in finished.into_iter().rev() {
-            let p = self.pending.remove(i);
-            self.done.push_back((p.id, outcome));
+            ids.push((self.pending.remove(i).id, outcome));
         }
+        self.done.extend(ids.into_iter().rev());
     }
 
     /// When [`Querier::handle_timeout`] wants to run next.
@@ -367,5 +371,56 @@ impl Querier {
     /// The next finished query or browse.
     pub fn poll_done(&mut self) -> Option<(QueryId, Outcome)> {
         self.done.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{address_record, host_name, nsec, response};
+
+    fn querier() -> Querier {
+        let mut q = Querier::new(5353, Arc::new(Mutex::new(Cache::new(64))));
+        q.set_interfaces(vec![Interface { index: 2, name: "eth0".into(), addrs: vec!["192.0.2.1".parse().unwrap()] }]);
+        q
+    }
+
+    #[test]
+    fn one_shot_query_answered_by_record_or_nsec_or_timeout() {
+        let t0 = Instant::now();
+        let mut q = querier();
+        let n = host_name("nas.local").unwrap();
+        let a = q.resolve(&n, RecordType::A, Duration::from_secs(1), t0).unwrap();
+        let aaaa = q.resolve(&n, RecordType::AAAA, Duration::from_secs(1), t0).unwrap();
+        let sent = q.poll_transmit().unwrap();
+        assert_eq!(sent.target, Target::Multicast(Family::V4));
+        let m = wire::parse(&sent.payload).unwrap();
+        assert_eq!(m.queries[0].query_type, RecordType::A);
+        assert!(!m.queries[0].mdns_unicast_response);
+        // The answer (a legacy unicast reply: question echoed) with an NSEC for AAAA.
+        let mut r = response(m.metadata.id, m.queries.clone());
+        r.answers = vec![address_record(&n, "192.0.2.7".parse().unwrap(), 10)];
+        r.additionals = vec![nsec(&n, &[RecordType::A], 10)];
+        let from: SocketAddr = "192.0.2.7:5353".parse().unwrap();
+        q.handle_packet(&r.to_vec().unwrap(), from, 2, t0 + Duration::from_millis(5));
+        let done: Vec<_> = std::iter::from_fn(|| q.poll_done()).collect();
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert!(matches!(&done[0], (id, Outcome::Records(v)) if *id == a && v.len() == 1));
+        assert!(matches!(&done[1], (id, Outcome::Records(v)) if *id == aaaa && v.is_empty()));
+        // Nobody answers: empty at the deadline, and a negative entry.
+        let other = host_name("nobody.local").unwrap();
+        let id = q.resolve(&other, RecordType::A, Duration::from_secs(1), t0).unwrap();
+        q.handle_timeout(t0 + Duration::from_secs(1));
+        assert!(matches!(q.poll_done(), Some((i, Outcome::Records(v))) if i == id && v.is_empty()));
+        assert_eq!(lock(q.cache()).lookup(&other, RecordType::A, t0 + Duration::from_secs(2)), Lookup::Negative);
+        // Responses from another port or an unknown interface are not taken.
+        let id = q.resolve(&other, RecordType::AAAA, Duration::from_secs(1), t0 + Duration::from_secs(10)).unwrap();
+        let mut r = response(0, vec![]);
+        r.answers = vec![address_record(&other, "2001:db8::9".parse().unwrap(), 10)];
+        q.handle_packet(&r.to_vec().unwrap(), "192.0.2.7:40000".parse().unwrap(), 2, t0 + Duration::from_secs(10));
+        q.handle_packet(&r.to_vec().unwrap(), from, 9, t0 + Duration::from_secs(10));
+        assert!(q.poll_done().is_none());
+        q.handle_packet(&r.to_vec().unwrap(), from, 2, t0 + Duration::from_secs(10));
+        assert!(matches!(q.poll_done(), Some((i, Outcome::Records(v))) if i == id && v.len() == 1));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{mpsc, Arc, Mutex};
@@ -18,6 +18,7 @@ use nix::sys::socket::{
 };
 
 use crate::cache::{Cache, Lookup};
+use crate::dnsreply;
 use crate::querier::{lock, Outcome, Querier, QueryId, ServiceInstance, SharedCache};
 use crate::responder::{Event, Id, Published, Responder, ServiceSpec};
 use crate::sockets::{self, Sockets};
@@ -184,6 +185,41 @@ impl Control {
         lock(&self.cache).lookup(name, qtype, Instant::now())
     }
 
+    /// Answers a unicast DNS query about a `.local` name (the bytes a container sent the
+    /// network's DNS server) with the bytes of the reply, through `reply`: at once from the
+    /// cache (a hit, or a recent miss: NXDOMAIN, or NOERROR without records when the name has
+    /// other types), else after a one-shot query on the LAN of at most `timeout`. `None` for a
+    /// query that is not one plain question of class IN; `reply` is dropped unanswered if the
+    /// engine has stopped. A PTR question for a reverse `.arpa` name is answered from cached
+    /// addresses too.
+    pub fn answer_dns(&self, query: &[u8], timeout: Duration, reply: Reply<Option<Vec<u8>>>) {
+        let Some(q) = dnsreply::question(query) else {
+            reply(None);
+            return;
+        };
+        let (name, qtype) = (q.queries[0].name.clone(), q.queries[0].query_type);
+        let exists = |cache: &SharedCache, name: &Name| {
+            matches!(lock(cache).lookup(name, RecordType::ANY, Instant::now()), Lookup::Found(_))
+        };
+        match self.lookup_cached(&name, qtype) {
+            Lookup::Found(v) => reply(dnsreply::reply(&q, &v, true)),
+            Lookup::Negative => reply(dnsreply::reply(&q, &[], exists(&self.cache, &name))),
+            Lookup::Miss => {
+                let cache = self.cache.clone();
+                let asked = name.clone();
+                let _ = self.send(Command::Resolve {
+                    name,
+                    qtype,
+                    timeout,
+                    reply: Box::new(move |v: Vec<Record>| {
+                        let found = !v.is_empty() || exists(&cache, &asked);
+                        reply(dnsreply::reply(&q, &v, found));
+                    }),
+                });
+            }
+        }
+    }
+
     /// Stops the loop (goodbyes first).
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
@@ -235,6 +271,9 @@ pub fn serve(sockets: Sockets, options: Options, commands: Commands, mut on_even
 
 struct Engine {
     sockets: [Option<UdpSocket>; 4],
+    /// The address each socket is bound to, when it is one address (tests bind 127.0.0.x):
+    /// packet info would otherwise let the kernel pick another source.
+    sources: [Option<IpAddr>; 4],
     options: Options,
     commands: Commands,
     responder: Responder,
@@ -260,14 +299,12 @@ impl Engine {
         responder.set_interfaces(options.interfaces.clone(), now);
         let mut querier = Querier::new(options.port, commands.cache.clone());
         querier.set_interfaces(options.interfaces.clone());
-        Engine {
-            sockets: [sockets.v4, sockets.v6, sockets.query_v4, sockets.query_v6],
-            options,
-            commands,
-            responder,
-            querier,
-            replies: HashMap::new(),
-        }
+        let sockets = [sockets.v4, sockets.v6, sockets.query_v4, sockets.query_v6];
+        let sources = std::array::from_fn(|i| {
+            let ip = sockets[i].as_ref()?.local_addr().ok()?.ip();
+            (!ip.is_unspecified()).then_some(ip)
+        });
+        Engine { sockets, sources, options, commands, responder, querier, replies: HashMap::new() }
     }
 
     /// Polls the wake socket and every socket; returns which are readable (index 0: wake,
@@ -431,7 +468,7 @@ impl Engine {
                 .collect(),
         };
         for to in destinations {
-            if let Err(e) = send(sock, &t.payload, to, t.interface) {
+            if let Err(e) = send(sock, &t.payload, to, t.interface, self.sources[slot]) {
                 tracing::trace!(error = %e, %to, interface = t.interface, "mDNS send failed");
             }
         }
@@ -486,8 +523,15 @@ fn recv(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Option<(usize, Sock
     }
 }
 
-/// Sends one datagram out of interface `interface` (packet info), to `to`.
-fn send(sock: &UdpSocket, payload: &[u8], to: SocketAddr, interface: u32) -> std::io::Result<()> {
+/// Sends one datagram out of interface `interface` (packet info), to `to`, from `source` when
+/// the socket is bound to one address (packet info replaces the bound source otherwise).
+fn send(
+    sock: &UdpSocket,
+    payload: &[u8],
+    to: SocketAddr,
+    interface: u32,
+    source: Option<IpAddr>,
+) -> std::io::Result<()> {
     let iov = [IoSlice::new(payload)];
     let fd = sock.as_raw_fd();
     let flags = MsgFlags::MSG_DONTWAIT;
@@ -495,7 +539,12 @@ fn send(sock: &UdpSocket, payload: &[u8], to: SocketAddr, interface: u32) -> std
         SocketAddr::V4(a) => {
             let info = libc::in_pktinfo {
                 ipi_ifindex: i32::try_from(interface).unwrap_or(0),
-                ipi_spec_dst: libc::in_addr { s_addr: 0 },
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: match source {
+                        Some(IpAddr::V4(ip)) => u32::from(ip).to_be(),
+                        _ => 0,
+                    },
+                },
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
             let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
@@ -503,7 +552,11 @@ fn send(sock: &UdpSocket, payload: &[u8], to: SocketAddr, interface: u32) -> std
             sendmsg(fd, &iov, cmsgs, flags, Some(&SockaddrIn::from(a)))?;
         }
         SocketAddr::V6(a) => {
-            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: [0; 16] }, ipi6_ifindex: interface };
+            let addr = match source {
+                Some(IpAddr::V6(ip)) => ip.octets(),
+                _ => [0; 16],
+            };
+            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: addr }, ipi6_ifindex: interface };
             let cmsgs = [ControlMessage::Ipv6PacketInfo(&info)];
             let cmsgs: &[ControlMessage<'_>] = if interface == 0 { &[] } else { &cmsgs };
             sendmsg(fd, &iov, cmsgs, flags, Some(&SockaddrIn6::from(a)))?;

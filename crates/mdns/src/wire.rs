@@ -159,8 +159,8 @@ pub(crate) fn nsec(name: &Name, types: &[RecordType], ttl: u32) -> Record {
     unique(Record::from_rdata(name.clone(), ttl, data))
 }
 
-/// The types an mDNS NSEC (as [`nsec`] writes it) lists, or `None` for anything else.
-#[cfg(test)]
+/// The types an mDNS NSEC lists (window 0: types below 256, all mDNS uses), or `None` for
+/// anything else.
 pub(crate) fn nsec_types(r: &Record) -> Option<Vec<RecordType>> {
     let RData::Unknown { code: RecordType::NSEC, rdata } = &r.data else { return None };
     let b = &rdata.anything;

@@ -108,3 +108,122 @@ fn mdns_peers_resolve_and_browse_published_containers_and_see_goodbyes() {
         let _ = Ipv4Addr::LOCALHOST;
     }
 }
+
+/// The name `cove mdns ls` shows in use for `asked` (after a rename, another), once established.
+fn established_as(w: &World, asked: &str, timeout: Duration) -> Option<String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        let ls = w.ok(&["mdns", "ls"]);
+        for line in ls.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // NAME [SERVICE] STATE [ASKED FOR]
+            if f.first() == Some(&asked) && f.contains(&"established") && f.len() <= 3 {
+                return Some(asked.to_string());
+            }
+            if f.last() == Some(&asked) && f.contains(&"established") && f.first() != Some(&asked) {
+                return f.first().map(|s| s.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn mdns_two_cove_hosts_publishing_one_name_both_stay_resolvable() {
+    let Some(users) = lan_users("mdns_two_cove_hosts_publishing_one_name_both_stay_resolvable") else { return };
+    for (who, user) in users {
+        let lan = Lan::new();
+        let (h1, h2, h3) = (lan.host("h1"), lan.host("h2"), lan.host("h3"));
+        let zc = h3.zeroconf();
+        let (Some(w1), Some(w2)) = (h1.world(user), h2.world(user)) else { continue };
+        for w in [&w1, &w2] {
+            w.ok(&["network", "create", "--mdns", "mycluster"]);
+        }
+        w1.ok(&["run", "-d", "--name", "node1", "--network", "mycluster", "bb", "sleep", "600"]);
+        let first = established_as(&w1, "node1.mycluster.local", Duration::from_secs(10));
+        assert_eq!(first.as_deref(), Some("node1.mycluster.local"), "{who}: h1 did not establish its name");
+        w2.ok(&["run", "-d", "--name", "node1", "--network", "mycluster", "bb", "sleep", "600"]);
+        // h2 probes, finds h1's name defended, and takes another; cove mdns ls says which.
+        let second = established_as(&w2, "node1.mycluster.local", Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{who}: h2's name never established:\n{}", w2.ok(&["mdns", "ls"])));
+        assert_ne!(second, "node1.mycluster.local", "{who}: both hosts claim one name");
+        let ls = w2.cove(&["mdns", "ls"]);
+        assert!(stderr(&ls).contains("published as"), "{who}: no warning about the rename: {}", stderr(&ls));
+        assert_eq!(zc.resolve("node1.mycluster.local", Some("A"), Duration::from_secs(5)), vec![IpAddr::V4(h1.ipv4)]);
+        assert_eq!(
+            zc.resolve(&second, Some("A"), Duration::from_secs(5)),
+            vec![IpAddr::V4(h2.ipv4)],
+            "{who}: {second}"
+        );
+    }
+}
+
+#[test]
+fn mdns_cove_and_avahi_share_a_host_and_avahis_names_are_not_claimed() {
+    let Some(users) = lan_users("mdns_cove_and_avahi_share_a_host_and_avahis_names_are_not_claimed") else { return };
+    for (who, user) in users {
+        let lan = Lan::new();
+        let (h1, h3) = (lan.host("h1"), lan.host("h3"));
+        // avahi on the same host as cove: both bind 5353 and answer.
+        let _avahi = h1.avahi(
+            AvahiOpts::new()
+                .publish("printer.local", "192.168.88.50")
+                .publish("taken.mycluster.local", "192.168.88.60"),
+        );
+        let zc = h3.zeroconf();
+        let Some(w) = h1.world(user) else { continue };
+        w.ok(&["network", "create", "--mdns", "mycluster"]);
+        w.ok(&["run", "-d", "--name", "node1", "--network", "mycluster", "bb", "sleep", "600"]);
+        w.ok(&["run", "-d", "--name", "taken", "--network", "mycluster", "bb", "sleep", "600"]);
+        let h1_addr = IpAddr::V4(h1.ipv4);
+        assert_eq!(zc.resolve("node1.mycluster.local", Some("A"), Duration::from_secs(5)), vec![h1_addr], "{who}");
+        assert_eq!(zc.resolve("printer.local", Some("A"), Duration::from_secs(5)), ips(&["192.168.88.50"]), "{who}");
+        // avahi holds taken.mycluster.local: cove publishes another name and avahi keeps its own.
+        let name = established_as(&w, "taken.mycluster.local", Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{who}: {}", w.ok(&["mdns", "ls"])));
+        assert_ne!(name, "taken.mycluster.local", "{who}: cove claimed a name avahi holds");
+        assert_eq!(zc.resolve("taken.mycluster.local", Some("A"), Duration::from_secs(5)), ips(&["192.168.88.60"]));
+        // Containers on h1 resolve avahi's names through cove even with avahi on the same host.
+        let out = w.sh_ok(&[], "nslookup printer.local");
+        assert!(out.contains("192.168.88.50"), "{who}: {out}");
+    }
+}
+
+#[test]
+fn mdns_legacy_unicast_srv_txt_and_interface_limits() {
+    let Some(users) = lan_users("mdns_legacy_unicast_srv_txt_and_interface_limits") else { return };
+    for (who, user) in users {
+        let lan = Lan::new();
+        let (h1, h2, h3) = (lan.host("h1"), lan.host("h2"), lan.host("h3"));
+        let _avahi = h2.avahi(AvahiOpts::new().service("_ipp._tcp", "Office", 631, &["rp=print"]));
+        let Some(w) = h1.world(user) else { continue };
+        w.ok(&["network", "create", "--mdns", "mycluster"]);
+        w.ok(&["run", "-d", "--name", "node1", "--network", "mycluster", "-p", "8080:80", "bb", "sleep", "600"]);
+        assert!(established_as(&w, "node1.mycluster.local", Duration::from_secs(10)).is_some(), "{who}");
+        // Legacy unicast (a query from port != 5353, here dig's) gets a unicast answer.
+        let out = h3.dig(&["-p", "5353", &format!("@{}", h1.ipv4), "node1.mycluster.local"]);
+        assert!(out.contains(&h1.ipv4.to_string()) && out.contains("ANSWER: 1"), "{who}: dig:\n{out}");
+        // SRV and TXT of the LAN's services from inside a container, and `cove mdns browse`.
+        let out = w.sh_ok(&[], "nslookup -type=txt Office._ipp._tcp.local");
+        assert!(out.contains("rp=print"), "{who}: TXT from inside: {out}");
+        let out = w.sh_ok(&[], "nslookup -type=srv Office._ipp._tcp.local");
+        assert!(out.contains("631"), "{who}: SRV from inside: {out}");
+        let out = w.ok(&["mdns", "browse", "_ipp._tcp"]);
+        assert!(out.contains("Office") && out.contains(":631"), "{who}: cove mdns browse: {out}");
+        let out = w.ok(&["mdns", "browse", "_http._tcp"]);
+        assert!(out.contains(":8080"), "{who}: cove's own service (8080/tcp is http): {out}");
+        // --mdns-interface: a network limited to an interface the host lacks publishes nowhere.
+        let o = w.cove(&["network", "create", "--mdns", "--mdns-interface", "lo", "bad"]);
+        assert!(!o.status.success() && stderr(&o).contains("loopback"), "{who}: {}", stderr(&o));
+        w.ok(&["rm", "-f", "node1"]);
+        w.ok(&["network", "rm", "mycluster"]);
+        w.ok(&["network", "create", "--mdns", "--mdns-interface", "eth9", "elsewhere"]);
+        w.ok(&["run", "-d", "--name", "node2", "--network", "elsewhere", "bb", "sleep", "600"]);
+        std::thread::sleep(Duration::from_secs(2));
+        let ls = w.ok(&["mdns", "ls"]);
+        assert!(ls.starts_with("interfaces: (none)"), "{who}: {ls}");
+        let zc = h3.zeroconf();
+        assert!(zc.resolve("node2.elsewhere.local", Some("A"), Duration::from_secs(2)).is_empty(), "{who}");
+    }
+}

@@ -4,15 +4,15 @@
 //! known-answer and duplicate-answer suppression, QU and legacy unicast, the per-record
 //! multicast rate limit and the unicast budget.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::PTR;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::{dedup, sent_key, Entry, Pending, Responder, What, HOST_TTL, UNICAST_BURST};
+use super::{dedup, rr_key, sent_key, Entry, Pending, Responder, RrKey, What, HOST_TTL};
 use crate::wire::{self, Family, Target, Transmit, MAX_PACKET, MAX_QUESTIONS, MAX_RECORDS};
 use crate::Interface;
 
@@ -23,8 +23,16 @@ const MULTICAST_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// ... except in answer to a probe, which waits at most 250 ms.
 const PROBE_DEFENCE_INTERVAL: Duration = Duration::from_millis(250);
 /// Unicast answers (QU and legacy) to everyone together: a token bucket of this many a second,
-/// bursts up to [`UNICAST_BURST`].
+/// bursts up to `UNICAST_BURST`...
 const UNICAST_RATE: f64 = 50.0;
+const UNICAST_BURST: f64 = 100.0;
+/// ... and to one source address: this many a second, bursts up to `SOURCE_BURST`.
+const SOURCE_RATE: f64 = 10.0;
+const SOURCE_BURST: f64 = 20.0;
+/// Source addresses with a bucket at most; idle ones are forgotten after `SOURCE_IDLE`, and
+/// past the limit the least recently served.
+const MAX_SOURCES: usize = 256;
+const SOURCE_IDLE: Duration = Duration::from_secs(10);
 /// A unicast answer is at most this many times the bytes of the query it answers (no
 /// amplification towards a forged source): what does not fit is left out.
 const UNICAST_AMPLIFICATION: usize = 3;
@@ -119,12 +127,17 @@ impl Responder {
         } else {
             self.rng.millis(20, 120)
         };
+        let mut waiting: HashMap<RrKey, usize> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.interface == iface.index && p.family == family)
+            .map(|(i, p)| (rr_key(&p.record), i))
+            .collect();
         for record in multicast {
-            if let Some(p) = self
-                .pending
-                .iter_mut()
-                .find(|p| p.interface == iface.index && p.family == family && wire::same_rr(&p.record, &record))
-            {
+            let key = rr_key(&record);
+            if let Some(&i) = waiting.get(&key) {
+                let p = &mut self.pending[i];
                 p.due = p.due.min(now + delay);
                 p.probe |= is_probe;
                 continue;
@@ -132,6 +145,7 @@ impl Responder {
             if self.pending.len() >= MAX_PENDING {
                 break;
             }
+            waiting.insert(key, self.pending.len());
             self.pending.push(Pending { interface: iface.index, family, record, due: now + delay, probe: is_probe });
         }
     }
@@ -147,7 +161,7 @@ impl Responder {
         to: SocketAddr,
         now: Instant,
     ) {
-        if !self.take_token(now) {
+        if !self.take_token(to.ip(), now) {
             tracing::trace!(%to, "unicast mDNS answer dropped by the rate limit");
             return;
         }
@@ -176,18 +190,19 @@ impl Responder {
         }
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
-        if let Some(at) = self.tokens_at {
-            let dt = now.saturating_duration_since(at).as_secs_f64();
-            self.tokens = (self.tokens + dt * UNICAST_RATE).min(UNICAST_BURST);
+    /// The unicast budget: the source's own bucket first (one flooding source cannot starve
+    /// the others), then everyone's.
+    fn take_token(&mut self, source: IpAddr, now: Instant) -> bool {
+        if !self.per_source.contains_key(&source) && self.per_source.len() >= MAX_SOURCES {
+            self.per_source.retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < SOURCE_IDLE));
+            // Still full (a flood of forged sources): the least recently served one goes, so
+            // the table never locks a newcomer out.
+            if let Some(oldest) = self.per_source.iter().min_by_key(|(_, b)| b.at).map(|(a, _)| *a) {
+                self.per_source.remove(&oldest);
+            }
         }
-        self.tokens_at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let mine = self.per_source.entry(source).or_insert_with(|| Bucket::full(SOURCE_BURST));
+        mine.take(now, SOURCE_RATE, SOURCE_BURST) && self.unicast.take(now, UNICAST_RATE, UNICAST_BURST)
     }
 
     /// RFC 6762 section 5.4: a QU question still gets a multicast answer when the record was not
@@ -204,7 +219,7 @@ impl Responder {
     fn answers_for(&self, q: &Query, iface: &Interface) -> Vec<Record> {
         let mut out = Vec::new();
         let mut owner = None;
-        for e in self.entries.iter().filter(|e| e.answers()) {
+        for e in self.named(&q.name).filter(|e| e.answers()) {
             if e.name == q.name {
                 owner = Some(e);
             }
@@ -235,19 +250,18 @@ impl Responder {
     /// RFC 6763 section 12: PTR answers bring SRV, TXT and addresses; SRV answers bring
     /// addresses.
     pub(super) fn additionals(&self, answers: &[Record], iface: &Interface) -> Vec<Record> {
+        let by_name = ByName(self);
         let mut out = Vec::new();
         let mut targets: Vec<Name> = Vec::new();
         for a in answers {
             match &a.data {
                 RData::PTR(PTR(instance)) => {
-                    for e in self.entries.iter().filter(|e| e.answers() && &e.name == instance) {
-                        for r in self.records_of(e, iface) {
-                            if matches!(r.record_type(), RecordType::SRV | RecordType::TXT) {
-                                if let RData::SRV(srv) = &r.data {
-                                    targets.push(srv.target.clone());
-                                }
-                                out.push(r);
+                    if let Some(e) = by_name.get(instance) {
+                        for r in self.unique_records(e, iface) {
+                            if let RData::SRV(srv) = &r.data {
+                                targets.push(srv.target.clone());
                             }
+                            out.push(r);
                         }
                     }
                 }
@@ -255,23 +269,30 @@ impl Responder {
                 _ => {}
             }
         }
-        for t in targets {
-            for e in self.entries.iter().filter(|e| e.answers() && matches!(e.what, What::Host) && e.name == t) {
-                out.extend(self.records_of(e, iface));
+        let mut hosts: Vec<&Entry> = Vec::new();
+        for t in &targets {
+            if let Some(e) = by_name.get(t).filter(|e| matches!(e.what, What::Host)) {
+                if !hosts.iter().any(|h| h.id == e.id) {
+                    hosts.push(e);
+                    out.extend(self.records_of(e, iface));
+                }
             }
         }
         // A host's addresses of one family only: an NSEC says there is none of the other.
         if !(iface.has(Family::V4) && iface.has(Family::V6)) {
-            let hosts: Vec<Record> = answers
-                .iter()
-                .chain(out.iter())
-                .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
-                .filter_map(|r| self.entries.iter().find(|e| matches!(e.what, What::Host) && e.name == r.name))
-                .map(|e| self.nsec(e, iface))
-                .collect();
-            out.extend(hosts);
+            for a in answers.iter().filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA)) {
+                if let Some(e) = by_name.get(&a.name).filter(|e| matches!(e.what, What::Host)) {
+                    if !hosts.iter().any(|h| h.id == e.id) {
+                        hosts.push(e);
+                    }
+                }
+            }
+            for e in &hosts {
+                out.push(self.nsec(e, iface));
+            }
         }
-        out.retain(|r| !answers.iter().any(|a| wire::same_rr(a, r)));
+        let in_answers: HashSet<RrKey> = answers.iter().map(rr_key).collect();
+        out.retain(|r| !in_answers.contains(&rr_key(r)));
         dedup(&mut out);
         out
     }
@@ -283,4 +304,45 @@ fn parse_answers(payload: &[u8]) -> usize {
         return 0;
     }
     usize::from(u16::from_be_bytes([payload[6], payload[7]]))
+}
+
+/// The answering entry whose unique name is the one asked for.
+struct ByName<'a>(&'a Responder);
+
+impl<'a> ByName<'a> {
+    fn get(&self, name: &Name) -> Option<&'a Entry> {
+        self.0.named(name).find(|e| e.answers() && e.name == *name)
+    }
+}
+
+/// A token bucket.
+#[derive(Debug, Clone)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl Bucket {
+    /// The bucket of unicast answers to everyone, full.
+    pub(super) fn everyone() -> Bucket {
+        Bucket::full(UNICAST_BURST)
+    }
+
+    fn full(burst: f64) -> Bucket {
+        Bucket { tokens: burst, at: None }
+    }
+
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        if let Some(at) = self.at {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate).min(burst);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }

@@ -38,8 +38,6 @@ const ANNOUNCEMENTS: u8 = 2;
 const CONFLICT_WINDOW: Duration = Duration::from_secs(10);
 const CONFLICT_LIMIT: usize = 15;
 const CONFLICT_BACKOFF: Duration = Duration::from_secs(5);
-/// The unicast answers' token bucket holds this many (see `answer::UNICAST_RATE`).
-pub(super) const UNICAST_BURST: f64 = 100.0;
 
 /// What the caller gets back from a publish: the handle to withdraw it with, and the key of
 /// its events.
@@ -165,11 +163,16 @@ pub struct Responder {
     port: u16,
     interfaces: BTreeMap<u32, Interface>,
     entries: Vec<Entry>,
+    /// Every name an entry has records under (its unique name, a service's type and the
+    /// type enumeration name) to the entries' positions: rebuilt whenever entries or their
+    /// names change, so answering does not compare every name.
+    names: HashMap<Name, Vec<usize>>,
     next_id: u64,
     pending: Vec<Pending>,
     last_multicast: HashMap<SentKey, Instant>,
-    tokens: f64,
-    tokens_at: Option<Instant>,
+    /// Unicast answers to everyone, and per source address.
+    unicast: answer::Bucket,
+    per_source: HashMap<std::net::IpAddr, answer::Bucket>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     rng: Rng,
@@ -192,11 +195,12 @@ impl Responder {
             port,
             interfaces: BTreeMap::new(),
             entries: Vec::new(),
+            names: HashMap::new(),
             next_id: 1,
             pending: Vec::new(),
             last_multicast: HashMap::new(),
-            tokens: UNICAST_BURST,
-            tokens_at: None,
+            unicast: answer::Bucket::everyone(),
+            per_source: HashMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             rng,
@@ -291,7 +295,25 @@ impl Responder {
             phase: Phase::Probing { sent: 0, next: first },
             conflicts: VecDeque::new(),
         });
+        self.reindex();
         id
+    }
+
+    fn reindex(&mut self) {
+        self.names.clear();
+        let services = wire::services_name();
+        for (i, e) in self.entries.iter().enumerate() {
+            self.names.entry(e.name.clone()).or_default().push(i);
+            if let What::Service { type_name, .. } = &e.what {
+                self.names.entry(type_name.clone()).or_default().push(i);
+                self.names.entry(services.clone()).or_default().push(i);
+            }
+        }
+    }
+
+    /// The entries with records named `name`.
+    fn named(&self, name: &Name) -> impl Iterator<Item = &Entry> {
+        self.names.get(name).into_iter().flatten().filter_map(|&i| self.entries.get(i))
     }
 
     /// Withdraws one entry: goodbyes (TTL 0) on every interface if it was announced.
@@ -300,6 +322,7 @@ impl Responder {
             return Err(Error::UnknownId(id.0));
         };
         let entry = self.entries.remove(at);
+        self.reindex();
         self.say_goodbye(&[entry]);
         Ok(())
     }
@@ -307,6 +330,7 @@ impl Responder {
     /// Withdraws everything (the helper exits): goodbyes for every announced record.
     pub fn withdraw_all(&mut self) {
         let entries = std::mem::take(&mut self.entries);
+        self.reindex();
         self.say_goodbye(&entries);
     }
 
@@ -536,8 +560,13 @@ impl Responder {
                 && p.family == family
                 && records.iter().any(|r| wire::same_rr(r, &p.record) && r.ttl >= p.record.ttl / 2))
         });
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
+        // Only entries that have a name in the packet (through the index, not every entry).
+        let mut touched: Vec<usize> =
+            records.iter().filter_map(|r| self.names.get(&r.name)).flatten().copied().collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let Some(e) = self.entries.get(i) else { continue };
             let theirs: Vec<&Record> = records
                 .iter()
                 .copied()
@@ -598,6 +627,7 @@ impl Responder {
                 e.current = current.clone();
                 e.name = name;
                 let delay = if e.conflicts.len() > CONFLICT_LIMIT { CONFLICT_BACKOFF } else { Duration::ZERO };
+                self.reindex();
                 let first = now + delay + self.rng.millis(0, 250);
                 let e = &mut self.entries[i];
                 e.phase = Phase::Probing { sent: 0, next: first };
@@ -721,14 +751,15 @@ fn sent_key(index: u32, family: Family, r: &Record) -> SentKey {
     (index, family, r.name.to_lowercase(), r.record_type(), wire::rdata_bytes(r))
 }
 
+/// A record's identity for sets: name (case-insensitive), type, class, rdata.
+pub(super) type RrKey = (Name, RecordType, u16, Vec<u8>);
+
+pub(super) fn rr_key(r: &Record) -> RrKey {
+    (r.name.clone(), r.record_type(), u16::from(r.dns_class), wire::rdata_bytes(r))
+}
+
+/// Drops repeated records (same RR), keeping the first of each.
 pub(crate) fn dedup(records: &mut Vec<Record>) {
-    let mut seen: Vec<Record> = Vec::with_capacity(records.len());
-    records.retain(|r| {
-        if seen.iter().any(|s| wire::same_rr(s, r)) {
-            false
-        } else {
-            seen.push(r.clone());
-            true
-        }
-    });
+    let mut seen: std::collections::HashSet<RrKey> = std::collections::HashSet::with_capacity(records.len());
+    records.retain(|r| seen.insert(rr_key(r)));
 }

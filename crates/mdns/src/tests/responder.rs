@@ -597,19 +597,27 @@ fn floods_are_answered_at_the_rate_limit_never_amplified() {
     let t0 = Instant::now();
     let (mut r, t1) = with_service(t0);
     let ty = wire::service_type_name("_http._tcp").unwrap();
-    // Legacy unicast flood from a forged source: 10,000 queries in one second.
+    // Legacy unicast floods, 10,000 queries in one second: from one forged source, then from
+    // a different forged source each time.
     let q = query(&[(ty.clone(), RecordType::PTR, false)], &[]);
-    let mut replies = 0;
-    for i in 0..10_000u32 {
-        let now = t1 + Duration::from_micros(u64::from(i) * 100);
-        r.handle_packet(&q, "203.0.113.5:40000".parse().unwrap(), 7, now);
-        for t in drain(&mut r) {
-            assert!(matches!(t.target, Target::Unicast(_)));
-            assert!(t.payload.len() <= 3 * q.len(), "{} > 3 x {}", t.payload.len(), q.len());
-            replies += 1;
+    for (start, many, expected) in [(t1, false, 20..=31), (t1 + Duration::from_secs(20), true, 100..=160)] {
+        let mut replies = 0;
+        for i in 0..10_000u32 {
+            let now = start + Duration::from_micros(u64::from(i) * 100);
+            let from = if many {
+                SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 40000))
+            } else {
+                "203.0.113.5:40000".parse().unwrap()
+            };
+            r.handle_packet(&q, from, 7, now);
+            for t in drain(&mut r) {
+                assert!(matches!(t.target, Target::Unicast(_)));
+                assert!(t.payload.len() <= 3 * q.len(), "{} > 3 x {}", t.payload.len(), q.len());
+                replies += 1;
+            }
         }
+        assert!(expected.contains(&replies), "{replies} replies (many sources: {many})");
     }
-    assert!((100..=160).contains(&replies), "{replies} replies");
     // Multicast flood: each record at most once a second on the interface.
     let mq = query(&[(name("node1.local"), RecordType::A, false)], &[]);
     let mut multicasts = 0;
@@ -675,4 +683,22 @@ fn nsec_for_types_we_do_not_have() {
         t1 + Duration::from_secs(3),
     );
     assert!(drain(&mut r).is_empty());
+}
+
+#[test]
+fn one_flooding_source_does_not_starve_the_others() {
+    let t0 = Instant::now();
+    let mut r = responder(t0);
+    r.publish_host("node1.local", t0).unwrap();
+    let t1 = establish(&mut r, t0);
+    let q = query(&[(name("node1.local"), RecordType::A, false)], &[]);
+    let mut flood = 0;
+    for i in 0..1000u64 {
+        r.handle_packet(&q, "192.0.2.66:40000".parse().unwrap(), 7, t1 + Duration::from_millis(i));
+        flood += drain(&mut r).len();
+    }
+    assert!((20..=31).contains(&flood), "{flood}: a burst of 20, then 10 a second");
+    let other: SocketAddr = "192.0.2.67:40001".parse().unwrap();
+    r.handle_packet(&q, other, 7, t1 + Duration::from_secs(1));
+    assert_eq!(drain(&mut r).first().map(|t| t.target), Some(Target::Unicast(other)));
 }

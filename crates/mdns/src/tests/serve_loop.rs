@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::name;
@@ -135,6 +136,38 @@ fn publish_resolve_browse_and_rename_over_loopback() {
     assert!(b.control.resolve(&name("nobody.local"), RecordType::A, Duration::from_millis(300)).unwrap().is_empty());
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(b.control.lookup_cached(&name("nobody.local"), RecordType::A), crate::Lookup::Negative);
+
+    // A DNS client's query (what the network's DNS server hands over), answered in bytes:
+    // from the LAN, then from the cache; NXDOMAIN for nobody.
+    let dns = |control: &Control, qname: &str, qtype: RecordType| {
+        let mut m = Message::query();
+        m.metadata.id = 7;
+        m.add_query(Query::query(Name::from_ascii(qname).unwrap(), qtype));
+        let (tx, rx) = mpsc::channel();
+        control.answer_dns(
+            &m.to_vec().unwrap(),
+            Duration::from_millis(500),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        Message::from_vec(&rx.recv().unwrap().unwrap()).unwrap()
+    };
+    let m = dns(&b.control, "dup.local.", RecordType::A);
+    assert_eq!((m.metadata.id, m.answers.len()), (7, 1));
+    assert!(!m.answers[0].mdns_cache_flush);
+    // No AAAA: the owner's NSEC (B's own, and A's over the legacy unicast path) ends the wait
+    // long before the timeout.
+    for n in ["dup.local.", "dup-2.local."] {
+        let started = Instant::now();
+        let m = dns(&b.control, n, RecordType::AAAA);
+        assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0));
+        assert!(started.elapsed() < Duration::from_millis(450), "{n}: {:?}", started.elapsed());
+    }
+    let m = dns(&b.control, "nobody-at-all.local.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = dns(&b.control, "_redis._tcp.local.", RecordType::PTR);
+    assert_eq!(m.answers.len(), 1);
 
     // Reverse PTR from the cache (B heard A's announcements on its mDNS socket).
     let rev = Name::from(IpAddr::from([127, 0, 0, 1]));
