@@ -45,6 +45,10 @@ use std::time::{Duration, Instant};
 
 /// How long a `.local` question waits for the LAN (RFC 6762 section 5.1 one-shot).
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long an A or AAAA question still waits once the name's other family answered.
+const SIBLING_GRACE: Duration = Duration::from_millis(150);
+/// How often a waiting A or AAAA question looks for its sibling in the cache.
+const SIBLING_POLL: Duration = Duration::from_millis(10);
 /// How often the interfaces are read again without a netlink notification.
 const RESCAN: Duration = Duration::from_secs(5);
 /// Renames and conflicts kept for `cove mdns ls`.
@@ -680,14 +684,18 @@ impl cove_dns::LocalResolver for Resolver {
     }
 }
 
-/// Records of `name`/`qtype`: the cache, else the loop (a one-shot query).
+/// Records of `name`/`qtype`: the cache, else the loop (a one-shot query). An A or AAAA
+/// question stops waiting [`SIBLING_GRACE`] after the name's other address family is known:
+/// resolvers ask both at once (musl; glibc with AF_UNSPEC), a responder that has both sends them
+/// together, and avahi sends nothing at all, not even an NSEC, for a family a name lacks — the
+/// AAAA half of every lookup of an IPv4-only name waited the whole second (bench/mdns).
 async fn ask_records(control: &Control, name: &Name, qtype: RecordType) -> Vec<Record> {
     match control.lookup_cached(name, qtype) {
         Lookup::Found(r) => return r,
         Lookup::Negative => return vec![],
         Lookup::Miss => {}
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let sent = control.send(Command::Resolve {
         name: name.clone(),
         qtype,
@@ -699,11 +707,28 @@ async fn ask_records(control: &Control, name: &Name, qtype: RecordType) -> Vec<R
     if sent.is_err() {
         return vec![];
     }
-    tokio::time::timeout(RESOLVE_TIMEOUT + Duration::from_millis(500), rx)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+    let sibling = match qtype {
+        RecordType::A => Some(RecordType::AAAA),
+        RecordType::AAAA => Some(RecordType::A),
+        _ => None,
+    };
+    let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT + Duration::from_millis(500);
+    let mut until = deadline;
+    let mut graced = false;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return vec![];
+        }
+        tokio::select! {
+            r = &mut rx => return r.unwrap_or_default(),
+            _ = tokio::time::sleep((until - now).min(SIBLING_POLL)) => {}
+        }
+        if !graced && sibling.is_some_and(|t| matches!(control.lookup_cached(name, t), Lookup::Found(_))) {
+            graced = true;
+            until = until.min(tokio::time::Instant::now() + SIBLING_GRACE);
+        }
+    }
 }
 
 #[cfg(test)]

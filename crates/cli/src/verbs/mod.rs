@@ -51,9 +51,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     // The process exits right after this command: skip the database's close-time WAL
     // checkpoint (two fsyncs and an unlink on every command); the WAL stays valid and the
     // next command reuses it. SQLite checkpoints on its own as the WAL grows.
+    // It keeps the WAL short instead ([`cove_engine::db::Db::settle`]).
     let mut eng = std::mem::ManuallyDrop::new(eng);
     let eng = &mut *eng;
-    run_command(cli.command, eng, mapping)
+    let r = run_command(cli.command, eng, mapping);
+    eng.db.settle();
+    r
 }
 
 fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -> Result<i32> {

@@ -16,9 +16,13 @@ pub use networks::{EndpointRow, Gateways, NetOptions, NetworkRow};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCHEMA_VERSION: i64 = 5;
+/// The WAL size above which a command checkpoints it away as it ends ([`Db::settle`]).
+const WAL_SETTLE_BYTES: u64 = 64 << 10;
 
 pub struct Db {
     conn: Connection,
+    /// The database file's path (its WAL is `PATH-wal`).
+    path: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -191,7 +195,25 @@ impl Db {
             )?;
             tx.commit()?;
         }
-        Ok(Db { conn })
+        Ok(Db { conn, path: path.to_path_buf() })
+    }
+
+    /// Called as a command ends (cove never closes its connection: the process exits). Every
+    /// command opens the database as its first connection, and the first connection reads the
+    /// whole WAL to rebuild its index; SQLite alone checkpoints only at 1000 pages, so a WAL of
+    /// ~1 MB was read by every `ps` (~3 ms). A WAL past [`WAL_SETTLE_BYTES`] is checkpointed
+    /// into the database and truncated here, by whichever command finds it so (a writer,
+    /// nearly always); a busy database is left for the next one.
+    pub fn settle(&self) {
+        let wal = self
+            .path
+            .with_file_name(format!("{}-wal", self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_SETTLE_BYTES) {
+            let _ = self.conn.busy_timeout(Duration::from_millis(100));
+            if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!("checkpoint: {e}");
+            }
+        }
     }
 
     /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks).
