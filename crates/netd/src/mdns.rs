@@ -58,18 +58,9 @@ const MAX_NOTES: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Desired {
     pub hosts: BTreeSet<String>,
-    pub services: BTreeSet<Service>,
+    pub services: BTreeSet<ServiceSpec>,
     /// `Some`: only these interfaces (every `--mdns` network named some).
     pub only: Option<BTreeSet<String>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Service {
-    pub service_type: String,
-    pub instance: String,
-    pub host: String,
-    pub port: u16,
-    pub txt: Vec<String>,
 }
 
 /// One published port of a container, as [`crate::ports::Served`] knows it.
@@ -136,7 +127,7 @@ pub(crate) fn desired(
                         .filter(|i| !i.is_empty())
                         .cloned()
                         .unwrap_or_else(|| format!("{} on {}", e.name, n.name));
-                    d.services.insert(Service {
+                    d.services.insert(ServiceSpec {
                         service_type: t,
                         instance,
                         host: host.clone(),
@@ -368,7 +359,7 @@ fn fqdn(name: &str) -> Result<Name, String> {
 #[derive(Default)]
 struct Published {
     hosts: BTreeMap<String, cove_mdns::Id>,
-    services: BTreeMap<Service, cove_mdns::Id>,
+    services: BTreeMap<ServiceSpec, cove_mdns::Id>,
 }
 
 struct Running {
@@ -464,7 +455,8 @@ impl Manager {
         }
         let Some(control) = self.running.as_ref().map(|r| r.control.clone()) else { return };
         // Withdraw first (goodbyes), then publish what is new.
-        let gone: Vec<Service> = self.published.services.keys().filter(|s| !d.services.contains(s)).cloned().collect();
+        let gone: Vec<ServiceSpec> =
+            self.published.services.keys().filter(|s| !d.services.contains(s)).cloned().collect();
         for s in gone {
             if let Some(id) = self.published.services.remove(&s) {
                 let _ = control.withdraw(id);
@@ -488,14 +480,7 @@ impl Manager {
         }
         for s in &d.services {
             if !self.published.services.contains_key(s) {
-                let spec = ServiceSpec {
-                    service_type: s.service_type.clone(),
-                    instance: s.instance.clone(),
-                    host: s.host.clone(),
-                    port: s.port,
-                    txt: s.txt.clone(),
-                };
-                match control.publish_service(spec) {
+                match control.publish_service(s.clone()) {
                     Ok(id) => {
                         self.published.services.insert(s.clone(), id);
                     }

@@ -53,7 +53,7 @@ impl std::fmt::Display for Id {
 /// A DNS-SD service to publish (RFC 6763): `instance._type._proto.local` pointing at `host`
 /// (one of the names published with [`Responder::publish_host`], which the SRV record follows
 /// through renames, or any other `.local` name) and `port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceSpec {
     /// `_redis._tcp` (`.local` is added).
     pub service_type: String,
