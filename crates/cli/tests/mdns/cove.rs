@@ -234,6 +234,15 @@ fn mdns_legacy_unicast_srv_txt_and_interface_limits() {
         // Legacy unicast (a query from port != 5353, here dig's) gets a unicast answer.
         let out = h3.dig(&["-p", "5353", &format!("@{}", h1.ipv4), "node1.mycluster.local"]);
         assert!(out.contains(&h1.ipv4.to_string()) && out.contains("ANSWER: 1"), "{who}: dig:\n{out}");
+        // A legacy query to the group (what `dig -p 5353 @224.0.0.251` sends; dig 9.18 itself
+        // drops the reply, see the module doc): answered by unicast to its port, ID and
+        // question echoed, TTL at most 10 s, no cache-flush bit (RFC 6762 section 6.7).
+        let replies = h3.mdns_query("224.0.0.251", "node1.mycluster.local", "A", Duration::from_secs(2), false);
+        let r = replies.iter().find(|r| r.from == IpAddr::V4(h1.ipv4)).unwrap_or_else(|| panic!("{who}: {replies:?}"));
+        assert_eq!(r.id, r.query_id, "{who}");
+        assert_eq!(r.questions.first().map(|q| q.0.trim_end_matches('.')), Some("node1.mycluster.local"), "{who}");
+        let a = r.answers.iter().find(|a| a.rtype == "A").unwrap_or_else(|| panic!("{who}: {r:?}"));
+        assert!(a.data == h1.ipv4.to_string() && a.ttl <= 10 && !a.unique, "{who}: {a:?}");
         // SRV and TXT of the LAN's services from inside a container, and `cove mdns browse`.
         let out = w.sh_ok(&[], "nslookup -type=txt Office._ipp._tcp.local");
         assert!(out.contains("rp=print"), "{who}: TXT from inside: {out}");
