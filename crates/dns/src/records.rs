@@ -79,6 +79,8 @@ pub enum Forward {
     Upstream,
     /// A `.local` name (RFC 6762) that is not a container's.
     Mdns,
+    /// The reverse name of an address on the host's LAN: mDNS, then the upstreams.
+    MdnsThenUpstream,
 }
 
 /// The answer of the table to one question.
@@ -158,6 +160,9 @@ pub struct Records {
     zones: HashMap<Box<str>, Zone>,
     /// `.local` names of this host, keyed like a zone's (`node1.mycluster.local`).
     local: Zone,
+    /// The host's LAN subnets (address, prefix length): reverse names of addresses in them are
+    /// asked by mDNS first ([`Records::with_lan`]).
+    lan: Vec<(IpAddr, u8)>,
 }
 
 impl Records {
@@ -198,7 +203,21 @@ impl Records {
                 }
             }
         }
-        Records { zones, local: Zone::default() }
+        Records { zones, local: Zone::default(), lan: vec![] }
+    }
+
+    /// The table with the host's LAN subnets: a PTR question for an address in one of them is
+    /// asked by mDNS (RFC 6762 section 4), and goes to the upstreams when nobody answers there
+    /// (the LAN's unicast DNS often knows its own reverse zone).
+    pub fn with_lan(mut self, subnets: &[(IpAddr, u8)]) -> Self {
+        self.lan = subnets.to_vec();
+        self
+    }
+
+    /// Whether `qname` is the reverse name of an address on one of the host's LAN subnets.
+    fn on_lan(&self, qname: &Name) -> bool {
+        !self.lan.is_empty()
+            && reverse_address(qname).is_some_and(|a| self.lan.iter().any(|(net, len)| same_prefix(a, *net, *len)))
     }
 
     /// The table with this host's own `.local` names ([`LocalName`]) answered on every network.
@@ -298,9 +317,12 @@ impl Records {
             return Resolved::NotOurs(Forward::Mdns);
         }
         // Reverse names of link-local addresses are mDNS's too (RFC 6762 section 4): nobody's
-        // unicast DNS knows them.
+        // unicast DNS knows them; those of the LAN's addresses are asked there first.
         if LINK_LOCAL_REVERSE.iter().any(|z| in_zone(key, z)) {
             return Resolved::NotOurs(Forward::Mdns);
+        }
+        if qtype == RecordType::PTR && self.on_lan(qname) {
+            return Resolved::NotOurs(Forward::MdnsThenUpstream);
         }
         Resolved::NotOurs(Forward::Upstream)
     }
@@ -428,6 +450,42 @@ fn extend_unique<T: PartialEq + Copy>(into: &mut Vec<T>, from: &[T]) {
         if !into.contains(x) {
             into.push(*x);
         }
+    }
+}
+
+/// The address a reverse name (`4.3.2.1.in-addr.arpa`, 32 nibbles `.ip6.arpa`) stands for.
+fn reverse_address(name: &Name) -> Option<IpAddr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let lower = |l: &[u8]| l.to_ascii_lowercase();
+    match labels.as_slice() {
+        [a, b, c, d, x, y] if lower(x) == b"in-addr" && lower(y) == b"arpa" => {
+            let n = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<u8>().ok();
+            Some(IpAddr::V4(Ipv4Addr::new(n(d)?, n(c)?, n(b)?, n(a)?)))
+        }
+        [nibbles @ .., x, y] if nibbles.len() == 32 && lower(x) == b"ip6" && lower(y) == b"arpa" => {
+            let mut v: u128 = 0;
+            for l in nibbles.iter().rev() {
+                let [h] = l else { return None };
+                v = (v << 4) | u128::from((*h as char).to_digit(16)?);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(v)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `a` and `net` share their first `len` bits (and family).
+fn same_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
     }
 }
 
@@ -576,6 +634,13 @@ mod tests {
         assert_eq!(t.lookup("frontend", &ll6, RecordType::PTR), Answer::NotOurs(Forward::Mdns));
         let lan = name("7.3.168.192.in-addr.arpa");
         assert_eq!(t.lookup("frontend", &lan, RecordType::PTR), Answer::NotOurs(Forward::Upstream));
+        // With the host's LAN known: its reverse names are asked by mDNS, then upstream.
+        let t = table().with_lan(&[("192.168.0.0".parse().unwrap(), 16), ("fd88::".parse().unwrap(), 64)]);
+        assert_eq!(t.lookup("frontend", &lan, RecordType::PTR), Answer::NotOurs(Forward::MdnsThenUpstream));
+        let v6 = name("b.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.8.d.f.ip6.arpa");
+        assert_eq!(t.lookup("frontend", &v6, RecordType::PTR), Answer::NotOurs(Forward::MdnsThenUpstream));
+        let off = name("7.3.168.10.in-addr.arpa");
+        assert_eq!(t.lookup("frontend", &off, RecordType::PTR), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("frontend", &Name::root(), RecordType::NS), Answer::NotOurs(Forward::Upstream));
         assert_eq!(t.lookup("nosuchnet", &name("web"), RecordType::A), Answer::NotOurs(Forward::Upstream));
     }

@@ -211,14 +211,27 @@ fn upstream_for(shared: &Arc<Upstream>, records: &Records, network: &str, client
 /// `.local` names (`Forward::Mdns`) go to the listener's mDNS resolver when it has one (a
 /// network made with `-o mdns_resolve=false` has none: its upstreams own `.local`).
 async fn forward(upstream: &Upstream, to: Forward, query: &[u8], client: Transport) -> Option<Vec<u8>> {
-    if let (Forward::Mdns, Some(local)) = (to, upstream.local()) {
-        return match local.resolve(query.to_vec(), client).await {
-            Some(reply) => Some(reply),
-            None => {
-                let mut out = Vec::new();
-                error_reply(query, ResponseCode::ServFail, &mut out).then_some(out)
+    match (to, upstream.local()) {
+        (Forward::Mdns, Some(local)) => {
+            return match local.resolve(query.to_vec(), client).await {
+                Some(reply) => Some(reply),
+                None => {
+                    let mut out = Vec::new();
+                    error_reply(query, ResponseCode::ServFail, &mut out).then_some(out)
+                }
+            };
+        }
+        // A LAN address's reverse name: the LAN's mDNS answer, else its unicast DNS's.
+        (Forward::MdnsThenUpstream, Some(local)) => {
+            if let Some(reply) = local.resolve(query.to_vec(), client).await {
+                let rcode = reply.get(3).map(|b| b & 0x0f);
+                let answers = reply.get(6..8).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                if rcode == Some(0) && answers.is_some_and(|n| n > 0) {
+                    return Some(reply);
+                }
             }
-        };
+        }
+        _ => {}
     }
     match upstream.forward(query, client).await {
         Ok(reply) => Some(reply),

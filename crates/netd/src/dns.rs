@@ -53,11 +53,16 @@ pub(crate) struct Dns {
     upstream_mdns: Arc<Upstream>,
     /// The helper's mDNS resolver, if it runs.
     local: Option<Arc<dyn cove_dns::LocalResolver>>,
+    /// The host's LAN subnets, as the helper's mDNS last read them (reverse names).
+    lan: Option<LanSubnets>,
     /// `host.containers.internal` on non-internal networks.
     host: Vec<IpAddr>,
     /// The port it listens on ([`PORT`]; tests choose another).
     port: u16,
 }
+
+/// Where [`Dns`] reads the host's LAN subnets (the helper's mDNS keeps them).
+pub(crate) type LanSubnets = Arc<dyn Fn() -> Vec<(IpAddr, u8)> + Send + Sync>;
 
 /// Starts the runtime thread. Call it from a thread in the host's network namespace: the
 /// runtime's thread is created there and stays there.
@@ -106,6 +111,7 @@ impl Dns {
         host: Option<IpAddr>,
         port: u16,
         local: Option<Arc<dyn cove_dns::LocalResolver>>,
+        lan: Option<LanSubnets>,
     ) -> Dns {
         let (records, _) = watch::channel(Arc::new(Records::new(&[])));
         let upstream_mdns = match &local {
@@ -119,6 +125,7 @@ impl Dns {
             upstream: Arc::new(Upstream::new(upstreams)),
             upstream_mdns,
             local,
+            lan,
             host: host.into_iter().collect(),
             port,
         }
@@ -183,7 +190,8 @@ impl Dns {
             })
             .collect();
         let local = crate::mdns::local_names(table, here);
-        self.records.send_replace(Arc::new(Records::new(&networks).with_local(&local)));
+        let lan = self.lan.as_ref().map(|f| f()).unwrap_or_default();
+        self.records.send_replace(Arc::new(Records::new(&networks).with_local(&local).with_lan(&lan)));
         if failures.is_empty() {
             Ok(())
         } else {

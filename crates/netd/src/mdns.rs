@@ -195,6 +195,8 @@ impl ServicesFile {
 struct Shared {
     control: Mutex<Option<Control>>,
     interfaces: Mutex<Vec<Interface>>,
+    /// The LAN subnets of those interfaces (address, prefix length), for reverse names.
+    subnets: Mutex<Vec<(std::net::IpAddr, u8)>>,
     notes: Mutex<Vec<String>>,
 }
 
@@ -272,6 +274,12 @@ impl Mdns {
         if let Some(h) = self.manager.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
+    }
+
+    /// The subnets of the LAN interfaces (for the DNS: reverse names of their addresses are
+    /// asked by mDNS first), as last read on the host's side.
+    pub fn lan_subnets(&self) -> Vec<(std::net::IpAddr, u8)> {
+        self.shared.subnets.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The resolver the DNS servers send `.local` questions to.
@@ -425,6 +433,7 @@ impl Manager {
 
     /// Reads the interfaces again; hands a changed set to the loop.
     fn rescan(&mut self) {
+        *self.shared.subnets.lock().unwrap_or_else(|p| p.into_inner()) = lan_subnets(self.desired.only.as_ref());
         let now = lan_interfaces(self.desired.only.as_ref());
         let mut cur = self.shared.interfaces.lock().unwrap_or_else(|p| p.into_inner());
         if *cur != now {
@@ -496,6 +505,7 @@ impl Manager {
         self.stop_loop();
         let interfaces = lan_interfaces(self.desired.only.as_ref());
         *self.shared.interfaces.lock().unwrap_or_else(|p| p.into_inner()) = interfaces.clone();
+        *self.shared.subnets.lock().unwrap_or_else(|p| p.into_inner()) = lan_subnets(self.desired.only.as_ref());
         let sockets = if full {
             cove_mdns::sockets::open(&interfaces).map_err(|e| e.to_string())?
         } else {
@@ -584,6 +594,33 @@ pub(crate) fn lan_interfaces(only: Option<&BTreeSet<String>>) -> Vec<Interface> 
             Some(Interface { index, name, addrs })
         })
         .collect()
+}
+
+/// The subnets (address, prefix length) of the interfaces [`lan_interfaces`] takes.
+pub(crate) fn lan_subnets(only: Option<&BTreeSet<String>>) -> Vec<(std::net::IpAddr, u8)> {
+    use nix::net::if_::InterfaceFlags as F;
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
+    let mut out = vec![];
+    for a in addrs {
+        let f = a.flags;
+        if !f.contains(F::IFF_UP) || !f.contains(F::IFF_MULTICAST) || f.contains(F::IFF_LOOPBACK) {
+            continue;
+        }
+        if !is_lan_name(&a.interface_name) || only.is_some_and(|o| !o.contains(&a.interface_name)) {
+            continue;
+        }
+        let (Some(addr), Some(mask)) = (a.address.as_ref(), a.netmask.as_ref()) else { continue };
+        let subnet =
+            match (addr.as_sockaddr_in(), mask.as_sockaddr_in(), addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
+                (Some(a), Some(m), _, _) => (std::net::IpAddr::V4(a.ip()), u32::from(m.ip()).count_ones() as u8),
+                (_, _, Some(a), Some(m)) => (std::net::IpAddr::V6(a.ip()), u128::from(m.ip()).count_ones() as u8),
+                _ => continue,
+            };
+        if !out.contains(&subnet) {
+            out.push(subnet);
+        }
+    }
+    out
 }
 
 /// Not loopback and not one of cove's own interfaces (bridges `cove-…`, veths `cv…`).

@@ -207,6 +207,7 @@ impl State {
                 opts.host,
                 opts.dns_port,
                 opts.mdns.as_ref().map(|m| m.resolver()),
+                opts.mdns.clone().map(|m| Arc::new(move || m.lan_subnets()) as crate::dns::LanSubnets),
             ),
             nat: opts.nat,
             served: Served::default(),

@@ -72,6 +72,10 @@ fn mdns_containers_resolve_lan_names_of_any_label_count() {
         let text = String::from_utf8_lossy(&o.stdout);
         let ms: u64 = text.trim().strip_prefix("ms=").and_then(|m| m.parse().ok()).unwrap_or(u64::MAX);
         assert!(ms < 600, "{who}: A+AAAA of an IPv4-only name took {ms} ms: {text} {}", stderr(&o));
+        // The reverse name of a LAN address is asked on the LAN (avahi publishes PTR for its
+        // static names).
+        let out = w.sh_ok(&[], "nslookup 192.168.88.51");
+        assert!(out.contains("printer.office.local"), "{who}: PTR of a LAN address: {out}");
         // Nobody has it: NXDOMAIN within the bounded wait, not a hang.
         let t0 = Instant::now();
         let o = w.run_sh(&[], "nslookup nobody-has-this.local");
