@@ -37,7 +37,7 @@ use crate::proto::{Ask, BrowsedView, Endpoint, Listing, Network, PublishedView, 
 use cove_mdns::hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use cove_mdns::hickory_proto::rr::{Name, Record, RecordType};
 use cove_mdns::{Command, Control, Event, Interface, Lookup, ServiceSpec};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::{mpsc, Arc, Mutex};
@@ -46,7 +46,12 @@ use std::time::{Duration, Instant};
 /// How long a `.local` question waits for the LAN (RFC 6762 section 5.1 one-shot).
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long an A or AAAA question still waits once the name's other family answered.
-const SIBLING_GRACE: Duration = Duration::from_millis(150);
+const SIBLING_GRACE: Duration = Duration::from_millis(50);
+/// How long a family found missing that way is not asked again (RFC 6762's negative answers
+/// would say so, but a responder that sends no NSEC says nothing).
+const MISSING_FAMILY_TTL: Duration = Duration::from_secs(10);
+/// Names remembered that way at most.
+const MAX_MISSING: usize = 1024;
 /// How often a waiting A or AAAA question looks for its sibling in the cache.
 const SIBLING_POLL: Duration = Duration::from_millis(10);
 /// How often the interfaces are read again without a netlink notification.
@@ -195,6 +200,8 @@ impl ServicesFile {
 struct Shared {
     control: Mutex<Option<Control>>,
     interfaces: Mutex<Vec<Interface>>,
+    /// (name, A or AAAA) found missing by the sibling grace, until when (see `ask_records`).
+    missing: Mutex<HashMap<(Name, RecordType), Instant>>,
     /// The LAN subnets of those interfaces (address, prefix length), for reverse names.
     subnets: Mutex<Vec<(std::net::IpAddr, u8)>>,
     notes: Mutex<Vec<String>>,
@@ -668,12 +675,13 @@ impl cove_dns::LocalResolver for Resolver {
         _client: cove_dns::Transport,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>> {
         let control = self.shared.control();
+        let shared = self.shared.clone();
         Box::pin(async move {
             let q = Message::from_vec(&query).ok()?;
             let question = q.queries.first()?.clone();
             let control = control?;
             let (name, qtype) = (question.name().clone(), question.query_type());
-            let mut records = ask_records(&control, &name, qtype).await;
+            let mut records = ask_records(&control, &name, qtype, &shared).await;
             records.retain(|r| r.record_type() == qtype || qtype == RecordType::ANY);
             let mut code = ResponseCode::NoError;
             if records.is_empty() {
@@ -685,7 +693,7 @@ impl cove_dns::LocalResolver for Resolver {
                     _ => None,
                 };
                 let exists = match other {
-                    Some(o) => !ask_records(&control, &name, o).await.is_empty(),
+                    Some(o) => !ask_records(&control, &name, o, &shared).await.is_empty(),
                     None => false,
                 };
                 if !exists {
@@ -711,11 +719,22 @@ impl cove_dns::LocalResolver for Resolver {
 /// resolvers ask both at once (musl; glibc with AF_UNSPEC), a responder that has both sends them
 /// together, and avahi sends nothing at all, not even an NSEC, for a family a name lacks — the
 /// AAAA half of every lookup of an IPv4-only name waited the whole second (bench/mdns).
-async fn ask_records(control: &Control, name: &Name, qtype: RecordType) -> Vec<Record> {
+async fn ask_records(control: &Control, name: &Name, qtype: RecordType, shared: &Shared) -> Vec<Record> {
     match control.lookup_cached(name, qtype) {
         Lookup::Found(r) => return r,
         Lookup::Negative => return vec![],
         Lookup::Miss => {}
+    }
+    let key = (name.to_lowercase(), qtype);
+    {
+        let mut missing = shared.missing.lock().unwrap_or_else(|p| p.into_inner());
+        match missing.get(&key) {
+            Some(until) if *until > Instant::now() => return vec![],
+            Some(_) => {
+                missing.remove(&key);
+            }
+            None => {}
+        }
     }
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let sent = control.send(Command::Resolve {
@@ -740,6 +759,17 @@ async fn ask_records(control: &Control, name: &Name, qtype: RecordType) -> Vec<R
     loop {
         let now = tokio::time::Instant::now();
         if now >= until {
+            if graced {
+                let mut missing = shared.missing.lock().unwrap_or_else(|p| p.into_inner());
+                if missing.len() >= MAX_MISSING {
+                    let now = Instant::now();
+                    missing.retain(|_, t| *t > now);
+                    if missing.len() >= MAX_MISSING {
+                        missing.clear();
+                    }
+                }
+                missing.insert(key, Instant::now() + MISSING_FAMILY_TTL);
+            }
             return vec![];
         }
         tokio::select! {
