@@ -55,6 +55,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An entry from text (tests and benches): addresses that do not parse panic.
+#[doc(hidden)]
+pub fn test_entry(id: &str, name: &str, aliases: &[&str], v4: &[&str], v6: &[&str]) -> Entry {
+    Entry {
+        id: id.into(),
+        name: name.into(),
+        aliases: aliases.iter().map(|s| s.to_string()).collect(),
+        ipv4: v4.iter().map(|s| s.parse().expect("an IPv4 address")).collect(),
+        ipv6: v6.iter().map(|s| s.parse().expect("an IPv6 address")).collect(),
+        dns: vec![],
+    }
+}
+
 /// A table with one network `net`: `web` (alias `www`, 10.1.0.2 and fd01::2) and 60 containers
 /// `r0`…`r59` that share the alias `big` (an answer too large for 512 bytes). The fixture of the
 /// handler's tests and of the fuzz target (`fuzz/`), kept in one place.

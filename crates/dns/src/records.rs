@@ -531,16 +531,7 @@ mod tests {
         Name::from_ascii(s).unwrap()
     }
 
-    fn entry(id: &str, n: &str, aliases: &[&str], v4: &[&str], v6: &[&str]) -> Entry {
-        Entry {
-            id: id.to_string(),
-            name: n.to_string(),
-            aliases: aliases.iter().map(|s| s.to_string()).collect(),
-            ipv4: v4.iter().map(|s| s.parse().unwrap()).collect(),
-            ipv6: v6.iter().map(|s| s.parse().unwrap()).collect(),
-            dns: vec![],
-        }
-    }
+    use crate::test_entry as entry;
 
     fn table() -> Records {
         Records::new(&[

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cove_dns::hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use cove_dns::hickory_proto::rr::rdata::A;
 use cove_dns::hickory_proto::rr::{Name, RData, Record, RecordType};
-use cove_dns::{serve_tcp, serve_udp, Entry, NetworkRecords, Records, Transport, Upstream};
+use cove_dns::{serve_tcp, serve_udp, NetworkRecords, Records, Transport, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, watch};
@@ -17,16 +17,7 @@ use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn entry(id: &str, name: &str, aliases: &[&str], v4: &[&str], v6: &[&str]) -> Entry {
-    Entry {
-        id: id.into(),
-        name: name.into(),
-        aliases: aliases.iter().map(|s| s.to_string()).collect(),
-        ipv4: v4.iter().map(|s| s.parse().unwrap()).collect(),
-        ipv6: v6.iter().map(|s| s.parse().unwrap()).collect(),
-        dns: vec![],
-    }
-}
+use cove_dns::test_entry as entry;
 
 fn networks() -> Vec<NetworkRecords> {
     let mut front = vec![

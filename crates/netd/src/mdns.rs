@@ -568,43 +568,9 @@ fn one_shot_sockets() -> cove_mdns::Result<cove_mdns::Sockets> {
     Ok(cove_mdns::Sockets { v4: None, v6: None, query_v4: Some(query_v4), query_v6 })
 }
 
-/// The host's LAN interfaces: up, multicast, not loopback, not cove's; `only` narrows them.
-pub(crate) fn lan_interfaces(only: Option<&BTreeSet<String>>) -> Vec<Interface> {
-    use nix::net::if_::InterfaceFlags as F;
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
-    let mut by_name: BTreeMap<String, Vec<std::net::IpAddr>> = BTreeMap::new();
-    for a in addrs {
-        let f = a.flags;
-        if !f.contains(F::IFF_UP) || !f.contains(F::IFF_MULTICAST) || f.contains(F::IFF_LOOPBACK) {
-            continue;
-        }
-        if !is_lan_name(&a.interface_name) || only.is_some_and(|o| !o.contains(&a.interface_name)) {
-            continue;
-        }
-        let list = by_name.entry(a.interface_name.clone()).or_default();
-        let ip = a.address.as_ref().and_then(|s| {
-            s.as_sockaddr_in()
-                .map(|v4| std::net::IpAddr::V4(v4.ip()))
-                .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
-        });
-        if let Some(ip) = ip {
-            if !list.contains(&ip) {
-                list.push(ip);
-            }
-        }
-    }
-    by_name
-        .into_iter()
-        .filter(|(_, addrs)| !addrs.is_empty())
-        .filter_map(|(name, addrs)| {
-            let index = nix::net::if_::if_nametoindex(name.as_str()).ok()?;
-            Some(Interface { index, name, addrs })
-        })
-        .collect()
-}
-
-/// The subnets (address, prefix length) of the interfaces [`lan_interfaces`] takes.
-pub(crate) fn lan_subnets(only: Option<&BTreeSet<String>>) -> Vec<(std::net::IpAddr, u8)> {
+/// The addresses of the host's LAN interfaces: up, multicast, not loopback, not cove's;
+/// `only` narrows them. (interface name, address, prefix length).
+fn lan_addresses(only: Option<&BTreeSet<String>>) -> Vec<(String, std::net::IpAddr, u8)> {
     use nix::net::if_::InterfaceFlags as F;
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
     let mut out = vec![];
@@ -616,15 +582,47 @@ pub(crate) fn lan_subnets(only: Option<&BTreeSet<String>>) -> Vec<(std::net::IpA
         if !is_lan_name(&a.interface_name) || only.is_some_and(|o| !o.contains(&a.interface_name)) {
             continue;
         }
-        let (Some(addr), Some(mask)) = (a.address.as_ref(), a.netmask.as_ref()) else { continue };
-        let subnet =
-            match (addr.as_sockaddr_in(), mask.as_sockaddr_in(), addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
-                (Some(a), Some(m), _, _) => (std::net::IpAddr::V4(a.ip()), u32::from(m.ip()).count_ones() as u8),
-                (_, _, Some(a), Some(m)) => (std::net::IpAddr::V6(a.ip()), u128::from(m.ip()).count_ones() as u8),
-                _ => continue,
-            };
-        if !out.contains(&subnet) {
-            out.push(subnet);
+        let (Some(addr), mask) = (a.address.as_ref(), a.netmask.as_ref()) else { continue };
+        let found = match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+            (Some(v4), _) => {
+                let len = mask.and_then(|m| m.as_sockaddr_in()).map_or(32, |m| u32::from(m.ip()).count_ones());
+                (std::net::IpAddr::V4(v4.ip()), len as u8)
+            }
+            (_, Some(v6)) => {
+                let len = mask.and_then(|m| m.as_sockaddr_in6()).map_or(128, |m| u128::from(m.ip()).count_ones());
+                (std::net::IpAddr::V6(v6.ip()), len as u8)
+            }
+            _ => continue,
+        };
+        out.push((a.interface_name.clone(), found.0, found.1));
+    }
+    out
+}
+
+/// The host's LAN interfaces (see [`lan_addresses`]) with their addresses and indexes.
+pub(crate) fn lan_interfaces(only: Option<&BTreeSet<String>>) -> Vec<Interface> {
+    let mut by_name: BTreeMap<String, Vec<std::net::IpAddr>> = BTreeMap::new();
+    for (name, ip, _) in lan_addresses(only) {
+        let list = by_name.entry(name).or_default();
+        if !list.contains(&ip) {
+            list.push(ip);
+        }
+    }
+    by_name
+        .into_iter()
+        .filter_map(|(name, addrs)| {
+            let index = nix::net::if_::if_nametoindex(name.as_str()).ok()?;
+            Some(Interface { index, name, addrs })
+        })
+        .collect()
+}
+
+/// The subnets (address, prefix length) of the host's LAN interfaces.
+pub(crate) fn lan_subnets(only: Option<&BTreeSet<String>>) -> Vec<(std::net::IpAddr, u8)> {
+    let mut out = vec![];
+    for (_, ip, len) in lan_addresses(only) {
+        if !out.contains(&(ip, len)) {
+            out.push((ip, len));
         }
     }
     out
