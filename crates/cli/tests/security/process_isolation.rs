@@ -104,7 +104,21 @@ fn host_binary_is_not_reachable_through_proc_exe() {
             let restarted =
                 wait_until(|| w.cove(&["exec", "sealed", "sh", "-c", "[ ! -e /dev/shm/stop ]"]).status.success(), 15);
             assert!(restarted, "{who} {caps:?}: the container was not restarted");
-            let scan = w.ok(&["exec", "sealed", "sh", "-c", EXE_SCAN]);
+            // Right after a restart an `exec` can still meet "not running" under load (seen once
+            // in a CI run: a lifecycle race left for the reliability issue); what this test
+            // checks is what the restarted container can reach, so ask until it answers.
+            let mut scan = None;
+            let _ = wait_until(
+                || {
+                    let o = w.cove(&["exec", "sealed", "sh", "-c", EXE_SCAN]);
+                    if o.status.success() {
+                        scan = Some(String::from_utf8_lossy(&o.stdout).into_owned());
+                    }
+                    o.status.success()
+                },
+                15,
+            );
+            let scan = scan.unwrap_or_else(|| w.ok(&["exec", "sealed", "sh", "-c", EXE_SCAN]));
             assert_not_reachable(&who, &format!("restarted {caps:?}"), &scan, &host);
             w.ok(&["rm", "-f", "sealed"]);
         }
