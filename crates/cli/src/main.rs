@@ -72,8 +72,7 @@ fn main() -> ExitCode {
                 _ => {
                     // One line, as Docker: the error itself, then where to look.
                     let text = e.render().to_string();
-                    let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-                    eprintln!("cove: error: {first}");
+                    eprintln!("cove: error: {}", one_line_error(&text));
                     eprintln!("See 'cove --help'.");
                     return ExitCode::from(125);
                 }
@@ -99,6 +98,24 @@ fn main() -> ExitCode {
             eprintln!("cove: error: {msg}");
             ExitCode::from(code.clamp(0, 255) as u8)
         }
+    }
+}
+
+/// clap's error as one line: its first line, and when that ends with a colon (a list follows,
+/// as for missing arguments) the listed items too.
+fn one_line_error(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").trim_end();
+    match first.strip_suffix(':') {
+        Some(head) => {
+            let items: Vec<&str> = lines.take_while(|l| l.starts_with("  ")).map(str::trim).collect();
+            if items.is_empty() {
+                head.to_string()
+            } else {
+                format!("{head}: {}", items.join(", "))
+            }
+        }
+        None => first.to_string(),
     }
 }
 
@@ -137,5 +154,21 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
         let mut m = Message(String::new());
         event.record(&mut m);
         eprintln!("cove: warning: {}", m.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line_error;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let missing = "error: the following required arguments were not provided:\n  --mdns\n\nUsage: cove network create --mdns-interface <IFACE> --mdns <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(one_line_error(missing), "the following required arguments were not provided: --mdns");
+        assert_eq!(
+            one_line_error("error: unexpected argument '--bogus' found\n\n  tip: ...\n"),
+            "unexpected argument '--bogus' found"
+        );
+        assert_eq!(one_line_error(""), "invalid arguments");
     }
 }
