@@ -1,8 +1,8 @@
 //! The one place this crate opens sockets: the real mDNS sockets, for the network helper to
-//! open on the host's side and hand to [`crate::serve`]. Unit tests use [`bind_v4`] on
+//! open on the host's side and hand to the serve loop. Unit tests use [`bind_v4`] on
 //! 127.0.0.1 without joining any group (no multicast on a real interface, ever, in tests).
 //!
-//! Everything through nix's and std's safe wrappers; no `unsafe`.
+//! Everything through nix's and std's safe wrappers.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::OwnedFd;
@@ -13,7 +13,7 @@ use nix::sys::socket::{
 
 use crate::{Error, Interface, Result, GROUP_V4, GROUP_V6, MDNS_PORT};
 
-/// The sockets [`crate::serve`] serves, bound by the caller ([`open`] for the real ones).
+/// The sockets the serve loop serves, bound by the caller ([`open`] for the real ones).
 /// `v4`/`v6` are the mDNS sockets (the port of [`crate::Options::port`], in the groups):
 /// responder traffic, and every response heard fills the cache. `query_v4`/`query_v6` are
 /// ephemeral-port sockets for one-shot queries. Each may be absent; packet info

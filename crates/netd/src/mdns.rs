@@ -33,6 +33,7 @@
 //! `C on N` (or the label `cove.mdns.instance`), SRV target `C.N.local`, port the host's, TXT
 //! `container=C network=N`.
 
+use crate::ports::PortInfo;
 use crate::proto::{Ask, BrowsedView, Endpoint, Listing, Network, PublishedView, ResolvedView, Table};
 use cove_mdns::hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use cove_mdns::hickory_proto::rr::{Name, Record, RecordType};
@@ -66,14 +67,6 @@ pub(crate) struct Desired {
     pub services: BTreeSet<ServiceSpec>,
     /// `Some`: only these interfaces (every `--mdns` network named some).
     pub only: Option<BTreeSet<String>>,
-}
-
-/// One published port of a container, as [`crate::ports::Served`] knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PortInfo {
-    pub udp: bool,
-    pub host_port: u16,
-    pub container_port: u16,
 }
 
 /// The names `.local` resolution answers itself, from the table (see `Records::with_local`):

@@ -59,9 +59,17 @@ impl Transparent {
     }
 }
 
+/// One published port of a container, as [`Served`] knows it (what mDNS publishes as a service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PortInfo {
+    pub udp: bool,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
 /// The ports served, by container id: their stop signals, and what they are (for mDNS).
 #[derive(Default)]
-pub(crate) struct Served(HashMap<String, Vec<(cove_net::forward::Shutdown, crate::mdns::PortInfo)>>);
+pub(crate) struct Served(HashMap<String, Vec<(cove_net::forward::Shutdown, PortInfo)>>);
 
 impl Served {
     /// Serves the host socket `fd` for container `id`, on a thread of its own.
@@ -71,7 +79,7 @@ impl Served {
             .ok()
             .and_then(|a| a.as_sockaddr_in().map(|v| v.port()).or_else(|| a.as_sockaddr_in6().map(|v| v.port())))
             .unwrap_or(0);
-        let info = crate::mdns::PortInfo { udp: port.udp, host_port, container_port: port.target.port() };
+        let info = PortInfo { udp: port.udp, host_port, container_port: port.target.port() };
         let sd = shutdown.clone();
         let tr = transparent.clone();
         let target = port.target;
@@ -119,7 +127,7 @@ impl Served {
     }
 
     /// The published ports of container `id`.
-    pub(crate) fn ports_of(&self, id: &str) -> Vec<crate::mdns::PortInfo> {
+    pub(crate) fn ports_of(&self, id: &str) -> Vec<PortInfo> {
         self.0.get(id).map(|l| l.iter().map(|(_, p)| *p).filter(|p| p.host_port != 0).collect()).unwrap_or_default()
     }
 }

@@ -89,12 +89,12 @@ pub struct Endpoint {
     #[serde(default)]
     pub dns: Vec<SocketAddr>,
     /// The container's `cove.mdns.*` labels (service types and instance name of its published
-    /// ports, see [`crate::mdns`]).
+    /// ports, see the mdns module).
     #[serde(default)]
     pub mdns_labels: std::collections::BTreeMap<String, String>,
 }
 
-/// A `cove mdns` question (`MDNS`), answered by the helper's mDNS (see `crate::mdns`).
+/// A `cove mdns` question (`MDNS`), answered by the helper's mDNS (see the mdns module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ask {
     /// What this helper publishes, and where.
