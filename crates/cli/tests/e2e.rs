@@ -2151,3 +2151,6 @@ mod defects_networks;
 // mDNS (issue 15): the simulated LAN (network namespaces, avahi and python-zeroconf peers) and
 // the tests run on it.
 mod mdns;
+
+// Reliability (issue 18): crash consistency, helper and monitor recovery, load, hostile input.
+mod reliability;
