@@ -94,11 +94,26 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let code = e.downcast_ref::<cove_engine::Error>().map(|e| e.exit_code()).unwrap_or(125);
-            let msg = format!("{e:#}");
-            eprintln!("cove: error: {msg}");
+            eprintln!("cove: error: {}", error_line(&e));
             ExitCode::from(code.clamp(0, 255) as u8)
         }
     }
+}
+
+/// An error and its causes on one line, as `{:#}` joins them, but without a cause that the
+/// line already ends with: errors that carry context (`write config.json: {source}`) print
+/// their source themselves and also return it as `source()`, which `{:#}` printed twice
+/// ("write hosts: No space left on device (os error 28): No space left on device (os error 28)").
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// clap's error as one line: its first line, and when that ends with a colon (a list follows,
@@ -159,7 +174,16 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line_error;
+    use super::{error_line, one_line_error};
+
+    #[test]
+    fn a_cause_the_line_already_says_is_not_repeated() {
+        let io = || std::io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::new(cove_engine::Error::Io { what: "write hosts".into(), source: io() });
+        assert_eq!(error_line(&e), "write hosts: No space left on device (os error 28)");
+        let e = anyhow::Error::new(io()).context("import");
+        assert_eq!(error_line(&e), "import: No space left on device (os error 28)");
+    }
 
     #[test]
     fn clap_errors_become_one_line() {

@@ -301,10 +301,22 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })
     })();
     if result.is_err() {
-        let _ = remove_container_files(&dir);
-        let _ = eng.db.delete_container(&id, false);
+        undo(eng, &id);
     }
     result
+}
+
+/// Removes a container that `prepare` or `create` made and could not finish: its files first
+/// (on a full disk they free room for the database's delete), then its row and leases. Nothing
+/// is left for a later command to find half made.
+pub(crate) fn undo(eng: &mut Engine, id: &str) {
+    let _ = std::fs::remove_dir_all(eng.dirs.container_run(id));
+    let _ = remove_container_files(&eng.dirs.container(id));
+    if let Err(e) = eng.db.delete_container_on_full_disk(id) {
+        crate::warn_user(format!(
+            "container {id} was not removed after a failed create: {e}; remove it with `cove rm`"
+        ));
+    }
 }
 
 /// The monitor's configuration, written next to config.json.
@@ -336,7 +348,7 @@ pub(crate) fn write_monitor_config(eng: &Engine, req: &RunRequest, p: &Prepared)
 pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     let p = prepare(eng, req)?;
     if let Err(e) = write_monitor_config(eng, req, &p) {
-        let _ = crate::reconcile::delete(eng, &p.id, false);
+        undo(eng, &p.id);
         return Err(e);
     }
     Ok(p.id)

@@ -32,7 +32,12 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
     let msg = crate::spawn_helper("cove-monitor", "__monitor", &[dir.display().to_string(), rd.display().to_string()])?;
     if let Some(pid) = msg.strip_prefix("OK ").and_then(|p| p.trim().parse::<i32>().ok()) {
-        eng.db.set_container_state(&c.id, ContainerState::Running, Some(pid as i64), None)?;
+        // The container runs, whatever the database says: a row that cannot be written now
+        // (a full disk) is set right by the next command's reconcile, from the monitor's pid
+        // files. Failing here would report a running container as one that did not start.
+        if let Err(e) = eng.db.set_container_state(&c.id, ContainerState::Running, Some(pid as i64), None) {
+            tracing::debug!("container {} runs; its row is left to reconcile: {e}", c.name);
+        }
         return Ok(pid);
     }
     let text = msg.strip_prefix('E').unwrap_or(&msg);
@@ -50,7 +55,10 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
         let _ = std::fs::remove_dir_all(&rd);
     }
     let state = if c.state == ContainerState::Created { ContainerState::Created } else { ContainerState::Exited };
-    eng.db.set_container_state(&c.id, state, None, Some(code as i64))?;
+    // Why it did not start matters more than a row that cannot be written (a full disk).
+    if let Err(e) = eng.db.set_container_state(&c.id, state, None, Some(code as i64)) {
+        tracing::debug!("container {}: {e}", c.name);
+    }
     let m = if m.is_empty() { "the monitor failed to start (see COVE_LOG=debug)".to_string() } else { m.to_string() };
     Err(Error::Runtime(cove_runtime::Error::Child { message: m, exit_code: code }))
 }

@@ -20,7 +20,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
         // A kept foreground container can be started again (detached, by the monitor), as
         // Docker's can: it needs what `create` writes.
         if let Err(e) = crate::container::write_monitor_config(eng, req, &p) {
-            let _ = crate::reconcile::delete(eng, &p.id, false);
+            crate::container::undo(eng, &p.id);
             return Err(e);
         }
     }
@@ -32,8 +32,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     };
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(&p.id));
     if req.rm {
-        let _ = remove_container_files(&p.dir);
-        let _ = eng.db.delete_container(&p.id, false);
+        crate::container::undo(eng, &p.id);
     } else {
         // A container whose setup failed never ran: it stays Created, as Docker leaves it.
         let state = if result.is_ok() { ContainerState::Exited } else { ContainerState::Created };

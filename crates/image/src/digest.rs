@@ -83,7 +83,8 @@ impl<R: Read> Read for Hashing<'_, R> {
             None => self.trailing_zeros += n as u64,
         }
         if let Some(tee) = self.tee.as_mut() {
-            tee.write_all(data)?;
+            // Said as a write: a full disk here is not a broken archive.
+            tee.write_all(data).map_err(|e| io::Error::new(e.kind(), format!("write the layer's blob: {e}")))?;
         }
         Ok(n)
     }

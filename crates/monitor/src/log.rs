@@ -17,6 +17,10 @@ pub struct LogWriter {
     max_size: u64,
     /// Files kept, the current one included (>= 1).
     max_file: u32,
+    /// Output that could not be written (a full disk), and why: said once in the log by the
+    /// first write that succeeds again.
+    lost: u64,
+    lost_why: Option<String>,
 }
 
 /// Escapes a string as a JSON string body (no serde: this runs in the monitor).
@@ -48,14 +52,50 @@ impl LogWriter {
         let file =
             OpenOptions::new().create(true).append(true).open(path).ctx(|| format!("open log {}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter { path: path.to_path_buf(), file, size, max_size, max_file: max_file.max(1) })
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_file: max_file.max(1),
+            lost: 0,
+            lost_why: None,
+        })
+    }
+
+    /// Bytes of output lost since the log was last written (0 when none).
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 
     /// Writes `data` as one record per line (a trailing partial line is one record too, as
     /// Docker does when a read returns no newline). Rotation happens between records, so a
     /// burst read in one go still keeps every file within `max_size` (a single record larger
     /// than that gets a file of its own).
+    ///
+    /// A write that fails (ENOSPC) leaves no half record: the file is cut back to its last
+    /// whole one, the output counts as lost, and the container goes on. Once a write succeeds
+    /// again, a `stderr` record before it says how much was lost and why, once.
     pub fn write(&mut self, stream: &str, data: &[u8]) -> Result<()> {
+        if self.lost > 0 {
+            let why = self.lost_why.take().unwrap_or_default();
+            let note = format!("cove: the log lost {} bytes of output: {why}\n", self.lost);
+            if let Err(e) = self.write_records("stderr", note.as_bytes()) {
+                self.lost += data.len() as u64;
+                self.lost_why = Some(why);
+                return Err(e);
+            }
+            self.lost = 0;
+        }
+        let r = self.write_records(stream, data);
+        if let Err(e) = &r {
+            self.lost += data.len() as u64;
+            self.lost_why = Some(e.to_string());
+        }
+        r
+    }
+
+    fn write_records(&mut self, stream: &str, data: &[u8]) -> Result<()> {
         let time = crate::time::now_rfc3339();
         let mut buf = Vec::with_capacity(data.len() + 64);
         let mut record = Vec::with_capacity(128);
@@ -83,7 +123,12 @@ impl LogWriter {
         if buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(buf).ctx(|| format!("write log {}", self.path.display()))?;
+        if let Err(e) = self.file.write_all(buf) {
+            // Part of it may have gone in: cut back to the last whole record (appends go to
+            // the end, wherever that is).
+            let _ = self.file.set_len(self.size);
+            return Err(Error::Io { what: format!("write {}", self.path.display()), source: e });
+        }
         self.size += buf.len() as u64;
         Ok(())
     }
@@ -136,6 +181,35 @@ mod tests {
         assert!(d.path().join("c.log.1").exists());
         assert!(!d.path().join("c.log.2").exists());
         assert!(std::fs::metadata(&p).unwrap().len() <= 200);
+    }
+
+    #[test]
+    fn output_lost_to_a_full_disk_is_said_once_when_space_is_back() {
+        // /dev/full answers every write with ENOSPC.
+        let mut w = LogWriter::open(Path::new("/dev/full"), 0, 1).unwrap();
+        let e = w.write("stdout", b"one\n").unwrap_err().to_string();
+        assert!(e.contains("No space left on device"), "{e}");
+        assert!(w.write("stdout", b"two\n").is_err());
+        assert_eq!(w.lost(), 8);
+        // Space is back (another file stands for the same log).
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        w.file = OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        w.write("stdout", b"three\n").unwrap();
+        w.write("stdout", b"four\n").unwrap();
+        assert_eq!(w.lost(), 0);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with(
+                "{\"log\":\"cove: the log lost 8 bytes of output: write /dev/full: No space left on device"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("\"stream\":\"stderr\""), "{}", lines[0]);
+        assert!(lines[1].contains("three") && lines[2].contains("four"), "{text}");
     }
 
     #[test]

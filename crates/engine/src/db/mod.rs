@@ -216,6 +216,22 @@ impl Db {
         }
     }
 
+    /// Deletes a container's row (and its leases) that the caller just made and failed to
+    /// finish. On a full disk the delete itself may not fit in the WAL, which the failed
+    /// command grew: a checkpoint moves the WAL's pages into the database and truncates it,
+    /// which frees more than the delete needs, and the delete is tried once more.
+    pub fn delete_container_on_full_disk(&mut self, id: &str) -> Result<bool> {
+        match self.delete_container(id, false) {
+            Err(crate::Error::Db(rusqlite::Error::SqliteFailure(f, _))) if f.code == rusqlite::ErrorCode::DiskFull => {
+                if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::debug!("checkpoint: {e}");
+                }
+                self.delete_container(id, false)
+            }
+            r => r,
+        }
+    }
+
     /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks).
     pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
