@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     cove_sys::default_sigpipe();
-    // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]`, kept
+    // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS:QUICK]`, kept
     // off clap's path (it execs the small `cove-monitor` once the container runs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(6).collect();
     if args.len() == 5 && args[1] == "__netd" {

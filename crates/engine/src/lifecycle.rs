@@ -63,6 +63,19 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     Err(Error::Runtime(cove_runtime::Error::Child { message: m, exit_code: code }))
 }
 
+/// The PID 1 of a running container; else why there is none: between two runs of its restart
+/// policy (PID 1 gone, its monitor waiting out the pause) it is restarting, as Docker says.
+fn running_pid(eng: &Engine, c: &ContainerRow) -> Result<i32> {
+    let rd = eng.dirs.container_run(&c.id);
+    if c.state != ContainerState::Running {
+        return Err(Error::Conflict(format!("container {} is not running", c.name)));
+    }
+    rd.live_pid().ok_or_else(|| match rd.live_monitor() {
+        Some(_) => Error::Conflict(format!("container {} is restarting, wait until the container is running", c.name)),
+        None => Error::Conflict(format!("container {} is not running", c.name)),
+    })
+}
+
 /// `cove run -d`: create, start, return the id.
 pub fn run_detached(eng: &mut Engine, req: &RunRequest) -> Result<String> {
     let id = create(eng, req)?;
@@ -309,11 +322,7 @@ pub struct ExecOptions {
 pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == ContainerState::Running)
-        .then(|| rd.live_pid())
-        .flatten()
-        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = running_pid(eng, &c)?;
     if o.args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
@@ -419,10 +428,7 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
 pub fn top(eng: &mut Engine, key: &str) -> Result<Vec<[String; 4]>> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
-    let pid = (c.state == ContainerState::Running)
-        .then(|| eng.dirs.container_run(&c.id).live_pid())
-        .flatten()
-        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = running_pid(eng, &c)?;
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ctx(|| "read pid namespace".into())?;
     let mut rows = vec![];
     for e in std::fs::read_dir("/proc").ctx(|| "read /proc".into())?.flatten() {

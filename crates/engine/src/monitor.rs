@@ -5,7 +5,7 @@
 //! creates and starts the container and reports on FD, then execs the small `cove-monitor`
 //! binary (same process, still PID 1's parent) which pumps stdout/stderr to the json-file log
 //! and serves `attach` until PID 1 exits, and execs back into `cove __monitor DIR RUNDIR -
-//! exited=CODE:RESTARTS`, which applies the restart policy (creating the container again) or
+//! exited=CODE:RESTARTS:QUICK`, which applies the restart policy (creating the container again) or
 //! records the exit and cleans up. Why two images: see the `cove-monitor` crate (resident
 //! memory per container). If `cove-monitor` cannot be exec'd once the container runs, this
 //! process pumps itself (same loop, more memory) rather than lose the container.
@@ -162,7 +162,7 @@ fn join_netns(spec: &oci_spec::runtime::Spec, ns: &OwnedFd) -> oci_spec::runtime
 
 pub use cove_monitor::{live_pid, start_time, write_pid_file};
 
-/// Entry point of `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]` (the last argument
+/// Entry point of `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS:QUICK]` (the last argument
 /// when `cove-monitor` hands back after PID 1 exited; FD is then `-`). Never returns.
 pub fn main(dir: &Path, run_dir: &Path, report_fd: Option<OwnedFd>, state: Option<&std::ffi::OsStr>) -> ! {
     let code = match state
@@ -206,7 +206,10 @@ fn pump_binary() -> Result<PathBuf> {
     Err(Error::NotFound(format!("{} not found: it must be installed next to {}", bin.display(), exe.display())))
 }
 
-/// Pause before restart number `n` (1, 2, ...): 100 ms, doubling, at most 10 s.
+/// A run this long resets the restart pause to its first step.
+const RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// Pause before the `n`th short run in a row (1, 2, ...): 100 ms, doubling, at most 10 s.
 fn backoff(n: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << n.saturating_sub(1).min(7))).min(Duration::from_secs(10))
 }
@@ -263,8 +266,11 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         .map_err(|e| Error::Other(format!("signalfd: {e}")))?;
     let cg = crate::limits::cgroup_for_limits(&cfg.id, &spec, cfg.rootless);
     let mut restarts = resumed.map(|e| e.restarts).unwrap_or(0);
+    let mut quick = resumed.map(|e| e.quick).unwrap_or(0);
     // Exit code of the run that just ended (given by the pump when it handed back to us).
     let mut ended = resumed.map(|e| e.code);
+    // When that run began: the pid file is written as PID 1 starts.
+    let mut began = std::fs::metadata(rd.pid_file()).and_then(|m| m.modified()).ok();
     loop {
         if let Some(code) = ended {
             let stopped = rd.is_stopped() || !dir.exists();
@@ -273,11 +279,18 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 break;
             }
             restarts += 1;
+            // As Docker: the pause doubles from 100 ms with each restart, and a run that
+            // lasted 10 s or more starts it over (a service killed now and then comes back at
+            // once, not after the 10 s that its restart count alone would give).
+            if began.and_then(|t| t.elapsed().ok()).is_some_and(|d| d >= RESET_AFTER) {
+                quick = 0;
+            }
+            quick += 1;
             let _ = log.write(
                 "stderr",
                 format!("cove: restarting container after exit code {code} (restart {restarts})\n").as_bytes(),
             );
-            std::thread::sleep(backoff(restarts));
+            std::thread::sleep(backoff(quick));
             if rd.is_stopped() || !dir.exists() {
                 cove_monitor::write_exit(run_dir, code, restarts - 1);
                 break;
@@ -295,6 +308,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
             }
         };
         write_pid_file(&rd.pid_file(), pid.as_raw())?;
+        began = Some(std::time::SystemTime::now());
         let attach_path = rd.attach_sock();
         let _ = std::fs::remove_file(&attach_path);
         let attach = crate::with_short_path(run_dir, "attach.sock", |p| std::os::unix::net::UnixListener::bind(p)).ok();
@@ -303,7 +317,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         }
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
         if let Ok(bin) = &pump_bin {
-            let e = hand_to_pump(bin, pid, &out, err.as_ref(), attach.as_ref(), &cfg, dir, run_dir, restarts);
+            let e = hand_to_pump(bin, pid, &out, err.as_ref(), attach.as_ref(), &cfg, dir, run_dir, (restarts, quick));
             tracing::warn!("{e}; the monitor pumps in its first image");
         }
         // Only when the pump binary cannot run: the same loop, in this bigger image.
@@ -334,7 +348,7 @@ fn hand_to_pump(
     cfg: &MonitorConfig,
     dir: &Path,
     run_dir: &Path,
-    restarts: u32,
+    (restarts, quick): (u32, u32),
 ) -> Error {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
     use std::os::fd::AsRawFd;
@@ -367,6 +381,7 @@ fn hand_to_pump(
         max_size: cfg.log_opts.max_size,
         max_file: cfg.log_opts.max_file,
         restarts,
+        quick,
         dir: dir.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
     };

@@ -214,24 +214,37 @@ pub fn read_exit(run_dir: &Path) -> Option<ExitRecord> {
     std::fs::read_to_string(RunDir::new(run_dir).exit_file()).ok().map(|t| ExitRecord::parse(&t))
 }
 
-/// How PID 1 ended, handed from the pump back to `cove __monitor` as `exited=CODE:RESTARTS`.
+/// How PID 1 ended, handed from the pump back to `cove __monitor` as
+/// `exited=CODE:RESTARTS:QUICK` (`exited=CODE:RESTARTS` from an older pump: QUICK 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exited {
     pub code: i32,
     /// Restarts done so far.
     pub restarts: u32,
+    /// Restarts in a row whose run was short (under 10 s): the exponent of the pause before
+    /// the next one, which a run of 10 s or more resets, as Docker's does.
+    pub quick: u32,
 }
 
 impl Exited {
     pub fn to_arg(self) -> String {
-        format!("exited={}:{}", self.code, self.restarts)
+        format!("exited={}:{}:{}", self.code, self.restarts, self.quick)
     }
 
     pub fn parse(s: &OsStr) -> Result<Exited> {
-        let bad = || Error::Invalid(format!("invalid monitor state {s:?}: expected exited=CODE:RESTARTS"));
+        let bad = || Error::Invalid(format!("invalid monitor state {s:?}: expected exited=CODE:RESTARTS:QUICK"));
         let s = s.to_str().ok_or_else(bad)?;
-        let (code, restarts) = s.strip_prefix("exited=").and_then(|r| r.split_once(':')).ok_or_else(bad)?;
-        Ok(Exited { code: code.parse().map_err(|_| bad())?, restarts: restarts.parse().map_err(|_| bad())? })
+        let mut it = s.strip_prefix("exited=").ok_or_else(bad)?.split(':');
+        let code = it.next().and_then(|c| c.parse().ok()).ok_or_else(bad)?;
+        let restarts = it.next().and_then(|c| c.parse().ok()).ok_or_else(bad)?;
+        let quick = match it.next() {
+            Some(q) => q.parse().map_err(|_| bad())?,
+            None => 0,
+        };
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Exited { code, restarts, quick })
     }
 }
 
@@ -252,6 +265,8 @@ pub struct PumpArgs {
     pub max_size: u64,
     pub max_file: u32,
     pub restarts: u32,
+    /// Short runs in a row ([`Exited::quick`]).
+    pub quick: u32,
     /// The container's directory and run directory (arguments of `cove __monitor`).
     pub dir: PathBuf,
     pub run_dir: PathBuf,
@@ -270,6 +285,7 @@ impl PumpArgs {
             format!("max-size={}", self.max_size).into(),
             format!("max-file={}", self.max_file).into(),
             format!("restarts={}", self.restarts).into(),
+            format!("quick={}", self.quick).into(),
         ];
         for (k, p) in [("log=", &self.log), ("dir=", &self.dir), ("run=", &self.run_dir)] {
             let mut a = OsString::from(k);
@@ -283,7 +299,7 @@ impl PumpArgs {
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<PumpArgs> {
         let (mut pid, mut out, mut err, mut attach, mut exe) = (None, None, None, None, None);
         let (mut log, mut dir, mut run_dir) = (None, None, None);
-        let (mut max_size, mut max_file, mut restarts) = (0u64, 1u32, 0u32);
+        let (mut max_size, mut max_file, mut restarts, mut quick) = (0u64, 1u32, 0u32, 0u32);
         for a in args {
             let bytes = a.as_bytes();
             let eq = bytes
@@ -311,6 +327,7 @@ impl PumpArgs {
                 b"max-size" => max_size = num("max-size")? as u64,
                 b"max-file" => max_file = num("max-file")?.max(1) as u32,
                 b"restarts" => restarts = num("restarts")? as u32,
+                b"quick" => quick = num("quick")? as u32,
                 b"log" => log = Some(PathBuf::from(v)),
                 b"dir" => dir = Some(PathBuf::from(v)),
                 b"run" => run_dir = Some(PathBuf::from(v)),
@@ -330,6 +347,7 @@ impl PumpArgs {
             max_size,
             max_file,
             restarts,
+            quick,
             dir: dir.ok_or_else(|| need("dir"))?,
             run_dir: run_dir.ok_or_else(|| need("run"))?,
         })
@@ -414,7 +432,7 @@ fn run(a: PumpArgs) -> i32 {
         }
     };
     let _ = std::fs::remove_file(RunDir::new(&a.run_dir).attach_sock());
-    let done = Exited { code, restarts: a.restarts };
+    let done = Exited { code, restarts: a.restarts, quick: a.quick };
     if let Ok(exe) = &exe {
         let argv: Vec<OsString> = vec![
             "cove".into(),
@@ -455,6 +473,7 @@ mod tests {
             max_size: 10 << 20,
             max_file: 3,
             restarts: 2,
+            quick: 1,
             dir: "/d".into(),
             run_dir: "/r".into(),
         };
@@ -478,9 +497,11 @@ mod tests {
 
     #[test]
     fn exited_arg() {
-        let e = Exited { code: 137, restarts: 4 };
+        let e = Exited { code: 137, restarts: 4, quick: 2 };
         assert_eq!(Exited::parse(OsStr::new(&e.to_arg())).unwrap(), e);
+        assert_eq!(Exited::parse(OsStr::new("exited=3:5")).unwrap(), Exited { code: 3, restarts: 5, quick: 0 });
         assert!(Exited::parse(OsStr::new("exited=1")).is_err());
+        assert!(Exited::parse(OsStr::new("exited=1:2:3:4")).is_err());
         assert!(Exited::parse(OsStr::new("3")).is_err());
     }
 

@@ -171,6 +171,47 @@ fn a_killed_pid1_follows_each_restart_policy() {
     report("killed pid1", injected, survived, 0, &[]);
 }
 
+/// PID 1 of a `--restart always` container killed again and again: the pause before each
+/// restart doubles from 100 ms (`exec` in between says the container is restarting, as
+/// Docker's does), and a run of 10 s or more starts the pauses over, as Docker's daemon does
+/// (the pause used to follow the restart count alone: 3.2 s after a sixth kill, however long
+/// the container had run).
+#[test]
+fn a_long_run_resets_the_restart_pause() {
+    let Some(w) = World::new() else { return };
+    let id = w.ok(&["run", "-d", "--name", "svc", "--restart", "always", "bb", "sleep", "1000"]).trim().to_string();
+    // Kills PID 1 and returns how long the restart took.
+    let kill_and_time = |what: &str| {
+        let pid1 = pid_in(&w, &id, "pid").unwrap();
+        let t0 = std::time::Instant::now();
+        kill(Pid::from_raw(pid1), Signal::SIGKILL).unwrap();
+        assert!(wait_until(|| pid_in(&w, &id, "pid").is_some_and(|p| p != pid1 && alive(p)), 20), "{what}");
+        t0.elapsed()
+    };
+    let mut pauses = vec![];
+    for i in 0..5 {
+        if i == 4 {
+            // The fifth pause is 1.6 s: meanwhile `exec` says why it cannot run.
+            let pid1 = pid_in(&w, &id, "pid").unwrap();
+            kill(Pid::from_raw(pid1), Signal::SIGKILL).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let o = w.cove(&["exec", "svc", "true"]);
+            assert!(stderr(&o).contains("is restarting"), "{}", stderr(&o));
+            assert!(wait_until(|| pid_in(&w, &id, "pid").is_some_and(|p| p != pid1 && alive(p)), 20));
+            continue;
+        }
+        pauses.push(kill_and_time(&format!("restart {}", i + 1)));
+    }
+    assert!(pauses[3] >= std::time::Duration::from_millis(700), "the pauses double: {pauses:?}");
+    // Ten seconds of running: the next restart is quick again.
+    std::thread::sleep(std::time::Duration::from_millis(10_500));
+    let after_long = kill_and_time("restart after a long run");
+    assert!(after_long < std::time::Duration::from_millis(1500), "after a 10 s run the pause restarts: {after_long:?}");
+    assert_eq!(w.ok(&["exec", "svc", "echo", "in"]).trim(), "in");
+    w.ok(&["rm", "-f", "svc"]);
+    report("killed pid1 backoff", 6, 6, 0, &[("pause_after_long_run_ms", after_long.as_millis().to_string())]);
+}
+
 /// The keeper (rootless) killed with SIGKILL while containers run, a subordinate uid among
 /// them: the next command starts a keeper in the same namespace, and each verb works on the
 /// running containers.
