@@ -153,11 +153,15 @@ impl LogWriter {
         for i in (0..n - 1).rev() {
             let _ = std::fs::rename(name(i), name(i + 1));
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|source| Error::Io { what: format!("open log {}", self.path.display()), source })?;
+        self.file = match OpenOptions::new().create(true).append(true).open(&self.path) {
+            Ok(f) => f,
+            Err(source) => {
+                // No room for a new file (a full disk): the file we hold gets its name back,
+                // so the log goes on where it was rather than in `.1`.
+                let _ = std::fs::rename(name(1), name(0));
+                return Err(Error::Io { what: format!("open log {}", self.path.display()), source });
+            }
+        };
         self.size = 0;
         Ok(())
     }

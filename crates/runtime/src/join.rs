@@ -44,8 +44,14 @@ pub fn spawn_in(
     // Open every namespace first, from our side, so a failure is reported before forking.
     let mut fds = vec![];
     let own_user = std::fs::read_link("/proc/self/ns/user").ok();
-    let target_user =
-        std::fs::read_link(format!("/proc/{target}/ns/user")).ctx(|| format!("container process {target} is gone"))?;
+    // Refused rather than gone: the container runs in a user namespace this process is not
+    // the owner of (a keeper that made a second namespace, or another user's container).
+    let target_user = std::fs::read_link(format!("/proc/{target}/ns/user")).ctx(|| {
+        match std::path::Path::new(&format!("/proc/{target}")).exists() {
+            true => format!("cannot enter container process {target}"),
+            false => format!("container process {target} is gone"),
+        }
+    })?;
     if own_user.as_ref() != Some(&target_user) {
         fds.push((
             std::fs::File::open(format!("/proc/{target}/ns/user")).ctx(|| "open user namespace".into())?,
