@@ -307,12 +307,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
 }
 
 /// Removes a container that `prepare` or `create` made and could not finish: its files first
-/// (on a full disk they free room for the database's delete), then its row and leases. Nothing
-/// is left for a later command to find half made.
+/// (on a full disk they free room), then its row and leases (`Db::write` makes room for that
+/// when the disk is full). Nothing is left for a later command to find half made.
 pub(crate) fn undo(eng: &mut Engine, id: &str) {
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(id));
     let _ = remove_container_files(&eng.dirs.container(id));
-    if let Err(e) = eng.db.delete_container_on_full_disk(id) {
+    if let Err(e) = eng.db.delete_container(id, false) {
         crate::warn_user(format!(
             "container {id} was not removed after a failed create: {e}; remove it with `cove rm`"
         ));

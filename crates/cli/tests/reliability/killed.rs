@@ -554,6 +554,28 @@ fn a_full_disk_fails_cleanly_and_leaves_nothing() {
                 survived += 1;
             }
         }
+        // The way out of a full disk works on a full disk: `ps`, `rm`, `rm -f`, `rmi` (they
+        // free space, and need a few pages of the database to do it); `start` starts or says
+        // why in one line, and the container stays whole.
+        s.ok(&["run", "--name", "ran", "bb", "true"]);
+        s.ok(&["create", "--name", "made", "bb", "true"]);
+        s.ok(&["run", "-d", "--name", "up", "bb", "sleep", "100"]);
+        s.ok(&["import", fs.to_str().unwrap(), "spare:1"]);
+        s.fill(0);
+        injected += 1;
+        assert_eq!(s.ok(&["ps", "-aq"]).lines().count(), 3, "{who}: ps on a full disk");
+        let o = s.cove(&["start", "made"]);
+        if !o.status.success() {
+            one_clear_line(&format!("{who}: start on a full disk"), &o);
+        }
+        s.ok(&["rm", "ran"]);
+        s.ok(&["rm", "-f", "up"]);
+        s.ok(&["rmi", "spare:1"]);
+        s.unfill();
+        s.ok(&["start", "made"]);
+        s.ok(&["rm", "-f", "made"]);
+        assert_eq!(s.ok(&["ps", "-aq"]).trim(), "", "{who}");
+        survived += 1;
         // With the space back, everything works.
         s.ok(&["load", "-i", archive.to_str().unwrap()]);
         assert_eq!(s.ok(&["run", "--rm", "bb", "echo", "fine"]).trim(), "fine", "{who}");

@@ -18,6 +18,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCHEMA_VERSION: i64 = 5;
 /// The WAL size above which a command checkpoints it away as it ends ([`Db::settle`]).
 const WAL_SETTLE_BYTES: u64 = 64 << 10;
+/// Room kept for the database on a full disk (`state.db-reserve`): what `rm`, `rmi` and the
+/// record of an exit need, many times over.
+const RESERVE_BYTES: u64 = 512 << 10;
 
 pub struct Db {
     conn: Connection,
@@ -195,7 +198,58 @@ impl Db {
             )?;
             tx.commit()?;
         }
-        Ok(Db { conn, path: path.to_path_buf() })
+        let db = Db { conn, path: path.to_path_buf() };
+        db.keep_reserve();
+        Ok(db)
+    }
+
+    /// `PATH-reserve`: room set aside for the writes that free space on a full disk.
+    fn reserve_path(&self) -> std::path::PathBuf {
+        self.path.with_file_name(format!(
+            "{}-reserve",
+            self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        ))
+    }
+
+    /// Makes the reserve if it is missing (the first command, or the first one after a full
+    /// disk used it up) and there is room for it; one `stat` when it exists.
+    fn keep_reserve(&self) {
+        let path = self.reserve_path();
+        if path.exists() {
+            return;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let made = std::fs::File::create(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            let block = [0u8; 64 << 10];
+            for _ in 0..RESERVE_BYTES / block.len() as u64 {
+                f.write_all(&block)?;
+            }
+            f.sync_data()
+        });
+        match made.and_then(|_| std::fs::rename(&tmp, &path)) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!("no room for {}: {e}", path.display());
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+    }
+
+    /// After a write found the disk full: room for one more try. First a checkpoint that
+    /// lets the next transaction write the WAL from its start, over blocks the file already
+    /// has; then the reserve goes. False when nothing is left to give.
+    fn make_room(&self, attempt: u32) -> bool {
+        match attempt {
+            0 => {
+                if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::debug!("checkpoint: {e}");
+                }
+                true
+            }
+            1 => std::fs::remove_file(self.reserve_path()).is_ok(),
+            _ => false,
+        }
     }
 
     /// Called as a command ends (cove never closes its connection: the process exits). Every
@@ -216,28 +270,28 @@ impl Db {
         }
     }
 
-    /// Deletes a container's row (and its leases) that the caller just made and failed to
-    /// finish. On a full disk the delete itself may not fit in the WAL, which the failed
-    /// command grew: a checkpoint moves the WAL's pages into the database and truncates it,
-    /// which frees more than the delete needs, and the delete is tried once more.
-    pub fn delete_container_on_full_disk(&mut self, id: &str) -> Result<bool> {
-        match self.delete_container(id, false) {
-            Err(crate::Error::Db(rusqlite::Error::SqliteFailure(f, _))) if f.code == rusqlite::ErrorCode::DiskFull => {
-                if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                    tracing::debug!("checkpoint: {e}");
+    /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks). On a full
+    /// disk the transaction is tried again once room was made ([`Db::make_room`]): the writes
+    /// that free space (`rm`, `rmi`, `prune`) and the record of what happened must not fail
+    /// for want of the few pages they need.
+    pub fn write<T>(&mut self, mut f: impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let r = (|| {
+                let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&Tx(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            match r {
+                Err(crate::Error::Db(rusqlite::Error::SqliteFailure(e, _)))
+                    if e.code == rusqlite::ErrorCode::DiskFull && self.make_room(attempt) =>
+                {
+                    attempt += 1;
                 }
-                self.delete_container(id, false)
+                r => return r,
             }
-            r => r,
         }
-    }
-
-    /// Runs `f` in a write transaction taken up front (no lock upgrade deadlocks).
-    pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&Tx(&tx))?;
-        tx.commit()?;
-        Ok(out)
     }
 
     /// The connection itself, for tests that write rows the engine never would (corrupt ones).
@@ -368,7 +422,11 @@ impl Db {
 
     /// Inserts a `created` container and, in the same transaction, runs `then` (the network
     /// leases), so a name taken in between or an address already leased leaves nothing behind.
-    pub fn insert_container<T>(&mut self, c: &NewContainer<'_>, then: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+    pub fn insert_container<T>(
+        &mut self,
+        c: &NewContainer<'_>,
+        mut then: impl FnMut(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.write(|tx| {
             tx.0.execute(
                 "INSERT INTO containers (id, name, image_id, image, created, config, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
