@@ -24,7 +24,16 @@ pub fn pid(run: &Path) -> Option<i32> {
 
 /// A handle on the rootless network namespace, starting the helper if needed: `start` starts
 /// `cove __netd` detached and returns what it wrote on its report pipe ([`Report`]).
-pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<String, String>) -> Result<OwnedFd> {
+///
+/// `recover` runs when this call started the helper, still under `netd.lock` and before any
+/// other command can find the new helper: the engine re-wires there the containers that were
+/// running on the helper that went away (killed, crashed), so no container started meanwhile
+/// takes their addresses' bridges or their ports first.
+pub fn rootless_netns(
+    run: &Path,
+    start: impl FnOnce() -> std::result::Result<String, String>,
+    recover: impl FnOnce(std::os::fd::BorrowedFd<'_>),
+) -> Result<OwnedFd> {
     let files = RunFiles::new(run);
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -34,20 +43,24 @@ pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<St
         .map_err(crate::io_err(format!("open {}", files.lock().display())))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
-    let (pid, fd) = match live(&files) {
-        Some(x) => x,
+    let (started, (pid, fd)) = match live(&files) {
+        Some(x) => (false, x),
         None => {
             match Report::decode(&start().map_err(Error::Start)?) {
                 Report::Ok => {}
                 Report::Failed(e) => return Err(Error::Start(e)),
             }
-            live(&files).ok_or_else(|| Error::Start("it did not start".into()))?
+            (true, live(&files).ok_or_else(|| Error::Start("it did not start".into()))?)
         }
     };
     let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}"))
         .map_err(crate::io_err(format!("open the network namespace of the helper (pid {pid})")))?;
     // Tell the helper it is in use, so it does not exit between now and the attach.
     let _ = std::fs::write(files.used(), "");
+    if started {
+        use std::os::fd::AsFd;
+        recover(f.as_fd());
+    }
     Ok(f.into())
 }
 
