@@ -113,11 +113,7 @@ pub fn table(db: &Db) -> Result<Table> {
 /// network, or a network went) and waits until it serves it. Nothing to do when the helper
 /// is not running.
 pub fn sync(run: &Path, db: &Path) -> Result<()> {
-    if !running(run) {
-        return Ok(());
-    }
-    let t = table(&Db::open(db)?)?;
-    Ok(cove_netd::client::sync(run, &t)?)
+    cove_netd::client::sync_built(run, || table(&Db::open(db)?))
 }
 
 #[cfg(test)]

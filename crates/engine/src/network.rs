@@ -761,8 +761,7 @@ pub fn rewire(run: &std::path::Path, db_path: &std::path::Path, netns: std::os::
     }
     // Names first: one table for every container wired.
     if !wired.is_empty() {
-        let t = crate::netd::table(&db)?;
-        cove_netd::client::sync(run, &t)?;
+        cove_netd::client::sync_built(run, || crate::netd::table(&db))?;
     }
     for (c, rd, eps) in &wired {
         let published = crate::ports::load(rd.path());

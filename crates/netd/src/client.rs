@@ -77,6 +77,30 @@ pub fn sync(run: &Path, table: &Table) -> Result<()> {
     Reply::recv(&s)?.into_result()
 }
 
+/// [`sync`] of a table `build` reads from the database, both under `netd-sync.lock`: tables
+/// then reach the helper in the order they were read. Without it a table read before a network
+/// was created could arrive after one read since, and the helper, which removes the bridges a
+/// table no longer names, would remove that network's bridge under its new containers.
+pub fn sync_built<E: From<Error>>(
+    run: &Path,
+    build: impl FnOnce() -> std::result::Result<Table, E>,
+) -> std::result::Result<(), E> {
+    if !running(run) {
+        return Ok(());
+    }
+    let files = RunFiles::new(run);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(files.sync_lock())
+        .map_err(crate::io_err(format!("open {}", files.sync_lock().display())))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Other(format!("lock netd-sync.lock: {e}")))?;
+    let t = build()?;
+    Ok(sync(run, &t)?)
+}
+
 /// Hands bound host sockets to the helper (replacing what it served for this container).
 pub fn register(run: &Path, container_id: &str, ports: Vec<(Port, OwnedFd)>) -> Result<()> {
     unregister(run, container_id);
