@@ -52,7 +52,17 @@ fn resolves(w: &World, c: &str, name: &str) -> String {
 #[test]
 fn killed_network_helper_is_replaced_and_containers_keep_their_network() {
     let Some(w) = World::new() else { return };
-    w.ok(&["network", "create", "--subnet", "10.98.1.0/24", "rec"]);
+    // Open to the host's loopback, where the test's outbound peers listen.
+    w.ok(&["network", "create", "--subnet", "10.98.1.0/24", "-o", "allow_host_loopback=true", "rec"]);
+    let greeting_port = host_service("hello-from-host\n");
+    let (udp_port, _) = fake_upstream();
+    let outbound = |round: &str| {
+        let tcp = w.ok(&["exec", "cli", "nc", "-w", "5", "host.containers.internal", &greeting_port.to_string()]);
+        assert_eq!(tcp, "hello-from-host\n", "{round}: outbound TCP (the helper's path)");
+        let udp =
+            w.ok(&["exec", "cli", "nslookup", &format!("-port={udp_port}"), "example.org", "host.containers.internal"]);
+        assert!(udp.contains("Address: 192.0.2.7"), "{round}: outbound UDP (pasta's path): {udp}");
+    };
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
     w.ok(&[
@@ -78,6 +88,7 @@ fn killed_network_helper_is_replaced_and_containers_keep_their_network() {
     assert!(before.0.contains("inet 10.98.1."), "{}", before.0);
     let web_ip = resolves(&w, "cli", "web");
     assert!(web_ip.contains("10.98.1."), "{web_ip}");
+    outbound("before");
     let mut gaps = vec![];
     for round in 0..2 {
         let old = helper_pid(&w).expect("the helper runs");
@@ -91,6 +102,7 @@ fn killed_network_helper_is_replaced_and_containers_keep_their_network() {
         gaps.push(t0.elapsed());
         assert_eq!((eth0(&w, "web"), eth0(&w, "cli")), before, "round {round}: same interfaces, addresses and MACs");
         assert_eq!(resolves(&w, "cli", "web"), web_ip, "round {round}: names resolve again");
+        outbound(&format!("round {round}"));
         // The port is the container's again: nobody else may publish it.
         let o = w.cove(&[
             "run",
