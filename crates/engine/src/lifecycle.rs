@@ -414,7 +414,14 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         stdio,
         Some(&eng.dirs.seccomp_cache()),
     )?;
-    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive, None)
+    crate::tty::wait_foreground(
+        j.pid,
+        sfd,
+        pipes.or(j.pty_master.map(crate::tty::Relay::Pty)),
+        o.interactive,
+        None,
+        None,
+    )
 }
 
 /// `cove top`: the container's processes (pid as seen on the host, user, time, command).

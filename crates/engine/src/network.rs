@@ -819,6 +819,47 @@ pub fn recover(eng: &Engine) -> Result<()> {
     recover_at(&eng.dirs.run, &eng.dirs.db_path(), crate::config::path(eng.dirs.rootless).as_deref())
 }
 
+/// The network helper as a foreground `cove run` watches it (it is its container's monitor):
+/// a pidfd in its poll loop; when the helper ends, [`recover_at`] right there (the loop pauses
+/// for the re-wiring, a few hundred milliseconds), then the new helper is watched.
+pub struct HelperWatch {
+    run: std::path::PathBuf,
+    db: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
+    helper: Option<std::os::fd::OwnedFd>,
+}
+
+impl HelperWatch {
+    pub fn new(run: &std::path::Path, db: &std::path::Path, config: Option<&std::path::Path>) -> HelperWatch {
+        let mut w = HelperWatch {
+            run: run.to_path_buf(),
+            db: db.to_path_buf(),
+            config: config.map(std::path::Path::to_path_buf),
+            helper: cove_netd::client::watch_fd(run),
+        };
+        // Gone already, between the container's wiring and now: repair at once.
+        if w.helper.is_none() {
+            w.ended();
+        }
+        w
+    }
+
+    /// What to poll: readable once the helper has ended.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.helper.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The helper ended: have it replaced (the containers wired back), then watch the new one.
+    /// A failure is logged; the next cove command tries again.
+    pub fn ended(&mut self) {
+        self.helper = None;
+        if let Err(e) = recover_at(&self.run, &self.db, self.config.as_deref()) {
+            tracing::warn!("the network helper ended and could not be started again: {e}");
+        }
+        self.helper = cove_netd::client::watch_fd(&self.run);
+    }
+}
+
 /// [`recover`] for the user's run dir `run` and database `db`: what `cove __rewire` runs.
 pub fn recover_at(run: &std::path::Path, db: &std::path::Path, config: Option<&std::path::Path>) -> Result<()> {
     if crate::netd::running(run) {

@@ -22,6 +22,16 @@ pub fn pid(run: &Path) -> Option<i32> {
     live(&RunFiles::new(run)).map(|(p, _)| p)
 }
 
+/// A pidfd of the helper that runs now (readable once it has ended), its start time checked
+/// before and after (a reused pid is not the helper): what a foreground `cove run` polls to
+/// notice that the helper went away under its container.
+pub fn watch_fd(run: &Path) -> Option<OwnedFd> {
+    let files = RunFiles::new(run);
+    let (pid, _) = live(&files)?;
+    let fd = cove_sys::pidfd_open(pid).ok()?;
+    (live(&files).map(|(p, _)| p) == Some(pid)).then_some(fd)
+}
+
 /// A handle on the rootless network namespace, starting the helper if needed: `start` starts
 /// `cove __netd` detached and returns what it wrote on its report pipe ([`Report`]).
 ///

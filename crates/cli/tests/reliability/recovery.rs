@@ -191,3 +191,46 @@ fn killed_network_helper_is_replaced_by_the_next_command() {
     assert!(http_get(port, "/hostname").is_some());
     report("recovery helper-killed (next command)", 1, 1, 0, &[]);
 }
+
+/// A foreground `cove run` is its container's monitor: it replaces the helper too.
+#[test]
+fn killed_network_helper_is_replaced_by_a_foreground_run() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "--subnet", "10.98.3.0/24", "rec3"]);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let mut fg = w
+        .cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "fg",
+            "--network",
+            "rec3",
+            "-p",
+            &publish,
+            "bb",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/etc",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(|| http_get(port, "/hostname").is_some(), 10), "the published port answers");
+    let old = helper_pid(&w).expect("the helper runs");
+    kill9(old);
+    let t0 = Instant::now();
+    // No cove command: the foreground CLI notices and repairs.
+    let back = wait_until(|| helper_pid(&w).is_some_and(|p| p != old) && http_get(port, "/hostname").is_some(), 10);
+    let gap = t0.elapsed();
+    w.ok(&["kill", "fg"]);
+    let _ = fg.wait();
+    assert!(back, "the foreground run replaced the helper and its port is served again");
+    println!("foreground run: port served again after {} ms", gap.as_millis());
+    report("recovery helper-killed (foreground run)", 1, 1, 0, &[("gap_ms", gap.as_millis().to_string())]);
+}
