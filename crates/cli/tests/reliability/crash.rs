@@ -48,6 +48,7 @@ fn verbs() -> Vec<Verb> {
         Verb { name: "start", points: cat(&[&MONITOR, &WIRE]) },
         Verb { name: "rm -f", points: &["rm.after-kill", "rm.mid-files", "rm.after-files"] },
         Verb { name: "load", points: &LAYER },
+        Verb { name: "pull", points: cat(&[&LAYER[..3], &["pull.after-layers", "pull.after-config"], &LAYER[3..]]) },
         Verb { name: "import", points: &LAYER },
         Verb { name: "network create", points: &["network.create.after-row"] },
         Verb { name: "network rm", points: &["network.rm.after-row"] },
@@ -74,9 +75,8 @@ const NEEDS_REPAIR: [(&str, &str, &str); 1] = [(
     "the killed import's config blob (a new image id each import, as Docker's) is referenced by no image until `image prune` (after 10 minutes) or `system check --repair` removes it",
 )];
 
-/// Points only `pull` reaches (it needs a registry: the registry tests' binary covers pulls;
-/// the layer and image points it shares with load and import are killed here).
-const PULL_ONLY: [&str; 2] = ["pull.after-layers", "pull.after-config"];
+/// The registry `pull` rounds pull from (127.0.0.1:PORT), set by [`crash_pull`].
+static REGISTRY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[test]
 fn crash_campaign_covers_every_fault_point() {
@@ -84,8 +84,7 @@ fn crash_campaign_covers_every_fault_point() {
     assert!(out.status.success());
     let listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
     assert!(listed.len() > 20, "{listed:?}");
-    let covered: std::collections::HashSet<&str> =
-        verbs().iter().flat_map(|v| v.points.iter().copied()).chain(PULL_ONLY).collect();
+    let covered: std::collections::HashSet<&str> = verbs().iter().flat_map(|v| v.points.iter().copied()).collect();
     for p in &listed {
         assert!(covered.contains(p.as_str()), "fault point {p} is killed by no verb of the crash campaign");
     }
@@ -193,6 +192,18 @@ fn round(w: &World, verb: &str, point: &str, n: usize, token: &str, f: &mut Figu
                 &[layer_tar(&format!("{token}-{n}-a")), layer_tar(&format!("{token}-{n}-b"))],
             );
             vec!["load".into(), "-i".into(), archive.display().to_string()]
+        }
+        "pull" => {
+            // A fresh image in the registry (layers this world does not have), then only there.
+            let cfg = serde_json::json!({"Cmd": ["sh"]});
+            let layers = [layer_tar(&format!("{token}-{n}-p")), layer_tar(&format!("{token}-{n}-q"))];
+            write_docker_archive(&archive, &img, cfg, &layers);
+            let remote = format!("{}/crash/round{n}:1", REGISTRY.get().expect("registry started"));
+            w.ok(&["load", "-i", &archive.display().to_string()]);
+            w.ok(&["push", &img, &remote]);
+            w.ok(&["rmi", "-f", &img]);
+            w.ok(&["image", "prune", "-a", "-f"]);
+            vec!["pull".into(), "--tls-verify=false".into(), remote]
         }
         "import" => {
             std::fs::write(&rootfs_tar, layer_tar(&format!("{token}-{n}-i"))).unwrap();
@@ -321,6 +332,9 @@ fn round(w: &World, verb: &str, point: &str, n: usize, token: &str, f: &mut Figu
     let _ = w.cove(&["rm", "-f", &name]);
     let _ = w.cove(&["network", "rm", &net]);
     let _ = w.cove(&["rmi", "-f", &img]);
+    if verb == "pull" {
+        let _ = w.cove(&["rmi", "-f", &args[2]]);
+    }
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(&rootfs_tar);
     let t0 = std::time::Instant::now();
@@ -392,4 +406,49 @@ fn crash_images_load_and_import() {
 #[test]
 fn crash_networks() {
     campaign(&["network create", "network rm", "network connect"]);
+}
+
+/// A registry on 127.0.0.1 (Debian's docker-registry), ended by PID when the test ends.
+struct Registry {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn crash_pull() {
+    let Some(exe) =
+        ["/usr/bin/docker-registry", "/usr/local/bin/docker-registry"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        skip("docker-registry not installed (apt-get install docker-registry): pull not killed");
+        return;
+    };
+    let dir = tempfile::Builder::new().prefix("cove-crash-reg-").tempdir_in(common::tmp_base()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}/storage\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
+    let child = Command::new(exe)
+        .args(["serve", dir.path().join("config.yml").to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let _reg = Registry { child, _dir: dir };
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "the registry did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    REGISTRY.set(format!("127.0.0.1:{port}")).unwrap();
+    campaign(&["pull"]);
 }
