@@ -365,7 +365,18 @@ pub fn repair(eng: &mut Engine, p: &Problem) -> Result<String> {
 /// Every problem found now (after the engine's own recovery has had its chance: callers run
 /// a command's reconcile first only when they mean to).
 pub fn check(eng: &Engine) -> Result<Vec<Problem>> {
-    problems(eng, &observe(eng))
+    let mut found = problems(eng, &observe(eng))?;
+    // The veth pair of a container that just ended outlives it for a moment (the kernel frees
+    // a network namespace asynchronously): only one still there a second later is an orphan.
+    let lingering =
+        |found: &[Problem]| found.iter().any(|p| matches!(p, Problem::OrphanLink { name } if name.starts_with("cv")));
+    let t0 = std::time::Instant::now();
+    while lingering(&found) && t0.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let links: HashSet<String> = helper_links(&eng.dirs.run).into_iter().map(|(n, _)| n).collect();
+        found.retain(|p| !matches!(p, Problem::OrphanLink { name } if name.starts_with("cv") && !links.contains(name)));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

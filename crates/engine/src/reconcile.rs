@@ -21,19 +21,24 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
 
 /// [`reconcile`], returning the (id, exit code) of the `--rm` containers it removed.
 pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
-    // A container whose creator died before it was complete (see container::Creating) goes,
-    // with its leases and files: its name and addresses are free again.
-    for c in eng.db.containers()? {
-        if c.state == ContainerState::Created && abandoned(&eng.dirs.container_run(&c.id)) {
-            tracing::debug!(container = %c.name, "removing a container its creator left half-made");
-            delete(eng, &c.id, false)?;
+    let mut rows = eng.db.containers()?;
+    // A container whose creator died before it was complete ([`Creating`]) goes, with its
+    // leases and files: its name and addresses are free again.
+    let mut half_made = vec![];
+    rows.retain(|c| {
+        let gone = c.state == ContainerState::Created && abandoned(&eng.dirs.container_run(&c.id));
+        if gone {
+            half_made.push((c.id.clone(), c.name.clone()));
         }
+        !gone
+    });
+    for (id, name) in half_made {
+        tracing::debug!(container = %name, "removing a container its creator left half-made");
+        delete(eng, &id, false)?;
     }
     // A `created` row with a monitor pid file is one whose start was under way (a foreground
     // CLI or a `start` killed before it recorded the outcome): its files say what became of it.
-    let rows: Vec<ContainerRow> = eng
-        .db
-        .containers()?
+    let rows: Vec<ContainerRow> = rows
         .into_iter()
         .filter(|c| match c.state {
             ContainerState::Running | ContainerState::Restarting => true,
@@ -151,7 +156,7 @@ pub fn remove_container_files(dir: &Path) -> Result<()> {
 /// The name of the lock file in a container's run dir held while it is being made.
 pub(crate) const CREATING: &str = "creating";
 
-/// Held (flock) by the command that makes a container, from before its row exists until its
+/// Held (`flock`) by the command that makes a container, from before its row exists until its
 /// files are complete (`config.json`, `monitor.json`; for a foreground run, its `monitor.pid`):
 /// a command killed in between leaves a row whose `creating` file nobody holds, which the next
 /// command's reconcile removes with everything made for it (name and addresses released),
@@ -160,7 +165,7 @@ pub(crate) const CREATING: &str = "creating";
 #[derive(Debug)]
 pub struct Creating {
     path: PathBuf,
-    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Creating {
@@ -175,7 +180,7 @@ impl Creating {
             .ctx(|| format!("create {}", path.display()))?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::Other(format!("lock {}: {e}", path.display())))?;
-        Ok(Creating { path, _lock: Some(lock) })
+        Ok(Creating { path, _lock: lock })
     }
 
     /// The container is complete: from now on it is a container like any other.
