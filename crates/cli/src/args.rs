@@ -397,6 +397,15 @@ pub enum SystemCmd {
     Migrate,
     /// Show disk usage of images, containers and volumes
     Df,
+    /// Find inconsistencies between the database, the files and the kernel (exit 1 if any)
+    Check {
+        /// Fix each problem found and say what was done (exit 1 only if one could not be fixed)
+        #[arg(short, long)]
+        repair: bool,
+        /// Print nothing; the exit status says
+        #[arg(short, long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]`, kept
     // off clap's path (it execs the small `cove-monitor` once the container runs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(6).collect();
+    // Every fault point (test-only, see cove_sys::fault), for the crash campaign.
+    if args.len() == 2 && args[1] == "__fault-points" {
+        for p in cove_sys::fault::FAULT_POINTS {
+            println!("{p}");
+        }
+        return ExitCode::SUCCESS;
+    }
     if args.len() == 5 && args[1] == "__netd" {
         init_tracing(None);
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);

@@ -40,9 +40,12 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     let rd = eng.dirs.container_run(&c.id);
     let _ = std::fs::remove_dir_all(&rd);
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
+    cove_sys::fault::point("start.before-monitor");
     let msg = crate::spawn_helper("cove-monitor", "__monitor", &[dir.display().to_string(), rd.display().to_string()])?;
     if let Some(pid) = msg.strip_prefix("OK ").and_then(|p| p.trim().parse::<i32>().ok()) {
+        cove_sys::fault::point("start.after-monitor");
         eng.db.set_container_state(&c.id, ContainerState::Running, Some(pid as i64), None)?;
+        cove_sys::fault::point("start.after-state");
         return Ok(pid);
     }
     let text = msg.strip_prefix('E').unwrap_or(&msg);
@@ -200,6 +203,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
         if let Some(pid) = rd.live_pid() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
+        cove_sys::fault::point("rm.after-kill");
     }
     delete(eng, &c.id, false)?;
     Ok(c.id)

@@ -270,6 +270,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
         write_pid_file(&rd.monitor_pid_file(), std::process::id() as i32)?;
         let _ = std::fs::remove_file(rd.exit_file());
+        cove_sys::fault::point("monitor.after-pid");
     }
     let mut log = LogWriter::open(&cfg.log_path, cfg.log_opts.max_size, cfg.log_opts.max_file)?;
     let mut set = SigSet::empty();
@@ -319,7 +320,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         if let Some(l) = &attach {
             let _ = l.set_nonblocking(true);
         }
+        cove_sys::fault::point("monitor.before-report");
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
+        cove_sys::fault::point("monitor.after-report");
         if let Ok(bin) = &pump_bin {
             let e = hand_to_pump(bin, pid, &out, err.as_ref(), attach.as_ref(), &cfg, dir, run_dir, restarts);
             tracing::warn!("{e}; the monitor pumps in its first image");

@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub use nix;
 
 pub mod exeseal;
+pub mod fault;
 
 /// Errors of the sys crate: a syscall name and its errno.
 #[derive(Debug, thiserror::Error)]
