@@ -187,6 +187,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
 mod tests {
 
     #[test]
+    fn go_durations() {
+        use crate::args::parse_duration;
+        use std::time::Duration;
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10", "m", "10x", "-1s", "1h-2m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn causes_already_said_are_not_repeated() {
         use super::error_text;
         let io = std::io::Error::from_raw_os_error(13);

@@ -284,8 +284,30 @@ fn helper_links(run: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// Fixes one problem; returns what was done (one line).
-pub fn repair(eng: &mut Engine, p: &Problem) -> Result<String> {
+/// How old unreferenced layers and blobs must be before `--repair` removes them by default:
+/// younger ones may belong to a pull, load or import under way (their image row comes last),
+/// the grace `image prune` gives too. Podman's `--unreferenced-data-age` says the same.
+pub const UNREFERENCED_DATA_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Time since `path` was last modified (zero when it cannot be read).
+fn age(path: &Path) -> std::time::Duration {
+    std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).unwrap_or_default()
+}
+
+/// Fixes one problem; returns what was done (one line). Unreferenced layers and blobs younger
+/// than `min_age` are left (an error saying so): a pull, load or import may be writing them.
+pub fn repair(eng: &mut Engine, p: &Problem, min_age: std::time::Duration) -> Result<String> {
+    let young = |path: PathBuf| -> Result<()> {
+        let a = age(&path);
+        if a < min_age {
+            return Err(Error::Conflict(format!(
+                "left: written {} s ago, a pull, load or import may still be using it \
+                 (--unreferenced-data-age 0 removes it now)",
+                a.as_secs()
+            )));
+        }
+        Ok(())
+    };
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let done = match p {
@@ -325,10 +347,12 @@ pub fn repair(eng: &mut Engine, p: &Problem) -> Result<String> {
             "released it"
         }
         Problem::OrphanLayer { diff_id } => {
+            young(eng.store.layer_dir(diff_id)?)?;
             eng.store.remove_layer(diff_id)?;
             "removed it"
         }
         Problem::OrphanBlob { digest } => {
+            young(eng.store.blob_path(digest)?)?;
             eng.store.remove_blob(digest)?;
             "removed it"
         }

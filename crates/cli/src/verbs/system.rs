@@ -110,9 +110,9 @@ pub fn logout(registry: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-/// `system check [--repair] [--quiet]`: one line per problem (exit 1 if any); with
-/// `--repair`, one line per fix (exit 1 only if one failed).
-pub fn check(eng: &mut Engine, repair: bool, quiet: bool) -> Result<i32> {
+/// `system check [--repair] [--quiet] [--unreferenced-data-age D]`: one line per problem (exit 1
+/// if any); with `--repair`, one line per fix (exit 1 only if one failed or was left).
+pub fn check(eng: &mut Engine, repair: bool, quiet: bool, min_age: std::time::Duration) -> Result<i32> {
     let found = cove_engine::check::check(eng)?;
     let mut failed = false;
     for p in &found {
@@ -122,7 +122,7 @@ pub fn check(eng: &mut Engine, repair: bool, quiet: bool) -> Result<i32> {
             }
             continue;
         }
-        match cove_engine::check::repair(eng, p) {
+        match cove_engine::check::repair(eng, p, min_age) {
             Ok(done) if !quiet => println!("repaired: {done}"),
             Ok(_) => {}
             Err(e) => {

@@ -316,7 +316,18 @@ fn round(w: &World, verb: &str, point: &str, n: usize, token: &str, f: &mut Figu
             f.failures.push(format!("{what}: after the next commands, system check finds {found:?}"));
         }
         f.repaired += 1;
+        // By default --repair leaves unreferenced data younger than 10 minutes (a pull, load
+        // or import under way may be writing it): said, and the exit status says so.
+        let young = found.iter().any(|p| p.contains("is used by no image"));
         let r = w.cove(&["system", "check", "--repair"]);
+        if young && (r.status.success() || !String::from_utf8_lossy(&r.stdout).contains("left: written")) {
+            ok = false;
+            f.failures.push(format!(
+                "{what}: --repair removed fresh unreferenced data: {:?}",
+                String::from_utf8_lossy(&r.stdout)
+            ));
+        }
+        let r = if young { w.cove(&["system", "check", "--repair", "--unreferenced-data-age", "0"]) } else { r };
         let after = check(w);
         if !r.status.success() || !after.is_empty() {
             ok = false;
@@ -355,7 +366,7 @@ fn round(w: &World, verb: &str, point: &str, n: usize, token: &str, f: &mut Figu
         ok = false;
         f.leaked += left.len();
         f.failures.push(format!("{what}: after removing the round's objects, left: {left:?}"));
-        let _ = w.cove(&["system", "check", "--repair"]);
+        let _ = w.cove(&["system", "check", "--repair", "--unreferenced-data-age", "0"]);
     }
     if ok {
         f.survived += 1;
@@ -473,4 +484,29 @@ fn crash_pull() {
     }
     REGISTRY.set(format!("127.0.0.1:{port}")).unwrap();
     campaign(&["pull"]);
+}
+
+/// `system check --repair` leaves unreferenced data younger than `--unreferenced-data-age`
+/// (10 minutes by default): a pull, load or import under way writes its blobs and layers
+/// before the image's row, and a repair run meanwhile must not take them.
+#[test]
+fn system_check_repair_leaves_fresh_unreferenced_data_alone() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["images"]);
+    let blob = w.path().join("data/storage/blobs/sha256").join("ab".repeat(32));
+    std::fs::write(&blob, b"written by a pull under way").unwrap();
+    assert!(check(&w).iter().any(|l| l.contains("is used by no image")), "{:?}", check(&w));
+    let r = w.cove(&["system", "check", "--repair"]);
+    let out = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert_eq!(r.status.code(), Some(1), "{out}");
+    assert!(out.contains("left: written") && out.contains("--unreferenced-data-age 0"), "{out}");
+    assert!(blob.exists(), "a fresh blob stays");
+    // Older than the grace: removed by a plain --repair.
+    assert!(Command::new("touch").args(["-d", "11 minutes ago"]).arg(&blob).status().unwrap().success());
+    let r = w.cove(&["system", "check", "--repair"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(!blob.exists());
+    assert!(check(&w).is_empty());
+    let o = w.cove(&["system", "check", "--unreferenced-data-age", "ten"]);
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
 }
