@@ -173,8 +173,10 @@ pub fn user_mounts(req: &RunRequest, volumes_dir: &Path) -> Result<Vec<rt::Mount
             crate::volumes::anonymous(volumes_dir)?
         } else if src.starts_with('/') || src.starts_with('.') {
             let p = PathBuf::from(src);
-            if !p.exists() {
-                // Docker creates a missing bind source directory; so do we.
+            // Docker creates a missing bind source directory; so do we. One we may not look
+            // at (`/proc/1/root` of another user's process) is an error as it is, not
+            // something to create (mkdir then said "File exists").
+            if !p.try_exists().ctx(|| format!("bind mount source {src}"))? {
                 std::fs::create_dir_all(&p).ctx(|| format!("create bind mount source {src}"))?;
             }
             p

@@ -143,6 +143,20 @@ fn helper(
     }
 }
 
+/// Enters the working directory `cwd` resolved inside the container's root (ours since the
+/// mount namespace was joined): symlinks stay inside it and magic links (`/proc/self/fd/N`,
+/// `/proc/1/cwd`) are refused. A plain chdir followed them: `exec -w /proc/self/fd/N` put the
+/// process in whatever directory a descriptor of ours named on the host (CVE-2024-21626).
+fn chdir_inside(cwd: &std::path::Path) -> Result<()> {
+    let shown = || format!("working directory {}", cwd.display());
+    let root = crate::paths::Root::open(std::path::Path::new("/"))?;
+    let fd = root
+        .resolve(cwd)
+        .map_err(|e| Error::Refused(format!("{}: {e}", shown())))?
+        .ok_or_else(|| Error::Refused(format!("{}: no such directory in the container", shown())))?;
+    nix::unistd::fchdir(&fd).map_err(|source| Error::Sys { what: format!("chdir to {}", shown()), source })
+}
+
 fn inner(
     process: &Process,
     seccomp: Option<&crate::CompiledSeccomp>,
@@ -154,7 +168,7 @@ fn inner(
         let _ = nix::sys::signal::SigSet::all().thread_unblock();
         // No parent-death signal here: our parent is the short-lived helper.
         crate::container::setup_stdio_pub(stdio, sock)?;
-        std::env::set_current_dir(process.cwd()).ctx(|| format!("chdir to {}", process.cwd().display()))?;
+        chdir_inside(process.cwd())?;
         if let Some(r) = process.rlimits() {
             caps::set_rlimits(r)?;
         }
