@@ -85,7 +85,13 @@ impl Cgroup {
         }
         let mut cg = Cgroup { id: id.to_string(), dirs: Dirs::Unified(PathBuf::new()), warnings: Vec::new() };
         let available = |c: &str| support.controllers.iter().any(|have| have == c);
-        for c in limits.controllers().into_iter().filter(|c| !available(c)) {
+        // Device rules on cgroup v2 need an eBPF program (not loaded yet): skipped, logged.
+        let v2 = matches!(support.layout, Layout::Unified { .. });
+        if v2 && !limits.devices.is_empty() {
+            tracing::debug!("device rules not applied: cgroup v2 needs an eBPF device program");
+        }
+        let skipped = |c: &str| available(c) || (v2 && c == "devices");
+        for c in limits.controllers().into_iter().filter(|c| !skipped(c)) {
             cg.warnings.push(format!(
                 "{c} limits not applied: the {c} controller is not available to this user on this {} host",
                 support.hierarchy

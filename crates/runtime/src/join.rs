@@ -31,13 +31,16 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// Starts `process` inside the namespaces of `target` (the container's PID 1).
+/// Starts `process` inside the namespaces of `target` (the container's PID 1), after moving
+/// it into the cgroups whose `cgroup.procs` files are given (the container's: its device rules
+/// and limits then hold for the process from its first instruction in the container).
 pub fn spawn_in(
     target: Pid,
     process: &Process,
     seccomp: Option<&LinuxSeccomp>,
     stdio: Stdio,
     seccomp_cache: Option<&std::path::Path>,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> Result<Joined> {
     let compiled = seccomp.map(|sc| crate::CompiledSeccomp::new(sc, seccomp_cache)).transpose()?;
     let seccomp = compiled.as_ref();
@@ -67,7 +70,7 @@ pub fn spawn_in(
         None => {
             drop(parent_sock);
             let mut sock = child_sock;
-            let failure = helper(&fds, process, seccomp, &stdio, &mut sock);
+            let failure = helper(&fds, process, seccomp, &stdio, &mut sock, cgroup_procs);
             let _ = sock.write_all(format!("E{} {}", failure.code, failure.message).as_bytes());
             cove_sys::exit_now(failure.code);
         }
@@ -115,11 +118,18 @@ fn helper(
     seccomp: Option<&crate::CompiledSeccomp>,
     stdio: &Stdio,
     sock: &mut UnixStream,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> ExecFailure {
     let fail = |e: Error| ExecFailure { code: 125, message: e.to_string() };
     // Nothing in the container may open our /proc/PID/exe while we sit in its namespaces.
     if let Err(e) = cove_sys::set_not_dumpable() {
         return fail(e.into());
+    }
+    // Into the container's cgroups first ("0": the writer), from the host's cgroup namespace.
+    for procs in cgroup_procs {
+        if let Err(e) = std::fs::write(procs, "0") {
+            return fail(Error::Io { what: format!("join cgroup {}", procs.display()), source: e });
+        }
     }
     for (f, flag) in fds {
         if let Err(e) = nix::sched::setns(f.as_fd(), *flag) {

@@ -565,3 +565,149 @@ fn kernel_interfaces_refuse_a_containers_writes() {
     }
     t.finish("escapes kernel interfaces");
 }
+
+/// The worlds of a test that needs no root of its own: whoever runs the suite and, in the root
+/// pass, covetest too (so the root pass alone covers root and rootless).
+fn worlds() -> Vec<(String, World)> {
+    let mut v = vec![];
+    let me = if is_root() { "root".to_string() } else { std::env::var("USER").unwrap_or_else(|_| "user".into()) };
+    if let Some(w) = World::new() {
+        v.push((me, w));
+    }
+    if is_root() && nix::unistd::User::from_name("covetest").ok().flatten().is_some() {
+        if let Some(w) = World::new_as("covetest") {
+            v.push(("covetest".into(), w));
+        }
+    }
+    v
+}
+
+/// `bin/busybox` of the test rootfs (a layer of ours copies it, setuid).
+fn busybox_bytes() -> Vec<u8> {
+    let mut a = tar::Archive::new(std::fs::File::open(rootfs().unwrap()).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("bin/busybox") && e.header().entry_type().is_file() {
+            let mut v = vec![];
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            return v;
+        }
+    }
+    panic!("no bin/busybox in the test rootfs");
+}
+
+/// Device nodes and setuid/setgid files in a layer. Rootless, nodes cannot be made (they are
+/// skipped, and a user namespace's mounts are nodev anyway). As root they are kept, as in
+/// Docker, and the container's device rules (Docker's defaults: only null, zero, full, random,
+/// urandom, tty, console, ptmx, pts and tun) keep it from opening them — or a node it makes
+/// itself with CAP_MKNOD, from its PID 1 or from `exec`. Before the rules, a root container
+/// opened a layer's `b 7:0` (the host's /dev/loop0). A setuid copy of busybox gives a user of
+/// the container nothing (no_new_privs), and no other host user can reach the layer's file.
+#[test]
+fn device_nodes_and_setuid_files_in_layers_give_no_host_access() {
+    let mut t = Tally::default();
+    let bb = busybox_bytes();
+    for (who, w) in worlds() {
+        let layer = RawLayer::new()
+            .entry(tar::EntryType::Block, b"loop0", b"", 0o666, b"", None, (7, 0))
+            .entry(tar::EntryType::Char, b"mem", b"", 0o666, b"", None, (1, 1))
+            .entry(tar::EntryType::Char, b"kmsg", b"", 0o666, b"", None, (1, 11))
+            .entry(tar::EntryType::Char, b"null2", b"", 0o666, b"", None, (1, 3))
+            .entry(tar::EntryType::Regular, b"suid/busybox", b"", 0o4755, &bb, None, (0, 0))
+            .entry(tar::EntryType::Regular, b"sgid/busybox", b"", 0o2755, &bb, None, (0, 0));
+        let o = load(&w, "devices", env(), layer.finish());
+        t.check(&format!("{who}: load a layer with device nodes"), unclear_failure(&o));
+        if !o.status.success() {
+            continue;
+        }
+        // `open NODE`: OPENED when reading (or, for block devices, opening) worked.
+        let open = |p: &str| format!("if [ -e {p} ] && (exec 3<{p}) 2>/dev/null; then echo OPENED {p}; fi");
+        let script = [
+            open("/loop0"),
+            open("/mem"),
+            open("/kmsg"),
+            "mknod /tmp/l b 7 0 2>/dev/null".into(),
+            open("/tmp/l"),
+            "mknod /dev/l2 b 7 0 2>/dev/null".into(),
+            open("/dev/l2"),
+            "echo null: $( (echo x > /null2 && echo ok) 2>&1 || true)".into(),
+            "echo done".into(),
+        ]
+        .join("; ");
+        for extra in [&[][..], &["--cap-add", "ALL"][..], &["--security-opt", "seccomp=unconfined"][..]] {
+            let mut args = vec!["run", "--rm"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["devices", "sh", "-c", &script]);
+            let o = w.cove(&args);
+            let escape = unclear_failure(&o).or_else(|| {
+                let s = out(&o);
+                if s.contains("OPENED") {
+                    Some(format!("a device node was opened: {s}"))
+                } else if !s.contains("done") {
+                    Some(format!("did not run: {s}{}", stderr(&o)))
+                } else {
+                    None
+                }
+            });
+            t.check(&format!("{who}: run {extra:?}"), escape);
+        }
+        // From exec: a node made by PID 1, then one by the exec'd process.
+        w.ok(&["run", "-d", "--name", "dev", "devices", "sh", "-c", "mknod /tmp/p b 7 0; sleep 60"]);
+        let o = w.cove(&[
+            "exec",
+            "dev",
+            "sh",
+            "-c",
+            &format!("{}; mknod /tmp/e b 7 0 2>/dev/null; {}; echo done", open("/tmp/p"), open("/tmp/e")),
+        ]);
+        t.check(
+            &format!("{who}: exec"),
+            unclear_failure(&o)
+                .or_else(|| out(&o).contains("OPENED").then(|| format!("exec opened a node: {}", out(&o)))),
+        );
+        let _ = w.cove(&["rm", "-f", "dev"]);
+        // Setuid and setgid files: nothing for a container user (no_new_privs)…
+        let o = w.cove(&[
+            "run",
+            "--rm",
+            "-u",
+            "1000:1000",
+            "devices",
+            "sh",
+            "-c",
+            "/suid/busybox id -u; /sgid/busybox id -g",
+        ]);
+        let ids = out(&o);
+        let unmapped = stderr(&o).contains("not mapped");
+        t.check(
+            &format!("{who}: setuid file run by a container user"),
+            unclear_failure(&o).or_else(|| (!unmapped && ids != "1000\n1000\n").then(|| format!("ids {ids:?}"))),
+        );
+        // …and nothing for another host user: the layer's copy is out of reach.
+        if is_root() && nix::unistd::User::from_name("covenosub").ok().flatten().is_some() {
+            let mut layers = vec![];
+            walk_files(&w.path().join("data/storage/layers"), &mut layers);
+            for f in layers.iter().filter(|p| p.ends_with("suid/busybox") || p.ends_with("sgid/busybox")) {
+                let o =
+                    Command::new("runuser").args(["-u", "covenosub", "--"]).arg(f).args(["id", "-u"]).output().unwrap();
+                t.check(
+                    &format!("{who}: {} run by covenosub on the host", f.display()),
+                    o.status.success().then(|| format!("ran: {}", String::from_utf8_lossy(&o.stdout))),
+                );
+            }
+        }
+        let _ = w.cove(&["rmi", "devices"]);
+    }
+    t.finish("escapes device nodes");
+}
+
+/// Every file below `dir`, not following symlinks.
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk_files(&e.path(), out),
+            Ok(_) => out.push(e.path()),
+            Err(_) => {}
+        }
+    }
+}
