@@ -70,6 +70,7 @@
 
 mod cgroup;
 mod detect;
+mod devices;
 mod fs;
 mod limits;
 mod proc;

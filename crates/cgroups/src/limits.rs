@@ -30,10 +30,9 @@ pub struct Limits {
     /// Memory nodes the container may use (`--cpuset-mems`).
     pub cpuset_mems: Option<String>,
     /// Device access rules, in order (OCI `linux.resources.devices`): `(allow, rule)` with the
-    /// rule in the v1 devices controller's syntax (`a`, `c 1:3 rwm`, `b *:* m`). Applied on
-    /// cgroup v1 (`devices.deny`/`devices.allow`); cgroup v2 needs an eBPF program, which cove
-    /// does not load yet: there they are skipped (logged, not warned: every root container
-    /// has them).
+    /// rule in the v1 devices controller's syntax (`a`, `c 1:3 rwm`, `b *:* m`). Written to
+    /// `devices.deny`/`devices.allow` on cgroup v1; on cgroup v2 an eBPF device program made
+    /// from them is attached to the cgroup.
     pub devices: Vec<(bool, String)>,
 }
 
@@ -501,7 +500,7 @@ mod tests {
                 ("devices.allow", "c 136:* rwm")
             ]
         );
-        // cgroup v2 has no devices files (an eBPF program would do it): nothing written.
+        // cgroup v2 has no devices files (an eBPF program does it): nothing written.
         assert!(l.plan_v2().unwrap().is_empty());
     }
 }
