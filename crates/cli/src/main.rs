@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         let config = Some(std::path::Path::new(&args[3])).filter(|p| !p.as_os_str().is_empty());
         cove_engine::netd::main(std::path::Path::new(&args[2]), config, fd);
     }
+    // Started by a container's pump when the network helper ended (cove_monitor::watch).
+    if args.len() == 3 && args[1] == "__rewire" {
+        init_tracing(None);
+        cove_engine::monitor::rewire_main(std::path::Path::new(&args[2]));
+    }
     if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
         // With --init the container's PID 1, cloned by the monitor, stays cove code: from a

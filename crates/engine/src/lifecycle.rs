@@ -15,7 +15,17 @@ use std::time::{Duration, Instant};
 pub use crate::plan::parse_signal;
 
 pub use crate::container::create;
-pub use crate::reconcile::reconcile;
+
+/// Folds what monitors recorded while no command ran into the database
+/// ([`crate::reconcile`]), then starts the network helper again if it is gone while containers
+/// run on networks, which wires them back (`network::recover`): what every command does first.
+pub fn reconcile(eng: &mut Engine) -> Result<()> {
+    crate::reconcile::reconcile(eng)?;
+    if let Err(e) = crate::network::recover(eng) {
+        crate::warn_user(format_args!("the network helper had gone and could not be started again: {e}"));
+    }
+    Ok(())
+}
 use crate::reconcile::{delete, reconcile_collect};
 
 /// Starts the monitor for a created or exited container and waits until the container's
@@ -415,7 +425,14 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         Some(&eng.dirs.seccomp_cache()),
         &cgroup_procs,
     )?;
-    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive, None)
+    crate::tty::wait_foreground(
+        j.pid,
+        sfd,
+        pipes.or(j.pty_master.map(crate::tty::Relay::Pty)),
+        o.interactive,
+        None,
+        None,
+    )
 }
 
 /// `cove top`: the container's processes (pid as seen on the host, user, time, command).
