@@ -331,6 +331,27 @@ fn layer_paths_stay_in_the_layer() {
         }
         t.check(what, escape);
     }
+    // The archive around the layers lies too: its layer member declares 1 TiB and ends.
+    let mut outer = RawLayer::new();
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "config": env(),
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:".to_string() + &"0".repeat(64)]}}))
+    .unwrap();
+    let manifest = serde_json::to_vec(
+        &serde_json::json!([{"Config": "config.json", "RepoTags": ["outer:1"], "Layers": ["layer/layer.tar"]}]),
+    )
+    .unwrap();
+    outer = outer
+        .entry(tar::EntryType::Regular, b"config.json", b"", 0o644, &config, None, (0, 0))
+        .entry(tar::EntryType::Regular, b"manifest.json", b"", 0o644, &manifest, None, (0, 0))
+        .entry(tar::EntryType::Regular, b"layer/layer.tar", b"", 0o644, &[0u8; 1024], Some(1 << 40), (0, 0));
+    let path = w.path().join("outer.tar");
+    std::fs::write(&path, outer.0).unwrap();
+    let started = std::time::Instant::now();
+    let o = w.cove(&["load", "-i", path.to_str().unwrap()]);
+    let took = started.elapsed();
+    let escape = refused(&o, "", &before, &w)
+        .or_else(|| (took > std::time::Duration::from_secs(20)).then(|| format!("took {took:?}")));
+    t.check("an archive member declaring 1 TiB", escape);
     t.finish("escapes layers");
 }
 
