@@ -673,7 +673,8 @@ fn device_nodes_and_setuid_files_in_layers_give_no_host_access() {
             t.check(&format!("{who}: run {extra:?}"), escape);
         }
         // From exec: a node made by PID 1, then one by the exec'd process.
-        w.ok(&["run", "-d", "--name", "dev", "devices", "sh", "-c", "mknod /tmp/p b 7 0; sleep 60"]);
+        let id = w.ok(&["run", "-d", "--name", "dev", "devices", "sh", "-c", "mknod /tmp/p b 7 0; sleep 60"]);
+        let id = id.trim();
         let o = w.cove(&[
             "exec",
             "dev",
@@ -687,6 +688,29 @@ fn device_nodes_and_setuid_files_in_layers_give_no_host_access() {
                 .or_else(|| out(&o).contains("OPENED").then(|| format!("exec opened a node: {}", out(&o)))),
         );
         let _ = w.cove(&["rm", "-f", "dev"]);
+        // The cgroup that holds its device rules goes with it (`rm -f` of a running container:
+        // the monitor found its directory gone and left the cgroup).
+        let cgroup = PathBuf::from(format!("/sys/fs/cgroup/devices/cove/{id}"));
+        if who == "root" && Path::new("/sys/fs/cgroup/devices/cove").is_dir() {
+            let gone = wait_until(|| !cgroup.exists(), 10);
+            t.check(
+                &format!("{who}: rm -f leaves no cgroup"),
+                (!gone).then(|| format!("{} is left", cgroup.display())),
+            );
+        }
+        // A monitor killed with SIGKILL does not clean up: the next command does.
+        if who == "root" && Path::new("/sys/fs/cgroup/devices/cove").is_dir() {
+            let id = w.ok(&["run", "-d", "--name", "km", "devices", "sleep", "60"]);
+            let id = id.trim();
+            let pidfile = w.path().join(format!("run/containers/{id}/monitor.pid"));
+            let monitor: i32 =
+                std::fs::read_to_string(&pidfile).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+            w.ok(&["rm", "-f", "km"]);
+            let cgroup = PathBuf::from(format!("/sys/fs/cgroup/devices/cove/{id}"));
+            let gone = wait_until(|| !cgroup.exists(), 10);
+            t.check(&format!("{who}: killed monitor, rm -f"), (!gone).then(|| format!("{} is left", cgroup.display())));
+        }
         // Setuid and setgid files: nothing for a container user (no_new_privs)…
         let o = w.cove(&[
             "run",
