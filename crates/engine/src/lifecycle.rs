@@ -312,10 +312,14 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == ContainerState::Running)
-        .then(|| rd.live_pid())
-        .flatten()
-        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running).then(|| rd.live_pid()).flatten().ok_or_else(|| {
+        // Its monitor is between two runs of a restart policy (Docker's words for that).
+        if c.state == ContainerState::Running && rd.live_monitor().is_some() {
+            Error::Conflict(format!("container {} is restarting, wait until the container is running", c.name))
+        } else {
+            Error::Conflict(format!("container {} is not running", c.name))
+        }
+    })?;
     if o.args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
