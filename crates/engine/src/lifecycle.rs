@@ -415,12 +415,23 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     // Never cove's own descriptors: pipes without -t, a pty of the container's with it.
     let (stdio, pipes) = crate::tty::Relay::new(o.tty, o.interactive)?;
     let sfd = crate::tty::block_signals()?;
+    // As root the process joins the container's cgroup before it enters the namespaces: its
+    // device rules (and limits) hold for it too; an exec'd process outside it opened any
+    // device node the container had. Rootless containers have no device rules to escape.
+    let cgroup_procs: Vec<std::path::PathBuf> = if eng.dirs.rootless {
+        vec![]
+    } else {
+        cove_cgroups::Cgroup::open(&c.id, &cove_cgroups::detect(false))
+            .map(|cg| cg.paths().into_iter().map(|d| d.join("cgroup.procs")).collect())
+            .unwrap_or_default()
+    };
     let j = cove_runtime::join::spawn_in(
         Pid::from_raw(pid),
         &process,
         seccomp.as_ref(),
         stdio,
         Some(&eng.dirs.seccomp_cache()),
+        &cgroup_procs,
     )?;
     crate::tty::wait_foreground(
         j.pid,

@@ -259,9 +259,16 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         Err(e) => {
             report(&mut report_fd, &format!("E125 {e}"));
             if let Some(ex) = resumed {
-                // Gone while the container ran (`rm` of the container): record the end anyway.
+                // Gone while the container ran (`rm` of the container): record the end anyway,
+                // and remove its cgroup (named by the container id, the run dir's name; every
+                // root container has one, for its device rules).
                 cove_monitor::write_exit(run_dir, ex.code, ex.restarts);
                 let _ = std::fs::remove_file(rd.monitor_pid_file());
+                if let Some(id) = run_dir.file_name().and_then(|n| n.to_str()) {
+                    if let Ok(cg) = cove_cgroups::Cgroup::open(id, &cove_cgroups::detect(false)) {
+                        let _ = cg.remove();
+                    }
+                }
             }
             return Err(e);
         }
@@ -310,6 +317,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 let code = e.exit_code();
                 report(&mut report_fd, &format!("E{code} {e}"));
                 cove_monitor::write_exit(run_dir, code, restarts);
+                if let Some(cg) = &cg {
+                    let _ = cg.remove();
+                }
                 return Err(e);
             }
         };

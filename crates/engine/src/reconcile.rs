@@ -78,6 +78,11 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
     }
     let mut removed = vec![];
     for (c, code) in ended {
+        // A monitor killed before its cleanup leaves the container's cgroup (every root
+        // container has one, for its device rules): removed once nothing runs in it.
+        if eng.dirs.container_run(&c.id).live_monitor().is_none() {
+            crate::limits::remove_cgroup(&c.id, eng.dirs.rootless);
+        }
         // A row whose request does not decode still settles: its ports are released (the
         // helper ignores a container it does not serve) and it is kept, for `rm` to remove.
         let req = c.request().inspect_err(|e| tracing::warn!("{e}; kept for `cove rm`")).ok();
@@ -137,6 +142,8 @@ pub(crate) fn delete(eng: &mut Engine, id: &str, if_exited: bool) -> Result<()> 
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(id));
+    // Its monitor removes the cgroup as it ends; not one that was killed.
+    crate::limits::remove_cgroup(id, eng.dirs.rootless);
     cove_sys::fault::point("rm.mid-files");
     remove_container_files(&eng.dirs.container(id))?;
     cove_sys::fault::point("rm.after-files");
