@@ -111,6 +111,25 @@ pub(crate) fn parse_challenge(h: &str) -> Option<(String, Vec<(String, String)>)
     Some((scheme.to_ascii_lowercase(), params))
 }
 
+/// The token of a bearer token response: `token`, else `access_token` (RFC 6750 clients send
+/// either).
+pub(crate) fn token_from_body(body: &[u8], registry: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|source| Error::Json { context: format!("{registry}: token response"), source })?;
+    v.get("token")
+        .or_else(|| v.get("access_token"))
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .ok_or_else(|| Error::Invalid(format!("{registry}: token response without a token")))
+}
+
+/// The registry's own words in an error body (`{"errors":[{"code":…,"message":…}]}`).
+pub(crate) fn error_message(body: &[u8]) -> Option<String> {
+    let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    v.get("errors")?.get(0)?.get("message")?.as_str().map(String::from)
+}
+
 fn read_capped(body: &mut Body, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     body.as_reader().take(limit + 1).read_to_end(&mut buf).map_err(crate::error::io_err(format!("{what}: read")))?;
@@ -259,14 +278,7 @@ impl Client {
             });
         }
         let body = read_capped(resp.body_mut(), 1024 * 1024, "token response")?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|source| Error::Json { context: format!("{}: token response", self.registry), source })?;
-        v.get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .ok_or_else(|| Error::Invalid(format!("{}: token response without a token", self.registry)))
+        token_from_body(&body, &self.registry)
     }
 
     /// Turns a non-success response into an error with the registry's own message.
@@ -274,8 +286,7 @@ impl Client {
         let status = resp.status().as_u16();
         let message = read_capped(resp.body_mut(), ERROR_BODY_LIMIT, what)
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("errors")?.get(0)?.get("message")?.as_str().map(String::from))
+            .and_then(|b| error_message(&b))
             .or_else(|| resp.status().canonical_reason().map(|r| r.to_ascii_lowercase()));
         match status {
             401 | 403 => self.unauthorized(),
