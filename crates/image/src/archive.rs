@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{format_err, Error, Result};
+use crate::error::{format_err, tar_err, Error, Result};
 
 /// A set of named members (files) of an image archive.
 pub(crate) trait Source {
@@ -69,7 +69,7 @@ impl TarSource {
             File::open(path).map_err(|source| Error::Io { context: format!("open {}", path.display()), source })?;
         let len =
             file.metadata().map_err(|source| Error::Io { context: format!("stat {}", path.display()), source })?.len();
-        let read_err = |source| Error::Io { context: format!("{describe}: read archive"), source };
+        let read_err = |source| Error::Io { context: format!("{describe}: read archive"), source: tar_err(source) };
         let mut members = HashMap::new();
         {
             let mut archive = tar::Archive::new(&file);

@@ -3,7 +3,7 @@
 //! panics only when an invariant of this crate breaks (never on bad input).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 
@@ -26,13 +26,33 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A directory tree removed when dropped.
+struct Cleanup(PathBuf);
+
+impl Cleanup {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = remove_tree(&self.0);
+        }
+    }
+}
+
 /// Unpacks `data` as a layer stream ([`crate::unpack_layer`]) into a fresh directory under
 /// the temporary directory (`TMPDIR`), once with overlay whiteouts and once applying them,
 /// then removes everything. Panics if anything appeared next to the targets, if the file
 /// planted beside them (reachable as `../outside/victim`) changed, if an error is not one
 /// line, or if the tree cannot be removed.
 pub fn unpack_layer(data: &[u8]) {
-    let base = tempfile::Builder::new().prefix("cove-fuzz-unpack-").tempdir().expect("a temporary directory");
+    let dir = tempfile::Builder::new().prefix("cove-fuzz-unpack-").tempdir().expect("a temporary directory");
+    // Removed even when a check below panics (a fuzzer keeps going after a crash): `TempDir`
+    // alone cannot remove directories the layer made unreadable.
+    let base = Cleanup(dir.keep());
     let outside = base.path().join("outside");
     fs::create_dir(&outside).expect("create outside/");
     fs::write(outside.join("victim"), b"victim").expect("create outside/victim");
@@ -47,7 +67,7 @@ pub fn unpack_layer(data: &[u8]) {
     let unpacked = names(base.path());
     let victim = fs::read(outside.join("victim"));
     let beside = names(&outside);
-    let removed = remove_tree(base.path());
+    let removed = remove_tree(&base.0);
     assert_eq!(unpacked, ["apply", "outside", "overlay"], "something was written next to the targets");
     assert_eq!(beside, ["victim"], "something was written in ../outside");
     assert_eq!(victim.ok().as_deref(), Some(&b"victim"[..]), "../outside/victim changed");
@@ -73,8 +93,6 @@ pub fn metadata(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     /// Every file of `fuzz/corpus/<target>` and `fuzz/regressions/<target>`.
