@@ -124,11 +124,33 @@ pub(crate) fn token_from_body(body: &[u8], registry: &str) -> Result<String> {
         .ok_or_else(|| Error::Invalid(format!("{registry}: token response without a token")))
 }
 
-/// The registry's own words in an error body (`{"errors":[{"code":…,"message":…}]}`).
+/// The registry's own words in an error body (`{"errors":[{"code":…,"message":…}]}`), made one
+/// line of at most [`MESSAGE_CHARS`] characters: runs of white space become one space, other
+/// control characters are escaped (the message ends up in a one-line error on a terminal).
 pub(crate) fn error_message(body: &[u8]) -> Option<String> {
     let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
-    v.get("errors")?.get(0)?.get("message")?.as_str().map(String::from)
+    let message = v.get("errors")?.get(0)?.get("message")?.as_str()?;
+    let mut out = String::new();
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if out.chars().count() > MESSAGE_CHARS {
+        out = out.chars().take(MESSAGE_CHARS).chain(['…']).collect();
+    }
+    Some(out)
 }
+
+/// The longest registry message kept in an error.
+const MESSAGE_CHARS: usize = 300;
 
 fn read_capped(body: &mut Body, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
@@ -454,5 +476,23 @@ mod tests {
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
         assert_eq!((s.as_str(), p.len()), ("basic", 1));
         assert_eq!(enc("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+    }
+
+    #[test]
+    fn error_bodies_give_one_line() {
+        let msg = |b: &str| error_message(b.as_bytes());
+        assert_eq!(
+            msg(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#).as_deref(),
+            Some("manifest unknown")
+        );
+        assert_eq!(
+            msg(r#"{"errors":[{"message":" line one\n\tline two\r\n"}]}"#).as_deref(),
+            Some("line one line two")
+        );
+        assert_eq!(msg(r#"{"errors":[{"message":"red \u001b[31m"}]}"#).as_deref(), Some("red \\u{1b}[31m"));
+        let long = msg(&format!(r#"{{"errors":[{{"message":"{}"}}]}}"#, "x".repeat(5000))).unwrap();
+        assert_eq!(long.chars().count(), MESSAGE_CHARS + 1);
+        assert_eq!(msg(r#"{"errors":[]}"#), None);
+        assert_eq!(msg("<html>"), None);
     }
 }
