@@ -397,11 +397,15 @@ pub(crate) fn fuzz_metadata(data: &[u8]) {
         let s = e.to_string();
         assert!(!s.is_empty() && !s.contains('\n'), "error is not one line: {s:?}");
     };
+    // Members named by a manifest, looked for where there are none: the errors name them.
+    let nowhere = DirSource::new(Path::new("/nonexistent/cove-fuzz"));
     if let Ok(entries) = parse::<Vec<DockerManifestEntry>>(data, "manifest.json").map_err(check) {
         for e in &entries {
             let _ = digest_in_name(&e.config);
+            let _ = read_limited(&nowhere, &e.config, METADATA_LIMIT).map_err(check);
             for l in &e.layers {
                 let _ = digest_in_name(l).filter(|_| l.starts_with("blobs/"));
+                let _ = read_limited(&nowhere, l, METADATA_LIMIT).map_err(check);
             }
         }
     }
