@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         let config = Some(std::path::Path::new(&args[3])).filter(|p| !p.as_os_str().is_empty());
         cove_engine::netd::main(std::path::Path::new(&args[2]), config, fd);
     }
+    // Started by a container's pump when the network helper ended (cove_monitor::watch).
+    if args.len() == 3 && args[1] == "__rewire" {
+        init_tracing(None);
+        cove_engine::monitor::rewire_main(std::path::Path::new(&args[2]));
+    }
     if (args.len() == 5 || args.len() == 6) && args[1] == "__monitor" {
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
         // With --init the container's PID 1, cloned by the monitor, stays cove code: from a
@@ -94,11 +99,25 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let code = e.downcast_ref::<cove_engine::Error>().map(|e| e.exit_code()).unwrap_or(125);
-            let msg = format!("{e:#}");
-            eprintln!("cove: error: {msg}");
+            eprintln!("cove: error: {}", error_text(&e));
             ExitCode::from(code.clamp(0, 255) as u8)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: most of cove's errors already say
+/// their cause (`create DIR: Permission denied`) and also name it as their source, which
+/// anyhow's `{:#}` would print a second time.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// clap's error as one line: its first line, and when that ends with a colon (a list follows,
@@ -159,6 +178,17 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn causes_already_said_are_not_repeated() {
+        use super::error_text;
+        let io = std::io::Error::from_raw_os_error(13);
+        let e: anyhow::Error = cove_engine::Error::Io { what: "create /x".into(), source: io }.into();
+        assert_eq!(error_text(&e), "create /x: Permission denied (os error 13)");
+        let e = anyhow::Error::from(std::io::Error::from_raw_os_error(2)).context("open /y");
+        assert_eq!(error_text(&e), "open /y: No such file or directory (os error 2)");
+    }
+
     use super::one_line_error;
 
     #[test]

@@ -15,7 +15,17 @@ use std::time::{Duration, Instant};
 pub use crate::plan::parse_signal;
 
 pub use crate::container::create;
-pub use crate::reconcile::reconcile;
+
+/// Folds what monitors recorded while no command ran into the database
+/// ([`crate::reconcile`]), then starts the network helper again if it is gone while containers
+/// run on networks, which wires them back (`network::recover`): what every command does first.
+pub fn reconcile(eng: &mut Engine) -> Result<()> {
+    crate::reconcile::reconcile(eng)?;
+    if let Err(e) = crate::network::recover(eng) {
+        crate::warn_user(format_args!("the network helper had gone and could not be started again: {e}"));
+    }
+    Ok(())
+}
 use crate::reconcile::{delete, reconcile_collect};
 
 /// Starts the monitor for a created or exited container and waits until the container's
@@ -302,10 +312,14 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     reconcile(eng)?;
     let c = eng.db.find_container(key)?;
     let rd = eng.dirs.container_run(&c.id);
-    let pid = (c.state == ContainerState::Running)
-        .then(|| rd.live_pid())
-        .flatten()
-        .ok_or_else(|| Error::Conflict(format!("container {} is not running", c.name)))?;
+    let pid = (c.state == ContainerState::Running).then(|| rd.live_pid()).flatten().ok_or_else(|| {
+        // Its monitor is between two runs of a restart policy (Docker's words for that).
+        if c.state == ContainerState::Running && rd.live_monitor().is_some() {
+            Error::Conflict(format!("container {} is restarting, wait until the container is running", c.name))
+        } else {
+            Error::Conflict(format!("container {} is not running", c.name))
+        }
+    })?;
     if o.args.is_empty() {
         return Err(Error::Invalid("no command specified".into()));
     }
@@ -404,7 +418,14 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
         stdio,
         Some(&eng.dirs.seccomp_cache()),
     )?;
-    crate::tty::wait_foreground(j.pid, sfd, pipes.or(j.pty_master.map(crate::tty::Relay::Pty)), o.interactive, None)
+    crate::tty::wait_foreground(
+        j.pid,
+        sfd,
+        pipes.or(j.pty_master.map(crate::tty::Relay::Pty)),
+        o.interactive,
+        None,
+        None,
+    )
 }
 
 /// `cove top`: the container's processes (pid as seen on the host, user, time, command).

@@ -12,7 +12,11 @@ const SERVICE_TYPES: &str = "_services._dns-sd._udp.local";
 
 fn ask(eng: &Engine, ask: &Ask) -> Result<Vec<u8>> {
     // Finds or starts the helper (its namespace handle is not needed here).
-    crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
+    crate::network::helper_netns(
+        &eng.dirs.run,
+        &eng.dirs.db_path(),
+        crate::config::path(eng.dirs.rootless).as_deref(),
+    )?;
     Ok(cove_netd::client::mdns(&eng.dirs.run, ask)?)
 }
 

@@ -180,6 +180,24 @@ pub fn main(dir: &Path, run_dir: &Path, report_fd: Option<OwnedFd>, state: Optio
     cove_sys::exit_now(code)
 }
 
+/// Entry point of `cove __rewire DIR`, which the pump of the container in DIR runs when the
+/// network helper ended: starts a new one, which wires every running container of the user
+/// back (`network::recover_at`; a no-op when another monitor or a command was first). Never
+/// returns.
+pub fn rewire_main(dir: &Path) -> ! {
+    let r = std::fs::read(dir.join("monitor.json"))
+        .ctx(|| format!("read {}", dir.join("monitor.json").display()))
+        .and_then(|b| MonitorConfig::decode(&b))
+        .and_then(|cfg| match (&cfg.user_run_dir, &cfg.db) {
+            (Some(run), Some(db)) => crate::network::recover_at(run, db, cfg.config.as_deref()),
+            _ => Ok(()),
+        });
+    if let Err(e) = &r {
+        tracing::error!("rewire: {e}");
+    }
+    cove_sys::exit_now(i32::from(r.is_err()))
+}
+
 fn report(fd: &mut Option<OwnedFd>, msg: &str) {
     if let Some(f) = fd.take() {
         let mut f = std::fs::File::from(f);
@@ -307,7 +325,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
             tracing::warn!("{e}; the monitor pumps in its first image");
         }
         // Only when the pump binary cannot run: the same loop, in this bigger image.
-        let code = cove_monitor::pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref());
+        let code = cove_monitor::pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref(), None);
         drop(attach);
         let _ = std::fs::remove_file(&attach_path);
         ended = Some(code);
@@ -369,6 +387,8 @@ fn hand_to_pump(
         restarts,
         dir: dir.to_path_buf(),
         run_dir: run_dir.to_path_buf(),
+        // On networks: the pump has the helper replaced if it ends (network::recover_at).
+        netd: cfg.user_run_dir.clone().filter(|_| !cfg.endpoints.is_empty()),
     };
     let e = cove_monitor::exec_pump(bin, &args);
     // Still here: keep them out of anything we start later.

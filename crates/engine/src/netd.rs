@@ -26,15 +26,25 @@ pub fn main(run: &Path, config: Option<&Path>, report: Option<OwnedFd>) -> ! {
 }
 
 /// A handle on the rootless network namespace, starting the helper if needed; `config`: the
-/// user's cove.conf ([`crate::config::path`]) for a helper started now.
-pub fn rootless_netns(run: &Path, config: Option<&Path>) -> Result<OwnedFd> {
-    Ok(cove_netd::client::rootless_netns(run, || {
-        // The helper reads the user's cove.conf at every reload; its path is settled by the
-        // command (with the whole environment: the helper gets only COVE_*, PATH and HOME; and
-        // knowing whether it is rootless, which the user namespace hides). Empty: none.
-        let config = config.map(|p| p.display().to_string()).unwrap_or_default();
-        crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string(), config]).map_err(|e| e.to_string())
-    })?)
+/// user's cove.conf ([`crate::config::path`]) for a helper started now; `recover`: run with
+/// the new namespace when this call started the helper (under its start lock), to re-wire the
+/// containers of a helper that went away (the network module's `helper_netns` does).
+pub fn rootless_netns(
+    run: &Path,
+    config: Option<&Path>,
+    recover: impl FnOnce(std::os::fd::BorrowedFd<'_>),
+) -> Result<OwnedFd> {
+    Ok(cove_netd::client::rootless_netns(
+        run,
+        || {
+            // The helper reads the user's cove.conf at every reload; its path is settled by the
+            // command (with the whole environment: the helper gets only COVE_*, PATH and HOME; and
+            // knowing whether it is rootless, which the user namespace hides). Empty: none.
+            let config = config.map(|p| p.display().to_string()).unwrap_or_default();
+            crate::spawn_helper("cove-netd", "__netd", &[run.display().to_string(), config]).map_err(|e| e.to_string())
+        },
+        recover,
+    )?)
 }
 
 /// Resolver addresses (`--dns`, validated where given) on port 53.
@@ -103,11 +113,7 @@ pub fn table(db: &Db) -> Result<Table> {
 /// network, or a network went) and waits until it serves it. Nothing to do when the helper
 /// is not running.
 pub fn sync(run: &Path, db: &Path) -> Result<()> {
-    if !running(run) {
-        return Ok(());
-    }
-    let t = table(&Db::open(db)?)?;
-    Ok(cove_netd::client::sync(run, &t)?)
+    cove_netd::client::sync_built(run, || table(&Db::open(db)?))
 }
 
 #[cfg(test)]

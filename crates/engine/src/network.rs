@@ -44,6 +44,29 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The container's end: `eth<N>`, N from the host end's name (cv + 10 id digits + N),
+    /// stable across connects.
+    pub fn container_ifname(&self) -> String {
+        format!("eth{}", self.ifname.get(12..).unwrap_or("0"))
+    }
+
+    /// `--mac-address`, else one derived from the IPv4 address (`02:42:` and its four bytes, as
+    /// Docker did): the same container gets the same MAC whenever it is wired again (after a
+    /// restart of the network helper), and neighbours' ARP caches stay right.
+    pub fn mac_address(&self) -> [u8; 6] {
+        if let Some(m) = self.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()) {
+            return m;
+        }
+        let b = match self.ip {
+            IpAddr::V4(a) => a.octets(),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        };
+        [0x02, 0x42, b[0], b[1], b[2], b[3]]
+    }
+
     /// Where published ports of a container on this network go.
     pub fn port_target(&self) -> crate::ports::Target {
         crate::ports::Target { ip: self.ip, ip6: self.ip6.map(|(a, _, _)| a) }
@@ -610,60 +633,248 @@ pub fn attach(
     if endpoints.is_empty() {
         return Ok(());
     }
-    let netns = crate::netd::rootless_netns(run_dir, config).map_err(|e| format!("network helper: {e}"))?;
+    let netns = helper_netns(run_dir, db, config).map_err(|e| format!("network helper: {e}"))?;
     tracing::debug!("attach: have the network namespace");
     let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| format!("netlink: {e}"))?;
     let container = cove_net::netns::of_pid(pid).map_err(|e| format!("container network namespace: {e}"))?;
     tracing::debug!("attach: netlink open");
     for ep in endpoints {
-        let mut gw = vec![IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
-        if let Some((_, p6, g6)) = ep.ip6 {
-            gw.push(IfAddr { addr: g6, prefix_len: p6 });
-        }
-        // Two containers may bring the same bridge up at the same moment: the loser of that
-        // race sees EEXIST and finds the bridge the other one made.
-        let mut tries = 0;
-        loop {
-            match nl.ensure_bridge(&ep.bridge, &gw) {
-                Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 5 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err(e) => return Err(format!("bridge {} of network {}: {e}", ep.bridge, ep.network)),
-            }
-        }
-        let mut addrs = vec![IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
-        if let Some((a6, p6, _)) = ep.ip6 {
-            addrs.push(IfAddr { addr: a6, prefix_len: p6 });
-        }
-        // eth<N>, N from the host end's name (cv + 10 id digits + N): stable across connects.
-        let ifname = format!("eth{}", ep.ifname.get(12..).unwrap_or("0"));
-        // The default route goes through the first interface that is there (endpoints come in
-        // interface order; a later one adds it only when an earlier one did not: eth0 was
-        // disconnected while the container was stopped, or by `connect` after it was).
-        let gws: Vec<IpAddr> = std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect();
-        let spec = AttachSpec {
-            bridge: &ep.bridge,
-            host_ifname: &ep.ifname,
-            container_ifname: &ifname,
-            addrs: &addrs,
-            gateways: &gws,
-            mtu: ep.mtu,
-            mac: ep.mac.as_deref().and_then(|m| cove_net::link::parse_mac(m).ok()),
-        };
-        tracing::debug!("attach: bridge ready");
         // A stopped container's old pair may outlive it for a moment (the kernel frees a
         // network namespace asynchronously): the name is this container's, so it goes.
         if let Ok(Some(stale)) = nl.link_index(&ep.ifname) {
             let _ = nl.delete_link(stale);
         }
-        cove_net::link::attach_container(&mut nl, container.as_fd(), &spec)
-            .map_err(|e| format!("attach to network {}: {e}", ep.network))?;
+        wire(&mut nl, container.as_fd(), ep)?;
         tracing::debug!("attach: veth attached");
     }
     // The network's DNS answers for the container before it runs its first instruction.
     crate::netd::sync(run_dir, db).map_err(|e| format!("DNS: {e}"))
+}
+
+/// Makes the bridge of `ep`'s network if it is not there, and the container's veth pair on it
+/// (`eth<N>` inside, with its addresses, MAC and default routes).
+fn wire(nl: &mut Netlink, container: std::os::fd::BorrowedFd<'_>, ep: &Endpoint) -> std::result::Result<(), String> {
+    let mut gw = vec![IfAddr { addr: ep.gateway, prefix_len: ep.prefix_len }];
+    if let Some((_, p6, g6)) = ep.ip6 {
+        gw.push(IfAddr { addr: g6, prefix_len: p6 });
+    }
+    // Two containers may bring the same bridge up at the same moment: the loser of that
+    // race sees EEXIST and finds the bridge the other one made.
+    let mut tries = 0;
+    loop {
+        match nl.ensure_bridge(&ep.bridge, &gw) {
+            Ok(_) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(format!("bridge {} of network {}: {e}", ep.bridge, ep.network)),
+        }
+    }
+    let mut addrs = vec![IfAddr { addr: ep.ip, prefix_len: ep.prefix_len }];
+    if let Some((a6, p6, _)) = ep.ip6 {
+        addrs.push(IfAddr { addr: a6, prefix_len: p6 });
+    }
+    // The default route goes through the first interface that is there (endpoints come in
+    // interface order; a later one adds it only when an earlier one did not: eth0 was
+    // disconnected while the container was stopped, or by `connect` after it was).
+    let gws: Vec<IpAddr> = std::iter::once(ep.gateway).chain(ep.ip6.map(|(_, _, g6)| g6)).collect();
+    let ifname = ep.container_ifname();
+    let spec = AttachSpec {
+        bridge: &ep.bridge,
+        host_ifname: &ep.ifname,
+        container_ifname: &ifname,
+        addrs: &addrs,
+        gateways: &gws,
+        mtu: ep.mtu,
+        mac: Some(ep.mac_address()),
+    };
+    tracing::debug!("attach: bridge ready");
+    cove_net::link::attach_container(nl, container, &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))
+}
+
+/// The network helper's namespace, starting the helper if needed. A helper started here while
+/// containers run on networks (the one before it was killed or crashed: its namespace, bridges
+/// and veth pairs went with it) first gets them back ([`rewire`]), under the helper's start
+/// lock: no other command sees the new helper before they are wired again.
+pub fn helper_netns(
+    run: &std::path::Path,
+    db: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<std::os::fd::OwnedFd> {
+    crate::netd::rootless_netns(run, config, |netns| match rewire(run, db, netns) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("the network helper had gone: {n} running container(s) wired again"),
+        Err(e) => crate::warn_user(format_args!("the network helper had gone; re-wiring its containers: {e}")),
+    })
+}
+
+/// Gives every running container with networks back its veth pairs (same names, addresses and
+/// MACs), its DNS records (one `SYNC`) and its published ports (bound again, as the user),
+/// in a helper namespace that was just made. Returns how many containers were wired. One
+/// container that cannot be wired (its port taken meanwhile, say) is warned about and the others
+/// go on.
+pub fn rewire(run: &std::path::Path, db_path: &std::path::Path, netns: std::os::fd::BorrowedFd<'_>) -> Result<usize> {
+    let db = crate::db::Db::open(db_path)?;
+    let (networks, containers, rows) = db.read(|db| Ok((db.networks()?, db.containers()?, db.all_endpoints()?)))?;
+    let mut nl = Netlink::open_in(netns).map_err(|e| Error::Other(format!("netlink: {e}")))?;
+    let mut wired = vec![];
+    for c in containers.iter().filter(|c| c.state == crate::db::ContainerState::Running) {
+        let mut mine: Vec<&crate::db::EndpointRow> = rows.iter().filter(|e| e.container_id == c.id).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let rd = cove_monitor::RunDir::new(run.join("containers").join(&c.id));
+        let Some(pid) = rd.live_pid() else { continue };
+        mine.sort_by_key(|e| interface_number(&e.ifname));
+        let fixed_mac = c.request().ok().and_then(|r| r.mac_address);
+        let eps = mine
+            .iter()
+            .map(|e| {
+                let n = networks.iter().find(|n| n.name == e.network).ok_or_else(|| {
+                    Error::Corrupt(format!("container {} has an endpoint on a missing network {}", c.name, e.network))
+                })?;
+                let mac = if interface_number(&e.ifname) == 0 { fixed_mac.clone() } else { None };
+                endpoint_of(n, e, mac)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let r = (|| -> std::result::Result<(), String> {
+            let container = cove_net::netns::of_pid(pid).map_err(|e| format!("its network namespace: {e}"))?;
+            let mut inside = Netlink::open_in(container.as_fd()).map_err(|e| format!("netlink: {e}"))?;
+            for ep in &eps {
+                // Wired already (by its own monitor restarting it, say): leave it.
+                if nl.link_index(&ep.ifname).ok().flatten().is_some() {
+                    continue;
+                }
+                // The old pair's inner end may outlive the old namespace for a moment.
+                if let Ok(Some(stale)) = inside.link_index(&ep.container_ifname()) {
+                    let _ = inside.delete_link(stale);
+                }
+                wire(&mut nl, container.as_fd(), ep)?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => wired.push((c, rd, eps)),
+            Err(e) => crate::warn_user(format_args!("container {}: could not wire its networks again: {e}", c.name)),
+        }
+    }
+    // Names first: one table for every container wired.
+    if !wired.is_empty() {
+        cove_netd::client::sync_built(run, || crate::netd::table(&db))?;
+    }
+    for (c, rd, eps) in &wired {
+        let published = crate::ports::load(rd.path());
+        if published.is_empty() {
+            continue;
+        }
+        let target = eps[0].port_target();
+        if let Err(e) = crate::ports::republish(run, rd.path(), &c.id, &published, target) {
+            crate::warn_user(format_args!("container {}: its published ports: {e}", c.name));
+        }
+    }
+    Ok(wired.len())
+}
+
+/// N of a host end's name (`cv` + 10 id digits + N): the container's `eth<N>`.
+fn interface_number(host_ifname: &str) -> u32 {
+    host_ifname.get(12..).and_then(|n| n.parse().ok()).unwrap_or(u32::MAX)
+}
+
+/// A container's endpoint as `attach` takes it, from its lease and its network's record.
+fn endpoint_of(n: &NetworkRow, e: &crate::db::EndpointRow, mac: Option<String>) -> Result<Endpoint> {
+    let bad = |what: &str| Error::Corrupt(format!("network {} has a corrupt {what}", n.name));
+    let subnet: Subnet = n.subnet.parse().map_err(|_| bad("subnet"))?;
+    let gateway: IpAddr = n.gateway.parse().map_err(|_| bad("gateway"))?;
+    let ip6 = match (e.ip6, &n.subnet6, &n.gateway6) {
+        (Some(a), Some(s6), Some(g6)) => Some((
+            a,
+            s6.parse::<Subnet>().map_err(|_| bad("IPv6 subnet"))?.prefix_len(),
+            g6.parse().map_err(|_| bad("IPv6 gateway"))?,
+        )),
+        _ => None,
+    };
+    Ok(Endpoint {
+        network: n.name.clone(),
+        bridge: n.bridge.clone(),
+        ip: e.ip,
+        prefix_len: subnet.prefix_len(),
+        gateway,
+        ifname: e.ifname.clone(),
+        aliases: e.aliases.clone(),
+        ip6,
+        mtu: n.options.mtu,
+        mac,
+    })
+}
+
+/// After reconcile: a network helper that is gone while containers run on networks is started
+/// again, which wires them back ([`helper_netns`]). The next cove command, whatever it is,
+/// repairs what `kill -9` of the helper broke (a detached container's monitor does it at once:
+/// [`recover_at`]).
+pub fn recover(eng: &Engine) -> Result<()> {
+    if crate::netd::running(&eng.dirs.run) {
+        return Ok(());
+    }
+    recover_at(&eng.dirs.run, &eng.dirs.db_path(), crate::config::path(eng.dirs.rootless).as_deref())
+}
+
+/// The network helper as a foreground `cove run` watches it (it is its container's monitor):
+/// a pidfd in its poll loop; when the helper ends, [`recover_at`] right there (the loop pauses
+/// for the re-wiring, a few hundred milliseconds), then the new helper is watched.
+pub struct HelperWatch {
+    run: std::path::PathBuf,
+    db: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
+    helper: Option<std::os::fd::OwnedFd>,
+}
+
+impl HelperWatch {
+    pub fn new(run: &std::path::Path, db: &std::path::Path, config: Option<&std::path::Path>) -> HelperWatch {
+        let mut w = HelperWatch {
+            run: run.to_path_buf(),
+            db: db.to_path_buf(),
+            config: config.map(std::path::Path::to_path_buf),
+            helper: cove_netd::client::watch_fd(run),
+        };
+        // Gone already, between the container's wiring and now: repair at once.
+        if w.helper.is_none() {
+            w.ended();
+        }
+        w
+    }
+
+    /// What to poll: readable once the helper has ended.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.helper.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The helper ended: have it replaced (the containers wired back), then watch the new one.
+    /// A failure is logged; the next cove command tries again.
+    pub fn ended(&mut self) {
+        self.helper = None;
+        if let Err(e) = recover_at(&self.run, &self.db, self.config.as_deref()) {
+            tracing::warn!("the network helper ended and could not be started again: {e}");
+        }
+        self.helper = cove_netd::client::watch_fd(&self.run);
+    }
+}
+
+/// [`recover`] for the user's run dir `run` and database `db`: what `cove __rewire` runs.
+pub fn recover_at(run: &std::path::Path, db: &std::path::Path, config: Option<&std::path::Path>) -> Result<()> {
+    if crate::netd::running(run) {
+        return Ok(());
+    }
+    let (containers, rows) = crate::db::Db::open(db)?.read(|db| Ok((db.containers()?, db.all_endpoints()?)))?;
+    let wanted = containers.iter().any(|c| {
+        c.state == crate::db::ContainerState::Running
+            && rows.iter().any(|e| e.container_id == c.id)
+            && cove_monitor::RunDir::new(run.join("containers").join(&c.id)).live_pid().is_some()
+    });
+    if wanted {
+        helper_netns(run, db, config)?;
+    }
+    Ok(())
 }
 
 /// A container on a network, for `network inspect`: its name and addresses with prefixes.
@@ -825,7 +1036,8 @@ pub fn disconnect(eng: &mut Engine, network: &str, container: &str) -> Result<()
         .endpoint(&c.id, &n.name)?
         .ok_or_else(|| Error::Conflict(format!("container {} is not connected to network {}", c.name, n.name)))?;
     if c.state == crate::db::ContainerState::Running {
-        let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
+        let netns =
+            helper_netns(&eng.dirs.run, &eng.dirs.db_path(), crate::config::path(eng.dirs.rootless).as_deref())?;
         let mut nl = Netlink::open_in(netns.as_fd()).map_err(|e| Error::Other(format!("netlink: {e}")))?;
         cove_net::link::detach_container(&mut nl, &ifname)
             .map_err(|e| Error::Other(format!("detach from network {}: {e}", n.name)))?;
@@ -905,7 +1117,7 @@ pub fn resolve(eng: &Engine, name: &str, qtype: &str, network: Option<&str>) -> 
         return Err(Error::Other("no container is on a network: no DNS server is running".into()));
     }
     crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path())?;
-    let netns = crate::netd::rootless_netns(&eng.dirs.run, crate::config::path(eng.dirs.rootless).as_deref())?;
+    let netns = helper_netns(&eng.dirs.run, &eng.dirs.db_path(), crate::config::path(eng.dirs.rootless).as_deref())?;
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(qname.clone(), rtype));

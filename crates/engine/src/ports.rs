@@ -211,6 +211,40 @@ pub fn load(run_dir_of_container: &Path) -> Vec<Published> {
         .unwrap_or_default()
 }
 
+/// Publishes again exactly what `ports.json` of a running container says (after the network
+/// helper that served it went away: its sockets were closed with it). A port someone else took
+/// meanwhile is left out, said in the error, and `ports.json` keeps only what is served.
+pub fn republish(
+    run: &Path,
+    container_run: &Path,
+    container_id: &str,
+    published: &[Published],
+    target: Target,
+) -> Result<()> {
+    let mut bound = vec![];
+    let mut lost = vec![];
+    for p in published {
+        let addr = SocketAddr::new(p.host_ip, p.host_port);
+        let r: std::io::Result<OwnedFd> = match (p.proto.as_str(), p.host_ip) {
+            (proto, IpAddr::V6(a)) if a.is_unspecified() => bind_v6_only(proto, p.host_port),
+            ("udp", _) => std::net::UdpSocket::bind(addr).map(OwnedFd::from),
+            _ => std::net::TcpListener::bind(addr).map(OwnedFd::from),
+        };
+        match r {
+            Ok(fd) => bound.push((p.clone(), fd)),
+            Err(e) => lost.push(format!("{}:{}/{}: {e}", p.host_ip, p.host_port, p.proto)),
+        }
+    }
+    let served: Vec<Published> = bound.iter().map(|(p, _)| p.clone()).collect();
+    register(run, container_id, target.ip, target.ip6, bound)?;
+    save(container_run, &served);
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Conflict(format!("could not publish again {}", lost.join(", "))))
+    }
+}
+
 /// Where a container's published ports go: the addresses of its first network.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {

@@ -119,7 +119,10 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
                     }
                 }
             });
-            crate::tty::wait_foreground(pid, sfd, relay, req.interactive, log)
+            // This CLI is the container's monitor: it replaces a network helper that ends.
+            let watch = (!p.endpoints.is_empty())
+                .then(|| crate::network::HelperWatch::new(&run_dir, &db_path, config.as_deref()));
+            crate::tty::wait_foreground(pid, sfd, relay, req.interactive, log, watch)
         }
         Err(e) => {
             let _ = nix::sys::wait::waitpid(pid, None);

@@ -212,6 +212,7 @@ pub fn wait_foreground(
     relay: Option<Relay>,
     forward_stdin: bool,
     log: Option<LogWriter>,
+    watch: Option<crate::network::HelperWatch>,
 ) -> Result<i32> {
     let (pty_master, pipes) = match relay {
         Some(Relay::Pty(m)) => (Some(m), None),
@@ -219,8 +220,8 @@ pub fn wait_foreground(
         None => (None, None),
     };
     match pipes {
-        Some((stdin_w, out, err)) => wait_piped(pid, sfd, stdin_w.filter(|_| forward_stdin), out, err, log),
-        None => wait_pty(pid, sfd, pty_master, forward_stdin, log),
+        Some((stdin_w, out, err)) => wait_piped(pid, sfd, stdin_w.filter(|_| forward_stdin), out, err, log, watch),
+        None => wait_pty(pid, sfd, pty_master, forward_stdin, log, watch),
     }
 }
 
@@ -283,6 +284,7 @@ fn wait_piped(
     out: OwnedFd,
     err: OwnedFd,
     log: Option<LogWriter>,
+    mut watch: Option<crate::network::HelperWatch>,
 ) -> Result<i32> {
     use nix::errno::Errno;
     let _sigpipe = SigpipeBlocked::new();
@@ -320,6 +322,10 @@ fn wait_piped(
                 idx[i] = Some(fds.len() - 1);
             }
         }
+        let hi = watch.as_ref().and_then(|w| w.fd()).map(|f| {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
+            fds.len() - 1
+        });
         let (mut si, mut wi) = (None, None);
         if let Some(w) = &stdin_w {
             if pending.is_empty() {
@@ -341,6 +347,11 @@ fn wait_piped(
         drop(fds);
         if ready[0] {
             on_signals(&sfd, pid, &mut status, None);
+        }
+        if let (Some(k), Some(w)) = (hi, watch.as_mut()) {
+            if ready[k] {
+                w.ended();
+            }
         }
         for (i, o) in outputs.iter_mut().enumerate() {
             if idx[i].is_some_and(|k| ready[k]) && !o.as_mut().is_some_and(|o| o.pump(&mut buf)) {
@@ -389,6 +400,7 @@ fn wait_pty(
     pty_master: Option<OwnedFd>,
     forward_stdin: bool,
     mut log: Option<LogWriter>,
+    mut watch: Option<crate::network::HelperWatch>,
 ) -> Result<i32> {
     let stdin = cove_sys::borrow_raw(0);
     let stdout = cove_sys::borrow_raw(1);
@@ -422,6 +434,10 @@ fn wait_pty(
         } else {
             None
         };
+        let hi = watch.as_ref().and_then(|w| w.fd()).map(|f| {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
+            fds.len() - 1
+        });
         // Once the container exited, only drain what the pty still holds.
         let timeout = if status.is_some() { PollTimeout::from(50u16) } else { PollTimeout::NONE };
         match poll(&mut fds, timeout) {
@@ -434,6 +450,13 @@ fn wait_pty(
         let sig_ready = ready(0);
         let m_ready = mi.is_some_and(ready);
         let s_ready = si.is_some_and(ready);
+        let h_ready = hi.is_some_and(ready);
+        drop(fds);
+        if h_ready {
+            if let Some(w) = watch.as_mut() {
+                w.ended();
+            }
+        }
         if sig_ready {
             on_signals(&sfd, pid, &mut status, pty_master.as_ref().map(|m| m.as_fd()));
         }

@@ -37,6 +37,7 @@
 pub mod log;
 pub mod pump;
 pub mod time;
+pub mod watch;
 
 pub use log::LogWriter;
 
@@ -255,6 +256,9 @@ pub struct PumpArgs {
     /// The container's directory and run directory (arguments of `cove __monitor`).
     pub dir: PathBuf,
     pub run_dir: PathBuf,
+    /// The user's run dir, for a container on networks: the pump watches the network helper
+    /// there and has it replaced when it ends ([`watch`]).
+    pub netd: Option<PathBuf>,
 }
 
 impl PumpArgs {
@@ -271,7 +275,8 @@ impl PumpArgs {
             format!("max-file={}", self.max_file).into(),
             format!("restarts={}", self.restarts).into(),
         ];
-        for (k, p) in [("log=", &self.log), ("dir=", &self.dir), ("run=", &self.run_dir)] {
+        let paths = [("log=", Some(&self.log)), ("dir=", Some(&self.dir)), ("run=", Some(&self.run_dir))];
+        for (k, p) in paths.into_iter().chain([("netd=", self.netd.as_ref())]).filter_map(|(k, p)| Some((k, p?))) {
             let mut a = OsString::from(k);
             a.push(p);
             v.push(a);
@@ -282,7 +287,7 @@ impl PumpArgs {
     /// Parses the arguments after the program name.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<PumpArgs> {
         let (mut pid, mut out, mut err, mut attach, mut exe) = (None, None, None, None, None);
-        let (mut log, mut dir, mut run_dir) = (None, None, None);
+        let (mut log, mut dir, mut run_dir, mut netd) = (None, None, None, None);
         let (mut max_size, mut max_file, mut restarts) = (0u64, 1u32, 0u32);
         for a in args {
             let bytes = a.as_bytes();
@@ -314,6 +319,7 @@ impl PumpArgs {
                 b"log" => log = Some(PathBuf::from(v)),
                 b"dir" => dir = Some(PathBuf::from(v)),
                 b"run" => run_dir = Some(PathBuf::from(v)),
+                b"netd" => netd = Some(PathBuf::from(v)),
                 _ => return Err(Error::Invalid(format!("unknown argument {a:?}"))),
             }
         }
@@ -332,6 +338,7 @@ impl PumpArgs {
             restarts,
             dir: dir.ok_or_else(|| need("dir"))?,
             run_dir: run_dir.ok_or_else(|| need("run"))?,
+            netd,
         })
     }
 }
@@ -401,7 +408,11 @@ fn run(a: PumpArgs) -> i32 {
     })();
     let code = match setup {
         Ok((out, err, attach, mut log, sfd)) => {
-            let code = pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref());
+            let mut watch = match (&a.netd, &exe) {
+                (Some(run), Ok(exe)) => Some(watch::HelperWatch::new(run.clone(), a.dir.clone(), exe.as_fd())),
+                _ => None,
+            };
+            let code = pump::pump(pid, &sfd, out, err, &mut log, attach.as_ref(), watch.as_mut());
             drop(attach);
             code
         }
@@ -457,6 +468,7 @@ mod tests {
             restarts: 2,
             dir: "/d".into(),
             run_dir: "/r".into(),
+            netd: Some("/u".into()),
         };
         assert_eq!(PumpArgs::parse(a.to_argv().into_iter().skip(1)).unwrap(), a);
         assert!(PumpArgs::parse(["pid=1".into()]).unwrap_err().to_string().contains("missing out="));

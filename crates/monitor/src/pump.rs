@@ -32,6 +32,7 @@ pub fn pump(
     err: Option<OwnedFd>,
     log: &mut LogWriter,
     attach: Option<&std::os::unix::net::UnixListener>,
+    mut watch: Option<&mut crate::watch::HelperWatch<'_>>,
 ) -> i32 {
     let mut open = [true, err.is_some()];
     // Signals that came while the monitor exec'd stay pending across exec: forward them, and
@@ -54,6 +55,10 @@ pub fn pump(
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         let li = attach.map(|l| {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
+        let wi = watch.as_ref().and_then(|w| w.fd()).map(|f| {
+            fds.push(PollFd::new(f, PollFlags::POLLIN));
             fds.len() - 1
         });
         let first_client = fds.len();
@@ -79,14 +84,24 @@ pub fn pump(
         }
         // After PID 1 is gone, output still held by escaped descendants (a pty or a pipe kept
         // open) must not keep us forever: drain for a moment, then stop.
-        let timeout = match (status, released) {
+        let mut timeout = match (status, released) {
             (Some(_), _) => PollTimeout::from(200u16),
             (None, false) => PollTimeout::from(IDLE_MS),
             (None, true) => PollTimeout::NONE,
         };
+        // A repair of the network helper to try again later.
+        if let Some(t) = watch.as_ref().and_then(|w| w.timeout()) {
+            let ms = u16::try_from(t.as_millis()).unwrap_or(u16::MAX);
+            if timeout == PollTimeout::NONE || u16::try_from(timeout).is_ok_and(|cur| ms < cur) {
+                timeout = PollTimeout::from(ms);
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(0) if status.is_some() => break,
             Ok(0) => {
+                if let Some(w) = watch.as_mut() {
+                    w.tick();
+                }
                 release_now = true;
                 continue;
             }
@@ -96,6 +111,11 @@ pub fn pump(
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
+        if let (Some(i), Some(w)) = (wi, watch.as_mut()) {
+            if ready[i] {
+                w.ended();
+            }
+        }
         let mut gone = vec![];
         for (k, c) in clients.iter_mut().enumerate() {
             if !ready[first_client + k] {
@@ -124,6 +144,10 @@ pub fn pump(
         }
         if ready[0] {
             signals(sfd, pid, &mut status);
+        }
+        // The repair of the network helper: reaped when done, or tried again when due.
+        if let Some(w) = watch.as_mut() {
+            w.tick();
         }
         for (k, stream) in [(0usize, "stdout"), (1, "stderr")] {
             let Some(i) = idx[k] else { continue };

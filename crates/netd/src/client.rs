@@ -22,9 +22,28 @@ pub fn pid(run: &Path) -> Option<i32> {
     live(&RunFiles::new(run)).map(|(p, _)| p)
 }
 
+/// A pidfd of the helper that runs now (readable once it has ended), its start time checked
+/// before and after (a reused pid is not the helper): what a foreground `cove run` polls to
+/// notice that the helper went away under its container.
+pub fn watch_fd(run: &Path) -> Option<OwnedFd> {
+    let files = RunFiles::new(run);
+    let (pid, _) = live(&files)?;
+    let fd = cove_sys::pidfd_open(pid).ok()?;
+    (live(&files).map(|(p, _)| p) == Some(pid)).then_some(fd)
+}
+
 /// A handle on the rootless network namespace, starting the helper if needed: `start` starts
 /// `cove __netd` detached and returns what it wrote on its report pipe ([`Report`]).
-pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<String, String>) -> Result<OwnedFd> {
+///
+/// `recover` runs when this call started the helper, still under `netd.lock` and before any
+/// other command can find the new helper: the engine re-wires there the containers that were
+/// running on the helper that went away (killed, crashed), so no container started meanwhile
+/// takes their addresses' bridges or their ports first.
+pub fn rootless_netns(
+    run: &Path,
+    start: impl FnOnce() -> std::result::Result<String, String>,
+    recover: impl FnOnce(std::os::fd::BorrowedFd<'_>),
+) -> Result<OwnedFd> {
     let files = RunFiles::new(run);
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -34,20 +53,24 @@ pub fn rootless_netns(run: &Path, start: impl FnOnce() -> std::result::Result<St
         .map_err(crate::io_err(format!("open {}", files.lock().display())))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::Other(format!("lock netd.lock: {e}")))?;
-    let (pid, fd) = match live(&files) {
-        Some(x) => x,
+    let (started, (pid, fd)) = match live(&files) {
+        Some(x) => (false, x),
         None => {
             match Report::decode(&start().map_err(Error::Start)?) {
                 Report::Ok => {}
                 Report::Failed(e) => return Err(Error::Start(e)),
             }
-            live(&files).ok_or_else(|| Error::Start("it did not start".into()))?
+            (true, live(&files).ok_or_else(|| Error::Start("it did not start".into()))?)
         }
     };
     let f = std::fs::File::open(format!("/proc/{pid}/fd/{fd}"))
         .map_err(crate::io_err(format!("open the network namespace of the helper (pid {pid})")))?;
     // Tell the helper it is in use, so it does not exit between now and the attach.
     let _ = std::fs::write(files.used(), "");
+    if started {
+        use std::os::fd::AsFd;
+        recover(f.as_fd());
+    }
     Ok(f.into())
 }
 
@@ -62,6 +85,30 @@ pub fn sync(run: &Path, table: &Table) -> Result<()> {
     let Ok(s) = connect(run) else { return Ok(()) };
     Request::Sync(table.clone()).send(&s)?;
     Reply::recv(&s)?.into_result()
+}
+
+/// [`sync`] of a table `build` reads from the database, both under `netd-sync.lock`: tables
+/// then reach the helper in the order they were read. Without it a table read before a network
+/// was created could arrive after one read since, and the helper, which removes the bridges a
+/// table no longer names, would remove that network's bridge under its new containers.
+pub fn sync_built<E: From<Error>>(
+    run: &Path,
+    build: impl FnOnce() -> std::result::Result<Table, E>,
+) -> std::result::Result<(), E> {
+    if !running(run) {
+        return Ok(());
+    }
+    let files = RunFiles::new(run);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(files.sync_lock())
+        .map_err(crate::io_err(format!("open {}", files.sync_lock().display())))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::Other(format!("lock netd-sync.lock: {e}")))?;
+    let t = build()?;
+    Ok(sync(run, &t)?)
 }
 
 /// Hands bound host sockets to the helper (replacing what it served for this container).

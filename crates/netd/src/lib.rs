@@ -80,6 +80,10 @@ impl RunFiles {
         self.dir.join("netd.lock")
     }
     /// Touched by every command that is about to attach: the helper waits for it to age.
+    /// Held while a table is read from the database and sent ([`client::sync_built`]).
+    pub fn sync_lock(&self) -> PathBuf {
+        self.dir.join("netd-sync.lock")
+    }
     pub fn used(&self) -> PathBuf {
         self.dir.join("netd.used")
     }

@@ -42,6 +42,11 @@ pub fn run(args: &[String], env: &[String], sock: UnixStream) -> ! {
             cove_sys::exit_now(125);
         }
     };
+    // Named and non-dumpable before the fork: the command may read /proc/1/comm (or a process
+    // of the container try to ptrace PID 1) as soon as it runs, before the parent is scheduled
+    // again. The child takes both until its exec, which resets them to the command's.
+    let _ = nix::sys::prctl::set_name(c"init");
+    let _ = cove_sys::set_not_dumpable();
     let child = match cove_sys::fork() {
         Err(e) => {
             let mut sock = sock;
@@ -66,8 +71,6 @@ pub fn run(args: &[String], env: &[String], sock: UnixStream) -> ! {
         Ok(Some(pid)) => pid,
     };
     drop(sock);
-    let _ = nix::sys::prctl::set_name(c"init");
-    let _ = cove_sys::set_not_dumpable();
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,

@@ -477,6 +477,17 @@ fn clean_file_ranges(out: &mut [(usize, usize)]) -> usize {
     n
 }
 
+/// `pidfd_open(2)`: a descriptor that polls readable once process `pid` has ended (Linux 5.3).
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory
+    // is passed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(Error::Sys { call: "pidfd_open", source: nix::errno::Errno::last() });
+    }
+    Ok(own_fd(r as RawFd))
+}
+
 /// Wraps a descriptor returned by a syscall wrapper that gives raw numbers.
 pub fn own_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass descriptors freshly returned by a syscall and owned by nobody else.

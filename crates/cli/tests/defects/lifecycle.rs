@@ -292,3 +292,26 @@ fn a_killed_keeper_is_replaced_by_one_in_the_same_namespace() {
     assert!(w.ok(&["exec", "later", "nslookup", "up", "10.98.9.1"]).contains("10.98.9.2"));
     w.ok(&["run", "--rm", "--network", "kn", "bb", "true"]);
 }
+
+/// `exec` while a restart policy is between two runs: Docker's "is restarting" answer, never
+/// "is not running" for a container `ps` shows as up.
+#[test]
+fn exec_between_restarts_says_restarting() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["run", "-d", "--restart", "always", "--name", "flap", "bb", "sh", "-c", "sleep 0.3; exit 1"]);
+    let (mut restarting, mut not_running) = (0, vec![]);
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(8) && restarting < 3 {
+        let o = w.cove(&["exec", "flap", "true"]);
+        let e = stderr(&o);
+        if e.contains("is restarting, wait until the container is running") {
+            restarting += 1;
+        } else if e.contains("is not running") {
+            not_running.push(e);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    w.ok(&["rm", "-f", "flap"]);
+    assert!(not_running.is_empty(), "{not_running:?}");
+    assert!(restarting > 0, "an exec between two runs was seen");
+}

@@ -157,33 +157,3 @@ fn network_rm_removes_the_bridge_and_its_dns_at_once() {
         network_rm_then_create_again(&w);
     }
 }
-
-#[test]
-fn ports_are_not_reported_once_the_helper_that_served_them_is_gone() {
-    let Some(w) = World::new() else { return };
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:80");
-    w.ok(&["run", "-d", "--name", "web", "-p", &publish, "bb", "sleep", "300"]);
-    let ps = || w.ok(&["ps", "--format", "{{.Ports}}"]);
-    assert!(ps().contains(&format!("127.0.0.1:{port}->80/tcp")), "{}", ps());
-    let pid: i32 = std::fs::read_to_string(w.path().join("run/netd.pid"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    assert!(
-        wait_until(|| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), 10),
-        "the port closed with the helper"
-    );
-    assert_eq!(ps().trim(), "", "ps no longer reports a port nobody serves");
-    assert_eq!(w.ok(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "web"]).trim(), "{}");
-    let o = w.cove(&["port", "web", "80"]);
-    assert!(
-        !o.status.success() || String::from_utf8_lossy(&o.stdout).trim().is_empty(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-}
