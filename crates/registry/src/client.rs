@@ -112,16 +112,22 @@ pub(crate) fn parse_challenge(h: &str) -> Option<(String, Vec<(String, String)>)
 }
 
 /// The token of a bearer token response: `token`, else `access_token` (RFC 6750 clients send
-/// either).
+/// either). It must be printable ASCII: it is sent back in an `Authorization` header.
 pub(crate) fn token_from_body(body: &[u8], registry: &str) -> Result<String> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|source| Error::Json { context: format!("{registry}: token response"), source })?;
-    v.get("token")
+    let token = v
+        .get("token")
         .or_else(|| v.get("access_token"))
         .and_then(|t| t.as_str())
         .filter(|t| !t.is_empty())
-        .map(String::from)
-        .ok_or_else(|| Error::Invalid(format!("{registry}: token response without a token")))
+        .ok_or_else(|| Error::Invalid(format!("{registry}: token response without a token")))?;
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(format!(
+            "{registry}: token response: the token has characters a bearer token cannot have"
+        )));
+    }
+    Ok(token.to_owned())
 }
 
 /// The registry's own words in an error body (`{"errors":[{"code":…,"message":…}]}`), made one
@@ -494,5 +500,16 @@ mod tests {
         assert_eq!(long.chars().count(), MESSAGE_CHARS + 1);
         assert_eq!(msg(r#"{"errors":[]}"#), None);
         assert_eq!(msg("<html>"), None);
+    }
+
+    #[test]
+    fn token_responses() {
+        let tok = |b: &str| token_from_body(b.as_bytes(), "reg").map_err(|e| e.to_string());
+        assert_eq!(tok(r#"{"token":"a.b-c_d~e+f/g=","access_token":"x"}"#).as_deref(), Ok("a.b-c_d~e+f/g="));
+        assert_eq!(tok(r#"{"access_token":"x","token_type":"Bearer"}"#).as_deref(), Ok("x"));
+        assert_eq!(tok(r#"{"expires_in":300}"#), Err("reg: token response without a token".into()));
+        for bad in [r#"{"token":"a\nb"}"#, r#"{"token":"a b"}"#, r#"{"token":"\u00e9"}"#] {
+            assert!(tok(bad).unwrap_err().contains("characters a bearer token cannot have"), "{bad}");
+        }
     }
 }
