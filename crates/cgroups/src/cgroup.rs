@@ -85,7 +85,10 @@ impl Cgroup {
         }
         let mut cg = Cgroup { id: id.to_string(), dirs: Dirs::Unified(PathBuf::new()), warnings: Vec::new() };
         let available = |c: &str| support.controllers.iter().any(|have| have == c);
-        for c in limits.controllers().into_iter().filter(|c| !available(c)) {
+        // Device rules on cgroup v2 are an eBPF program, not a controller (see create_v2).
+        let v2 = matches!(support.layout, Layout::Unified { .. });
+        let skipped = |c: &str| available(c) || (v2 && c == "devices");
+        for c in limits.controllers().into_iter().filter(|c| !skipped(c)) {
             cg.warnings.push(format!(
                 "{c} limits not applied: the {c} controller is not available to this user on this {} host",
                 support.hierarchy
@@ -133,7 +136,8 @@ impl Cgroup {
         self.dirs = Dirs::Unified(dir.clone());
         let writes = plan.iter().filter(|w| needed.contains(&w.controller));
         let dirs = BTreeMap::from_iter(needed.iter().map(|c| (c.to_string(), dir.clone())));
-        if let Err(e) = self.apply(writes, &dirs) {
+        let applied = self.apply(writes, &dirs).and_then(|()| attach_device_program(&dir, &limits.devices));
+        if let Err(e) = applied {
             if created {
                 let _ = fs::rmdir(&dir);
             }
@@ -380,6 +384,20 @@ fn enable_controllers(dir: &Path, wanted: &[&str], needed: &[&str]) -> Result<()
 /// Make `<parent>/<group>/<id>` in one v1 hierarchy. For cpuset, each new level copies
 /// `cpuset.cpus` and `cpuset.mems` from its parent (a new cpuset starts empty and refuses
 /// tasks). Returns whether the container directory is new.
+/// cgroup v2: the device rules as an eBPF program attached to `dir` (nothing without rules).
+fn attach_device_program(dir: &Path, rules: &[(bool, String)]) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let program = crate::devices::program(rules)?;
+    let fd = std::fs::File::open(dir).map_err(|source| Error::Read { path: dir.to_path_buf(), source })?;
+    cove_sys::attach_cgroup_device_program(std::os::fd::AsFd::as_fd(&fd), &program).map_err(|e| Error::Write {
+        path: dir.to_path_buf(),
+        value: format!("a device program ({e})"),
+        source: e.errno().unwrap_or(nix::errno::Errno::EINVAL).into(),
+    })
+}
+
 fn make_v1_dir(parent: &Path, group: &str, id: &str, cpuset: bool) -> Result<bool> {
     let group_dir = parent.join(group);
     fs::mkdir(&group_dir)?;

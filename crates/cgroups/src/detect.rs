@@ -8,7 +8,7 @@ use crate::proc::{parse_mountinfo, parse_proc_cgroup, CgroupMount, OwnCgroup};
 use crate::{fs, Limits};
 
 /// The v1 controllers cove manages (cpuacct only for usage statistics).
-pub(crate) const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "cpuset", "memory", "pids"];
+pub(crate) const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "cpuset", "devices", "memory", "pids"];
 
 /// How the host mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,12 @@ impl Support {
             let reason = self.reason.as_deref().unwrap_or("cgroups are not usable");
             return Some(format!("resource limits not applied: {reason}"));
         }
-        let missing: Vec<&str> =
-            limits.controllers().into_iter().filter(|c| !self.controllers.iter().any(|have| have == c)).collect();
+        let missing: Vec<&str> = limits
+            .controllers()
+            .into_iter()
+            .filter(|c| !self.controllers.iter().any(|have| have == c))
+            .filter(|c| !(*c == "devices" && self.hierarchy == Hierarchy::Unified))
+            .collect();
         if missing.is_empty() {
             return None;
         }

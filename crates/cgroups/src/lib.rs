@@ -22,7 +22,7 @@
 //! Hierarchy::{Unified, Hybrid, Legacy, Unavailable}
 //! Layout::{None, Unified { parent }, Legacy { parents }}
 //!
-//! Limits { memory, memory_swap, cpu_quota, cpu_period, cpu_shares, pids, cpuset_cpus, cpuset_mems }
+//! Limits { memory, memory_swap, cpu_quota, cpu_period, cpu_shares, pids, cpuset_cpus, cpuset_mems, devices }
 //! Limits::from_oci(&LinuxResources) -> Limits;  Limits::is_empty(&self) -> bool
 //! Limits::validate(&self) -> Result<()>;  Limits::controllers(&self) -> Vec<&'static str>
 //! Limits::with_cpus(self, f64) -> Limits;  cpus_to_quota(f64) -> (i64, u64)  // 0.5 -> 50000/100000
@@ -70,6 +70,7 @@
 
 mod cgroup;
 mod detect;
+mod devices;
 mod fs;
 mod limits;
 mod proc;

@@ -29,6 +29,11 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
     /// Memory nodes the container may use (`--cpuset-mems`).
     pub cpuset_mems: Option<String>,
+    /// Device access rules, in order (OCI `linux.resources.devices`): `(allow, rule)` with the
+    /// rule in the v1 devices controller's syntax (`a`, `c 1:3 rwm`, `b *:* m`). Written to
+    /// `devices.deny`/`devices.allow` on cgroup v1; on cgroup v2 an eBPF device program made
+    /// from them is attached to the cgroup.
+    pub devices: Vec<(bool, String)>,
 }
 
 /// Docker's `--cpus` conversion: `0.5` is a quota of 50000 µs per 100000 µs period.
@@ -123,6 +128,23 @@ impl Limits {
         if let Some(p) = r.pids() {
             l.pids = nonzero(Some(p.limit()));
         }
+        for d in r.devices().iter().flatten() {
+            use oci_spec::runtime::LinuxDeviceType as T;
+            let typ = match d.typ() {
+                None | Some(T::A) => "a",
+                Some(T::B) => "b",
+                Some(T::C | T::U) => "c",
+                Some(T::P) => continue, // FIFOs are not device-controlled
+            };
+            let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+            let access = d.access().clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "rwm".into());
+            let rule = if typ == "a" && d.major().is_none() && d.minor().is_none() {
+                "a".to_string()
+            } else {
+                format!("{typ} {}:{} {access}", num(d.major()), num(d.minor()))
+            };
+            l.devices.push((d.allow(), rule));
+        }
         l
     }
 
@@ -153,6 +175,9 @@ impl Limits {
         }
         if self.pids.is_some() {
             c.push("pids");
+        }
+        if !self.devices.is_empty() {
+            c.push("devices");
         }
         c
     }
@@ -263,6 +288,9 @@ impl Limits {
         }
         if let Some(p) = self.pids {
             plan.push(w("pids", "pids.max", max_or(p)));
+        }
+        for (allow, rule) in &self.devices {
+            plan.push(w("devices", if *allow { "devices.allow" } else { "devices.deny" }, rule));
         }
         Ok(plan)
     }
@@ -433,5 +461,46 @@ mod tests {
         );
         assert!(!l.is_empty());
         assert!(Limits::from_oci(&LinuxResources::default()).is_empty());
+    }
+
+    #[test]
+    fn device_rules_from_oci_in_order() {
+        use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+        let rule = |allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, access: &str| {
+            let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).access(access);
+            if let Some(t) = typ {
+                b = b.typ(t);
+            }
+            if let Some(m) = major {
+                b = b.major(m);
+            }
+            if let Some(m) = minor {
+                b = b.minor(m);
+            }
+            b.build().unwrap()
+        };
+        let r = LinuxResourcesBuilder::default()
+            .devices(vec![
+                rule(false, None, None, None, "rwm"),
+                rule(true, Some(LinuxDeviceType::C), None, None, "m"),
+                rule(true, Some(LinuxDeviceType::C), Some(1), Some(3), "rwm"),
+                rule(true, Some(LinuxDeviceType::C), Some(136), None, "rwm"),
+                rule(true, Some(LinuxDeviceType::P), None, None, "rwm"),
+            ])
+            .build()
+            .unwrap();
+        let l = Limits::from_oci(&r);
+        assert_eq!(l.controllers(), ["devices"]);
+        assert_eq!(
+            files(&l.plan_v1().unwrap()),
+            [
+                ("devices.deny", "a"),
+                ("devices.allow", "c *:* m"),
+                ("devices.allow", "c 1:3 rwm"),
+                ("devices.allow", "c 136:* rwm")
+            ]
+        );
+        // cgroup v2 has no devices files (an eBPF program does it): nothing written.
+        assert!(l.plan_v2().unwrap().is_empty());
     }
 }

@@ -158,3 +158,49 @@ fn limits_applied_as_root() {
         assert!(!p.parent().unwrap().exists(), "test group left behind: {}", p.display());
     }
 }
+
+/// cgroup v2's device rules are an eBPF program: made from Docker's rules, attached to a
+/// cgroup of the test's own in the unified hierarchy (the host's, or the `unified` mount of a
+/// hybrid host), a process in it opens /dev/null and may mknod, but cannot open a block
+/// device (a loop device here) or /dev/mem.
+#[test]
+fn v2_device_program_denies_what_the_rules_deny() {
+    if !is_root() {
+        println!("SKIP: not root");
+        return;
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(line) = mountinfo.lines().find(|l| l.contains(" - cgroup2 ")) else {
+        println!("SKIP: no cgroup2 mount on this host");
+        return;
+    };
+    // Only the unified mount, and ourselves at its root: detect sees a pure v2 host.
+    let support = cove_cgroups::detect_from(line, "0::/\n", false);
+    if !support.usable {
+        println!("SKIP: cgroup v2 not usable: {}", support.reason.unwrap_or_default());
+        return;
+    }
+    let group = format!("cove-test-{}", std::process::id());
+    let rules: Vec<(bool, String)> =
+        [(false, "a"), (true, "c *:* m"), (true, "b *:* m"), (true, "c 1:3 rwm"), (true, "c 1:5 rwm")]
+            .iter()
+            .map(|(a, r)| (*a, r.to_string()))
+            .collect();
+    let limits = Limits { devices: rules, ..Limits::default() };
+    let cg = Cgroup::create_in(&group, "dev", &limits, &support).expect("create a v2 cgroup with a device program");
+    let Layout::Unified { parent } = &support.layout else { unreachable!() };
+    let mut guard = Cleanup { child: None, cgroup: Some(cg.clone()), groups: vec![parent.join(&group)] };
+    let procs = cg.paths()[0].join("cgroup.procs");
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("loop");
+    let script = format!(
+        "echo $$ > {procs}; (exec 3</dev/null) && echo NULL; (exec 3</dev/mem) 2>/dev/null && echo MEM; \
+         mknod {node} b 7 0 && echo MKNOD; (exec 3<{node}) 2>/dev/null && echo LOOP; true",
+        procs = procs.display(),
+        node = node.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "NULL\nMKNOD\n", "{text}{}", String::from_utf8_lossy(&out.stderr));
+    guard.child = None;
+}

@@ -397,6 +397,47 @@ pub enum SystemCmd {
     Migrate,
     /// Show disk usage of images, containers and volumes
     Df,
+    /// Find inconsistencies between the database, the files and the kernel (exit 1 if any)
+    Check {
+        /// Fix each problem found and say what was done (exit 1 only if one could not be fixed)
+        #[arg(short, long)]
+        repair: bool,
+        /// Print nothing; the exit status says
+        #[arg(short, long)]
+        quiet: bool,
+        /// With --repair: remove unreferenced layers and blobs only when older than this
+        /// (e.g. 0, 30s, 10m, 24h; a pull, load or import under way writes them first)
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+        unreferenced_data_age: std::time::Duration,
+    },
+}
+
+/// A Go-style duration as Docker and podman take it: `0`, `90s`, `10m`, `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: a number with a unit (ms, s, m, h), e.g. 10m or 1h30m");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (mut total, mut rest) = (0f64, s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[derive(Subcommand, Debug)]

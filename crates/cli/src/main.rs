@@ -16,6 +16,13 @@ fn main() -> ExitCode {
     // The per-container monitor: `cove __monitor DIR RUNDIR FD [exited=CODE:RESTARTS]`, kept
     // off clap's path (it execs the small `cove-monitor` once the container runs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(6).collect();
+    // Every fault point (test-only, see cove_sys::fault), for the crash campaign.
+    if args.len() == 2 && args[1] == "__fault-points" {
+        for p in cove_sys::fault::FAULT_POINTS {
+            println!("{p}");
+        }
+        return ExitCode::SUCCESS;
+    }
     if args.len() == 5 && args[1] == "__netd" {
         init_tracing(None);
         let fd = args[4].to_str().and_then(|s| s.parse::<i32>().ok()).map(cove_sys::own_fd);
@@ -178,6 +185,20 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for UserWarnings {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn go_durations() {
+        use crate::args::parse_duration;
+        use std::time::Duration;
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10", "m", "10x", "-1s", "1h-2m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn causes_already_said_are_not_repeated() {

@@ -7,7 +7,7 @@ use crate::db::{now_rfc3339, ContainerState, NewContainer};
 use crate::etc::{write_etc_files, Address, EtcInputs};
 use crate::monitor::MonitorConfig;
 use crate::plan::Plan;
-use crate::reconcile::remove_container_files;
+use crate::reconcile::{remove_container_files, Creating};
 use crate::spec::{self, ImageDefaults, NetMode, RunRequest};
 use crate::state::Engine;
 use crate::storage::Driver;
@@ -52,6 +52,8 @@ pub struct Prepared {
     pub net_from: Option<crate::monitor::NetFrom>,
     /// What was parsed from the request: restart policy, log options, ports, stop signal.
     pub plan: Plan,
+    /// Held until the container is complete ([`Creating`]).
+    pub creating: Creating,
 }
 
 /// Creates the container record, its directory, files and spec (Docker's `create`).
@@ -206,6 +208,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         created: &created,
         config: &config,
     };
+    let creating = Creating::begin(&eng.dirs.container_run(&id))?;
     let endpoints = eng
         .db
         .insert_container(&row, |tx| crate::network::lease(tx, &id, &nets, fixed))
@@ -217,7 +220,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 ))
             }
             e => e,
+        })
+        .inspect_err(|_| {
+            creating.done();
+            let _ = std::fs::remove_dir_all(eng.dirs.container_run(&id));
         })?;
+    cove_sys::fault::point("create.after-insert");
     // From here on, failures remove the record again so nothing is left half-created.
     let dir = eng.dirs.container(&id);
     let result = (|| -> Result<Prepared> {
@@ -235,6 +243,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 names: &names,
             },
         )?;
+        cove_sys::fault::point("create.after-etc");
         if let Some(other) = &shared_from {
             // The other container's files, as Docker shares them: one network, one view of it.
             for (dst, src) in etc.iter_mut() {
@@ -272,6 +281,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
                 Rootfs::Directory
             }
         };
+        cove_sys::fault::point("create.after-rootfs");
         let spec = spec::build(spec::SpecInputs {
             req,
             args,
@@ -288,6 +298,7 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(dir.join("config.json"), json).ctx(|| "write config.json".into())?;
+        cove_sys::fault::point("create.after-config");
         Ok(Prepared {
             id: id.clone(),
             name: name.clone(),
@@ -298,10 +309,12 @@ pub fn prepare(eng: &mut Engine, req: &RunRequest) -> Result<Prepared> {
             endpoints: endpoints.clone(),
             net_from,
             plan: plan.clone(),
+            creating,
         })
     })();
     if result.is_err() {
         let _ = remove_container_files(&dir);
+        let _ = std::fs::remove_dir_all(eng.dirs.container_run(&id));
         let _ = eng.db.delete_container(&id, false);
     }
     result
@@ -339,5 +352,7 @@ pub fn create(eng: &mut Engine, req: &RunRequest) -> Result<String> {
         let _ = crate::reconcile::delete(eng, &p.id, false);
         return Err(e);
     }
+    cove_sys::fault::point("create.after-monitor-config");
+    p.creating.done();
     Ok(p.id)
 }

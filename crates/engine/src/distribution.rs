@@ -231,7 +231,9 @@ pub fn pull(eng: &mut Engine, name: &str, opts: &RegistryOptions, progress: Prog
     if let Some((_, e)) = errors.into_iter().next() {
         return Err(e);
     }
+    cove_sys::fault::point("pull.after-layers");
     store.put_blob(&config_bytes, &m.config.digest)?;
+    cove_sys::fault::point("pull.after-config");
     let size = sizes.into_inner().unwrap_or_default().iter().sum();
     let reused = reused.into_inner();
     let img = cove_image::LoadedImage {

@@ -41,7 +41,10 @@ pub fn record(db: &mut Db, img: &LoadedImage, extra_tags: &[String]) -> Result<(
         digest: img.manifest_digest.as_deref(),
         layer_blobs: &img.layer_blobs,
     };
-    db.record_image(&new, &tags)
+    cove_sys::fault::point("image.before-record");
+    db.record_image(&new, &tags)?;
+    cove_sys::fault::point("image.after-record");
+    Ok(())
 }
 
 /// Layer blobs are kept (for push and save) for everything imported, loaded or pulled.

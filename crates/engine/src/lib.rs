@@ -9,6 +9,7 @@
 // A library reports through its return values and `tracing`, never by printing.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod check;
 pub mod config;
 pub mod container;
 pub mod db;

@@ -40,9 +40,12 @@ pub fn start(eng: &mut Engine, key: &str) -> Result<i32> {
     let rd = eng.dirs.container_run(&c.id);
     let _ = std::fs::remove_dir_all(&rd);
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
+    cove_sys::fault::point("start.before-monitor");
     let msg = crate::spawn_helper("cove-monitor", "__monitor", &[dir.display().to_string(), rd.display().to_string()])?;
     if let Some(pid) = msg.strip_prefix("OK ").and_then(|p| p.trim().parse::<i32>().ok()) {
+        cove_sys::fault::point("start.after-monitor");
         eng.db.set_container_state(&c.id, ContainerState::Running, Some(pid as i64), None)?;
+        cove_sys::fault::point("start.after-state");
         return Ok(pid);
     }
     let text = msg.strip_prefix('E').unwrap_or(&msg);
@@ -200,6 +203,7 @@ pub fn remove(eng: &mut Engine, key: &str, force: bool) -> Result<String> {
         if let Some(pid) = rd.live_pid() {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
+        cove_sys::fault::point("rm.after-kill");
     }
     delete(eng, &c.id, false)?;
     Ok(c.id)
@@ -411,12 +415,23 @@ pub fn exec(eng: &mut Engine, key: &str, o: &ExecOptions) -> Result<i32> {
     // Never cove's own descriptors: pipes without -t, a pty of the container's with it.
     let (stdio, pipes) = crate::tty::Relay::new(o.tty, o.interactive)?;
     let sfd = crate::tty::block_signals()?;
+    // As root the process joins the container's cgroup before it enters the namespaces: its
+    // device rules (and limits) hold for it too; an exec'd process outside it opened any
+    // device node the container had. Rootless containers have no device rules to escape.
+    let cgroup_procs: Vec<std::path::PathBuf> = if eng.dirs.rootless {
+        vec![]
+    } else {
+        cove_cgroups::Cgroup::open(&c.id, &cove_cgroups::detect(false))
+            .map(|cg| cg.paths().into_iter().map(|d| d.join("cgroup.procs")).collect())
+            .unwrap_or_default()
+    };
     let j = cove_runtime::join::spawn_in(
         Pid::from_raw(pid),
         &process,
         seccomp.as_ref(),
         stdio,
         Some(&eng.dirs.seccomp_cache()),
+        &cgroup_procs,
     )?;
     crate::tty::wait_foreground(
         j.pid,

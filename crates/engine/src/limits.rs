@@ -33,3 +33,13 @@ pub fn cgroup_for_limits(id: &str, spec: &oci_spec::runtime::Spec, rootless: boo
         }
     }
 }
+
+/// Removes the cgroup of container `id` if there is one (left by a monitor that was killed);
+/// a failure is only logged.
+pub fn remove_cgroup(id: &str, rootless: bool) {
+    if let Ok(cg) = cove_cgroups::Cgroup::open(id, &cove_cgroups::detect(rootless)) {
+        if let Err(e) = cg.remove() {
+            tracing::debug!("remove cgroup of {id}: {e}");
+        }
+    }
+}

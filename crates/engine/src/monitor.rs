@@ -259,9 +259,16 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         Err(e) => {
             report(&mut report_fd, &format!("E125 {e}"));
             if let Some(ex) = resumed {
-                // Gone while the container ran (`rm` of the container): record the end anyway.
+                // Gone while the container ran (`rm` of the container): record the end anyway,
+                // and remove its cgroup (named by the container id, the run dir's name; every
+                // root container has one, for its device rules).
                 cove_monitor::write_exit(run_dir, ex.code, ex.restarts);
                 let _ = std::fs::remove_file(rd.monitor_pid_file());
+                if let Some(id) = run_dir.file_name().and_then(|n| n.to_str()) {
+                    if let Ok(cg) = cove_cgroups::Cgroup::open(id, &cove_cgroups::detect(false)) {
+                        let _ = cg.remove();
+                    }
+                }
             }
             return Err(e);
         }
@@ -270,6 +277,7 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         std::fs::create_dir_all(run_dir).ctx(|| format!("create {}", run_dir.display()))?;
         write_pid_file(&rd.monitor_pid_file(), std::process::id() as i32)?;
         let _ = std::fs::remove_file(rd.exit_file());
+        cove_sys::fault::point("monitor.after-pid");
     }
     let mut log = LogWriter::open(&cfg.log_path, cfg.log_opts.max_size, cfg.log_opts.max_file)?;
     let mut set = SigSet::empty();
@@ -309,6 +317,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
                 let code = e.exit_code();
                 report(&mut report_fd, &format!("E{code} {e}"));
                 cove_monitor::write_exit(run_dir, code, restarts);
+                if let Some(cg) = &cg {
+                    let _ = cg.remove();
+                }
                 return Err(e);
             }
         };
@@ -319,7 +330,9 @@ fn monitor(dir: &Path, run_dir: &Path, mut report_fd: Option<OwnedFd>, resumed: 
         if let Some(l) = &attach {
             let _ = l.set_nonblocking(true);
         }
+        cove_sys::fault::point("monitor.before-report");
         report(&mut report_fd, &format!("OK {}", pid.as_raw()));
+        cove_sys::fault::point("monitor.after-report");
         if let Ok(bin) = &pump_bin {
             let e = hand_to_pump(bin, pid, &out, err.as_ref(), attach.as_ref(), &cfg, dir, run_dir, restarts);
             tracing::warn!("{e}; the monitor pumps in its first image");

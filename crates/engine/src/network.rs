@@ -392,6 +392,7 @@ pub fn create(eng: &mut Engine, name: &str, o: &CreateOptions) -> Result<Network
         }
         e => e,
     })?;
+    cove_sys::fault::point("network.create.after-row");
     Ok(r)
 }
 
@@ -424,6 +425,7 @@ pub fn remove(eng: &mut Engine, key: &str) -> Result<String> {
         return Err(Error::Conflict(format!("network {} has active endpoints ({})", n.name, names.join(", "))));
     }
     eng.db.delete_network(&n.name)?;
+    cove_sys::fault::point("network.rm.after-row");
     // The helper (if it runs) deletes the bridge, its DNS listeners and rules at once: a
     // network made again with the same subnet (compose up/down/up) must find nothing of them.
     if let Err(e) = crate::netd::sync(&eng.dirs.run, &eng.dirs.db_path()) {
@@ -647,6 +649,7 @@ pub fn attach(
         wire(&mut nl, container.as_fd(), ep)?;
         tracing::debug!("attach: veth attached");
     }
+    cove_sys::fault::point("network.attach.before-sync");
     // The network's DNS answers for the container before it runs its first instruction.
     crate::netd::sync(run_dir, db).map_err(|e| format!("DNS: {e}"))
 }
@@ -690,6 +693,7 @@ fn wire(nl: &mut Netlink, container: std::os::fd::BorrowedFd<'_>, ep: &Endpoint)
         mac: Some(ep.mac_address()),
     };
     tracing::debug!("attach: bridge ready");
+    cove_sys::fault::point("network.attach.after-bridge");
     cove_net::link::attach_container(nl, container, &spec).map_err(|e| format!("attach to network {}: {e}", ep.network))
 }
 
@@ -942,12 +946,14 @@ pub fn connect(eng: &mut Engine, network: &str, container: &str, aliases: &[Stri
     };
     let nets = vec![(n.clone(), aliases.to_vec())];
     let eps = eng.db.write(|tx| lease_from(tx, &c.id, &nets, used, fixed))?;
+    cove_sys::fault::point("network.connect.after-lease");
     if let Err(e) = pid.map_or(Ok(()), |pid| {
         attach(&eng.dirs.run, &eng.dirs.db_path(), pid, &eps, crate::config::path(eng.dirs.rootless).as_deref())
     }) {
         let _ = eng.db.write(|tx| tx.delete_endpoint(&c.id, &n.name));
         return Err(Error::Other(e));
     }
+    cove_sys::fault::point("network.connect.after-attach");
     // The container's /etc/hosts is a bind mount of this file: appending shows inside.
     if let Some(ep) = eps.first() {
         use std::io::Write;

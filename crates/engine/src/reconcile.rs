@@ -5,8 +5,8 @@
 
 use crate::db::{ContainerRow, ContainerState};
 use crate::state::Engine;
-use crate::{Error, Result};
-use std::path::Path;
+use crate::{Error, IoContext, Result};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Brings the rows of containers that were running up to date with their monitors' files:
@@ -21,11 +21,24 @@ pub fn reconcile(eng: &mut Engine) -> Result<()> {
 
 /// [`reconcile`], returning the (id, exit code) of the `--rm` containers it removed.
 pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> {
+    let mut rows = eng.db.containers()?;
+    // A container whose creator died before it was complete ([`Creating`]) goes, with its
+    // leases and files: its name and addresses are free again.
+    let mut half_made = vec![];
+    rows.retain(|c| {
+        let gone = c.state == ContainerState::Created && abandoned(&eng.dirs.container_run(&c.id));
+        if gone {
+            half_made.push((c.id.clone(), c.name.clone()));
+        }
+        !gone
+    });
+    for (id, name) in half_made {
+        tracing::debug!(container = %name, "removing a container its creator left half-made");
+        delete(eng, &id, false)?;
+    }
     // A `created` row with a monitor pid file is one whose start was under way (a foreground
     // CLI or a `start` killed before it recorded the outcome): its files say what became of it.
-    let rows: Vec<ContainerRow> = eng
-        .db
-        .containers()?
+    let rows: Vec<ContainerRow> = rows
         .into_iter()
         .filter(|c| match c.state {
             ContainerState::Running | ContainerState::Restarting => true,
@@ -65,6 +78,11 @@ pub(crate) fn reconcile_collect(eng: &mut Engine) -> Result<Vec<(String, i64)>> 
     }
     let mut removed = vec![];
     for (c, code) in ended {
+        // A monitor killed before its cleanup leaves the container's cgroup (every root
+        // container has one, for its device rules): removed once nothing runs in it.
+        if eng.dirs.container_run(&c.id).live_monitor().is_none() {
+            crate::limits::remove_cgroup(&c.id, eng.dirs.rootless);
+        }
         // A row whose request does not decode still settles: its ports are released (the
         // helper ignores a container it does not serve) and it is kept, for `rm` to remove.
         let req = c.request().inspect_err(|e| tracing::warn!("{e}; kept for `cove rm`")).ok();
@@ -115,15 +133,22 @@ fn remove_exited(eng: &mut Engine, c: &ContainerRow) -> Result<()> {
 }
 
 /// Releases what a container that no longer runs holds and deletes it: published ports,
-/// leases, row, run dir, files. `if_exited`: only while its row says exited (a `start` that
-/// came in between wins, and keeps its files).
+/// run dir, files, then leases and row. `if_exited`: only while its row says exited (a
+/// `start` that came in between wins, and keeps its files). The row goes last, so a command
+/// killed on the way leaves a row that `rm` removes again, never files no row names.
 pub(crate) fn delete(eng: &mut Engine, id: &str, if_exited: bool) -> Result<()> {
     crate::ports::unregister(&eng.dirs.run, id);
-    if !eng.db.delete_container(id, if_exited)? {
+    if if_exited && eng.db.container(id)?.is_none_or(|c| c.state != ContainerState::Exited) {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(eng.dirs.container_run(id));
-    remove_container_files(&eng.dirs.container(id))
+    // Its monitor removes the cgroup as it ends; not one that was killed.
+    crate::limits::remove_cgroup(id, eng.dirs.rootless);
+    cove_sys::fault::point("rm.mid-files");
+    remove_container_files(&eng.dirs.container(id))?;
+    cove_sys::fault::point("rm.after-files");
+    eng.db.delete_container(id, if_exited)?;
+    Ok(())
 }
 
 /// Removes a container's directory (upper layer, generated files).
@@ -133,4 +158,56 @@ pub fn remove_container_files(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::Io { what: format!("remove {}", dir.display()), source: e }),
     }
+}
+
+/// The name of the lock file in a container's run dir held while it is being made.
+pub(crate) const CREATING: &str = "creating";
+
+/// Held (`flock`) by the command that makes a container, from before its row exists until its
+/// files are complete (`config.json`, `monitor.json`; for a foreground run, its `monitor.pid`):
+/// a command killed in between leaves a row whose `creating` file nobody holds, which the next
+/// command's reconcile removes with everything made for it (name and addresses released),
+/// instead of a half-made container that `start` cannot start. [`Creating::done`] unlinks the
+/// file, then the lock goes with the descriptor.
+#[derive(Debug)]
+pub struct Creating {
+    path: PathBuf,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Creating {
+    pub(crate) fn begin(run: &Path) -> Result<Creating> {
+        std::fs::create_dir_all(run).ctx(|| format!("create {}", run.display()))?;
+        let path = run.join(CREATING);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("create {}", path.display()))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Other(format!("lock {}: {e}", path.display())))?;
+        Ok(Creating { path, _lock: lock })
+    }
+
+    /// The container is complete: from now on it is a container like any other.
+    pub fn done(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the container whose run dir is `run` was left half-made by a command that died:
+/// its `creating` file exists and nobody holds it (checked on the file still at that path, so
+/// a creator that just finished is never mistaken for a dead one).
+pub(crate) fn abandoned(run: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = run.join(CREATING);
+    let Ok(f) = std::fs::File::open(&path) else { return false };
+    let Ok(lock) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) else { return false };
+    let same = match (lock.metadata(), std::fs::metadata(&path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    };
+    drop(lock);
+    same
 }

@@ -26,6 +26,7 @@ pub fn run(eng: &mut Engine, req: &RunRequest) -> Result<i32> {
     }
     let result = run_prepared(eng, &p, req);
     tracing::debug!("container exited");
+    cove_sys::fault::point("run.before-cleanup");
     let code = match &result {
         Ok(c) => Some(*c as i64),
         Err(e) => Some(e.exit_code() as i64),
@@ -52,6 +53,8 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     let rd = eng.dirs.container_run(&p.id);
     std::fs::create_dir_all(&rd).ctx(|| format!("create {}", rd.display()))?;
     crate::monitor::write_pid_file(&rd.monitor_pid_file(), std::process::id() as i32)?;
+    p.creating.done();
+    cove_sys::fault::point("run.after-monitor-pid");
     let cg = crate::limits::cgroup_for_limits(&p.id, &p.spec, eng.dirs.rootless);
     let run_dir = eng.dirs.run.clone();
     let config = crate::config::path(eng.dirs.rootless);
@@ -93,12 +96,14 @@ fn run_prepared(eng: &mut Engine, p: &Prepared, req: &RunRequest) -> Result<i32>
     };
     let pid = created.pid;
     tracing::debug!("created");
+    cove_sys::fault::point("run.after-create");
     let master =
         created.pty_master.as_ref().map(|m| m.as_fd().try_clone_to_owned()).transpose().ctx(|| "dup pty".into())?;
     let relay = pipes.or(master.map(crate::tty::Relay::Pty));
     eng.db.set_container_state(&p.id, ContainerState::Running, Some(pid.as_raw() as i64), None)?;
     // So other cove commands can tell whether this foreground container still runs.
     let _ = crate::monitor::write_pid_file(&rd.pid_file(), pid.as_raw());
+    cove_sys::fault::point("run.after-state");
     let sfd = crate::tty::block_signals()?;
     let started = created.start();
     tracing::debug!("started");

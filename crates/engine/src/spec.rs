@@ -173,8 +173,10 @@ pub fn user_mounts(req: &RunRequest, volumes_dir: &Path) -> Result<Vec<rt::Mount
             crate::volumes::anonymous(volumes_dir)?
         } else if src.starts_with('/') || src.starts_with('.') {
             let p = PathBuf::from(src);
-            if !p.exists() {
-                // Docker creates a missing bind source directory; so do we.
+            // Docker creates a missing bind source directory; so do we. One we may not look
+            // at (`/proc/1/root` of another user's process) is an error as it is, not
+            // something to create (mkdir then said "File exists").
+            if !p.try_exists().ctx(|| format!("bind mount source {src}"))? {
                 std::fs::create_dir_all(&p).ctx(|| format!("create bind mount source {src}"))?;
             }
             p
@@ -550,7 +552,11 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     linux.set_gid_mappings(None);
     linux.set_devices(None);
     linux.set_seccomp(seccomp);
-    linux.set_resources(resources(req)?);
+    let mut res = resources(req)?;
+    if !i.rootless && !req.privileged {
+        res.get_or_insert_with(Default::default).set_devices(Some(default_device_rules()));
+    }
+    linux.set_resources(res);
     if req.privileged {
         linux.set_masked_paths(Some(vec![]));
         linux.set_readonly_paths(Some(vec![]));
@@ -592,6 +598,44 @@ pub fn build(i: SpecInputs<'_>) -> Result<rt::Spec> {
     }
     spec.set_annotations((!ann.is_empty()).then_some(ann));
     Ok(spec)
+}
+
+/// The device rules of a container run by root without `--privileged` (Docker's and runc's
+/// defaults): every device denied, then mknod of any, and read/write of the nodes cove puts in
+/// /dev (null, zero, full, random, urandom, tty, console, ptmx, the pts, tun). Without them a
+/// node from an image layer, or one the container makes with CAP_MKNOD, opened the host's
+/// device (a block device of a disk). Rootless needs none: a user namespace's mounts are nodev.
+pub fn default_device_rules() -> Vec<rt::LinuxDeviceCgroup> {
+    let rule = |allow: bool, typ: Option<rt::LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = rt::LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(typ);
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let c = Some(rt::LinuxDeviceType::C);
+    let mut rules = vec![
+        rule(false, None, None, None, "rwm"),
+        rule(true, c, None, None, "m"),
+        rule(true, Some(rt::LinuxDeviceType::B), None, None, "m"),
+    ];
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+        (5, Some(0)),
+        (5, Some(1)),
+        (5, Some(2)),
+        (136, None),
+        (10, Some(200)),
+    ] {
+        rules.push(rule(true, c, Some(major), minor, "rwm"));
+    }
+    rules
 }
 
 /// `--memory`, `--cpus`, `--pids-limit` as OCI resources.

@@ -26,7 +26,7 @@ pub enum Error {
     #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { what: String, expected: u64, actual: u64 },
     /// A layer entry that was refused or could not be written.
-    #[error("layer {layer}: entry {entry:?}: {kind}")]
+    #[error("layer {layer}: entry {}: {kind}", Shown(entry))]
     Entry { layer: String, entry: String, kind: EntryError },
     /// A malformed archive, manifest, index or layer stream.
     #[error("{context}: {reason}")]
@@ -66,21 +66,21 @@ pub enum EntryError {
     TooDeep(usize),
     #[error("name contains a NUL byte")]
     InvalidName,
-    #[error("parent {0:?} is a symlink; refusing to follow it")]
+    #[error("parent {} is a symlink; refusing to follow it", Shown(.0))]
     ParentSymlink(String),
-    #[error("parent {0:?} is not a directory")]
+    #[error("parent {} is not a directory", Shown(.0))]
     ParentNotDir(String),
-    #[error("parent {0:?} does not exist")]
+    #[error("parent {} does not exist", Shown(.0))]
     ParentMissing(String),
     #[error("the layer root must be a directory")]
     RootNotDir,
-    #[error("hard link target {0:?} escapes the layer")]
+    #[error("hard link target {} escapes the layer", Shown(.0))]
     LinkEscapes(String),
-    #[error("hard link target {0:?} does not exist in the layer")]
+    #[error("hard link target {} does not exist in the layer", Shown(.0))]
     LinkTargetMissing(String),
-    #[error("hard link target {0:?} is a directory")]
+    #[error("hard link target {} is a directory", Shown(.0))]
     LinkToDir(String),
-    #[error("hard link target {target:?}: parent {parent:?} is a symlink; refusing to follow it")]
+    #[error("hard link target {}: parent {} is a symlink; refusing to follow it", Shown(target), Shown(parent))]
     LinkThroughSymlink { target: String, parent: String },
     #[error("symlink without a target")]
     SymlinkWithoutTarget,
@@ -96,6 +96,26 @@ pub enum EntryError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A name from an archive as errors show it: quoted, and cut in the middle when long (a
+/// hostile entry may be a path of 20,000 bytes; the error stays one readable line).
+pub(crate) struct Shown<'a>(pub &'a str);
+
+/// Characters of a name kept at each end when it is cut.
+const SHOWN_END: usize = 60;
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.chars().count();
+        if n <= 2 * SHOWN_END + 20 {
+            return write!(f, "{:?}", self.0);
+        }
+        let head: String = self.0.chars().take(SHOWN_END).collect();
+        let tail: String = self.0.chars().skip(n - SHOWN_END).collect();
+        let cut = format!("{head}…{tail}");
+        write!(f, "{cut:?} ({n} characters)")
+    }
 }
 
 impl EntryError {

@@ -288,8 +288,18 @@ impl Store {
     /// so a reused pid is not mistaken for it), whatever its age; one without an owner in
     /// its name (made before owners were recorded) once it is older than `age`.
     pub fn clean_tmp(&self, age: Duration) -> Result<()> {
+        for path in self.stale_tmp(age)? {
+            self.remove_tmp(&path)?;
+        }
+        Ok(())
+    }
+
+    /// The entries of `tmp/` [`Store::clean_tmp`] would remove (half-written blobs, staged
+    /// layers, trash of operations that died).
+    pub fn stale_tmp(&self, age: Duration) -> Result<Vec<PathBuf>> {
         let now = SystemTime::now();
         let entries = fs::read_dir(&self.tmp).map_err(io_err(format!("read {}", self.tmp.display())))?;
+        let mut out = vec![];
         for entry in entries.flatten() {
             let old = match tmp_owner(&entry.file_name().to_string_lossy()) {
                 Some((pid, start)) => !process_is(pid, start),
@@ -299,10 +309,19 @@ impl Store {
                     .is_ok_and(|t| now.duration_since(t).is_ok_and(|d| d >= age)),
             };
             if old {
-                if let Err(e) = remove_tree(&entry.path()) {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove stale temporary entry");
-                }
+                out.push(entry.path());
             }
+        }
+        Ok(out)
+    }
+
+    /// Removes one entry [`Store::stale_tmp`] returned (a warning if it cannot).
+    pub fn remove_tmp(&self, path: &Path) -> Result<()> {
+        if path.parent() != Some(self.tmp.as_path()) {
+            return Ok(());
+        }
+        if let Err(e) = remove_tree(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove stale temporary entry");
         }
         Ok(())
     }
@@ -363,11 +382,21 @@ impl Store {
         if let Some(diff_id) = spec.diff_id.filter(|d| self.has_layer(d)) {
             tracing::debug!(layer = %short(diff_id), "layer already present");
             let mut blob = None;
-            if let (true, Some((digest, _))) = (opts.keep_layer_blobs, spec.blob) {
-                if !self.has_blob(digest) {
-                    self.write_blob(open()?, Some(digest))?;
+            match (opts.keep_layer_blobs, spec.blob) {
+                (true, Some((digest, _))) => {
+                    if !self.has_blob(digest) {
+                        self.write_blob(open()?, Some(digest))?;
+                    }
+                    blob = Some(digest.to_owned());
                 }
-                blob = Some(digest.to_owned());
+                // A member whose name says no digest (docker-archive's `<id>/layer.tar`): its
+                // blob is the layer itself when uncompressed, else it is stored (and named)
+                // again, so the image refers to it. Without this a load killed after the
+                // layer's blob was written left that blob to no image once loaded again, and
+                // an image loaded over an existing layer had no blob to push or save.
+                (true, None) if self.has_blob(diff_id) => blob = Some(diff_id.to_owned()),
+                (true, None) => blob = Some(self.write_blob(open()?, None)?.0),
+                (false, _) => {}
             }
             return Ok(LayerResult {
                 diff_id: diff_id.to_owned(),
@@ -446,6 +475,7 @@ impl Store {
         }
         let report = applier.finish()?;
         report.warn_if_lossy(&label);
+        cove_sys::fault::point("layer.mid-unpack");
 
         let dest = self.layer_dir(&diff_id)?;
         match fs::rename(staging.path(), &dest) {
@@ -459,10 +489,12 @@ impl Store {
             }
             Err(e) => return Err(io_err(format!("move layer {} into place", short(&diff_id)))(e)),
         }
+        cove_sys::fault::point("layer.after-rename");
         let size = report.bytes;
         let blob = match blob_tmp {
             Some(tmp) => {
                 self.persist_blob(tmp, &blob_digest)?;
+                cove_sys::fault::point("layer.after-blob");
                 Some(blob_digest)
             }
             None => None,

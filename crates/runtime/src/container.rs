@@ -359,6 +359,7 @@ fn setup(
     nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .ctx(|| "make / rprivate".into())?;
     mounts::mount_rootfs(&opts.rootfs, &root)?;
+    cove_sys::fault::point("runtime.after-rootfs");
     mounts::mount_all(spec, &root, opts.rootless, new_ns.contains(CloneFlags::CLONE_NEWNET))?;
     mounts::create_devices(spec, &root, opts.rootless)?;
     let user = process.user();

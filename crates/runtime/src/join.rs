@@ -31,13 +31,16 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// Starts `process` inside the namespaces of `target` (the container's PID 1).
+/// Starts `process` inside the namespaces of `target` (the container's PID 1), after moving
+/// it into the cgroups whose `cgroup.procs` files are given (the container's: its device rules
+/// and limits then hold for the process from its first instruction in the container).
 pub fn spawn_in(
     target: Pid,
     process: &Process,
     seccomp: Option<&LinuxSeccomp>,
     stdio: Stdio,
     seccomp_cache: Option<&std::path::Path>,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> Result<Joined> {
     let compiled = seccomp.map(|sc| crate::CompiledSeccomp::new(sc, seccomp_cache)).transpose()?;
     let seccomp = compiled.as_ref();
@@ -67,7 +70,7 @@ pub fn spawn_in(
         None => {
             drop(parent_sock);
             let mut sock = child_sock;
-            let failure = helper(&fds, process, seccomp, &stdio, &mut sock);
+            let failure = helper(&fds, process, seccomp, &stdio, &mut sock, cgroup_procs);
             let _ = sock.write_all(format!("E{} {}", failure.code, failure.message).as_bytes());
             cove_sys::exit_now(failure.code);
         }
@@ -115,11 +118,18 @@ fn helper(
     seccomp: Option<&crate::CompiledSeccomp>,
     stdio: &Stdio,
     sock: &mut UnixStream,
+    cgroup_procs: &[std::path::PathBuf],
 ) -> ExecFailure {
     let fail = |e: Error| ExecFailure { code: 125, message: e.to_string() };
     // Nothing in the container may open our /proc/PID/exe while we sit in its namespaces.
     if let Err(e) = cove_sys::set_not_dumpable() {
         return fail(e.into());
+    }
+    // Into the container's cgroups first ("0": the writer), from the host's cgroup namespace.
+    for procs in cgroup_procs {
+        if let Err(e) = std::fs::write(procs, "0") {
+            return fail(Error::Io { what: format!("join cgroup {}", procs.display()), source: e });
+        }
     }
     for (f, flag) in fds {
         if let Err(e) = nix::sched::setns(f.as_fd(), *flag) {
@@ -143,6 +153,20 @@ fn helper(
     }
 }
 
+/// Enters the working directory `cwd` resolved inside the container's root (ours since the
+/// mount namespace was joined): symlinks stay inside it and magic links (`/proc/self/fd/N`,
+/// `/proc/1/cwd`) are refused. A plain chdir followed them: `exec -w /proc/self/fd/N` put the
+/// process in whatever directory a descriptor of ours named on the host (CVE-2024-21626).
+fn chdir_inside(cwd: &std::path::Path) -> Result<()> {
+    let shown = || format!("working directory {}", cwd.display());
+    let root = crate::paths::Root::open(std::path::Path::new("/"))?;
+    let fd = root
+        .resolve(cwd)
+        .map_err(|e| Error::Refused(format!("{}: {e}", shown())))?
+        .ok_or_else(|| Error::Refused(format!("{}: no such directory in the container", shown())))?;
+    nix::unistd::fchdir(&fd).map_err(|source| Error::Sys { what: format!("chdir to {}", shown()), source })
+}
+
 fn inner(
     process: &Process,
     seccomp: Option<&crate::CompiledSeccomp>,
@@ -154,7 +178,7 @@ fn inner(
         let _ = nix::sys::signal::SigSet::all().thread_unblock();
         // No parent-death signal here: our parent is the short-lived helper.
         crate::container::setup_stdio_pub(stdio, sock)?;
-        std::env::set_current_dir(process.cwd()).ctx(|| format!("chdir to {}", process.cwd().display()))?;
+        chdir_inside(process.cwd())?;
         if let Some(r) = process.rlimits() {
             caps::set_rlimits(r)?;
         }

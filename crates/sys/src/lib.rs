@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 pub use nix;
 
 pub mod exeseal;
+pub mod fault;
 
 /// Errors of the sys crate: a syscall name and its errno.
 #[derive(Debug, thiserror::Error)]
@@ -406,6 +407,127 @@ pub fn seccomp_set_filter(program: &[u8], flags: u32) -> Result<()> {
     };
     if ret < 0 {
         return Err(errno("seccomp(SECCOMP_SET_MODE_FILTER)"));
+    }
+    Ok(())
+}
+
+/// One eBPF instruction (`struct bpf_insn`): opcode, destination and source registers (4 bits
+/// each), offset, immediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    pub dst: u8,
+    pub src: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+/// `BPF_PROG_TYPE_CGROUP_DEVICE` and `BPF_CGROUP_DEVICE` (linux/bpf.h).
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// Loads `insns` as a cgroup device program (`bpf(BPF_PROG_LOAD)`, type
+/// `BPF_PROG_TYPE_CGROUP_DEVICE`) and attaches it to the cgroup v2 directory `cgroup`
+/// (`BPF_PROG_ATTACH`, `BPF_CGROUP_DEVICE`, `BPF_F_ALLOW_MULTI`: programs of parents still
+/// apply). The attachment keeps the program alive; it goes with the cgroup.
+pub fn attach_cgroup_device_program(cgroup: BorrowedFd<'_>, insns: &[BpfInsn]) -> Result<()> {
+    if insns.is_empty() || insns.len() > 4096 {
+        return Err(Error::Other(format!("invalid device program of {} instructions", insns.len())));
+    }
+    let raw: Vec<u64> = insns
+        .iter()
+        .map(|i| {
+            let mut b = [0u8; 8];
+            b[0] = i.code;
+            b[1] = (i.dst & 0x0f) | ((i.src & 0x0f) << 4);
+            b[2..4].copy_from_slice(&i.off.to_ne_bytes());
+            b[4..8].copy_from_slice(&i.imm.to_ne_bytes());
+            u64::from_ne_bytes(b)
+        })
+        .collect();
+    let license = b"Apache\0";
+    // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license (the rest zero).
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+    }
+    let load = |log: &mut [u8]| {
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: raw.len() as u32,
+            insns: raw.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            // No buffer at all without a log (the kernel refuses a buffer with level 0).
+            log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
+            kern_version: 0,
+            prog_flags: 0,
+        };
+        // SAFETY: `attr` is a bpf_attr prefix of the size passed; its pointers name `raw`,
+        // `license` and `log` (with its length), live until the call returns (the kernel copies
+        // the first two and writes at most `log_size` bytes into the last). A non-negative
+        // result is a new descriptor that we own.
+        unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoad, size_of::<ProgLoad>() as libc::c_uint)
+        }
+    };
+    let fd = load(&mut []);
+    if fd < 0 {
+        let err = errno("bpf(BPF_PROG_LOAD) of the device program");
+        // Again with the verifier's log, for its reason.
+        let mut log = vec![0u8; 16 * 1024];
+        let again = load(&mut log);
+        if again >= 0 {
+            // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+            drop(unsafe { OwnedFd::from_raw_fd(again as RawFd) });
+        } else {
+            let text = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned();
+            // Its first line says why (the last ones are statistics).
+            if let Some(first) = text.lines().find(|l| !l.trim().is_empty()) {
+                return Err(Error::Other(format!("{err} (verifier: {})", first.trim())));
+            }
+        }
+        return Err(err);
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+    }
+    let attach = ProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+    };
+    // SAFETY: `attach` is a bpf_attr prefix of the size passed, naming two descriptors that
+    // stay open for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const ProgAttach,
+            size_of::<ProgAttach>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(errno("bpf(BPF_PROG_ATTACH) of the device program"));
     }
     Ok(())
 }

@@ -168,6 +168,9 @@ fn run_command(command: Command, eng: &mut Engine, mapping: Option<IdMapping>) -
         Command::Save(a) | Command::Image(ImageCmd::Save(a)) => image::save(eng, &a),
         Command::Image(ImageCmd::Prune { all, force: _ }) => image::prune(eng, all),
         Command::System(SystemCmd::Df) => system::df(eng),
+        Command::System(SystemCmd::Check { repair, quiet, unreferenced_data_age }) => {
+            system::check(eng, repair, quiet, unreferenced_data_age)
+        }
         Command::System(_) | Command::Login(_) | Command::Logout { .. } => Ok(0),
     }
 }

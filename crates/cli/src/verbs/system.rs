@@ -110,6 +110,32 @@ pub fn logout(registry: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
+/// `system check [--repair] [--quiet] [--unreferenced-data-age D]`: one line per problem (exit 1
+/// if any); with `--repair`, one line per fix (exit 1 only if one failed or was left).
+pub fn check(eng: &mut Engine, repair: bool, quiet: bool, min_age: std::time::Duration) -> Result<i32> {
+    let found = cove_engine::check::check(eng)?;
+    let mut failed = false;
+    for p in &found {
+        if !repair {
+            if !quiet {
+                println!("{p}");
+            }
+            continue;
+        }
+        match cove_engine::check::repair(eng, p, min_age) {
+            Ok(done) if !quiet => println!("repaired: {done}"),
+            Ok(_) => {}
+            Err(e) => {
+                failed = true;
+                if !quiet {
+                    println!("not repaired: {p}: {e}");
+                }
+            }
+        }
+    }
+    Ok(i32::from(if repair { failed } else { !found.is_empty() }))
+}
+
 pub fn df(eng: &Engine) -> Result<i32> {
     println!("{:<16}{:<8}{:<8}{:<12}RECLAIMABLE", "TYPE", "TOTAL", "ACTIVE", "SIZE");
     for r in distribution::df(eng)? {

@@ -408,3 +408,36 @@ fn apply_mode_replaces_lower_symlinks_but_not_own_ones() {
     assert!(names(outside.path()).is_empty());
     assert_only_target(base.path());
 }
+
+#[test]
+fn errors_about_long_names_stay_short() {
+    // A path 10,000 directories deep (20,000 bytes): the error names it cut in the middle,
+    // one line a person can read, instead of echoing all of it.
+    let (base, t) = target();
+    let mut tb = Tb::new();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_size(1);
+    tb.0.append_data(&mut h, format!("{}f", "d/".repeat(10_000)), &b"x"[..]).unwrap();
+    let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
+    assert!(err.len() < 400, "{} bytes: {err}", err.len());
+    assert!(err.contains("path has more than 256 components") && err.contains("(20001 characters)"), "{err}");
+    assert_only_target(base.path());
+    // A hard link whose target is long: the target is cut too.
+    let (_base, t) = target();
+    let mut tb = Tb::new();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    tb.0.append_link(&mut h, "h", format!("{}x", "t/".repeat(2_000))).unwrap();
+    let err = unpack(&tb.finish(), &t).unwrap_err().to_string();
+    assert!(
+        err.len() < 400 && err.contains("hard link target") && err.contains("(4001 characters)"),
+        "{} bytes: {err}",
+        err.len()
+    );
+}
