@@ -23,6 +23,8 @@
 // A library reports through its return values and `tracing`, never by printing.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+#[doc(hidden)]
+pub mod fuzz;
 mod handler;
 mod mmsg;
 mod records;

@@ -32,6 +32,9 @@
 // A library reports through its return values and `tracing`, never by printing.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+#[doc(hidden)]
+pub mod fuzz;
+
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
 use std::rc::Rc;

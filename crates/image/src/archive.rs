@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{format_err, Error, Result};
+use crate::error::{format_err, tar_err, Error, Result};
 
 /// A set of named members (files) of an image archive.
 pub(crate) trait Source {
@@ -26,9 +26,9 @@ pub(crate) fn read_limited(src: &dyn Source, name: &str, limit: u64) -> Result<V
     src.open(name)?
         .take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| Error::Io { context: format!("{}: read {name}", src.describe()), source })?;
+        .map_err(|source| Error::Io { context: format!("{}: read {name:?}", src.describe()), source })?;
     if buf.len() as u64 > limit {
-        return Err(Error::TooLarge { what: format!("{}: {name}", src.describe()), limit });
+        return Err(Error::TooLarge { what: format!("{}: {name:?}", src.describe()), limit });
     }
     Ok(buf)
 }
@@ -69,7 +69,7 @@ impl TarSource {
             File::open(path).map_err(|source| Error::Io { context: format!("open {}", path.display()), source })?;
         let len =
             file.metadata().map_err(|source| Error::Io { context: format!("stat {}", path.display()), source })?.len();
-        let read_err = |source| Error::Io { context: format!("{describe}: read archive"), source };
+        let read_err = |source| Error::Io { context: format!("{describe}: read archive"), source: tar_err(source) };
         let mut members = HashMap::new();
         {
             let mut archive = tar::Archive::new(&file);
@@ -84,7 +84,7 @@ impl TarSource {
                         let offset = entry.raw_file_position();
                         let size = entry.size();
                         if offset.checked_add(size).is_none_or(|end| end > len) {
-                            return Err(format_err(describe, format!("member {name} is truncated")));
+                            return Err(format_err(describe, format!("member {name:?} is truncated")));
                         }
                         Member::File { offset, size }
                     }
@@ -117,7 +117,7 @@ impl TarSource {
     }
 
     fn resolve(&self, name: &str) -> Result<(u64, u64)> {
-        let mut cur = clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
+        let mut cur = clean(name).ok_or_else(|| Error::NotFound(format!("{}: {name:?}", self.describe)))?;
         for _ in 0..16 {
             match self.members.get(&cur) {
                 Some(Member::File { offset, size }) => return Ok((*offset, *size)),
@@ -125,7 +125,7 @@ impl TarSource {
                 None => break,
             }
         }
-        Err(Error::NotFound(format!("{}: {name}", self.describe)))
+        Err(Error::NotFound(format!("{}: {name:?}", self.describe)))
     }
 }
 
@@ -190,11 +190,13 @@ impl DirSource {
 
 impl Source for DirSource {
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
-        let path = self.path(name).ok_or_else(|| Error::NotFound(format!("{}: {name}", self.describe)))?;
+        let path = self.path(name).ok_or_else(|| Error::NotFound(format!("{}: {name:?}", self.describe)))?;
         match File::open(&path) {
             Ok(f) => Ok(Box::new(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(format!("{}: {name}", self.describe))),
-            Err(source) => Err(Error::Io { context: format!("open {}", path.display()), source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(Error::NotFound(format!("{}: {name:?}", self.describe)))
+            }
+            Err(source) => Err(Error::Io { context: format!("open {path:?}"), source }),
         }
     }
 

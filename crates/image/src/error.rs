@@ -119,9 +119,32 @@ impl std::fmt::Display for Shown<'_> {
 }
 
 impl EntryError {
+    /// A bad header field, as the `tar` crate reports it (made one line by [`tar_err`]).
+    pub(crate) fn header(source: io::Error) -> Self {
+        EntryError::Header(tar_err(source))
+    }
+
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
         EntryError::Io { op, source: source.into() }
     }
+}
+
+/// An error of the `tar` crate made one line: its messages quote header bytes as they are (a
+/// path, a number field), newlines included, so control characters are escaped.
+pub(crate) fn tar_err(e: io::Error) -> io::Error {
+    let msg = e.to_string();
+    if !msg.chars().any(char::is_control) {
+        return e;
+    }
+    let mut escaped = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    io::Error::new(e.kind(), escaped)
 }
 
 /// Shorthand for building [`Error::Io`] in `map_err`.

@@ -78,6 +78,8 @@ mod digest;
 mod error;
 mod flatten;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzz;
 mod imagefs;
 mod load;
 mod save;

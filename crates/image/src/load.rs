@@ -391,6 +391,39 @@ fn tags_of(desc: &Descriptor) -> Vec<String> {
     }
 }
 
+/// The metadata decoding of `load` over arbitrary bytes (see [`crate::fuzz::metadata`]).
+pub(crate) fn fuzz_metadata(data: &[u8]) {
+    let check = |e: Error| {
+        let s = e.to_string();
+        assert!(!s.is_empty() && !s.contains('\n'), "error is not one line: {s:?}");
+    };
+    // Members named by a manifest, looked for where there are none: the errors name them.
+    let nowhere = DirSource::new(Path::new("/nonexistent/cove-fuzz"));
+    if let Ok(entries) = parse::<Vec<DockerManifestEntry>>(data, "manifest.json").map_err(check) {
+        for e in &entries {
+            let _ = digest_in_name(&e.config);
+            let _ = read_limited(&nowhere, &e.config, METADATA_LIMIT).map_err(check);
+            for l in &e.layers {
+                let _ = digest_in_name(l).filter(|_| l.starts_with("blobs/"));
+                let _ = read_limited(&nowhere, l, METADATA_LIMIT).map_err(check);
+            }
+        }
+    }
+    if let Ok(index) = parse::<Index>(data, "index.json").map_err(check) {
+        for d in &index.manifests {
+            let _ = tags_of(d);
+            let _ = blob_member(&d.digest).map_err(check);
+        }
+        let _ = choose_platform(&index.manifests, "index.json").map_err(check);
+    }
+    if let Ok(m) = parse::<Manifest>(data, "manifest").map_err(check) {
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            let _ = blob_member(&d.digest).map_err(check);
+        }
+    }
+    let _ = parse::<OciLayout>(data, "oci-layout").map_err(check);
+}
+
 /// One image per id: archives may list an image twice under different names.
 fn merge_by_id(images: Vec<LoadedImage>) -> Vec<LoadedImage> {
     let mut out: Vec<LoadedImage> = Vec::new();

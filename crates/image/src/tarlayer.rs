@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStringExt;
 use crate::apply::{normalize, Applier, Node, NodeKind};
 use crate::compress::decompress;
 use crate::digest::Hashing;
-use crate::error::{format_err, EntryError, Error, Result};
+use crate::error::{format_err, tar_err, EntryError, Error, Result};
 
 const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -32,8 +32,10 @@ pub(crate) fn unpack_stream(raw: &mut dyn Read, applier: &mut Applier) -> Result
 
 /// Applies every entry of an uncompressed tar stream.
 pub(crate) fn apply_tar(reader: &mut dyn Read, applier: &mut Applier) -> Result<()> {
-    let read_err =
-        |applier: &Applier, source| Error::Io { context: format!("layer {}: read archive", applier.layer()), source };
+    let read_err = |applier: &Applier, source| Error::Io {
+        context: format!("layer {}: read archive", applier.layer()),
+        source: tar_err(source),
+    };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| read_err(applier, e))?;
     for entry in entries {
@@ -56,13 +58,13 @@ fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result
         return Ok(None);
     }
     let mut path = normalize(raw)?;
-    let mode = header.mode().map_err(EntryError::Header)?;
-    let uid = header.uid().map_err(EntryError::Header)?;
-    let gid = header.gid().map_err(EntryError::Header)?;
-    let mtime = header.mtime().map_err(EntryError::Header)?;
+    let mode = header.mode().map_err(EntryError::header)?;
+    let uid = header.uid().map_err(EntryError::header)?;
+    let gid = header.gid().map_err(EntryError::header)?;
+    let mtime = header.mtime().map_err(EntryError::header)?;
     let device = |h: &tar::Header| -> Result<(u64, u64), EntryError> {
-        let major = h.device_major().map_err(EntryError::Header)?.unwrap_or(0);
-        let minor = h.device_minor().map_err(EntryError::Header)?.unwrap_or(0);
+        let major = h.device_major().map_err(EntryError::header)?.unwrap_or(0);
+        let minor = h.device_minor().map_err(EntryError::header)?.unwrap_or(0);
         Ok((major.into(), minor.into()))
     };
     let mut kind = match ty {
@@ -123,9 +125,9 @@ fn node_from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result
 
     let mut xattrs = Vec::new();
     let mut mtime = (i64::try_from(mtime).unwrap_or(i64::MAX), 0);
-    if let Some(exts) = entry.pax_extensions().map_err(EntryError::Header)? {
+    if let Some(exts) = entry.pax_extensions().map_err(EntryError::header)? {
         for ext in exts {
-            let ext = ext.map_err(EntryError::Header)?;
+            let ext = ext.map_err(EntryError::header)?;
             let key = ext.key_bytes();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((OsString::from_vec(name.to_vec()), ext.value_bytes().to_vec()));

@@ -74,6 +74,8 @@
 
 mod cache;
 mod dnsreply;
+#[doc(hidden)]
+pub mod fuzz;
 mod querier;
 mod responder;
 mod rng;

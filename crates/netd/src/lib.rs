@@ -21,6 +21,8 @@
 
 pub mod client;
 mod dns;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod helper;
 pub mod mdns;
 pub mod outbound;

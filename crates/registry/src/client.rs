@@ -111,6 +111,53 @@ pub(crate) fn parse_challenge(h: &str) -> Option<(String, Vec<(String, String)>)
     Some((scheme.to_ascii_lowercase(), params))
 }
 
+/// The token of a bearer token response: `token`, else `access_token` (RFC 6750 clients send
+/// either). It must be printable ASCII: it is sent back in an `Authorization` header.
+pub(crate) fn token_from_body(body: &[u8], registry: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|source| Error::Json { context: format!("{registry}: token response"), source })?;
+    let token = v
+        .get("token")
+        .or_else(|| v.get("access_token"))
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Invalid(format!("{registry}: token response without a token")))?;
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(format!(
+            "{registry}: token response: the token has characters a bearer token cannot have"
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+/// The registry's own words in an error body (`{"errors":[{"code":…,"message":…}]}`), made one
+/// line of at most [`MESSAGE_CHARS`] characters: runs of white space become one space, other
+/// control characters are escaped (the message ends up in a one-line error on a terminal).
+pub(crate) fn error_message(body: &[u8]) -> Option<String> {
+    let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let message = v.get("errors")?.get(0)?.get("message")?.as_str()?;
+    let mut out = String::new();
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if out.chars().count() > MESSAGE_CHARS {
+        out = out.chars().take(MESSAGE_CHARS).chain(['…']).collect();
+    }
+    Some(out)
+}
+
+/// The longest registry message kept in an error.
+const MESSAGE_CHARS: usize = 300;
+
 fn read_capped(body: &mut Body, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     body.as_reader().take(limit + 1).read_to_end(&mut buf).map_err(crate::error::io_err(format!("{what}: read")))?;
@@ -259,14 +306,7 @@ impl Client {
             });
         }
         let body = read_capped(resp.body_mut(), 1024 * 1024, "token response")?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|source| Error::Json { context: format!("{}: token response", self.registry), source })?;
-        v.get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .ok_or_else(|| Error::Invalid(format!("{}: token response without a token", self.registry)))
+        token_from_body(&body, &self.registry)
     }
 
     /// Turns a non-success response into an error with the registry's own message.
@@ -274,8 +314,7 @@ impl Client {
         let status = resp.status().as_u16();
         let message = read_capped(resp.body_mut(), ERROR_BODY_LIMIT, what)
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("errors")?.get(0)?.get("message")?.as_str().map(String::from))
+            .and_then(|b| error_message(&b))
             .or_else(|| resp.status().canonical_reason().map(|r| r.to_ascii_lowercase()));
         match status {
             401 | 403 => self.unauthorized(),
@@ -443,5 +482,34 @@ mod tests {
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
         assert_eq!((s.as_str(), p.len()), ("basic", 1));
         assert_eq!(enc("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+    }
+
+    #[test]
+    fn error_bodies_give_one_line() {
+        let msg = |b: &str| error_message(b.as_bytes());
+        assert_eq!(
+            msg(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#).as_deref(),
+            Some("manifest unknown")
+        );
+        assert_eq!(
+            msg(r#"{"errors":[{"message":" line one\n\tline two\r\n"}]}"#).as_deref(),
+            Some("line one line two")
+        );
+        assert_eq!(msg(r#"{"errors":[{"message":"red \u001b[31m"}]}"#).as_deref(), Some("red \\u{1b}[31m"));
+        let long = msg(&format!(r#"{{"errors":[{{"message":"{}"}}]}}"#, "x".repeat(5000))).unwrap();
+        assert_eq!(long.chars().count(), MESSAGE_CHARS + 1);
+        assert_eq!(msg(r#"{"errors":[]}"#), None);
+        assert_eq!(msg("<html>"), None);
+    }
+
+    #[test]
+    fn token_responses() {
+        let tok = |b: &str| token_from_body(b.as_bytes(), "reg").map_err(|e| e.to_string());
+        assert_eq!(tok(r#"{"token":"a.b-c_d~e+f/g=","access_token":"x"}"#).as_deref(), Ok("a.b-c_d~e+f/g="));
+        assert_eq!(tok(r#"{"access_token":"x","token_type":"Bearer"}"#).as_deref(), Ok("x"));
+        assert_eq!(tok(r#"{"expires_in":300}"#), Err("reg: token response without a token".into()));
+        for bad in [r#"{"token":"a\nb"}"#, r#"{"token":"a b"}"#, r#"{"token":"\u00e9"}"#] {
+            assert!(tok(bad).unwrap_err().contains("characters a bearer token cannot have"), "{bad}");
+        }
     }
 }

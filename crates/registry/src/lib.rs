@@ -23,6 +23,8 @@
 pub mod auth;
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod manifest;
 mod reference;
 

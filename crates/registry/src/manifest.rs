@@ -149,7 +149,7 @@ pub fn check_image(m: &Manifest, what: &str) -> Result<()> {
                 | "application/vnd.docker.image.rootfs.diff.tar.zstd"
         );
         if !ok {
-            return Err(Error::Unsupported(format!("{what}: layer {} has media type {:?}", l.digest, l.media_type)));
+            return Err(Error::Unsupported(format!("{what}: layer {:?} has media type {:?}", l.digest, l.media_type)));
         }
     }
     Ok(())
@@ -174,7 +174,7 @@ pub fn choose<'a>(index: &'a Index, want: &Platform, what: &str) -> Result<&'a D
                 .iter()
                 .filter_map(|d| d.platform.as_ref())
                 .filter(|p| p.os != "unknown")
-                .map(|p| p.to_string())
+                .map(|p| p.to_string().escape_debug().to_string())
                 .collect();
             Err(Error::Unsupported(format!(
                 "{what}: no image for platform {want} (has: {})",
