@@ -854,6 +854,10 @@ fn bad_arg(v: &Value) -> String {
     }
 }
 
+/// The largest printf width or precision: Rust's formatter panics past `u16::MAX` (found by
+/// the fuzz target: `{{printf "%.3444444f" 1}}` panicked), and Go's own bound is 1e6.
+const MAX_FMT_NUM: usize = u16::MAX as usize;
+
 /// Go's `fmt.Sprintf` for the verbs `%v %s %d %x %X %f %g %q %t %%`, flags `- + 0`,
 /// width and precision.
 fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
@@ -862,8 +866,8 @@ fn sprintf(f: &str, args: &[&Value]) -> Result<String, String> {
         while let Some(d) = it.peek().and_then(|c| c.to_digit(10)) {
             it.next();
             n = Some(n.unwrap_or(0) * 10 + d as usize);
-            if n > Some(MAX_OUTPUT) {
-                return err("printf width too large");
+            if n > Some(MAX_FMT_NUM) {
+                return err("printf width or precision too large (at most 65535)");
             }
         }
         Ok(n)
@@ -1462,6 +1466,11 @@ mod tests {
         ok("{{printf \"%s\" \"a\" 1}}", "a%!(EXTRA int=1)");
         ok("{{printf \"%d\" \"x\"}}", "%!d(string=x)");
         ok("{{.State.Pid | printf \"pid %d\"}} {{printf \"%.3s\" .Id}}", "pid 42 012");
+        // Rust's formatter panics past u16::MAX: an error, never a panic.
+        assert_eq!(run("{{printf \"%.65535f\" 1.5}}").map(|s| s.len()), Ok(65537));
+        for t in ["{{printf \"%.65536f\" 1.5}}", "{{printf \"%70000d\" 1}}", "{{printf \"%.3444444f\" 1}}"] {
+            fails(t, "printf width or precision too large");
+        }
     }
 
     #[test]
