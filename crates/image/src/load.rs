@@ -391,7 +391,7 @@ fn tags_of(desc: &Descriptor) -> Vec<String> {
     }
 }
 
-/// The metadata decoding of `load` over arbitrary bytes (see [`crate::fuzz::metadata`]).
+/// The metadata decoding of `load` over arbitrary bytes (the fuzz module's `metadata` entry calls it).
 pub(crate) fn fuzz_metadata(data: &[u8]) {
     let check = |e: Error| {
         let s = e.to_string();
